@@ -1,0 +1,169 @@
+package dev.griffin.serve.generation;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.KvCache;
+
+/**
+ * One sequence's inference state: its own NDManager, KV cache, position and feed-forward
+ * state (GRIFFIN's expert selection). Every forward pass runs in its own {@link NDScope},
+ * so only the KV cache (written in place) and the feed-forward state outlive a step. Not
+ * thread-safe: one sequence is driven by one thread at a time.
+ */
+public final class InferenceSession implements AutoCloseable {
+
+	private final CausalLm model;
+
+	private final NDManager manager;
+
+	private final KvCache cache;
+
+	private final FeedForward.State[] states;
+
+	private int position;
+
+	private boolean promptFinished;
+
+	public InferenceSession(CausalLm model, int capacity) {
+		this.model = model;
+		this.manager = model.manager().newSubManager();
+		try {
+			this.cache = new KvCache(model.config(), capacity, this.manager, model.options().dtype().dataType());
+			this.states = model.newFeedForwardStates();
+		}
+		catch (RuntimeException ex) {
+			this.manager.close();
+			throw ex;
+		}
+	}
+
+	public CausalLm model() {
+		return this.model;
+	}
+
+	public int position() {
+		return this.position;
+	}
+
+	public int capacity() {
+		return this.cache.capacity();
+	}
+
+	public KvCache cache() {
+		return this.cache;
+	}
+
+	public FeedForward.State state(int layer) {
+		return this.states[layer];
+	}
+
+	/**
+	 * Runs prompt tokens in chunks of at most {@code chunkSize}, and returns the logits
+	 * of the last one. May be called more than once before {@link #finishPrompt()} to
+	 * extend the prompt.
+	 */
+	public float[] prefill(int[] tokens, int chunkSize) {
+		if (this.promptFinished) {
+			throw new IllegalStateException("the prompt is finished; generation has started");
+		}
+		if (tokens.length == 0) {
+			throw new IllegalArgumentException("a prompt needs at least one token");
+		}
+		if (chunkSize <= 0) {
+			throw new IllegalArgumentException("chunkSize must be positive, got " + chunkSize);
+		}
+		float[] logits = null;
+		for (int from = 0; from < tokens.length; from += chunkSize) {
+			int to = Math.min(tokens.length, from + chunkSize);
+			logits = run(java.util.Arrays.copyOfRange(tokens, from, to), FeedForward.Phase.PROMPT, false);
+		}
+		return logits;
+	}
+
+	/** All-position logits of a prompt, [T][V] (tests and evaluation). */
+	public float[][] prefillAllLogits(int[] tokens) {
+		float[] flat = run(tokens, FeedForward.Phase.PROMPT, true);
+		int vocabulary = this.model.config().vocabularySize();
+		float[][] rows = new float[tokens.length][];
+		for (int i = 0; i < rows.length; i++) {
+			rows[i] = java.util.Arrays.copyOfRange(flat, i * vocabulary, (i + 1) * vocabulary);
+		}
+		return rows;
+	}
+
+	/**
+	 * GRIFFIN's class mode: one pass over all tokens, returning the last token's logits.
+	 */
+	public float[] classify(int[] tokens) {
+		float[] logits = run(tokens, FeedForward.Phase.CLASSIFICATION, false);
+		this.promptFinished = true;
+		return logits;
+	}
+
+	/**
+	 * Ends the prompt phase: feed-forward blocks fix what generation will use (GRIFFIN's
+	 * experts).
+	 */
+	public void finishPrompt() {
+		if (this.promptFinished) {
+			return;
+		}
+		if (this.position == 0) {
+			throw new IllegalStateException("finishPrompt() before any prompt token");
+		}
+		try (NDScope scope = new NDScope()) {
+			for (FeedForward.State state : this.states) {
+				state.finishPrompt(this.manager);
+			}
+		}
+		this.promptFinished = true;
+	}
+
+	/** Runs one generated token and returns the next-token logits. */
+	public float[] decode(int token) {
+		if (!this.promptFinished) {
+			finishPrompt();
+		}
+		return run(new int[] { token }, FeedForward.Phase.GENERATION, false);
+	}
+
+	private float[] run(int[] tokens, FeedForward.Phase phase, boolean allLogits) {
+		if (this.position + tokens.length > this.cache.capacity()) {
+			throw new IllegalStateException("sequence of %d tokens exceeds this session's capacity %d"
+				.formatted(this.position + tokens.length, this.cache.capacity()));
+		}
+		int vocabulary = this.model.config().vocabularySize();
+		for (int token : tokens) {
+			if (token < 0 || token >= vocabulary) {
+				throw new IllegalArgumentException(
+						"token id %d is outside the vocabulary [0, %d)".formatted(token, vocabulary));
+			}
+		}
+		try (NDScope scope = new NDScope()) {
+			long[] ids = new long[tokens.length];
+			for (int i = 0; i < ids.length; i++) {
+				ids[i] = tokens[i];
+			}
+			NDArray input = this.manager.create(ids, new Shape(ids.length));
+			NDArray logits = this.model.forward(input, this.position, this.cache, phase, this.states, allLogits);
+			float[] result = logits.toType(DataType.FLOAT32, false).toFloatArray();
+			this.position += tokens.length;
+			return result;
+		}
+	}
+
+	@Override
+	public void close() {
+		for (FeedForward.State state : this.states) {
+			state.close();
+		}
+		this.manager.close();
+	}
+
+}

@@ -1,0 +1,43 @@
+package dev.griffin.serve.model;
+
+import java.util.Arrays;
+import java.util.Locale;
+
+/** Llama-family architectures this engine runs. */
+public enum Architecture {
+
+	/** Llama 2 and 3 (and SmolLM2, which is a Llama). */
+	LLAMA("llama", "LlamaForCausalLM"),
+	/** Mistral: Llama with sliding-window attention. */
+	MISTRAL("mistral", "MistralForCausalLM"),
+	/** Qwen2: Llama with q/k/v projection biases. */
+	QWEN2("qwen2", "Qwen2ForCausalLM");
+
+	private final String modelType;
+
+	private final String huggingFaceClass;
+
+	Architecture(String modelType, String huggingFaceClass) {
+		this.modelType = modelType;
+		this.huggingFaceClass = huggingFaceClass;
+	}
+
+	public String modelType() {
+		return this.modelType;
+	}
+
+	/**
+	 * Resolves a Hugging Face {@code model_type} or GGUF {@code general.architecture}.
+	 */
+	public static Architecture of(String name, String source) {
+		String key = (name == null) ? "" : name.toLowerCase(Locale.ROOT);
+		for (Architecture architecture : values()) {
+			if (architecture.modelType.equals(key) || architecture.huggingFaceClass.equalsIgnoreCase(name)) {
+				return architecture;
+			}
+		}
+		throw new IllegalArgumentException("%s: architecture '%s' is not supported (supported: %s)".formatted(source,
+				name, Arrays.stream(values()).map(Architecture::modelType).toList()));
+	}
+
+}

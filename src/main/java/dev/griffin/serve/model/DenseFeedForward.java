@@ -1,0 +1,41 @@
+package dev.griffin.serve.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.nn.Activation;
+import ai.djl.nn.core.Linear;
+
+/**
+ * The model's own feed-forward block: {@code down(silu(x W_gate^T) * (x W_up^T))}, every
+ * neuron.
+ */
+public final class DenseFeedForward implements FeedForward {
+
+	private final Weights weights;
+
+	public DenseFeedForward(Weights weights) {
+		this.weights = weights;
+	}
+
+	@Override
+	public Weights weights() {
+		return this.weights;
+	}
+
+	@Override
+	public NDArray forward(NDArray x, Phase phase, State state) {
+		return Linear.linear(activations(x, this.weights.gateUp()), this.weights.down()).singletonOrThrow();
+	}
+
+	/**
+	 * Z = silu(x W_gate^T) * (x W_up^T) for stacked gate/up weights [2K, D]: x [T, D] ->
+	 * [T, K].
+	 */
+	public static NDArray activations(NDArray x, NDArray gateUp) {
+		NDArray projected = Linear.linear(x, gateUp).singletonOrThrow(); // [T, 2K]
+		NDList halves = projected.split(2, 1); // 2 x [T, K]
+		NDArray gate = halves.get(0);
+		return gate.mul(Activation.sigmoid(gate)).mul(halves.get(1)); // [T, K]
+	}
+
+}

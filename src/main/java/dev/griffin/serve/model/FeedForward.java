@@ -1,0 +1,72 @@
+package dev.griffin.serve.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+
+/**
+ * The feed-forward seam of a decoder layer. Implementations are shared by every sequence
+ * and never mutated; what a sequence needs to remember between calls lives in the
+ * {@link State} it owns.
+ */
+public interface FeedForward {
+
+	/** Which part of a sequence a forward pass computes. */
+	enum Phase {
+
+		/** Prompt tokens (possibly in chunks); generation has not started. */
+		PROMPT,
+		/** One generated token at a time. */
+		GENERATION,
+		/**
+		 * A single classification pass (GRIFFIN's class mode): all tokens but the last
+		 * form the prompt.
+		 */
+		CLASSIFICATION
+
+	}
+
+	/** Per-sequence state of one layer's feed-forward block. */
+	interface State extends AutoCloseable {
+
+		/**
+		 * Ends the prompt: whatever the prompt phase prepared for generation is fixed
+		 * now.
+		 * @param manager the sequence's manager, owner of anything that must outlive this
+		 * call
+		 */
+		default void finishPrompt(NDManager manager) {
+		}
+
+		@Override
+		default void close() {
+		}
+
+	}
+
+	/** A state that holds nothing, for stateless blocks. */
+	State STATELESS = new State() {
+	};
+
+	/** Creates the state of one sequence. */
+	default State newState() {
+		return STATELESS;
+	}
+
+	/** x: [T, D] -> [T, D]. */
+	NDArray forward(NDArray x, Phase phase, State state);
+
+	/** The dense weights this block computes with. */
+	Weights weights();
+
+	/**
+	 * Gated feed-forward weights: {@code down(silu(gate x) * up x)}.
+	 *
+	 * @param gateUp [2F, D], gate rows then up rows
+	 * @param down [D, F]
+	 * @param intermediateSize F
+	 */
+	record Weights(NDArray gateUp, NDArray down, int intermediateSize) {
+
+	}
+
+}

@@ -1,0 +1,78 @@
+package dev.griffin.serve.model;
+
+/**
+ * The shape and hyper-parameters of a Llama-family decoder. Validated on construction, so
+ * a model built from it never meets an inconsistent configuration.
+ *
+ * @param architecture the model family
+ * @param hiddenSize D, the width of the residual stream
+ * @param intermediateSize F, the number of feed-forward neurons per layer
+ * @param numberOfLayers decoder layers
+ * @param numberOfAttentionHeads query heads H
+ * @param numberOfKeyValueHeads key/value heads (H for multi-head, fewer for grouped-query
+ * attention)
+ * @param headDimension per-head width
+ * @param vocabularySize V
+ * @param maxPositionEmbeddings the longest context the model supports
+ * @param rmsNormEpsilon epsilon of every RMSNorm
+ * @param ropeTheta rotary embedding base
+ * @param ropeScaling rotary frequency scaling
+ * @param tieWordEmbeddings whether the output projection is the embedding matrix
+ * @param attentionBias whether q/k/v projections have biases (Qwen2)
+ * @param slidingWindow attention window in tokens, 0 for full attention
+ * @param bosTokenId beginning-of-sequence token, -1 if none
+ * @param eosTokenIds tokens that end generation
+ */
+public record ModelConfig(Architecture architecture, int hiddenSize, int intermediateSize, int numberOfLayers,
+		int numberOfAttentionHeads, int numberOfKeyValueHeads, int headDimension, int vocabularySize,
+		int maxPositionEmbeddings, double rmsNormEpsilon, double ropeTheta, RopeScaling ropeScaling,
+		boolean tieWordEmbeddings, boolean attentionBias, int slidingWindow, int bosTokenId, int[] eosTokenIds) {
+
+	public ModelConfig {
+		if (architecture == null) {
+			throw new IllegalArgumentException("architecture is required");
+		}
+		requirePositive("hiddenSize", hiddenSize);
+		requirePositive("intermediateSize", intermediateSize);
+		requirePositive("numberOfLayers", numberOfLayers);
+		requirePositive("numberOfAttentionHeads", numberOfAttentionHeads);
+		requirePositive("numberOfKeyValueHeads", numberOfKeyValueHeads);
+		requirePositive("headDimension", headDimension);
+		requirePositive("vocabularySize", vocabularySize);
+		requirePositive("maxPositionEmbeddings", maxPositionEmbeddings);
+		if (numberOfAttentionHeads % numberOfKeyValueHeads != 0) {
+			throw new IllegalArgumentException(
+					"numberOfAttentionHeads (%d) must be a multiple of numberOfKeyValueHeads (%d)"
+						.formatted(numberOfAttentionHeads, numberOfKeyValueHeads));
+		}
+		if (headDimension % 2 != 0) {
+			throw new IllegalArgumentException(
+					"headDimension must be even for rotary embeddings, got " + headDimension);
+		}
+		if (!(rmsNormEpsilon > 0) || !(ropeTheta > 0)) {
+			throw new IllegalArgumentException("rmsNormEpsilon and ropeTheta must be positive");
+		}
+		if (slidingWindow < 0) {
+			throw new IllegalArgumentException("slidingWindow must be >= 0, got " + slidingWindow);
+		}
+		ropeScaling = (ropeScaling != null) ? ropeScaling : RopeScaling.NONE;
+		eosTokenIds = (eosTokenIds != null) ? eosTokenIds.clone() : new int[0];
+	}
+
+	private static void requirePositive(String name, int value) {
+		if (value <= 0) {
+			throw new IllegalArgumentException(name + " must be positive, got " + value);
+		}
+	}
+
+	/** Query heads that share one key/value head. */
+	public int queriesPerKeyValueHead() {
+		return this.numberOfAttentionHeads / this.numberOfKeyValueHeads;
+	}
+
+	@Override
+	public int[] eosTokenIds() {
+		return this.eosTokenIds.clone();
+	}
+
+}

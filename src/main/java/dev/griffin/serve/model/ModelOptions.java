@@ -1,0 +1,67 @@
+package dev.griffin.serve.model;
+
+import java.util.Locale;
+
+import ai.djl.Device;
+import ai.djl.ndarray.types.DataType;
+
+/**
+ * Where and in what precision a model runs.
+ *
+ * @param dtype float32 or float16 (bfloat16 where the engine supports it)
+ * @param device "cpu", "gpu" or "gpu:N"
+ */
+public record ModelOptions(Precision dtype, String device) {
+
+	/** Compute precisions. */
+	public enum Precision {
+
+		FLOAT32(DataType.FLOAT32), FLOAT16(DataType.FLOAT16), BFLOAT16(DataType.BFLOAT16);
+
+		private final DataType dataType;
+
+		Precision(DataType dataType) {
+			this.dataType = dataType;
+		}
+
+		public DataType dataType() {
+			return this.dataType;
+		}
+
+		public static Precision parse(String name) {
+			return switch (name.toLowerCase(Locale.ROOT)) {
+				case "float32", "fp32", "f32" -> FLOAT32;
+				case "float16", "fp16", "f16", "half" -> FLOAT16;
+				case "bfloat16", "bf16" -> BFLOAT16;
+				default ->
+					throw new IllegalArgumentException("dtype '" + name + "' is not one of float32, float16, bfloat16");
+			};
+		}
+
+		public int bytes() {
+			return (this == FLOAT32) ? 4 : 2;
+		}
+
+	}
+
+	public static final ModelOptions CPU_FLOAT32 = new ModelOptions(Precision.FLOAT32, "cpu");
+
+	public ModelOptions {
+		if (dtype == null) {
+			throw new IllegalArgumentException("dtype is required");
+		}
+		device = (device == null || device.isBlank()) ? "cpu" : device.trim().toLowerCase(Locale.ROOT);
+		if (!device.matches("cpu|gpu(:\\d+)?|cuda(:\\d+)?")) {
+			throw new IllegalArgumentException("device '" + device + "' is not one of cpu, gpu, gpu:N");
+		}
+	}
+
+	public Device djlDevice() {
+		if (this.device.equals("cpu")) {
+			return Device.cpu();
+		}
+		int colon = this.device.indexOf(':');
+		return Device.gpu((colon < 0) ? 0 : Integer.parseInt(this.device.substring(colon + 1)));
+	}
+
+}

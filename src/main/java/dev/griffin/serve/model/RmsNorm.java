@@ -1,0 +1,33 @@
+package dev.griffin.serve.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
+
+/**
+ * Root-mean-square layer norm, computed in float32 whatever the model's precision, as
+ * Hugging Face does: {@code weight * (x / sqrt(mean(x^2) + eps))}.
+ */
+public final class RmsNorm {
+
+	private final NDArray weight; // [D]
+
+	private final float epsilon;
+
+	public RmsNorm(NDArray weight, double epsilon) {
+		this.weight = weight;
+		this.epsilon = (float) epsilon;
+	}
+
+	/** x: [T, D] -> [T, D]. */
+	public NDArray forward(NDArray x) {
+		DataType type = x.getDataType();
+		NDArray x32 = (type == DataType.FLOAT32) ? x : x.toType(DataType.FLOAT32, false);
+		NDArray variance = x32.square().mean(new int[] { -1 }, true); // [T, 1]
+		NDArray normalised = x32.div(variance.add(this.epsilon).sqrt()); // [T, D]
+		if (type != DataType.FLOAT32) {
+			normalised = normalised.toType(type, false);
+		}
+		return normalised.mul(this.weight);
+	}
+
+}

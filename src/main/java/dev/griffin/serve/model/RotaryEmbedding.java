@@ -1,0 +1,84 @@
+package dev.griffin.serve.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+
+/**
+ * Rotary position embedding in Hugging Face's "rotate half" layout:
+ * {@code x * cos + rotateHalf(x) * sin}, with {@code rotateHalf(x) = cat(-x2, x1)}
+ * expressed as a multiplication by a signed permutation matrix (exact, and one operation
+ * instead of four).
+ */
+public final class RotaryEmbedding {
+
+	private final NDArray cos; // [P, Dh]
+
+	private final NDArray sin; // [P, Dh]
+
+	private final NDArray rotateHalf; // [Dh, Dh]
+
+	public RotaryEmbedding(ModelConfig config, NDManager manager, DataType type) {
+		int dim = config.headDimension();
+		int positions = config.maxPositionEmbeddings();
+		float[] inverseFrequencies = inverseFrequencies(config);
+		// Angles in float32 from the same float32 operands Hugging Face uses, then cos
+		// and sin by libtorch.
+		NDArray inv = manager.create(inverseFrequencies).reshape(1, dim / 2); // [1, Dh/2]
+		NDArray pos = manager.arange(0, positions, 1, DataType.FLOAT32).reshape(positions, 1); // [P,
+																								// 1]
+		NDArray freqs = pos.matMul(inv); // [P, Dh/2]
+		NDArray angles = freqs.concat(freqs, 1); // [P, Dh]
+		this.cos = angles.cos().toType(type, false);
+		this.sin = angles.sin().toType(type, false);
+		float[] rotation = new float[dim * dim];
+		int half = dim / 2;
+		for (int j = 0; j < half; j++) {
+			// out[j] = -x[j + half]; out[j + half] = x[j] (row = input index, column =
+			// output index)
+			rotation[(j + half) * dim + j] = -1f;
+			rotation[j * dim + j + half] = 1f;
+		}
+		this.rotateHalf = manager.create(rotation, new Shape(dim, dim)).toType(type, false);
+	}
+
+	static float[] inverseFrequencies(ModelConfig config) {
+		int dim = config.headDimension();
+		float[] inv = new float[dim / 2];
+		for (int i = 0; i < inv.length; i++) {
+			float exponent = (float) (2 * i) / dim;
+			inv[i] = (float) (1.0 / (float) Math.pow(config.ropeTheta(), exponent));
+		}
+		RopeScaling scaling = config.ropeScaling();
+		if (scaling.type() == RopeScaling.Type.LLAMA3) {
+			float factor = (float) scaling.factor();
+			float low = (float) scaling.lowFrequencyFactor();
+			float high = (float) scaling.highFrequencyFactor();
+			float original = scaling.originalMaxPositionEmbeddings();
+			float lowWavelength = original / low;
+			float highWavelength = original / high;
+			for (int i = 0; i < inv.length; i++) {
+				float wavelength = (float) (2 * Math.PI) / inv[i];
+				float scaled = (wavelength > lowWavelength) ? inv[i] / factor : inv[i];
+				if (!(wavelength < highWavelength) && !(wavelength > lowWavelength)) {
+					float smooth = (original / wavelength - low) / (high - low);
+					scaled = (1 - smooth) * scaled / factor + smooth * scaled;
+				}
+				inv[i] = scaled;
+			}
+		}
+		return inv;
+	}
+
+	/** x: [T, N, Dh] for positions [position, position + T) -> [T, N, Dh]. */
+	public NDArray apply(NDArray x, int position) {
+		long t = x.getShape().get(0);
+		NDIndex rows = new NDIndex("{}:{}", position, position + t);
+		NDArray cos = this.cos.get(rows).expandDims(1); // [T, 1, Dh]
+		NDArray sin = this.sin.get(rows).expandDims(1); // [T, 1, Dh]
+		return x.mul(cos).add(x.matMul(this.rotateHalf).mul(sin));
+	}
+
+}

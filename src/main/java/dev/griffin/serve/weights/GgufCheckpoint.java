@@ -1,0 +1,168 @@
+package dev.griffin.serve.weights;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+
+import dev.griffin.serve.model.Architecture;
+import dev.griffin.serve.model.ModelConfig;
+import dev.griffin.serve.model.RopeScaling;
+import dev.griffin.serve.weights.WeightNames.Format;
+
+/**
+ * A GGUF checkpoint (llama.cpp layout), dequantised to float32 and converted to Hugging
+ * Face layout.
+ */
+public final class GgufCheckpoint extends Checkpoint {
+
+	private final GgufFile file;
+
+	private final ModelConfig config;
+
+	private final boolean permutedQueryKey;
+
+	public GgufCheckpoint(Path path) {
+		super(path, Format.GGUF);
+		this.file = GgufFile.open(path);
+		try {
+			this.config = readConfig(this.file);
+		}
+		catch (IllegalArgumentException | ClassCastException ex) {
+			close();
+			throw new CheckpointException(path + ": invalid model metadata: " + ex.getMessage(), ex);
+		}
+		// llama.cpp's converter interleaves the rotary halves of q and k rows for the
+		// llama architecture.
+		this.permutedQueryKey = this.config.architecture() != Architecture.QWEN2;
+	}
+
+	public GgufFile file() {
+		return this.file;
+	}
+
+	private static ModelConfig readConfig(GgufFile file) {
+		String archName = file.string("general.architecture");
+		Architecture architecture = Architecture.of(archName, file.path().toString());
+		String p = archName + ".";
+		int hidden = required(file, p + "embedding_length");
+		int heads = required(file, p + "attention.head_count");
+		int kvHeads = optional(file, p + "attention.head_count_kv", heads);
+		int headDim = optional(file, p + "attention.key_length", hidden / heads);
+		int vocab = optional(file, p + "vocab_size", -1);
+		if (vocab < 0) {
+			Object tokens = file.metadata().get("tokenizer.ggml.tokens");
+			vocab = (tokens instanceof List<?> list) ? list.size() : required(file, p + "vocab_size");
+		}
+		Number epsilon = file.number(p + "attention.layer_norm_rms_epsilon");
+		if (epsilon == null) {
+			throw new CheckpointException(
+					file.path() + ": missing metadata '" + p + "attention.layer_norm_rms_epsilon'");
+		}
+		Number theta = file.number(p + "rope.freq_base");
+		RopeScaling scaling = RopeScaling.NONE;
+		String scalingType = file.string(p + "rope.scaling.type");
+		if (scalingType != null && !scalingType.equals("none")) {
+			throw new CheckpointException(
+					file.path() + ": rope scaling '" + scalingType + "' in GGUF metadata is not supported");
+		}
+		boolean tied = !file.tensors().containsKey(WeightNames.lmHead(Format.GGUF));
+		boolean bias = file.tensors()
+			.containsKey(WeightNames.layer(Format.GGUF, 0, WeightNames.LayerTensor.QUERY_BIAS));
+		Set<Integer> eos = new LinkedHashSet<>();
+		for (String key : List.of("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")) {
+			Number id = file.number(key);
+			if (id != null) {
+				eos.add(id.intValue());
+			}
+		}
+		Number bos = file.number("tokenizer.ggml.bos_token_id");
+		return new ModelConfig(architecture, hidden, required(file, p + "feed_forward_length"),
+				required(file, p + "block_count"), heads, kvHeads, headDim, vocab,
+				optional(file, p + "context_length", 2048), epsilon.doubleValue(),
+				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias,
+				optional(file, p + "attention.sliding_window", 0), (bos != null) ? bos.intValue() : -1,
+				eos.stream().mapToInt(Integer::intValue).toArray());
+	}
+
+	private static int required(GgufFile file, String key) {
+		Number value = file.number(key);
+		if (value == null) {
+			throw new CheckpointException(file.path() + ": missing metadata '" + key + "'");
+		}
+		return Math.toIntExact(value.longValue());
+	}
+
+	private static int optional(GgufFile file, String key, int fallback) {
+		Number value = file.number(key);
+		return (value != null) ? Math.toIntExact(value.longValue()) : fallback;
+	}
+
+	@Override
+	public ModelConfig config() {
+		return this.config;
+	}
+
+	@Override
+	protected boolean contains(String name) {
+		return this.file.tensors().containsKey(name);
+	}
+
+	@Override
+	protected FloatTensor read(String name) {
+		GgufFile.TensorInfo info = this.file.tensors().get(name);
+		return new FloatTensor(this.file.dequantize(info), info.shape().clone());
+	}
+
+	@Override
+	protected Path fileOf(String name) {
+		return path();
+	}
+
+	@Override
+	protected FloatTensor query(int layer, long rows, long columns) {
+		FloatTensor tensor = super.query(layer, rows, columns);
+		return this.permutedQueryKey ? unpermute(tensor, this.config.numberOfAttentionHeads()) : tensor;
+	}
+
+	@Override
+	protected FloatTensor key(int layer, long rows, long columns) {
+		FloatTensor tensor = super.key(layer, rows, columns);
+		return this.permutedQueryKey ? unpermute(tensor, this.config.numberOfKeyValueHeads()) : tensor;
+	}
+
+	/**
+	 * Undoes llama.cpp's q/k row permutation: within each head, GGUF stores rows as
+	 * interleaved pairs (j, half) while Hugging Face stores the first rotary half, then
+	 * the second.
+	 */
+	static FloatTensor unpermute(FloatTensor tensor, int heads) {
+		int rows = tensor.rows();
+		int columns = tensor.data().length / rows;
+		int half = rows / heads / 2;
+		float[] out = new float[tensor.data().length];
+		for (int h = 0; h < heads; h++) {
+			for (int j = 0; j < half; j++) {
+				for (int t = 0; t < 2; t++) {
+					int from = h * 2 * half + j * 2 + t;
+					int to = h * 2 * half + t * half + j;
+					System.arraycopy(tensor.data(), from * columns, out, to * columns, columns);
+				}
+			}
+		}
+		return new FloatTensor(out, tensor.shape());
+	}
+
+	@Override
+	public void close() {
+		try {
+			this.file.close();
+		}
+		catch (IOException ex) {
+			throw new UncheckedIOException(ex);
+		}
+	}
+
+}

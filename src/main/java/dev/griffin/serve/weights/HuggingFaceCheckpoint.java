@@ -1,0 +1,198 @@
+package dev.griffin.serve.weights;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import dev.griffin.serve.model.Architecture;
+import dev.griffin.serve.model.ModelConfig;
+import dev.griffin.serve.model.RopeScaling;
+import dev.griffin.serve.weights.WeightNames.Format;
+
+/**
+ * A Hugging Face model directory: {@code config.json}, {@code generation_config.json} and
+ * {@code model.safetensors} or a sharded {@code model.safetensors.index.json}.
+ */
+public final class HuggingFaceCheckpoint extends Checkpoint {
+
+	private static final ObjectMapper JSON = new ObjectMapper();
+
+	private final ModelConfig config;
+
+	private final List<SafetensorsFile> files = new ArrayList<>();
+
+	private final Map<String, SafetensorsFile> fileByTensor = new HashMap<>();
+
+	public HuggingFaceCheckpoint(Path directory) {
+		super(directory, Format.HUGGING_FACE);
+		this.config = readConfig(directory);
+		try {
+			Path index = directory.resolve("model.safetensors.index.json");
+			Path single = directory.resolve("model.safetensors");
+			if (Files.exists(index)) {
+				JsonNode weightMap = readJson(index).path("weight_map");
+				Map<String, SafetensorsFile> byName = new HashMap<>();
+				for (Iterator<Map.Entry<String, JsonNode>> it = weightMap.fields(); it.hasNext();) {
+					Map.Entry<String, JsonNode> entry = it.next();
+					String shard = entry.getValue().asText();
+					SafetensorsFile file = byName.get(shard);
+					if (file == null) {
+						Path shardPath = directory.resolve(shard);
+						if (!Files.exists(shardPath)) {
+							throw new CheckpointException("%s names shard %s for tensor '%s', but %s does not exist"
+								.formatted(index, shard, entry.getKey(), shardPath));
+						}
+						file = SafetensorsFile.open(shardPath);
+						byName.put(shard, file);
+						this.files.add(file);
+					}
+					if (!file.entries().containsKey(entry.getKey())) {
+						throw new CheckpointException(
+								"%s: tensor '%s' is not in shard %s".formatted(index, entry.getKey(), shard));
+					}
+					this.fileByTensor.put(entry.getKey(), file);
+				}
+			}
+			else if (Files.exists(single)) {
+				SafetensorsFile file = SafetensorsFile.open(single);
+				this.files.add(file);
+				file.entries().keySet().forEach((name) -> this.fileByTensor.put(name, file));
+			}
+			else {
+				throw new CheckpointException(
+						directory + " has neither model.safetensors nor model.safetensors.index.json");
+			}
+		}
+		catch (RuntimeException ex) {
+			close();
+			throw ex;
+		}
+	}
+
+	private static JsonNode readJson(Path path) {
+		try {
+			return JSON.readTree(path.toFile());
+		}
+		catch (IOException ex) {
+			throw new CheckpointException("cannot read " + path + ": " + ex.getMessage(), ex);
+		}
+	}
+
+	static ModelConfig readConfig(Path directory) {
+		Path path = directory.resolve("config.json");
+		if (!Files.exists(path)) {
+			throw new CheckpointException(directory + " has no config.json");
+		}
+		JsonNode c = readJson(path);
+		try {
+			Architecture architecture = Architecture.of(c.path("model_type").asText(null), path.toString());
+			String activation = c.path("hidden_act").asText("silu");
+			if (!activation.equals("silu")) {
+				throw new CheckpointException(
+						path + ": hidden_act '" + activation + "' is not supported (expected silu)");
+			}
+			if (c.path("mlp_bias").asBoolean(false)) {
+				throw new CheckpointException(path + ": mlp_bias true is not supported");
+			}
+			int hidden = requiredInt(c, "hidden_size", path);
+			int heads = requiredInt(c, "num_attention_heads", path);
+			JsonNode rope = c.has("rope_parameters") ? c.get("rope_parameters") : c.path("rope_scaling");
+			double theta = rope.has("rope_theta") ? rope.get("rope_theta").asDouble()
+					: c.path("rope_theta").asDouble(10000);
+			RopeScaling scaling = ropeScaling(rope, path);
+			int window = 0;
+			if (architecture == Architecture.MISTRAL
+					|| (architecture == Architecture.QWEN2 && c.path("use_sliding_window").asBoolean(false))) {
+				window = c.path("sliding_window").isNumber() ? c.get("sliding_window").asInt() : 0;
+			}
+			boolean bias = (architecture == Architecture.QWEN2) || c.path("attention_bias").asBoolean(false);
+			Set<Integer> eos = new LinkedHashSet<>();
+			addIds(eos, c.path("eos_token_id"));
+			Path generation = directory.resolve("generation_config.json");
+			if (Files.exists(generation)) {
+				addIds(eos, readJson(generation).path("eos_token_id"));
+			}
+			return new ModelConfig(architecture, hidden, requiredInt(c, "intermediate_size", path),
+					requiredInt(c, "num_hidden_layers", path), heads, c.path("num_key_value_heads").asInt(heads),
+					c.path("head_dim").isNumber() ? c.get("head_dim").asInt() : hidden / heads,
+					requiredInt(c, "vocab_size", path), c.path("max_position_embeddings").asInt(2048),
+					c.path("rms_norm_eps").asDouble(1e-6), theta, scaling,
+					c.path("tie_word_embeddings").asBoolean(false), bias, window, c.path("bos_token_id").asInt(-1),
+					eos.stream().mapToInt(Integer::intValue).toArray());
+		}
+		catch (IllegalArgumentException ex) {
+			throw new CheckpointException(path + ": " + ex.getMessage(), ex);
+		}
+	}
+
+	private static RopeScaling ropeScaling(JsonNode rope, Path path) {
+		String type = rope.path("rope_type").asText(rope.path("type").asText("default"));
+		return switch (type) {
+			case "default" -> RopeScaling.NONE;
+			case "llama3" -> new RopeScaling(RopeScaling.Type.LLAMA3, rope.path("factor").asDouble(),
+					rope.path("low_freq_factor").asDouble(), rope.path("high_freq_factor").asDouble(),
+					rope.path("original_max_position_embeddings").asInt());
+			default -> throw new CheckpointException(path + ": rope type '" + type + "' is not supported");
+		};
+	}
+
+	private static void addIds(Set<Integer> ids, JsonNode node) {
+		if (node.isNumber()) {
+			ids.add(node.asInt());
+		}
+		else if (node.isArray()) {
+			node.forEach((id) -> ids.add(id.asInt()));
+		}
+	}
+
+	private static int requiredInt(JsonNode node, String field, Path path) {
+		if (!node.path(field).isNumber()) {
+			throw new CheckpointException(path + ": missing or non-numeric '" + field + "'");
+		}
+		return node.get(field).asInt();
+	}
+
+	@Override
+	public ModelConfig config() {
+		return this.config;
+	}
+
+	@Override
+	protected boolean contains(String name) {
+		return this.fileByTensor.containsKey(name);
+	}
+
+	@Override
+	protected FloatTensor read(String name) {
+		return this.fileByTensor.get(name).read(name);
+	}
+
+	@Override
+	protected Path fileOf(String name) {
+		SafetensorsFile file = this.fileByTensor.get(name);
+		return (file != null) ? file.path() : path();
+	}
+
+	@Override
+	public void close() {
+		for (SafetensorsFile file : this.files) {
+			try {
+				file.close();
+			}
+			catch (IOException ex) {
+				// closing a read-only mapping cannot lose data
+			}
+		}
+	}
+
+}

@@ -1,0 +1,28 @@
+package dev.griffin.serve.weights;
+
+/**
+ * The weights of one decoder layer in Hugging Face layout ({@code [out, in]}),
+ * dequantised.
+ *
+ * @param attentionNorm [D]
+ * @param query [H*Dh, D]
+ * @param key [KVH*Dh, D]
+ * @param value [KVH*Dh, D]
+ * @param queryBias [H*Dh] or null
+ * @param keyBias [KVH*Dh] or null
+ * @param valueBias [KVH*Dh] or null
+ * @param output [D, H*Dh]
+ * @param ffnNorm [D]
+ * @param gate [F, D]
+ * @param up [F, D]
+ * @param down [D, F]
+ */
+public record LayerTensors(FloatTensor attentionNorm, FloatTensor query, FloatTensor key, FloatTensor value,
+		FloatTensor queryBias, FloatTensor keyBias, FloatTensor valueBias, FloatTensor output, FloatTensor ffnNorm,
+		FloatTensor gate, FloatTensor up, FloatTensor down) {
+
+	public boolean hasAttentionBias() {
+		return this.queryBias != null;
+	}
+
+}

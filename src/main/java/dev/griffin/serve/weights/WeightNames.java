@@ -1,0 +1,59 @@
+package dev.griffin.serve.weights;
+
+/**
+ * The one place where checkpoint tensor names live, for both Hugging Face and GGUF
+ * (llama.cpp) naming.
+ */
+public final class WeightNames {
+
+	private WeightNames() {
+	}
+
+	/** Checkpoint naming conventions. */
+	public enum Format {
+
+		HUGGING_FACE, GGUF
+
+	}
+
+	/** Tensors of one decoder layer. */
+	public enum LayerTensor {
+
+		ATTENTION_NORM("input_layernorm.weight", "attn_norm.weight"), QUERY("self_attn.q_proj.weight", "attn_q.weight"),
+		KEY("self_attn.k_proj.weight", "attn_k.weight"), VALUE("self_attn.v_proj.weight", "attn_v.weight"),
+		QUERY_BIAS("self_attn.q_proj.bias", "attn_q.bias"), KEY_BIAS("self_attn.k_proj.bias", "attn_k.bias"),
+		VALUE_BIAS("self_attn.v_proj.bias", "attn_v.bias"), OUTPUT("self_attn.o_proj.weight", "attn_output.weight"),
+		FFN_NORM("post_attention_layernorm.weight", "ffn_norm.weight"), GATE("mlp.gate_proj.weight", "ffn_gate.weight"),
+		UP("mlp.up_proj.weight", "ffn_up.weight"), DOWN("mlp.down_proj.weight", "ffn_down.weight");
+
+		private final String huggingFace;
+
+		private final String gguf;
+
+		LayerTensor(String huggingFace, String gguf) {
+			this.huggingFace = huggingFace;
+			this.gguf = gguf;
+		}
+
+	}
+
+	public static String layer(Format format, int layer, LayerTensor tensor) {
+		return switch (format) {
+			case HUGGING_FACE -> "model.layers." + layer + "." + tensor.huggingFace;
+			case GGUF -> "blk." + layer + "." + tensor.gguf;
+		};
+	}
+
+	public static String embedding(Format format) {
+		return (format == Format.GGUF) ? "token_embd.weight" : "model.embed_tokens.weight";
+	}
+
+	public static String finalNorm(Format format) {
+		return (format == Format.GGUF) ? "output_norm.weight" : "model.norm.weight";
+	}
+
+	public static String lmHead(Format format) {
+		return (format == Format.GGUF) ? "output.weight" : "lm_head.weight";
+	}
+
+}

@@ -1,0 +1,235 @@
+"""Regenerates every golden fixture the Java tests read.
+
+    python tools/reference/make_fixtures.py [--model PATH_TO_SMOLLM2_GGUF]
+
+Writes under src/test/resources/fixtures/:
+  tiny-llama/, tiny-mistral/, tiny-qwen2/   tiny random Hugging Face checkpoints (+ reference.json)
+  smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
+  smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
+  gguf-dequant/                              small GGUF files of every supported type + dequantised values
+"""
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+
+import numpy as np
+import torch
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import griffin_hf  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+OUT = ROOT / "src" / "test" / "resources" / "fixtures"
+DENSITY = 0.5
+
+torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def dump(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, separators=(",", ":"))
+        f.write("\n")
+
+
+@torch.no_grad()
+def greedy(model, prompt_ids, steps):
+    """Greedy decoding with the KV cache; returns tokens and the top-2 logit gap at every step."""
+    ids = torch.tensor([prompt_ids])
+    out = model(ids, use_cache=True)
+    past = out.past_key_values
+    logits = out.logits[0, -1]
+    tokens, gaps = [], []
+    for _ in range(steps):
+        top = torch.topk(logits.float(), 2)
+        gaps.append(float(top.values[0] - top.values[1]))
+        token = int(top.indices[0])
+        tokens.append(token)
+        out = model(torch.tensor([[token]]), past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        logits = out.logits[0, -1]
+    return tokens, gaps
+
+
+def randomise(model, seed):
+    """Hugging Face initialises norms to one and biases to zero; random values make the tests see them."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.08 * torch.randn(p.shape, generator=g))
+
+
+TINY = {
+    "tiny-llama": (LlamaForCausalLM, LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 32},
+        bos_token_id=1, eos_token_id=2), "float32", True),
+    "tiny-mistral": (MistralForCausalLM, MistralConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, max_position_embeddings=256, rms_norm_eps=1e-5, sliding_window=8,
+        tie_word_embeddings=False, rope_theta=10000.0, bos_token_id=1, eos_token_id=2), "float16", False),
+    "tiny-qwen2": (Qwen2ForCausalLM, Qwen2Config(
+        vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6, tie_word_embeddings=True,
+        rope_theta=1000000.0, use_sliding_window=False, bos_token_id=1, eos_token_id=2), "bfloat16", False),
+}
+
+TINY_PROMPT = [1, 17, 200, 45, 3, 99, 128, 7, 64, 250, 31, 12, 90, 5]
+
+
+def make_tiny():
+    for seed, (name, (cls, config, storage_dtype, sharded)) in enumerate(TINY.items()):
+        torch.manual_seed(seed)
+        model = cls(config).eval()
+        randomise(model, 1000 + seed)
+        target = OUT / name
+        target.mkdir(parents=True, exist_ok=True)
+        for old in target.glob("*.safetensors*"):
+            old.unlink()
+        stored = model.to(getattr(torch, storage_dtype))
+        stored.save_pretrained(target, max_shard_size="100KB" if sharded else "50MB")
+        # The reference runs in float32 on exactly the stored (rounded) weights.
+        model = cls.from_pretrained(target, dtype=torch.float32).eval()
+        with torch.no_grad():
+            logits = model(torch.tensor([TINY_PROMPT])).logits[0]
+        tokens, gaps = greedy(model, TINY_PROMPT, 16)
+        griffin_hf.apply_griffin(model, DENSITY)
+        griffin_tokens, griffin_gaps = greedy(model, TINY_PROMPT, 16)
+        experts = griffin_hf.selected_experts(model)
+        dump(target / "reference.json", {
+            "prompt": TINY_PROMPT,
+            "logits": [[round(float(v), 7) for v in row] for row in logits],
+            "greedy": tokens, "greedyGaps": gaps,
+            "griffinDensity": DENSITY, "griffinGreedy": griffin_tokens, "griffinGaps": griffin_gaps,
+            "griffinExperts": experts,
+        })
+        print(f"{name}: {sum(f.stat().st_size for f in target.iterdir())} bytes", file=sys.stderr)
+
+
+PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    ",
+    "Once upon a time, in a small village by the sea,",
+    "Photosynthesis is the process by which plants",
+    "List three benefits of regular exercise:\n1.",
+]
+
+HARD_STRINGS = [
+    "", " ", "  ", "\n", "\n\n\n", "\t", "hello", " hello", "Hello, world!", "HELLO WORLD",
+    "12345", "3.14159", "1,000,000", "2026-11-28", "0x1F4A9", "a1b2c3", "   leading spaces", "trailing spaces   ",
+    "multiple   spaces   inside", "tabs\tand\nnewlines\r\nmixed", "naïve café résumé", "Straße München",
+    "日本語のテキスト", "中文分词测试", "한국어 문장", "Привет, мир", "مرحبا بالعالم", "שלום עולם", "🤗", "👩‍👩‍👧‍👦 family",
+    "emoji 🎉🎊 party", "mixed 日本 and English", "x² + y² = z²", "∑∫∂√∞", "don't won't can't I'm you're",
+    "<|im_start|>user\nhi<|im_end|>", "<|endoftext|>", "text<|im_end|>more", "<|im_start|> spaced <|im_end|>",
+    "C:\\Program Files\\app.exe", "https://example.com/path?q=1&r=2", "user@example.com", "{\"key\": [1, 2, 3]}",
+    "def f(x):\n    return x ** 2", "SELECT * FROM t WHERE id = 42;", "ÀÉÎÕÜ àéîõü", "\u00a0non-breaking\u00a0space",
+    "zero\u200bwidth", "a" * 50, "The quick brown fox jumps over the lazy dog.",
+]
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is GRIFFIN?"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"}],
+    [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
+     {"role": "user", "content": "And 3+3?"}],
+]
+
+
+def make_smollm2(model_path):
+    folder, file = str(pathlib.Path(model_path).parent), pathlib.Path(model_path).name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    chats = []
+    for messages in CONVERSATIONS:
+        for add in (True, False):
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add)
+            chats.append({"messages": messages, "addGenerationPrompt": add, "text": text,
+                          "ids": tokenizer.encode(text, add_special_tokens=False)})
+    dump(OUT / "smollm2" / "tokenizer.json", {
+        "strings": [{"text": s, "ids": tokenizer.encode(s, add_special_tokens=False)} for s in HARD_STRINGS],
+        "chats": chats,
+    })
+
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32).eval()
+    cases = []
+    for prompt in PROMPTS:
+        ids = tokenizer.encode(prompt, add_special_tokens=False)
+        with torch.no_grad():
+            last_logits = model(torch.tensor([ids])).logits[0, -1]
+        tokens, gaps = greedy(model, ids, 32)
+        griffin_hf.apply_griffin(model, DENSITY)
+        griffin_tokens, griffin_gaps = greedy(model, ids, 32)
+        experts = griffin_hf.selected_experts(model)
+        griffin_hf.remove_griffin(model)
+        cases.append({"prompt": prompt, "ids": ids, "lastLogitsHead": [float(v) for v in last_logits[:64]],
+                      "lastLogitsArgmax": int(last_logits.argmax()),
+                      "greedy": tokens, "greedyGaps": gaps, "griffinGreedy": griffin_tokens,
+                      "griffinGaps": griffin_gaps, "griffinExperts": experts})
+        print(f"smollm2: {prompt!r} -> {tokenizer.decode(tokens)!r}", file=sys.stderr)
+    dump(OUT / "smollm2" / "reference.json", {"density": DENSITY, "cases": cases})
+
+
+def make_gguf_dequant():
+    """One small GGUF with a tensor of every supported type, and the gguf package's dequantised values."""
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+    from gguf.quants import dequantize, quantize
+
+    rng = np.random.default_rng(7)
+    target = OUT / "gguf-dequant"
+    target.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(target / "types.gguf"), "llama")
+    expected = {}
+    for qtype in (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q6_K):
+        values = (rng.standard_normal((4, 512)) * 0.5).astype(np.float32)
+        if qtype in (Q.Q4_K, Q.Q6_K):
+            # gguf's Python quantiser covers only some types; build valid K-quant blocks from random bytes
+            # with finite scales, which exercises every bit of the block layout.
+            block_bytes = gguf.GGML_QUANT_SIZES[qtype][1]
+            raw = rng.integers(0, 256, size=(4 * 512 // 256, block_bytes), dtype=np.uint8)
+            scale = np.frombuffer(np.float16(0.01).tobytes(), dtype=np.uint8)
+            if qtype == Q.Q4_K:
+                raw[:, 0:2] = scale
+                raw[:, 2:4] = scale
+            else:
+                raw[:, -2:] = scale
+            data = raw.reshape(4, -1)
+        else:
+            data = quantize(values, qtype)
+        name = f"t_{qtype.name.lower()}"
+        writer.add_tensor(name, data, raw_dtype=qtype)
+        expected[name] = {"type": qtype.name, "shape": [4, 512],
+                          "values": [float(v) for v in dequantize(data, qtype).reshape(-1)]}
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    dump(target / "expected.json", expected)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=os.path.expanduser(
+        "~/.cache/griffin-serve/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    parser.add_argument("--only", choices=["tiny", "smollm2", "gguf"], default=None)
+    args = parser.parse_args()
+    if args.only in (None, "gguf"):
+        make_gguf_dequant()
+    if args.only in (None, "tiny"):
+        make_tiny()
+    if args.only in (None, "smollm2"):
+        make_smollm2(args.model)
+
+
+if __name__ == "__main__":
+    main()
