@@ -31,11 +31,20 @@ public final class InferenceSession implements AutoCloseable {
 	private boolean promptFinished;
 
 	public InferenceSession(CausalLm model, int capacity) {
+		this(model, capacity, 0);
+	}
+
+	/**
+	 * @param capacity the most tokens (prompt and generated) the sequence will hold
+	 * @param seed seeds the feed-forward blocks' randomness (GRIFFIN's sampling selection
+	 * methods)
+	 */
+	public InferenceSession(CausalLm model, int capacity, long seed) {
 		this.model = model;
 		this.manager = model.manager().newSubManager();
 		try {
 			this.cache = new KvCache(model.config(), capacity, this.manager, model.options().dtype().dataType());
-			this.states = model.newFeedForwardStates();
+			this.states = model.newFeedForwardStates(seed);
 		}
 		catch (RuntimeException ex) {
 			this.manager.close();

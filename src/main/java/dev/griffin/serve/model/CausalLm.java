@@ -129,10 +129,10 @@ public final class CausalLm {
 		return this.layers;
 	}
 
-	public FeedForward.State[] newFeedForwardStates() {
+	public FeedForward.State[] newFeedForwardStates(long seed) {
 		FeedForward.State[] states = new FeedForward.State[this.layers.size()];
 		for (int i = 0; i < states.length; i++) {
-			states[i] = this.layers.get(i).feedForward().newState();
+			states[i] = this.layers.get(i).feedForward().newState(seed + i);
 		}
 		return states;
 	}

@@ -47,8 +47,11 @@ public interface FeedForward {
 	State STATELESS = new State() {
 	};
 
-	/** Creates the state of one sequence. */
-	default State newState() {
+	/**
+	 * Creates the state of one sequence.
+	 * @param seed seeds whatever randomness the block uses for this sequence
+	 */
+	default State newState(long seed) {
 		return STATELESS;
 	}
 

@@ -1,46 +1,229 @@
 package dev.griffin.serve.model;
 
+import java.util.Arrays;
+
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.InferenceSession;
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinFeedForward;
+import dev.griffin.serve.griffin.GriffinTransform;
+import dev.griffin.serve.griffin.LayerExperts;
+import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.weights.Checkpoint;
 import dev.griffin.serve.weights.ModelLoader;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * Tiny random Hugging Face checkpoints of every architecture: our float32 logits and
- * greedy tokens against those transformers computed on the same weights
- * (tools/reference/make_fixtures.py).
+ * Tiny random Hugging Face checkpoints of every architecture (Llama with Llama 3 RoPE
+ * scaling and a sharded float32 checkpoint, Mistral with a sliding window shorter than
+ * the prompt stored in float16, Qwen2 with q/k/v biases and tied embeddings stored in
+ * bfloat16): our float32 logits, greedy tokens and GRIFFIN experts against transformers
+ * on the same weights (tools/reference/make_fixtures.py).
  */
 class TinyModelGoldenTests {
+
+	private static NDManager manager;
+
+	@BeforeAll
+	static void start() {
+		manager = NDManager.newBaseManager();
+	}
+
+	@AfterAll
+	static void stop() {
+		manager.close();
+	}
+
+	static CausalLm load(String name) {
+		try (Checkpoint checkpoint = ModelLoader.open(Fixtures.path(name))) {
+			return CausalLm.load(checkpoint, ModelOptions.CPU_FLOAT32, manager, (layers) -> {
+			});
+		}
+	}
+
+	/** Greedy decoding through the session API. */
+	public static int[] greedy(InferenceSession session, int[] prompt, int steps) {
+		float[] logits = session.prefill(prompt, prompt.length);
+		int[] tokens = new int[steps];
+		for (int i = 0; i < steps; i++) {
+			tokens[i] = argmax(logits);
+			if (i + 1 < steps) {
+				logits = session.decode(tokens[i]);
+			}
+		}
+		return tokens;
+	}
+
+	public static int argmax(float[] values) {
+		int best = 0;
+		for (int i = 1; i < values.length; i++) {
+			if (values[i] > values[best]) {
+				best = i;
+			}
+		}
+		return best;
+	}
 
 	@ParameterizedTest
 	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
 	void logitsMatchHuggingFace(String name) {
 		JsonNode reference = Fixtures.json(name + "/reference.json");
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
-		try (NDManager manager = NDManager.newBaseManager();
-				Checkpoint checkpoint = ModelLoader.open(Fixtures.path(name))) {
-			CausalLm model = CausalLm.load(checkpoint, ModelOptions.CPU_FLOAT32, manager, (layers) -> {
-			});
-			float[][] logits;
-			try (InferenceSession session = new InferenceSession(model, 64)) {
-				logits = session.prefillAllLogits(prompt);
-			}
-			double maxDifference = 0;
-			JsonNode expected = reference.get("logits");
-			for (int t = 0; t < prompt.length; t++) {
-				for (int v = 0; v < logits[t].length; v++) {
-					maxDifference = Math.max(maxDifference, Math.abs(logits[t][v] - expected.get(t).get(v).asDouble()));
-				}
-			}
-			assertThat(maxDifference).as("max |logit difference| over the whole sequence").isLessThanOrEqualTo(1e-4);
+		CausalLm model = load(name);
+		float[][] logits;
+		try (InferenceSession session = new InferenceSession(model, 64)) {
+			logits = session.prefillAllLogits(prompt);
 		}
+		double maxDifference = 0;
+		JsonNode expected = reference.get("logits");
+		for (int t = 0; t < prompt.length; t++) {
+			for (int v = 0; v < logits[t].length; v++) {
+				maxDifference = Math.max(maxDifference, Math.abs(logits[t][v] - expected.get(t).get(v).asDouble()));
+			}
+		}
+		assertThat(maxDifference).as("max |logit difference| over the whole sequence").isLessThanOrEqualTo(1e-4);
+		model.close();
+	}
+
+	@ParameterizedTest
+	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
+	void greedyTokensMatchHuggingFace(String name) {
+		JsonNode reference = Fixtures.json(name + "/reference.json");
+		int[] prompt = Fixtures.ints(reference.get("prompt"));
+		int[] expected = Fixtures.ints(reference.get("greedy"));
+		CausalLm model = load(name);
+		try (InferenceSession session = new InferenceSession(model, 64)) {
+			assertThat(greedy(session, prompt, expected.length)).containsExactly(expected);
+		}
+		model.close();
+	}
+
+	@ParameterizedTest
+	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
+	void griffinMatchesReferenceGriffin(String name) {
+		JsonNode reference = Fixtures.json(name + "/reference.json");
+		int[] prompt = Fixtures.ints(reference.get("prompt"));
+		int[] expected = Fixtures.ints(reference.get("griffinGreedy"));
+		CausalLm dense = load(name);
+		CausalLm griffin = GriffinTransform.apply(dense,
+				DensitySchedule.uniform(reference.get("griffinDensity").asDouble(), dense.config().numberOfLayers()),
+				SelectionMethod.TOPK);
+		try (InferenceSession session = new InferenceSession(griffin, 64)) {
+			int[] tokens = greedy(session, prompt, expected.length);
+			for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
+				LayerExperts experts = ((GriffinFeedForward.GriffinState) session.state(layer)).experts();
+				assertThat(experts.indices()).as("layer %d experts", layer)
+					.containsExactly(Fixtures.ints(reference.get("griffinExperts").get(layer)));
+			}
+			assertThat(tokens).containsExactly(expected);
+		}
+		dense.close();
+	}
+
+	@ParameterizedTest
+	@ValueSource(strings = { "tiny-llama", "tiny-qwen2" })
+	void densityOneIsExactlyDense(String name) {
+		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		CausalLm dense = load(name);
+		CausalLm full = GriffinTransform.apply(dense, DensitySchedule.uniform(1.0, dense.config().numberOfLayers()),
+				SelectionMethod.TOPK);
+		try (InferenceSession a = new InferenceSession(dense, 64);
+				InferenceSession b = new InferenceSession(full, 64)) {
+			assertThat(b.prefill(prompt, prompt.length)).containsExactly(a.prefill(prompt, prompt.length));
+			for (int token : new int[] { 5, 77, 200, 9 }) {
+				assertThat(b.decode(token)).containsExactly(a.decode(token));
+			}
+		}
+		dense.close();
+	}
+
+	@ParameterizedTest
+	@ValueSource(strings = { "tiny-llama" })
+	void densityZeroTurnsFeedForwardOff(String name) {
+		CausalLm dense = load(name);
+		CausalLm off = GriffinTransform.apply(dense, DensitySchedule.uniform(0.0, dense.config().numberOfLayers()),
+				SelectionMethod.TOPK);
+		try (NDManager scratch = manager.newSubManager(); InferenceSession session = new InferenceSession(off, 8)) {
+			session.prefill(new int[] { 3, 4 }, 2);
+			session.finishPrompt();
+			for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
+				FeedForward ff = off.layers().get(layer).feedForward();
+				var x = scratch.randomNormal(new ai.djl.ndarray.types.Shape(1, dense.config().hiddenSize()));
+				float[] out = ff.forward(x, FeedForward.Phase.GENERATION, session.state(layer)).toFloatArray();
+				assertThat(out).containsOnly(0f);
+			}
+		}
+		dense.close();
+	}
+
+	@ParameterizedTest
+	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
+	void chunkedPrefillSelectsTheSameExperts(String name) {
+		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		CausalLm dense = load(name);
+		CausalLm griffin = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, dense.config().numberOfLayers()),
+				SelectionMethod.TOPK);
+		try (InferenceSession once = new InferenceSession(griffin, 64);
+				InferenceSession chunked = new InferenceSession(griffin, 64)) {
+			float[] a = once.prefill(prompt, prompt.length);
+			float[] b = chunked.prefill(prompt, 3);
+			assertThat(maxDifference(a, b)).isLessThan(1e-4);
+			once.finishPrompt();
+			chunked.finishPrompt();
+			for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
+				assertThat(experts(chunked, layer)).as("layer %d", layer).containsExactly(experts(once, layer));
+			}
+		}
+		dense.close();
+	}
+
+	@ParameterizedTest
+	@ValueSource(strings = { "tiny-llama" })
+	void oneTokenPromptWorks(String name) {
+		CausalLm dense = load(name);
+		CausalLm griffin = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, dense.config().numberOfLayers()),
+				SelectionMethod.TOPK);
+		try (InferenceSession session = new InferenceSession(griffin, 16)) {
+			int[] tokens = greedy(session, new int[] { 42 }, 8);
+			assertThat(tokens).hasSize(8);
+			assertThat(experts(session, 0)).hasSize(dense.config().intermediateSize() / 2);
+		}
+		dense.close();
+	}
+
+	static int[] experts(InferenceSession session, int layer) {
+		return ((GriffinFeedForward.GriffinState) session.state(layer)).experts().indices();
+	}
+
+	static double maxDifference(float[] a, float[] b) {
+		double max = 0;
+		for (int i = 0; i < a.length; i++) {
+			max = Math.max(max, Math.abs(a[i] - b[i]));
+		}
+		return max;
+	}
+
+	@ParameterizedTest
+	@ValueSource(strings = { "tiny-llama" })
+	void sharedWeightsAreNeverMutated(String name) {
+		CausalLm dense = load(name);
+		float[] before = dense.layers().get(0).feedForward().weights().gateUp().toFloatArray();
+		CausalLm griffin = GriffinTransform.apply(dense, DensitySchedule.uniform(0.25, dense.config().numberOfLayers()),
+				SelectionMethod.TOPK);
+		try (InferenceSession session = new InferenceSession(griffin, 32)) {
+			greedy(session, new int[] { 1, 2, 3, 4, 5 }, 4);
+		}
+		assertThat(Arrays.equals(before, dense.layers().get(0).feedForward().weights().gateUp().toFloatArray()))
+			.isTrue();
+		dense.close();
 	}
 
 }

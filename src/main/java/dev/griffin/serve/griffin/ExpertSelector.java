@@ -1,0 +1,105 @@
+package dev.griffin.serve.griffin;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
+
+/**
+ * GRIFFIN's expert selection (Dong, Chen, Chi, "Prompt-prompted Adaptive Structured
+ * Pruning for Efficient LLM Generation", COLM 2024, arXiv 2404.01365), as pure functions.
+ * <p>
+ * For prompt activations Z [T, F] of one layer, each token is normalised over neurons,
+ * {@code Zbar_t = Z_t / ||Z_t||_2}, and each neuron scored by
+ * {@code s_j = ||Zbar[:, j]||_2}. The statistic is kept as
+ * {@code s_j^2 = sum_t Zbar[t, j]^2}, which is additive over tokens: a prompt processed
+ * in chunks, or extended from a cached prefix, gives the same s.
+ */
+public final class ExpertSelector {
+
+	private ExpertSelector() {
+	}
+
+	/**
+	 * The additive statistic of a block of tokens: {@code sum_t (Z_t / ||Z_t||)^2}, in
+	 * float64.
+	 * @param z [T, F] activations
+	 * @return [F] sums of squares
+	 */
+	public static double[] sumOfSquares(NDArray z) {
+		NDArray z64 = z.toType(DataType.FLOAT64, false); // [T, F]
+		NDArray norms = z64.norm(new int[] { 1 }, true); // [T, 1]
+		NDArray normalised = z64.div(norms.maximum(Double.MIN_NORMAL)); // [T, F]
+		return normalised.square().sum(new int[] { 0 }).toDoubleArray(); // [F]
+	}
+
+	/**
+	 * Picks k of the F neurons from s^2 (ascending indices). Scores that tie are broken
+	 * towards the lower index. {@code random} may be null for {@code topk}.
+	 */
+	public static int[] select(double[] sumOfSquares, int k, SelectionMethod method, SplittableRandom random) {
+		int f = sumOfSquares.length;
+		if (k < 0 || k > f) {
+			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(f, k));
+		}
+		int[] selected = switch (method) {
+			case TOPK, MAGNITUDE -> top(sumOfSquares, k);
+			case SAMPLE -> sample(sumOfSquares, k, new boolean[f], random);
+			case TOPK_SAMPLE -> {
+				int[] head = top(sumOfSquares, k / 2);
+				boolean[] taken = new boolean[f];
+				for (int index : head) {
+					taken[index] = true;
+				}
+				int[] tail = sample(sumOfSquares, k - head.length, taken, random);
+				int[] both = Arrays.copyOf(head, k);
+				System.arraycopy(tail, 0, both, head.length, tail.length);
+				yield both;
+			}
+			case RANDOM -> sample(new double[f], k, new boolean[f], random);
+		};
+		Arrays.sort(selected);
+		return selected;
+	}
+
+	/** Indices of the k largest values, larger first, ties to the lower index. */
+	static int[] top(double[] values, int k) {
+		Integer[] order = new Integer[values.length];
+		for (int i = 0; i < order.length; i++) {
+			order[i] = i;
+		}
+		Arrays.sort(order, (a, b) -> {
+			int byValue = Double.compare(values[b], values[a]);
+			return (byValue != 0) ? byValue : Integer.compare(a, b);
+		});
+		int[] result = new int[k];
+		for (int i = 0; i < k; i++) {
+			result[i] = order[i];
+		}
+		return result;
+	}
+
+	/**
+	 * k indices not yet taken, drawn without replacement with probability proportional to
+	 * sqrt(sumOfSquares) = s (uniform when all weights are zero), by Efraimidis-Spirakis
+	 * keys {@code u^(1/w)}.
+	 */
+	static int[] sample(double[] sumOfSquares, int k, boolean[] taken, SplittableRandom random) {
+		if (random == null) {
+			throw new IllegalArgumentException("sampling methods need a random source");
+		}
+		int f = sumOfSquares.length;
+		double[] keys = new double[f];
+		boolean uniform = Arrays.stream(sumOfSquares).allMatch((v) -> v == 0);
+		for (int j = 0; j < f; j++) {
+			double weight = uniform ? 1 : Math.sqrt(sumOfSquares[j]);
+			double u = random.nextDouble();
+			// taken neurons rank below zero-weight ones, which rank below every positive
+			// weight
+			keys[j] = taken[j] ? Double.NEGATIVE_INFINITY : (weight <= 0) ? -Double.MAX_VALUE : Math.log(u) / weight;
+		}
+		return top(keys, k);
+	}
+
+}

@@ -1,0 +1,24 @@
+package dev.griffin.serve.griffin;
+
+import ai.djl.ndarray.NDArray;
+
+/**
+ * One layer's experts and the weights gathered for them, owned by a sequence (or shared
+ * read-only by the sequences of an expert-cache entry).
+ *
+ * @param indices E, ascending neuron indices, length k
+ * @param gateUp [2k, D]: W_gate[E] then W_up[E]
+ * @param down [D, k]: W_down[:, E]
+ */
+public record LayerExperts(int[] indices, NDArray gateUp, NDArray down) {
+
+	public int count() {
+		return this.indices.length;
+	}
+
+	public long bytes() {
+		return (this.gateUp == null) ? 0 : (this.gateUp.getShape().size() + this.down.getShape().size())
+				* this.gateUp.getDataType().getNumOfBytes();
+	}
+
+}

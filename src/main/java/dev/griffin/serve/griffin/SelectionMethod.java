@@ -1,0 +1,52 @@
+package dev.griffin.serve.griffin;
+
+import java.util.Arrays;
+import java.util.Locale;
+
+/**
+ * How GRIFFIN picks a sequence's experts from the prompt statistic s (Dong et al. 2024,
+ * section 4 and appendix): {@code topk} is the method of the paper; the others are its
+ * ablations and baselines.
+ */
+public enum SelectionMethod {
+
+	/** The k neurons with the largest s_j. */
+	TOPK("topk"),
+	/** k neurons drawn without replacement with probability proportional to s_j. */
+	SAMPLE("sample"),
+	/** The top k/2 neurons, plus k - k/2 drawn proportionally to s_j from the rest. */
+	TOPK_SAMPLE("topk_sample"),
+	/** k neurons drawn uniformly: the "no flocking" control. */
+	RANDOM("random"),
+	/**
+	 * A static selection made once at load time by ||W_gate row|| * ||W_up row||: the
+	 * neuron-magnitude pruning baseline, the same for every prompt.
+	 */
+	MAGNITUDE("magnitude");
+
+	private final String wireName;
+
+	SelectionMethod(String wireName) {
+		this.wireName = wireName;
+	}
+
+	public String wireName() {
+		return this.wireName;
+	}
+
+	public boolean usesPrompt() {
+		return this != MAGNITUDE;
+	}
+
+	public static SelectionMethod parse(String name) {
+		String key = name.trim().toLowerCase(Locale.ROOT).replace('-', '_');
+		for (SelectionMethod method : values()) {
+			if (method.wireName.equals(key)) {
+				return method;
+			}
+		}
+		throw new IllegalArgumentException("selection method '" + name + "' is not one of "
+				+ Arrays.stream(values()).map(SelectionMethod::wireName).toList());
+	}
+
+}
