@@ -241,7 +241,7 @@ public final class GgufFile implements AutoCloseable {
 			}
 			long position = position();
 			this.buffer.compact();
-			this.bufferStart = position - this.buffer.position();
+			this.bufferStart = position;
 			while (this.buffer.position() < bytes) {
 				int read = this.channel.read(this.buffer, this.bufferStart + this.buffer.position());
 				if (read < 0) {

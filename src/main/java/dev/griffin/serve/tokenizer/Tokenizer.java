@@ -1,0 +1,300 @@
+package dev.griffin.serve.tokenizer;
+
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import dev.griffin.serve.weights.CheckpointException;
+import dev.griffin.serve.weights.GgufFile;
+
+/**
+ * Text to token ids and back, through DJL's binding of Hugging Face {@code tokenizers}. A
+ * GGUF file's own vocabulary, merges, pre-tokenizer type and special tokens are turned
+ * into the equivalent {@code tokenizer.json}; a Hugging Face directory's
+ * {@code tokenizer.json} is used as it is.
+ */
+public final class Tokenizer implements AutoCloseable {
+
+	private static final ObjectMapper JSON = new ObjectMapper();
+
+	private static final int GGUF_CONTROL = 3;
+
+	private static final int GGUF_USER_DEFINED = 4;
+
+	private final HuggingFaceTokenizer tokenizer;
+
+	private final byte[][] tokenBytes;
+
+	private final boolean[] special;
+
+	private final ChatTemplate chatTemplate;
+
+	private final int bosTokenId;
+
+	private final boolean addBosToken;
+
+	private Tokenizer(JsonNode tokenizerJson, ChatTemplate chatTemplate, int bosTokenId, boolean addBosToken,
+			String source) {
+		try (InputStream in = new ByteArrayInputStream(JSON.writeValueAsBytes(tokenizerJson))) {
+			this.tokenizer = HuggingFaceTokenizer.newInstance(in, Map.of("addSpecialTokens", "false"));
+		}
+		catch (IOException | RuntimeException ex) {
+			throw new CheckpointException(source + ": cannot build the tokenizer: " + ex.getMessage(), ex);
+		}
+		JsonNode vocab = tokenizerJson.path("model").path("vocab");
+		int size = 0;
+		for (JsonNode id : vocab) {
+			size = Math.max(size, id.asInt() + 1);
+		}
+		for (JsonNode added : tokenizerJson.path("added_tokens")) {
+			size = Math.max(size, added.get("id").asInt() + 1);
+		}
+		this.tokenBytes = new byte[size][];
+		this.special = new boolean[size];
+		boolean byteLevel = "ByteLevel".equals(tokenizerJson.path("decoder").path("type").asText())
+				|| tokenizerJson.path("pre_tokenizer").toString().contains("ByteLevel");
+		for (Iterator<Map.Entry<String, JsonNode>> it = vocab.fields(); it.hasNext();) {
+			Map.Entry<String, JsonNode> entry = it.next();
+			this.tokenBytes[entry.getValue().asInt()] = pieceBytes(entry.getKey(), byteLevel);
+		}
+		for (JsonNode added : tokenizerJson.path("added_tokens")) {
+			int id = added.get("id").asInt();
+			this.tokenBytes[id] = added.get("content").asText().getBytes(StandardCharsets.UTF_8);
+			this.special[id] = added.path("special").asBoolean(false);
+		}
+		for (int i = 0; i < size; i++) {
+			if (this.tokenBytes[i] == null) {
+				this.tokenBytes[i] = new byte[0];
+			}
+		}
+		this.chatTemplate = chatTemplate;
+		this.bosTokenId = bosTokenId;
+		this.addBosToken = addBosToken;
+	}
+
+	/**
+	 * Bytes of a vocabulary piece: byte-level text, or SentencePiece text with
+	 * byte-fallback pieces.
+	 */
+	private static byte[] pieceBytes(String piece, boolean byteLevel) {
+		if (byteLevel) {
+			byte[] bytes = ByteLevel.decode(piece);
+			if (bytes != null) {
+				return bytes;
+			}
+		}
+		if (piece.length() == 6 && piece.startsWith("<0x") && piece.endsWith(">")) {
+			return new byte[] { (byte) Integer.parseInt(piece.substring(3, 5), 16) };
+		}
+		return piece.replace('\u2581', ' ').getBytes(StandardCharsets.UTF_8);
+	}
+
+	/** Builds the tokenizer a GGUF file describes. */
+	public static Tokenizer fromGguf(GgufFile file) {
+		String model = file.string("tokenizer.ggml.model");
+		if (!"gpt2".equals(model)) {
+			throw new CheckpointException("%s: tokenizer model '%s' is not supported (supported: gpt2 byte-level BPE)"
+				.formatted(file.path(), model));
+		}
+		List<?> tokens = (List<?>) file.metadata().get("tokenizer.ggml.tokens");
+		List<?> types = (List<?>) file.metadata().get("tokenizer.ggml.token_type");
+		List<?> merges = (List<?>) file.metadata().get("tokenizer.ggml.merges");
+		if (tokens == null || merges == null) {
+			throw new CheckpointException(file.path() + ": missing tokenizer.ggml.tokens or tokenizer.ggml.merges");
+		}
+		ObjectNode root = JSON.createObjectNode();
+		root.put("version", "1.0");
+		ArrayNode added = root.putArray("added_tokens");
+		ObjectNode vocab = JSON.createObjectNode();
+		for (int id = 0; id < tokens.size(); id++) {
+			String token = (String) tokens.get(id);
+			vocab.put(token, id);
+			int type = (types != null) ? ((Number) types.get(id)).intValue() : 1;
+			if (type == GGUF_CONTROL || type == GGUF_USER_DEFINED) {
+				ObjectNode entry = added.addObject();
+				entry.put("id", id);
+				entry.put("content", token);
+				entry.put("single_word", false);
+				entry.put("lstrip", false);
+				entry.put("rstrip", false);
+				entry.put("normalized", false);
+				entry.put("special", type == GGUF_CONTROL);
+			}
+		}
+		root.putNull("normalizer");
+		root.set("pre_tokenizer", preTokenizer(file.string("tokenizer.ggml.pre"), file));
+		root.putNull("post_processor");
+		ObjectNode decoder = root.putObject("decoder");
+		decoder.put("type", "ByteLevel");
+		decoder.put("add_prefix_space", true);
+		decoder.put("trim_offsets", true);
+		decoder.put("use_regex", true);
+		ObjectNode bpe = root.putObject("model");
+		bpe.put("type", "BPE");
+		bpe.putNull("dropout");
+		bpe.putNull("unk_token");
+		bpe.put("fuse_unk", false);
+		bpe.put("byte_fallback", false);
+		bpe.set("vocab", vocab);
+		ArrayNode mergeList = bpe.putArray("merges");
+		merges.forEach((merge) -> mergeList.add((String) merge));
+
+		String template = file.string("tokenizer.chat_template");
+		int bos = number(file, "tokenizer.ggml.bos_token_id", -1);
+		int eos = number(file, "tokenizer.ggml.eos_token_id", -1);
+		Object addBos = file.metadata().get("tokenizer.ggml.add_bos_token");
+		ChatTemplate chat = (template != null) ? new ChatTemplate(template, (bos >= 0) ? (String) tokens.get(bos) : "",
+				(eos >= 0) ? (String) tokens.get(eos) : "") : null;
+		return new Tokenizer(root, chat, bos, Boolean.TRUE.equals(addBos), file.path().toString());
+	}
+
+	private static int number(GgufFile file, String key, int fallback) {
+		Number value = file.number(key);
+		return (value != null) ? value.intValue() : fallback;
+	}
+
+	/** The pre-tokenizer llama.cpp names by {@code tokenizer.ggml.pre}. */
+	private static JsonNode preTokenizer(String pre, GgufFile file) {
+		ObjectNode byteLevel = JSON.createObjectNode();
+		byteLevel.put("type", "ByteLevel");
+		byteLevel.put("add_prefix_space", false);
+		byteLevel.put("trim_offsets", true);
+		byteLevel.put("use_regex", true);
+		String kind = (pre != null) ? pre : "default";
+		switch (kind) {
+			case "default", "gpt2", "gpt-2" -> {
+				return byteLevel;
+			}
+			case "smollm", "starcoder" -> {
+				// SmolLM2's own tokenizer.json: each digit alone, then GPT-2's byte-level
+				// split.
+				ObjectNode sequence = JSON.createObjectNode();
+				sequence.put("type", "Sequence");
+				ArrayNode steps = sequence.putArray("pretokenizers");
+				ObjectNode digits = steps.addObject();
+				digits.put("type", "Digits");
+				digits.put("individual_digits", true);
+				steps.add(byteLevel);
+				return sequence;
+			}
+			case "llama-bpe", "llama3", "qwen2" -> {
+				String regex = kind.equals("qwen2")
+						? "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+						: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+				ObjectNode sequence = JSON.createObjectNode();
+				sequence.put("type", "Sequence");
+				ArrayNode steps = sequence.putArray("pretokenizers");
+				ObjectNode split = steps.addObject();
+				split.put("type", "Split");
+				split.putObject("pattern").put("Regex", regex);
+				split.put("behavior", "Isolated");
+				split.put("invert", false);
+				ObjectNode level = byteLevel.deepCopy();
+				level.put("use_regex", false);
+				steps.add(level);
+				return sequence;
+			}
+			default ->
+				throw new CheckpointException("%s: pre-tokenizer '%s' is not supported".formatted(file.path(), pre));
+		}
+	}
+
+	/**
+	 * Loads {@code tokenizer.json} and {@code tokenizer_config.json} from a Hugging Face
+	 * directory.
+	 */
+	public static Tokenizer fromHuggingFace(Path directory) {
+		Path path = directory.resolve("tokenizer.json");
+		if (!Files.exists(path)) {
+			throw new CheckpointException(directory + " has no tokenizer.json");
+		}
+		try {
+			JsonNode root = JSON.readTree(path.toFile());
+			Path configPath = directory.resolve("tokenizer_config.json");
+			JsonNode config = Files.exists(configPath) ? JSON.readTree(configPath.toFile()) : JSON.createObjectNode();
+			String bos = tokenText(config.path("bos_token"));
+			String eos = tokenText(config.path("eos_token"));
+			ChatTemplate chat = config.path("chat_template").isTextual()
+					? new ChatTemplate(config.get("chat_template").asText(), bos, eos) : null;
+			int bosId = -1;
+			for (JsonNode added : root.path("added_tokens")) {
+				if (added.get("content").asText().equals(bos)) {
+					bosId = added.get("id").asInt();
+				}
+			}
+			return new Tokenizer(root, chat, bosId, config.path("add_bos_token").asBoolean(false), path.toString());
+		}
+		catch (IOException ex) {
+			throw new CheckpointException("cannot read " + path + ": " + ex.getMessage(), ex);
+		}
+	}
+
+	private static String tokenText(JsonNode node) {
+		return node.isTextual() ? node.asText() : node.path("content").asText("");
+	}
+
+	/**
+	 * Token ids of a text; special-token text is recognised, and BOS is added if the
+	 * model asks.
+	 */
+	public int[] encode(String text) {
+		long[] ids = this.tokenizer.encode(text, false, false).getIds();
+		int offset = (this.addBosToken && this.bosTokenId >= 0) ? 1 : 0;
+		int[] result = new int[ids.length + offset];
+		if (offset == 1) {
+			result[0] = this.bosTokenId;
+		}
+		for (int i = 0; i < ids.length; i++) {
+			result[offset + i] = Math.toIntExact(ids[i]);
+		}
+		return result;
+	}
+
+	public String decode(int[] ids, boolean skipSpecialTokens) {
+		IncrementalDetokenizer detokenizer = new IncrementalDetokenizer(this, skipSpecialTokens);
+		StringBuilder text = new StringBuilder();
+		for (int id : ids) {
+			text.append(detokenizer.accept(id));
+		}
+		return text.append(detokenizer.flush()).toString();
+	}
+
+	public byte[] tokenBytes(int id) {
+		if (id < 0 || id >= this.tokenBytes.length) {
+			throw new IllegalArgumentException(
+					"token id %d is outside the vocabulary [0, %d)".formatted(id, this.tokenBytes.length));
+		}
+		return this.tokenBytes[id];
+	}
+
+	public boolean isSpecial(int id) {
+		return id >= 0 && id < this.special.length && this.special[id];
+	}
+
+	public int vocabularySize() {
+		return this.tokenBytes.length;
+	}
+
+	/** The checkpoint's chat template, or null if it has none. */
+	public ChatTemplate chatTemplate() {
+		return this.chatTemplate;
+	}
+
+	@Override
+	public void close() {
+		this.tokenizer.close();
+	}
+
+}
