@@ -28,10 +28,17 @@ public final class ExpertSelector {
 	 * @return [F] sums of squares
 	 */
 	public static double[] sumOfSquares(NDArray z) {
-		NDArray z64 = z.toType(DataType.FLOAT64, false); // [T, F]
-		NDArray norms = z64.norm(new int[] { 1 }, true); // [T, 1]
-		NDArray normalised = z64.div(norms.maximum(Double.MIN_NORMAL)); // [T, F]
-		return normalised.square().sum(new int[] { 0 }).toDoubleArray(); // [F]
+		// Row-wise work in float32 (cheap, and independent of how the prompt is chunked);
+		// the sum over
+		// tokens in float64, so that chunked and one-shot prefill accumulate the same
+		// values.
+		NDArray z32 = (z.getDataType() == DataType.FLOAT32) ? z : z.toType(DataType.FLOAT32, false); // [T,
+																										// F]
+		NDArray squares = z32.square(); // [T, F]
+		NDArray norms = squares.sum(new int[] { 1 }, true).maximum(Float.MIN_NORMAL); // [T,
+																						// 1]
+		NDArray normalised = squares.div(norms); // [T, F]: Zbar^2
+		return normalised.toType(DataType.FLOAT64, false).sum(new int[] { 0 }).toDoubleArray(); // [F]
 	}
 
 	/**

@@ -37,16 +37,19 @@ public final class CausalLm {
 
 	private final RmsNorm finalNorm;
 
+	private final RotaryEmbedding rotary;
+
 	private final List<DecoderLayer> layers;
 
 	private CausalLm(ModelConfig config, ModelOptions options, NDManager manager, NDArray embedding, NDArray lmHead,
-			RmsNorm finalNorm, List<DecoderLayer> layers) {
+			RmsNorm finalNorm, RotaryEmbedding rotary, List<DecoderLayer> layers) {
 		this.config = config;
 		this.options = options;
 		this.manager = manager;
 		this.embedding = embedding;
 		this.lmHead = lmHead;
 		this.finalNorm = finalNorm;
+		this.rotary = rotary;
 		this.layers = Collections.unmodifiableList(layers);
 	}
 
@@ -68,15 +71,17 @@ public final class CausalLm {
 			List<DecoderLayer> layers = new ArrayList<>();
 			for (int i = 0; i < config.numberOfLayers(); i++) {
 				LayerTensors t = checkpoint.layer(i);
-				NDArray qkv = upload(owner, t.query(), type).concat(upload(owner, t.key(), type), 0)
-					.concat(upload(owner, t.value(), type), 0);
+				// An exact (power-of-two) score scale moves into the query rows: one
+				// operation less per layer.
+				boolean fold = Attention.scaleFoldsExactly(config);
+				float scale = fold ? Attention.scale(config) : 1f;
+				NDArray qkv = upload(owner, type, scaled(t.query(), scale), t.key(), t.value()); // [(H+2KVH)*Dh,
+																									// D]
 				NDArray qkvBias = t.hasAttentionBias()
-						? upload(owner, t.queryBias(), type).concat(upload(owner, t.keyBias(), type))
-							.concat(upload(owner, t.valueBias(), type))
-						: null;
-				NDArray gateUp = upload(owner, t.gate(), type).concat(upload(owner, t.up(), type), 0);
+						? upload(owner, type, scaled(t.queryBias(), scale), t.keyBias(), t.valueBias()) : null;
+				NDArray gateUp = upload(owner, type, t.gate(), t.up()); // [2F, D]
 				Attention attention = new Attention(config, i,
-						new Attention.Weights(qkv, qkvBias, upload(owner, t.output(), type)), rotary);
+						new Attention.Weights(qkv, qkvBias, upload(owner, t.output(), type), fold));
 				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload(owner, t.down(), type),
 						config.intermediateSize());
 				layers
@@ -85,7 +90,7 @@ public final class CausalLm {
 							new DenseFeedForward(ff)));
 				progress.accept(i + 1);
 			}
-			return new CausalLm(config, options, owner, embedding, lmHead, finalNorm, layers);
+			return new CausalLm(config, options, owner, embedding, lmHead, finalNorm, rotary, layers);
 		}
 		catch (RuntimeException ex) {
 			owner.close();
@@ -93,9 +98,52 @@ public final class CausalLm {
 		}
 	}
 
+	/**
+	 * Copies tensors, stacked along their first dimension, to the device in the model's
+	 * precision.
+	 */
+	private static NDArray upload(NDManager manager, DataType type, FloatTensor... tensors) {
+		FloatTensor stacked = (tensors.length == 1) ? tensors[0] : stack(tensors);
+		NDArray array = manager.create(stacked.data(), new Shape(stacked.shape()));
+		if (type == DataType.FLOAT32) {
+			return array;
+		}
+		NDArray converted = array.toType(type, false);
+		array.close();
+		return converted;
+	}
+
 	private static NDArray upload(NDManager manager, FloatTensor tensor, DataType type) {
-		NDArray array = manager.create(tensor.data(), new Shape(tensor.shape()));
-		return (type == DataType.FLOAT32) ? array : array.toType(type, false);
+		return upload(manager, type, tensor);
+	}
+
+	private static FloatTensor stack(FloatTensor... tensors) {
+		int total = 0;
+		long rows = 0;
+		for (FloatTensor tensor : tensors) {
+			total += tensor.data().length;
+			rows += tensor.shape()[0];
+		}
+		float[] data = new float[total];
+		int offset = 0;
+		for (FloatTensor tensor : tensors) {
+			System.arraycopy(tensor.data(), 0, data, offset, tensor.data().length);
+			offset += tensor.data().length;
+		}
+		long[] shape = tensors[0].shape().clone();
+		shape[0] = rows;
+		return new FloatTensor(data, shape);
+	}
+
+	private static FloatTensor scaled(FloatTensor tensor, float scale) {
+		if (scale == 1f) {
+			return tensor;
+		}
+		float[] data = tensor.data().clone();
+		for (int i = 0; i < data.length; i++) {
+			data[i] *= scale;
+		}
+		return new FloatTensor(data, tensor.shape());
 	}
 
 	/**
@@ -110,7 +158,7 @@ public final class CausalLm {
 			replaced.add(layer.withFeedForward(replacement.apply(i, layer.feedForward())));
 		}
 		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.finalNorm,
-				replaced);
+				this.rotary, replaced);
 	}
 
 	public ModelConfig config() {
@@ -146,11 +194,13 @@ public final class CausalLm {
 	public NDArray forward(NDArray tokens, int position, KvCache cache, FeedForward.Phase phase,
 			FeedForward.State[] states, boolean allLogits) {
 		NDArray x = this.embedding.get(tokens); // [T, D]
+		long t = x.getShape().get(0);
+		RotaryEmbedding.Angles angles = this.rotary.angles(position, (int) t);
 		for (int i = 0; i < this.layers.size(); i++) {
-			x = this.layers.get(i).forward(x, position, cache, phase, states[i]);
+			x = this.layers.get(i).forward(x, position, angles, cache, phase, states[i]);
 		}
-		if (!allLogits) {
-			x = x.get(new NDIndex("-1:")); // [1, D]
+		if (!allLogits && t > 1) {
+			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
 		}
 		NDArray logits = Linear.linear(this.finalNorm.forward(x), this.lmHead).singletonOrThrow(); // [T,
 																									// V]

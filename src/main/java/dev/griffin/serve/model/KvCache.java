@@ -47,19 +47,19 @@ public final class KvCache {
 			throw new IllegalStateException(
 					"KV cache overflow: position %d + %d tokens > capacity %d".formatted(position, t, this.capacity));
 		}
-		NDIndex slot = new NDIndex(":, {}:{}, :", position, position + t);
+		NDIndex slot = new NDIndex().addAllDim().addSliceDim(position, position + t);
 		this.keys[layer].set(slot, k);
 		this.values[layer].set(slot, v);
 	}
 
 	/** Keys of a layer for positions [from, to): [KVH, to - from, Dh], a view. */
 	public NDArray keys(int layer, int from, int to) {
-		return this.keys[layer].get(new NDIndex(":, {}:{}, :", from, to));
+		return this.keys[layer].get(new NDIndex().addAllDim().addSliceDim(from, to));
 	}
 
 	/** Values of a layer for positions [from, to): [KVH, to - from, Dh], a view. */
 	public NDArray values(int layer, int from, int to) {
-		return this.values[layer].get(new NDIndex(":, {}:{}, :", from, to));
+		return this.values[layer].get(new NDIndex().addAllDim().addSliceDim(from, to));
 	}
 
 	/**

@@ -11,11 +11,12 @@ public final class RmsNorm {
 
 	private final NDArray weight; // [D]
 
-	private final float epsilon;
+	private final NDArray epsilon; // [1]: an array operand saves creating a scalar array
+									// per call
 
 	public RmsNorm(NDArray weight, double epsilon) {
 		this.weight = weight;
-		this.epsilon = (float) epsilon;
+		this.epsilon = weight.getManager().create(new float[] { (float) epsilon });
 	}
 
 	/** x: [T, D] -> [T, D]. */

@@ -20,19 +20,26 @@ public final class RotaryEmbedding {
 
 	private final NDArray rotateHalf; // [Dh, Dh]
 
+	private final NDArray identity; // [Dh, Dh]
+
 	public RotaryEmbedding(ModelConfig config, NDManager manager, DataType type) {
 		int dim = config.headDimension();
 		int positions = config.maxPositionEmbeddings();
 		float[] inverseFrequencies = inverseFrequencies(config);
 		// Angles in float32 from the same float32 operands Hugging Face uses, then cos
 		// and sin by libtorch.
-		NDArray inv = manager.create(inverseFrequencies).reshape(1, dim / 2); // [1, Dh/2]
-		NDArray pos = manager.arange(0, positions, 1, DataType.FLOAT32).reshape(positions, 1); // [P,
-																								// 1]
-		NDArray freqs = pos.matMul(inv); // [P, Dh/2]
-		NDArray angles = freqs.concat(freqs, 1); // [P, Dh]
-		this.cos = angles.cos().toType(type, false);
-		this.sin = angles.sin().toType(type, false);
+		try (NDManager scratch = manager.newSubManager()) {
+			NDArray inv = scratch.create(inverseFrequencies).reshape(1, dim / 2); // [1,
+																					// Dh/2]
+			NDArray pos = scratch.arange(0, positions, 1, DataType.FLOAT32).reshape(positions, 1); // [P,
+																									// 1]
+			NDArray freqs = pos.matMul(inv); // [P, Dh/2]
+			NDArray angles = freqs.concat(freqs, 1); // [P, Dh]
+			this.cos = angles.cos().toType(type, false);
+			this.sin = angles.sin().toType(type, false);
+			this.cos.attach(manager);
+			this.sin.attach(manager);
+		}
 		float[] rotation = new float[dim * dim];
 		int half = dim / 2;
 		for (int j = 0; j < half; j++) {
@@ -41,7 +48,12 @@ public final class RotaryEmbedding {
 			rotation[(j + half) * dim + j] = -1f;
 			rotation[j * dim + j + half] = 1f;
 		}
-		this.rotateHalf = manager.create(rotation, new Shape(dim, dim)).toType(type, false);
+		NDArray rotate = manager.create(rotation, new Shape(dim, dim));
+		this.rotateHalf = (type == DataType.FLOAT32) ? rotate : rotate.toType(type, false);
+		if (this.rotateHalf != rotate) {
+			rotate.close();
+		}
+		this.identity = manager.eye(dim).toType(type, false);
 	}
 
 	static float[] inverseFrequencies(ModelConfig config) {
@@ -72,13 +84,33 @@ public final class RotaryEmbedding {
 		return inv;
 	}
 
-	/** x: [T, N, Dh] for positions [position, position + T) -> [T, N, Dh]. */
-	public NDArray apply(NDArray x, int position) {
-		long t = x.getShape().get(0);
-		NDIndex rows = new NDIndex("{}:{}", position, position + t);
+	/**
+	 * The rotation of T positions from {@code position} as one matrix per position,
+	 * {@code M_t = I * cos_t + R * sin_t} (columns scaled), so that each layer rotates q
+	 * and k with a single batched product {@code x M}. Computed once per forward pass and
+	 * shared by all layers.
+	 */
+	public Angles angles(int position, int t) {
+		NDIndex rows = new NDIndex().addSliceDim(position, position + t);
 		NDArray cos = this.cos.get(rows).expandDims(1); // [T, 1, Dh]
 		NDArray sin = this.sin.get(rows).expandDims(1); // [T, 1, Dh]
-		return x.mul(cos).add(x.matMul(this.rotateHalf).mul(sin));
+		return new Angles(this.identity.mul(cos).add(this.rotateHalf.mul(sin))); // [T,
+																					// Dh,
+																					// Dh]
+	}
+
+	/**
+	 * Rotary matrices of a block of positions.
+	 *
+	 * @param rotation [T, Dh, Dh]
+	 */
+	public record Angles(NDArray rotation) {
+
+		/** x: [T, N, Dh] -> [T, N, Dh]. */
+		public NDArray apply(NDArray x) {
+			return x.matMul(this.rotation);
+		}
+
 	}
 
 }

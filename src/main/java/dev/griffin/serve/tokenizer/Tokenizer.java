@@ -48,7 +48,8 @@ public final class Tokenizer implements AutoCloseable {
 	private Tokenizer(JsonNode tokenizerJson, ChatTemplate chatTemplate, int bosTokenId, boolean addBosToken,
 			String source) {
 		try (InputStream in = new ByteArrayInputStream(JSON.writeValueAsBytes(tokenizerJson))) {
-			this.tokenizer = HuggingFaceTokenizer.newInstance(in, Map.of("addSpecialTokens", "false"));
+			this.tokenizer = HuggingFaceTokenizer.newInstance(in, Map.of("addSpecialTokens", "false", "truncation",
+					"false", "padding", "false", "modelMaxLength", String.valueOf(Integer.MAX_VALUE)));
 		}
 		catch (IOException | RuntimeException ex) {
 			throw new CheckpointException(source + ": cannot build the tokenizer: " + ex.getMessage(), ex);

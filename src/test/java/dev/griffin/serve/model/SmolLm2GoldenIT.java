@@ -69,6 +69,13 @@ class SmolLm2GoldenIT {
 	}
 
 	@Test
+	void longTextsAreNeverTruncated() {
+		// "hello" and " world" are one token each: 2,000 repetitions and the trailing space are 4,001 tokens,
+		// well past the 512 that DJL's tokenizer truncates to unless told not to.
+		assertThat(tokenizer.encode("hello world ".repeat(2000))).hasSize(4001);
+	}
+
+	@Test
 	void chatTemplateMatchesHuggingFace() {
 		ChatTemplate template = tokenizer.chatTemplate();
 		for (JsonNode chat : Fixtures.json("smollm2/tokenizer.json").get("chats")) {

@@ -1,0 +1,179 @@
+package dev.griffin.serve.cli;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.generation.SamplingParams;
+import dev.griffin.serve.griffin.SelectionMethod;
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.ModelConfig;
+
+/**
+ * Batch-1 speed of dense vs GRIFFIN, side by side in one run: prefill and decode
+ * tokens/s, time to first token, the bytes of weights a decode step reads and the
+ * bandwidth that implies.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+		description = "Measure prefill/decode speed of dense vs GRIFFIN; prints a table and writes JSON.")
+public class BenchCommand implements Callable<Integer> {
+
+	private static final String TEXT = """
+			The river rises in the hills above the town and runs for forty miles to the sea. In spring the \
+			snow melts and the water climbs the stone walls that the first settlers built, and every few \
+			years it spills into the low streets near the market. The council has argued for a decade about \
+			a new barrier: engineers say it would protect four hundred homes, shop owners worry that years \
+			of building work would keep visitors away, and farmers upstream want the money spent on \
+			reservoirs instead. Last week the regional government offered to pay half of the cost if the \
+			town finds the rest by the end of next year. """;
+
+	@Mixin
+	ModelOptionsMixin model;
+
+	@Option(names = "--prompt-tokens", defaultValue = "512")
+	int promptTokens;
+
+	@Option(names = "--new-tokens", defaultValue = "128")
+	int newTokens;
+
+	@Option(names = "--dtypes", defaultValue = "float32,float16", split = ",")
+	List<String> dtypes;
+
+	@Option(names = "--densities", defaultValue = "1.0,0.5", split = ",",
+			description = "1.0 is the dense model; others are GRIFFIN with --method.")
+	List<Double> densities;
+
+	@Option(names = "--method", defaultValue = "topk")
+	String method;
+
+	@Option(names = "--runs", defaultValue = "3", description = "Measured runs per configuration (median reported).")
+	int runs;
+
+	@Option(names = "--output", defaultValue = "target/bench.json")
+	Path output;
+
+	@Override
+	public Integer call() throws IOException {
+		this.model.configureEngine();
+		SelectionMethod selection = SelectionMethod.parse(this.method);
+		List<Map<String, Object>> rows = new ArrayList<>();
+		System.out.printf("%-8s %-8s %12s %12s %10s %10s %12s %10s%n", "dtype", "density", "prefill t/s", "decode t/s",
+				"TTFT ms", "vs dense", "MB/token", "GB/s");
+		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, this.newTokens, List.of(), List.of(), true);
+		for (String dtype : this.dtypes) {
+			this.model.dtype = dtype;
+			try (LoadedModel loaded = LoadedModel.load(this.model.modelPath(), this.model.options(), (layers) -> {
+			})) {
+				int[] prompt = prompt(loaded);
+				int n = this.densities.size();
+				Generator[] generators = new Generator[n];
+				for (int i = 0; i < n; i++) {
+					generators[i] = new Generator(loaded.variant(this.densities.get(i), selection), loaded.tokenizer());
+				}
+				// Warm every configuration first (allocator, thread pool, kernel caches),
+				// then interleave
+				// the measured runs so that drift on a shared machine affects all
+				// configurations alike.
+				for (int warm = 0; warm < 2; warm++) {
+					for (Generator generator : generators) {
+						generator.generate(prompt, params, (token, text) -> true);
+					}
+				}
+				double[][] prefill = new double[n][this.runs];
+				double[][] decode = new double[n][this.runs];
+				double[][] ttft = new double[n][this.runs];
+				for (int r = 0; r < this.runs; r++) {
+					for (int i = 0; i < n; i++) {
+						Generator.Timings t = generators[i].generate(prompt, params, (token, text) -> true).timings();
+						prefill[i][r] = prompt.length / (t.prefillNanos() / 1e9);
+						decode[i][r] = t.decodeTokensPerSecond();
+						ttft[i][r] = t.firstTokenNanos() / 1e6;
+					}
+				}
+				int denseIndex = this.densities.indexOf(1.0);
+				double denseDecode = (denseIndex >= 0) ? median(decode[denseIndex]) : Double.NaN;
+				for (int i = 0; i < n; i++) {
+					double density = this.densities.get(i);
+					double decodeMedian = median(decode[i]);
+					long bytes = bytesPerToken(loaded.dense(), density);
+					double bandwidth = bytes * decodeMedian / 1e9;
+					double ratio = decodeMedian / denseDecode;
+					System.out.printf("%-8s %-8s %12.1f %12.2f %10.1f %10s %12.1f %10.2f%n", dtype,
+							(density == 1.0) ? "dense" : String.valueOf(density), median(prefill[i]), decodeMedian,
+							median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6,
+							bandwidth);
+					Map<String, Object> row = new LinkedHashMap<>();
+					row.put("dtype", dtype);
+					row.put("density", density);
+					row.put("method", (density == 1.0) ? "dense" : selection.wireName());
+					row.put("promptTokens", prompt.length);
+					row.put("newTokens", this.newTokens);
+					row.put("prefillTokensPerSecond", median(prefill[i]));
+					row.put("decodeTokensPerSecond", decodeMedian);
+					row.put("timeToFirstTokenMs", median(ttft[i]));
+					row.put("decodeRatioToDense", ratio);
+					row.put("weightBytesPerToken", bytes);
+					row.put("impliedBandwidthGBps", bandwidth);
+					row.put("runs", Map.of("prefillTokensPerSecond", prefill[i], "decodeTokensPerSecond", decode[i],
+							"timeToFirstTokenMs", ttft[i]));
+					rows.add(row);
+				}
+			}
+		}
+		Map<String, Object> report = new LinkedHashMap<>();
+		report.put("model", this.model.modelPath().getFileName().toString());
+		report.put("threads", (this.model.threads != null) ? this.model.threads : "engine default");
+		report.put("processors", Runtime.getRuntime().availableProcessors());
+		report.put("results", rows);
+		if (this.output.getParent() != null) {
+			Files.createDirectories(this.output.getParent());
+		}
+		new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(this.output.toFile(), report);
+		System.out.println("wrote " + this.output);
+		return 0;
+	}
+
+	/** Exactly {@code promptTokens} tokens of English prose. */
+	private int[] prompt(LoadedModel loaded) {
+		StringBuilder text = new StringBuilder();
+		int[] ids = new int[0];
+		while (ids.length < this.promptTokens) {
+			text.append(TEXT);
+			ids = loaded.tokenizer().encode(text.toString());
+		}
+		return Arrays.copyOf(ids, this.promptTokens);
+	}
+
+	/**
+	 * Weights a decode step reads: everything, less the feed-forward neurons GRIFFIN
+	 * leaves out.
+	 */
+	static long bytesPerToken(CausalLm dense, double density) {
+		ModelConfig c = dense.config();
+		long dropped = (long) c.numberOfLayers() * 3L * c.hiddenSize()
+				* (c.intermediateSize() - (long) Math.floor(c.intermediateSize() * density));
+		return dense.denseWeightBytesPerToken() - dropped * dense.options().dtype().bytes();
+	}
+
+	static double median(double[] values) {
+		double[] sorted = values.clone();
+		Arrays.sort(sorted);
+		int n = sorted.length;
+		return (n % 2 == 1) ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+	}
+
+}

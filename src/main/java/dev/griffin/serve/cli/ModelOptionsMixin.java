@@ -1,0 +1,58 @@
+package dev.griffin.serve.cli;
+
+import java.nio.file.Path;
+import java.nio.file.Paths;
+
+import picocli.CommandLine.Option;
+
+import dev.griffin.serve.griffin.SelectionMethod;
+import dev.griffin.serve.model.ModelOptions;
+
+/** Options shared by every command that loads a model. */
+public class ModelOptionsMixin {
+
+	static final String DEFAULT_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+	@Option(names = "--model", paramLabel = "PATH",
+			description = "A .gguf file or a Hugging Face model directory (default: the model scripts/fetch-model caches).")
+	Path model;
+
+	@Option(names = "--dtype", defaultValue = "float32",
+			description = "float32 or float16 (default: ${DEFAULT-VALUE}).")
+	String dtype;
+
+	@Option(names = "--device", defaultValue = "cpu", description = "cpu or gpu[:N] (default: ${DEFAULT-VALUE}).")
+	String device;
+
+	@Option(names = "--threads", description = "Compute threads for the engine (default: the engine's choice).")
+	Integer threads;
+
+	Path modelPath() {
+		if (this.model != null) {
+			return this.model;
+		}
+		String dir = System.getenv("GRIFFIN_MODEL_DIR");
+		if (dir == null) {
+			String cache = System.getenv("XDG_CACHE_HOME");
+			dir = ((cache != null) ? cache : System.getProperty("user.home") + "/.cache") + "/griffin-serve/models";
+		}
+		return Paths.get(dir, DEFAULT_MODEL);
+	}
+
+	ModelOptions options() {
+		return new ModelOptions(ModelOptions.Precision.parse(this.dtype), this.device);
+	}
+
+	void configureEngine() {
+		System.setProperty("ai.djl.offline", System.getProperty("ai.djl.offline", "true"));
+		if (this.threads != null) {
+			System.setProperty("ai.djl.pytorch.num_threads", String.valueOf(this.threads));
+			System.setProperty("ai.djl.pytorch.num_interop_threads", "1");
+		}
+	}
+
+	static SelectionMethod method(String name) {
+		return SelectionMethod.parse(name);
+	}
+
+}

@@ -1,0 +1,101 @@
+package dev.griffin.serve.generation;
+
+import java.nio.file.Path;
+import java.util.function.IntConsumer;
+
+import ai.djl.ndarray.NDManager;
+
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinTransform;
+import dev.griffin.serve.griffin.SelectionMethod;
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.ModelOptions;
+import dev.griffin.serve.tokenizer.Tokenizer;
+import dev.griffin.serve.weights.Checkpoint;
+import dev.griffin.serve.weights.CheckpointException;
+import dev.griffin.serve.weights.GgufCheckpoint;
+import dev.griffin.serve.weights.ModelLoader;
+
+/**
+ * A dense model with its tokenizer, loaded from a {@code .gguf} file or a Hugging Face
+ * directory, from which GRIFFIN variants are derived on demand (sharing the dense
+ * weights).
+ */
+public final class LoadedModel implements AutoCloseable {
+
+	private final Path path;
+
+	private final NDManager manager;
+
+	private final CausalLm dense;
+
+	private final Tokenizer tokenizer;
+
+	private LoadedModel(Path path, NDManager manager, CausalLm dense, Tokenizer tokenizer) {
+		this.path = path;
+		this.manager = manager;
+		this.dense = dense;
+		this.tokenizer = tokenizer;
+	}
+
+	/**
+	 * @param progress told the number of layers loaded so far
+	 */
+	public static LoadedModel load(Path path, ModelOptions options, IntConsumer progress) {
+		if (options.dtype() == ModelOptions.Precision.BFLOAT16) {
+			throw new IllegalArgumentException(
+					"bfloat16 is not supported by this engine build; use float32 or float16");
+		}
+		NDManager manager = NDManager.newBaseManager(options.djlDevice());
+		try (Checkpoint checkpoint = ModelLoader.open(path)) {
+			CausalLm dense = CausalLm.load(checkpoint, options, manager, progress);
+			Tokenizer tokenizer = (checkpoint instanceof GgufCheckpoint gguf) ? Tokenizer.fromGguf(gguf.file())
+					: Tokenizer.fromHuggingFace(path);
+			if (tokenizer.vocabularySize() > dense.config().vocabularySize()) {
+				throw new CheckpointException("%s: the tokenizer has %d tokens but the model only %d".formatted(path,
+						tokenizer.vocabularySize(), dense.config().vocabularySize()));
+			}
+			// Loading leaves the dequantised float32 copies (hundreds of MB) as garbage;
+			// collecting it now
+			// keeps a concurrent collection from competing with the engine's threads
+			// during the first requests.
+			System.gc();
+			return new LoadedModel(path, manager, dense, tokenizer);
+		}
+		catch (RuntimeException ex) {
+			manager.close();
+			throw ex;
+		}
+	}
+
+	public Path path() {
+		return this.path;
+	}
+
+	public CausalLm dense() {
+		return this.dense;
+	}
+
+	public Tokenizer tokenizer() {
+		return this.tokenizer;
+	}
+
+	/**
+	 * The dense model for density 1 with {@code topk}, otherwise a GRIFFIN model over the
+	 * same weights.
+	 */
+	public CausalLm variant(double density, SelectionMethod method) {
+		if (density == 1.0 && method == SelectionMethod.TOPK) {
+			return this.dense;
+		}
+		return GriffinTransform.apply(this.dense,
+				DensitySchedule.uniform(density, this.dense.config().numberOfLayers()), method);
+	}
+
+	@Override
+	public void close() {
+		this.tokenizer.close();
+		this.manager.close();
+	}
+
+}

@@ -1,0 +1,59 @@
+package dev.griffin.serve.generation;
+
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * Decides when generation ends: an end token, a stop string in the text, or the token
+ * budget. Text that might be the start of a stop string is held back until it is known
+ * not to be one, so a streamed stop string never reaches the client.
+ */
+public final class StopCondition {
+
+	private final Set<Integer> stopTokens = new HashSet<>();
+
+	private final List<String> stopStrings;
+
+	private final int maxNewTokens;
+
+	private final int holdBack;
+
+	public StopCondition(SamplingParams params, int[] modelEndTokens) {
+		if (!params.ignoreEos()) {
+			for (int token : modelEndTokens) {
+				this.stopTokens.add(token);
+			}
+		}
+		this.stopTokens.addAll(params.stopTokenIds());
+		this.stopStrings = params.stopStrings();
+		this.maxNewTokens = params.maxNewTokens();
+		this.holdBack = this.stopStrings.stream().mapToInt(String::length).max().orElse(1) - 1;
+	}
+
+	public boolean isStopToken(int token) {
+		return this.stopTokens.contains(token);
+	}
+
+	public int maxNewTokens() {
+		return this.maxNewTokens;
+	}
+
+	/** Index of the first stop string in text, or -1. */
+	public int stopStringIndex(String text) {
+		int first = -1;
+		for (String stop : this.stopStrings) {
+			int index = text.indexOf(stop);
+			if (index >= 0 && (first < 0 || index < first)) {
+				first = index;
+			}
+		}
+		return first;
+	}
+
+	/** How many trailing characters may still turn into a stop string. */
+	public int holdBack() {
+		return this.stopStrings.isEmpty() ? 0 : this.holdBack;
+	}
+
+}

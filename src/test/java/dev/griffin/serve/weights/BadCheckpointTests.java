@@ -1,0 +1,172 @@
+package dev.griffin.serve.weights;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import dev.griffin.serve.Fixtures;
+
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * Broken checkpoints fail at load with a message that names the file, the tensor and what
+ * was expected: never a crash, never a silently wrong model.
+ */
+class BadCheckpointTests {
+
+	private static final ObjectMapper JSON = new ObjectMapper();
+
+	@TempDir
+	Path dir;
+
+	private Path copyOfTinyLlama() throws IOException {
+		Path source = Fixtures.path("tiny-mistral");
+		Path target = this.dir.resolve("model");
+		Files.createDirectories(target);
+		try (var files = Files.list(source)) {
+			for (Path file : files.toList()) {
+				Files.copy(file, target.resolve(file.getFileName()));
+			}
+		}
+		return target;
+	}
+
+	private static void loadAllTensors(Path path) {
+		try (Checkpoint checkpoint = ModelLoader.open(path)) {
+			checkpoint.embedding();
+			checkpoint.finalNorm();
+			checkpoint.lmHead();
+			for (int i = 0; i < checkpoint.config().numberOfLayers(); i++) {
+				checkpoint.layer(i);
+			}
+		}
+	}
+
+	@Test
+	void truncatedSafetensors() throws IOException {
+		Path model = copyOfTinyLlama();
+		Path file = model.resolve("model.safetensors");
+		byte[] bytes = Files.readAllBytes(file);
+		Files.write(file, java.util.Arrays.copyOf(bytes, bytes.length - 1000));
+		assertThatThrownBy(() -> loadAllTensors(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("model.safetensors is truncated")
+			.hasMessageContaining("tensor '");
+	}
+
+	@Test
+	void truncatedGguf() throws IOException {
+		Path file = this.dir.resolve("types.gguf");
+		byte[] bytes = Files.readAllBytes(Fixtures.path("gguf-dequant/types.gguf"));
+		Files.write(file, java.util.Arrays.copyOf(bytes, bytes.length - 100));
+		assertThatThrownBy(() -> GgufFile.open(file)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("types.gguf is truncated")
+			.hasMessageContaining("tensor 't_q6_k'");
+	}
+
+	@Test
+	void wrongShape() throws IOException {
+		Path model = copyOfTinyLlama();
+		ObjectNode config = (ObjectNode) JSON.readTree(model.resolve("config.json").toFile());
+		config.put("intermediate_size", 128);
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		assertThatThrownBy(() -> loadAllTensors(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining(
+					"tensor 'model.layers.0.mlp.gate_proj.weight' has shape [160, 64], expected [128, 64]")
+			.hasMessageContaining("model.safetensors");
+	}
+
+	@Test
+	void missingTensor() throws IOException {
+		Path model = copyOfTinyLlama();
+		ObjectNode config = (ObjectNode) JSON.readTree(model.resolve("config.json").toFile());
+		config.put("num_hidden_layers", 3);
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		assertThatThrownBy(() -> loadAllTensors(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("missing tensor 'model.layers.2.input_layernorm.weight' (expected shape [64])");
+	}
+
+	@Test
+	void unknownArchitecture() throws IOException {
+		Path model = copyOfTinyLlama();
+		ObjectNode config = (ObjectNode) JSON.readTree(model.resolve("config.json").toFile());
+		config.put("model_type", "gpt_neox");
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		assertThatThrownBy(() -> ModelLoader.open(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("config.json")
+			.hasMessageContaining("architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2])");
+	}
+
+	@Test
+	void unsupportedSafetensorsDtype() throws IOException {
+		Path model = this.dir.resolve("int8");
+		Files.createDirectories(model);
+		Files.copy(Fixtures.path("tiny-mistral/config.json"), model.resolve("config.json"));
+		String header = "{\"model.embed_tokens.weight\":{\"dtype\":\"I8\",\"shape\":[256,64],\"data_offsets\":[0,16384]}}";
+		byte[] json = header.getBytes(StandardCharsets.UTF_8);
+		ByteBuffer buffer = ByteBuffer.allocate(8 + json.length + 16384).order(ByteOrder.LITTLE_ENDIAN);
+		buffer.putLong(json.length).put(json);
+		Files.write(model.resolve("model.safetensors"), buffer.array());
+		assertThatThrownBy(() -> loadAllTensors(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("tensor 'model.embed_tokens.weight' has dtype I8, which is not supported");
+	}
+
+	@Test
+	void unknownAndUnsupportedQuantTypes() throws IOException {
+		// A GGUF with one tensor of type Q5_K (known to GGML, not supported here) and one
+		// of an unknown id.
+		for (int typeId : new int[] { 13, 99 }) {
+			Path file = this.dir.resolve("quant" + typeId + ".gguf");
+			Files.write(file, gguf("w", typeId, 256));
+			if (typeId == 99) {
+				assertThatThrownBy(() -> GgufFile.open(file)).isInstanceOf(CheckpointException.class)
+					.hasMessageContaining("tensor 'w' has unknown GGML type id 99");
+			}
+			else {
+				try (GgufFile gguf = GgufFile.open(file)) {
+					assertThatThrownBy(() -> gguf.dequantize(gguf.tensors().get("w")))
+						.isInstanceOf(CheckpointException.class)
+						.hasMessageContaining("tensor 'w' uses quantisation Q5_K, which is not supported");
+				}
+			}
+		}
+	}
+
+	@Test
+	void notAGgufFile() throws IOException {
+		Path file = this.dir.resolve("junk.gguf");
+		Files.writeString(file, "definitely not a model");
+		assertThatThrownBy(() -> ModelLoader.open(file)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("junk.gguf is not a GGUF file");
+	}
+
+	/**
+	 * A minimal GGUF v3 file with one tensor of the given type and element count, data
+	 * zeroed.
+	 */
+	static byte[] gguf(String name, int typeId, int elements) {
+		List<byte[]> parts = new ArrayList<>();
+		ByteBuffer header = ByteBuffer.allocate(1024).order(ByteOrder.LITTLE_ENDIAN);
+		header.putInt(0x46554747).putInt(3).putLong(1).putLong(1);
+		byte[] key = "general.architecture".getBytes(StandardCharsets.UTF_8);
+		byte[] value = "llama".getBytes(StandardCharsets.UTF_8);
+		header.putLong(key.length).put(key).putInt(8).putLong(value.length).put(value);
+		byte[] tensorName = name.getBytes(StandardCharsets.UTF_8);
+		header.putLong(tensorName.length).put(tensorName).putInt(1).putLong(elements).putInt(typeId).putLong(0);
+		int aligned = (header.position() + 31) / 32 * 32;
+		byte[] out = new byte[aligned + elements * 4];
+		System.arraycopy(header.array(), 0, out, 0, header.position());
+		parts.add(out);
+		return out;
+	}
+
+}
