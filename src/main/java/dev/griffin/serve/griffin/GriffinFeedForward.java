@@ -85,7 +85,7 @@ public final class GriffinFeedForward implements FeedForward {
 				if (this.method.usesPrompt()) {
 					s.accumulate(ExpertSelector.sumOfSquares(z));
 				}
-				yield Linear.linear(z, this.dense.down()).singletonOrThrow(); // [T, D]
+				yield z.matMul(this.dense.downTransposed()); // [T, D]
 			}
 			case GENERATION -> {
 				LayerExperts e = s.experts;
@@ -103,7 +103,7 @@ public final class GriffinFeedForward implements FeedForward {
 			return x.zerosLike(); // [T, D]
 		}
 		NDArray z = DenseFeedForward.activations(x, e.gateUp()); // [T, k]
-		return Linear.linear(z, e.down()).singletonOrThrow(); // [T, D]
+		return z.matMul(e.downTransposed()); // [T, D]
 	}
 
 	/**
@@ -126,13 +126,13 @@ public final class GriffinFeedForward implements FeedForward {
 		for (int index : selected) {
 			mask[index] = 1f;
 		}
-		NDArray lastMask = x.getManager().create(mask, new Shape(1, mask.length)).toType(z.getDataType(), false); // [1,
-																													// F]
-		NDArray rowMask = (t > 1)
-				? x.getManager().ones(new Shape(t - 1, mask.length), z.getDataType()).concat(lastMask, 0) : lastMask; // [T,
-																														// F]
-		return Linear.linear(z.mul(rowMask), this.dense.down()).singletonOrThrow(); // [T,
-																					// D]
+		NDManager manager = x.getManager();
+		// [T, F]: ones for the prompt tokens, the expert mask for the last token
+		NDArray rowMask = manager.create(mask, new Shape(1, mask.length)).toType(z.getDataType(), false);
+		if (t > 1) {
+			rowMask = manager.ones(new Shape(t - 1, mask.length), z.getDataType()).concat(rowMask, 0);
+		}
+		return z.mul(rowMask).matMul(this.dense.downTransposed()); // [T, D]
 	}
 
 	/** Gathers W_gate[E], W_up[E] and W_down[:, E]. */
@@ -150,9 +150,9 @@ public final class GriffinFeedForward implements FeedForward {
 		NDArray down;
 		try (NDManager scratch = manager.newSubManager()) {
 			NDArray rowIndex = scratch.create(rows);
-			NDArray columnIndex = rowIndex.get(new NDIndex(":{}", indices.length));
+			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, indices.length));
 			gateUp = dense.gateUp().get(rowIndex); // [2k, D]
-			down = dense.down().get(new NDIndex(":, {}", columnIndex)); // [D, k]
+			down = dense.downTransposed().get(neuronIndex); // [k, D]
 			gateUp.attach(manager);
 			down.attach(manager);
 		}
@@ -245,7 +245,7 @@ public final class GriffinFeedForward implements FeedForward {
 		public void close() {
 			if (this.ownsExperts && this.experts.gateUp() != null) {
 				this.experts.gateUp().close();
-				this.experts.down().close();
+				this.experts.downTransposed().close();
 			}
 			this.experts = null;
 		}

@@ -6,8 +6,8 @@ import ai.djl.nn.Activation;
 import ai.djl.nn.core.Linear;
 
 /**
- * The model's own feed-forward block: {@code down(silu(x W_gate^T) * (x W_up^T))}, every
- * neuron.
+ * The model's own feed-forward block, every neuron:
+ * {@code (silu(x W_gate^T) * (x W_up^T)) W_down^T}.
  */
 public final class DenseFeedForward implements FeedForward {
 
@@ -24,7 +24,8 @@ public final class DenseFeedForward implements FeedForward {
 
 	@Override
 	public NDArray forward(NDArray x, Phase phase, State state) {
-		return Linear.linear(activations(x, this.weights.gateUp()), this.weights.down()).singletonOrThrow();
+		return activations(x, this.weights.gateUp()).matMul(this.weights.downTransposed()); // [T,
+																							// D]
 	}
 
 	/**

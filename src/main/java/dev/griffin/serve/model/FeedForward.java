@@ -62,13 +62,15 @@ public interface FeedForward {
 	Weights weights();
 
 	/**
-	 * Gated feed-forward weights: {@code down(silu(gate x) * up x)}.
+	 * Gated feed-forward weights: {@code down(silu(gate x) * up x)}. The down projection
+	 * is stored transposed, one row per neuron, so that selecting neurons gathers whole
+	 * rows of both matrices.
 	 *
 	 * @param gateUp [2F, D], gate rows then up rows
-	 * @param down [D, F]
+	 * @param downTransposed [F, D], W_down^T
 	 * @param intermediateSize F
 	 */
-	record Weights(NDArray gateUp, NDArray down, int intermediateSize) {
+	record Weights(NDArray gateUp, NDArray downTransposed, int intermediateSize) {
 
 	}
 

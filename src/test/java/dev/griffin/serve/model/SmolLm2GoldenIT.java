@@ -70,7 +70,8 @@ class SmolLm2GoldenIT {
 
 	@Test
 	void longTextsAreNeverTruncated() {
-		// "hello" and " world" are one token each: 2,000 repetitions and the trailing space are 4,001 tokens,
+		// "hello" and " world" are one token each: 2,000 repetitions and the trailing
+		// space are 4,001 tokens,
 		// well past the 512 that DJL's tokenizer truncates to unless told not to.
 		assertThat(tokenizer.encode("hello world ".repeat(2000))).hasSize(4001);
 	}
