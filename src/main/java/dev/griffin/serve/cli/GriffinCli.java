@@ -5,10 +5,10 @@ import picocli.CommandLine.Command;
 
 import dev.griffin.serve.weights.CheckpointException;
 
-/** The command line: {@code generate}, {@code bench}. */
+/** The command line: {@code serve} (the default), {@code generate}, {@code bench}. */
 @Command(name = "griffin-serve", mixinStandardHelpOptions = true, version = "griffin-serve 0.1.0",
 		description = "LLM generation with GRIFFIN feed-forward expert selection on DJL PyTorch.",
-		subcommands = { GenerateCommand.class, BenchCommand.class })
+		subcommands = { ServeCommand.class, GenerateCommand.class, BenchCommand.class })
 public class GriffinCli implements Runnable {
 
 	@Override
@@ -17,6 +17,13 @@ public class GriffinCli implements Runnable {
 	}
 
 	public static void main(String[] args) {
+		if (args.length == 0 || args[0].startsWith("--")) {
+			// no command: serve, with the arguments as Spring options
+			String[] serve = new String[args.length + 1];
+			serve[0] = "serve";
+			System.arraycopy(args, 0, serve, 1, args.length);
+			args = serve;
+		}
 		CommandLine commandLine = new CommandLine(new GriffinCli());
 		commandLine.setExecutionExceptionHandler((ex, cmd, parsed) -> {
 			if (ex instanceof CheckpointException || ex instanceof IllegalArgumentException
@@ -26,7 +33,12 @@ public class GriffinCli implements Runnable {
 			}
 			throw ex;
 		});
-		System.exit(commandLine.execute(args));
+		int exit = commandLine.execute(args);
+		if (commandLine.getParseResult() != null && commandLine.getParseResult().subcommand() != null
+				&& "serve".equals(commandLine.getParseResult().subcommand().commandSpec().name()) && exit == 0) {
+			return; // the service keeps running on its own threads
+		}
+		System.exit(exit);
 	}
 
 }

@@ -1,15 +1,21 @@
 package dev.griffin.serve.generation;
 
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 
+import dev.griffin.serve.griffin.CachedPrompt;
+import dev.griffin.serve.griffin.ExpertCache;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.tokenizer.IncrementalDetokenizer;
 import dev.griffin.serve.tokenizer.Tokenizer;
 
 /**
- * The blocking generation loop: prefill (GRIFFIN's prompt phase and expert selection),
- * then one decode step per token, each handed to a listener as soon as it is sampled.
- * Plain Java on the calling thread; the service adapts it to a Flux.
+ * The blocking generation loop: prefill (GRIFFIN's prompt phase and expert selection) or
+ * a restore from the expert cache, then one decode step per token, each handed to a
+ * listener as soon as it is sampled. Plain Java on the calling thread; the service adapts
+ * it to a Flux.
  */
 public final class Generator {
 
@@ -29,7 +35,43 @@ public final class Generator {
 	}
 
 	/**
-	 * @param prefillNanos prompt processing, expert selection included
+	 * Receives the phases of a generation; returning false from either call cancels it.
+	 */
+	public interface Listener {
+
+		/** The prompt is processed, by prefill or from the expert cache. */
+		default boolean onPromptProcessed(boolean cacheHit) {
+			return true;
+		}
+
+		boolean onToken(GeneratedToken token);
+
+	}
+
+	/**
+	 * Per-request choices beyond sampling.
+	 *
+	 * @param topLogprobs -1 for no log-probabilities, otherwise how many alternatives to
+	 * report (0..20)
+	 * @param cache the expert cache, or null
+	 * @param cacheKey this prompt's key in the cache (ignored without a cache)
+	 * @param deadlineNanos {@link System#nanoTime()} after which generation fails, 0 for
+	 * none
+	 */
+	public record Options(int topLogprobs, ExpertCache cache, String cacheKey, long deadlineNanos) {
+
+		public static final Options NONE = new Options(-1, null, null, 0);
+
+		public Options {
+			if (topLogprobs < -1 || topLogprobs > 20) {
+				throw new IllegalArgumentException("top_logprobs must be in [0, 20], got " + topLogprobs);
+			}
+		}
+
+	}
+
+	/**
+	 * @param prefillNanos prompt processing (or cache restore), expert selection included
 	 * @param firstTokenNanos from start to the first sampled token
 	 * @param decodeNanos all decode steps
 	 * @param decodeSteps how many decode steps ran
@@ -43,7 +85,8 @@ public final class Generator {
 	}
 
 	/** What a generation produced. */
-	public record Result(String text, int[] tokens, int promptTokens, FinishReason finishReason, Timings timings) {
+	public record Result(String text, int[] tokens, int promptTokens, FinishReason finishReason, boolean cacheHit,
+			Timings timings) {
 
 	}
 
@@ -72,6 +115,15 @@ public final class Generator {
 	}
 
 	public Result generate(int[] prompt, SamplingParams params, TokenListener listener) {
+		return generate(prompt, params, Options.NONE, new Listener() {
+			@Override
+			public boolean onToken(GeneratedToken token) {
+				return listener.onToken(token.id(), token.text());
+			}
+		});
+	}
+
+	public Result generate(int[] prompt, SamplingParams params, Options options, Listener listener) {
 		checkContextLength(prompt.length, params.maxNewTokens());
 		long seed = (params.seed() != null) ? params.seed() : System.nanoTime();
 		Sampler sampler = new Sampler(params, this.model.config().vocabularySize(), prompt);
@@ -87,11 +139,37 @@ public final class Generator {
 		long firstToken = 0;
 		long decodeNanos = 0;
 		int decodeSteps = 0;
+		boolean cacheHit = false;
+		CachedPrompt cached = null;
 		try (InferenceSession session = new InferenceSession(this.model, prompt.length + params.maxNewTokens(), seed)) {
-			float[] logits = session.prefill(prompt, PREFILL_CHUNK);
-			session.finishPrompt();
+			float[] logits;
+			if (options.cache() != null) {
+				cached = options.cache().acquire(options.cacheKey());
+			}
+			if (cached != null && Arrays.equals(cached.tokens(), prompt)) {
+				session.restore(cached);
+				logits = cached.lastLogits().clone();
+				cacheHit = true;
+			}
+			else {
+				logits = session.prefill(prompt, PREFILL_CHUNK);
+				session.finishPrompt();
+				if (options.cache() != null) {
+					CachedPrompt entry = session.snapshot(prompt, logits, this.model.manager());
+					// this sequence keeps reading the experts it handed over: it holds a
+					// reference until done
+					entry.retain();
+					cached = entry;
+					options.cache().put(options.cacheKey(), entry);
+				}
+			}
 			prefillEnd = System.nanoTime();
-			while (true) {
+			if (!listener.onPromptProcessed(cacheHit)) {
+				reason = FinishReason.CANCELLED;
+			}
+			while (reason != FinishReason.CANCELLED) {
+				checkDeadline(options);
+				float[] raw = (options.topLogprobs() >= 0) ? logits.clone() : null;
 				int token = sampler.sample(logits);
 				if (count == 0) {
 					firstToken = System.nanoTime() - start;
@@ -107,17 +185,19 @@ public final class Generator {
 				if (last) {
 					text.append(detokenizer.flush());
 				}
-				int stopAt = stop.stopStringIndex(text.substring(Math.max(0, emitted - stop.holdBack())));
+				int from = Math.max(0, emitted - stop.holdBack());
+				int stopAt = stop.stopStringIndex(text.substring(from));
 				if (stopAt >= 0) {
-					stopAt += Math.max(0, emitted - stop.holdBack());
-					text.setLength(stopAt);
+					text.setLength(from + stopAt);
 					reason = FinishReason.STOP;
 				}
 				int ready = (reason == FinishReason.STOP || last) ? text.length()
 						: Math.max(emitted, text.length() - stop.holdBack());
 				String piece = text.substring(emitted, ready);
 				emitted = ready;
-				if (!listener.onToken(token, piece)) {
+				GeneratedToken generated = (raw != null) ? withLogprobs(token, piece, raw, options.topLogprobs())
+						: new GeneratedToken(token, piece, Float.NaN, List.of());
+				if (!listener.onToken(generated)) {
 					reason = FinishReason.CANCELLED;
 					break;
 				}
@@ -130,8 +210,48 @@ public final class Generator {
 				decodeSteps++;
 			}
 		}
+		finally {
+			if (cached != null) {
+				cached.release();
+			}
+		}
 		Timings timings = new Timings(prefillEnd - start, firstToken, decodeNanos, decodeSteps);
-		return new Result(text.substring(0, emitted), Arrays.copyOf(tokens, count), prompt.length, reason, timings);
+		return new Result(text.substring(0, emitted), Arrays.copyOf(tokens, count), prompt.length, reason, cacheHit,
+				timings);
+	}
+
+	private static void checkDeadline(Options options) {
+		if (options.deadlineNanos() != 0 && System.nanoTime() - options.deadlineNanos() > 0) {
+			throw new GenerationTimeoutException();
+		}
+	}
+
+	private GeneratedToken withLogprobs(int token, String piece, float[] logits, int top) {
+		float max = Float.NEGATIVE_INFINITY;
+		for (float logit : logits) {
+			max = Math.max(max, logit);
+		}
+		double sum = 0;
+		for (float logit : logits) {
+			sum += Math.exp(logit - max);
+		}
+		float logZ = (float) (max + Math.log(sum));
+		List<GeneratedToken.TopLogprob> alternatives = new ArrayList<>();
+		if (top > 0) {
+			boolean[] used = new boolean[logits.length];
+			for (int k = 0; k < top; k++) {
+				int best = -1;
+				for (int i = 0; i < logits.length; i++) {
+					if (!used[i] && (best < 0 || logits[i] > logits[best])) {
+						best = i;
+					}
+				}
+				used[best] = true;
+				alternatives.add(new GeneratedToken.TopLogprob(best,
+						new String(this.tokenizer.tokenBytes(best), StandardCharsets.UTF_8), logits[best] - logZ));
+			}
+		}
+		return new GeneratedToken(token, piece, logits[token] - logZ, alternatives);
 	}
 
 }

@@ -6,6 +6,9 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 
+import dev.griffin.serve.griffin.CachedPrompt;
+import dev.griffin.serve.griffin.GriffinFeedForward;
+import dev.griffin.serve.griffin.LayerExperts;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.FeedForward;
 import dev.griffin.serve.model.KvCache;
@@ -131,6 +134,55 @@ public final class InferenceSession implements AutoCloseable {
 				state.finishPrompt(this.manager);
 			}
 		}
+		this.promptFinished = true;
+	}
+
+	/**
+	 * Captures the processed prompt for the expert cache: a copy of the prompt's KV cache
+	 * and this sequence's experts, whose ownership moves to the returned entry. The entry
+	 * starts with one reference (the cache's); this session keeps using the experts until
+	 * it closes.
+	 * @param owner the manager that outlives the sessions (the cache's)
+	 */
+	public CachedPrompt snapshot(int[] prompt, float[] lastLogits, NDManager owner) {
+		if (!this.promptFinished || this.position != prompt.length) {
+			throw new IllegalStateException("snapshot needs a finished prompt and no generated token");
+		}
+		int layers = this.states.length;
+		NDArray[] keys = new NDArray[layers];
+		NDArray[] values = new NDArray[layers];
+		LayerExperts[] experts = new LayerExperts[layers];
+		for (int i = 0; i < layers; i++) {
+			keys[i] = this.cache.keys(i, 0, this.position).duplicate();
+			values[i] = this.cache.values(i, 0, this.position).duplicate();
+			keys[i].attach(owner);
+			values[i].attach(owner);
+			if (this.states[i] instanceof GriffinFeedForward.GriffinState griffin) {
+				experts[i] = griffin.shareExperts(owner);
+			}
+		}
+		NDScope.unregister(keys);
+		NDScope.unregister(values);
+		return CachedPrompt.create(prompt, keys, values, experts, lastLogits);
+	}
+
+	/**
+	 * Starts this sequence from a cached prompt: copies its KV cache and uses its
+	 * experts.
+	 */
+	public void restore(CachedPrompt cached) {
+		if (this.position != 0) {
+			throw new IllegalStateException("restore needs a fresh session");
+		}
+		try (NDScope scope = new NDScope()) {
+			for (int i = 0; i < this.states.length; i++) {
+				this.cache.write(i, 0, cached.keys()[i], cached.values()[i]);
+				if (this.states[i] instanceof GriffinFeedForward.GriffinState griffin) {
+					griffin.useExperts(cached.experts()[i]);
+				}
+			}
+		}
+		this.position = cached.tokens().length;
 		this.promptFinished = true;
 	}
 

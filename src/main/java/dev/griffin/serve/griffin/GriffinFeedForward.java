@@ -35,7 +35,7 @@ public final class GriffinFeedForward implements FeedForward {
 
 	private final SelectionMethod method;
 
-	private final LayerExperts staticExperts;
+	private final int[] staticIndices;
 
 	/**
 	 * @param dense the layer's dense weights
@@ -51,7 +51,7 @@ public final class GriffinFeedForward implements FeedForward {
 		this.dense = dense;
 		this.experts = experts;
 		this.method = method;
-		this.staticExperts = (method == SelectionMethod.MAGNITUDE) ? magnitudeExperts(dense, experts, manager) : null;
+		this.staticIndices = (method == SelectionMethod.MAGNITUDE) ? magnitudeIndices(dense, experts, manager) : null;
 	}
 
 	public int experts() {
@@ -120,7 +120,7 @@ public final class GriffinFeedForward implements FeedForward {
 			selected = ExpertSelector.select(s.sumOfSquares, this.experts, this.method, s.random);
 		}
 		else {
-			selected = this.staticExperts.indices();
+			selected = this.staticIndices;
 		}
 		float[] mask = new float[this.dense.intermediateSize()];
 		for (int index : selected) {
@@ -160,19 +160,23 @@ public final class GriffinFeedForward implements FeedForward {
 		return new LayerExperts(indices, gateUp, down);
 	}
 
-	private static LayerExperts magnitudeExperts(Weights dense, int k, NDManager manager) {
+	/**
+	 * The static baseline: the k neurons with the largest ||W_gate row|| * ||W_up row||.
+	 */
+	private static int[] magnitudeIndices(Weights dense, int k, NDManager manager) {
 		double[] scores;
 		try (NDManager scratch = manager.newSubManager()) {
 			NDArray gateUp = dense.gateUp().toType(ai.djl.ndarray.types.DataType.FLOAT64, false);
 			gateUp.attach(scratch);
 			NDArray norms = gateUp.norm(new int[] { 1 }, false); // [2F]
-			int f = dense.intermediateSize();
-			NDArray product = norms.get(new NDIndex(":{}", f)).mul(norms.get(new NDIndex("{}:", f))); // [F]
-			scores = product.toDoubleArray();
 			norms.attach(scratch);
+			int f = dense.intermediateSize();
+			NDArray product = norms.get(new NDIndex().addSliceDim(0, f))
+				.mul(norms.get(new NDIndex().addSliceDim(f, 2L * f)));
 			product.attach(scratch);
+			scores = product.toDoubleArray(); // [F]
 		}
-		return gather(dense, ExpertSelector.select(scores, k, SelectionMethod.MAGNITUDE, null), manager);
+		return ExpertSelector.select(scores, k, SelectionMethod.MAGNITUDE, null);
 	}
 
 	/** One sequence's GRIFFIN state for one layer. */
@@ -218,8 +222,27 @@ public final class GriffinFeedForward implements FeedForward {
 			if (this.experts != null) {
 				throw new IllegalStateException("experts are already selected");
 			}
+			if (shared == null) {
+				throw new IllegalArgumentException("a cached prompt without experts for a GRIFFIN layer");
+			}
 			this.experts = shared;
 			this.ownsExperts = false;
+		}
+
+		/**
+		 * Hands this sequence's experts to a cache entry: they move to {@code owner} and
+		 * the entry, not this state, frees them.
+		 */
+		public LayerExperts shareExperts(NDManager owner) {
+			if (this.experts == null || !this.ownsExperts) {
+				throw new IllegalStateException("no experts of this sequence's own to share");
+			}
+			if (this.experts.gateUp() != null) {
+				this.experts.gateUp().attach(owner);
+				this.experts.downTransposed().attach(owner);
+			}
+			this.ownsExperts = false;
+			return this.experts;
 		}
 
 		@Override
@@ -227,16 +250,17 @@ public final class GriffinFeedForward implements FeedForward {
 			if (this.experts != null) {
 				return;
 			}
-			if (!GriffinFeedForward.this.method.usesPrompt()) {
-				this.experts = GriffinFeedForward.this.staticExperts;
-				this.ownsExperts = false;
-				return;
+			int[] selected;
+			if (GriffinFeedForward.this.method.usesPrompt()) {
+				if (this.sumOfSquares == null) {
+					throw new IllegalStateException("no prompt statistic: the prompt phase never ran");
+				}
+				selected = ExpertSelector.select(this.sumOfSquares, GriffinFeedForward.this.experts,
+						GriffinFeedForward.this.method, this.random);
 			}
-			if (this.sumOfSquares == null) {
-				throw new IllegalStateException("no prompt statistic: the prompt phase never ran");
+			else {
+				selected = GriffinFeedForward.this.staticIndices;
 			}
-			int[] selected = ExpertSelector.select(this.sumOfSquares, GriffinFeedForward.this.experts,
-					GriffinFeedForward.this.method, this.random);
 			this.experts = gather(GriffinFeedForward.this.dense, selected, manager);
 			this.ownsExperts = true;
 		}

@@ -1,0 +1,84 @@
+package dev.griffin.serve.config;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+
+import org.springframework.boot.context.properties.ConfigurationProperties;
+import org.springframework.boot.context.properties.bind.DefaultValue;
+import org.springframework.util.unit.DataSize;
+
+/**
+ * Everything an operator tunes, under {@code griffin.*} in application.yaml (or GRIFFIN_*
+ * environment variables).
+ *
+ * @param model what to load and how
+ * @param generation defaults and limits of generation
+ * @param cache the expert cache
+ * @param security API keys, tenants, CORS and request size
+ */
+@ConfigurationProperties("griffin")
+public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generation generation,
+		@DefaultValue Cache cache, @DefaultValue Security security) {
+
+	/**
+	 * @param path a .gguf file or Hugging Face directory; empty for the default model in
+	 * the model cache
+	 * @param id the name clients use in {@code model}
+	 * @param dtype float32 or float16
+	 * @param device cpu or gpu[:N]
+	 * @param threads engine compute threads, 0 for the engine's default
+	 */
+	public record Model(Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
+			@DefaultValue("float32") String dtype, @DefaultValue("cpu") String device, @DefaultValue("0") int threads) {
+
+	}
+
+	/**
+	 * @param defaultDensity GRIFFIN density when a request names none (1.0 is the dense
+	 * model)
+	 * @param defaultMethod GRIFFIN selection method when a request names none
+	 * @param defaultMaxTokens max_tokens when a request names none
+	 * @param workers sequences generated at the same time
+	 * @param queueCapacity requests waiting for a worker before new ones get 429
+	 * @param keepAlive interval of SSE keep-alive comments while a stream waits
+	 * @param warmUp run one generation before reporting ready
+	 */
+	public record Generation(@DefaultValue("0.5") double defaultDensity, @DefaultValue("topk") String defaultMethod,
+			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("1") int workers,
+			@DefaultValue("16") int queueCapacity, @DefaultValue("10s") Duration keepAlive,
+			@DefaultValue("true") boolean warmUp) {
+
+		public Generation {
+			if (workers < 1 || queueCapacity < 0 || defaultMaxTokens < 1) {
+				throw new IllegalArgumentException(
+						"griffin.generation: workers >= 1, queue-capacity >= 0 and default-max-tokens >= 1 are required");
+			}
+		}
+
+	}
+
+	/**
+	 * @param enabled whether processed prompts are cached
+	 * @param maxSize the most native memory the cache holds
+	 */
+	public record Cache(@DefaultValue("true") boolean enabled, @DefaultValue("2GB") DataSize maxSize) {
+
+	}
+
+	/**
+	 * @param apiKeys accepted bearer tokens; empty means no authentication
+	 * @param tenantSalts per API key, the salt of its expert-cache keys (default: derived
+	 * from the key)
+	 * @param corsAllowedOrigins origins allowed to call the API from a browser
+	 * @param maxRequestSize the largest request body accepted
+	 * @param logPrompts whether prompts and outputs may appear in logs
+	 */
+	public record Security(@DefaultValue List<String> apiKeys, @DefaultValue Map<String, String> tenantSalts,
+			@DefaultValue List<String> corsAllowedOrigins, @DefaultValue("1MB") DataSize maxRequestSize,
+			@DefaultValue("false") boolean logPrompts) {
+
+	}
+
+}

@@ -1,0 +1,153 @@
+package dev.griffin.serve.generation;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
+
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.ExpertCache;
+import dev.griffin.serve.griffin.GriffinTransform;
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.ModelOptions;
+
+/**
+ * Owns the loaded model: loads it in the background (the service answers health checks
+ * meanwhile), runs a warm-up generation, and hands out dense or GRIFFIN variants that
+ * share its weights.
+ */
+public final class ModelService implements AutoCloseable {
+
+	private static final Logger logger = LoggerFactory.getLogger(ModelService.class);
+
+	/** Where loading stands. */
+	public enum State {
+
+		LOADING, READY, FAILED
+
+	}
+
+	private final Path path;
+
+	private final String modelId;
+
+	private final ModelOptions options;
+
+	private final boolean warmUp;
+
+	private final AtomicReference<State> state = new AtomicReference<>(State.LOADING);
+
+	private final Cache<GriffinSettings, CausalLm> variants = Caffeine.newBuilder().maximumSize(32).build();
+
+	private volatile LoadedModel model;
+
+	private volatile String failure;
+
+	public ModelService(Path path, String modelId, ModelOptions options, boolean warmUp) {
+		this.path = path;
+		this.modelId = modelId;
+		this.options = options;
+		this.warmUp = warmUp;
+	}
+
+	/** Loads the model on a background thread. */
+	public void startLoading() {
+		Thread loader = new Thread(this::load, "model-loader");
+		loader.setDaemon(true);
+		loader.start();
+	}
+
+	void load() {
+		long start = System.nanoTime();
+		try {
+			logger.info("loading model {} from {} ({}, {})", this.modelId, this.path, this.options.dtype(),
+					this.options.device());
+			LoadedModel loaded = LoadedModel.load(this.path, this.options, (layers) -> {
+				if (layers % 10 == 0) {
+					logger.info("model {}: {} layers loaded", this.modelId, layers);
+				}
+			});
+			this.model = loaded;
+			if (this.warmUp) {
+				Generator generator = new Generator(loaded.dense(), loaded.tokenizer());
+				generator.generate(loaded.tokenizer().encode("Hello"), SamplingParams.greedy(4), (token, text) -> true);
+				logger.info("warm-up generation done");
+			}
+			this.state.set(State.READY);
+			logger.info("model {} ready in {} s", this.modelId,
+					Duration.ofNanos(System.nanoTime() - start).toSeconds());
+		}
+		catch (RuntimeException ex) {
+			this.failure = ex.getMessage();
+			this.state.set(State.FAILED);
+			logger.error("model {} failed to load: {}", this.modelId, ex.getMessage(), ex);
+		}
+	}
+
+	public State state() {
+		return this.state.get();
+	}
+
+	/** Why loading failed, or null. */
+	public String failure() {
+		return this.failure;
+	}
+
+	public String modelId() {
+		return this.modelId;
+	}
+
+	public ModelOptions options() {
+		return this.options;
+	}
+
+	/**
+	 * The loaded model; {@link ModelNotReadyException} until loading and warm-up are
+	 * done.
+	 */
+	public LoadedModel model() {
+		LoadedModel loaded = this.model;
+		if (this.state.get() != State.READY || loaded == null) {
+			throw new ModelNotReadyException(this.modelId, this.state.get(), this.failure);
+		}
+		return loaded;
+	}
+
+	/**
+	 * A generator for the requested GRIFFIN settings; variants share the dense weights.
+	 */
+	public Generator generator(GriffinSettings settings) {
+		LoadedModel loaded = model();
+		CausalLm variant = settings.isDense() ? loaded.dense()
+				: this.variants.get(settings, (s) -> GriffinTransform.apply(loaded.dense(),
+						DensitySchedule.uniform(s.density(), loaded.dense().config().numberOfLayers()), s.method()));
+		return new Generator(variant, loaded.tokenizer());
+	}
+
+	/** The expert-cache key of a prompt under these settings. */
+	public String cacheKey(GriffinSettings settings, Long selectionSeed, String tenantSalt, int[] tokens) {
+		DensitySchedule schedule = settings.isDense() ? null
+				: DensitySchedule.uniform(settings.density(), model().dense().config().numberOfLayers());
+		return ExpertCache.key(this.modelId + "@" + this.path, this.options.dtype().name(), schedule,
+				settings.isDense() ? null : settings.method(), settings.isRandomized() ? selectionSeed : null,
+				tenantSalt, tokens);
+	}
+
+	public List<String> modelIds() {
+		return List.of(this.modelId);
+	}
+
+	@Override
+	public void close() {
+		LoadedModel loaded = this.model;
+		if (loaded != null) {
+			loaded.close();
+		}
+	}
+
+}

@@ -1,0 +1,212 @@
+package dev.griffin.serve.web;
+
+import java.util.List;
+import java.util.Map;
+
+import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import io.swagger.v3.oas.annotations.media.Schema;
+
+/** The OpenAI-compatible request and response bodies, as records. */
+public final class ApiTypes {
+
+	private ApiTypes() {
+	}
+
+	/**
+	 * GRIFFIN's extension of the request body (as vLLM accepts extra sampling fields).
+	 */
+	@JsonIgnoreProperties(ignoreUnknown = true)
+	@Schema(description = "GRIFFIN settings; omitted fields take the server's defaults")
+	public record GriffinOptions(
+			@Schema(description = "Fraction of feed-forward neurons generation keeps; 1.0 is the dense model",
+					example = "0.5", minimum = "0", maximum = "1") Double density,
+			@Schema(description = "Expert selection method", allowableValues = {
+					"topk", "topk_sample", "sample", "random", "magnitude" }, example = "topk") String method,
+			@Schema(description = "Use the expert cache for this request (default true)",
+					example = "true") Boolean cache){
+
+	}
+
+	@JsonIgnoreProperties(ignoreUnknown = true)
+	public record StreamOptions(@JsonProperty("include_usage") Boolean includeUsage) {
+
+	}
+
+	@JsonIgnoreProperties(ignoreUnknown = true)
+	@Schema(description = "A text completion request")
+	public record CompletionRequest(
+			@Schema(example = "SmolLM2-135M-Instruct", requiredMode = Schema.RequiredMode.REQUIRED) String model,
+			@Schema(description = "Text, or an array with one text, or an array of token ids",
+					example = "The capital of France is", requiredMode = Schema.RequiredMode.REQUIRED, oneOf = {
+							String.class, String[].class, Integer[].class }) Object prompt,
+			@JsonProperty("max_tokens") @Schema(example = "16", minimum = "1") Integer maxTokens,
+			@Schema(example = "0", minimum = "0", maximum = "2") Double temperature,
+			@JsonProperty("top_p") @Schema(minimum = "0", maximum = "1") Double topP,
+			@JsonProperty("top_k") @Schema(description = "-1 or 0 disables") Integer topK,
+			@JsonProperty("min_p") @Schema(minimum = "0", maximum = "1") Double minP,
+			@JsonProperty("presence_penalty") @Schema(minimum = "-2", maximum = "2") Double presencePenalty,
+			@JsonProperty("frequency_penalty") @Schema(minimum = "-2", maximum = "2") Double frequencyPenalty,
+			@JsonProperty("repetition_penalty") @Schema(minimum = "0", maximum = "10") Double repetitionPenalty,
+			Long seed,
+			@Schema(description = "A stop string or up to 4 of them",
+					oneOf = { String.class, String[].class }) Object stop,
+			@Schema(minimum = "1", maximum = "8") Integer n,
+			@Schema(description = "Return this many most likely alternatives per token (0-5)", minimum = "0",
+					maximum = "5") Integer logprobs,
+			@Schema(example = "false") Boolean stream, @JsonProperty("stream_options") StreamOptions streamOptions,
+			String user, GriffinOptions griffin){
+
+	}
+
+	@JsonIgnoreProperties(ignoreUnknown = true)
+	public record ChatMessage(@Schema(example = "user", requiredMode = Schema.RequiredMode.REQUIRED) String role,
+			@Schema(description = "Text, or an array of {type: text, text} parts",
+					example = "What is the capital of France?", oneOf = {
+							String.class, Object[].class }) Object content,
+			String name){
+
+	}
+
+	@JsonIgnoreProperties(ignoreUnknown = true)
+	@Schema(description = "A chat completion request")
+	public record ChatCompletionRequest(
+			@Schema(example = "SmolLM2-135M-Instruct", requiredMode = Schema.RequiredMode.REQUIRED) String model,
+			@Schema(requiredMode = Schema.RequiredMode.REQUIRED) List<ChatMessage> messages,
+			@JsonProperty("max_tokens") @Schema(example = "32", minimum = "1") Integer maxTokens,
+			@JsonProperty("max_completion_tokens") @Schema(minimum = "1") Integer maxCompletionTokens,
+			@Schema(example = "0", minimum = "0", maximum = "2") Double temperature,
+			@JsonProperty("top_p") @Schema(minimum = "0", maximum = "1") Double topP,
+			@JsonProperty("top_k") Integer topK,
+			@JsonProperty("min_p") @Schema(minimum = "0", maximum = "1") Double minP,
+			@JsonProperty("presence_penalty") @Schema(minimum = "-2", maximum = "2") Double presencePenalty,
+			@JsonProperty("frequency_penalty") @Schema(minimum = "-2", maximum = "2") Double frequencyPenalty,
+			@JsonProperty("repetition_penalty") @Schema(minimum = "0", maximum = "10") Double repetitionPenalty,
+			Long seed, @Schema(oneOf = {
+					String.class, String[].class }) Object stop,
+			@Schema(minimum = "1", maximum = "8") Integer n, Boolean logprobs,
+			@JsonProperty("top_logprobs") @Schema(minimum = "0", maximum = "20") Integer topLogprobs,
+			@Schema(example = "false") Boolean stream, @JsonProperty("stream_options") StreamOptions streamOptions,
+			String user, GriffinOptions griffin){
+
+	}
+
+	public record Usage(@JsonProperty("prompt_tokens") int promptTokens,
+			@JsonProperty("completion_tokens") int completionTokens, @JsonProperty("total_tokens") int totalTokens) {
+
+	}
+
+	/** What GRIFFIN did for this request. */
+	public record GriffinReport(double density, String method, @JsonProperty("cache_hit") boolean cacheHit) {
+
+	}
+
+	public record CompletionLogprobs(List<String> tokens, @JsonProperty("token_logprobs") List<Float> tokenLogprobs,
+			@JsonProperty("top_logprobs") List<Map<String, Float>> topLogprobs,
+			@JsonProperty("text_offset") List<Integer> textOffset) {
+
+	}
+
+	public record CompletionChoice(int index, String text, CompletionLogprobs logprobs,
+			@JsonProperty("finish_reason") String finishReason) {
+
+	}
+
+	@JsonInclude(JsonInclude.Include.NON_NULL)
+	public record CompletionResponse(String id, String object, long created, String model,
+			List<CompletionChoice> choices, Usage usage, GriffinReport griffin) {
+
+	}
+
+	public record TopLogprob(String token, float logprob, List<Integer> bytes) {
+
+	}
+
+	public record TokenLogprob(String token, float logprob, List<Integer> bytes,
+			@JsonProperty("top_logprobs") List<TopLogprob> topLogprobs) {
+
+	}
+
+	public record ChatLogprobs(List<TokenLogprob> content) {
+
+	}
+
+	@JsonInclude(JsonInclude.Include.NON_NULL)
+	public record AssistantMessage(String role, String content) {
+
+	}
+
+	public record ChatChoice(int index, AssistantMessage message, ChatLogprobs logprobs,
+			@JsonProperty("finish_reason") String finishReason) {
+
+	}
+
+	@JsonInclude(JsonInclude.Include.NON_NULL)
+	public record ChatCompletionResponse(String id, String object, long created, String model, List<ChatChoice> choices,
+			Usage usage, GriffinReport griffin) {
+
+	}
+
+	public record ChatDelta(@JsonInclude(JsonInclude.Include.NON_NULL) String role,
+			@JsonInclude(JsonInclude.Include.NON_NULL) String content) {
+
+	}
+
+	public record ChatChunkChoice(int index, ChatDelta delta, ChatLogprobs logprobs,
+			@JsonProperty("finish_reason") String finishReason) {
+
+	}
+
+	@JsonInclude(JsonInclude.Include.NON_NULL)
+	public record ChatCompletionChunk(String id, String object, long created, String model,
+			List<ChatChunkChoice> choices, Usage usage, GriffinReport griffin) {
+
+	}
+
+	@JsonInclude(JsonInclude.Include.NON_NULL)
+	public record CompletionChunk(String id, String object, long created, String model, List<CompletionChoice> choices,
+			Usage usage, GriffinReport griffin) {
+
+	}
+
+	public record ModelCard(String id, String object, long created, @JsonProperty("owned_by") String ownedBy,
+			@JsonProperty("max_model_len") int maxModelLen) {
+
+	}
+
+	public record ModelList(String object, List<ModelCard> data) {
+
+	}
+
+	@JsonIgnoreProperties(ignoreUnknown = true)
+	public record TokenizeRequest(@Schema(example = "SmolLM2-135M-Instruct") String model,
+			@Schema(example = "Hello, world!") String prompt, List<ChatMessage> messages,
+			@JsonProperty("add_generation_prompt") Boolean addGenerationPrompt) {
+
+	}
+
+	public record TokenizeResponse(List<Integer> tokens, int count, @JsonProperty("max_model_len") int maxModelLen) {
+
+	}
+
+	@JsonIgnoreProperties(ignoreUnknown = true)
+	public record DetokenizeRequest(@Schema(example = "SmolLM2-135M-Instruct") String model,
+			@Schema(example = "[19556, 28, 905, 17]",
+					requiredMode = Schema.RequiredMode.REQUIRED) List<Integer> tokens) {
+
+	}
+
+	public record DetokenizeResponse(String prompt) {
+
+	}
+
+	public record ErrorBody(String message, String type, String param, String code) {
+
+	}
+
+	public record ErrorResponse(ErrorBody error) {
+
+	}
+
+}

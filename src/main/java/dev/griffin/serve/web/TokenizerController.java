@@ -1,0 +1,74 @@
+package dev.griffin.serve.web;
+
+import java.util.Arrays;
+
+import io.swagger.v3.oas.annotations.Operation;
+import io.swagger.v3.oas.annotations.tags.Tag;
+import org.springframework.http.MediaType;
+import org.springframework.web.bind.annotation.PostMapping;
+import org.springframework.web.bind.annotation.RequestBody;
+import org.springframework.web.bind.annotation.RestController;
+
+import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.generation.ModelService;
+import dev.griffin.serve.web.ApiTypes.DetokenizeRequest;
+import dev.griffin.serve.web.ApiTypes.DetokenizeResponse;
+import dev.griffin.serve.web.ApiTypes.TokenizeRequest;
+import dev.griffin.serve.web.ApiTypes.TokenizeResponse;
+
+/** Text to token ids and back, as vLLM's /tokenize and /detokenize. */
+@RestController
+@Tag(name = "Tokenizer", description = "The model's tokenizer")
+public class TokenizerController {
+
+	private final ModelService models;
+
+	public TokenizerController(ModelService models) {
+		this.models = models;
+	}
+
+	@PostMapping(value = "/tokenize", consumes = MediaType.APPLICATION_JSON_VALUE,
+			produces = MediaType.APPLICATION_JSON_VALUE)
+	@Operation(summary = "Token ids of a prompt, or of chat messages rendered with the chat template")
+	public TokenizeResponse tokenize(@RequestBody TokenizeRequest request) {
+		LoadedModel model = model(request.model());
+		int[] ids;
+		if (request.messages() != null) {
+			RequestMapper.require(request.prompt() == null, "prompt", "give either prompt or messages, not both");
+			ids = model.tokenizer()
+				.encode(RequestMapper.chat(request.messages(), model,
+						request.addGenerationPrompt() == null || request.addGenerationPrompt()));
+		}
+		else {
+			RequestMapper.require(request.prompt() != null, "prompt", "prompt or messages is required");
+			ids = model.tokenizer().encode(request.prompt());
+		}
+		return new TokenizeResponse(Arrays.stream(ids).boxed().toList(), ids.length,
+				model.dense().config().maxPositionEmbeddings());
+	}
+
+	@PostMapping(value = "/detokenize", consumes = MediaType.APPLICATION_JSON_VALUE,
+			produces = MediaType.APPLICATION_JSON_VALUE)
+	@Operation(summary = "Text of token ids")
+	public DetokenizeResponse detokenize(@RequestBody DetokenizeRequest request) {
+		LoadedModel model = model(request.model());
+		RequestMapper.require(request.tokens() != null, "tokens", "tokens is required");
+		int vocabulary = model.tokenizer().vocabularySize();
+		int[] ids = new int[request.tokens().size()];
+		for (int i = 0; i < ids.length; i++) {
+			Integer id = request.tokens().get(i);
+			RequestMapper.require(id != null && id >= 0 && id < vocabulary, "tokens[" + i + "]",
+					"token id %s is outside the vocabulary [0, %d)".formatted(id, vocabulary));
+			ids[i] = id;
+		}
+		return new DetokenizeResponse(model.tokenizer().decode(ids, false));
+	}
+
+	private LoadedModel model(String name) {
+		if (name != null && !this.models.modelIds().contains(name)) {
+			throw new UnknownModelException(name);
+		}
+		return this.models.model();
+	}
+
+}

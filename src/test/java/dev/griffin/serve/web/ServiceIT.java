@@ -1,0 +1,294 @@
+package dev.griffin.serve.web;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.boot.test.web.server.LocalServerPort;
+import org.springframework.http.MediaType;
+import org.springframework.test.web.reactive.server.WebTestClient;
+
+import dev.griffin.serve.GriffinServeApplication;
+
+import static dev.griffin.serve.web.ServiceSupport.assertError;
+import static dev.griffin.serve.web.ServiceSupport.chat;
+import static dev.griffin.serve.web.ServiceSupport.completion;
+import static dev.griffin.serve.web.ServiceSupport.events;
+import static dev.griffin.serve.web.ServiceSupport.json;
+import static dev.griffin.serve.web.ServiceSupport.post;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** Every endpoint, streaming and not, and the error statuses, on the default model. */
+@SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
+		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=8" })
+class ServiceIT {
+
+	@LocalServerPort
+	int port;
+
+	WebTestClient client;
+
+	@BeforeEach
+	void ready() {
+		this.client = ServiceSupport.client(this.port);
+		ServiceSupport.awaitReady(this.client);
+	}
+
+	@Test
+	void listsTheModel() {
+		JsonNode models = json(this.client.get()
+			.uri("/v1/models")
+			.exchange()
+			.expectStatus()
+			.isOk()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody());
+		assertThat(models.get("object").asText()).isEqualTo("list");
+		assertThat(models.get("data").get(0).get("id").asText()).isEqualTo(ServiceSupport.MODEL);
+	}
+
+	@Test
+	void completionStreamsWhatItReturnsWhole() {
+		Map<String, Object> request = completion("The capital of France is", 8);
+		JsonNode whole = post(this.client, "/v1/completions", request, 200);
+		assertThat(whole.get("object").asText()).isEqualTo("text_completion");
+		JsonNode choice = whole.get("choices").get(0);
+		assertThat(choice.get("finish_reason").asText()).isIn("stop", "length");
+		assertThat(whole.get("usage").get("prompt_tokens").asInt()).isEqualTo(5);
+		assertThat(whole.get("griffin").get("density").asDouble()).isEqualTo(0.5);
+		assertThat(whole.get("griffin").get("method").asText()).isEqualTo("topk");
+
+		request.put("stream", true);
+		request.put("stream_options", Map.of("include_usage", true));
+		List<String> data = events(this.client, "/v1/completions", request);
+		assertThat(data.get(data.size() - 1)).isEqualTo("[DONE]");
+		StringBuilder text = new StringBuilder();
+		String finish = null;
+		JsonNode usage = null;
+		for (String event : data.subList(0, data.size() - 1)) {
+			JsonNode chunk = json(event);
+			if (chunk.get("choices").isEmpty()) {
+				usage = chunk.get("usage");
+				continue;
+			}
+			assertThat(chunk.get("object").asText()).isEqualTo("text_completion");
+			text.append(chunk.get("choices").get(0).get("text").asText());
+			if (!chunk.get("choices").get(0).get("finish_reason").isNull()) {
+				finish = chunk.get("choices").get(0).get("finish_reason").asText();
+			}
+		}
+		assertThat(text.toString()).isEqualTo(choice.get("text").asText());
+		assertThat(finish).isEqualTo(choice.get("finish_reason").asText());
+		assertThat(usage).isNotNull();
+		assertThat(usage.get("completion_tokens").asInt())
+			.isEqualTo(whole.get("usage").get("completion_tokens").asInt());
+	}
+
+	@Test
+	void chatStreamsRoleFirstThenContentThenFinish() {
+		Map<String, Object> request = chat("What is the capital of France?", 10);
+		request.put("griffin", Map.of("density", 1.0));
+		JsonNode whole = post(this.client, "/v1/chat/completions", request, 200);
+		assertThat(whole.get("object").asText()).isEqualTo("chat.completion");
+		String content = whole.get("choices").get(0).get("message").get("content").asText();
+		assertThat(content).contains("Paris");
+		assertThat(whole.get("griffin").get("method").asText()).isEqualTo("dense");
+
+		request.put("stream", true);
+		List<String> data = events(this.client, "/v1/chat/completions", request);
+		JsonNode first = json(data.get(0));
+		assertThat(first.get("object").asText()).isEqualTo("chat.completion.chunk");
+		assertThat(first.get("choices").get(0).get("delta").get("role").asText()).isEqualTo("assistant");
+		StringBuilder text = new StringBuilder();
+		for (String event : data.subList(1, data.size() - 2)) {
+			text.append(json(event).get("choices").get(0).get("delta").get("content").asText());
+		}
+		JsonNode last = json(data.get(data.size() - 2));
+		assertThat(last.get("choices").get(0).get("finish_reason").asText()).isIn("stop", "length");
+		assertThat(data.get(data.size() - 1)).isEqualTo("[DONE]");
+		assertThat(text.toString()).isEqualTo(content);
+	}
+
+	@Test
+	void stopStringsLogprobsAndSeveralChoices() {
+		Map<String, Object> request = completion("1, 2, 3, 4,", 20);
+		request.put("stop", List.of(" 7"));
+		request.put("logprobs", 2);
+		request.put("n", 2);
+		JsonNode response = post(this.client, "/v1/completions", request, 200);
+		assertThat(response.get("choices")).hasSize(2);
+		JsonNode choice = response.get("choices").get(0);
+		assertThat(choice.get("text").asText()).doesNotContain(" 7").startsWith(" 5, 6,");
+		assertThat(choice.get("finish_reason").asText()).isEqualTo("stop");
+		JsonNode logprobs = choice.get("logprobs");
+		assertThat(logprobs.get("tokens").size()).isEqualTo(logprobs.get("token_logprobs").size());
+		assertThat(logprobs.get("token_logprobs").get(0).asDouble()).isLessThanOrEqualTo(0);
+		assertThat(logprobs.get("top_logprobs").get(0).size()).isEqualTo(2);
+
+		Map<String, Object> chat = chat("Say hi", 4);
+		chat.put("logprobs", true);
+		chat.put("top_logprobs", 3);
+		JsonNode chatResponse = post(this.client, "/v1/chat/completions", chat, 200);
+		JsonNode content = chatResponse.get("choices").get(0).get("logprobs").get("content");
+		assertThat(content.size()).isGreaterThan(0);
+		assertThat(content.get(0).get("top_logprobs")).hasSize(3);
+	}
+
+	@Test
+	void tokenizeAndDetokenize() {
+		JsonNode tokens = post(this.client, "/tokenize",
+				Map.of("model", ServiceSupport.MODEL, "prompt", "Hello, world!"), 200);
+		assertThat(tokens.get("count").asInt()).isEqualTo(tokens.get("tokens").size()).isGreaterThan(0);
+		List<Integer> ids = new ArrayList<>();
+		tokens.get("tokens").forEach((id) -> ids.add(id.asInt()));
+		JsonNode text = post(this.client, "/detokenize", Map.of("tokens", ids), 200);
+		assertThat(text.get("prompt").asText()).isEqualTo("Hello, world!");
+		JsonNode chatTokens = post(this.client, "/tokenize",
+				Map.of("messages", List.of(Map.of("role", "user", "content", "Hi"))), 200);
+		assertThat(chatTokens.get("count").asInt()).isGreaterThan(tokens.get("count").asInt());
+	}
+
+	@Test
+	void expertCacheServesAnExactRepeat() {
+		Map<String, Object> request = completion("Expert caching is keyed on the prompt's token ids, so", 12);
+		JsonNode cold = post(this.client, "/v1/completions", request, 200);
+		JsonNode hot = post(this.client, "/v1/completions", request, 200);
+		assertThat(cold.get("griffin").get("cache_hit").asBoolean()).isFalse();
+		assertThat(hot.get("griffin").get("cache_hit").asBoolean()).isTrue();
+		assertThat(hot.get("choices").get(0).get("text").asText())
+			.isEqualTo(cold.get("choices").get(0).get("text").asText());
+		request.put("griffin", Map.of("cache", false));
+		JsonNode optOut = post(this.client, "/v1/completions", request, 200);
+		assertThat(optOut.get("griffin").get("cache_hit").asBoolean()).isFalse();
+		assertThat(optOut.get("choices").get(0).get("text").asText())
+			.isEqualTo(cold.get("choices").get(0).get("text").asText());
+	}
+
+	@Test
+	void invalidRequestsAre400sThatNameTheField() {
+		Map<String, Object> temperature = completion("x", 4);
+		temperature.put("temperature", 5);
+		assertError(post(this.client, "/v1/completions", temperature, 400), "invalid_request_error", "temperature");
+
+		String wrongType = "{\"model\": \"" + ServiceSupport.MODEL
+				+ "\", \"prompt\": \"x\", \"max_tokens\": {\"a\": 1}}";
+		assertError(json(this.client.post()
+			.uri("/v1/completions")
+			.contentType(MediaType.APPLICATION_JSON)
+			.bodyValue(wrongType)
+			.exchange()
+			.expectStatus()
+			.isBadRequest()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody()), "invalid_request_error", "max_tokens");
+
+		Map<String, Object> density = completion("x", 4);
+		density.put("griffin", Map.of("density", 1.5));
+		assertError(post(this.client, "/v1/completions", density, 400), "invalid_request_error", "griffin.density");
+
+		Map<String, Object> method = completion("x", 4);
+		method.put("griffin", Map.of("method", "best"));
+		assertError(post(this.client, "/v1/completions", method, 400), "invalid_request_error", "griffin.method");
+
+		assertError(post(this.client, "/v1/chat/completions",
+				Map.of("model", ServiceSupport.MODEL, "messages", List.of()), 400), "invalid_request_error",
+				"messages");
+		assertError(post(this.client, "/v1/completions", Map.of("prompt", "x"), 400), "invalid_request_error", "model");
+
+		Map<String, Object> unknownFields = completion("Hello", 2);
+		unknownFields.put("some_future_field", Map.of("x", 1));
+		post(this.client, "/v1/completions", unknownFields, 200);
+
+		assertError(json(this.client.post()
+			.uri("/v1/completions")
+			.contentType(MediaType.APPLICATION_JSON)
+			.bodyValue("{not json")
+			.exchange()
+			.expectStatus()
+			.isBadRequest()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody()), "invalid_request_error", null);
+	}
+
+	@Test
+	void contextLengthExceededGivesTheNumbers() {
+		Map<String, Object> request = completion("Hello there", 9000);
+		JsonNode error = post(this.client, "/v1/completions", request, 400);
+		assertError(error, "invalid_request_error", "prompt");
+		assertThat(error.get("error").get("code").asText()).isEqualTo("context_length_exceeded");
+		assertThat(error.get("error").get("message").asText()).contains("8192").contains("9002").contains("9000");
+	}
+
+	@Test
+	void unknownModelsAndPathsAre404s() {
+		Map<String, Object> request = completion("x", 2);
+		request.put("model", "gpt-5");
+		JsonNode error = post(this.client, "/v1/completions", request, 404);
+		assertError(error, "invalid_request_error", "model");
+		assertThat(error.get("error").get("code").asText()).isEqualTo("model_not_found");
+		assertError(json(this.client.get()
+			.uri("/v1/nothing-here")
+			.exchange()
+			.expectStatus()
+			.isNotFound()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody()), "invalid_request_error", null);
+	}
+
+	@Test
+	void bodiesOverTheLimitAre413s() {
+		String big = "{\"model\": \"" + ServiceSupport.MODEL + "\", \"prompt\": \"" + "a".repeat(2 << 20) + "\"}";
+		assertError(json(this.client.post()
+			.uri("/v1/completions")
+			.contentType(MediaType.APPLICATION_JSON)
+			.bodyValue(big)
+			.exchange()
+			.expectStatus()
+			.isEqualTo(413)
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody()), "invalid_request_error", null);
+	}
+
+	@Test
+	void healthMetricsAndDocs() {
+		this.client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk();
+		this.client.get().uri("/actuator/health/readiness").exchange().expectStatus().isOk();
+		post(this.client, "/v1/completions", completion("Metrics", 2), 200);
+		String prometheus = this.client.get()
+			.uri("/actuator/prometheus")
+			.exchange()
+			.expectStatus()
+			.isOk()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
+		assertThat(prometheus).contains("griffin_time_to_first_token_seconds_bucket",
+				"griffin_inter_token_latency_seconds", "griffin_queue_time_seconds", "griffin_request_duration_seconds",
+				"griffin_prompt_tokens_total", "griffin_generation_tokens_total", "griffin_requests_cancelled_total",
+				"griffin_requests_failed_total", "griffin_requests_running", "griffin_requests_waiting",
+				"griffin_ff_density", "griffin_expert_cache_hit_ratio", "griffin_expert_cache_bytes");
+		this.client.get().uri("/actuator/env").exchange().expectStatus().isNotFound();
+		this.client.get().uri("/actuator/beans").exchange().expectStatus().isNotFound();
+		String docs = this.client.get()
+			.uri("/v3/api-docs")
+			.exchange()
+			.expectStatus()
+			.isOk()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
+		assertThat(docs).contains("/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/detokenize");
+		this.client.get().uri("/swagger-ui.html").exchange().expectStatus().is3xxRedirection();
+		this.client.get().uri("/swagger-ui/index.html").exchange().expectStatus().isOk();
+	}
+
+}

@@ -1,0 +1,125 @@
+package dev.griffin.serve.web;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.springframework.http.MediaType;
+import org.springframework.test.web.reactive.server.WebTestClient;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** Helpers for tests against a running service. */
+final class ServiceSupport {
+
+	static final String MODEL = "SmolLM2-135M-Instruct";
+
+	static final ObjectMapper JSON = new ObjectMapper();
+
+	private ServiceSupport() {
+	}
+
+	static WebTestClient client(int port) {
+		return WebTestClient.bindToServer()
+			.baseUrl("http://localhost:" + port)
+			.responseTimeout(Duration.ofMinutes(2))
+			.codecs((codecs) -> codecs.defaultCodecs().maxInMemorySize(16 << 20))
+			.build();
+	}
+
+	static JsonNode json(String text) {
+		try {
+			return JSON.readTree(text);
+		}
+		catch (java.io.IOException ex) {
+			throw new IllegalStateException("not JSON: " + text, ex);
+		}
+	}
+
+	static JsonNode post(WebTestClient client, String path, Map<String, Object> body, int status) {
+		String response = client.post()
+			.uri(path)
+			.contentType(MediaType.APPLICATION_JSON)
+			.bodyValue(body)
+			.exchange()
+			.expectStatus()
+			.isEqualTo(status)
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
+		return json(response);
+	}
+
+	/** The data payloads of an SSE response, in order ("[DONE]" included as text). */
+	static List<String> events(WebTestClient client, String path, Map<String, Object> body) {
+		String stream = client.post()
+			.uri(path)
+			.contentType(MediaType.APPLICATION_JSON)
+			.accept(MediaType.TEXT_EVENT_STREAM)
+			.bodyValue(body)
+			.exchange()
+			.expectStatus()
+			.isOk()
+			.expectHeader()
+			.contentTypeCompatibleWith(MediaType.TEXT_EVENT_STREAM)
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
+		List<String> data = new ArrayList<>();
+		for (String line : stream.split("\n")) {
+			if (line.startsWith("data:")) {
+				data.add(line.substring(5).trim());
+			}
+		}
+		return data;
+	}
+
+	static void assertError(JsonNode body, String type, String param) {
+		assertThat(body.has("error")).as("OpenAI error envelope: %s", body).isTrue();
+		JsonNode error = body.get("error");
+		assertThat(error.get("message").asText()).isNotBlank();
+		assertThat(error.get("type").asText()).isEqualTo(type);
+		assertThat(error.has("param")).isTrue();
+		assertThat(error.has("code")).isTrue();
+		if (param != null) {
+			assertThat(error.get("param").asText()).isEqualTo(param);
+		}
+	}
+
+	static Map<String, Object> completion(String prompt, int maxTokens) {
+		return new java.util.HashMap<>(
+				Map.of("model", MODEL, "prompt", prompt, "max_tokens", maxTokens, "temperature", 0));
+	}
+
+	static Map<String, Object> chat(String content, int maxTokens) {
+		return new java.util.HashMap<>(Map.of("model", MODEL, "messages",
+				List.of(Map.of("role", "user", "content", content)), "max_tokens", maxTokens, "temperature", 0));
+	}
+
+	static void awaitReady(WebTestClient client) {
+		long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+		while (System.nanoTime() < deadline) {
+			int status = client.get()
+				.uri("/actuator/health/readiness")
+				.exchange()
+				.returnResult(String.class)
+				.getStatus()
+				.value();
+			if (status == 200) {
+				return;
+			}
+			try {
+				Thread.sleep(200);
+			}
+			catch (InterruptedException ex) {
+				Thread.currentThread().interrupt();
+				throw new IllegalStateException(ex);
+			}
+		}
+		throw new IllegalStateException("the service did not become ready in 2 minutes");
+	}
+
+}
