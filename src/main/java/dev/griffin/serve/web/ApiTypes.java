@@ -56,7 +56,8 @@ public final class ApiTypes {
 			@Schema(description = "Return this many most likely alternatives per token (0-5)", minimum = "0",
 					maximum = "5") Integer logprobs,
 			@Schema(example = "false") Boolean stream, @JsonProperty("stream_options") StreamOptions streamOptions,
-			String user, GriffinOptions griffin){
+			String user, GriffinOptions griffin, @JsonProperty("ignore_eos") @Schema(
+					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos){
 
 	}
 
@@ -88,7 +89,8 @@ public final class ApiTypes {
 			@Schema(minimum = "1", maximum = "8") Integer n, Boolean logprobs,
 			@JsonProperty("top_logprobs") @Schema(minimum = "0", maximum = "20") Integer topLogprobs,
 			@Schema(example = "false") Boolean stream, @JsonProperty("stream_options") StreamOptions streamOptions,
-			String user, GriffinOptions griffin){
+			String user, GriffinOptions griffin, @JsonProperty("ignore_eos") @Schema(
+					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos){
 
 	}
 

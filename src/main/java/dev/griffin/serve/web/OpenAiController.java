@@ -131,7 +131,7 @@ public class OpenAiController {
 		Job job = job(exchange, prompt, model,
 				new RequestMapper.Sampling(request.maxTokens(), request.temperature(), request.topP(), request.topK(),
 						request.minP(), request.presencePenalty(), request.frequencyPenalty(),
-						request.repetitionPenalty(), request.seed(), request.stop()),
+						request.repetitionPenalty(), request.seed(), request.stop(), request.ignoreEos()),
 				request.griffin(), request.n(), (logprobs == null) ? -1 : logprobs, "prompt");
 		String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
 		long created = Instant.now().getEpochSecond();
@@ -218,7 +218,7 @@ public class OpenAiController {
 		Job job = job(exchange, prompt, model,
 				new RequestMapper.Sampling(maxTokens, request.temperature(), request.topP(), request.topK(),
 						request.minP(), request.presencePenalty(), request.frequencyPenalty(),
-						request.repetitionPenalty(), request.seed(), request.stop()),
+						request.repetitionPenalty(), request.seed(), request.stop(), request.ignoreEos()),
 				request.griffin(), request.n(), logprobs ? ((top == null) ? 0 : top) : -1, "messages");
 		String id = "chatcmpl-" + UUID.randomUUID().toString().replace("-", "");
 		long created = Instant.now().getEpochSecond();

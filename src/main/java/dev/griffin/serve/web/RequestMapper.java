@@ -27,7 +27,8 @@ final class RequestMapper {
 
 	/** Sampling fields common to both endpoints. */
 	record Sampling(Integer maxTokens, Double temperature, Double topP, Integer topK, Double minP,
-			Double presencePenalty, Double frequencyPenalty, Double repetitionPenalty, Long seed, Object stop) {
+			Double presencePenalty, Double frequencyPenalty, Double repetitionPenalty, Long seed, Object stop,
+			Boolean ignoreEos) {
 
 	}
 
@@ -60,7 +61,7 @@ final class RequestMapper {
 		require(repetition > 0 && repetition <= 10, "repetition_penalty",
 				"repetition_penalty must be in (0, 10], got " + repetition);
 		return new SamplingParams(temperature, topK, topP, minP, repetition, presence, frequency, s.seed(), maxTokens,
-				stops(s.stop()), List.of(), false);
+				stops(s.stop()), List.of(), Boolean.TRUE.equals(s.ignoreEos()));
 	}
 
 	private static List<String> stops(Object stop) {

@@ -1,0 +1,44 @@
+package dev.griffin.serve.web;
+
+import org.junit.jupiter.api.Test;
+import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.boot.test.web.server.LocalServerPort;
+import org.springframework.test.web.reactive.server.WebTestClient;
+
+import dev.griffin.serve.GriffinServeApplication;
+
+import static dev.griffin.serve.web.ServiceSupport.assertError;
+import static dev.griffin.serve.web.ServiceSupport.completion;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * A model that cannot load: the service stays up, readiness is down, model routes answer
+ * 503.
+ */
+@SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
+		properties = "griffin.model.path=/nonexistent/model.gguf")
+class NotReadyIT {
+
+	@LocalServerPort
+	int port;
+
+	@Test
+	void modelRoutesAre503UntilTheModelIsReady() throws InterruptedException {
+		WebTestClient client = ServiceSupport.client(this.port);
+		Thread.sleep(500);
+		client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk();
+		String readiness = client.get()
+			.uri("/actuator/health/readiness")
+			.exchange()
+			.expectStatus()
+			.isEqualTo(503)
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
+		assertThat(readiness).contains("does not exist");
+		var error = ServiceSupport.post(client, "/v1/completions", completion("x", 2), 503);
+		assertError(error, "server_error", null);
+		assertThat(error.get("error").get("code").asText()).isEqualTo("model_not_ready");
+	}
+
+}
