@@ -40,18 +40,19 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * model)
 	 * @param defaultMethod GRIFFIN selection method when a request names none
 	 * @param defaultMaxTokens max_tokens when a request names none
+	 * @param maxTokensLimit the largest max_tokens a request may ask for
 	 * @param workers sequences generated at the same time
 	 * @param queueCapacity requests waiting for a worker before new ones get 429
 	 * @param keepAlive interval of SSE keep-alive comments while a stream waits
 	 * @param warmUp run one generation before reporting ready
 	 */
 	public record Generation(@DefaultValue("0.5") double defaultDensity, @DefaultValue("topk") String defaultMethod,
-			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("1") int workers,
-			@DefaultValue("16") int queueCapacity, @DefaultValue("10s") Duration keepAlive,
-			@DefaultValue("true") boolean warmUp) {
+			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("4096") int maxTokensLimit,
+			@DefaultValue("1") int workers, @DefaultValue("16") int queueCapacity,
+			@DefaultValue("10s") Duration keepAlive, @DefaultValue("true") boolean warmUp) {
 
 		public Generation {
-			if (workers < 1 || queueCapacity < 0 || defaultMaxTokens < 1) {
+			if (workers < 1 || queueCapacity < 0 || defaultMaxTokens < 1 || maxTokensLimit < 1) {
 				throw new IllegalArgumentException(
 						"griffin.generation: workers >= 1, queue-capacity >= 0 and default-max-tokens >= 1 are required");
 			}

@@ -110,8 +110,10 @@ public final class ApiTypes {
 
 	}
 
-	public record CompletionChoice(int index, String text, CompletionLogprobs logprobs,
-			@JsonProperty("finish_reason") String finishReason) {
+	public record CompletionChoice(int index, String text,
+			@JsonInclude(JsonInclude.Include.NON_NULL) CompletionLogprobs logprobs,
+			@JsonProperty("finish_reason") @Schema(types = {
+					"string", "null" }) String finishReason){
 
 	}
 
@@ -139,8 +141,10 @@ public final class ApiTypes {
 
 	}
 
-	public record ChatChoice(int index, AssistantMessage message, ChatLogprobs logprobs,
-			@JsonProperty("finish_reason") String finishReason) {
+	public record ChatChoice(int index, AssistantMessage message,
+			@JsonInclude(JsonInclude.Include.NON_NULL) ChatLogprobs logprobs,
+			@JsonProperty("finish_reason") @Schema(types = {
+					"string", "null" }) String finishReason){
 
 	}
 
@@ -155,8 +159,10 @@ public final class ApiTypes {
 
 	}
 
-	public record ChatChunkChoice(int index, ChatDelta delta, ChatLogprobs logprobs,
-			@JsonProperty("finish_reason") String finishReason) {
+	public record ChatChunkChoice(int index, ChatDelta delta,
+			@JsonInclude(JsonInclude.Include.NON_NULL) ChatLogprobs logprobs,
+			@JsonProperty("finish_reason") @Schema(types = {
+					"string", "null" }) String finishReason){
 
 	}
 
@@ -203,7 +209,8 @@ public final class ApiTypes {
 
 	}
 
-	public record ErrorBody(String message, String type, String param, String code) {
+	public record ErrorBody(String message, String type, @Schema(types = {
+			"string", "null" }) String param, @Schema(types = { "string", "null" }) String code){
 
 	}
 

@@ -36,11 +36,15 @@ final class RequestMapper {
 		int maxTokens;
 		if (s.maxTokens() != null) {
 			require(s.maxTokens() >= 1, "max_tokens", "max_tokens must be at least 1, got " + s.maxTokens());
+			int limit = this.properties.generation().maxTokensLimit();
+			require(s.maxTokens() <= limit, "max_tokens",
+					"max_tokens must be at most %d on this server, got %d".formatted(limit, s.maxTokens()));
 			maxTokens = s.maxTokens();
 		}
 		else {
-			maxTokens = Math.max(1,
-					Math.min(this.properties.generation().defaultMaxTokens(), contextLength - promptTokens));
+			GriffinProperties.Generation generation = this.properties.generation();
+			int budget = Math.min(generation.defaultMaxTokens(), generation.maxTokensLimit());
+			maxTokens = Math.max(1, Math.min(budget, contextLength - promptTokens));
 		}
 		double temperature = orDefault(s.temperature(), 1.0);
 		require(temperature >= 0 && temperature <= 2, "temperature",

@@ -24,7 +24,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /** Every endpoint, streaming and not, and the error statuses, on the default model. */
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=8" })
+		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=8",
+				"griffin.generation.max-tokens-limit=10000" })
 class ServiceIT {
 
 	@LocalServerPort
@@ -187,6 +188,9 @@ class ServiceIT {
 			.expectBody(String.class)
 			.returnResult()
 			.getResponseBody()), "invalid_request_error", "max_tokens");
+
+		assertError(post(this.client, "/v1/completions", completion("x", 20000), 400), "invalid_request_error",
+				"max_tokens");
 
 		Map<String, Object> density = completion("x", 4);
 		density.put("griffin", Map.of("density", 1.5));
