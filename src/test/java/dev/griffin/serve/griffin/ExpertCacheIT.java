@@ -1,0 +1,130 @@
+package dev.griffin.serve.griffin;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.generation.SamplingParams;
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.ModelOptions;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * The expert cache on the default model: hits, byte bound and eviction, sharing between
+ * threads.
+ */
+class ExpertCacheIT {
+
+	private static LoadedModel model;
+
+	private static CausalLm griffin;
+
+	@BeforeAll
+	static void load() {
+		model = LoadedModel.load(Fixtures.defaultModel(), ModelOptions.CPU_FLOAT32, (layers) -> {
+		});
+		griffin = model.variant(0.5, SelectionMethod.TOPK);
+	}
+
+	@AfterAll
+	static void close() {
+		model.close();
+	}
+
+	private static int[] prompt(int i) {
+		return model.tokenizer()
+			.encode("Prompt number %d asks the model something about rivers and the sea.".formatted(i));
+	}
+
+	private static Generator.Result generate(ExpertCache cache, int[] prompt) {
+		String key = ExpertCache.key("smollm2", "FLOAT32", DensitySchedule.uniform(0.5, 30), SelectionMethod.TOPK, null,
+				null, prompt);
+		return new Generator(griffin, model.tokenizer()).generate(prompt, SamplingParams.greedy(8),
+				new Generator.Options(-1, cache, key, 0), (Generator.Listener) (token) -> true);
+	}
+
+	@Test
+	void anExactRepeatIsAHitWithTheSameOutput() {
+		ExpertCache cache = new ExpertCache(1L << 30);
+		Generator.Result cold = generate(cache, prompt(0));
+		Generator.Result hot = generate(cache, prompt(0));
+		Generator.Result uncached = generate(null, prompt(0));
+		assertThat(cold.cacheHit()).isFalse();
+		assertThat(hot.cacheHit()).isTrue();
+		assertThat(hot.tokens()).containsExactly(cold.tokens()).containsExactly(uncached.tokens());
+		assertThat(cache.stats().hitCount()).isEqualTo(1);
+		cache.invalidateAll();
+		assertThat(cache.bytes()).isZero();
+	}
+
+	@Test
+	void aBoundedCacheEvictsAndStaysUnderItsLimit() {
+		ExpertCache probe = new ExpertCache(1L << 30);
+		generate(probe, prompt(1));
+		long entry = probe.bytes();
+		probe.invalidateAll();
+		// room for two and a half entries
+		ExpertCache cache = new ExpertCache(entry * 5 / 2);
+		for (int i = 0; i < 6; i++) {
+			generate(cache, prompt(i));
+			assertThat(cache.bytes()).as("bytes after %d entries", i + 1).isLessThanOrEqualTo(cache.maximumBytes());
+		}
+		assertThat(cache.size()).isLessThanOrEqualTo(2);
+		assertThat(cache.stats().evictionCount()).isGreaterThanOrEqualTo(4);
+		System.out.printf("one cached prompt of %d tokens holds %.1f MB%n", prompt(1).length, entry / 1e6);
+		cache.invalidateAll();
+	}
+
+	@Test
+	void entriesAreSharedSafelyBetweenConcurrentSequences() throws Exception {
+		ExpertCache cache = new ExpertCache(1L << 30);
+		int[] prompt = prompt(42);
+		Generator.Result first = generate(cache, prompt);
+		ExecutorService threads = Executors.newFixedThreadPool(4);
+		List<Future<Generator.Result>> results = new ArrayList<>();
+		for (int i = 0; i < 8; i++) {
+			results.add(threads.submit(() -> generate(cache, prompt)));
+			if (i == 3) {
+				// evicting while sequences read the entry must not free memory under them
+				results.add(threads.submit(() -> {
+					cache.invalidateAll();
+					return generate(cache, prompt);
+				}));
+			}
+		}
+		for (Future<Generator.Result> result : results) {
+			assertThat(result.get().tokens()).containsExactly(first.tokens());
+		}
+		threads.shutdown();
+		cache.invalidateAll();
+		assertThat(cache.bytes()).isZero();
+	}
+
+	@Test
+	void tenantSaltsAndSettingsChangeTheKey() {
+		int[] tokens = { 1, 2, 3 };
+		DensitySchedule half = DensitySchedule.uniform(0.5, 30);
+		String alice = ExpertCache.key("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", tokens);
+		assertThat(ExpertCache.key("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", tokens)).isEqualTo(alice);
+		assertThat(ExpertCache.key("m", "FLOAT32", half, SelectionMethod.TOPK, null, "bob", tokens))
+			.isNotEqualTo(alice);
+		assertThat(ExpertCache.key("m", "FLOAT16", half, SelectionMethod.TOPK, null, "alice", tokens))
+			.isNotEqualTo(alice);
+		assertThat(ExpertCache.key("m", "FLOAT32", DensitySchedule.uniform(0.25, 30), SelectionMethod.TOPK, null,
+				"alice", tokens))
+			.isNotEqualTo(alice);
+		assertThat(ExpertCache.key("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", new int[] { 1, 2, 4 }))
+			.isNotEqualTo(alice);
+	}
+
+}
