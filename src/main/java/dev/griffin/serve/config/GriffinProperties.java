@@ -74,11 +74,9 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * from the key)
 	 * @param corsAllowedOrigins origins allowed to call the API from a browser
 	 * @param maxRequestSize the largest request body accepted
-	 * @param logPrompts whether prompts and outputs may appear in logs
 	 */
 	public record Security(@DefaultValue List<String> apiKeys, @DefaultValue Map<String, String> tenantSalts,
-			@DefaultValue List<String> corsAllowedOrigins, @DefaultValue("1MB") DataSize maxRequestSize,
-			@DefaultValue("false") boolean logPrompts) {
+			@DefaultValue List<String> corsAllowedOrigins, @DefaultValue("1MB") DataSize maxRequestSize) {
 
 	}
 
