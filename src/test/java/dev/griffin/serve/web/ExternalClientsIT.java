@@ -12,6 +12,7 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.test.annotation.DirtiesContext;
 import org.springframework.boot.test.web.server.LocalServerPort;
 
 import dev.griffin.serve.GriffinServeApplication;
@@ -24,6 +25,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * Chromium. The tools are installed by .ci/run (.venv, src/test/e2e/node_modules,
  * Debian's chromium); a missing tool fails the test rather than skipping it.
  */
+// Each context holds a loaded model: close it after the class instead of caching it.
+@DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.generation.max-tokens-limit=16", "griffin.generation.queue-capacity=32" })
 class ExternalClientsIT {

@@ -13,6 +13,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.test.annotation.DirtiesContext;
 import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.test.web.reactive.server.WebTestClient;
 
@@ -28,6 +29,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * greedy outputs equal the same requests made one at a time. Two inference workers run
  * sequences side by side, so concurrent sessions on shared weights are exercised.
  */
+// Each context holds a loaded model: close it after the class instead of caching it.
+@DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.generation.workers=2", "griffin.generation.queue-capacity=32" })
 class LoadIT {

@@ -2,6 +2,7 @@ package dev.griffin.serve.web;
 
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.test.annotation.DirtiesContext;
 import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.test.web.reactive.server.WebTestClient;
 
@@ -15,6 +16,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * A model that cannot load: the service stays up, readiness is down, model routes answer
  * 503.
  */
+// Each context holds a loaded model: close it after the class instead of caching it.
+@DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = "griffin.model.path=/nonexistent/model.gguf")
 class NotReadyIT {

@@ -6,6 +6,7 @@ import java.util.Map;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.test.annotation.DirtiesContext;
 import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.http.MediaType;
 import org.springframework.test.web.reactive.server.WebTestClient;
@@ -23,6 +24,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * the server stays healthy. A generation past the time limit fails with 504, or inside a
  * stream with an error event followed by [DONE].
  */
+// Each context holds a loaded model: close it after the class instead of caching it.
+@DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=1" })
 class OverloadIT {

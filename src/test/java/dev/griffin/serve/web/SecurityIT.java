@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.test.annotation.DirtiesContext;
 import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.http.MediaType;
 import org.springframework.test.web.reactive.server.WebTestClient;
@@ -18,6 +19,8 @@ import static dev.griffin.serve.web.ServiceSupport.json;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /** API keys, per-tenant cache salts and per-key rate limits. */
+// Each context holds a loaded model: close it after the class instead of caching it.
+@DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.security.api-keys=key-alice,key-bob,key-carol",
 				"resilience4j.ratelimiter.configs.generation.limit-for-period=4",

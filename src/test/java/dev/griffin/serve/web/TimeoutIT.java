@@ -6,6 +6,7 @@ import java.util.Map;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
+import org.springframework.test.annotation.DirtiesContext;
 import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.http.MediaType;
 import org.springframework.test.web.reactive.server.WebTestClient;
@@ -21,6 +22,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * A generation past the time limiter's timeout fails with 504, or, once a stream has
  * begun, with an error event followed by [DONE].
  */
+// Each context holds a loaded model: close it after the class instead of caching it.
+@DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = "resilience4j.timelimiter.instances.generation.timeout-duration=3s")
 class TimeoutIT {

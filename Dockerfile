@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# griffin-serve image: multi-stage, Maven build, JRE runtime, non-root, default model baked in.
+#
+#   docker build -t griffin-serve .                                   # CPU (libtorch from Maven Central)
+#   docker build -t griffin-serve:cuda --build-arg FLAVOR=cuda .      # GPU nodes (CUDA libtorch)
+#
+# FLAVOR=cuda fetches DJL's CUDA 12.8 build of libtorch 2.7.1 at build time, since Maven Central does
+# not carry it; the runtime then needs the NVIDIA container runtime and --griffin.model.device=gpu.
+
+ARG FLAVOR=cpu
+
+FROM maven:3.9-eclipse-temurin-17 AS build
+WORKDIR /src
+COPY pom.xml .
+RUN mvn -B -q dependency:go-offline
+COPY src src
+RUN mvn -B -q package -DskipTests && cp target/griffin-serve-*.jar /griffin-serve.jar
+
+FROM python:3.12-slim AS model
+WORKDIR /src
+COPY scripts/fetch-model scripts/fetch-model
+RUN GRIFFIN_MODEL_DIR=/models scripts/fetch-model
+
+FROM eclipse-temurin:17-jre AS runtime-cpu
+
+FROM eclipse-temurin:17-jre AS runtime-cuda
+ARG LIBTORCH_URL=https://publish.djl.ai/pytorch/2.7.1/cu128/linux-x86_64
+ENV PYTORCH_LIBRARY_PATH=/opt/libtorch/lib PYTORCH_FLAVOR=cu128 PYTORCH_VERSION=2.7.1
+RUN apt-get update && apt-get install -y --no-install-recommends curl unzip && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /opt/libtorch/lib && curl -fsSL "$LIBTORCH_URL/files.txt" -o /tmp/files.txt \
+    && for f in $(cat /tmp/files.txt); do curl -fsSL "$LIBTORCH_URL/$f" -o "/opt/libtorch/lib/$(basename "$f" .gz).gz" \
+       && gunzip -f "/opt/libtorch/lib/$(basename "$f" .gz).gz"; done
+
+FROM runtime-${FLAVOR}
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin griffin
+WORKDIR /app
+COPY --from=build /griffin-serve.jar /app/griffin-serve.jar
+COPY --from=model /models /models
+COPY docker/entrypoint.sh /app/entrypoint.sh
+ENV GRIFFIN_MODEL_DIR=/models \
+    DJL_CACHE_DIR=/tmp/djl \
+    HF_HOME=/tmp/huggingface \
+    JAVA_TOOL_OPTIONS="-XX:MaxRAMPercentage=70 -XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir=/tmp"
+USER 10001
+EXPOSE 8080
+# Readiness over bash's /dev/tcp: the JRE image has no curl, and a JVM per check would be heavy.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=120s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /actuator/health/readiness HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3 | grep -q ' 200 '"]
+ENTRYPOINT ["/app/entrypoint.sh"]
