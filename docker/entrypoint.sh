@@ -5,4 +5,4 @@
 set -eu
 mkdir -p "${DJL_CACHE_DIR:-/tmp/djl}"
 exec java -Dai.djl.offline="${DJL_OFFLINE:-true}" -DDJL_CACHE_DIR="${DJL_CACHE_DIR:-/tmp/djl}" \
-    -jar /app/griffin-serve.jar serve "$@"
+    -jar "${GRIFFIN_JAR:-/app/griffin-serve.jar}" serve "$@"

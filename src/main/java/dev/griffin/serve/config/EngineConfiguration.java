@@ -58,7 +58,8 @@ public class EngineConfiguration {
 			System.setProperty("ai.djl.pytorch.num_threads", String.valueOf(model.threads()));
 		}
 		Path path = (model.path() != null && !model.path().toString().isBlank()) ? model.path() : defaultModelPath();
-		return new ModelService(path, model.id(),
+		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
+		return new ModelService(source, model.id(),
 				new ModelOptions(ModelOptions.Precision.parse(model.dtype()), model.device()),
 				properties.generation().warmUp());
 	}

@@ -23,6 +23,8 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 		@DefaultValue Cache cache, @DefaultValue Security security) {
 
 	/**
+	 * @param source a Hub model, hf://org/name[@revision][/file.gguf], downloaded at
+	 * start (overrides path)
 	 * @param path a .gguf file or Hugging Face directory; empty for the default model in
 	 * the model cache
 	 * @param id the name clients use in {@code model}
@@ -30,7 +32,7 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param device cpu or gpu[:N]
 	 * @param threads engine compute threads, 0 for the engine's default
 	 */
-	public record Model(Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
+	public record Model(String source, Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
 			@DefaultValue("float32") String dtype, @DefaultValue("cpu") String device, @DefaultValue("0") int threads) {
 
 	}

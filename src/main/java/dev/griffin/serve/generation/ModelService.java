@@ -15,6 +15,7 @@ import dev.griffin.serve.griffin.ExpertCache;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.ModelOptions;
+import dev.griffin.serve.weights.HubDownloader;
 
 /**
  * Owns the loaded model: loads it in the background (the service answers health checks
@@ -32,7 +33,7 @@ public final class ModelService implements AutoCloseable {
 
 	}
 
-	private final Path path;
+	private final String source;
 
 	private final String modelId;
 
@@ -48,8 +49,12 @@ public final class ModelService implements AutoCloseable {
 
 	private volatile String failure;
 
-	public ModelService(Path path, String modelId, ModelOptions options, boolean warmUp) {
-		this.path = path;
+	/**
+	 * @param source a local path (a .gguf file or a Hugging Face directory) or a Hub
+	 * source (hf://org/name[@revision][/file.gguf]), downloaded when loading starts
+	 */
+	public ModelService(String source, String modelId, ModelOptions options, boolean warmUp) {
+		this.source = source;
 		this.modelId = modelId;
 		this.options = options;
 		this.warmUp = warmUp;
@@ -65,9 +70,11 @@ public final class ModelService implements AutoCloseable {
 	void load() {
 		long start = System.nanoTime();
 		try {
-			logger.info("loading model {} from {} ({}, {})", this.modelId, this.path, this.options.dtype(),
+			Path path = HubDownloader.isHubSource(this.source) ? HubDownloader.fromEnvironment().fetch(this.source)
+					: Path.of(this.source);
+			logger.info("loading model {} from {} ({}, {})", this.modelId, path, this.options.dtype(),
 					this.options.device());
-			LoadedModel loaded = LoadedModel.load(this.path, this.options, (layers) -> {
+			LoadedModel loaded = LoadedModel.load(path, this.options, (layers) -> {
 				if (layers % 10 == 0) {
 					logger.info("model {}: {} layers loaded", this.modelId, layers);
 				}
@@ -133,7 +140,7 @@ public final class ModelService implements AutoCloseable {
 	public String cacheKey(GriffinSettings settings, Long selectionSeed, String tenantSalt, int[] tokens) {
 		DensitySchedule schedule = settings.isDense() ? null
 				: DensitySchedule.uniform(settings.density(), model().dense().config().numberOfLayers());
-		return ExpertCache.key(this.modelId + "@" + this.path, this.options.dtype().name(), schedule,
+		return ExpertCache.key(this.modelId + "@" + this.source, this.options.dtype().name(), schedule,
 				settings.isDense() ? null : settings.method(), settings.isRandomized() ? selectionSeed : null,
 				tenantSalt, tokens);
 	}

@@ -23,7 +23,7 @@ import static org.assertj.core.api.Assertions.assertThat;
  * 2,000 GRIFFIN decode steps on the default model leave no NDArray behind and no upward
  * trend in the process's resident memory.
  */
-class NativeMemoryIT {
+public class NativeMemoryIT {
 
 	private static final int STEPS = 2000;
 
@@ -63,7 +63,7 @@ class NativeMemoryIT {
 	}
 
 	/** Arrays a manager and its children hold, read from DJL's resource map. */
-	static int liveArrays(NDManager manager) throws ReflectiveOperationException {
+	public static int liveArrays(NDManager manager) throws ReflectiveOperationException {
 		Field field = BaseNDManager.class.getDeclaredField("resources");
 		field.setAccessible(true);
 		int count = 0;
