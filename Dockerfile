@@ -37,7 +37,10 @@ WORKDIR /app
 COPY --from=build /griffin-serve.jar /app/griffin-serve.jar
 COPY --from=model /models /models
 COPY docker/entrypoint.sh /app/entrypoint.sh
+# MALLOC_ARENA_MAX: libtorch and the JVM allocate native memory from many threads; few arenas keep
+# freed memory reusable instead of fragmenting across per-thread arenas.
 ENV GRIFFIN_MODEL_DIR=/models \
+    MALLOC_ARENA_MAX=2 \
     DJL_CACHE_DIR=/tmp/djl \
     HF_HOME=/tmp/huggingface \
     JAVA_TOOL_OPTIONS="-XX:MaxRAMPercentage=70 -XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir=/tmp"

@@ -110,6 +110,20 @@ public final class InferenceScheduler implements AutoCloseable {
 		});
 	}
 
+	/**
+	 * Runs other model work (an analysis such as flocking) on the inference pool,
+	 * admitted by the same bulkhead as generations.
+	 */
+	public <T> reactor.core.publisher.Mono<T> execute(java.util.function.Supplier<T> work) {
+		if (!this.bulkhead.tryAcquirePermission()) {
+			this.metrics.rejected();
+			throw BulkheadFullException.createBulkheadFullException(this.bulkhead);
+		}
+		return reactor.core.publisher.Mono.fromCallable(work::get)
+			.subscribeOn(reactor.core.scheduler.Schedulers.fromExecutor(this.executor))
+			.doFinally((signal) -> this.bulkhead.onComplete());
+	}
+
 	private void run(GenerationJob job, Generator generator, FluxSink<GenerationEvent> sink, AtomicBoolean cancelled,
 			long admitted, AtomicBoolean started) {
 		this.metrics.waiting(-1);

@@ -12,7 +12,6 @@ import org.slf4j.LoggerFactory;
 
 import dev.griffin.serve.griffin.DensitySchedule;
 import dev.griffin.serve.griffin.ExpertCache;
-import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.weights.HubDownloader;
@@ -130,9 +129,7 @@ public final class ModelService implements AutoCloseable {
 	 */
 	public Generator generator(GriffinSettings settings) {
 		LoadedModel loaded = model();
-		CausalLm variant = settings.isDense() ? loaded.dense()
-				: this.variants.get(settings, (s) -> GriffinTransform.apply(loaded.dense(),
-						DensitySchedule.uniform(s.density(), loaded.dense().config().numberOfLayers()), s.method()));
+		CausalLm variant = this.variants.get(settings, (s) -> loaded.variant(s.density(), s.method()));
 		return new Generator(variant, loaded.tokenizer());
 	}
 

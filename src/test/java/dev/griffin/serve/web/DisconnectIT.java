@@ -8,14 +8,11 @@ import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
-import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.http.MediaType;
-import org.springframework.test.web.reactive.server.WebTestClient;
 
 import dev.griffin.serve.GriffinServeApplication;
 import dev.griffin.serve.generation.ModelService;
@@ -33,24 +30,13 @@ import static org.assertj.core.api.Assertions.assertThat;
 @DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=4" })
-class DisconnectIT {
+class DisconnectIT extends ServiceTestBase {
 
 	private static final Pattern CANCELLED = Pattern
 		.compile("(?m)^griffin_requests_cancelled_total\\{[^}]*\\} ([0-9.]+)");
 
-	@LocalServerPort
-	int port;
-
 	@Autowired
 	ModelService models;
-
-	WebTestClient client;
-
-	@BeforeEach
-	void ready() {
-		this.client = ServiceSupport.client(this.port);
-		ServiceSupport.awaitReady(this.client);
-	}
 
 	private double cancelled() {
 		String metrics = this.client.get()

@@ -10,12 +10,9 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
-import org.springframework.boot.test.web.server.LocalServerPort;
-import org.springframework.test.web.reactive.server.WebTestClient;
 
 import dev.griffin.serve.GriffinServeApplication;
 
@@ -33,18 +30,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 @DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.generation.workers=2", "griffin.generation.queue-capacity=32" })
-class LoadIT {
-
-	@LocalServerPort
-	int port;
-
-	WebTestClient client;
-
-	@BeforeEach
-	void ready() {
-		this.client = ServiceSupport.client(this.port);
-		ServiceSupport.awaitReady(this.client);
-	}
+class LoadIT extends ServiceTestBase {
 
 	private static Map<String, Object> request(int clientIndex, int requestIndex) {
 		Map<String, Object> request = completion("Client %d asks question %d: what is %d plus %d?"

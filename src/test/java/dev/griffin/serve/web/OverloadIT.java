@@ -3,13 +3,10 @@ package dev.griffin.serve.web;
 import java.time.Duration;
 import java.util.Map;
 
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
-import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.http.MediaType;
-import org.springframework.test.web.reactive.server.WebTestClient;
 import reactor.core.Disposable;
 
 import dev.griffin.serve.GriffinServeApplication;
@@ -28,18 +25,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 @DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=1" })
-class OverloadIT {
-
-	@LocalServerPort
-	int port;
-
-	WebTestClient client;
-
-	@BeforeEach
-	void ready() {
-		this.client = ServiceSupport.client(this.port);
-		ServiceSupport.awaitReady(this.client);
-	}
+class OverloadIT extends ServiceTestBase {
 
 	/**
 	 * Starts a long stream without waiting for its headers (a queued stream sends none

@@ -3,11 +3,9 @@ package dev.griffin.serve.web;
 import java.util.Map;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
-import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.http.MediaType;
 import org.springframework.test.web.reactive.server.WebTestClient;
 
@@ -25,18 +23,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 		properties = { "griffin.security.api-keys=key-alice,key-bob,key-carol",
 				"resilience4j.ratelimiter.configs.generation.limit-for-period=4",
 				"resilience4j.ratelimiter.configs.generation.limit-refresh-period=60s" })
-class SecurityIT {
-
-	@LocalServerPort
-	int port;
-
-	WebTestClient client;
-
-	@BeforeEach
-	void ready() {
-		this.client = ServiceSupport.client(this.port);
-		ServiceSupport.awaitReady(this.client);
-	}
+class SecurityIT extends ServiceTestBase {
 
 	private WebTestClient.ResponseSpec call(String key, Map<String, Object> body) {
 		WebTestClient.RequestBodySpec spec = this.client.post()

@@ -5,13 +5,10 @@ import java.util.List;
 import java.util.Map;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
-import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.http.MediaType;
-import org.springframework.test.web.reactive.server.WebTestClient;
 
 import dev.griffin.serve.GriffinServeApplication;
 
@@ -29,18 +26,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=8",
 				"griffin.generation.max-tokens-limit=10000" })
-class ServiceIT {
-
-	@LocalServerPort
-	int port;
-
-	WebTestClient client;
-
-	@BeforeEach
-	void ready() {
-		this.client = ServiceSupport.client(this.port);
-		ServiceSupport.awaitReady(this.client);
-	}
+class ServiceIT extends ServiceTestBase {
 
 	@Test
 	void listsTheModel() {
@@ -266,6 +252,28 @@ class ServiceIT {
 	}
 
 	@Test
+	void flockingHeatmapIsAPng() throws Exception {
+		byte[] png = this.client.post()
+			.uri("/v1/griffin/flocking")
+			.contentType(MediaType.APPLICATION_JSON)
+			.bodyValue(Map.of("prompt", "Rivers run to the sea because", "maxTokens", 6, "layer", 3))
+			.exchange()
+			.expectStatus()
+			.isOk()
+			.expectHeader()
+			.contentType(MediaType.IMAGE_PNG)
+			.expectHeader()
+			.exists("X-Griffin-Jaccard")
+			.expectBody(byte[].class)
+			.returnResult()
+			.getResponseBody();
+		java.awt.image.BufferedImage image = javax.imageio.ImageIO.read(new java.io.ByteArrayInputStream(png));
+		assertThat(image.getWidth()).isGreaterThan(1536);
+		assertError(post(this.client, "/v1/griffin/flocking", Map.of("prompt", "x", "layer", 99), 400),
+				"invalid_request_error", "layer");
+	}
+
+	@Test
 	void healthMetricsAndDocs() {
 		this.client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk();
 		this.client.get().uri("/actuator/health/readiness").exchange().expectStatus().isOk();
@@ -293,7 +301,8 @@ class ServiceIT {
 			.expectBody(String.class)
 			.returnResult()
 			.getResponseBody();
-		assertThat(docs).contains("/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/detokenize");
+		assertThat(docs).contains("/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/detokenize",
+				"/v1/griffin/flocking");
 		this.client.get().uri("/swagger-ui.html").exchange().expectStatus().is3xxRedirection();
 		this.client.get().uri("/swagger-ui/index.html").exchange().expectStatus().isOk();
 	}

@@ -3,13 +3,10 @@ package dev.griffin.serve.web;
 import java.util.List;
 import java.util.Map;
 
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
-import org.springframework.boot.test.web.server.LocalServerPort;
 import org.springframework.http.MediaType;
-import org.springframework.test.web.reactive.server.WebTestClient;
 
 import dev.griffin.serve.GriffinServeApplication;
 
@@ -26,18 +23,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 @DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = "resilience4j.timelimiter.instances.generation.timeout-duration=3s")
-class TimeoutIT {
-
-	@LocalServerPort
-	int port;
-
-	WebTestClient client;
-
-	@BeforeEach
-	void ready() {
-		this.client = ServiceSupport.client(this.port);
-		ServiceSupport.awaitReady(this.client);
-	}
+class TimeoutIT extends ServiceTestBase {
 
 	@Test
 	void generationsPastTheTimeLimitFail() throws InterruptedException {

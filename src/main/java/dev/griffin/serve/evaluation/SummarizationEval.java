@@ -1,0 +1,166 @@
+package dev.griffin.serve.evaluation;
+
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.generation.SamplingParams;
+import dev.griffin.serve.griffin.SelectionMethod;
+
+/**
+ * One-shot XSum summarisation in the GRIFFIN paper's format (Dong et al. 2024, section
+ * 5): each example's prompt ends with "Summarize the above article in 1 sentences."; up
+ * to 128 tokens are generated, cut at "###", and scored with ROUGE-1/2/L against the
+ * reference summary. Outputs are appended per example to
+ * {@code <output>/<configuration>.jsonl}, so an interrupted run resumes.
+ */
+public final class SummarizationEval {
+
+	private static final ObjectMapper JSON = new ObjectMapper();
+
+	/** A model configuration under evaluation. */
+	public record Configuration(String name, double density, SelectionMethod method) {
+
+		public static Configuration parse(String text) {
+			if (text.equals("full") || text.equals("dense")) {
+				return new Configuration("full", 1.0, SelectionMethod.TOPK);
+			}
+			String[] parts = text.split(":");
+			if (parts.length != 2) {
+				throw new IllegalArgumentException(
+						"configuration '" + text + "' is not 'full' or method:density (e.g. topk:0.5, magnitude:0.5)");
+			}
+			SelectionMethod method = SelectionMethod.parse(parts[0]);
+			double density = Double.parseDouble(parts[1]);
+			String name = (method == SelectionMethod.TOPK ? "griffin" : method.wireName()) + "-" + parts[1];
+			return new Configuration(name, density, method);
+		}
+
+	}
+
+	/** One example of the input file. */
+	public record Example(int index, String prompt, String reference) {
+
+	}
+
+	/** Mean F-scores of a configuration, in percent. */
+	public record Summary(String configuration, int examples, double rouge1, double rouge2, double rougeL) {
+
+	}
+
+	private final LoadedModel model;
+
+	private final int maxTokens;
+
+	private final boolean greedy;
+
+	private final long seed;
+
+	public SummarizationEval(LoadedModel model, int maxTokens, boolean greedy, long seed) {
+		this.model = model;
+		this.maxTokens = maxTokens;
+		this.greedy = greedy;
+		this.seed = seed;
+	}
+
+	public static List<Example> read(Path file, int limit) throws IOException {
+		List<Example> examples = new ArrayList<>();
+		for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+			if (line.isBlank()) {
+				continue;
+			}
+			JsonNode row = JSON.readTree(line);
+			if (!row.hasNonNull("article") || !row.hasNonNull("summary_gt")) {
+				throw new IllegalArgumentException(
+						file + " line " + (examples.size() + 1) + ": every line needs 'article' and 'summary_gt'");
+			}
+			examples.add(new Example(examples.size(), row.get("article").asText(), row.get("summary_gt").asText()));
+			if (limit > 0 && examples.size() == limit) {
+				break;
+			}
+		}
+		return examples;
+	}
+
+	/** Runs (or resumes) one configuration and returns its mean scores. */
+	public Summary run(Configuration configuration, List<Example> examples, Path output, PrintStream progress)
+			throws IOException {
+		Files.createDirectories(output);
+		Path results = output.resolve(configuration.name() + ".jsonl");
+		Map<Integer, JsonNode> done = new LinkedHashMap<>();
+		if (Files.exists(results)) {
+			for (String line : Files.readAllLines(results)) {
+				if (!line.isBlank()) {
+					JsonNode row = JSON.readTree(line);
+					done.put(row.get("index").asInt(), row);
+				}
+			}
+		}
+		Generator generator = new Generator(this.model.variant(configuration.density(), configuration.method()),
+				this.model.tokenizer());
+		try (BufferedWriter out = Files.newBufferedWriter(results, StandardOpenOption.CREATE,
+				StandardOpenOption.APPEND)) {
+			int count = 0;
+			for (Example example : examples) {
+				count++;
+				if (done.containsKey(example.index())) {
+					continue;
+				}
+				// the paper's sampling: temperature 0.3, top-p 1, a fixed seed per
+				// example; or greedy
+				SamplingParams params = new SamplingParams(this.greedy ? 0 : 0.3, 0, 1.0, 0, 1, 0, 0,
+						this.seed + example.index(), this.maxTokens, List.of("###"), List.of(), false);
+				int[] prompt = this.model.tokenizer().encode(example.prompt());
+				long start = System.nanoTime();
+				Generator.Result result = generator.generate(prompt, params, (token, text) -> true);
+				String summary = result.text().strip();
+				Rouge.Scores scores = Rouge.score(example.reference(), summary);
+				Map<String, Object> row = new LinkedHashMap<>();
+				row.put("index", example.index());
+				row.put("configuration", configuration.name());
+				row.put("prediction", summary);
+				row.put("reference", example.reference());
+				row.put("rouge1", scores.rouge1().fmeasure());
+				row.put("rouge2", scores.rouge2().fmeasure());
+				row.put("rougeL", scores.rougeL().fmeasure());
+				row.put("promptTokens", prompt.length);
+				row.put("generatedTokens", result.tokens().length);
+				row.put("seconds", (System.nanoTime() - start) / 1e9);
+				out.write(JSON.writeValueAsString(row));
+				out.newLine();
+				out.flush();
+				done.put(example.index(), JSON.valueToTree(row));
+				progress.printf("\r%-14s [%-40s] %d/%d", configuration.name(), "#".repeat(40 * count / examples.size()),
+						count, examples.size());
+				progress.flush();
+			}
+		}
+		progress.println();
+		double r1 = 0;
+		double r2 = 0;
+		double rl = 0;
+		int n = 0;
+		for (Example example : examples) {
+			JsonNode row = done.get(example.index());
+			r1 += row.get("rouge1").asDouble();
+			r2 += row.get("rouge2").asDouble();
+			rl += row.get("rougeL").asDouble();
+			n++;
+		}
+		return new Summary(configuration.name(), n, 100 * r1 / n, 100 * r2 / n, 100 * rl / n);
+	}
+
+}
