@@ -7,6 +7,7 @@ Writes under src/test/resources/fixtures/:
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
   gguf-dequant/                              small GGUF files of every supported type + dequantised values
+  rouge/pairs.json                           ROUGE of the rouge-score package (make_rouge_fixtures.py)
 """
 import argparse
 import json
@@ -221,7 +222,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=os.path.expanduser(
         "~/.cache/griffin-serve/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    parser.add_argument("--only", choices=["tiny", "smollm2", "gguf"], default=None)
+    parser.add_argument("--only", choices=["tiny", "smollm2", "gguf", "rouge"], default=None)
     args = parser.parse_args()
     if args.only in (None, "gguf"):
         make_gguf_dequant()
@@ -229,6 +230,9 @@ def main():
         make_tiny()
     if args.only in (None, "smollm2"):
         make_smollm2(args.model)
+    if args.only in (None, "rouge"):
+        import runpy
+        runpy.run_path(str(pathlib.Path(__file__).parent / "make_rouge_fixtures.py"), run_name="__main__")
 
 
 if __name__ == "__main__":

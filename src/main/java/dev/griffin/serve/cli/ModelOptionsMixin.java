@@ -1,17 +1,15 @@
 package dev.griffin.serve.cli;
 
 import java.nio.file.Path;
-import java.nio.file.Paths;
 
 import picocli.CommandLine.Option;
 
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.ModelOptions;
+import dev.griffin.serve.weights.ModelLoader;
 
 /** Options shared by every command that loads a model. */
 public class ModelOptionsMixin {
-
-	static final String DEFAULT_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 	@Option(names = "--model", paramLabel = "PATH",
 			description = "A .gguf file or a Hugging Face model directory (default: the model scripts/fetch-model caches).")
@@ -28,15 +26,7 @@ public class ModelOptionsMixin {
 	Integer threads;
 
 	Path modelPath() {
-		if (this.model != null) {
-			return this.model;
-		}
-		String dir = System.getenv("GRIFFIN_MODEL_DIR");
-		if (dir == null) {
-			String cache = System.getenv("XDG_CACHE_HOME");
-			dir = ((cache != null) ? cache : System.getProperty("user.home") + "/.cache") + "/griffin-serve/models";
-		}
-		return Paths.get(dir, DEFAULT_MODEL);
+		return (this.model != null) ? this.model : ModelLoader.defaultModelPath();
 	}
 
 	ModelOptions options() {

@@ -1,7 +1,6 @@
 package dev.griffin.serve.config;
 
 import java.nio.file.Path;
-import java.nio.file.Paths;
 import java.time.Duration;
 
 import io.github.resilience4j.bulkhead.Bulkhead;
@@ -29,6 +28,7 @@ import dev.griffin.serve.griffin.ExpertCache;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.observability.GenerationMetrics;
 import dev.griffin.serve.web.ApiKeyFilter;
+import dev.griffin.serve.weights.ModelLoader;
 
 /**
  * Wires the engine into the service: model, expert cache, scheduler with Resilience4j,
@@ -38,18 +38,6 @@ import dev.griffin.serve.web.ApiKeyFilter;
 @EnableConfigurationProperties(GriffinProperties.class)
 public class EngineConfiguration {
 
-	static final String DEFAULT_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-	/** The default model in the cache scripts/fetch-model fills. */
-	static Path defaultModelPath() {
-		String dir = System.getenv("GRIFFIN_MODEL_DIR");
-		if (dir == null) {
-			String cache = System.getenv("XDG_CACHE_HOME");
-			dir = ((cache != null) ? cache : System.getProperty("user.home") + "/.cache") + "/griffin-serve/models";
-		}
-		return Paths.get(dir, DEFAULT_MODEL);
-	}
-
 	@Bean(destroyMethod = "close")
 	ModelService modelService(GriffinProperties properties) {
 		GriffinProperties.Model model = properties.model();
@@ -57,7 +45,8 @@ public class EngineConfiguration {
 		if (model.threads() > 0) {
 			System.setProperty("ai.djl.pytorch.num_threads", String.valueOf(model.threads()));
 		}
-		Path path = (model.path() != null && !model.path().toString().isBlank()) ? model.path() : defaultModelPath();
+		Path path = (model.path() != null && !model.path().toString().isBlank()) ? model.path()
+				: ModelLoader.defaultModelPath();
 		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
 		return new ModelService(source, model.id(),
 				new ModelOptions(ModelOptions.Precision.parse(model.dtype()), model.device()),

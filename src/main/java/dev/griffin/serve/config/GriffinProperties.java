@@ -48,7 +48,7 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param keepAlive interval of SSE keep-alive comments while a stream waits
 	 * @param warmUp run one generation before reporting ready
 	 */
-	public record Generation(@DefaultValue("0.5") double defaultDensity, @DefaultValue("topk") String defaultMethod,
+	public record Generation(@DefaultValue("0.75") double defaultDensity, @DefaultValue("topk") String defaultMethod,
 			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("4096") int maxTokensLimit,
 			@DefaultValue("1") int workers, @DefaultValue("16") int queueCapacity,
 			@DefaultValue("10s") Duration keepAlive, @DefaultValue("true") boolean warmUp) {

@@ -8,7 +8,23 @@ import java.nio.file.Path;
  */
 public final class ModelLoader {
 
+	/** The default model's file name, as scripts/fetch-model caches it. */
+	public static final String DEFAULT_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
 	private ModelLoader() {
+	}
+
+	/**
+	 * Where scripts/fetch-model puts the default model: $GRIFFIN_MODEL_DIR, else
+	 * $XDG_CACHE_HOME/griffin-serve/models, else ~/.cache/griffin-serve/models.
+	 */
+	public static Path defaultModelPath() {
+		String dir = System.getenv("GRIFFIN_MODEL_DIR");
+		if (dir == null) {
+			String cache = System.getenv("XDG_CACHE_HOME");
+			dir = ((cache != null) ? cache : System.getProperty("user.home") + "/.cache") + "/griffin-serve/models";
+		}
+		return Path.of(dir, DEFAULT_MODEL);
 	}
 
 	public static Checkpoint open(Path path) {

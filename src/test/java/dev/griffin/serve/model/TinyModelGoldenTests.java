@@ -199,6 +199,35 @@ class TinyModelGoldenTests {
 		dense.close();
 	}
 
+	@ParameterizedTest
+	@ValueSource(strings = { "tiny-llama" })
+	void classModeMasksOnlyTheLastToken(String name) {
+		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		CausalLm dense = load(name);
+		int layers = dense.config().numberOfLayers();
+		CausalLm full = GriffinTransform.apply(dense, DensitySchedule.uniform(1.0, layers), SelectionMethod.TOPK);
+		CausalLm half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
+		try (InferenceSession a = new InferenceSession(dense, 32);
+				InferenceSession b = new InferenceSession(full, 32);
+				InferenceSession c = new InferenceSession(half, 32);
+				InferenceSession d = new InferenceSession(half, 32)) {
+			float[] denseLogits = a.prefill(prompt, prompt.length);
+			// density 1: the mask keeps every neuron, so class mode is the dense pass
+			assertThat(b.classify(prompt)).containsExactly(denseLogits);
+			float[] masked = c.classify(prompt);
+			assertThat(maxDifference(masked, denseLogits)).isGreaterThan(1e-3);
+			// the last token is the only one masked: the prompt's other positions are
+			// untouched, so the
+			// experts come from all tokens but the last (the statistic of the prefix in
+			// prompt mode)
+			d.prefill(java.util.Arrays.copyOf(prompt, prompt.length - 1), prompt.length);
+			d.finishPrompt();
+			float[] viaGeneration = d.decode(prompt[prompt.length - 1]);
+			assertThat(maxDifference(masked, viaGeneration)).isLessThan(1e-4);
+		}
+		dense.close();
+	}
+
 	static int[] experts(InferenceSession session, int layer) {
 		return ((GriffinFeedForward.GriffinState) session.state(layer)).experts().indices();
 	}

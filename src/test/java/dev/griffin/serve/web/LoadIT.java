@@ -36,9 +36,7 @@ class LoadIT extends ServiceTestBase {
 		Map<String, Object> request = completion("Client %d asks question %d: what is %d plus %d?"
 			.formatted(clientIndex, requestIndex, clientIndex, requestIndex), 6);
 		request.put("stream", true);
-		if (clientIndex % 2 == 1) {
-			request.put("griffin", Map.of("density", 1.0));
-		}
+		request.put("griffin", Map.of("density", (clientIndex % 2 == 1) ? 1.0 : 0.5));
 		return request;
 	}
 

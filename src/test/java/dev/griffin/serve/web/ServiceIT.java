@@ -50,7 +50,7 @@ class ServiceIT extends ServiceTestBase {
 		JsonNode choice = whole.get("choices").get(0);
 		assertThat(choice.get("finish_reason").asText()).isIn("stop", "length");
 		assertThat(whole.get("usage").get("prompt_tokens").asInt()).isEqualTo(5);
-		assertThat(whole.get("griffin").get("density").asDouble()).isEqualTo(0.5);
+		assertThat(whole.get("griffin").get("density").asDouble()).as("the server default").isEqualTo(0.75);
 		assertThat(whole.get("griffin").get("method").asText()).isEqualTo("topk");
 
 		request.put("stream", true);
