@@ -32,11 +32,11 @@ public final class ExpertSelector {
 		// the sum over
 		// tokens in float64, so that chunked and one-shot prefill accumulate the same
 		// values.
-		NDArray z32 = (z.getDataType() == DataType.FLOAT32) ? z : z.toType(DataType.FLOAT32, false); // [T,
-																										// F]
+		// [T, F]
+		NDArray z32 = (z.getDataType() == DataType.FLOAT32) ? z : z.toType(DataType.FLOAT32, false);
 		NDArray squares = z32.square(); // [T, F]
-		NDArray norms = squares.sum(new int[] { 1 }, true).maximum(Float.MIN_NORMAL); // [T,
-																						// 1]
+		// [T, 1]
+		NDArray norms = squares.sum(new int[] { 1 }, true).maximum(Float.MIN_NORMAL);
 		NDArray normalised = squares.div(norms); // [T, F]: Zbar^2
 		return normalised.toType(DataType.FLOAT64, false).sum(new int[] { 0 }).toDoubleArray(); // [F]
 	}

@@ -80,8 +80,8 @@ public final class GriffinFeedForward implements FeedForward {
 				if (s.experts != null) {
 					throw new IllegalStateException("prompt tokens after the experts were selected");
 				}
-				NDArray z = DenseFeedForward.activations(x, this.dense.gateUp()); // [T,
-																					// F]
+				// [T, F]
+				NDArray z = DenseFeedForward.activations(x, this.dense.gateUp());
 				if (this.method.usesPrompt()) {
 					s.accumulate(ExpertSelector.sumOfSquares(z));
 				}

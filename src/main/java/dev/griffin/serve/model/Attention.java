@@ -91,9 +91,8 @@ public final class Attention {
 		int g = h / kvh;
 		NDArray qkv = Linear.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias())
 			.singletonOrThrow(); // [T, (H+2KVH)*Dh]
-		NDArray qk = rotary.apply(qkv.get(this.queryKeyColumns).reshape(t, h + kvh, dh)); // [T,
-																							// H+KVH,
-																							// Dh]
+		// [T, H+KVH, Dh]
+		NDArray qk = rotary.apply(qkv.get(this.queryKeyColumns).reshape(t, h + kvh, dh));
 		NDArray v = qkv.get(this.valueColumns); // [T, KVH*Dh]
 		NDArray q;
 		NDArray k;
@@ -103,9 +102,8 @@ public final class Attention {
 			v = v.reshape(kvh, 1, dh); // [KVH, 1, Dh]
 		}
 		else {
-			q = qk.get(this.queryHeads).transpose(1, 0, 2).reshape(kvh, (long) g * t, dh); // [KVH,
-																							// G*T,
-																							// Dh]
+			// [KVH, G*T, Dh]
+			q = qk.get(this.queryHeads).transpose(1, 0, 2).reshape(kvh, (long) g * t, dh);
 			k = qk.get(this.keyHeads).transpose(1, 0, 2); // [KVH, T, Dh]
 			v = v.reshape(t, kvh, dh).transpose(1, 0, 2); // [KVH, T, Dh]
 		}
@@ -126,8 +124,8 @@ public final class Attention {
 				: scores.toType(DataType.FLOAT32, false).softmax(-1).toType(scores.getDataType(), false);
 		NDArray context = probabilities.matMul(values); // [KVH, G*T, Dh]
 		context = (t == 1) ? context.reshape(1, (long) h * dh)
-				: context.reshape(h, t, dh).transpose(1, 0, 2).reshape(t, (long) h * dh); // [T,
-																							// H*Dh]
+				// [T, H*Dh]
+				: context.reshape(h, t, dh).transpose(1, 0, 2).reshape(t, (long) h * dh);
 		return Linear.linear(context, this.weights.output()).singletonOrThrow(); // [T, D]
 	}
 

@@ -75,8 +75,8 @@ public final class CausalLm {
 				// operation less per layer.
 				boolean fold = Attention.scaleFoldsExactly(config);
 				float scale = fold ? Attention.scale(config) : 1f;
-				NDArray qkv = upload(owner, type, scaled(t.query(), scale), t.key(), t.value()); // [(H+2KVH)*Dh,
-																									// D]
+				// [(H+2KVH)*Dh, D]
+				NDArray qkv = upload(owner, type, scaled(t.query(), scale), t.key(), t.value());
 				NDArray qkvBias = t.hasAttentionBias()
 						? upload(owner, type, scaled(t.queryBias(), scale), t.keyBias(), t.valueBias()) : null;
 				NDArray gateUp = upload(owner, type, t.gate(), t.up()); // [2F, D]
@@ -214,8 +214,8 @@ public final class CausalLm {
 		if (!allLogits && t > 1) {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
 		}
-		NDArray logits = Linear.linear(this.finalNorm.forward(x), this.lmHead).singletonOrThrow(); // [T,
-																									// V]
+		// [T, V]
+		NDArray logits = Linear.linear(this.finalNorm.forward(x), this.lmHead).singletonOrThrow();
 		return (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
 	}
 

@@ -24,8 +24,8 @@ public final class DenseFeedForward implements FeedForward {
 
 	@Override
 	public NDArray forward(NDArray x, Phase phase, State state) {
-		return activations(x, this.weights.gateUp()).matMul(this.weights.downTransposed()); // [T,
-																							// D]
+		// [T, D]
+		return activations(x, this.weights.gateUp()).matMul(this.weights.downTransposed());
 	}
 
 	/**

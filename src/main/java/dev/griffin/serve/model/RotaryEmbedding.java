@@ -29,10 +29,10 @@ public final class RotaryEmbedding {
 		// Angles in float32 from the same float32 operands Hugging Face uses, then cos
 		// and sin by libtorch.
 		try (NDManager scratch = manager.newSubManager()) {
-			NDArray inv = scratch.create(inverseFrequencies).reshape(1, dim / 2); // [1,
-																					// Dh/2]
-			NDArray pos = scratch.arange(0, positions, 1, DataType.FLOAT32).reshape(positions, 1); // [P,
-																									// 1]
+			// [1, Dh/2]
+			NDArray inv = scratch.create(inverseFrequencies).reshape(1, dim / 2);
+			// [P, 1]
+			NDArray pos = scratch.arange(0, positions, 1, DataType.FLOAT32).reshape(positions, 1);
 			NDArray freqs = pos.matMul(inv); // [P, Dh/2]
 			NDArray angles = freqs.concat(freqs, 1); // [P, Dh]
 			this.cos = angles.cos().toType(type, false);
@@ -94,9 +94,8 @@ public final class RotaryEmbedding {
 		NDIndex rows = new NDIndex().addSliceDim(position, position + t);
 		NDArray cos = this.cos.get(rows).expandDims(1); // [T, 1, Dh]
 		NDArray sin = this.sin.get(rows).expandDims(1); // [T, 1, Dh]
-		return new Angles(this.identity.mul(cos).add(this.rotateHalf.mul(sin))); // [T,
-																					// Dh,
-																					// Dh]
+		// [T, Dh, Dh]
+		return new Angles(this.identity.mul(cos).add(this.rotateHalf.mul(sin)));
 	}
 
 	/**
