@@ -19,10 +19,12 @@ class GriffinMlp(torch.nn.Module):
         self.density = density
         self.experts = None
         self.sum_of_squares = None
+        self.gathered = None
 
     def reset(self):
         self.experts = None
         self.sum_of_squares = None
+        self.gathered = None
 
     def forward(self, x):
         mlp = self.mlp
@@ -35,11 +37,15 @@ class GriffinMlp(torch.nn.Module):
             f = z.shape[-1]
             k = int(math.floor(f * self.density))
             self.experts = torch.topk(self.sum_of_squares, k).indices.sort().values
+            e = self.experts
+            # gathered once per sequence, as generation then reads only these rows and columns
+            self.gathered = (mlp.gate_proj.weight[e].contiguous(), mlp.up_proj.weight[e].contiguous(),
+                             mlp.down_proj.weight[:, e].contiguous())
             return out
-        e = self.experts
-        gate = torch.nn.functional.linear(x, mlp.gate_proj.weight[e])
-        up = torch.nn.functional.linear(x, mlp.up_proj.weight[e])
-        return torch.nn.functional.linear(mlp.act_fn(gate) * up, mlp.down_proj.weight[:, e])
+        gate_w, up_w, down_w = self.gathered
+        gate = torch.nn.functional.linear(x, gate_w)
+        up = torch.nn.functional.linear(x, up_w)
+        return torch.nn.functional.linear(mlp.act_fn(gate) * up, down_w)
 
 
 def apply_griffin(model, density):
