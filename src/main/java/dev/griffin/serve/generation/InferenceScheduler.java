@@ -97,17 +97,12 @@ public final class InferenceScheduler implements AutoCloseable {
 			throw CallNotPermittedException.createCallNotPermittedException(this.circuitBreaker);
 		}
 		long admitted = System.nanoTime();
-		AtomicBoolean started = new AtomicBoolean();
 		return Flux.create((FluxSink<GenerationEvent> sink) -> {
 			AtomicBoolean cancelled = new AtomicBoolean();
 			sink.onDispose(() -> cancelled.set(true));
 			this.metrics.waiting(1);
-			this.executor.execute(() -> run(job, generator, sink, cancelled, admitted, started));
-		}, FluxSink.OverflowStrategy.BUFFER).doOnCancel(() -> {
-			if (!started.get()) {
-				logger.debug("request cancelled while queued");
-			}
-		});
+			this.executor.execute(() -> run(job, generator, sink, cancelled, admitted));
+		}, FluxSink.OverflowStrategy.BUFFER);
 	}
 
 	/**
@@ -125,11 +120,10 @@ public final class InferenceScheduler implements AutoCloseable {
 	}
 
 	private void run(GenerationJob job, Generator generator, FluxSink<GenerationEvent> sink, AtomicBoolean cancelled,
-			long admitted, AtomicBoolean started) {
+			long admitted) {
 		this.metrics.waiting(-1);
 		long begin = System.nanoTime();
 		this.metrics.queued(begin - admitted);
-		started.set(true);
 		this.metrics.running(1);
 		boolean useCache = this.cache != null && job.useCache()
 				&& (!job.griffin().isRandomized() || job.params().seed() != null);

@@ -62,22 +62,4 @@ public final class KvCache {
 		return this.values[layer].get(new NDIndex().addAllDim().addSliceDim(from, to));
 	}
 
-	/**
-	 * Copies positions [0, length) into another cache (a cached prompt reused by a new
-	 * sequence).
-	 */
-	public void copyPrefixTo(KvCache target, int length) {
-		for (int i = 0; i < this.keys.length; i++) {
-			target.write(i, 0, keys(i, 0, length), values(i, 0, length));
-		}
-	}
-
-	public long bytes() {
-		long total = 0;
-		for (int i = 0; i < this.keys.length; i++) {
-			total += this.keys[i].getShape().size() * this.keys[i].getDataType().getNumOfBytes() * 2;
-		}
-		return total;
-	}
-
 }

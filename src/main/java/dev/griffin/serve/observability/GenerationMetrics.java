@@ -140,8 +140,4 @@ public final class GenerationMetrics {
 		this.rejected.increment();
 	}
 
-	public double cancelledCount() {
-		return this.cancelled.count();
-	}
-
 }
