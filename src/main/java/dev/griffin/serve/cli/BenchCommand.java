@@ -44,11 +44,13 @@ public class BenchCommand implements Callable<Integer> {
 	@Mixin
 	ModelOptionsMixin model;
 
-	@Option(names = "--prompt-tokens", defaultValue = "512")
-	int promptTokens;
+	@Option(names = "--prompt-tokens", defaultValue = "512", split = ",",
+			description = "Prompt lengths, e.g. 128,512,2048 (default: ${DEFAULT-VALUE}).")
+	List<Integer> promptTokens;
 
-	@Option(names = "--new-tokens", defaultValue = "128")
-	int newTokens;
+	@Option(names = "--new-tokens", defaultValue = "128", split = ",",
+			description = "Generated tokens, e.g. 128,512; every prompt length runs with each (default: ${DEFAULT-VALUE}).")
+	List<Integer> newTokens;
 
 	@Option(names = "--dtypes", defaultValue = "float32,float16", split = ",")
 	List<String> dtypes;
@@ -63,6 +65,10 @@ public class BenchCommand implements Callable<Integer> {
 	@Option(names = "--runs", defaultValue = "3", description = "Measured runs per configuration (median reported).")
 	int runs;
 
+	@Option(names = "--warmups", defaultValue = "2",
+			description = "Unmeasured runs of every configuration before the measured ones (default: ${DEFAULT-VALUE}).")
+	int warmups;
+
 	@Option(names = "--output", defaultValue = "target/bench.json")
 	Path output;
 
@@ -71,66 +77,22 @@ public class BenchCommand implements Callable<Integer> {
 		this.model.configureEngine();
 		SelectionMethod selection = SelectionMethod.parse(this.method);
 		List<Map<String, Object>> rows = new ArrayList<>();
-		System.out.printf("%-8s %-8s %12s %12s %10s %10s %12s %10s%n", "dtype", "density", "prefill t/s", "decode t/s",
-				"TTFT ms", "vs dense", "MB/token", "GB/s");
-		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, this.newTokens, List.of(), List.of(), true);
+		System.out.printf("%-8s %7s %5s %-8s %12s %12s %10s %10s %12s %10s%n", "dtype", "prompt", "new", "density",
+				"prefill t/s", "decode t/s", "TTFT ms", "vs dense", "MB/token", "GB/s");
 		for (String dtype : this.dtypes) {
 			this.model.dtype = dtype;
 			try (LoadedModel loaded = LoadedModel.load(this.model.modelPath(), this.model.options(), (layers) -> {
 			})) {
-				int[] prompt = prompt(loaded);
 				int n = this.densities.size();
 				Generator[] generators = new Generator[n];
 				for (int i = 0; i < n; i++) {
 					generators[i] = new Generator(loaded.variant(this.densities.get(i), selection), loaded.tokenizer());
 				}
-				// Warm every configuration first (allocator, thread pool, kernel caches),
-				// then interleave
-				// the measured runs so that drift on a shared machine affects all
-				// configurations alike.
-				for (int warm = 0; warm < 2; warm++) {
-					for (Generator generator : generators) {
-						generator.generate(prompt, params, (token, text) -> true);
+				for (int promptLength : this.promptTokens) {
+					int[] prompt = prompt(loaded, promptLength);
+					for (int newTokens : this.newTokens) {
+						rows.addAll(measure(loaded, generators, dtype, prompt, newTokens, selection));
 					}
-				}
-				double[][] prefill = new double[n][this.runs];
-				double[][] decode = new double[n][this.runs];
-				double[][] ttft = new double[n][this.runs];
-				for (int r = 0; r < this.runs; r++) {
-					for (int i = 0; i < n; i++) {
-						Generator.Timings t = generators[i].generate(prompt, params, (token, text) -> true).timings();
-						prefill[i][r] = prompt.length / (t.prefillNanos() / 1e9);
-						decode[i][r] = t.decodeTokensPerSecond();
-						ttft[i][r] = t.firstTokenNanos() / 1e6;
-					}
-				}
-				int denseIndex = this.densities.indexOf(1.0);
-				double denseDecode = (denseIndex >= 0) ? median(decode[denseIndex]) : Double.NaN;
-				for (int i = 0; i < n; i++) {
-					double density = this.densities.get(i);
-					double decodeMedian = median(decode[i]);
-					long bytes = bytesPerToken(loaded.dense(), density);
-					double bandwidth = bytes * decodeMedian / 1e9;
-					double ratio = decodeMedian / denseDecode;
-					System.out.printf("%-8s %-8s %12.1f %12.2f %10.1f %10s %12.1f %10.2f%n", dtype,
-							(density == 1.0) ? "dense" : String.valueOf(density), median(prefill[i]), decodeMedian,
-							median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6,
-							bandwidth);
-					Map<String, Object> row = new LinkedHashMap<>();
-					row.put("dtype", dtype);
-					row.put("density", density);
-					row.put("method", (density == 1.0) ? "dense" : selection.wireName());
-					row.put("promptTokens", prompt.length);
-					row.put("newTokens", this.newTokens);
-					row.put("prefillTokensPerSecond", median(prefill[i]));
-					row.put("decodeTokensPerSecond", decodeMedian);
-					row.put("timeToFirstTokenMs", median(ttft[i]));
-					row.put("decodeRatioToDense", ratio);
-					row.put("weightBytesPerToken", bytes);
-					row.put("impliedBandwidthGBps", bandwidth);
-					row.put("runs", Map.of("prefillTokensPerSecond", prefill[i], "decodeTokensPerSecond", decode[i],
-							"timeToFirstTokenMs", ttft[i]));
-					rows.add(row);
 				}
 			}
 		}
@@ -147,15 +109,70 @@ public class BenchCommand implements Callable<Integer> {
 		return 0;
 	}
 
+	/** One prompt length and generation length: every density, printed and as rows. */
+	private List<Map<String, Object>> measure(LoadedModel loaded, Generator[] generators, String dtype, int[] prompt,
+			int newTokens, SelectionMethod selection) {
+		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, newTokens, List.of(), List.of(), true);
+		int n = generators.length;
+		// Warm every configuration first (allocator, thread pool, kernel caches), then
+		// interleave the measured runs so that drift on a shared machine affects all
+		// configurations alike.
+		for (int warm = 0; warm < this.warmups; warm++) {
+			for (Generator generator : generators) {
+				generator.generate(prompt, params, (token, text) -> true);
+			}
+		}
+		double[][] prefill = new double[n][this.runs];
+		double[][] decode = new double[n][this.runs];
+		double[][] ttft = new double[n][this.runs];
+		for (int r = 0; r < this.runs; r++) {
+			for (int i = 0; i < n; i++) {
+				Generator.Timings t = generators[i].generate(prompt, params, (token, text) -> true).timings();
+				prefill[i][r] = prompt.length / (t.prefillNanos() / 1e9);
+				decode[i][r] = t.decodeTokensPerSecond();
+				ttft[i][r] = t.firstTokenNanos() / 1e6;
+			}
+		}
+		int denseIndex = this.densities.indexOf(1.0);
+		double denseDecode = (denseIndex >= 0) ? median(decode[denseIndex]) : Double.NaN;
+		List<Map<String, Object>> rows = new ArrayList<>();
+		for (int i = 0; i < n; i++) {
+			double density = this.densities.get(i);
+			double decodeMedian = median(decode[i]);
+			long bytes = bytesPerToken(loaded.dense(), density);
+			double bandwidth = bytes * decodeMedian / 1e9;
+			double ratio = decodeMedian / denseDecode;
+			System.out.printf("%-8s %7d %5d %-8s %12.1f %12.2f %10.1f %10s %12.1f %10.2f%n", dtype, prompt.length,
+					newTokens, (density == 1.0) ? "dense" : String.valueOf(density), median(prefill[i]), decodeMedian,
+					median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6, bandwidth);
+			Map<String, Object> row = new LinkedHashMap<>();
+			row.put("dtype", dtype);
+			row.put("density", density);
+			row.put("method", (density == 1.0) ? "dense" : selection.wireName());
+			row.put("promptTokens", prompt.length);
+			row.put("newTokens", newTokens);
+			row.put("prefillTokensPerSecond", median(prefill[i]));
+			row.put("decodeTokensPerSecond", decodeMedian);
+			row.put("timeToFirstTokenMs", median(ttft[i]));
+			row.put("decodeRatioToDense", ratio);
+			row.put("weightBytesPerToken", bytes);
+			row.put("impliedBandwidthGBps", bandwidth);
+			row.put("runs", Map.of("prefillTokensPerSecond", prefill[i], "decodeTokensPerSecond", decode[i],
+					"timeToFirstTokenMs", ttft[i]));
+			rows.add(row);
+		}
+		return rows;
+	}
+
 	/** Exactly {@code promptTokens} tokens of English prose. */
-	private int[] prompt(LoadedModel loaded) {
+	private static int[] prompt(LoadedModel loaded, int length) {
 		StringBuilder text = new StringBuilder();
 		int[] ids = new int[0];
-		while (ids.length < this.promptTokens) {
+		while (ids.length < length) {
 			text.append(TEXT);
 			ids = loaded.tokenizer().encode(text.toString());
 		}
-		return Arrays.copyOf(ids, this.promptTokens);
+		return Arrays.copyOf(ids, length);
 	}
 
 	/**
