@@ -36,8 +36,6 @@ public final class Attention {
 
 	private final int headDimension;
 
-	private final int slidingWindow;
-
 	private final float scale;
 
 	private final NDIndex queryKeyColumns;
@@ -54,7 +52,6 @@ public final class Attention {
 		this.heads = config.numberOfAttentionHeads();
 		this.keyValueHeads = config.numberOfKeyValueHeads();
 		this.headDimension = config.headDimension();
-		this.slidingWindow = config.slidingWindow();
 		this.scale = scale(config);
 		long qk = (long) (this.heads + this.keyValueHeads) * this.headDimension;
 		this.queryKeyColumns = new NDIndex().addAllDim().addSliceDim(0, qk);
@@ -81,10 +78,10 @@ public final class Attention {
 	/**
 	 * x: [T, D] at positions [position, position + T) -> [T, D]; appends k and v to the
 	 * cache.
-	 * @param rotary cos and sin for these positions
 	 */
-	public NDArray forward(NDArray x, int position, RotaryEmbedding.Angles rotary, KvCache cache) {
+	public NDArray forward(NDArray x, Positions positions, KvCache cache) {
 		int t = (int) x.getShape().get(0);
+		int position = positions.position();
 		int dh = this.headDimension;
 		int h = this.heads;
 		int kvh = this.keyValueHeads;
@@ -92,7 +89,7 @@ public final class Attention {
 		NDArray qkv = Linear.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias())
 			.singletonOrThrow(); // [T, (H+2KVH)*Dh]
 		// [T, H+KVH, Dh]
-		NDArray qk = rotary.apply(qkv.get(this.queryKeyColumns).reshape(t, h + kvh, dh));
+		NDArray qk = positions.rotary().apply(qkv.get(this.queryKeyColumns).reshape(t, h + kvh, dh));
 		NDArray v = qkv.get(this.valueColumns); // [T, KVH*Dh]
 		NDArray q;
 		NDArray k;
@@ -110,15 +107,18 @@ public final class Attention {
 		cache.write(this.layer, position, k, v);
 
 		int end = position + t;
-		int start = (this.slidingWindow > 0) ? Math.max(0, end - this.slidingWindow - t + 1) : 0;
+		int start = positions.keyStart();
 		NDArray keys = cache.keys(this.layer, start, end); // [KVH, S, Dh]
 		NDArray values = cache.values(this.layer, start, end); // [KVH, S, Dh]
 		NDArray scores = q.matMul(keys.transpose(0, 2, 1)); // [KVH, G*T, S]
 		if (!this.weights.scaleFolded()) {
 			scores = scores.mul(this.scale);
 		}
-		if (t > 1 || this.slidingWindow > 0) {
-			scores = scores.add(mask(x.getManager(), t, position, start, end, g, scores.getDataType()));
+		if (positions.mask() != null) {
+			// [KVH, G, T, S] + [T, S]: one mask for every head
+			scores = scores.reshape(kvh, g, t, end - start)
+				.add(positions.mask())
+				.reshape(kvh, (long) g * t, end - start);
 		}
 		NDArray probabilities = (scores.getDataType() == DataType.FLOAT32) ? scores.softmax(-1)
 				: scores.toType(DataType.FLOAT32, false).softmax(-1).toType(scores.getDataType(), false);
@@ -130,25 +130,35 @@ public final class Attention {
 	}
 
 	/**
-	 * Additive mask [G*T, S]: query i (absolute position position + i) sees key j
-	 * (absolute start + j) when start + j <= position + i and, with a sliding window W,
-	 * position + i - (start + j) < W.
+	 * The positions of T tokens from {@code position}, with the mask every layer of the
+	 * pass shares.
 	 */
-	private NDArray mask(NDManager manager, int t, int position, int start, int end, int groups, DataType type) {
+	public static Positions positions(ModelConfig config, NDManager manager, RotaryEmbedding.Angles rotary,
+			int position, int t, DataType type) {
+		int window = config.slidingWindow();
+		int end = position + t;
+		int start = (window > 0) ? Math.max(0, end - window - t + 1) : 0;
+		NDArray mask = (t > 1 || window > 0) ? mask(manager, t, position, start, end, window, type) : null;
+		return new Positions(position, rotary, start, mask);
+	}
+
+	/**
+	 * Additive mask [T, S]: query i (absolute position position + i) sees key j (absolute
+	 * start + j) when start + j <= position + i and, with a sliding window W, position +
+	 * i - (start + j) < W.
+	 */
+	static NDArray mask(NDManager manager, int t, int position, int start, int end, int slidingWindow, DataType type) {
 		int s = end - start;
-		float[] mask = new float[groups * t * s];
+		float[] mask = new float[t * s];
 		for (int i = 0; i < t; i++) {
 			int query = position + i;
 			for (int j = 0; j < s; j++) {
 				int key = start + j;
-				boolean visible = key <= query && (this.slidingWindow == 0 || query - key < this.slidingWindow);
+				boolean visible = key <= query && (slidingWindow == 0 || query - key < slidingWindow);
 				mask[i * s + j] = visible ? 0f : Float.NEGATIVE_INFINITY;
 			}
 		}
-		for (int group = 1; group < groups; group++) {
-			System.arraycopy(mask, 0, mask, group * t * s, t * s);
-		}
-		NDArray result = manager.create(mask, new Shape((long) groups * t, s));
+		NDArray result = manager.create(mask, new Shape(t, s));
 		return (type == DataType.FLOAT32) ? result : result.toType(type, false);
 	}
 

@@ -207,9 +207,10 @@ public final class CausalLm {
 			FeedForward.State[] states, boolean allLogits) {
 		NDArray x = this.embedding.get(tokens); // [T, D]
 		long t = x.getShape().get(0);
-		RotaryEmbedding.Angles angles = this.rotary.angles(position, (int) t);
+		Positions positions = Attention.positions(this.config, x.getManager(), this.rotary.angles(position, (int) t),
+				position, (int) t, this.options.dtype().dataType());
 		for (int i = 0; i < this.layers.size(); i++) {
-			x = this.layers.get(i).forward(x, position, angles, cache, phase, states[i]);
+			x = this.layers.get(i).forward(x, positions, cache, phase, states[i]);
 		}
 		if (!allLogits && t > 1) {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]

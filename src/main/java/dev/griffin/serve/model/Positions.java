@@ -1,0 +1,18 @@
+package dev.griffin.serve.model;
+
+import ai.djl.ndarray.NDArray;
+
+/**
+ * What every layer of one forward pass shares about its T positions, built once per pass
+ * instead of once per layer.
+ *
+ * @param position absolute position of the first token
+ * @param rotary rotary matrices of the T positions
+ * @param keyStart first cached position the block attends to (above 0 only with a sliding
+ * window)
+ * @param mask additive attention mask [T, S] over keys [keyStart, position + T), or null
+ * where every key is visible (a decode step without a sliding window)
+ */
+public record Positions(int position, RotaryEmbedding.Angles rotary, int keyStart, NDArray mask) {
+
+}
