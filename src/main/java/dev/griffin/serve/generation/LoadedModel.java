@@ -10,6 +10,7 @@ import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.ModelOptions;
+import dev.griffin.serve.model.NativeAllocator;
 import dev.griffin.serve.tokenizer.Tokenizer;
 import dev.griffin.serve.weights.Checkpoint;
 import dev.griffin.serve.weights.CheckpointException;
@@ -46,6 +47,7 @@ public final class LoadedModel implements AutoCloseable {
 			throw new IllegalArgumentException(
 					"bfloat16 is not supported by this engine build; use float32 or float16");
 		}
+		NativeAllocator.tune();
 		NDManager manager = NDManager.newBaseManager(options.djlDevice());
 		try (Checkpoint checkpoint = ModelLoader.open(path)) {
 			CausalLm dense = CausalLm.load(checkpoint, options, manager, progress);
