@@ -105,7 +105,11 @@ public final class Generator {
 
 	/** Checks that prompt and budget fit the context, with the numbers in the message. */
 	public void checkContextLength(int promptTokens, int maxNewTokens) {
-		int context = this.model.config().maxPositionEmbeddings();
+		checkContextLength(promptTokens, maxNewTokens, this.model.config().maxPositionEmbeddings());
+	}
+
+	/** Checks that prompt and budget fit a context of {@code context} tokens. */
+	public static void checkContextLength(int promptTokens, int maxNewTokens, int context) {
 		if (promptTokens == 0) {
 			throw new IllegalArgumentException("the prompt is empty");
 		}

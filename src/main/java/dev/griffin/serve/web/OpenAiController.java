@@ -31,6 +31,7 @@ import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
 
 import dev.griffin.serve.config.GriffinProperties;
+import dev.griffin.serve.generation.ContextLengthExceededException;
 import dev.griffin.serve.generation.GeneratedToken;
 import dev.griffin.serve.generation.GenerationEvent;
 import dev.griffin.serve.generation.GenerationJob;
@@ -297,12 +298,12 @@ public class OpenAiController {
 		catch (IllegalArgumentException ex) {
 			throw new InvalidRequestException(null, ex.getMessage());
 		}
-		if (prompt.length + params.maxNewTokens() > context) {
-			throw new InvalidRequestException(promptField,
-					new dev.griffin.serve.generation.ContextLengthExceededException(prompt.length,
-							params.maxNewTokens(), context)
-						.getMessage(),
-					"context_length_exceeded");
+		try {
+			Generator.checkContextLength(prompt.length, params.maxNewTokens(), context);
+		}
+		catch (ContextLengthExceededException ex) {
+			// the same check the scheduler makes, here to name the request field
+			throw new InvalidRequestException(promptField, ex.getMessage(), "context_length_exceeded");
 		}
 		GriffinSettings griffin = this.mapper.griffin(griffinOptions);
 		String apiKey = exchange.getAttribute(ApiKeyFilter.API_KEY_ATTRIBUTE);

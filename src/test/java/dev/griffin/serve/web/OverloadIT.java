@@ -1,9 +1,14 @@
 package dev.griffin.serve.web;
 
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
 
+import io.github.resilience4j.circuitbreaker.CircuitBreaker;
+import io.github.resilience4j.circuitbreaker.CircuitBreakerRegistry;
 import org.junit.jupiter.api.Test;
+import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
 import org.springframework.http.MediaType;
@@ -19,13 +24,18 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * One worker and a queue of one: with both taken, further requests get 429 at once and
  * the server stays healthy. A generation past the time limit fails with 504, or inside a
- * stream with an error event followed by [DONE].
+ * stream with an error event followed by [DONE]. Streams carry keep-alive comments that
+ * leave their events intact; repeated engine failures open the circuit breaker.
  */
 // Each context holds a loaded model: close it after the class instead of caching it.
 @DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=1" })
+		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=1",
+				"griffin.generation.keep-alive=50ms" })
 class OverloadIT extends ServiceTestBase {
+
+	@Autowired
+	private CircuitBreakerRegistry circuitBreakers;
 
 	/**
 	 * Starts a long stream without waiting for its headers (a queued stream sends none
@@ -76,6 +86,123 @@ class OverloadIT extends ServiceTestBase {
 		finally {
 			running.dispose();
 			queued.dispose();
+		}
+	}
+
+	/**
+	 * Five engine failures out of five (the configured minimum, over the 50% threshold)
+	 * open the circuit: requests get 503 with Retry-After at once and liveness stays up.
+	 * Half-open (after the configured 30 s, forced here) the circuit lets two requests
+	 * through and closes again when they succeed.
+	 */
+	@Test
+	void repeatedEngineFailuresOpenTheCircuit() {
+		CircuitBreaker breaker = this.circuitBreakers.circuitBreaker("engine");
+		awaitFreeWorker();
+		breaker.reset();
+		try {
+			// the scheduler reports an engine failure exactly so (InferenceScheduler.run)
+			for (int i = 0; i < 5; i++) {
+				assertThat(breaker.getState()).isEqualTo(CircuitBreaker.State.CLOSED);
+				breaker.onError(1, TimeUnit.MILLISECONDS, new IllegalStateException("engine failure " + i));
+			}
+			assertThat(breaker.getState()).isEqualTo(CircuitBreaker.State.OPEN);
+			String body = this.client.post()
+				.uri("/v1/completions")
+				.contentType(MediaType.APPLICATION_JSON)
+				.bodyValue(completion("one more", 2))
+				.exchange()
+				.expectStatus()
+				.isEqualTo(503)
+				.expectHeader()
+				.valueEquals("Retry-After", "30")
+				.expectBody(String.class)
+				.returnResult()
+				.getResponseBody();
+			assertError(json(body), "server_error", null);
+			assertThat(json(body).get("error").get("code").asText()).isEqualTo("circuit_open");
+			this.client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk();
+
+			breaker.transitionToHalfOpenState();
+			for (int i = 0; i < 2; i++) {
+				this.client.post()
+					.uri("/v1/completions")
+					.contentType(MediaType.APPLICATION_JSON)
+					.bodyValue(completion("one more", 2))
+					.exchange()
+					.expectStatus()
+					.isOk();
+			}
+			assertThat(breaker.getState()).isEqualTo(CircuitBreaker.State.CLOSED);
+		}
+		finally {
+			breaker.reset();
+		}
+	}
+
+	@Test
+	void streamsCarryKeepAliveCommentsBetweenEvents() {
+		awaitFreeWorker();
+		Map<String, Object> request = withIgnoredEos(completion("Count slowly:", 24));
+		request.put("stream", true);
+		request.put("griffin", Map.of("cache", false));
+		String raw = this.client.post()
+			.uri("/v1/completions")
+			.contentType(MediaType.APPLICATION_JSON)
+			.accept(MediaType.TEXT_EVENT_STREAM)
+			.bodyValue(request)
+			.exchange()
+			.expectStatus()
+			.isOk()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
+		List<String> lines = List.of(raw.split("\n"));
+		// 24 tokens take most of a second (well inside the 3 s limit): at 50 ms, several
+		// comments
+		assertThat(lines.stream().filter((line) -> line.equals(":keep-alive")).count()).isGreaterThanOrEqualTo(3);
+		assertThat(lines.stream()
+			.filter((line) -> !line.isEmpty())
+			.allMatch((line) -> line.startsWith("data:") || line.equals(":keep-alive"))).isTrue();
+		List<String> data = lines.stream()
+			.filter((line) -> line.startsWith("data:"))
+			.map((line) -> line.substring(5).trim())
+			.toList();
+		assertThat(data.get(data.size() - 1)).isEqualTo("[DONE]");
+		// every data event but [DONE] is a chunk; the last one ends the choice at the
+		// budget
+		assertThat(data.size()).isGreaterThan(2);
+		for (String event : data.subList(0, data.size() - 1)) {
+			assertThat(json(event).path("object").asText()).as(event).isEqualTo("text_completion");
+		}
+		assertThat(json(data.get(data.size() - 2)).get("choices").get(0).get("finish_reason").asText())
+			.isEqualTo("length");
+	}
+
+	/** Waits until streams of an earlier test have let go of the worker and the queue. */
+	private void awaitFreeWorker() {
+		long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+		while (true) {
+			int status = this.client.post()
+				.uri("/v1/completions")
+				.contentType(MediaType.APPLICATION_JSON)
+				.bodyValue(completion("one more", 2))
+				.exchange()
+				.returnResult(String.class)
+				.getStatus()
+				.value();
+			if (status == 200) {
+				return;
+			}
+			assertThat(status).isEqualTo(429);
+			assertThat(System.nanoTime()).isLessThan(deadline);
+			try {
+				Thread.sleep(500);
+			}
+			catch (InterruptedException ex) {
+				Thread.currentThread().interrupt();
+				throw new IllegalStateException(ex);
+			}
 		}
 	}
 
