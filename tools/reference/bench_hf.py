@@ -55,6 +55,62 @@ def prompt_ids(tokenizer, length):
     return ids[:length]
 
 
+def print_summary(rows, densities):
+    """Decode tokens/s side by side as a Markdown table, one line per dtype and shape."""
+    by_key = {(r["dtype"], r["promptTokens"], r["newTokens"], r["density"]): r for r in rows}
+    sparse = [d for d in densities if d < 1.0]
+    header = "| dtype | prompt | new | dense: ours | HF | ours/HF |"
+    rule = "| --- | --- | --- | --- | --- | --- |"
+    for d in sparse:
+        header += f" GRIFFIN {d}: ours | HF | ours/HF | ours GRIFFIN/dense |"
+        rule += " --- | --- | --- | --- |"
+    print()
+    print("decode tokens/s, medians:")
+    print(header)
+    print(rule)
+    for (dtype, prompt, new, density), row in by_key.items():
+        if density != 1.0 or row["oursDecodeTokensPerSecond"] is None:
+            continue
+        line = (f"| {dtype} | {prompt} | {new} | {row['oursDecodeTokensPerSecond']:.1f} | "
+                f"{row['decodeTokensPerSecond']:.1f} | {row['oursOverHf']:.2f}x |")
+        for d in sparse:
+            g = by_key.get((dtype, prompt, new, d))
+            if g is None or g["oursDecodeTokensPerSecond"] is None:
+                line += " - | - | - | - |"
+                continue
+            line += (f" {g['oursDecodeTokensPerSecond']:.1f} | {g['decodeTokensPerSecond']:.1f} | "
+                     f"{g['oursOverHf']:.2f}x | "
+                     f"{g['oursDecodeTokensPerSecond'] / row['oursDecodeTokensPerSecond']:.2f}x |")
+        print(line)
+    print()
+    print("time to first token ms, medians (ours / HF):")
+    print("| dtype | prompt | new | " + " | ".join("dense" if d == 1.0 else f"GRIFFIN {d}" for d in densities) + " |")
+    print("| --- | --- | --- |" + " --- |" * len(densities))
+    for (dtype, prompt, new, density), row in by_key.items():
+        if density != 1.0:
+            continue
+        cells = []
+        for d in densities:
+            r = by_key.get((dtype, prompt, new, d))
+            cells.append(f"{r['oursTimeToFirstTokenMs']:.0f} / {r['timeToFirstTokenMs']:.0f}"
+                         if r and r["oursTimeToFirstTokenMs"] is not None else "-")
+        print(f"| {dtype} | {prompt} | {new} | " + " | ".join(cells) + " |")
+
+
+def reuse(args):
+    ours = {(r["dtype"], r["promptTokens"], r["newTokens"], float(r["density"])): r
+            for r in json.load(open(args.ours))["results"]}
+    report = json.load(open(args.reuse))
+    for row in report["results"]:
+        our_row = ours.get((row["dtype"], row["promptTokens"], row["newTokens"], row["density"]))
+        row["oursDecodeTokensPerSecond"] = our_row["decodeTokensPerSecond"] if our_row else None
+        row["oursTimeToFirstTokenMs"] = our_row["timeToFirstTokenMs"] if our_row else None
+        row["oursOverHf"] = (our_row["decodeTokensPerSecond"] / row["decodeTokensPerSecond"]) if our_row else None
+    print_summary(report["results"], sorted({r["density"] for r in report["results"]}, reverse=True))
+    json.dump(report, open(args.output, "w"), indent=2)
+    print(f"wrote {args.output}")
+
+
 def int_list(text):
     return [int(v) for v in text.split(",")]
 
@@ -72,7 +128,12 @@ def main():
     parser.add_argument("--warmups", type=int, default=1)
     parser.add_argument("--ours", help="the JSON our bench wrote, for ours/HF ratios")
     parser.add_argument("--output", default="target/bench-hf.json")
+    parser.add_argument("--reuse", help="HF results of an earlier run (its --output): measure nothing, "
+                                        "recompute the ratios against --ours and print the summary")
     args = parser.parse_args()
+    if args.reuse:
+        reuse(args)
+        return
     torch.set_num_threads(args.threads)
     path = pathlib.Path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -81,7 +142,7 @@ def main():
     if args.ours:
         for row in json.load(open(args.ours))["results"]:
             key = (row["dtype"], row["promptTokens"], row["newTokens"], float(row["density"]))
-            ours[key] = row["decodeTokensPerSecond"]
+            ours[key] = row
     rows = []
     print(f"{'dtype':<8} {'prompt':>6} {'new':>4} {'model':<12} {'prefill t/s':>12} {'decode t/s':>11} "
           f"{'TTFT ms':>9} {'ours t/s':>9} {'ours/HF':>8}")
@@ -104,7 +165,8 @@ def main():
                     prefill = statistics.median(r[0] for r in results)
                     decode = statistics.median(r[1] for r in results)
                     ttft = statistics.median(r[2] for r in results)
-                    mine = ours.get((dtype, prompt_length, new_tokens, density))
+                    our_row = ours.get((dtype, prompt_length, new_tokens, density))
+                    mine = our_row["decodeTokensPerSecond"] if our_row else None
                     name = "dense" if density == 1.0 else f"GRIFFIN {density}"
                     print(f"{dtype:<8} {prompt_length:>6} {new_tokens:>4} {name:<12} {prefill:>12.1f} {decode:>11.2f} "
                           f"{ttft:>9.1f} {mine if mine else float('nan'):>9.2f} "
@@ -114,8 +176,11 @@ def main():
                                  "decodeTokensPerSecond": decode, "timeToFirstTokenMs": ttft,
                                  "runs": {"decodeTokensPerSecond": [r[1] for r in results]},
                                  "oursDecodeTokensPerSecond": mine,
+                                 "oursTimeToFirstTokenMs": our_row["timeToFirstTokenMs"] if our_row else None,
                                  "oursOverHf": (mine / decode) if mine else None})
         del model
+    if ours:
+        print_summary(rows, densities)
     output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     json.dump({"threads": args.threads, "results": rows}, open(output, "w"), indent=2)
