@@ -97,9 +97,14 @@ def print_summary(rows, densities):
         print(f"| {dtype} | {prompt} | {new} | " + " | ".join(cells) + " |")
 
 
+def load_ours(path):
+    """Our bench's rows by (dtype, prompt tokens, new tokens, density)."""
+    return {(r["dtype"], r["promptTokens"], r["newTokens"], float(r["density"])): r
+            for r in json.load(open(path))["results"]}
+
+
 def reuse(args):
-    ours = {(r["dtype"], r["promptTokens"], r["newTokens"], float(r["density"])): r
-            for r in json.load(open(args.ours))["results"]}
+    ours = load_ours(args.ours)
     report = json.load(open(args.reuse))
     for row in report["results"]:
         our_row = ours.get((row["dtype"], row["promptTokens"], row["newTokens"], row["density"]))
@@ -138,11 +143,7 @@ def main():
     path = pathlib.Path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     densities = [float(d) for d in args.densities.split(",")]
-    ours = {}
-    if args.ours:
-        for row in json.load(open(args.ours))["results"]:
-            key = (row["dtype"], row["promptTokens"], row["newTokens"], float(row["density"]))
-            ours[key] = row
+    ours = load_ours(args.ours) if args.ours else {}
     rows = []
     print(f"{'dtype':<8} {'prompt':>6} {'new':>4} {'model':<12} {'prefill t/s':>12} {'decode t/s':>11} "
           f"{'TTFT ms':>9} {'ours t/s':>9} {'ours/HF':>8}")

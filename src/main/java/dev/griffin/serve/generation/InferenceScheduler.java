@@ -7,6 +7,7 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
 
 import io.github.resilience4j.bulkhead.Bulkhead;
 import io.github.resilience4j.bulkhead.BulkheadFullException;
@@ -19,6 +20,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.FluxSink;
+import reactor.core.publisher.Mono;
+import reactor.core.scheduler.Schedulers;
 
 import dev.griffin.serve.griffin.ExpertCache;
 import dev.griffin.serve.observability.GenerationMetrics;
@@ -109,13 +112,13 @@ public final class InferenceScheduler implements AutoCloseable {
 	 * Runs other model work (an analysis such as flocking) on the inference pool,
 	 * admitted by the same bulkhead as generations.
 	 */
-	public <T> reactor.core.publisher.Mono<T> execute(java.util.function.Supplier<T> work) {
+	public <T> Mono<T> execute(Supplier<T> work) {
 		if (!this.bulkhead.tryAcquirePermission()) {
 			this.metrics.rejected();
 			throw BulkheadFullException.createBulkheadFullException(this.bulkhead);
 		}
-		return reactor.core.publisher.Mono.fromCallable(work::get)
-			.subscribeOn(reactor.core.scheduler.Schedulers.fromExecutor(this.executor))
+		return Mono.fromCallable(work::get)
+			.subscribeOn(Schedulers.fromExecutor(this.executor))
 			.doFinally((signal) -> this.bulkhead.onComplete());
 	}
 

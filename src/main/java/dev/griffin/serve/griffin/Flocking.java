@@ -8,6 +8,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
@@ -15,6 +16,7 @@ import java.util.Set;
 import javax.imageio.ImageIO;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
 
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.generation.Sampler;
@@ -130,10 +132,9 @@ public final class Flocking {
 				max = Math.max(max, Math.abs(v));
 			}
 			for (int c = 0; c < columns; c++) {
-				double value = Math.sqrt(Math.abs(row[order[c]]) / max);
-				image.setRGB(left + c, top + t * cellHeight, color(value));
-				for (int y = 1; y < cellHeight; y++) {
-					image.setRGB(left + c, top + t * cellHeight + y, color(value));
+				int rgb = color(Math.sqrt(Math.abs(row[order[c]]) / max));
+				for (int y = 0; y < cellHeight; y++) {
+					image.setRGB(left + c, top + t * cellHeight + y, rgb);
 				}
 			}
 		}
@@ -184,9 +185,9 @@ public final class Flocking {
 			NDArray z = DenseFeedForward.activations(x, this.weights.gateUp()); // [T, F]
 			int t = (int) z.getShape().get(0);
 			int f = (int) z.getShape().get(1);
-			float[] all = z.toType(ai.djl.ndarray.types.DataType.FLOAT32, false).toFloatArray();
+			float[] all = z.toType(DataType.FLOAT32, false).toFloatArray();
 			for (int i = 0; i < t; i++) {
-				this.rows.add(java.util.Arrays.copyOfRange(all, i * f, (i + 1) * f));
+				this.rows.add(Arrays.copyOfRange(all, i * f, (i + 1) * f));
 			}
 			return z.matMul(this.weights.downTransposed()); // [T, D]
 		}

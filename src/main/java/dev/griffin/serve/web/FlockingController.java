@@ -58,10 +58,7 @@ public class FlockingController {
 			content = @Content(mediaType = MediaType.APPLICATION_JSON_VALUE,
 					schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
 	public Mono<ResponseEntity<byte[]>> flocking(@RequestBody FlockingRequest request) {
-		if (request.model() != null && !this.models.modelIds().contains(request.model())) {
-			throw new UnknownModelException(request.model());
-		}
-		LoadedModel model = this.models.model();
+		LoadedModel model = RequestMapper.model(this.models, request.model());
 		RequestMapper.require(request.prompt() != null && !request.prompt().isBlank(), "prompt", "prompt is required");
 		int layers = model.dense().config().numberOfLayers();
 		int layer = (request.layer() != null) ? request.layer() : layers / 2;

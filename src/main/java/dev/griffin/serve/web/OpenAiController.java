@@ -272,10 +272,7 @@ public class OpenAiController {
 
 	private LoadedModel checkModel(String model) {
 		RequestMapper.require(model != null && !model.isBlank(), "model", "model is required");
-		if (!this.models.modelIds().contains(model)) {
-			throw new UnknownModelException(model);
-		}
-		return this.models.model();
+		return RequestMapper.model(this.models, model);
 	}
 
 	/** A validated job and how to report its GRIFFIN settings. */

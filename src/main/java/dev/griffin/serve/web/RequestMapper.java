@@ -7,6 +7,7 @@ import java.util.Map;
 import dev.griffin.serve.config.GriffinProperties;
 import dev.griffin.serve.generation.GriffinSettings;
 import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.generation.ModelService;
 import dev.griffin.serve.generation.SamplingParams;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.tokenizer.ChatTemplate;
@@ -183,6 +184,17 @@ final class RequestMapper {
 			return text.toString();
 		}
 		throw new InvalidRequestException(field, field + " must be a string or an array of text parts");
+	}
+
+	/**
+	 * The served model a request names; a request that names none gets it too.
+	 * @throws UnknownModelException for any other name
+	 */
+	static LoadedModel model(ModelService models, String name) {
+		if (name != null && !models.modelIds().contains(name)) {
+			throw new UnknownModelException(name);
+		}
+		return models.model();
 	}
 
 	static void require(boolean condition, String param, String message) {

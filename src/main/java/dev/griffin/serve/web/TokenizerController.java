@@ -31,7 +31,7 @@ public class TokenizerController {
 			produces = MediaType.APPLICATION_JSON_VALUE)
 	@Operation(summary = "Token ids of a prompt, or of chat messages rendered with the chat template")
 	public TokenizeResponse tokenize(@RequestBody TokenizeRequest request) {
-		LoadedModel model = model(request.model());
+		LoadedModel model = RequestMapper.model(this.models, request.model());
 		int[] ids;
 		if (request.messages() != null) {
 			RequestMapper.require(request.prompt() == null, "prompt", "give either prompt or messages, not both");
@@ -51,7 +51,7 @@ public class TokenizerController {
 			produces = MediaType.APPLICATION_JSON_VALUE)
 	@Operation(summary = "Text of token ids")
 	public DetokenizeResponse detokenize(@RequestBody DetokenizeRequest request) {
-		LoadedModel model = model(request.model());
+		LoadedModel model = RequestMapper.model(this.models, request.model());
 		RequestMapper.require(request.tokens() != null, "tokens", "tokens is required");
 		int vocabulary = model.tokenizer().vocabularySize();
 		int[] ids = new int[request.tokens().size()];
@@ -62,13 +62,6 @@ public class TokenizerController {
 			ids[i] = id;
 		}
 		return new DetokenizeResponse(model.tokenizer().decode(ids, false));
-	}
-
-	private LoadedModel model(String name) {
-		if (name != null && !this.models.modelIds().contains(name)) {
-			throw new UnknownModelException(name);
-		}
-		return this.models.model();
 	}
 
 }

@@ -147,18 +147,7 @@ class OverloadIT extends ServiceTestBase {
 		Map<String, Object> request = withIgnoredEos(completion("Count slowly:", 24));
 		request.put("stream", true);
 		request.put("griffin", Map.of("cache", false));
-		String raw = this.client.post()
-			.uri("/v1/completions")
-			.contentType(MediaType.APPLICATION_JSON)
-			.accept(MediaType.TEXT_EVENT_STREAM)
-			.bodyValue(request)
-			.exchange()
-			.expectStatus()
-			.isOk()
-			.expectBody(String.class)
-			.returnResult()
-			.getResponseBody();
-		List<String> lines = List.of(raw.split("\n"));
+		List<String> lines = List.of(ServiceSupport.rawStream(this.client, "/v1/completions", request).split("\n"));
 		// 24 tokens take most of a second: at 50 ms, several comments
 		assertThat(lines.stream().filter((line) -> line.equals(":keep-alive")).count()).isGreaterThanOrEqualTo(3);
 		assertThat(lines.stream()

@@ -55,7 +55,18 @@ final class ServiceSupport {
 
 	/** The data payloads of an SSE response, in order ("[DONE]" included as text). */
 	static List<String> events(WebTestClient client, String path, Map<String, Object> body) {
-		String stream = client.post()
+		List<String> data = new ArrayList<>();
+		for (String line : rawStream(client, path, body).split("\n")) {
+			if (line.startsWith("data:")) {
+				data.add(line.substring(5).trim());
+			}
+		}
+		return data;
+	}
+
+	/** The whole SSE body of a 200 text/event-stream response, comments included. */
+	static String rawStream(WebTestClient client, String path, Map<String, Object> body) {
+		return client.post()
 			.uri(path)
 			.contentType(MediaType.APPLICATION_JSON)
 			.accept(MediaType.TEXT_EVENT_STREAM)
@@ -68,13 +79,6 @@ final class ServiceSupport {
 			.expectBody(String.class)
 			.returnResult()
 			.getResponseBody();
-		List<String> data = new ArrayList<>();
-		for (String line : stream.split("\n")) {
-			if (line.startsWith("data:")) {
-				data.add(line.substring(5).trim());
-			}
-		}
-		return data;
 	}
 
 	static void assertError(JsonNode body, String type, String param) {
