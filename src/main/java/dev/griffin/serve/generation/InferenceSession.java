@@ -46,7 +46,7 @@ public final class InferenceSession implements AutoCloseable {
 		this.model = model;
 		this.manager = model.manager().newSubManager();
 		try {
-			this.cache = new KvCache(model.config(), capacity, this.manager, model.options().dtype().dataType());
+			this.cache = new KvCache(model.config(), capacity, this.manager, model.options().attentionDataType());
 			this.states = model.newFeedForwardStates(seed);
 		}
 		catch (RuntimeException ex) {

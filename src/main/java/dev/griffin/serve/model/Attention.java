@@ -12,7 +12,9 @@ import ai.djl.nn.core.Linear;
  * window. The G = H / KVH query heads that share a key/value head are folded into the row
  * dimension, so keys and values are never repeated. A decode step (T = 1) takes a path
  * with no transposes: each operation costs microseconds of overhead, which a
- * 135M-parameter model notices.
+ * 135M-parameter model notices. The projections run in the weights' precision; the
+ * arithmetic between them (rotary, scores, softmax, weighted values) and the KV cache in
+ * {@link ModelOptions#attentionDataType()}.
  */
 public final class Attention {
 
@@ -46,8 +48,15 @@ public final class Attention {
 
 	private final NDIndex keyHeads;
 
-	public Attention(ModelConfig config, int layer, Weights weights) {
+	private final DataType arithmeticType;
+
+	/**
+	 * @param arithmeticType the precision of rotary, scores, softmax and weighted values
+	 * (the KV cache's); the projections keep the weights' precision
+	 */
+	public Attention(ModelConfig config, int layer, Weights weights, DataType arithmeticType) {
 		this.weights = weights;
+		this.arithmeticType = arithmeticType;
 		this.layer = layer;
 		this.heads = config.numberOfAttentionHeads();
 		this.keyValueHeads = config.numberOfKeyValueHeads();
@@ -88,6 +97,10 @@ public final class Attention {
 		int g = h / kvh;
 		NDArray qkv = Linear.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias())
 			.singletonOrThrow(); // [T, (H+2KVH)*Dh]
+		DataType projectionType = qkv.getDataType();
+		if (projectionType != this.arithmeticType) {
+			qkv = qkv.toType(this.arithmeticType, false);
+		}
 		// [T, H+KVH, Dh]
 		NDArray qk = positions.rotary().apply(qkv.get(this.queryKeyColumns).reshape(t, h + kvh, dh));
 		NDArray v = qkv.get(this.valueColumns); // [T, KVH*Dh]
@@ -126,6 +139,9 @@ public final class Attention {
 		context = (t == 1) ? context.reshape(1, (long) h * dh)
 				// [T, H*Dh]
 				: context.reshape(h, t, dh).transpose(1, 0, 2).reshape(t, (long) h * dh);
+		if (projectionType != this.arithmeticType) {
+			context = context.toType(projectionType, false);
+		}
 		return Linear.linear(context, this.weights.output()).singletonOrThrow(); // [T, D]
 	}
 

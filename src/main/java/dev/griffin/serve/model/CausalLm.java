@@ -67,7 +67,7 @@ public final class CausalLm {
 			FloatTensor head = checkpoint.lmHead();
 			NDArray lmHead = (head != null) ? upload(owner, head, type) : embedding;
 			RmsNorm finalNorm = new RmsNorm(upload(owner, checkpoint.finalNorm(), type), config.rmsNormEpsilon());
-			RotaryEmbedding rotary = new RotaryEmbedding(config, owner, type);
+			RotaryEmbedding rotary = new RotaryEmbedding(config, owner, options.attentionDataType());
 			List<DecoderLayer> layers = new ArrayList<>();
 			for (int i = 0; i < config.numberOfLayers(); i++) {
 				LayerTensors t = checkpoint.layer(i);
@@ -81,7 +81,8 @@ public final class CausalLm {
 						? upload(owner, type, scaled(t.queryBias(), scale), t.keyBias(), t.valueBias()) : null;
 				NDArray gateUp = upload(owner, type, t.gate(), t.up()); // [2F, D]
 				Attention attention = new Attention(config, i,
-						new Attention.Weights(qkv, qkvBias, upload(owner, t.output(), type), fold));
+						new Attention.Weights(qkv, qkvBias, upload(owner, t.output(), type), fold),
+						options.attentionDataType());
 				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload(owner, type, transposed(t.down())),
 						config.intermediateSize());
 				layers
@@ -208,7 +209,7 @@ public final class CausalLm {
 		NDArray x = this.embedding.get(tokens); // [T, D]
 		long t = x.getShape().get(0);
 		Positions positions = Attention.positions(this.config, x.getManager(), this.rotary.angles(position, (int) t),
-				position, (int) t, this.options.dtype().dataType());
+				position, (int) t, this.options.attentionDataType());
 		for (int i = 0; i < this.layers.size(); i++) {
 			x = this.layers.get(i).forward(x, positions, cache, phase, states[i]);
 		}

@@ -64,4 +64,15 @@ public record ModelOptions(Precision dtype, String device) {
 		return Device.gpu((colon < 0) ? 0 : Integer.parseInt(this.device.substring(colon + 1)));
 	}
 
+	/**
+	 * The precision of attention's own arithmetic (rotary embedding, scores, softmax,
+	 * weighted values) and of the KV cache. The model's dtype, except half precision on
+	 * the CPU: libtorch's CPU batched matrix product in float16 is 2-3x slower than in
+	 * float32 and needs a contiguous copy of the transposed keys, so there attention runs
+	 * in float32 between the float16 projections.
+	 */
+	public DataType attentionDataType() {
+		return this.device.equals("cpu") ? DataType.FLOAT32 : this.dtype.dataType();
+	}
+
 }
