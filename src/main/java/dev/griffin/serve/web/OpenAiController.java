@@ -114,14 +114,7 @@ public class OpenAiController {
 							schema = @Schema(implementation = CompletionResponse.class)),
 					@Content(mediaType = MediaType.TEXT_EVENT_STREAM_VALUE,
 							schema = @Schema(implementation = CompletionChunk.class)) })
-	@ApiResponse(responseCode = "400", description = "Invalid request or context length exceeded",
-			content = @Content(schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
-	@ApiResponse(responseCode = "404", description = "Unknown model",
-			content = @Content(schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
-	@ApiResponse(responseCode = "429", description = "Queue full or rate limited (see Retry-After)",
-			content = @Content(schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
-	@ApiResponse(responseCode = "503", description = "Model not ready or circuit open",
-			content = @Content(schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
+	@GenerationErrorResponses
 	public Mono<ResponseEntity<Object>> completions(@RequestBody CompletionRequest request,
 			ServerWebExchange exchange) {
 		LoadedModel model = checkModel(request.model());
@@ -197,14 +190,7 @@ public class OpenAiController {
 							schema = @Schema(implementation = ChatCompletionResponse.class)),
 					@Content(mediaType = MediaType.TEXT_EVENT_STREAM_VALUE,
 							schema = @Schema(implementation = ChatCompletionChunk.class)) })
-	@ApiResponse(responseCode = "400", description = "Invalid request or context length exceeded",
-			content = @Content(schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
-	@ApiResponse(responseCode = "404", description = "Unknown model",
-			content = @Content(schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
-	@ApiResponse(responseCode = "429", description = "Queue full or rate limited (see Retry-After)",
-			content = @Content(schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
-	@ApiResponse(responseCode = "503", description = "Model not ready or circuit open",
-			content = @Content(schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
+	@GenerationErrorResponses
 	public Mono<ResponseEntity<Object>> chatCompletions(@RequestBody ChatCompletionRequest request,
 			ServerWebExchange exchange) {
 		LoadedModel model = checkModel(request.model());

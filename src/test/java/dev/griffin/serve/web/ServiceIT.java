@@ -303,6 +303,14 @@ class ServiceIT extends ServiceTestBase {
 			.getResponseBody();
 		assertThat(docs).contains("/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/detokenize",
 				"/v1/griffin/flocking");
+		JsonNode paths = json(docs).get("paths");
+		for (String path : List.of("/v1/completions", "/v1/chat/completions")) {
+			JsonNode responses = paths.get(path).get("post").get("responses");
+			List<String> codes = new ArrayList<>();
+			responses.fieldNames().forEachRemaining(codes::add);
+			assertThat(codes).as(path).containsExactlyInAnyOrder("200", "400", "404", "429", "503");
+			assertThat(responses.get("429").get("content").toString()).as(path).contains("ErrorResponse");
+		}
 		this.client.get().uri("/swagger-ui.html").exchange().expectStatus().is3xxRedirection();
 		this.client.get().uri("/swagger-ui/index.html").exchange().expectStatus().isOk();
 	}
