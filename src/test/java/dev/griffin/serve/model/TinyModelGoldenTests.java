@@ -100,7 +100,7 @@ class TinyModelGoldenTests {
 
 	/**
 	 * float16 on the CPU: half-precision projections and feed-forward, float32 attention
-	 * and KV cache. Prefill and decode logits stay within half precision's rounding of
+	 * and KV cache. The prompt's logits stay within half precision's rounding of
 	 * transformers' float32 logits (measured 1.1e-3 to 1.5e-3 of their range; 3e-3
 	 * allowed), and greedy decoding picks the same tokens.
 	 */
