@@ -42,7 +42,7 @@ public record CachedPrompt(int[] tokens, NDArray[] keys, NDArray[] values, Layer
 			for (LayerExperts layer : this.experts) {
 				if (layer != null && layer.gateUp() != null) {
 					layer.gateUp().close();
-					layer.downTransposed().close();
+					layer.down().close();
 				}
 			}
 		}

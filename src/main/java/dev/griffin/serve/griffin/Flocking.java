@@ -16,6 +16,7 @@ import java.util.Set;
 import javax.imageio.ImageIO;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.nn.core.Linear;
 import ai.djl.ndarray.types.DataType;
 
 import dev.griffin.serve.generation.InferenceSession;
@@ -189,7 +190,7 @@ public final class Flocking {
 			for (int i = 0; i < t; i++) {
 				this.rows.add(Arrays.copyOfRange(all, i * f, (i + 1) * f));
 			}
-			return z.matMul(this.weights.downTransposed()); // [T, D]
+			return Linear.linear(z, this.weights.down()).singletonOrThrow(); // [T, D]
 		}
 
 	}

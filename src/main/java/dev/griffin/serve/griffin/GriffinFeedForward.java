@@ -85,7 +85,7 @@ public final class GriffinFeedForward implements FeedForward {
 				if (this.method.usesPrompt()) {
 					s.accumulate(ExpertSelector.sumOfSquares(z));
 				}
-				yield z.matMul(this.dense.downTransposed()); // [T, D]
+				yield Linear.linear(z, this.dense.down()).singletonOrThrow(); // [T, D]
 			}
 			case GENERATION -> {
 				LayerExperts e = s.experts;
@@ -103,7 +103,7 @@ public final class GriffinFeedForward implements FeedForward {
 			return x.zerosLike(); // [T, D]
 		}
 		NDArray z = DenseFeedForward.activations(x, e.gateUp()); // [T, k]
-		return z.matMul(e.downTransposed()); // [T, D]
+		return Linear.linear(z, e.down()).singletonOrThrow(); // [T, D]
 	}
 
 	/**
@@ -132,7 +132,8 @@ public final class GriffinFeedForward implements FeedForward {
 		if (t > 1) {
 			rowMask = manager.ones(new Shape(t - 1, mask.length), z.getDataType()).concat(rowMask, 0);
 		}
-		return z.mul(rowMask).matMul(this.dense.downTransposed()); // [T, D]
+		return Linear.linear(z.mul(rowMask), this.dense.down()).singletonOrThrow(); // [T,
+																					// D]
 	}
 
 	/** Gathers W_gate[E], W_up[E] and W_down[:, E]. */
@@ -152,7 +153,8 @@ public final class GriffinFeedForward implements FeedForward {
 			NDArray rowIndex = scratch.create(rows);
 			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, indices.length));
 			gateUp = dense.gateUp().get(rowIndex); // [2k, D]
-			down = dense.downTransposed().get(neuronIndex); // [k, D]
+			down = dense.down().get(new NDIndex(":, {}", neuronIndex)); // [D, k],
+																		// contiguous
 			gateUp.attach(manager);
 			down.attach(manager);
 		}
@@ -239,7 +241,7 @@ public final class GriffinFeedForward implements FeedForward {
 			}
 			if (this.experts.gateUp() != null) {
 				this.experts.gateUp().attach(owner);
-				this.experts.downTransposed().attach(owner);
+				this.experts.down().attach(owner);
 			}
 			this.ownsExperts = false;
 			return this.experts;
@@ -269,7 +271,7 @@ public final class GriffinFeedForward implements FeedForward {
 		public void close() {
 			if (this.ownsExperts && this.experts.gateUp() != null) {
 				this.experts.gateUp().close();
-				this.experts.downTransposed().close();
+				this.experts.down().close();
 			}
 			this.experts = null;
 		}

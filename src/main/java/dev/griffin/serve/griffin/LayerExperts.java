@@ -8,16 +8,16 @@ import ai.djl.ndarray.NDArray;
  *
  * @param indices E, ascending neuron indices, length k
  * @param gateUp [2k, D]: W_gate[E] then W_up[E]
- * @param downTransposed [k, D]: W_down[:, E]^T
+ * @param down [D, k]: W_down[:, E]
  */
-public record LayerExperts(int[] indices, NDArray gateUp, NDArray downTransposed) {
+public record LayerExperts(int[] indices, NDArray gateUp, NDArray down) {
 
 	public int count() {
 		return this.indices.length;
 	}
 
 	public long bytes() {
-		return (this.gateUp == null) ? 0 : (this.gateUp.getShape().size() + this.downTransposed.getShape().size())
+		return (this.gateUp == null) ? 0 : (this.gateUp.getShape().size() + this.down.getShape().size())
 				* this.gateUp.getDataType().getNumOfBytes();
 	}
 

@@ -83,7 +83,7 @@ public final class CausalLm {
 				Attention attention = new Attention(config, i,
 						new Attention.Weights(qkv, qkvBias, upload(owner, t.output(), type), fold),
 						options.attentionDataType());
-				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload(owner, type, transposed(t.down())),
+				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload(owner, t.down(), type),
 						config.intermediateSize());
 				layers
 					.add(new DecoderLayer(new RmsNorm(upload(owner, t.attentionNorm(), type), config.rmsNormEpsilon()),
@@ -134,18 +134,6 @@ public final class CausalLm {
 		long[] shape = tensors[0].shape().clone();
 		shape[0] = rows;
 		return new FloatTensor(data, shape);
-	}
-
-	private static FloatTensor transposed(FloatTensor tensor) {
-		int rows = (int) tensor.shape()[0];
-		int columns = (int) tensor.shape()[1];
-		float[] data = new float[rows * columns];
-		for (int r = 0; r < rows; r++) {
-			for (int c = 0; c < columns; c++) {
-				data[c * rows + r] = tensor.data()[r * columns + c];
-			}
-		}
-		return new FloatTensor(data, new long[] { columns, rows });
 	}
 
 	private static FloatTensor scaled(FloatTensor tensor, float scale) {

@@ -25,7 +25,7 @@ public final class DenseFeedForward implements FeedForward {
 	@Override
 	public NDArray forward(NDArray x, Phase phase, State state) {
 		// [T, D]
-		return activations(x, this.weights.gateUp()).matMul(this.weights.downTransposed());
+		return Linear.linear(activations(x, this.weights.gateUp()), this.weights.down()).singletonOrThrow();
 	}
 
 	/**

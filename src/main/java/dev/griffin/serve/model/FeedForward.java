@@ -62,15 +62,17 @@ public interface FeedForward {
 	Weights weights();
 
 	/**
-	 * Gated feed-forward weights: {@code down(silu(gate x) * up x)}. The down projection
-	 * is stored transposed, one row per neuron, so that selecting neurons gathers whole
-	 * rows of both matrices.
+	 * Gated feed-forward weights: {@code down(silu(gate x) * up x)}, every matrix in the
+	 * checkpoint's [out, in] layout, so that each projection is a {@code linear}: on the
+	 * CPU libtorch's float16 matrix-vector product runs about 1.7x faster in that form
+	 * than as {@code z.matMul(W^T)} with W^T stored contiguously (float32 runs the same
+	 * in both).
 	 *
 	 * @param gateUp [2F, D], gate rows then up rows
-	 * @param downTransposed [F, D], W_down^T
+	 * @param down [D, F], W_down
 	 * @param intermediateSize F
 	 */
-	record Weights(NDArray gateUp, NDArray downTransposed, int intermediateSize) {
+	record Weights(NDArray gateUp, NDArray down, int intermediateSize) {
 
 	}
 
