@@ -9,8 +9,14 @@ const browser = await chromium.launch({
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
     '--disable-sync', '--no-first-run', '--disable-quic'],
 });
+const page = await browser.newPage({ viewport: { width: 1280, height: 1600 } });
+// What the page did, printed only if a step fails.
+const events = [];
+page.on('console', (message) => events.push(`console.${message.type()}: ${message.text()}`));
+page.on('pageerror', (error) => events.push(`page error: ${error.message}`));
+page.on('requestfailed', (request) => events.push(`request failed: ${request.url()} ${request.failure()?.errorText}`));
+page.on('response', (response) => events.push(`${response.status()} ${response.url()}`));
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1600 } });
   await page.goto(`${base}/swagger-ui.html`);
   const operation = page.locator('#operations-OpenAI-compatible_API-completions');
   await operation.waitFor({ timeout: 30000 });
@@ -33,6 +39,10 @@ try {
     process.exit(1);
   }
   console.log(`swagger-ui: 200, generated ${JSON.stringify(json.choices[0].text)}`);
+} catch (error) {
+  console.error(events.join('\n'));
+  await page.screenshot({ path: screenshot.replace(/\.png$/, '-failed.png'), fullPage: true }).catch(() => {});
+  throw error;
 } finally {
   await browser.close();
 }

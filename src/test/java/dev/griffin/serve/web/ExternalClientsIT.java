@@ -14,6 +14,7 @@ import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
 import org.springframework.boot.test.web.server.LocalServerPort;
+import org.springframework.test.web.reactive.server.WebTestClient;
 
 import dev.griffin.serve.GriffinServeApplication;
 
@@ -35,8 +36,11 @@ class ExternalClientsIT {
 	int port;
 
 	@BeforeEach
-	void ready() {
-		ServiceSupport.awaitReady(ServiceSupport.client(this.port));
+	void readyAndIdle() {
+		WebTestClient client = ServiceSupport.client(this.port);
+		ServiceSupport.awaitReady(client);
+		// schemathesis's timed-out requests may still be generating
+		ServiceSupport.awaitIdle(client);
 	}
 
 	private static Path tool(String path) {

@@ -11,6 +11,7 @@ import org.springframework.http.MediaType;
 import org.springframework.test.web.reactive.server.WebTestClient;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 /** Helpers for tests against a running service. */
 final class ServiceSupport {
@@ -124,6 +125,34 @@ final class ServiceSupport {
 			}
 		}
 		throw new IllegalStateException("the service did not become ready in 2 minutes");
+	}
+
+	/**
+	 * Waits until no generation runs or waits (per the Prometheus gauges): requests an
+	 * earlier client abandoned keep the worker busy until they finish, and a test that
+	 * measures a browser or a timeout should not share the two cores with them.
+	 */
+	static void awaitIdle(WebTestClient client) {
+		await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofMillis(500)).until(() -> {
+			String metrics = client.get()
+				.uri("/actuator/prometheus")
+				.exchange()
+				.expectStatus()
+				.isOk()
+				.expectBody(String.class)
+				.returnResult()
+				.getResponseBody();
+			return gauge(metrics, "griffin_requests_running") == 0 && gauge(metrics, "griffin_requests_waiting") == 0;
+		});
+	}
+
+	private static double gauge(String metrics, String name) {
+		for (String line : metrics.split("\n")) {
+			if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
+				return Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+			}
+		}
+		throw new AssertionError("no gauge " + name + " in /actuator/prometheus");
 	}
 
 }
