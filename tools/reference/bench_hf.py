@@ -103,6 +103,17 @@ def load_ours(path):
             for r in json.load(open(path))["results"]}
 
 
+def check_dequantised(model, dtype):
+    """The comparison is with plain dequantised layers: transformers may warn that GGUF weights stay
+    packed, which would make this a different workload. Fail rather than measure that."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    others = sorted({type(m).__name__ for m in model.modules() if "quant" in type(m).__name__.lower()})
+    wrong = sorted({str(m.weight.dtype) for m in linears if m.weight.dtype != dtype})
+    if not linears or others or wrong:
+        sys.exit(f"expected plain {dtype} Linear layers, found {len(linears)} Linear, "
+                 f"quantised modules {others}, weight dtypes {wrong}")
+
+
 def reuse(args):
     ours = load_ours(args.ours)
     report = json.load(open(args.reuse))
@@ -150,6 +161,7 @@ def main():
     for dtype in args.dtypes.split(","):
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                      dtype=getattr(torch, dtype)).eval()
+        check_dequantised(model, getattr(torch, dtype))
         for prompt_length in args.prompt_tokens:
             ids = prompt_ids(tokenizer, prompt_length)
             for new_tokens in args.new_tokens:
