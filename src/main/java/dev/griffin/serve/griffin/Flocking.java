@@ -16,8 +16,8 @@ import java.util.Set;
 import javax.imageio.ImageIO;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.nn.core.Linear;
 import ai.djl.ndarray.types.DataType;
+import ai.djl.nn.core.Linear;
 
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.generation.Sampler;

@@ -132,8 +132,8 @@ public final class GriffinFeedForward implements FeedForward {
 		if (t > 1) {
 			rowMask = manager.ones(new Shape(t - 1, mask.length), z.getDataType()).concat(rowMask, 0);
 		}
-		return Linear.linear(z.mul(rowMask), this.dense.down()).singletonOrThrow(); // [T,
-																					// D]
+		// [T, D]
+		return Linear.linear(z.mul(rowMask), this.dense.down()).singletonOrThrow();
 	}
 
 	/** Gathers W_gate[E], W_up[E] and W_down[:, E]. */
@@ -153,8 +153,8 @@ public final class GriffinFeedForward implements FeedForward {
 			NDArray rowIndex = scratch.create(rows);
 			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, indices.length));
 			gateUp = dense.gateUp().get(rowIndex); // [2k, D]
-			down = dense.down().get(new NDIndex(":, {}", neuronIndex)); // [D, k],
-																		// contiguous
+			// [D, k], contiguous
+			down = dense.down().get(new NDIndex(":, {}", neuronIndex));
 			gateUp.attach(manager);
 			down.attach(manager);
 		}
