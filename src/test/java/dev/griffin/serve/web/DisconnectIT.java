@@ -39,12 +39,7 @@ class DisconnectIT extends ServiceTestBase {
 	ModelService models;
 
 	private double cancelled() {
-		String metrics = this.client.get()
-			.uri("/actuator/prometheus")
-			.exchange()
-			.expectBody(String.class)
-			.returnResult()
-			.getResponseBody();
+		String metrics = ServiceSupport.prometheus(this.client);
 		Matcher matcher = CANCELLED.matcher(metrics);
 		assertThat(matcher.find()).as("cancelled counter exported").isTrue();
 		return Double.parseDouble(matcher.group(1));

@@ -278,14 +278,7 @@ class ServiceIT extends ServiceTestBase {
 		this.client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk();
 		this.client.get().uri("/actuator/health/readiness").exchange().expectStatus().isOk();
 		post(this.client, "/v1/completions", completion("Metrics", 2), 200);
-		String prometheus = this.client.get()
-			.uri("/actuator/prometheus")
-			.exchange()
-			.expectStatus()
-			.isOk()
-			.expectBody(String.class)
-			.returnResult()
-			.getResponseBody();
+		String prometheus = ServiceSupport.prometheus(this.client);
 		assertThat(prometheus).contains("griffin_time_to_first_token_seconds_bucket",
 				"griffin_inter_token_latency_seconds", "griffin_queue_time_seconds", "griffin_request_duration_seconds",
 				"griffin_prompt_tokens_total", "griffin_generation_tokens_total", "griffin_requests_cancelled_total",

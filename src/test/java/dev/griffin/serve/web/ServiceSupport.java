@@ -134,16 +134,21 @@ final class ServiceSupport {
 	 */
 	static void awaitIdle(WebTestClient client) {
 		await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofMillis(500)).until(() -> {
-			String metrics = client.get()
-				.uri("/actuator/prometheus")
-				.exchange()
-				.expectStatus()
-				.isOk()
-				.expectBody(String.class)
-				.returnResult()
-				.getResponseBody();
+			String metrics = prometheus(client);
 			return gauge(metrics, "griffin_requests_running") == 0 && gauge(metrics, "griffin_requests_waiting") == 0;
 		});
+	}
+
+	/** The Prometheus scrape text. */
+	static String prometheus(WebTestClient client) {
+		return client.get()
+			.uri("/actuator/prometheus")
+			.exchange()
+			.expectStatus()
+			.isOk()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
 	}
 
 	private static double gauge(String metrics, String name) {
