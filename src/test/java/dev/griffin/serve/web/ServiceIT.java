@@ -278,7 +278,7 @@ class ServiceIT extends ServiceTestBase {
 		this.client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk();
 		this.client.get().uri("/actuator/health/readiness").exchange().expectStatus().isOk();
 		post(this.client, "/v1/completions", completion("Metrics", 2), 200);
-		String prometheus = ServiceSupport.prometheus(this.client);
+		String prometheus = ServiceSupport.getText(this.client, "/actuator/prometheus");
 		assertThat(prometheus).contains("griffin_time_to_first_token_seconds_bucket",
 				"griffin_inter_token_latency_seconds", "griffin_queue_time_seconds", "griffin_request_duration_seconds",
 				"griffin_prompt_tokens_total", "griffin_generation_tokens_total", "griffin_requests_cancelled_total",
@@ -286,14 +286,7 @@ class ServiceIT extends ServiceTestBase {
 				"griffin_ff_density", "griffin_expert_cache_hit_ratio", "griffin_expert_cache_bytes");
 		this.client.get().uri("/actuator/env").exchange().expectStatus().isNotFound();
 		this.client.get().uri("/actuator/beans").exchange().expectStatus().isNotFound();
-		String docs = this.client.get()
-			.uri("/v3/api-docs")
-			.exchange()
-			.expectStatus()
-			.isOk()
-			.expectBody(String.class)
-			.returnResult()
-			.getResponseBody();
+		String docs = ServiceSupport.getText(this.client, "/v3/api-docs");
 		assertThat(docs).contains("/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/detokenize",
 				"/v1/griffin/flocking");
 		JsonNode paths = json(docs).get("paths");

@@ -134,15 +134,15 @@ final class ServiceSupport {
 	 */
 	static void awaitIdle(WebTestClient client) {
 		await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofMillis(500)).until(() -> {
-			String metrics = prometheus(client);
+			String metrics = getText(client, "/actuator/prometheus");
 			return gauge(metrics, "griffin_requests_running") == 0 && gauge(metrics, "griffin_requests_waiting") == 0;
 		});
 	}
 
-	/** The Prometheus scrape text. */
-	static String prometheus(WebTestClient client) {
+	/** The body of a GET that must answer 200. */
+	static String getText(WebTestClient client, String path) {
 		return client.get()
-			.uri("/actuator/prometheus")
+			.uri(path)
 			.exchange()
 			.expectStatus()
 			.isOk()
