@@ -89,12 +89,11 @@ class DisconnectIT extends ServiceTestBase {
 		}
 		awaitCancelled(before + 21);
 		int liveBefore = NativeMemoryIT.liveArrays(this.models.model().dense().manager());
-		// Every dropped stream allocated and freed its KV cache and gathered experts
-		// (tens
-		// to hundreds of MB). malloc's high-water mark rises for a few windows in a young
-		// process and then stays; a leak of either would add GBs per window, every
-		// window.
-		// Windows of 60 drops run until one grows less than 32 MB, at most 6.
+		// Every dropped stream allocated and freed its KV cache and gathered
+		// experts (tens to hundreds of MB). malloc's high-water mark rises for a
+		// few windows in a young process and then stays; a leak of either would
+		// add GBs in every window. Windows of 60 drops run until one grows less
+		// than 32 MB, at most 6.
 		List<Long> rss = new ArrayList<>(List.of(residentBytes()));
 		int dropped = 21;
 		long growth = Long.MAX_VALUE;

@@ -173,9 +173,8 @@ class HubDownloaderTests {
 			.hasMessageContaining("run again to resume");
 		Path blobs = this.cache.resolve("models--org--tiny/blobs");
 		String etag = etag(this.files.get("model.safetensors"), true);
-		// The server sends 100,000 bytes and resets the connection; the reset may drop a
-		// few
-		// kilobytes still in flight, so the partial file holds at most that much.
+		// The server sends 100,000 bytes and resets the connection; the reset may drop
+		// a few kilobytes still in flight, so the partial file holds at most that much.
 		long partial = Files.size(blobs.resolve(etag + ".incomplete"));
 		assertThat(partial).isPositive().isLessThanOrEqualTo(100_000);
 		Path snapshot = downloader(null).fetch("hf://org/tiny");
