@@ -17,7 +17,6 @@ import javax.imageio.ImageIO;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.types.DataType;
-import ai.djl.nn.core.Linear;
 
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.generation.Sampler;
@@ -190,7 +189,7 @@ public final class Flocking {
 			for (int i = 0; i < t; i++) {
 				this.rows.add(Arrays.copyOfRange(all, i * f, (i + 1) * f));
 			}
-			return Linear.linear(z, this.weights.down()).singletonOrThrow(); // [T, D]
+			return DenseFeedForward.output(z, this.weights.down()); // [T, D]
 		}
 
 	}

@@ -7,7 +7,6 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.nn.core.Linear;
 
 import dev.griffin.serve.model.DenseFeedForward;
 import dev.griffin.serve.model.FeedForward;
@@ -85,7 +84,7 @@ public final class GriffinFeedForward implements FeedForward {
 				if (this.method.usesPrompt()) {
 					s.accumulate(ExpertSelector.sumOfSquares(z));
 				}
-				yield Linear.linear(z, this.dense.down()).singletonOrThrow(); // [T, D]
+				yield DenseFeedForward.output(z, this.dense.down()); // [T, D]
 			}
 			case GENERATION -> {
 				LayerExperts e = s.experts;
@@ -103,7 +102,7 @@ public final class GriffinFeedForward implements FeedForward {
 			return x.zerosLike(); // [T, D]
 		}
 		NDArray z = DenseFeedForward.activations(x, e.gateUp()); // [T, k]
-		return Linear.linear(z, e.down()).singletonOrThrow(); // [T, D]
+		return DenseFeedForward.output(z, e.down()); // [T, D]
 	}
 
 	/**
@@ -132,8 +131,7 @@ public final class GriffinFeedForward implements FeedForward {
 		if (t > 1) {
 			rowMask = manager.ones(new Shape(t - 1, mask.length), z.getDataType()).concat(rowMask, 0);
 		}
-		// [T, D]
-		return Linear.linear(z.mul(rowMask), this.dense.down()).singletonOrThrow();
+		return DenseFeedForward.output(z.mul(rowMask), this.dense.down()); // [T, D]
 	}
 
 	/** Gathers W_gate[E], W_up[E] and W_down[:, E]. */

@@ -25,7 +25,7 @@ public final class DenseFeedForward implements FeedForward {
 	@Override
 	public NDArray forward(NDArray x, Phase phase, State state) {
 		// [T, D]
-		return Linear.linear(activations(x, this.weights.gateUp()), this.weights.down()).singletonOrThrow();
+		return output(activations(x, this.weights.gateUp()), this.weights.down());
 	}
 
 	/**
@@ -37,6 +37,14 @@ public final class DenseFeedForward implements FeedForward {
 		NDList halves = projected.split(2, 1); // 2 x [T, K]
 		NDArray gate = halves.get(0);
 		return gate.mul(Activation.sigmoid(gate)).mul(halves.get(1)); // [T, K]
+	}
+
+	/**
+	 * The down projection {@code Z W_down^T} for W_down stored [D, K] (see
+	 * {@link FeedForward.Weights} for why that layout): Z [T, K] -> [T, D].
+	 */
+	public static NDArray output(NDArray z, NDArray down) {
+		return Linear.linear(z, down).singletonOrThrow();
 	}
 
 }
