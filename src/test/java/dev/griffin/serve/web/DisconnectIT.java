@@ -7,8 +7,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 import org.junit.jupiter.api.Test;
 import org.springframework.beans.factory.annotation.Autowired;
@@ -34,17 +32,12 @@ import static org.assertj.core.api.Assertions.assertThat;
 		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=4" })
 class DisconnectIT extends ServiceTestBase {
 
-	private static final Pattern CANCELLED = Pattern
-		.compile("(?m)^griffin_requests_cancelled_total\\{[^}]*\\} ([0-9.]+)");
-
 	@Autowired
 	ModelService models;
 
 	private double cancelled() {
-		String metrics = ServiceSupport.getText(this.client, "/actuator/prometheus");
-		Matcher matcher = CANCELLED.matcher(metrics);
-		assertThat(matcher.find()).as("cancelled counter exported").isTrue();
-		return Double.parseDouble(matcher.group(1));
+		return ServiceSupport.metric(ServiceSupport.getText(this.client, "/actuator/prometheus"),
+				"griffin_requests_cancelled_total");
 	}
 
 	/** Reads the first few chunks of a long stream, then hangs up. */

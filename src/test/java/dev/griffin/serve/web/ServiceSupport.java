@@ -135,7 +135,7 @@ final class ServiceSupport {
 	static void awaitIdle(WebTestClient client) {
 		await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofMillis(500)).until(() -> {
 			String metrics = getText(client, "/actuator/prometheus");
-			return gauge(metrics, "griffin_requests_running") == 0 && gauge(metrics, "griffin_requests_waiting") == 0;
+			return metric(metrics, "griffin_requests_running") == 0 && metric(metrics, "griffin_requests_waiting") == 0;
 		});
 	}
 
@@ -151,13 +151,14 @@ final class ServiceSupport {
 			.getResponseBody();
 	}
 
-	private static double gauge(String metrics, String name) {
+	/** A sample's value from Prometheus scrape text; fails when it is not exported. */
+	static double metric(String metrics, String name) {
 		for (String line : metrics.split("\n")) {
 			if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
 				return Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
 			}
 		}
-		throw new AssertionError("no gauge " + name + " in /actuator/prometheus");
+		throw new AssertionError("no metric " + name + " in /actuator/prometheus");
 	}
 
 }
