@@ -30,6 +30,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  */
 class ContainerCommandsIT {
 
+	private static final Duration REQUEST_TIMEOUT = Duration.ofSeconds(10);
+
 	@TempDir
 	Path root;
 
@@ -75,7 +77,15 @@ class ContainerCommandsIT {
 		env.put("JAVA_TOOL_OPTIONS", javaToolOptions(dockerfile).replace("/tmp", tmp.toString()));
 		Process server = runtime.start();
 		try {
-			HttpClient http = HttpClient.newHttpClient();
+			// HTTP/1.1 without an h2c upgrade, as kubelet probes speak; a request that
+			// gets
+			// no answer fails after 10 s instead of blocking the build (once, the server
+			// left
+			// a reused connection's request unread and the test waited 25 minutes)
+			HttpClient http = HttpClient.newBuilder()
+				.version(HttpClient.Version.HTTP_1_1)
+				.connectTimeout(Duration.ofSeconds(10))
+				.build();
 			awaitReady(http, port, server);
 			// the image's HEALTHCHECK command, verbatim
 			Process check = new ProcessBuilder("bash", "-c",
@@ -88,9 +98,10 @@ class ContainerCommandsIT {
 				.get(0);
 			for (String probe : List.of("startup", "readiness", "liveness")) {
 				String path = values.path("probes").path(probe).path("path").asText();
-				HttpResponse<String> response = http.send(
-						HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path)).build(),
-						HttpResponse.BodyHandlers.ofString());
+				HttpResponse<String> response = http
+					.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path))
+						.timeout(REQUEST_TIMEOUT)
+						.build(), HttpResponse.BodyHandlers.ofString());
 				assertThat(response.statusCode()).as("%s probe %s", probe, path).isEqualTo(200);
 			}
 			assertThat(server.isAlive()).isTrue();
@@ -124,6 +135,7 @@ class ContainerCommandsIT {
 			try {
 				HttpResponse<String> response = http
 					.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/actuator/health/readiness"))
+						.timeout(REQUEST_TIMEOUT)
 						.build(), HttpResponse.BodyHandlers.ofString());
 				if (response.statusCode() == 200) {
 					return;
