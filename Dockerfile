@@ -26,10 +26,17 @@ FROM eclipse-temurin:17-jre AS runtime-cpu
 FROM eclipse-temurin:17-jre AS runtime-cuda
 ARG LIBTORCH_URL=https://publish.djl.ai/pytorch/2.7.1/cu128/linux-x86_64
 ENV PYTORCH_LIBRARY_PATH=/opt/libtorch/lib PYTORCH_FLAVOR=cu128 PYTORCH_VERSION=2.7.1
+# Every downloaded file must match docker/libtorch-cu128.sha256 (sha256sum format, one line per
+# file in files.txt); a file without a line, or a mismatch, fails the build.
+COPY docker/libtorch-cu128.sha256 /tmp/libtorch.sha256
 RUN apt-get update && apt-get install -y --no-install-recommends curl unzip && rm -rf /var/lib/apt/lists/* \
-    && mkdir -p /opt/libtorch/lib && curl -fsSL "$LIBTORCH_URL/files.txt" -o /tmp/files.txt \
-    && for f in $(cat /tmp/files.txt); do curl -fsSL "$LIBTORCH_URL/$f" -o "/opt/libtorch/lib/$(basename "$f" .gz).gz" \
-       && gunzip -f "/opt/libtorch/lib/$(basename "$f" .gz).gz"; done
+    && mkdir -p /tmp/libtorch && curl -fsSL "$LIBTORCH_URL/files.txt" -o /tmp/files.txt \
+    && for f in $(cat /tmp/files.txt); do curl -fsSL "$LIBTORCH_URL/$f" -o "/tmp/libtorch/$(basename "$f")" \
+       && grep -q "  $(basename "$f")\$" /tmp/libtorch.sha256 \
+       || { echo "no checksum for $f in docker/libtorch-cu128.sha256" >&2; exit 1; }; done \
+    && (cd /tmp/libtorch && grep -v '^#' /tmp/libtorch.sha256 | sha256sum --check --strict) \
+    && mkdir -p /opt/libtorch/lib && for f in /tmp/libtorch/*.gz; do gunzip -c "$f" > "/opt/libtorch/lib/$(basename "$f" .gz)"; done \
+    && rm -rf /tmp/libtorch /tmp/files.txt
 
 FROM runtime-${FLAVOR}
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin griffin
@@ -37,13 +44,15 @@ WORKDIR /app
 COPY --from=build /griffin-serve.jar /app/griffin-serve.jar
 COPY --from=model /models /models
 COPY docker/entrypoint.sh /app/entrypoint.sh
-# MALLOC_ARENA_MAX: libtorch and the JVM allocate native memory from many threads; few arenas keep
+# JAVA_TOOL_OPTIONS: the heap and direct memory of the chart's memory budget (values: memory); the
+# service checks the whole budget against the container's limit at start (docker run -m 6g fits the
+# defaults). MALLOC_ARENA_MAX: libtorch and the JVM allocate native memory from many threads; few arenas keep
 # freed memory reusable instead of fragmenting across per-thread arenas.
 ENV GRIFFIN_MODEL_DIR=/models \
     MALLOC_ARENA_MAX=2 \
     DJL_CACHE_DIR=/tmp/djl \
     HF_HOME=/tmp/huggingface \
-    JAVA_TOOL_OPTIONS="-XX:MaxRAMPercentage=70 -XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir=/tmp"
+    JAVA_TOOL_OPTIONS="-Xmx1024m -XX:MaxDirectMemorySize=896m -XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir=/tmp"
 USER 10001
 EXPOSE 8080
 # Readiness over bash's /dev/tcp: the JRE image has no curl, and a JVM per check would be heavy.

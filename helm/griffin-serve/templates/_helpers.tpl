@@ -31,3 +31,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/*
+The pod's memory in MiB: the JVM heap and direct buffers, the rest of the process, and on
+CPU nodes the model's weights, the expert cache and every worker's sequence at the longest
+context (on GPU nodes those live in GPU memory). The service reckons the same parts with
+the model's real sizes at start and refuses a limit they exceed.
+*/}}
+{{- define "griffin-serve.memoryMi" -}}
+{{- $m := .Values.memory -}}
+{{- $host := add $m.heapMi $m.directMi $m.overheadMi -}}
+{{- if .Values.gpu.enabled -}}
+{{- $host -}}
+{{- else -}}
+{{- add $host $m.weightsMi .Values.griffin.cacheMaxSizeMi (mul .Values.griffin.workers $m.perSequenceMi) -}}
+{{- end -}}
+{{- end }}

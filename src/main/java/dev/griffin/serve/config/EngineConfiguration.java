@@ -1,6 +1,8 @@
 package dev.griffin.serve.config;
 
+import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
+import java.util.OptionalLong;
 import java.time.Duration;
 
 import io.github.resilience4j.bulkhead.Bulkhead;
@@ -11,22 +13,32 @@ import io.github.resilience4j.circuitbreaker.CircuitBreakerRegistry;
 import io.github.resilience4j.ratelimiter.RateLimiterRegistry;
 import io.github.resilience4j.timelimiter.TimeLimiterRegistry;
 import io.micrometer.core.instrument.MeterRegistry;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.springframework.beans.factory.ObjectProvider;
 import org.springframework.boot.health.contributor.Health;
 import org.springframework.boot.health.contributor.HealthIndicator;
 import org.springframework.boot.context.event.ApplicationReadyEvent;
 import org.springframework.boot.context.properties.EnableConfigurationProperties;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
+import org.springframework.core.annotation.Order;
 import org.springframework.context.event.EventListener;
 import org.springframework.web.cors.CorsConfiguration;
 import org.springframework.web.cors.reactive.CorsWebFilter;
 import org.springframework.web.cors.reactive.UrlBasedCorsConfigurationSource;
 
+import dev.griffin.serve.generation.EngineProbe;
+import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.generation.MemoryBudget;
 import dev.griffin.serve.generation.InferenceScheduler;
 import dev.griffin.serve.generation.ModelService;
 import dev.griffin.serve.griffin.ExpertCache;
+import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.observability.GenerationMetrics;
+import dev.griffin.serve.web.AdmissionFilter;
 import dev.griffin.serve.web.ApiKeyFilter;
 import dev.griffin.serve.weights.ModelLoader;
 
@@ -39,7 +51,7 @@ import dev.griffin.serve.weights.ModelLoader;
 public class EngineConfiguration {
 
 	@Bean(destroyMethod = "close")
-	ModelService modelService(GriffinProperties properties) {
+	ModelService modelService(GriffinProperties properties, ObjectProvider<EngineProbe> probe) {
 		GriffinProperties.Model model = properties.model();
 		System.setProperty("ai.djl.offline", System.getProperty("ai.djl.offline", "true"));
 		if (model.threads() > 0) {
@@ -50,17 +62,67 @@ public class EngineConfiguration {
 		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
 		return new ModelService(source, model.id(),
 				new ModelOptions(ModelOptions.Precision.parse(model.dtype()), model.device()),
-				properties.generation().warmUp());
+				properties.generation().warmUp(), probe.getIfAvailable(() -> EngineProbe.NONE));
 	}
 
 	@EventListener(ApplicationReadyEvent.class)
 	void loadModel(ApplicationReadyEvent event) {
-		event.getApplicationContext().getBean(ModelService.class).startLoading();
+		ModelService models = event.getApplicationContext().getBean(ModelService.class);
+		GriffinProperties properties = event.getApplicationContext().getBean(GriffinProperties.class);
+		models.checkOnLoad((loaded) -> checkMemoryBudget(loaded, models.options(), properties));
+		models.startLoading();
+	}
+
+	private static final Logger logger = LoggerFactory.getLogger(EngineConfiguration.class);
+
+	/**
+	 * Refuses a configuration whose worst case (every worker at the longest context, the
+	 * cache full) does not fit the memory limit.
+	 */
+	static void checkMemoryBudget(LoadedModel loaded, ModelOptions options, GriffinProperties properties) {
+		ModelConfig config = loaded.dense().config();
+		long heap = Runtime.getRuntime().maxMemory();
+		// on a GPU, weights, KV caches and cached experts are in device memory; float32
+		// weights on the CPU live in the JVM's direct buffers (DJL shares them with
+		// libtorch), inside the direct cap already counted
+		boolean host = options.device().startsWith("cpu");
+		boolean inDirectBuffers = options.dtype() == ModelOptions.Precision.FLOAT32;
+		MemoryBudget budget = new MemoryBudget(heap, maxDirectMemory(heap),
+				(host && !inDirectBuffers) ? MemoryBudget.weights(config, options) : 0,
+				(host && properties.cache().enabled()) ? properties.cache().maxSize().toBytes() : 0,
+				host ? MemoryBudget.perSequence(config, options, Generator.PREFILL_CHUNK) : 0,
+				properties.generation().workers(), properties.memory().overhead().toBytes());
+		OptionalLong limit = (properties.memory().limit() != null)
+				? OptionalLong.of(properties.memory().limit().toBytes()) : MemoryBudget.containerLimit();
+		if (limit.isEmpty()) {
+			logger.info("memory budget: {} (no memory limit to check it against)", budget);
+			return;
+		}
+		if (budget.total() > limit.getAsLong()) {
+			throw new IllegalStateException(("the configuration needs up to %s, more than the memory limit of %d MiB: "
+					+ "lower griffin.cache.max-size or griffin.generation.workers, or raise the limit")
+				.formatted(budget, limit.getAsLong() >> 20));
+		}
+		logger.info("memory budget: {} within the limit of {} MiB", budget, limit.getAsLong() >> 20);
+	}
+
+	/** -XX:MaxDirectMemorySize, whose default is the heap's maximum. */
+	private static long maxDirectMemory(long heap) {
+		try {
+			var diagnostics = ManagementFactory.getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class);
+			long configured = Long.parseLong(diagnostics.getVMOption("MaxDirectMemorySize").getValue());
+			return (configured > 0) ? configured : heap;
+		}
+		catch (RuntimeException ex) {
+			return heap;
+		}
 	}
 
 	@Bean
 	ExpertCache expertCache(GriffinProperties properties) {
-		return new ExpertCache(properties.cache().maxSize().toBytes());
+		// each API key gets an equal share, so no tenant evicts another's entries
+		return new ExpertCache(properties.cache().maxSize().toBytes(),
+				Math.max(1, properties.security().apiKeys().size()));
 	}
 
 	@Bean
@@ -82,15 +144,27 @@ public class EngineConfiguration {
 		CircuitBreaker circuitBreaker = circuitBreakers.circuitBreaker("engine");
 		Duration maxTime = timeLimiters.timeLimiter("generation").getTimeLimiterConfig().getTimeoutDuration();
 		return new InferenceScheduler(models, properties.cache().enabled() ? cache : null, metrics,
-				generation.workers(), bulkhead, circuitBreaker, rateLimiters, maxTime);
+				generation.workers(), bulkhead, circuitBreaker, rateLimiters, maxTime,
+				new InferenceScheduler.Limits(generation.maxConcurrentPerKey(), generation.tokensPerMinutePerKey(),
+						generation.stallTimeout()));
 	}
 
 	@Bean
 	ApiKeyFilter apiKeyFilter(GriffinProperties properties) {
-		return new ApiKeyFilter(properties.security().apiKeys(), properties.security().maxRequestSize().toBytes());
+		GriffinProperties.Security security = properties.security();
+		return new ApiKeyFilter(security.apiKeys(), security.maxRequestSize().toBytes(), security.publicDocs());
 	}
 
 	@Bean
+	AdmissionFilter admissionFilter() {
+		return new AdmissionFilter();
+	}
+
+	/**
+	 * Before authentication, so a browser's preflight (which carries no key) is answered.
+	 */
+	@Bean
+	@Order(ApiKeyFilter.ORDER - 1)
 	CorsWebFilter corsWebFilter(GriffinProperties properties) {
 		CorsConfiguration cors = new CorsConfiguration();
 		properties.security().corsAllowedOrigins().forEach(cors::addAllowedOrigin);

@@ -20,7 +20,16 @@ import org.springframework.util.unit.DataSize;
  */
 @ConfigurationProperties("griffin")
 public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generation generation,
-		@DefaultValue Cache cache, @DefaultValue Security security) {
+		@DefaultValue Cache cache, @DefaultValue Security security, @DefaultValue Memory memory) {
+
+	/**
+	 * @param limit the memory the service may use; empty: its container's limit, if any
+	 * @param overhead what the budget reserves beyond heap, direct buffers, weights,
+	 * cache and sequences (JVM metaspace, code and threads, libtorch, tokenizers)
+	 */
+	public record Memory(DataSize limit, @DefaultValue("768MB") DataSize overhead) {
+
+	}
 
 	/**
 	 * @param source a Hub model, hf://org/name[@revision][/file.gguf], downloaded at
@@ -47,11 +56,18 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param queueCapacity requests waiting for a worker before new ones get 429
 	 * @param keepAlive interval of SSE keep-alive comments while a stream waits
 	 * @param warmUp run one generation before reporting ready
+	 * @param maxConcurrentPerKey running plus queued requests of one API key
+	 * @param tokensPerMinutePerKey prompt + max_tokens x n one API key may ask for per
+	 * minute (0: no token budget)
+	 * @param stallTimeout a stream whose client reads nothing for this long is cancelled
+	 * and its connection closed
 	 */
 	public record Generation(@DefaultValue("0.75") double defaultDensity, @DefaultValue("topk") String defaultMethod,
 			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("4096") int maxTokensLimit,
 			@DefaultValue("1") int workers, @DefaultValue("16") int queueCapacity,
-			@DefaultValue("10s") Duration keepAlive, @DefaultValue("true") boolean warmUp) {
+			@DefaultValue("10s") Duration keepAlive, @DefaultValue("true") boolean warmUp,
+			@DefaultValue("8") int maxConcurrentPerKey, @DefaultValue("200000") long tokensPerMinutePerKey,
+			@DefaultValue("30s") Duration stallTimeout) {
 
 		public Generation {
 			if (workers < 1 || queueCapacity < 0 || defaultMaxTokens < 1 || maxTokensLimit < 1) {
@@ -76,9 +92,17 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * from the key)
 	 * @param corsAllowedOrigins origins allowed to call the API from a browser
 	 * @param maxRequestSize the largest request body accepted
+	 * @param publicDocs with API keys configured, serve Swagger UI and the OpenAPI
+	 * document without a key (the probes are always public)
+	 * @param controlTokensInContent let special-token text inside chat message content
+	 * become control tokens (off: a user cannot forge roles with {@code <|im_start|>})
+	 * @param maxConnections open HTTP connections beyond which new ones are closed
+	 * @param socketSendBuffer each connection's kernel send buffer
 	 */
 	public record Security(@DefaultValue List<String> apiKeys, @DefaultValue Map<String, String> tenantSalts,
-			@DefaultValue List<String> corsAllowedOrigins, @DefaultValue("1MB") DataSize maxRequestSize) {
+			@DefaultValue List<String> corsAllowedOrigins, @DefaultValue("1MB") DataSize maxRequestSize,
+			@DefaultValue("false") boolean publicDocs, @DefaultValue("false") boolean controlTokensInContent,
+			@DefaultValue("512") int maxConnections, @DefaultValue("128KB") DataSize socketSendBuffer) {
 
 	}
 

@@ -6,6 +6,11 @@ import io.swagger.v3.oas.models.info.Info;
 import io.swagger.v3.oas.models.info.License;
 import io.swagger.v3.oas.models.security.SecurityRequirement;
 import io.swagger.v3.oas.models.security.SecurityScheme;
+import io.swagger.v3.oas.models.media.Content;
+import io.swagger.v3.oas.models.media.MediaType;
+import io.swagger.v3.oas.models.media.Schema;
+import io.swagger.v3.oas.models.responses.ApiResponse;
+import org.springdoc.core.customizers.OpenApiCustomizer;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 
@@ -27,6 +32,24 @@ public class OpenApiConfiguration {
 				.addSecurityItem(new SecurityRequirement().addList("bearer"));
 		}
 		return api;
+	}
+
+	/** With API keys, every operation also answers 401 (in OpenAI's error envelope). */
+	@Bean
+	OpenApiCustomizer unauthorizedResponses(GriffinProperties properties) {
+		return (api) -> {
+			if (properties.security().apiKeys().isEmpty() || api.getPaths() == null) {
+				return;
+			}
+			api.getPaths()
+				.values()
+				.forEach((path) -> path.readOperations()
+					.forEach((operation) -> operation.getResponses()
+						.addApiResponse("401",
+								new ApiResponse().description("Missing or incorrect API key")
+									.content(new Content().addMediaType("application/json", new MediaType()
+										.schema(new Schema<>().$ref("#/components/schemas/ErrorResponse")))))));
+		};
 	}
 
 }

@@ -26,6 +26,8 @@ public final class Generator {
 
 	private final Tokenizer tokenizer;
 
+	private final EngineProbe probe;
+
 	/** Receives text as it is generated; returning false cancels generation. */
 	@FunctionalInterface
 	public interface TokenListener {
@@ -38,6 +40,13 @@ public final class Generator {
 	 * Receives the phases of a generation; returning false from either call cancels it.
 	 */
 	public interface Listener {
+
+		/**
+		 * Polled between prefill chunks, so a client that left stops a long prompt early.
+		 */
+		default boolean isCancelled() {
+			return false;
+		}
 
 		/** The prompt is processed, by prefill or from the expert cache. */
 		default boolean onPromptProcessed(boolean cacheHit) {
@@ -57,10 +66,12 @@ public final class Generator {
 	 * @param cacheKey this prompt's key in the cache (ignored without a cache)
 	 * @param deadlineNanos {@link System#nanoTime()} after which generation fails, 0 for
 	 * none
+	 * @param cacheTenant whose share of the cache an entry is stored in (the API key),
+	 * null for the shared one
 	 */
-	public record Options(int topLogprobs, ExpertCache cache, String cacheKey, long deadlineNanos) {
+	public record Options(int topLogprobs, ExpertCache cache, String cacheKey, long deadlineNanos, String cacheTenant) {
 
-		public static final Options NONE = new Options(-1, null, null, 0);
+		public static final Options NONE = new Options(-1, null, null, 0, null);
 
 		public Options {
 			if (topLogprobs < -1 || topLogprobs > 20) {
@@ -91,8 +102,13 @@ public final class Generator {
 	}
 
 	public Generator(CausalLm model, Tokenizer tokenizer) {
+		this(model, tokenizer, EngineProbe.NONE);
+	}
+
+	public Generator(CausalLm model, Tokenizer tokenizer, EngineProbe probe) {
 		this.model = model;
 		this.tokenizer = tokenizer;
+		this.probe = probe;
 	}
 
 	public CausalLm model() {
@@ -111,7 +127,7 @@ public final class Generator {
 	/** Checks that prompt and budget fit a context of {@code context} tokens. */
 	public static void checkContextLength(int promptTokens, int maxNewTokens, int context) {
 		if (promptTokens == 0) {
-			throw new IllegalArgumentException("the prompt is empty");
+			throw new InvalidParameterException("prompt", "the prompt is empty");
 		}
 		if (promptTokens + maxNewTokens > context) {
 			throw new ContextLengthExceededException(promptTokens, maxNewTokens, context);
@@ -145,36 +161,62 @@ public final class Generator {
 		int decodeSteps = 0;
 		boolean cacheHit = false;
 		CachedPrompt cached = null;
-		try (InferenceSession session = new InferenceSession(this.model, prompt.length + params.maxNewTokens(), seed)) {
-			float[] logits;
+		try (InferenceSession session = engine("allocate",
+				() -> new InferenceSession(this.model, prompt.length + params.maxNewTokens(), seed))) {
+			float[] logits = null;
 			if (options.cache() != null) {
-				cached = options.cache().acquire(options.cacheKey());
+				cached = options.cache().acquire(options.cacheTenant(), options.cacheKey());
 			}
 			if (cached != null && Arrays.equals(cached.tokens(), prompt)) {
-				session.restore(cached);
+				CachedPrompt hit = cached;
+				engine("restore", () -> {
+					session.restore(hit);
+					return null;
+				});
 				logits = cached.lastLogits().clone();
 				cacheHit = true;
 			}
 			else {
-				logits = session.prefill(prompt, PREFILL_CHUNK);
-				session.finishPrompt();
-				if (options.cache() != null) {
-					CachedPrompt entry = session.snapshot(prompt, logits, this.model.manager());
+				// chunk by chunk, so the deadline and a cancellation are noticed within
+				// one
+				// chunk of a long prompt
+				for (int from = 0; from < prompt.length; from += PREFILL_CHUNK) {
+					checkDeadline(options);
+					if (listener.isCancelled()) {
+						reason = FinishReason.CANCELLED;
+						break;
+					}
+					int[] chunk = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + PREFILL_CHUNK));
+					logits = engine("prefill", () -> session.prefill(chunk, PREFILL_CHUNK));
+				}
+				if (reason != FinishReason.CANCELLED) {
+					engine("prefill", () -> {
+						session.finishPrompt();
+						return null;
+					});
+				}
+				if (options.cache() != null && reason != FinishReason.CANCELLED) {
+					float[] last = logits;
+					CachedPrompt entry = engine("snapshot", () -> session.snapshot(prompt, last, this.model.manager()));
 					// this sequence keeps reading the experts it handed over: it holds a
 					// reference until done
 					entry.retain();
 					cached = entry;
-					options.cache().put(options.cacheKey(), entry);
+					options.cache().put(options.cacheTenant(), options.cacheKey(), entry);
 				}
 			}
 			prefillEnd = System.nanoTime();
-			if (!listener.onPromptProcessed(cacheHit)) {
+			if (reason != FinishReason.CANCELLED && !listener.onPromptProcessed(cacheHit)) {
 				reason = FinishReason.CANCELLED;
 			}
 			while (reason != FinishReason.CANCELLED) {
 				checkDeadline(options);
 				float[] raw = (options.topLogprobs() >= 0) ? logits.clone() : null;
-				int token = sampler.sample(logits);
+				float[] current = logits;
+				// the request's parameters are validated: logits with nothing to sample
+				// are the
+				// engine's
+				int token = engine("sample", () -> sampler.sample(current));
 				if (count == 0) {
 					firstToken = System.nanoTime() - start;
 				}
@@ -209,7 +251,7 @@ public final class Generator {
 					break;
 				}
 				long stepStart = System.nanoTime();
-				logits = session.decode(token);
+				logits = engine("decode", () -> session.decode(token));
 				decodeNanos += System.nanoTime() - stepStart;
 				decodeSteps++;
 			}
@@ -222,6 +264,24 @@ public final class Generator {
 		Timings timings = new Timings(prefillEnd - start, firstToken, decodeNanos, decodeSteps);
 		return new Result(text.substring(0, emitted), Arrays.copyOf(tokens, count), prompt.length, reason, cacheHit,
 				timings);
+	}
+
+	/**
+	 * Runs engine work; anything it throws is an engine failure (what the circuit breaker
+	 * counts), never the request's fault: requests are validated before they reach the
+	 * engine.
+	 */
+	private <T> T engine(String phase, java.util.function.Supplier<T> work) {
+		try {
+			this.probe.beforeForward(phase);
+			return work.get();
+		}
+		catch (EngineFailureException ex) {
+			throw ex;
+		}
+		catch (RuntimeException ex) {
+			throw new EngineFailureException("the engine failed during " + phase + ": " + ex, ex);
+		}
 	}
 
 	private static void checkDeadline(Options options) {

@@ -40,6 +40,11 @@ public final class ModelService implements AutoCloseable {
 
 	private final boolean warmUp;
 
+	private final EngineProbe probe;
+
+	private volatile java.util.function.Consumer<LoadedModel> loadCheck = (loaded) -> {
+	};
+
 	private final AtomicReference<State> state = new AtomicReference<>(State.LOADING);
 
 	private final Cache<GriffinSettings, CausalLm> variants = Caffeine.newBuilder().maximumSize(32).build();
@@ -53,10 +58,26 @@ public final class ModelService implements AutoCloseable {
 	 * source (hf://org/name[@revision][/file.gguf]), downloaded when loading starts
 	 */
 	public ModelService(String source, String modelId, ModelOptions options, boolean warmUp) {
+		this(source, modelId, options, warmUp, EngineProbe.NONE);
+	}
+
+	/**
+	 * @param probe called before every forward pass of a generation (fault injection)
+	 */
+	public ModelService(String source, String modelId, ModelOptions options, boolean warmUp, EngineProbe probe) {
+		this.probe = probe;
 		this.source = source;
 		this.modelId = modelId;
 		this.options = options;
 		this.warmUp = warmUp;
+	}
+
+	/**
+	 * A check of the loaded model against the configuration (the memory budget); when it
+	 * throws, the model is unloaded and the service reports FAILED with its message.
+	 */
+	public void checkOnLoad(java.util.function.Consumer<LoadedModel> check) {
+		this.loadCheck = check;
 	}
 
 	/** Loads the model on a background thread. */
@@ -78,6 +99,13 @@ public final class ModelService implements AutoCloseable {
 					logger.info("model {}: {} layers loaded", this.modelId, layers);
 				}
 			});
+			try {
+				this.loadCheck.accept(loaded);
+			}
+			catch (RuntimeException ex) {
+				loaded.close();
+				throw ex;
+			}
 			this.model = loaded;
 			if (this.warmUp) {
 				Generator generator = new Generator(loaded.dense(), loaded.tokenizer());
@@ -88,7 +116,9 @@ public final class ModelService implements AutoCloseable {
 			logger.info("model {} ready in {} s", this.modelId,
 					Duration.ofNanos(System.nanoTime() - start).toSeconds());
 		}
-		catch (RuntimeException ex) {
+		catch (RuntimeException | Error ex) {
+			// an Error too (direct memory below the largest tensor): the service must
+			// report FAILED, not stay LOADING with a dead loader thread
 			this.failure = ex.getMessage();
 			this.state.set(State.FAILED);
 			logger.error("model {} failed to load: {}", this.modelId, ex.getMessage(), ex);
@@ -130,7 +160,7 @@ public final class ModelService implements AutoCloseable {
 	public Generator generator(GriffinSettings settings) {
 		LoadedModel loaded = model();
 		CausalLm variant = this.variants.get(settings, (s) -> loaded.variant(s.density(), s.method()));
-		return new Generator(variant, loaded.tokenizer());
+		return new Generator(variant, loaded.tokenizer(), this.probe);
 	}
 
 	/** The expert-cache key of a prompt under these settings. */

@@ -35,17 +35,44 @@ public final class Sampler {
 		this.counts[token]++;
 	}
 
-	/** Chooses the next token; {@code logits} is modified. */
+	/**
+	 * Chooses the next token; {@code logits} is modified. Non-finite values are handled,
+	 * not propagated: NaN never wins, and tokens at +infinity (a penalty can push a logit
+	 * there) share the draw among themselves.
+	 * @throws IllegalStateException when no logit is above -infinity (every value NaN or
+	 * -infinity: the model produced nothing to sample from)
+	 */
 	public int sample(float[] logits) {
 		applyPenalties(logits);
+		int best = -1;
+		int infinite = 0;
+		for (int i = 0; i < logits.length; i++) {
+			if (Float.isNaN(logits[i])) {
+				logits[i] = Float.NEGATIVE_INFINITY;
+			}
+			if (best < 0 || logits[i] > logits[best]) {
+				best = i;
+			}
+			if (logits[i] == Float.POSITIVE_INFINITY) {
+				infinite++;
+			}
+		}
+		if (best < 0 || logits[best] == Float.NEGATIVE_INFINITY) {
+			throw new IllegalStateException("no finite logit to sample from");
+		}
 		if (this.params.isGreedy()) {
-			return argmax(logits);
+			return best;
+		}
+		if (infinite > 0) {
+			int pick = this.random.nextInt(infinite);
+			for (int i = 0; i < logits.length; i++) {
+				if (logits[i] == Float.POSITIVE_INFINITY && pick-- == 0) {
+					return i;
+				}
+			}
 		}
 		int n = logits.length;
-		float max = Float.NEGATIVE_INFINITY;
-		for (float logit : logits) {
-			max = Math.max(max, logit);
-		}
+		float max = logits[best];
 		double[] probabilities = new double[n];
 		double sum = 0;
 		for (int i = 0; i < n; i++) {
@@ -113,12 +140,16 @@ public final class Sampler {
 		}
 		for (int token = 0; token < logits.length; token++) {
 			int count = this.counts[token];
+			double logit = logits[token];
 			if (repetition != 1 && (count > 0 || this.seenInPrompt[token])) {
-				logits[token] = (float) ((logits[token] > 0) ? logits[token] / repetition : logits[token] * repetition);
+				logit = (logit > 0) ? logit / repetition : logit * repetition;
 			}
 			if (count > 0) {
-				logits[token] -= (float) (presence + frequency * count);
+				logit -= presence + frequency * count;
 			}
+			// in double, then rounded once: a value beyond float's range becomes
+			// +-infinity
+			logits[token] = (float) logit;
 		}
 	}
 

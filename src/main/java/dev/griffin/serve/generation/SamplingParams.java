@@ -26,26 +26,35 @@ public record SamplingParams(double temperature, int topK, double topP, double m
 
 	public static final SamplingParams GREEDY = greedy(128);
 
+	/**
+	 * Longest stop string, in characters (OpenAI's limit is 4 strings; vLLM bounds none).
+	 */
+	public static final int MAX_STOP_LENGTH = 256;
+
 	public SamplingParams {
-		require(temperature >= 0 && temperature <= 100, "temperature must be in [0, 100], got " + temperature);
-		require(topK >= 0, "top_k must be >= 0, got " + topK);
-		require(topP > 0 && topP <= 1, "top_p must be in (0, 1], got " + topP);
-		require(minP >= 0 && minP <= 1, "min_p must be in [0, 1], got " + minP);
-		require(repetitionPenalty > 0 && repetitionPenalty <= 10,
-				"repetition_penalty must be in (0, 10], got " + repetitionPenalty);
-		require(presencePenalty >= -2 && presencePenalty <= 2,
+		require(Double.isFinite(temperature) && temperature >= 0 && temperature <= 2, "temperature",
+				"temperature must be in [0, 2], got " + temperature);
+		require(topK >= 0, "top_k", "top_k must be >= 0, got " + topK);
+		require(Double.isFinite(topP) && topP > 0 && topP <= 1, "top_p", "top_p must be in (0, 1], got " + topP);
+		require(Double.isFinite(minP) && minP >= 0 && minP <= 1, "min_p", "min_p must be in [0, 1], got " + minP);
+		require(Double.isFinite(repetitionPenalty) && repetitionPenalty >= 0.01 && repetitionPenalty <= 10,
+				"repetition_penalty", "repetition_penalty must be in [0.01, 10], got " + repetitionPenalty);
+		require(Double.isFinite(presencePenalty) && presencePenalty >= -2 && presencePenalty <= 2, "presence_penalty",
 				"presence_penalty must be in [-2, 2], got " + presencePenalty);
-		require(frequencyPenalty >= -2 && frequencyPenalty <= 2,
-				"frequency_penalty must be in [-2, 2], got " + frequencyPenalty);
-		require(maxNewTokens >= 1, "max_tokens must be >= 1, got " + maxNewTokens);
+		require(Double.isFinite(frequencyPenalty) && frequencyPenalty >= -2 && frequencyPenalty <= 2,
+				"frequency_penalty", "frequency_penalty must be in [-2, 2], got " + frequencyPenalty);
+		require(maxNewTokens >= 1, "max_tokens", "max_tokens must be >= 1, got " + maxNewTokens);
 		stopStrings = (stopStrings != null) ? List.copyOf(stopStrings) : List.of();
 		stopTokenIds = (stopTokenIds != null) ? List.copyOf(stopTokenIds) : List.of();
-		require(stopStrings.stream().noneMatch(String::isEmpty), "stop strings must not be empty");
+		require(stopStrings.size() <= 4, "stop", "at most 4 stop sequences are allowed, got " + stopStrings.size());
+		require(stopStrings.stream().noneMatch(String::isEmpty), "stop", "stop sequences must not be empty");
+		require(stopStrings.stream().allMatch((stop) -> stop.length() <= MAX_STOP_LENGTH), "stop",
+				"stop sequences must be at most " + MAX_STOP_LENGTH + " characters");
 	}
 
-	private static void require(boolean condition, String message) {
+	private static void require(boolean condition, String parameter, String message) {
 		if (!condition) {
-			throw new IllegalArgumentException(message);
+			throw new InvalidParameterException(parameter, message);
 		}
 	}
 

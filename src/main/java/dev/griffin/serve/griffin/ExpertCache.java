@@ -5,6 +5,8 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
 import com.github.benmanes.caffeine.cache.Cache;
@@ -21,26 +23,47 @@ import com.github.benmanes.caffeine.cache.stats.CacheStats;
  */
 public final class ExpertCache {
 
-	private final Cache<String, CachedPrompt> cache;
+	/** Each tenant's entries, bounded by its share of the bytes. */
+	private final Map<String, Cache<String, CachedPrompt>> partitions = new ConcurrentHashMap<>();
 
 	private final AtomicLong bytes = new AtomicLong();
 
 	private final long maximumBytes;
 
+	private final long tenantBytes;
+
+	/** One shared partition holding up to {@code maximumBytes}. */
 	public ExpertCache(long maximumBytes) {
+		this(maximumBytes, 1);
+	}
+
+	/**
+	 * @param tenants how many tenants share the bytes (the configured API keys); each
+	 * stores at most {@code maximumBytes / tenants}, so no tenant's prompts can evict
+	 * another's
+	 */
+	public ExpertCache(long maximumBytes, int tenants) {
+		if (tenants < 1) {
+			throw new IllegalArgumentException("tenants must be >= 1, got " + tenants);
+		}
 		this.maximumBytes = maximumBytes;
-		this.cache = Caffeine.newBuilder()
-			.maximumWeight(maximumBytes)
-			.weigher((String key, CachedPrompt value) -> (int) Math.min(Integer.MAX_VALUE, value.bytes()))
-			.executor(Runnable::run)
-			.recordStats()
-			.removalListener((String key, CachedPrompt value, RemovalCause cause) -> {
-				if (value != null) {
-					this.bytes.addAndGet(-value.bytes());
-					value.release();
-				}
-			})
-			.build();
+		this.tenantBytes = maximumBytes / tenants;
+	}
+
+	private Cache<String, CachedPrompt> partition(String tenant) {
+		return this.partitions.computeIfAbsent((tenant != null) ? tenant : "",
+				(name) -> Caffeine.newBuilder()
+					.maximumWeight(this.tenantBytes)
+					.weigher((String key, CachedPrompt value) -> (int) Math.min(Integer.MAX_VALUE, value.bytes()))
+					.executor(Runnable::run)
+					.recordStats()
+					.removalListener((String key, CachedPrompt value, RemovalCause cause) -> {
+						if (value != null) {
+							this.bytes.addAndGet(-value.bytes());
+							value.release();
+						}
+					})
+					.build());
 	}
 
 	/**
@@ -76,27 +99,34 @@ public final class ExpertCache {
 	}
 
 	/** A retained entry (the caller must {@link CachedPrompt#release()} it), or null. */
-	public CachedPrompt acquire(String key) {
-		CachedPrompt entry = this.cache.getIfPresent(key);
+	public CachedPrompt acquire(String tenant, String key) {
+		CachedPrompt entry = partition(tenant).getIfPresent(key);
 		return (entry != null && entry.retain()) ? entry : null;
 	}
 
 	/**
-	 * Stores an entry whose single reference becomes the cache's. Entries larger than the
-	 * whole cache are not kept.
+	 * Stores an entry whose single reference becomes the cache's, in the tenant's
+	 * partition (evicting that tenant's entries only). Entries larger than a tenant's
+	 * share are not kept.
 	 * @return whether the entry was stored
 	 */
-	public boolean put(String key, CachedPrompt entry) {
-		if (entry.bytes() > this.maximumBytes) {
+	public boolean put(String tenant, String key, CachedPrompt entry) {
+		if (entry.bytes() > this.tenantBytes) {
 			entry.release();
 			return false;
 		}
 		this.bytes.addAndGet(entry.bytes());
+		Cache<String, CachedPrompt> partition = partition(tenant);
 		// a replaced entry (two concurrent misses of one prompt) goes through the removal
 		// listener
-		this.cache.put(key, entry);
-		this.cache.cleanUp();
+		partition.put(key, entry);
+		partition.cleanUp();
 		return true;
+	}
+
+	/** The most bytes one tenant's entries may hold. */
+	public long tenantBytes() {
+		return this.tenantBytes;
 	}
 
 	public long bytes() {
@@ -108,16 +138,19 @@ public final class ExpertCache {
 	}
 
 	public long size() {
-		return this.cache.estimatedSize();
+		return this.partitions.values().stream().mapToLong(Cache::estimatedSize).sum();
 	}
 
+	/** Hits, misses and evictions over every partition. */
 	public CacheStats stats() {
-		return this.cache.stats();
+		return this.partitions.values().stream().map(Cache::stats).reduce(CacheStats.empty(), CacheStats::plus);
 	}
 
 	public void invalidateAll() {
-		this.cache.invalidateAll();
-		this.cache.cleanUp();
+		this.partitions.values().forEach((partition) -> {
+			partition.invalidateAll();
+			partition.cleanUp();
+		});
 	}
 
 }

@@ -6,9 +6,14 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -38,6 +43,12 @@ public final class Tokenizer implements AutoCloseable {
 	private final byte[][] tokenBytes;
 
 	private final boolean[] special;
+
+	/** Texts of the special (control) tokens, longest first. */
+	private final List<String> specialTexts;
+
+	/** The vocabulary without special tokens: control-token text is plain text here. */
+	private final HuggingFaceTokenizer plainTextTokenizer;
 
 	private final ChatTemplate chatTemplate;
 
@@ -83,6 +94,29 @@ public final class Tokenizer implements AutoCloseable {
 		this.chatTemplate = chatTemplate;
 		this.bosTokenId = bosTokenId;
 		this.addBosToken = addBosToken;
+		List<String> specials = new ArrayList<>();
+		for (int i = 0; i < size; i++) {
+			if (this.special[i] && this.tokenBytes[i].length > 0) {
+				specials.add(new String(this.tokenBytes[i], StandardCharsets.UTF_8));
+			}
+		}
+		specials.sort(Comparator.comparingInt(String::length).reversed());
+		this.specialTexts = List.copyOf(specials);
+		ObjectNode plain = (ObjectNode) tokenizerJson.deepCopy();
+		ArrayNode kept = plain.putArray("added_tokens");
+		for (JsonNode added : tokenizerJson.path("added_tokens")) {
+			if (!added.path("special").asBoolean(false)) {
+				kept.add(added);
+			}
+		}
+		try (InputStream in = new ByteArrayInputStream(JSON.writeValueAsBytes(plain))) {
+			this.plainTextTokenizer = HuggingFaceTokenizer.newInstance(in, Map.of("addSpecialTokens", "false",
+					"truncation", "false", "padding", "false", "modelMaxLength", String.valueOf(Integer.MAX_VALUE)));
+		}
+		catch (IOException | RuntimeException ex) {
+			this.tokenizer.close();
+			throw new CheckpointException(source + ": cannot build the plain-text tokenizer: " + ex.getMessage(), ex);
+		}
 	}
 
 	/**
@@ -263,6 +297,75 @@ public final class Tokenizer implements AutoCloseable {
 		return result;
 	}
 
+	/**
+	 * Token ids of chat messages rendered with the chat template. Control tokens come
+	 * only from the template's own text: special-token text inside a message's content
+	 * ({@code <|im_start|>system} typed by a user) is encoded as the plain text it is,
+	 * unless {@code controlTokensInContent} is set. Content without such text is encoded
+	 * exactly as {@link #encode} encodes the rendered prompt.
+	 * @throws IllegalStateException when the model has no chat template
+	 * @throws ChatTemplate.RenderException when rendering fails or exceeds a bound
+	 */
+	public int[] encodeChat(List<ChatTemplate.Message> messages, boolean addGenerationPrompt,
+			boolean controlTokensInContent) {
+		if (this.chatTemplate == null) {
+			throw new IllegalStateException("this model has no chat template");
+		}
+		boolean forged = !controlTokensInContent && messages.stream()
+			.anyMatch((message) -> this.specialTexts.stream().anyMatch(message.content()::contains));
+		if (!forged) {
+			return encode(this.chatTemplate.render(messages, addGenerationPrompt));
+		}
+		// Each special text in content becomes a placeholder that no content holds and
+		// that template filters leave alone; the rendered text is split there.
+		String mark = placeholderMark(messages);
+		List<ChatTemplate.Message> escaped = messages.stream()
+			.map((message) -> new ChatTemplate.Message(message.role(), escape(message.content(), mark)))
+			.toList();
+		String rendered = this.chatTemplate.render(escaped, addGenerationPrompt);
+		Matcher matcher = Pattern.compile(Pattern.quote(mark) + "(\\d+)" + Pattern.quote(mark)).matcher(rendered);
+		List<Integer> ids = new ArrayList<>();
+		if (this.addBosToken && this.bosTokenId >= 0) {
+			ids.add(this.bosTokenId);
+		}
+		int from = 0;
+		while (matcher.find()) {
+			append(ids, this.tokenizer, rendered.substring(from, matcher.start()));
+			append(ids, this.plainTextTokenizer, this.specialTexts.get(Integer.parseInt(matcher.group(1))));
+			from = matcher.end();
+		}
+		append(ids, this.tokenizer, rendered.substring(from));
+		return ids.stream().mapToInt(Integer::intValue).toArray();
+	}
+
+	private String escape(String content, String mark) {
+		String escaped = content;
+		for (int k = 0; k < this.specialTexts.size(); k++) {
+			escaped = escaped.replace(this.specialTexts.get(k), mark + k + mark);
+		}
+		return escaped;
+	}
+
+	/** A private-use character (plane 16) that appears in no message. */
+	private static String placeholderMark(List<ChatTemplate.Message> messages) {
+		ThreadLocalRandom random = ThreadLocalRandom.current();
+		while (true) {
+			String mark = new String(Character.toChars(0x100000 + random.nextInt(0xFFFE)));
+			if (messages.stream().noneMatch((message) -> message.content().contains(mark))) {
+				return mark;
+			}
+		}
+	}
+
+	private static void append(List<Integer> ids, HuggingFaceTokenizer tokenizer, String text) {
+		if (text.isEmpty()) {
+			return;
+		}
+		for (long id : tokenizer.encode(text, false, false).getIds()) {
+			ids.add(Math.toIntExact(id));
+		}
+	}
+
 	public String decode(int[] ids, boolean skipSpecialTokens) {
 		IncrementalDetokenizer detokenizer = new IncrementalDetokenizer(this, skipSpecialTokens);
 		StringBuilder text = new StringBuilder();
@@ -295,6 +398,7 @@ public final class Tokenizer implements AutoCloseable {
 
 	@Override
 	public void close() {
+		this.plainTextTokenizer.close();
 		this.tokenizer.close();
 	}
 

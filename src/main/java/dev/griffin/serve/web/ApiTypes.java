@@ -14,6 +14,10 @@ public final class ApiTypes {
 	private ApiTypes() {
 	}
 
+	private static final String CACHE_SALT = "Salt of this request's expert-cache key (vLLM extension): only "
+			+ "requests with the same salt share cached prompts, and cache_hit is reported only to requests with a "
+			+ "salt of their own (an API key or this field)";
+
 	/**
 	 * GRIFFIN's extension of the request body (as vLLM accepts extra sampling fields).
 	 */
@@ -48,7 +52,7 @@ public final class ApiTypes {
 			@JsonProperty("min_p") @Schema(minimum = "0", maximum = "1") Double minP,
 			@JsonProperty("presence_penalty") @Schema(minimum = "-2", maximum = "2") Double presencePenalty,
 			@JsonProperty("frequency_penalty") @Schema(minimum = "-2", maximum = "2") Double frequencyPenalty,
-			@JsonProperty("repetition_penalty") @Schema(minimum = "0", maximum = "10") Double repetitionPenalty,
+			@JsonProperty("repetition_penalty") @Schema(minimum = "0.01", maximum = "10") Double repetitionPenalty,
 			Long seed,
 			@Schema(description = "A stop string or up to 4 of them",
 					oneOf = { String.class, String[].class }) Object stop,
@@ -56,8 +60,10 @@ public final class ApiTypes {
 			@Schema(description = "Return this many most likely alternatives per token (0-5)", minimum = "0",
 					maximum = "5") Integer logprobs,
 			@Schema(example = "false") Boolean stream, @JsonProperty("stream_options") StreamOptions streamOptions,
-			String user, GriffinOptions griffin, @JsonProperty("ignore_eos") @Schema(
-					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos){
+			String user, GriffinOptions griffin,
+			@JsonProperty("ignore_eos") @Schema(
+					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos,
+			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt){
 
 	}
 
@@ -83,14 +89,16 @@ public final class ApiTypes {
 			@JsonProperty("min_p") @Schema(minimum = "0", maximum = "1") Double minP,
 			@JsonProperty("presence_penalty") @Schema(minimum = "-2", maximum = "2") Double presencePenalty,
 			@JsonProperty("frequency_penalty") @Schema(minimum = "-2", maximum = "2") Double frequencyPenalty,
-			@JsonProperty("repetition_penalty") @Schema(minimum = "0", maximum = "10") Double repetitionPenalty,
+			@JsonProperty("repetition_penalty") @Schema(minimum = "0.01", maximum = "10") Double repetitionPenalty,
 			Long seed, @Schema(oneOf = {
 					String.class, String[].class }) Object stop,
 			@Schema(minimum = "1", maximum = "8") Integer n, Boolean logprobs,
 			@JsonProperty("top_logprobs") @Schema(minimum = "0", maximum = "20") Integer topLogprobs,
 			@Schema(example = "false") Boolean stream, @JsonProperty("stream_options") StreamOptions streamOptions,
-			String user, GriffinOptions griffin, @JsonProperty("ignore_eos") @Schema(
-					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos){
+			String user, GriffinOptions griffin,
+			@JsonProperty("ignore_eos") @Schema(
+					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos,
+			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt){
 
 	}
 
@@ -100,7 +108,10 @@ public final class ApiTypes {
 	}
 
 	/** What GRIFFIN did for this request. */
-	public record GriffinReport(double density, String method, @JsonProperty("cache_hit") boolean cacheHit) {
+	public record GriffinReport(double density, String method,
+			@JsonProperty("cache_hit") @JsonInclude(JsonInclude.Include.NON_NULL) @Schema(
+					description = "Whether the expert cache supplied the prompt; only reported to a request whose "
+							+ "cache entries are its own (an API key or a cache_salt)") Boolean cacheHit) {
 
 	}
 

@@ -10,8 +10,10 @@ import org.springframework.http.ResponseEntity;
 import org.springframework.web.bind.annotation.PostMapping;
 import org.springframework.web.bind.annotation.RequestBody;
 import org.springframework.web.bind.annotation.RestController;
+import org.springframework.web.server.ServerWebExchange;
 import reactor.core.publisher.Mono;
 
+import dev.griffin.serve.generation.Admission;
 import dev.griffin.serve.generation.InferenceScheduler;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.ModelService;
@@ -57,8 +59,14 @@ public class FlockingController {
 	@ApiResponse(responseCode = "400", description = "Invalid request",
 			content = @Content(mediaType = MediaType.APPLICATION_JSON_VALUE,
 					schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
-	public Mono<ResponseEntity<byte[]>> flocking(@RequestBody FlockingRequest request) {
+	public Mono<ResponseEntity<byte[]>> flocking(@RequestBody FlockingRequest request, ServerWebExchange exchange) {
 		LoadedModel model = RequestMapper.model(this.models, request.model());
+		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
+		return this.scheduler.prepare(admission, () -> prepared(request, model))
+			.flatMap((prompt) -> this.scheduler.execute(admission, () -> heatmap(request, model, prompt)));
+	}
+
+	private int[] prepared(FlockingRequest request, LoadedModel model) {
 		RequestMapper.require(request.prompt() != null && !request.prompt().isBlank(), "prompt", "prompt is required");
 		int layers = model.dense().config().numberOfLayers();
 		int layer = (request.layer() != null) ? request.layer() : layers / 2;
@@ -69,14 +77,19 @@ public class FlockingController {
 		RequestMapper.require(density > 0 && density <= 1, "density", "density must be in (0, 1]");
 		int[] prompt = model.tokenizer().encode(request.prompt());
 		RequestMapper.require(prompt.length <= 1024, "prompt", "prompt must be at most 1024 tokens for a heatmap");
-		return this.scheduler.execute(() -> {
-			Flocking.Result result = Flocking.measure(model.dense(), prompt, maxTokens, density);
-			return ResponseEntity.ok()
-				.contentType(MediaType.IMAGE_PNG)
-				.header("X-Griffin-Jaccard", "%.4f".formatted(result.jaccard()[layer]))
-				.header("X-Griffin-Experts", String.valueOf(result.experts()))
-				.body(Flocking.heatmap(result, layer));
-		});
+		return prompt;
+	}
+
+	private static ResponseEntity<byte[]> heatmap(FlockingRequest request, LoadedModel model, int[] prompt) {
+		int layer = (request.layer() != null) ? request.layer() : model.dense().config().numberOfLayers() / 2;
+		int maxTokens = (request.maxTokens() != null) ? request.maxTokens() : 32;
+		double density = (request.density() != null) ? request.density() : 0.5;
+		Flocking.Result result = Flocking.measure(model.dense(), prompt, maxTokens, density);
+		return ResponseEntity.ok()
+			.contentType(MediaType.IMAGE_PNG)
+			.header("X-Griffin-Jaccard", "%.4f".formatted(result.jaccard()[layer]))
+			.header("X-Griffin-Experts", String.valueOf(result.experts()))
+			.body(Flocking.heatmap(result, layer));
 	}
 
 }

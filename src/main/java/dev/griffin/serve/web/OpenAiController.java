@@ -31,6 +31,7 @@ import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
 
 import dev.griffin.serve.config.GriffinProperties;
+import dev.griffin.serve.generation.Admission;
 import dev.griffin.serve.generation.ContextLengthExceededException;
 import dev.griffin.serve.generation.GeneratedToken;
 import dev.griffin.serve.generation.GenerationEvent;
@@ -41,6 +42,7 @@ import dev.griffin.serve.generation.InferenceScheduler;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.ModelService;
 import dev.griffin.serve.generation.SamplingParams;
+import dev.griffin.serve.generation.StreamStalledException;
 import dev.griffin.serve.web.ApiTypes.AssistantMessage;
 import dev.griffin.serve.web.ApiTypes.ChatChoice;
 import dev.griffin.serve.web.ApiTypes.ChatChunkChoice;
@@ -118,19 +120,27 @@ public class OpenAiController {
 	public Mono<ResponseEntity<Object>> completions(@RequestBody CompletionRequest request,
 			ServerWebExchange exchange) {
 		LoadedModel model = checkModel(request.model());
+		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
+		return this.scheduler.prepare(admission, () -> completions(request, model, admission))
+			.flatMap((response) -> response);
+	}
+
+	private Mono<ResponseEntity<Object>> completions(CompletionRequest request, LoadedModel model,
+			Admission admission) {
 		int[] prompt = RequestMapper.prompt(request.prompt(), model);
 		Integer logprobs = request.logprobs();
 		RequestMapper.require(logprobs == null || (logprobs >= 0 && logprobs <= 5), "logprobs",
 				"logprobs must be in [0, 5], got " + logprobs);
-		Job job = job(exchange, prompt, model,
+		Job job = job(prompt, model,
 				new RequestMapper.Sampling(request.maxTokens(), request.temperature(), request.topP(), request.topK(),
 						request.minP(), request.presencePenalty(), request.frequencyPenalty(),
 						request.repetitionPenalty(), request.seed(), request.stop(), request.ignoreEos()),
-				request.griffin(), request.n(), (logprobs == null) ? -1 : logprobs, "prompt");
+				request.griffin(), request.n(), (logprobs == null) ? -1 : logprobs, "prompt", request.cacheSalt(),
+				admission);
 		String id = "cmpl-" + UUID.randomUUID().toString().replace("-", "");
 		long created = Instant.now().getEpochSecond();
 		String modelId = this.models.modelId();
-		Flux<GenerationEvent> events = this.scheduler.submit(job.job());
+		Flux<GenerationEvent> events = this.scheduler.submit(admission, job.job());
 		if (Boolean.TRUE.equals(request.stream())) {
 			boolean includeUsage = request.streamOptions() != null
 					&& Boolean.TRUE.equals(request.streamOptions().includeUsage());
@@ -194,7 +204,14 @@ public class OpenAiController {
 	public Mono<ResponseEntity<Object>> chatCompletions(@RequestBody ChatCompletionRequest request,
 			ServerWebExchange exchange) {
 		LoadedModel model = checkModel(request.model());
-		int[] prompt = model.tokenizer().encode(RequestMapper.chat(request.messages(), model, true));
+		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
+		return this.scheduler.prepare(admission, () -> chatCompletions(request, model, admission))
+			.flatMap((response) -> response);
+	}
+
+	private Mono<ResponseEntity<Object>> chatCompletions(ChatCompletionRequest request, LoadedModel model,
+			Admission admission) {
+		int[] prompt = this.mapper.chat(request.messages(), model, true);
 		boolean logprobs = Boolean.TRUE.equals(request.logprobs());
 		Integer top = request.topLogprobs();
 		RequestMapper.require(top == null || (top >= 0 && top <= 20), "top_logprobs",
@@ -202,15 +219,16 @@ public class OpenAiController {
 		RequestMapper.require(top == null || logprobs, "top_logprobs", "top_logprobs needs logprobs: true");
 		Integer maxTokens = (request.maxCompletionTokens() != null) ? request.maxCompletionTokens()
 				: request.maxTokens();
-		Job job = job(exchange, prompt, model,
+		Job job = job(prompt, model,
 				new RequestMapper.Sampling(maxTokens, request.temperature(), request.topP(), request.topK(),
 						request.minP(), request.presencePenalty(), request.frequencyPenalty(),
 						request.repetitionPenalty(), request.seed(), request.stop(), request.ignoreEos()),
-				request.griffin(), request.n(), logprobs ? ((top == null) ? 0 : top) : -1, "messages");
+				request.griffin(), request.n(), logprobs ? ((top == null) ? 0 : top) : -1, "messages",
+				request.cacheSalt(), admission);
 		String id = "chatcmpl-" + UUID.randomUUID().toString().replace("-", "");
 		long created = Instant.now().getEpochSecond();
 		String modelId = this.models.modelId();
-		Flux<GenerationEvent> events = this.scheduler.submit(job.job());
+		Flux<GenerationEvent> events = this.scheduler.submit(admission, job.job());
 		if (Boolean.TRUE.equals(request.stream())) {
 			boolean includeUsage = request.streamOptions() != null
 					&& Boolean.TRUE.equals(request.streamOptions().includeUsage());
@@ -261,26 +279,28 @@ public class OpenAiController {
 		return RequestMapper.model(this.models, model);
 	}
 
-	/** A validated job and how to report its GRIFFIN settings. */
-	private record Job(GenerationJob job, GriffinSettings griffin) {
+	/**
+	 * A validated job and how to report its GRIFFIN settings.
+	 *
+	 * @param ownCache whether the request's cache entries are its own (an API key or a
+	 * cache_salt); only then is a cache hit reported, so nobody learns what another
+	 * client sent
+	 */
+	private record Job(GenerationJob job, GriffinSettings griffin, boolean ownCache) {
 
 		GriffinReport report(boolean cacheHit) {
 			return new GriffinReport(this.griffin.density(),
-					this.griffin.isDense() ? "dense" : this.griffin.method().wireName(), cacheHit);
+					this.griffin.isDense() ? "dense" : this.griffin.method().wireName(),
+					this.ownCache ? cacheHit : null);
 		}
 
 	}
 
-	private Job job(ServerWebExchange exchange, int[] prompt, LoadedModel model, RequestMapper.Sampling sampling,
-			ApiTypes.GriffinOptions griffinOptions, Integer n, int topLogprobs, String promptField) {
+	private Job job(int[] prompt, LoadedModel model, RequestMapper.Sampling sampling,
+			ApiTypes.GriffinOptions griffinOptions, Integer n, int topLogprobs, String promptField, String cacheSalt,
+			Admission admission) {
 		int context = model.dense().config().maxPositionEmbeddings();
-		SamplingParams params;
-		try {
-			params = this.mapper.sampling(sampling, prompt.length, context);
-		}
-		catch (IllegalArgumentException ex) {
-			throw new InvalidRequestException(null, ex.getMessage());
-		}
+		SamplingParams params = this.mapper.sampling(sampling, prompt.length, context);
 		try {
 			Generator.checkContextLength(prompt.length, params.maxNewTokens(), context);
 		}
@@ -289,11 +309,17 @@ public class OpenAiController {
 			throw new InvalidRequestException(promptField, ex.getMessage(), "context_length_exceeded");
 		}
 		GriffinSettings griffin = this.mapper.griffin(griffinOptions);
-		String apiKey = exchange.getAttribute(ApiKeyFilter.API_KEY_ATTRIBUTE);
-		String salt = (apiKey == null) ? null
+		int choices = RequestMapper.choices(n);
+		RequestMapper.require(cacheSalt == null || (!cacheSalt.isEmpty() && cacheSalt.length() <= 256), "cache_salt",
+				"cache_salt must be 1 to 256 characters");
+		String apiKey = admission.tenant();
+		String tenantSalt = (apiKey == null) ? null
 				: this.properties.security().tenantSalts().getOrDefault(apiKey, "key:" + apiKey);
-		return new Job(new GenerationJob(prompt, params, griffin, RequestMapper.choices(n), topLogprobs,
-				RequestMapper.useCache(griffinOptions), salt, apiKey), griffin);
+		String salt = (cacheSalt == null) ? tenantSalt
+				: ((tenantSalt != null) ? tenantSalt : "") + "|salt:" + cacheSalt;
+		this.scheduler.chargeTokens(admission, prompt.length + (long) params.maxNewTokens() * choices);
+		return new Job(new GenerationJob(prompt, params, griffin, choices, topLogprobs,
+				RequestMapper.useCache(griffinOptions), salt, apiKey), griffin, salt != null);
 	}
 
 	/**
@@ -313,12 +339,16 @@ public class OpenAiController {
 				.<Object>builder(
 						usageChunk.apply(new Usage(promptTokens, generated.get(), promptTokens + generated.get())))
 				.build()) : Flux.empty()))
-			.onErrorResume(
+			// a stalled reader would not read an error event either: its connection is
+			// dropped
+			.onErrorResume((error) -> !(error instanceof StreamStalledException),
 					(error) -> Flux.just(ServerSentEvent.<Object>builder(OpenAiErrorHandler.envelope(error)).build()))
 			.concatWith(Flux.just(ServerSentEvent.<Object>builder(DONE).build()));
 		Sinks.Empty<Void> done = Sinks.empty();
 		Duration keepAlive = this.properties.generation().keepAlive();
+		// a reader that is behind misses pings rather than failing the stream
 		Flux<ServerSentEvent<Object>> pings = Flux.interval(keepAlive)
+			.onBackpressureDrop()
 			.map((tick) -> ServerSentEvent.<Object>builder().comment("keep-alive").build())
 			.takeUntilOther(done.asMono());
 		Flux<ServerSentEvent<Object>> body = Flux.merge(data.doFinally((signal) -> done.tryEmitEmpty()), pings);

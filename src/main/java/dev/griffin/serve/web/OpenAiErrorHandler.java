@@ -26,11 +26,13 @@ import org.springframework.web.server.WebExceptionHandler;
 import reactor.core.publisher.Mono;
 import tools.jackson.core.JacksonException;
 import tools.jackson.databind.DatabindException;
+import tools.jackson.databind.exc.MismatchedInputException;
 import tools.jackson.databind.ObjectMapper;
 import tools.jackson.databind.json.JsonMapper;
 
 import dev.griffin.serve.generation.ContextLengthExceededException;
 import dev.griffin.serve.generation.GenerationTimeoutException;
+import dev.griffin.serve.generation.InvalidParameterException;
 import dev.griffin.serve.generation.ModelNotReadyException;
 import dev.griffin.serve.web.ApiTypes.ErrorBody;
 import dev.griffin.serve.web.ApiTypes.ErrorResponse;
@@ -56,6 +58,9 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 	static Classified classify(Throwable error) {
 		if (error instanceof InvalidRequestException e) {
 			return of(HttpStatus.BAD_REQUEST, e.getMessage(), "invalid_request_error", e.param(), e.code());
+		}
+		if (error instanceof InvalidParameterException e) {
+			return of(HttpStatus.BAD_REQUEST, e.getMessage(), "invalid_request_error", e.parameter(), null);
 		}
 		if (error instanceof ContextLengthExceededException e) {
 			return of(HttpStatus.BAD_REQUEST, e.getMessage(), "invalid_request_error", "messages",
@@ -118,7 +123,11 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 					null);
 		}
 		if (error instanceof IllegalArgumentException e) {
-			return of(HttpStatus.BAD_REQUEST, e.getMessage(), "invalid_request_error", null, null);
+			// a rule without a field of its own; its text may name internals, so the
+			// client
+			// gets a generic message and the log the detail
+			logger.warn("invalid request: {}", e.toString());
+			return of(HttpStatus.BAD_REQUEST, "The request is invalid.", "invalid_request_error", null, null);
 		}
 		return of(HttpStatus.INTERNAL_SERVER_ERROR, "The server had an error while processing your request.",
 				"server_error", null, null);
@@ -140,12 +149,17 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 					path.append('[').append(reference.getIndex()).append(']');
 				}
 			}
+			// our words, not Jackson's (which name Java types and echo input)
 			return of(HttpStatus.BAD_REQUEST,
-					"Invalid value for '%s': %s".formatted(path, databind.getOriginalMessage()),
-					"invalid_request_error", path.toString(), "invalid_type");
+					"Invalid value for '%s': expected %s.".formatted(path, expected(databind)), "invalid_request_error",
+					path.toString(), "invalid_type");
 		}
 		if (cause instanceof JacksonException jackson) {
-			return of(HttpStatus.BAD_REQUEST, "The request body is not valid JSON: " + jackson.getOriginalMessage(),
+			String where = (jackson.getLocation() != null && jackson.getLocation().getLineNr() > 0)
+					? " (line %d, column %d)".formatted(jackson.getLocation().getLineNr(),
+							jackson.getLocation().getColumnNr())
+					: "";
+			return of(HttpStatus.BAD_REQUEST, "The request body is not valid JSON" + where + ".",
 					"invalid_request_error", null, "invalid_json");
 		}
 		Throwable root = e.getMostSpecificCause();
@@ -154,6 +168,30 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 					null, "invalid_json");
 		}
 		return of(HttpStatus.BAD_REQUEST, e.getReason(), "invalid_request_error", null, null);
+	}
+
+	/** The JSON type a field needs, in the API's words. */
+	private static String expected(DatabindException error) {
+		Class<?> type = (error instanceof MismatchedInputException mismatch) ? mismatch.getTargetType() : null;
+		if (type == null) {
+			return "a value of the documented type";
+		}
+		if (type == Integer.class || type == int.class || type == Long.class || type == long.class) {
+			return "an integer in range";
+		}
+		if (Number.class.isAssignableFrom(type) || type == double.class || type == float.class) {
+			return "a number";
+		}
+		if (type == Boolean.class || type == boolean.class) {
+			return "a boolean";
+		}
+		if (type == String.class) {
+			return "a string";
+		}
+		if (java.util.Collection.class.isAssignableFrom(type) || type.isArray()) {
+			return "an array";
+		}
+		return "an object";
 	}
 
 	private static Classified of(HttpStatus status, String message, String type, String param, String code) {

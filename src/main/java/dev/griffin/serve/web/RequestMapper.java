@@ -47,26 +47,12 @@ final class RequestMapper {
 			int budget = Math.min(generation.defaultMaxTokens(), generation.maxTokensLimit());
 			maxTokens = Math.max(1, Math.min(budget, contextLength - promptTokens));
 		}
-		double temperature = orDefault(s.temperature(), 1.0);
-		require(temperature >= 0 && temperature <= 2, "temperature",
-				"temperature must be in [0, 2], got " + temperature);
-		double topP = orDefault(s.topP(), 1.0);
-		require(topP > 0 && topP <= 1, "top_p", "top_p must be in (0, 1], got " + topP);
+		// every range is checked once, by SamplingParams, which names the parameter
 		int topK = (s.topK() == null || s.topK() == -1) ? 0 : s.topK();
-		require(topK >= 0, "top_k", "top_k must be -1, 0 or positive, got " + topK);
-		double minP = orDefault(s.minP(), 0.0);
-		require(minP >= 0 && minP <= 1, "min_p", "min_p must be in [0, 1], got " + minP);
-		double presence = orDefault(s.presencePenalty(), 0.0);
-		require(presence >= -2 && presence <= 2, "presence_penalty",
-				"presence_penalty must be in [-2, 2], got " + presence);
-		double frequency = orDefault(s.frequencyPenalty(), 0.0);
-		require(frequency >= -2 && frequency <= 2, "frequency_penalty",
-				"frequency_penalty must be in [-2, 2], got " + frequency);
-		double repetition = orDefault(s.repetitionPenalty(), 1.0);
-		require(repetition > 0 && repetition <= 10, "repetition_penalty",
-				"repetition_penalty must be in (0, 10], got " + repetition);
-		return new SamplingParams(temperature, topK, topP, minP, repetition, presence, frequency, s.seed(), maxTokens,
-				stops(s.stop()), List.of(), Boolean.TRUE.equals(s.ignoreEos()));
+		return new SamplingParams(orDefault(s.temperature(), 1.0), topK, orDefault(s.topP(), 1.0),
+				orDefault(s.minP(), 0.0), orDefault(s.repetitionPenalty(), 1.0), orDefault(s.presencePenalty(), 0.0),
+				orDefault(s.frequencyPenalty(), 0.0), s.seed(), maxTokens, stops(s.stop()), List.of(),
+				Boolean.TRUE.equals(s.ignoreEos()));
 	}
 
 	private static List<String> stops(Object stop) {
@@ -86,8 +72,6 @@ final class RequestMapper {
 		else {
 			throw new InvalidRequestException("stop", "stop must be a string or an array of strings");
 		}
-		require(stops.size() <= 4, "stop", "at most 4 stop sequences are allowed, got " + stops.size());
-		require(stops.stream().noneMatch(String::isEmpty), "stop", "stop sequences must not be empty");
 		return stops;
 	}
 
@@ -140,8 +124,11 @@ final class RequestMapper {
 		throw new InvalidRequestException("prompt", "prompt is required: a string or an array of token ids");
 	}
 
-	/** Renders chat messages with the model's template. */
-	static String chat(List<ChatMessage> messages, LoadedModel model, boolean addGenerationPrompt) {
+	/**
+	 * Token ids of chat messages rendered with the model's template; message content is
+	 * data (see {@link dev.griffin.serve.tokenizer.Tokenizer#encodeChat}).
+	 */
+	int[] chat(List<ChatMessage> messages, LoadedModel model, boolean addGenerationPrompt) {
 		require(messages != null && !messages.isEmpty(), "messages", "messages must be a non-empty array");
 		ChatTemplate template = model.tokenizer().chatTemplate();
 		if (template == null) {
@@ -159,9 +146,10 @@ final class RequestMapper {
 					content(message.content(), field + ".content")));
 		}
 		try {
-			return template.render(rendered, addGenerationPrompt);
+			return model.tokenizer()
+				.encodeChat(rendered, addGenerationPrompt, this.properties.security().controlTokensInContent());
 		}
-		catch (IllegalArgumentException ex) {
+		catch (ChatTemplate.RenderException ex) {
 			throw new InvalidRequestException("messages", ex.getMessage());
 		}
 	}

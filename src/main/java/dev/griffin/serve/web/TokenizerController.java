@@ -8,7 +8,12 @@ import org.springframework.http.MediaType;
 import org.springframework.web.bind.annotation.PostMapping;
 import org.springframework.web.bind.annotation.RequestBody;
 import org.springframework.web.bind.annotation.RestController;
+import org.springframework.web.server.ServerWebExchange;
+import reactor.core.publisher.Mono;
 
+import dev.griffin.serve.config.GriffinProperties;
+import dev.griffin.serve.generation.Admission;
+import dev.griffin.serve.generation.InferenceScheduler;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.ModelService;
 import dev.griffin.serve.web.ApiTypes.DetokenizeRequest;
@@ -23,45 +28,57 @@ public class TokenizerController {
 
 	private final ModelService models;
 
-	public TokenizerController(ModelService models) {
+	private final InferenceScheduler scheduler;
+
+	private final RequestMapper mapper;
+
+	public TokenizerController(ModelService models, InferenceScheduler scheduler, GriffinProperties properties) {
 		this.models = models;
+		this.scheduler = scheduler;
+		this.mapper = new RequestMapper(properties);
 	}
 
 	@PostMapping(value = "/tokenize", consumes = MediaType.APPLICATION_JSON_VALUE,
 			produces = MediaType.APPLICATION_JSON_VALUE)
 	@Operation(summary = "Token ids of a prompt, or of chat messages rendered with the chat template")
-	public TokenizeResponse tokenize(@RequestBody TokenizeRequest request) {
+	public Mono<TokenizeResponse> tokenize(@RequestBody TokenizeRequest request, ServerWebExchange exchange) {
 		LoadedModel model = RequestMapper.model(this.models, request.model());
-		int[] ids;
-		if (request.messages() != null) {
-			RequestMapper.require(request.prompt() == null, "prompt", "give either prompt or messages, not both");
-			ids = model.tokenizer()
-				.encode(RequestMapper.chat(request.messages(), model,
-						request.addGenerationPrompt() == null || request.addGenerationPrompt()));
-		}
-		else {
-			RequestMapper.require(request.prompt() != null, "prompt", "prompt or messages is required");
-			ids = model.tokenizer().encode(request.prompt());
-		}
-		return new TokenizeResponse(Arrays.stream(ids).boxed().toList(), ids.length,
-				model.dense().config().maxPositionEmbeddings());
+		// tokenizing and rendering a template are CPU work: admitted, off the event loop
+		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
+		return this.scheduler.prepare(admission, () -> {
+			int[] ids;
+			if (request.messages() != null) {
+				RequestMapper.require(request.prompt() == null, "prompt", "give either prompt or messages, not both");
+				ids = this.mapper.chat(request.messages(), model,
+						request.addGenerationPrompt() == null || request.addGenerationPrompt());
+			}
+			else {
+				RequestMapper.require(request.prompt() != null, "prompt", "prompt or messages is required");
+				ids = model.tokenizer().encode(request.prompt());
+			}
+			return new TokenizeResponse(Arrays.stream(ids).boxed().toList(), ids.length,
+					model.dense().config().maxPositionEmbeddings());
+		});
 	}
 
 	@PostMapping(value = "/detokenize", consumes = MediaType.APPLICATION_JSON_VALUE,
 			produces = MediaType.APPLICATION_JSON_VALUE)
 	@Operation(summary = "Text of token ids")
-	public DetokenizeResponse detokenize(@RequestBody DetokenizeRequest request) {
+	public Mono<DetokenizeResponse> detokenize(@RequestBody DetokenizeRequest request, ServerWebExchange exchange) {
 		LoadedModel model = RequestMapper.model(this.models, request.model());
 		RequestMapper.require(request.tokens() != null, "tokens", "tokens is required");
-		int vocabulary = model.tokenizer().vocabularySize();
-		int[] ids = new int[request.tokens().size()];
-		for (int i = 0; i < ids.length; i++) {
-			Integer id = request.tokens().get(i);
-			RequestMapper.require(id != null && id >= 0 && id < vocabulary, "tokens[" + i + "]",
-					"token id %s is outside the vocabulary [0, %d)".formatted(id, vocabulary));
-			ids[i] = id;
-		}
-		return new DetokenizeResponse(model.tokenizer().decode(ids, false));
+		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
+		return this.scheduler.prepare(admission, () -> {
+			int vocabulary = model.tokenizer().vocabularySize();
+			int[] ids = new int[request.tokens().size()];
+			for (int i = 0; i < ids.length; i++) {
+				Integer id = request.tokens().get(i);
+				RequestMapper.require(id != null && id >= 0 && id < vocabulary, "tokens[" + i + "]",
+						"token id %s is outside the vocabulary [0, %d)".formatted(id, vocabulary));
+				ids[i] = id;
+			}
+			return new DetokenizeResponse(model.tokenizer().decode(ids, false));
+		});
 	}
 
 }

@@ -19,6 +19,12 @@ import io.fabric8.kubernetes.api.model.networking.v1.Ingress;
 import io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget;
 import org.junit.jupiter.api.Test;
 
+import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.MemoryBudget;
+import dev.griffin.serve.model.Architecture;
+import dev.griffin.serve.model.ModelConfig;
+import dev.griffin.serve.model.ModelOptions;
+
 import static dev.griffin.serve.deploy.KubernetesManifests.only;
 import static dev.griffin.serve.deploy.KubernetesManifests.parse;
 import static org.assertj.core.api.Assertions.assertThat;
@@ -73,7 +79,101 @@ class HelmChartTests {
 		assertThat(container.getResources().getLimits()).doesNotContainKey("nvidia.com/gpu");
 		Service service = only(objects, Service.class);
 		assertThat(service.getSpec().getPorts().get(0).getTargetPort().getStrVal()).isEqualTo("http");
-		assertThat(only(objects, PodDisruptionBudget.class).getSpec().getMinAvailable().getIntVal()).isEqualTo(1);
+		// a budget that lets a drain evict the only replica
+		PodDisruptionBudget budget = only(objects, PodDisruptionBudget.class);
+		assertThat(budget.getSpec().getMinAvailable()).isNull();
+		assertThat(budget.getSpec().getMaxUnavailable().getIntVal()).isEqualTo(1);
+		assertThat(KubernetesManifests.danglingReferences(objects, java.util.Set.of())).isEmpty();
+	}
+
+	/** The container's memory limit in MiB and its JVM flags, from a rendering. */
+	private static long memoryMi(List<HasMetadata> objects) {
+		Container container = only(objects, Deployment.class).getSpec().getTemplate().getSpec().getContainers().get(0);
+		Quantity limit = container.getResources().getLimits().get("memory");
+		assertThat(container.getResources().getRequests().get("memory")).as("requests = limits").isEqualTo(limit);
+		assertThat(limit.getFormat()).isEqualTo("Mi");
+		return Long.parseLong(limit.getAmount());
+	}
+
+	private static String javaToolOptions(List<HasMetadata> objects) {
+		return only(objects, Deployment.class).getSpec()
+			.getTemplate()
+			.getSpec()
+			.getContainers()
+			.get(0)
+			.getEnv()
+			.stream()
+			.filter((e) -> e.getName().equals("JAVA_TOOL_OPTIONS"))
+			.findFirst()
+			.orElseThrow()
+			.getValue();
+	}
+
+	@Test
+	void thePodsMemoryIsTheSumOfTheBudgetAndCoversTheServicesOwnReckoning() throws Exception {
+		List<HasMetadata> objects = parse(render(Map.of(), null));
+		// heap 1024 + direct 256 + overhead 768 + weights 640 + cache 2048 + 1 worker x
+		// 1024
+		assertThat(memoryMi(objects)).isEqualTo(1024 + 256 + 768 + 640 + 2048 + 1024);
+		// float32 weights on the CPU live in direct buffers: the cap is direct + weights
+		assertThat(javaToolOptions(objects)).contains("-Xmx1024m", "-XX:MaxDirectMemorySize=896m",
+				"-XX:+ExitOnOutOfMemoryError");
+		assertThat(javaToolOptions(parse(render(Map.of("model.dtype", "float16"), null))))
+			.contains("-XX:MaxDirectMemorySize=256m");
+		String config = only(objects, io.fabric8.kubernetes.api.model.ConfigMap.class).getData()
+			.get("application.yaml");
+		assertThat(config).contains("max-size: \"2048MB\"").contains("overhead: \"768MB\"");
+		// a worker more is a sequence more
+		assertThat(memoryMi(parse(render(Map.of("griffin.workers", "3"), null)))).isEqualTo(5760 + 2 * 1024);
+		// on GPUs the model's memory is the GPU's
+		assertThat(memoryMi(parse(render(Map.of(), CHART.resolve("values-gpu.yaml"))))).isEqualTo(1024 + 256 + 4096);
+		// the service's own reckoning for the default model (SmolLM2-135M, float32) fits
+		// the chart's parts
+		ModelConfig smolLm2 = new ModelConfig(Architecture.LLAMA, 576, 1536, 30, 9, 3, 64, 49152, 8192, 1e-5, 100000,
+				null, true, false, 0, 1, new int[] { 2 });
+		long weightsMi = MemoryBudget.weights(smolLm2, ModelOptions.CPU_FLOAT32) >> 20;
+		long perSequenceMi = MemoryBudget.perSequence(smolLm2, ModelOptions.CPU_FLOAT32, Generator.PREFILL_CHUNK) >> 20;
+		assertThat(weightsMi).isBetween(500L, 640L);
+		assertThat(perSequenceMi).isBetween(800L, 1024L);
+		// memory budget values may not set the limit by hand
+		assertThatThrownBy(() -> render(Map.of("resources.limits.memory", "2Gi"), null))
+			.hasMessageContaining("/resources/limits");
+	}
+
+	@Test
+	void everyNameAManifestRefersToExists() throws Exception {
+		List<HasMetadata> all = parse(render(Map.of("ingress.enabled", "true", "model.cache.persistence", "true",
+				"apiKeysSecret", "griffin-keys", "model.source", "hf://org/model", "model.hubTokenSecret", "hub-token",
+				"networkPolicy.enabled", "true"), null));
+		assertThat(KubernetesManifests.danglingReferences(all, java.util.Set.of("griffin-keys", "hub-token")))
+			.isEmpty();
+		// and the check itself sees a missing one
+		List<HasMetadata> withoutAccount = all.stream().filter((o) -> !o.getKind().equals("ServiceAccount")).toList();
+		assertThat(KubernetesManifests.danglingReferences(withoutAccount, java.util.Set.of())).isNotEmpty();
+	}
+
+	@Test
+	void theIngressRoutesTheApiAndNeverActuator() throws Exception {
+		Ingress ingress = only(parse(render(Map.of("ingress.enabled", "true"), null)), Ingress.class);
+		List<String> paths = ingress.getSpec()
+			.getRules()
+			.stream()
+			.flatMap((rule) -> rule.getHttp().getPaths().stream())
+			.map((path) -> path.getPath())
+			.toList();
+		assertThat(paths).contains("/v1/", "/tokenize", "/detokenize", "/swagger-ui");
+		assertThat(paths).noneMatch((path) -> path.equals("/") || path.startsWith("/actuator"));
+		assertThatThrownBy(() -> render(Map.of("ingress.enabled", "true", "ingress.paths[0]", "/actuator"), null))
+			.hasMessageContaining("actuator");
+	}
+
+	@Test
+	void theNetworkPolicyAdmitsOnlyTheListedPeersToTheHttpPort() throws Exception {
+		var policy = only(parse(render(Map.of("networkPolicy.enabled", "true"), null)),
+				io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy.class);
+		assertThat(policy.getSpec().getPolicyTypes()).containsExactly("Ingress");
+		assertThat(policy.getSpec().getIngress().get(0).getPorts().get(0).getPort().getStrVal()).isEqualTo("http");
+		assertThat(policy.getSpec().getIngress().get(0).getFrom()).isNotEmpty();
 	}
 
 	@Test
@@ -155,6 +255,10 @@ class HelmChartTests {
 			.isEqualTo(only(chart, Service.class).getSpec().getPorts());
 		assertThat(plain).extracting(HasMetadata::getKind)
 			.containsAll(chart.stream().map(HasMetadata::getKind).toList());
+		assertThat(KubernetesManifests.danglingReferences(plain, java.util.Set.of())).isEmpty();
+		assertThat(only(plain, PodDisruptionBudget.class).getSpec().getMaxUnavailable())
+			.isEqualTo(only(chart, PodDisruptionBudget.class).getSpec().getMaxUnavailable());
+		assertThat(only(plain, PodDisruptionBudget.class).getSpec().getMinAvailable()).isNull();
 	}
 
 }

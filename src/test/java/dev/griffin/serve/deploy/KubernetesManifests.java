@@ -32,11 +32,75 @@ final class KubernetesManifests {
 	private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory())
 		.enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES);
 
-	private static final Map<String, Class<? extends HasMetadata>> KINDS = Map.of("v1/ConfigMap", ConfigMap.class,
-			"v1/Service", Service.class, "v1/ServiceAccount", ServiceAccount.class, "v1/Secret", Secret.class,
-			"v1/PersistentVolumeClaim", PersistentVolumeClaim.class, "apps/v1/Deployment", Deployment.class,
-			"autoscaling/v2/HorizontalPodAutoscaler", HorizontalPodAutoscaler.class, "policy/v1/PodDisruptionBudget",
-			PodDisruptionBudget.class, "networking.k8s.io/v1/Ingress", Ingress.class);
+	private static final Map<String, Class<? extends HasMetadata>> KINDS = Map.ofEntries(
+			Map.entry("networking.k8s.io/v1/NetworkPolicy",
+					io.fabric8.kubernetes.api.model.networking.v1.NetworkPolicy.class),
+			Map.entry("v1/ConfigMap", ConfigMap.class), Map.entry("v1/Service", Service.class),
+			Map.entry("v1/ServiceAccount", ServiceAccount.class), Map.entry("v1/Secret", Secret.class),
+			Map.entry("v1/PersistentVolumeClaim", PersistentVolumeClaim.class),
+			Map.entry("apps/v1/Deployment", Deployment.class),
+			Map.entry("autoscaling/v2/HorizontalPodAutoscaler", HorizontalPodAutoscaler.class),
+			Map.entry("policy/v1/PodDisruptionBudget", PodDisruptionBudget.class),
+			Map.entry("networking.k8s.io/v1/Ingress", Ingress.class));
+
+	/**
+	 * Names the Deployment refers to that are missing from the rendered set: its service
+	 * account, config maps and claims, and the Services an Ingress routes to. Secrets are
+	 * the operator's inputs (API keys, Hub token) and are listed by {@code external}.
+	 */
+	static List<String> danglingReferences(List<HasMetadata> objects, java.util.Set<String> externalSecrets) {
+		java.util.Set<String> defined = new java.util.HashSet<>();
+		for (HasMetadata object : objects) {
+			defined.add(object.getKind() + "/" + object.getMetadata().getName());
+		}
+		List<String> references = new java.util.ArrayList<>();
+		for (HasMetadata object : objects) {
+			if (object instanceof Deployment deployment) {
+				var pod = deployment.getSpec().getTemplate().getSpec();
+				String account = pod.getServiceAccountName();
+				references.add("ServiceAccount/" + ((account != null) ? account : "default"));
+				for (var volume : pod.getVolumes()) {
+					if (volume.getConfigMap() != null) {
+						references.add("ConfigMap/" + volume.getConfigMap().getName());
+					}
+					if (volume.getPersistentVolumeClaim() != null) {
+						references.add("PersistentVolumeClaim/" + volume.getPersistentVolumeClaim().getClaimName());
+					}
+					if (volume.getSecret() != null) {
+						references.add("Secret/" + volume.getSecret().getSecretName());
+					}
+				}
+				var containers = new java.util.ArrayList<>(pod.getContainers());
+				if (pod.getInitContainers() != null) {
+					containers.addAll(pod.getInitContainers());
+				}
+				for (var container : containers) {
+					for (var env : (container.getEnv() != null) ? container.getEnv()
+							: List.<io.fabric8.kubernetes.api.model.EnvVar>of()) {
+						if (env.getValueFrom() != null && env.getValueFrom().getSecretKeyRef() != null) {
+							references.add("Secret/" + env.getValueFrom().getSecretKeyRef().getName());
+						}
+						if (env.getValueFrom() != null && env.getValueFrom().getConfigMapKeyRef() != null) {
+							references.add("ConfigMap/" + env.getValueFrom().getConfigMapKeyRef().getName());
+						}
+					}
+				}
+			}
+			if (object instanceof Ingress ingress) {
+				for (var rule : ingress.getSpec().getRules()) {
+					for (var path : rule.getHttp().getPaths()) {
+						references.add("Service/" + path.getBackend().getService().getName());
+					}
+				}
+			}
+		}
+		return references.stream()
+			.filter((reference) -> !defined.contains(reference))
+			.filter((reference) -> !(reference.startsWith("Secret/")
+					&& externalSecrets.contains(reference.substring("Secret/".length()))))
+			.distinct()
+			.toList();
+	}
 
 	private KubernetesManifests() {
 	}

@@ -84,4 +84,52 @@ class SamplerTests {
 		assertThatThrownBy(() -> params(1, 0, 1, 2, 0L)).hasMessageContaining("min_p");
 	}
 
+	@Test
+	void nonFiniteLogitsAreHandledNotPropagated() {
+		SamplingParams sampled = new SamplingParams(1.0, 0, 1, 0, 1, 0, 0, 7L, 4, List.of(), List.of(), false);
+		// NaN never wins, greedy or sampled
+		assertThat(new Sampler(SamplingParams.greedy(4), 3, new int[0]).sample(new float[] { Float.NaN, 1, 2 }))
+			.isEqualTo(2);
+		assertThat(new Sampler(sampled, 3, new int[0]).sample(new float[] { Float.NaN, Float.NaN, 0 })).isEqualTo(2);
+		// +infinity is taken, among the infinite ones only
+		Set<Integer> drawn = new HashSet<>();
+		Sampler sampler = new Sampler(sampled, 4, new int[0]);
+		for (int i = 0; i < 100; i++) {
+			drawn.add(sampler.sample(new float[] { 3, Float.POSITIVE_INFINITY, 5, Float.POSITIVE_INFINITY }));
+		}
+		assertThat(drawn).containsExactlyInAnyOrder(1, 3);
+		// nothing to sample from is an error, not token 0
+		assertThatThrownBy(
+				() -> new Sampler(sampled, 2, new int[0]).sample(new float[] { Float.NaN, Float.NEGATIVE_INFINITY }))
+			.isInstanceOf(IllegalStateException.class);
+	}
+
+	@Test
+	void theSmallestRepetitionPenaltyKeepsLogitsFinite() {
+		SamplingParams params = new SamplingParams(1.5, 0, 1, 0, 0.01, 0, 0, 3L, 4, List.of(), List.of(), false);
+		float[] logits = { 3e38f, -3e38f, 1 };
+		int token = new Sampler(params, 3, new int[] { 0, 1 }).sample(logits);
+		assertThat(token).isBetween(0, 2);
+	}
+
+	@Test
+	void everyNumberMustBeFiniteAndInRangeAndNamesItsParameter() {
+		for (double value : new double[] { Double.NaN, Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY, 1e-40,
+				1e40 }) {
+			assertThatThrownBy(() -> new SamplingParams(1, 0, 1, 0, value, 0, 0, null, 4, List.of(), List.of(), false))
+				.isInstanceOfSatisfying(InvalidParameterException.class,
+						(ex) -> assertThat(ex.parameter()).isEqualTo("repetition_penalty"));
+		}
+		for (double value : new double[] { Double.NaN, Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY, -1e-40,
+				2.5 }) {
+			assertThatThrownBy(() -> new SamplingParams(value, 0, 1, 0, 1, 0, 0, null, 4, List.of(), List.of(), false))
+				.isInstanceOfSatisfying(InvalidParameterException.class,
+						(ex) -> assertThat(ex.parameter()).isEqualTo("temperature"));
+		}
+		assertThatThrownBy(
+				() -> new SamplingParams(1, 0, 1, 0, 1, 0, 0, null, 4, List.of("x".repeat(257)), List.of(), false))
+			.isInstanceOfSatisfying(InvalidParameterException.class,
+					(ex) -> assertThat(ex.parameter()).isEqualTo("stop"));
+	}
+
 }

@@ -50,7 +50,7 @@ class ExpertCacheIT {
 		String key = ExpertCache.key("smollm2", "FLOAT32", DensitySchedule.uniform(0.5, 30), SelectionMethod.TOPK, null,
 				null, prompt);
 		return new Generator(griffin, model.tokenizer()).generate(prompt, SamplingParams.greedy(8),
-				new Generator.Options(-1, cache, key, 0), (Generator.Listener) (token) -> true);
+				new Generator.Options(-1, cache, key, 0, null), (Generator.Listener) (token) -> true);
 	}
 
 	@Test

@@ -1,0 +1,101 @@
+package dev.griffin.serve.generation;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.OptionalLong;
+
+import dev.griffin.serve.model.ModelConfig;
+import dev.griffin.serve.model.ModelOptions;
+
+/**
+ * Where the service's memory goes, in bytes, so that a configuration that cannot fit is
+ * refused at start instead of being killed under load. The Helm chart adds up the same
+ * parts (in MiB) to set the pod's memory limit and the JVM's flags.
+ *
+ * @param heap the JVM heap's maximum
+ * @param direct the JVM's direct-buffer cap (Netty; float32 weights on the CPU too, which
+ * DJL keeps in direct buffers it shares with libtorch)
+ * @param weights the model's weights held outside the direct buffers
+ * @param cache the expert cache's byte bound
+ * @param perSequence what one running sequence can take at the longest context: KV cache,
+ * gathered experts just below density 1, and the activations of a prefill chunk
+ * @param sequences sequences that run at once (the workers)
+ * @param overhead the rest: JVM metaspace, code and threads, libtorch, tokenizers
+ */
+public record MemoryBudget(long heap, long direct, long weights, long cache, long perSequence, int sequences,
+		long overhead) {
+
+	/** The sum of the parts. */
+	public long total() {
+		return this.heap + this.direct + this.weights + this.cache + this.sequences * this.perSequence + this.overhead;
+	}
+
+	/** Parameters the model holds, in bytes of its compute precision. */
+	public static long weights(ModelConfig config, ModelOptions options) {
+		long d = config.hiddenSize();
+		long queries = (long) config.numberOfAttentionHeads() * config.headDimension();
+		long keyValues = (long) config.numberOfKeyValueHeads() * config.headDimension();
+		long attention = d * queries * 2 + d * keyValues * 2;
+		long feedForward = 3 * d * config.intermediateSize();
+		long embedding = (long) config.vocabularySize() * d * (config.tieWordEmbeddings() ? 1 : 2);
+		return (embedding + config.numberOfLayers() * (attention + feedForward + 2 * d)) * options.dtype().bytes();
+	}
+
+	/**
+	 * One running sequence at the model's full context: its KV cache, experts gathered at
+	 * the largest density below 1 (the dense path gathers nothing), and a prefill chunk's
+	 * activations (the attention scores of the chunk against the whole context dominate).
+	 */
+	public static long perSequence(ModelConfig config, ModelOptions options, int prefillChunk) {
+		long context = config.maxPositionEmbeddings();
+		int attentionBytes = (options.attentionDataType() == ai.djl.ndarray.types.DataType.FLOAT16) ? 2 : 4;
+		long kv = 2L * config.numberOfLayers() * config.numberOfKeyValueHeads() * config.headDimension() * context
+				* attentionBytes;
+		long experts = 3L * config.hiddenSize() * config.intermediateSize() * config.numberOfLayers()
+				* options.dtype().bytes();
+		long chunk = Math.min(prefillChunk, context);
+		// scores and their softmax, the feed-forward's three [T, F] products, the
+		// hidden states
+		long activations = 2L * config.numberOfAttentionHeads() * chunk * context * attentionBytes
+				+ 3L * chunk * config.intermediateSize() * 4 + 8L * chunk * config.hiddenSize() * 4;
+		return kv + experts + activations;
+	}
+
+	/**
+	 * The memory limit of this process's container (cgroup v2 {@code memory.max}, else
+	 * v1), if it has one.
+	 */
+	public static OptionalLong containerLimit() {
+		for (Path file : new Path[] { Path.of("/sys/fs/cgroup/memory.max"),
+				Path.of("/sys/fs/cgroup/memory/memory.limit_in_bytes") }) {
+			try {
+				String text = Files.readString(file).trim();
+				if (!text.equals("max")) {
+					long limit = Long.parseLong(text);
+					// cgroup v1 reports "no limit" as a huge page-aligned number
+					if (limit < (1L << 50)) {
+						return OptionalLong.of(limit);
+					}
+				}
+			}
+			catch (IOException | NumberFormatException ex) {
+				// not this cgroup version
+			}
+		}
+		return OptionalLong.empty();
+	}
+
+	/** A readable breakdown, in MiB. */
+	@Override
+	public String toString() {
+		return "heap %d + direct %d + weights %d + cache %d + %d x %d per sequence + overhead %d = %d MiB".formatted(
+				mib(this.heap), mib(this.direct), mib(this.weights), mib(this.cache), this.sequences,
+				mib(this.perSequence), mib(this.overhead), mib(total()));
+	}
+
+	static long mib(long bytes) {
+		return (bytes + (1 << 20) - 1) >> 20;
+	}
+
+}
