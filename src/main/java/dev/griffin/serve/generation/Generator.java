@@ -177,9 +177,8 @@ public final class Generator {
 				cacheHit = true;
 			}
 			else {
-				// chunk by chunk, so the deadline and a cancellation are noticed within
-				// one
-				// chunk of a long prompt
+				// chunk by chunk: the deadline and a cancellation
+				// are noticed within one chunk of a long prompt
 				for (int from = 0; from < prompt.length; from += PREFILL_CHUNK) {
 					checkDeadline(options);
 					if (listener.isCancelled()) {
@@ -213,9 +212,8 @@ public final class Generator {
 				checkDeadline(options);
 				float[] raw = (options.topLogprobs() >= 0) ? logits.clone() : null;
 				float[] current = logits;
-				// the request's parameters are validated: logits with nothing to sample
-				// are the
-				// engine's
+				// the parameters are validated, so logits with
+				// nothing to sample are the engine's fault
 				int token = engine("sample", () -> sampler.sample(current));
 				if (count == 0) {
 					firstToken = System.nanoTime() - start;

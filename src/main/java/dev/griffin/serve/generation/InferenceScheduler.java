@@ -212,9 +212,8 @@ public final class InferenceScheduler implements AutoCloseable {
 	 */
 	public void chargeTokens(Admission admission, long tokens) {
 		if (this.limits.tokensPerMinute() == 0 || admission.tenant() == null) {
-			// without API keys there are no tenants to share out: the request rate and
-			// the
-			// bulkhead bound the server
+			// without API keys there are no tenants to share out: the request
+			// rate and the bulkhead bound the server
 			return;
 		}
 		long budget = this.limits.tokensPerMinute();

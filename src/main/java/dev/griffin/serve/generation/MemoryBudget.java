@@ -55,8 +55,8 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 		long experts = 3L * config.hiddenSize() * config.intermediateSize() * config.numberOfLayers()
 				* options.dtype().bytes();
 		long chunk = Math.min(prefillChunk, context);
-		// scores and their softmax, the feed-forward's three [T, F] products, the
-		// hidden states
+		// scores and their softmax, the feed-forward's three [T, F] products,
+		// the hidden states
 		long activations = 2L * config.numberOfAttentionHeads() * chunk * context * attentionBytes
 				+ 3L * chunk * config.intermediateSize() * 4 + 8L * chunk * config.hiddenSize() * 4;
 		return kv + experts + activations;

@@ -147,8 +147,7 @@ public final class Sampler {
 			if (count > 0) {
 				logit -= presence + frequency * count;
 			}
-			// in double, then rounded once: a value beyond float's range becomes
-			// +-infinity
+			// in double, rounded once: past float's range is +-infinity
 			logits[token] = (float) logit;
 		}
 	}

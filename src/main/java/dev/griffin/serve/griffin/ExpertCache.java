@@ -117,8 +117,8 @@ public final class ExpertCache {
 		}
 		this.bytes.addAndGet(entry.bytes());
 		Cache<String, CachedPrompt> partition = partition(tenant);
-		// a replaced entry (two concurrent misses of one prompt) goes through the removal
-		// listener
+		// a replaced entry (two concurrent misses of one prompt) goes through
+		// the removal listener
 		partition.put(key, entry);
 		partition.cleanUp();
 		return true;

@@ -213,8 +213,7 @@ public final class Tokenizer implements AutoCloseable {
 				return byteLevel;
 			}
 			case "smollm", "starcoder" -> {
-				// SmolLM2's own tokenizer.json: each digit alone, then GPT-2's byte-level
-				// split.
+				// SmolLM2's tokenizer.json: digits alone, then GPT-2's split
 				ObjectNode sequence = JSON.createObjectNode();
 				sequence.put("type", "Sequence");
 				ArrayNode steps = sequence.putArray("pretokenizers");

@@ -339,8 +339,8 @@ public class OpenAiController {
 				.<Object>builder(
 						usageChunk.apply(new Usage(promptTokens, generated.get(), promptTokens + generated.get())))
 				.build()) : Flux.empty()))
-			// a stalled reader would not read an error event either: its connection is
-			// dropped
+			// a stalled reader would not read an error event either: its
+			// connection is dropped
 			.onErrorResume((error) -> !(error instanceof StreamStalledException),
 					(error) -> Flux.just(ServerSentEvent.<Object>builder(OpenAiErrorHandler.envelope(error)).build()))
 			.concatWith(Flux.just(ServerSentEvent.<Object>builder(DONE).build()));

@@ -112,8 +112,8 @@ class HelmChartTests {
 	@Test
 	void thePodsMemoryIsTheSumOfTheBudgetAndCoversTheServicesOwnReckoning() throws Exception {
 		List<HasMetadata> objects = parse(render(Map.of(), null));
-		// heap 1024 + direct 256 + overhead 768 + weights 640 + cache 2048 + 1 worker x
-		// 1024
+		// heap 1024 + direct 256 + overhead 768 + weights 640 + cache 2048 + 1
+		// worker x 1024
 		assertThat(memoryMi(objects)).isEqualTo(1024 + 256 + 768 + 640 + 2048 + 1024);
 		// float32 weights on the CPU live in direct buffers: the cap is direct + weights
 		assertThat(javaToolOptions(objects)).contains("-Xmx1024m", "-XX:MaxDirectMemorySize=896m",

@@ -163,8 +163,8 @@ class MemoryBudgetIT {
 			assertThat(metric(get(port, "/actuator/prometheus").body(), "griffin_expert_cache_evictions"))
 				.as("the cache filled up")
 				.isGreaterThanOrEqualTo(2);
-			// the worker at the longest context: a prompt that leaves 16 tokens of the
-			// model's 8192
+			// the worker at the longest context: a prompt that leaves 16 tokens
+			// of the model's 8192
 			int context = post(port, "/tokenize", Map.of("model", "SmolLM2-135M-Instruct", "prompt", "x"))
 				.get("max_model_len")
 				.asInt();

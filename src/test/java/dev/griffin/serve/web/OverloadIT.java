@@ -101,8 +101,8 @@ class OverloadIT extends ServiceTestBase {
 			.map((line) -> line.substring(5).trim())
 			.toList();
 		assertThat(data.get(data.size() - 1)).isEqualTo("[DONE]");
-		// every data event but [DONE] is a chunk; the last one ends the choice at the
-		// budget
+		// every data event but [DONE] is a chunk; the last one ends the choice
+		// at the budget
 		assertThat(data.size()).isGreaterThan(2);
 		for (String event : data.subList(0, data.size() - 1)) {
 			assertThat(json(event).path("object").asText()).as(event).isEqualTo("text_completion");

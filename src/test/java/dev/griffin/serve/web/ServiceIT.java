@@ -150,9 +150,9 @@ class ServiceIT extends ServiceTestBase {
 				"griffin_expert_cache_hits_total");
 		JsonNode cold = post(this.client, "/v1/completions", request, 200);
 		JsonNode hot = post(this.client, "/v1/completions", request, 200);
-		// without an API key or a cache_salt every client shares the cache: whether a
-		// prompt
-		// was seen before is not reported, since it may have been someone else's
+		// without an API key or a cache_salt every client shares the cache:
+		// whether a prompt was seen before is not reported, since it may have
+		// been someone else's
 		assertThat(cold.get("griffin").has("cache_hit")).isFalse();
 		assertThat(hot.get("griffin").has("cache_hit")).isFalse();
 		assertThat(ServiceSupport.metric(ServiceSupport.getText(this.client, "/actuator/prometheus"),
