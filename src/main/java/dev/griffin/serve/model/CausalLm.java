@@ -8,6 +8,7 @@ import java.util.function.IntConsumer;
 
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
@@ -199,7 +200,16 @@ public final class CausalLm {
 		Positions positions = Attention.positions(this.config, x.getManager(), this.rotary.angles(position, (int) t),
 				position, (int) t, this.options.attentionDataType());
 		for (int i = 0; i < this.layers.size(); i++) {
-			x = this.layers.get(i).forward(x, positions, cache, phase, states[i]);
+			// each layer's intermediates (a prefill chunk's attention scores against a
+			// long context are hundreds of MB) are freed when the layer is done, not
+			// when the whole pass is: only the layer's output escapes its scope
+			NDArray next;
+			try (NDScope layerScope = new NDScope()) {
+				next = this.layers.get(i).forward(x, positions, cache, phase, states[i]);
+				NDScope.unregister(next);
+			}
+			NDScope.register(next);
+			x = next; // [T, D]
 		}
 		if (!allLogits && t > 1) {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]

@@ -13,8 +13,8 @@ import static dev.griffin.serve.web.ServiceSupport.completion;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * A model that cannot load: the service stays up, readiness is down, model routes answer
- * 503.
+ * A model that cannot load: the service stays up, readiness is down (the reason on
+ * /actuator/health), model routes answer 503.
  */
 // Each context holds a loaded model: close it after the class instead of caching it.
 @DirtiesContext
@@ -38,7 +38,18 @@ class NotReadyIT {
 			.expectBody(String.class)
 			.returnResult()
 			.getResponseBody();
-		assertThat(readiness).contains("does not exist");
+		// the probe says DOWN and nothing more; the reason is on /actuator/health (which needs
+		// a key when keys are configured)
+		assertThat(readiness).doesNotContain("nonexistent");
+		String health = client.get()
+			.uri("/actuator/health")
+			.exchange()
+			.expectStatus()
+			.isEqualTo(503)
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
+		assertThat(health).contains("does not exist");
 		var error = ServiceSupport.post(client, "/v1/completions", completion("x", 2), 503);
 		assertError(error, "server_error", null);
 		assertThat(error.get("error").get("code").asText()).isEqualTo("model_not_ready");
