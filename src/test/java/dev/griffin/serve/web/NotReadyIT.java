@@ -38,7 +38,8 @@ class NotReadyIT {
 			.expectBody(String.class)
 			.returnResult()
 			.getResponseBody();
-		// the probe says DOWN and nothing more; the reason is on /actuator/health (which needs
+		// the probe says DOWN and nothing more; the reason is on /actuator/health (which
+		// needs
 		// a key when keys are configured)
 		assertThat(readiness).doesNotContain("nonexistent");
 		String health = client.get()
