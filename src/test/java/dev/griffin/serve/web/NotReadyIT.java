@@ -38,9 +38,7 @@ class NotReadyIT {
 			.expectBody(String.class)
 			.returnResult()
 			.getResponseBody();
-		// the probe says DOWN and nothing more; the reason is on /actuator/health (which
-		// needs
-		// a key when keys are configured)
+		// the probe only says DOWN; /actuator/health says why
 		assertThat(readiness).doesNotContain("nonexistent");
 		String health = client.get()
 			.uri("/actuator/health")
