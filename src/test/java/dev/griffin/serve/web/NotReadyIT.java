@@ -30,28 +30,24 @@ class NotReadyIT {
 		WebTestClient client = ServiceSupport.client(this.port);
 		Thread.sleep(500);
 		client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk();
-		String readiness = client.get()
-			.uri("/actuator/health/readiness")
-			.exchange()
-			.expectStatus()
-			.isEqualTo(503)
-			.expectBody(String.class)
-			.returnResult()
-			.getResponseBody();
 		// the probe only says DOWN; /actuator/health says why
-		assertThat(readiness).doesNotContain("nonexistent");
-		String health = client.get()
-			.uri("/actuator/health")
-			.exchange()
-			.expectStatus()
-			.isEqualTo(503)
-			.expectBody(String.class)
-			.returnResult()
-			.getResponseBody();
-		assertThat(health).contains("does not exist");
+		assertThat(unavailable(client, "/actuator/health/readiness")).doesNotContain("nonexistent");
+		assertThat(unavailable(client, "/actuator/health")).contains("does not exist");
 		var error = ServiceSupport.post(client, "/v1/completions", completion("x", 2), 503);
 		assertError(error, "server_error", null);
 		assertThat(error.get("error").get("code").asText()).isEqualTo("model_not_ready");
+	}
+
+	/** The body of a GET that must answer 503. */
+	private static String unavailable(WebTestClient client, String path) {
+		return client.get()
+			.uri(path)
+			.exchange()
+			.expectStatus()
+			.isEqualTo(503)
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
 	}
 
 }
