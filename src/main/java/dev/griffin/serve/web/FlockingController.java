@@ -63,10 +63,26 @@ public class FlockingController {
 		LoadedModel model = RequestMapper.model(this.models, request.model());
 		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
 		return this.scheduler.prepare(admission, () -> prepared(request, model))
-			.flatMap((prompt) -> this.scheduler.execute(admission, () -> heatmap(request, model, prompt)));
+			.flatMap((heatmap) -> this.scheduler.execute(admission, () -> heatmap.draw(model)));
 	}
 
-	private int[] prepared(FlockingRequest request, LoadedModel model) {
+	/**
+	 * A validated heatmap request: its prompt's tokens and the settings to draw it with.
+	 */
+	private record Heatmap(int[] prompt, int layer, int maxTokens, double density) {
+
+		ResponseEntity<byte[]> draw(LoadedModel model) {
+			Flocking.Result result = Flocking.measure(model.dense(), this.prompt, this.maxTokens, this.density);
+			return ResponseEntity.ok()
+				.contentType(MediaType.IMAGE_PNG)
+				.header("X-Griffin-Jaccard", "%.4f".formatted(result.jaccard()[this.layer]))
+				.header("X-Griffin-Experts", String.valueOf(result.experts()))
+				.body(Flocking.heatmap(result, this.layer));
+		}
+
+	}
+
+	private Heatmap prepared(FlockingRequest request, LoadedModel model) {
 		RequestMapper.require(request.prompt() != null && !request.prompt().isBlank(), "prompt", "prompt is required");
 		int layers = model.dense().config().numberOfLayers();
 		int layer = (request.layer() != null) ? request.layer() : layers / 2;
@@ -77,19 +93,7 @@ public class FlockingController {
 		RequestMapper.require(density > 0 && density <= 1, "density", "density must be in (0, 1]");
 		int[] prompt = model.tokenizer().encode(request.prompt());
 		RequestMapper.require(prompt.length <= 1024, "prompt", "prompt must be at most 1024 tokens for a heatmap");
-		return prompt;
-	}
-
-	private static ResponseEntity<byte[]> heatmap(FlockingRequest request, LoadedModel model, int[] prompt) {
-		int layer = (request.layer() != null) ? request.layer() : model.dense().config().numberOfLayers() / 2;
-		int maxTokens = (request.maxTokens() != null) ? request.maxTokens() : 32;
-		double density = (request.density() != null) ? request.density() : 0.5;
-		Flocking.Result result = Flocking.measure(model.dense(), prompt, maxTokens, density);
-		return ResponseEntity.ok()
-			.contentType(MediaType.IMAGE_PNG)
-			.header("X-Griffin-Jaccard", "%.4f".formatted(result.jaccard()[layer]))
-			.header("X-Griffin-Experts", String.valueOf(result.experts()))
-			.body(Flocking.heatmap(result, layer));
+		return new Heatmap(prompt, layer, maxTokens, density);
 	}
 
 }
