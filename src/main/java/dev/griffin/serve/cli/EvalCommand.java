@@ -14,7 +14,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-import dev.griffin.serve.evaluation.SummarizationEval;
+import dev.griffin.serve.analysis.SummarizationEval;
 import dev.griffin.serve.generation.LoadedModel;
 
 /** One-shot XSum ROUGE for the full model and GRIFFIN / baseline configurations. */

@@ -93,10 +93,12 @@ public class GenerateCommand implements Callable<Integer> {
 		long start = System.nanoTime();
 		try (LoadedModel loaded = Progress.load(this.model, err)) {
 			err.printf("loaded %s in %.1f s%n", loaded.path().getFileName(), (System.nanoTime() - start) / 1e9);
-			String text = this.input.prompt;
-			if (this.input.chat != null) {
-				ChatTemplate template = loaded.tokenizer().chatTemplate();
-				if (template == null) {
+			int[] prompt;
+			if (this.input.chat == null) {
+				prompt = loaded.tokenizer().encode(this.input.prompt);
+			}
+			else {
+				if (loaded.tokenizer().chatTemplate() == null) {
 					throw new IllegalArgumentException("the model has no chat template; use --prompt");
 				}
 				List<ChatTemplate.Message> messages = new ArrayList<>();
@@ -104,11 +106,13 @@ public class GenerateCommand implements Callable<Integer> {
 					messages.add(new ChatTemplate.Message("system", this.system));
 				}
 				messages.add(new ChatTemplate.Message("user", this.input.chat));
-				text = template.render(messages, true);
+				// as the server does: the messages are data, never template or control
+				// tokens
+				prompt = loaded.tokenizer().encodeChat(messages, true, false);
 			}
 			CausalLm variant = loaded.variant(this.density, ModelOptionsMixin.method(this.method));
 			Generator generator = new Generator(variant, loaded.tokenizer());
-			Generator.Result result = generator.generate(loaded.tokenizer().encode(text), params, (token, piece) -> {
+			Generator.Result result = generator.generate(prompt, params, (token, piece) -> {
 				out.print(piece);
 				out.flush();
 				return true;

@@ -11,6 +11,8 @@ import dev.griffin.serve.weights.CheckpointException;
 				ServeCommand.class, GenerateCommand.class, BenchCommand.class, EvalCommand.class, PlotsCommand.class })
 public class GriffinCli implements Runnable {
 
+	private static final String LOGBACK_CONFIGURATION = "logback.configurationFile";
+
 	@Override
 	public void run() {
 		new CommandLine(this).usage(System.out);
@@ -23,6 +25,10 @@ public class GriffinCli implements Runnable {
 			serve[0] = "serve";
 			System.arraycopy(args, 0, serve, 1, args.length);
 			args = serve;
+		}
+		if (!"serve".equals(args[0]) && System.getProperty(LOGBACK_CONFIGURATION) == null) {
+			// before the first logger exists: the other commands log to stderr only
+			System.setProperty(LOGBACK_CONFIGURATION, "logback-cli.xml");
 		}
 		CommandLine commandLine = new CommandLine(new GriffinCli());
 		commandLine.setExecutionExceptionHandler((ex, cmd, parsed) -> {

@@ -6,7 +6,7 @@ import picocli.CommandLine.Option;
 
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.ModelOptions;
-import dev.griffin.serve.weights.ModelLoader;
+import dev.griffin.serve.weights.Checkpoints;
 
 /** Options shared by every command that loads a model. */
 public class ModelOptionsMixin {
@@ -26,7 +26,7 @@ public class ModelOptionsMixin {
 	Integer threads;
 
 	Path modelPath() {
-		return (this.model != null) ? this.model : ModelLoader.defaultModelPath();
+		return (this.model != null) ? this.model : Checkpoints.defaultModelPath();
 	}
 
 	ModelOptions options() {

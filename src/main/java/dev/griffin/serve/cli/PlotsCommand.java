@@ -18,7 +18,7 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import dev.griffin.serve.generation.LoadedModel;
-import dev.griffin.serve.griffin.Flocking;
+import dev.griffin.serve.analysis.Flocking;
 
 /**
  * The pictures of docs/: ROUGE vs density, decode speed vs density (ours and

@@ -22,11 +22,7 @@ import org.springframework.boot.context.event.ApplicationReadyEvent;
 import org.springframework.boot.context.properties.EnableConfigurationProperties;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
-import org.springframework.core.annotation.Order;
 import org.springframework.context.event.EventListener;
-import org.springframework.web.cors.CorsConfiguration;
-import org.springframework.web.cors.reactive.CorsWebFilter;
-import org.springframework.web.cors.reactive.UrlBasedCorsConfigurationSource;
 
 import dev.griffin.serve.generation.EngineProbe;
 import dev.griffin.serve.generation.Generator;
@@ -34,13 +30,11 @@ import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.MemoryBudget;
 import dev.griffin.serve.generation.InferenceScheduler;
 import dev.griffin.serve.generation.ModelService;
-import dev.griffin.serve.griffin.ExpertCache;
+import dev.griffin.serve.generation.PromptCache;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.observability.GenerationMetrics;
-import dev.griffin.serve.web.AdmissionFilter;
-import dev.griffin.serve.web.ApiKeyFilter;
-import dev.griffin.serve.weights.ModelLoader;
+import dev.griffin.serve.weights.Checkpoints;
 
 /**
  * Wires the engine into the service: model, expert cache, scheduler with Resilience4j,
@@ -58,7 +52,7 @@ public class EngineConfiguration {
 			System.setProperty("ai.djl.pytorch.num_threads", String.valueOf(model.threads()));
 		}
 		Path path = (model.path() != null && !model.path().toString().isBlank()) ? model.path()
-				: ModelLoader.defaultModelPath();
+				: Checkpoints.defaultModelPath();
 		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
 		return new ModelService(source, model.id(),
 				new ModelOptions(ModelOptions.Precision.parse(model.dtype()), model.device()),
@@ -119,19 +113,19 @@ public class EngineConfiguration {
 	}
 
 	@Bean
-	ExpertCache expertCache(GriffinProperties properties) {
+	PromptCache expertCache(GriffinProperties properties) {
 		// each API key gets an equal share, so no tenant evicts another's entries
-		return new ExpertCache(properties.cache().maxSize().toBytes(),
+		return new PromptCache(properties.cache().maxSize().toBytes(),
 				Math.max(1, properties.security().apiKeys().size()));
 	}
 
 	@Bean
-	GenerationMetrics generationMetrics(MeterRegistry registry, ExpertCache cache) {
+	GenerationMetrics generationMetrics(MeterRegistry registry, PromptCache cache) {
 		return new GenerationMetrics(registry, cache);
 	}
 
 	@Bean(destroyMethod = "close")
-	InferenceScheduler inferenceScheduler(GriffinProperties properties, ModelService models, ExpertCache cache,
+	InferenceScheduler inferenceScheduler(GriffinProperties properties, ModelService models, PromptCache cache,
 			GenerationMetrics metrics, BulkheadRegistry bulkheads, CircuitBreakerRegistry circuitBreakers,
 			RateLimiterRegistry rateLimiters, TimeLimiterRegistry timeLimiters) {
 		GriffinProperties.Generation generation = properties.generation();
@@ -147,33 +141,6 @@ public class EngineConfiguration {
 				generation.workers(), bulkhead, circuitBreaker, rateLimiters, maxTime,
 				new InferenceScheduler.Limits(generation.maxConcurrentPerKey(), generation.tokensPerMinutePerKey(),
 						generation.stallTimeout()));
-	}
-
-	@Bean
-	ApiKeyFilter apiKeyFilter(GriffinProperties properties) {
-		GriffinProperties.Security security = properties.security();
-		return new ApiKeyFilter(security.apiKeys(), security.maxRequestSize().toBytes(), security.publicDocs());
-	}
-
-	@Bean
-	AdmissionFilter admissionFilter() {
-		return new AdmissionFilter();
-	}
-
-	/**
-	 * Before authentication, so a browser's preflight (which carries no key) is answered.
-	 */
-	@Bean
-	@Order(ApiKeyFilter.ORDER - 1)
-	CorsWebFilter corsWebFilter(GriffinProperties properties) {
-		CorsConfiguration cors = new CorsConfiguration();
-		properties.security().corsAllowedOrigins().forEach(cors::addAllowedOrigin);
-		cors.addAllowedMethod("GET");
-		cors.addAllowedMethod("POST");
-		cors.addAllowedHeader("*");
-		UrlBasedCorsConfigurationSource source = new UrlBasedCorsConfigurationSource();
-		source.registerCorsConfiguration("/**", cors);
-		return new CorsWebFilter(source);
 	}
 
 	/** Readiness: down until the model is loaded and a warm-up generation has run. */

@@ -12,7 +12,8 @@ public interface EngineProbe {
 	};
 
 	/**
-	 * @param phase "prefill", "restore" or "decode"
+	 * @param phase "allocate", "prompt" (prefill or a prompt-cache restore), "prefill",
+	 * "sample" or "decode"
 	 */
 	void beforeForward(String phase);
 

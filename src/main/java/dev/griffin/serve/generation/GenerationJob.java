@@ -1,5 +1,7 @@
 package dev.griffin.serve.generation;
 
+import dev.griffin.serve.griffin.GriffinSettings;
+
 /**
  * One request's work for the scheduler.
  *
@@ -8,17 +10,28 @@ package dev.griffin.serve.generation;
  * @param griffin GRIFFIN settings
  * @param choices how many independent completions (OpenAI's n); choice i samples with
  * seed + i
- * @param topLogprobs -1 for none, else alternatives per token
- * @param useCache whether the expert cache may serve and store this prompt
+ * @param topLogprobs -1 for none, else alternatives per token (at most
+ * {@link #MAX_TOP_LOGPROBS})
+ * @param useCache whether the prompt cache may serve and store this prompt
  * @param tenantSalt salt of the cache key (tenant isolation), or null
  * @param rateLimitKey whose rate limit applies (the API key), or null for the shared one
  */
 public record GenerationJob(int[] prompt, SamplingParams params, GriffinSettings griffin, int choices, int topLogprobs,
 		boolean useCache, String tenantSalt, String rateLimitKey) {
 
+	/** The most choices one request may ask for. */
+	public static final int MAX_CHOICES = 8;
+
+	/** The most alternatives per token a request may ask for (OpenAI's bound). */
+	public static final int MAX_TOP_LOGPROBS = 20;
+
 	public GenerationJob {
-		if (choices < 1 || choices > 8) {
-			throw new IllegalArgumentException("n must be in [1, 8], got " + choices);
+		if (choices < 1 || choices > MAX_CHOICES) {
+			throw new InvalidParameterException("n", "n must be in [1, %d], got %d".formatted(MAX_CHOICES, choices));
+		}
+		if (topLogprobs < -1 || topLogprobs > MAX_TOP_LOGPROBS) {
+			throw new InvalidParameterException("top_logprobs",
+					"top_logprobs must be in [0, %d], got %d".formatted(MAX_TOP_LOGPROBS, topLogprobs));
 		}
 	}
 

@@ -5,8 +5,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
-import dev.griffin.serve.griffin.CachedPrompt;
-import dev.griffin.serve.griffin.ExpertCache;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.tokenizer.IncrementalDetokenizer;
 import dev.griffin.serve.tokenizer.Tokenizer;
@@ -61,23 +59,15 @@ public final class Generator {
 	 * Per-request choices beyond sampling.
 	 *
 	 * @param topLogprobs -1 for no log-probabilities, otherwise how many alternatives to
-	 * report (0..20)
-	 * @param cache the expert cache, or null
+	 * report (validated by {@link GenerationJob})
+	 * @param cache the prompt cache, or null
 	 * @param cacheKey this prompt's key in the cache (ignored without a cache)
 	 * @param deadlineNanos {@link System#nanoTime()} after which generation fails, 0 for
 	 * none
-	 * @param cacheTenant whose share of the cache an entry is stored in (the API key),
-	 * null for the shared one
 	 */
-	public record Options(int topLogprobs, ExpertCache cache, String cacheKey, long deadlineNanos, String cacheTenant) {
+	public record Options(int topLogprobs, PromptCache cache, PromptCache.Key cacheKey, long deadlineNanos) {
 
-		public static final Options NONE = new Options(-1, null, null, 0, null);
-
-		public Options {
-			if (topLogprobs < -1 || topLogprobs > 20) {
-				throw new IllegalArgumentException("top_logprobs must be in [0, 20], got " + topLogprobs);
-			}
-		}
+		public static final Options NONE = new Options(-1, null, null, 0);
 
 	}
 
@@ -111,20 +101,10 @@ public final class Generator {
 		this.probe = probe;
 	}
 
-	public CausalLm model() {
-		return this.model;
-	}
-
-	public Tokenizer tokenizer() {
-		return this.tokenizer;
-	}
-
-	/** Checks that prompt and budget fit the context, with the numbers in the message. */
-	public void checkContextLength(int promptTokens, int maxNewTokens) {
-		checkContextLength(promptTokens, maxNewTokens, this.model.config().maxPositionEmbeddings());
-	}
-
-	/** Checks that prompt and budget fit a context of {@code context} tokens. */
+	/**
+	 * The one context-length rule: prompt and budget fit a context of {@code context}
+	 * tokens; the message has the numbers.
+	 */
 	public static void checkContextLength(int promptTokens, int maxNewTokens, int context) {
 		if (promptTokens == 0) {
 			throw new InvalidParameterException("prompt", "the prompt is empty");
@@ -144,7 +124,7 @@ public final class Generator {
 	}
 
 	public Result generate(int[] prompt, SamplingParams params, Options options, Listener listener) {
-		checkContextLength(prompt.length, params.maxNewTokens());
+		checkContextLength(prompt.length, params.maxNewTokens(), this.model.config().maxPositionEmbeddings());
 		long seed = (params.seed() != null) ? params.seed() : System.nanoTime();
 		Sampler sampler = new Sampler(params, this.model.config().vocabularySize(), prompt);
 		StopCondition stop = new StopCondition(params, this.model.config().eosTokenIds());
@@ -159,50 +139,19 @@ public final class Generator {
 		long firstToken = 0;
 		long decodeNanos = 0;
 		int decodeSteps = 0;
-		boolean cacheHit = false;
-		CachedPrompt cached = null;
+		boolean cacheHit;
 		try (InferenceSession session = engine("allocate",
-				() -> new InferenceSession(this.model, prompt.length + params.maxNewTokens(), seed))) {
-			float[] logits = null;
-			if (options.cache() != null) {
-				cached = options.cache().acquire(options.cacheTenant(), options.cacheKey());
-			}
-			if (cached != null && Arrays.equals(cached.tokens(), prompt)) {
-				CachedPrompt hit = cached;
-				engine("restore", () -> {
-					session.restore(hit);
-					return null;
-				});
-				logits = cached.lastLogits().clone();
-				cacheHit = true;
-			}
-			else {
-				// chunk by chunk: the deadline and a cancellation
-				// are noticed within one chunk of a long prompt
-				for (int from = 0; from < prompt.length; from += PREFILL_CHUNK) {
-					checkDeadline(options);
-					if (listener.isCancelled()) {
-						reason = FinishReason.CANCELLED;
-						break;
-					}
-					int[] chunk = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + PREFILL_CHUNK));
-					logits = engine("prefill", () -> session.prefill(chunk, PREFILL_CHUNK));
-				}
-				if (reason != FinishReason.CANCELLED) {
-					engine("prefill", () -> {
-						session.finishPrompt();
-						return null;
-					});
-				}
-				if (options.cache() != null && reason != FinishReason.CANCELLED) {
-					float[] last = logits;
-					CachedPrompt entry = engine("snapshot", () -> session.snapshot(prompt, last, this.model.manager()));
-					// this sequence keeps reading the experts it handed over: it holds a
-					// reference until done
-					entry.retain();
-					cached = entry;
-					options.cache().put(options.cacheTenant(), options.cacheKey(), entry);
-				}
+				() -> new InferenceSession(this.model, prompt.length + params.maxNewTokens(), seed));
+				PromptCache.Processed processed = engine("prompt",
+						() -> (options.cache() != null)
+								? options.cache()
+									.acquireOrPrefill(options.cacheKey(), session, prompt,
+											() -> prefill(session, prompt, options, listener), this.model.manager())
+								: PromptCache.uncached(() -> prefill(session, prompt, options, listener)))) {
+			float[] logits = processed.lastLogits();
+			cacheHit = processed.hit();
+			if (processed.cancelled()) {
+				reason = FinishReason.CANCELLED;
 			}
 			prefillEnd = System.nanoTime();
 			if (reason != FinishReason.CANCELLED && !listener.onPromptProcessed(cacheHit)) {
@@ -212,8 +161,8 @@ public final class Generator {
 				checkDeadline(options);
 				float[] raw = (options.topLogprobs() >= 0) ? logits.clone() : null;
 				float[] current = logits;
-				// the parameters are validated, so logits with
-				// nothing to sample are the engine's fault
+				// the parameters are validated, so logits with nothing to sample are the
+				// engine's fault
 				int token = engine("sample", () -> sampler.sample(current));
 				if (count == 0) {
 					firstToken = System.nanoTime() - start;
@@ -254,14 +203,31 @@ public final class Generator {
 				decodeSteps++;
 			}
 		}
-		finally {
-			if (cached != null) {
-				cached.release();
-			}
-		}
 		Timings timings = new Timings(prefillEnd - start, firstToken, decodeNanos, decodeSteps);
 		return new Result(text.substring(0, emitted), Arrays.copyOf(tokens, count), prompt.length, reason, cacheHit,
 				timings);
+	}
+
+	/**
+	 * Prefill chunk by chunk, so that the deadline and a cancellation are noticed within
+	 * one chunk of a long prompt, then the end of the prompt phase (expert selection).
+	 * @return the last prompt token's logits, or null when cancelled
+	 */
+	private float[] prefill(InferenceSession session, int[] prompt, Options options, Listener listener) {
+		float[] logits = null;
+		for (int from = 0; from < prompt.length; from += PREFILL_CHUNK) {
+			checkDeadline(options);
+			if (listener.isCancelled()) {
+				return null;
+			}
+			int[] chunk = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + PREFILL_CHUNK));
+			logits = engine("prefill", () -> session.prefill(chunk, PREFILL_CHUNK));
+		}
+		engine("prefill", () -> {
+			session.finishPrompt();
+			return null;
+		});
+		return logits;
 	}
 
 	/**
@@ -274,7 +240,8 @@ public final class Generator {
 			this.probe.beforeForward(phase);
 			return work.get();
 		}
-		catch (EngineFailureException ex) {
+		catch (EngineFailureException | GenerationTimeoutException ex) {
+			// an inner phase's failure, or the deadline passing during prefill
 			throw ex;
 		}
 		catch (RuntimeException ex) {

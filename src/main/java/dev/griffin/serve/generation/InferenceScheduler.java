@@ -28,7 +28,6 @@ import reactor.core.publisher.Mono;
 import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
 
-import dev.griffin.serve.griffin.ExpertCache;
 import dev.griffin.serve.observability.GenerationMetrics;
 
 /**
@@ -72,7 +71,7 @@ public final class InferenceScheduler implements AutoCloseable {
 
 	private final ModelService models;
 
-	private final ExpertCache cache;
+	private final PromptCache cache;
 
 	private final GenerationMetrics metrics;
 
@@ -98,7 +97,7 @@ public final class InferenceScheduler implements AutoCloseable {
 
 	private volatile boolean closed;
 
-	public InferenceScheduler(ModelService models, ExpertCache cache, GenerationMetrics metrics, int workers,
+	public InferenceScheduler(ModelService models, PromptCache cache, GenerationMetrics metrics, int workers,
 			Bulkhead bulkhead, CircuitBreaker circuitBreaker, RateLimiterRegistry rateLimiters,
 			Duration maxGenerationTime, Limits limits) {
 		this.models = models;
@@ -212,8 +211,8 @@ public final class InferenceScheduler implements AutoCloseable {
 	 */
 	public void chargeTokens(Admission admission, long tokens) {
 		if (this.limits.tokensPerMinute() == 0 || admission.tenant() == null) {
-			// without API keys there are no tenants to share out: the request
-			// rate and the bulkhead bound the server
+			// without API keys there are no tenants to share out: the request rate and
+			// the bulkhead bound the server
 			return;
 		}
 		long budget = this.limits.tokensPerMinute();
@@ -241,7 +240,6 @@ public final class InferenceScheduler implements AutoCloseable {
 	 */
 	public Flux<GenerationEvent> submit(Admission admission, GenerationJob job) {
 		Generator generator = this.models.generator(job.griffin());
-		generator.checkContextLength(job.prompt().length, job.params().maxNewTokens());
 		return Flux.create((FluxSink<GenerationEvent> sink) -> {
 			if (!admission.claim()) {
 				sink.error(new IllegalStateException("the request ended before it was queued"));
@@ -351,14 +349,13 @@ public final class InferenceScheduler implements AutoCloseable {
 			for (int choice = 0; choice < job.choices() && !stream.isCancelled(); choice++) {
 				SamplingParams params = (choice == 0 || job.params().seed() == null) ? job.params()
 						: withSeed(job.params(), job.params().seed() + choice);
-				String key = useCache
-						? this.models.cacheKey(job.griffin(), params.seed(), job.tenantSalt(), job.prompt()) : null;
+				PromptCache.Key key = useCache ? this.models.cacheKey(job.griffin(), params.seed(), job.tenantSalt(),
+						admission.tenant(), job.prompt()) : null;
 				int index = choice;
 				long[] last = { 0 };
 				boolean[] first = { firstToken };
 				Generator.Result result = generator.generate(job.prompt(), params,
-						new Generator.Options(job.topLogprobs(), useCache ? this.cache : null, key, deadline,
-								admission.tenant()),
+						new Generator.Options(job.topLogprobs(), useCache ? this.cache : null, key, deadline),
 						new Generator.Listener() {
 							@Override
 							public boolean isCancelled() {

@@ -6,9 +6,6 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 
-import dev.griffin.serve.griffin.CachedPrompt;
-import dev.griffin.serve.griffin.GriffinFeedForward;
-import dev.griffin.serve.griffin.LayerExperts;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.FeedForward;
 import dev.griffin.serve.model.KvCache;
@@ -55,22 +52,6 @@ public final class InferenceSession implements AutoCloseable {
 		}
 	}
 
-	public CausalLm model() {
-		return this.model;
-	}
-
-	public int position() {
-		return this.position;
-	}
-
-	public int capacity() {
-		return this.cache.capacity();
-	}
-
-	public KvCache cache() {
-		return this.cache;
-	}
-
 	public FeedForward.State state(int layer) {
 		return this.states[layer];
 	}
@@ -110,15 +91,6 @@ public final class InferenceSession implements AutoCloseable {
 	}
 
 	/**
-	 * GRIFFIN's class mode: one pass over all tokens, returning the last token's logits.
-	 */
-	public float[] classify(int[] tokens) {
-		float[] logits = run(tokens, FeedForward.Phase.CLASSIFICATION, false);
-		this.promptFinished = true;
-		return logits;
-	}
-
-	/**
 	 * Ends the prompt phase: feed-forward blocks fix what generation will use (GRIFFIN's
 	 * experts).
 	 */
@@ -138,48 +110,44 @@ public final class InferenceSession implements AutoCloseable {
 	}
 
 	/**
-	 * Captures the processed prompt for the expert cache: a copy of the prompt's KV cache
-	 * and this sequence's experts, whose ownership moves to the returned entry. The entry
-	 * starts with one reference (the cache's); this session keeps using the experts until
-	 * it closes.
-	 * @param owner the manager that outlives the sessions (the cache's)
+	 * Captures the processed prompt for the prompt cache: a copy of the prompt's KV cache
+	 * and what each feed-forward block fixed for generation (GRIFFIN's experts), whose
+	 * ownership moves to the returned entry. The entry starts with one reference (the
+	 * cache's); this session keeps reading the shared blocks' state until it closes.
+	 * @param owner the manager that outlives the sessions (the model's)
 	 */
-	public CachedPrompt snapshot(int[] prompt, float[] lastLogits, NDManager owner) {
+	PromptCache.Entry snapshot(int[] prompt, float[] lastLogits, NDManager owner) {
 		if (!this.promptFinished || this.position != prompt.length) {
 			throw new IllegalStateException("snapshot needs a finished prompt and no generated token");
 		}
 		int layers = this.states.length;
 		NDArray[] keys = new NDArray[layers];
 		NDArray[] values = new NDArray[layers];
-		LayerExperts[] experts = new LayerExperts[layers];
+		FeedForward.Prepared[] feedForward = new FeedForward.Prepared[layers];
 		for (int i = 0; i < layers; i++) {
 			keys[i] = this.cache.keys(i, 0, this.position).duplicate();
 			values[i] = this.cache.values(i, 0, this.position).duplicate();
 			keys[i].attach(owner);
 			values[i].attach(owner);
-			if (this.states[i] instanceof GriffinFeedForward.GriffinState griffin) {
-				experts[i] = griffin.shareExperts(owner);
-			}
+			feedForward[i] = this.states[i].share(owner);
 		}
 		NDScope.unregister(keys);
 		NDScope.unregister(values);
-		return CachedPrompt.create(prompt, keys, values, experts, lastLogits);
+		return new PromptCache.Entry(prompt, keys, values, feedForward, lastLogits);
 	}
 
 	/**
-	 * Starts this sequence from a cached prompt: copies its KV cache and uses its
-	 * experts.
+	 * Starts this sequence from a cached prompt: copies its KV cache and reuses what its
+	 * feed-forward blocks fixed.
 	 */
-	public void restore(CachedPrompt cached) {
+	void restore(PromptCache.Entry cached) {
 		if (this.position != 0) {
 			throw new IllegalStateException("restore needs a fresh session");
 		}
 		try (NDScope scope = new NDScope()) {
 			for (int i = 0; i < this.states.length; i++) {
 				this.cache.write(i, 0, cached.keys()[i], cached.values()[i]);
-				if (this.states[i] instanceof GriffinFeedForward.GriffinState griffin) {
-					griffin.useExperts(cached.experts()[i]);
-				}
+				this.states[i].reuse(cached.feedForward()[i]);
 			}
 		}
 		this.position = cached.tokens().length;

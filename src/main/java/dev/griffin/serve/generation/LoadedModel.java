@@ -5,17 +5,18 @@ import java.util.function.IntConsumer;
 
 import ai.djl.ndarray.NDManager;
 
+import dev.griffin.serve.weights.ModelBuilder;
 import dev.griffin.serve.griffin.DensitySchedule;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.ModelOptions;
-import dev.griffin.serve.model.NativeAllocator;
+import dev.griffin.serve.weights.NativeAllocator;
 import dev.griffin.serve.tokenizer.Tokenizer;
 import dev.griffin.serve.weights.Checkpoint;
 import dev.griffin.serve.weights.CheckpointException;
 import dev.griffin.serve.weights.GgufCheckpoint;
-import dev.griffin.serve.weights.ModelLoader;
+import dev.griffin.serve.weights.Checkpoints;
 
 /**
  * A dense model with its tokenizer, loaded from a {@code .gguf} file or a Hugging Face
@@ -43,14 +44,10 @@ public final class LoadedModel implements AutoCloseable {
 	 * @param progress told the number of layers loaded so far
 	 */
 	public static LoadedModel load(Path path, ModelOptions options, IntConsumer progress) {
-		if (options.dtype() == ModelOptions.Precision.BFLOAT16) {
-			throw new IllegalArgumentException(
-					"bfloat16 is not supported by this engine build; use float32 or float16");
-		}
 		NativeAllocator.tune();
 		NDManager manager = NDManager.newBaseManager(options.djlDevice());
-		try (Checkpoint checkpoint = ModelLoader.open(path)) {
-			CausalLm dense = CausalLm.load(checkpoint, options, manager, progress);
+		try (Checkpoint checkpoint = Checkpoints.open(path)) {
+			CausalLm dense = ModelBuilder.build(checkpoint, options, manager, progress);
 			Tokenizer tokenizer = (checkpoint instanceof GgufCheckpoint gguf) ? Tokenizer.fromGguf(gguf.file())
 					: Tokenizer.fromHuggingFace(path);
 			if (tokenizer.vocabularySize() > dense.config().vocabularySize()) {
@@ -58,9 +55,8 @@ public final class LoadedModel implements AutoCloseable {
 						tokenizer.vocabularySize(), dense.config().vocabularySize()));
 			}
 			// Loading leaves the dequantised float32 copies (hundreds of MB) as garbage;
-			// collecting it now
-			// keeps a concurrent collection from competing with the engine's threads
-			// during the first requests.
+			// collecting it now keeps a concurrent collection from competing with the
+			// engine's threads during the first requests.
 			System.gc();
 			return new LoadedModel(path, manager, dense, tokenizer);
 		}

@@ -11,10 +11,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import dev.griffin.serve.griffin.DensitySchedule;
-import dev.griffin.serve.griffin.ExpertCache;
+import dev.griffin.serve.griffin.GriffinSettings;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.ModelOptions;
-import dev.griffin.serve.weights.HubDownloader;
+import dev.griffin.serve.hub.HubDownloader;
 
 /**
  * Owns the loaded model: loads it in the background (the service answers health checks
@@ -163,13 +163,18 @@ public final class ModelService implements AutoCloseable {
 		return new Generator(variant, loaded.tokenizer(), this.probe);
 	}
 
-	/** The expert-cache key of a prompt under these settings. */
-	public String cacheKey(GriffinSettings settings, Long selectionSeed, String tenantSalt, int[] tokens) {
+	/**
+	 * The prompt-cache key of a prompt under these settings.
+	 * @param tenant whose partition of the cache (the API key), null for the shared one
+	 */
+	public PromptCache.Key cacheKey(GriffinSettings settings, Long selectionSeed, String tenantSalt, String tenant,
+			int[] tokens) {
 		DensitySchedule schedule = settings.isDense() ? null
 				: DensitySchedule.uniform(settings.density(), model().dense().config().numberOfLayers());
-		return ExpertCache.key(this.modelId + "@" + this.source, this.options.dtype().name(), schedule,
-				settings.isDense() ? null : settings.method(), settings.isRandomized() ? selectionSeed : null,
-				tenantSalt, tokens);
+		return new PromptCache.Key(tenant,
+				PromptCache.hash(this.modelId + "@" + this.source, this.options.dtype().name(), schedule,
+						settings.isDense() ? null : settings.method(), settings.isRandomized() ? selectionSeed : null,
+						tenantSalt, tokens));
 	}
 
 	public List<String> modelIds() {

@@ -113,8 +113,8 @@ public final class Sampler {
 
 	private Integer[] candidates(double[] probabilities) {
 		// Tokens below 1e-12 of the most likely one cannot change a draw measurably;
-		// leaving them out
-		// keeps the sort to a few hundred candidates instead of the whole vocabulary.
+		// leaving them out keeps the sort to a few hundred candidates instead of the
+		// whole vocabulary.
 		int n = 0;
 		Integer[] order = new Integer[probabilities.length];
 		for (int i = 0; i < probabilities.length; i++) {

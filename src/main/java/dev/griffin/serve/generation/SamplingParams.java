@@ -24,8 +24,6 @@ public record SamplingParams(double temperature, int topK, double topP, double m
 		double presencePenalty, double frequencyPenalty, Long seed, int maxNewTokens, List<String> stopStrings,
 		List<Integer> stopTokenIds, boolean ignoreEos) {
 
-	public static final SamplingParams GREEDY = greedy(128);
-
 	/**
 	 * Longest stop string, in characters (OpenAI's limit is 4 strings; vLLM bounds none).
 	 */

@@ -5,17 +5,16 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * Decides when generation ends: an end token, a stop string in the text, or the token
- * budget. Text that might be the start of a stop string is held back until it is known
- * not to be one, so a streamed stop string never reaches the client.
+ * Decides when generation ends early: an end token or a stop string in the text (the
+ * token budget is the generator's). Text that might be the start of a stop string is held
+ * back until it is known not to be one, so a streamed stop string never reaches the
+ * client.
  */
 public final class StopCondition {
 
 	private final Set<Integer> stopTokens = new HashSet<>();
 
 	private final List<String> stopStrings;
-
-	private final int maxNewTokens;
 
 	private final int holdBack;
 
@@ -27,16 +26,11 @@ public final class StopCondition {
 		}
 		this.stopTokens.addAll(params.stopTokenIds());
 		this.stopStrings = params.stopStrings();
-		this.maxNewTokens = params.maxNewTokens();
 		this.holdBack = this.stopStrings.stream().mapToInt(String::length).max().orElse(1) - 1;
 	}
 
 	public boolean isStopToken(int token) {
 		return this.stopTokens.contains(token);
-	}
-
-	public int maxNewTokens() {
-		return this.maxNewTokens;
 	}
 
 	/** Index of the first stop string in text, or -1. */

@@ -16,11 +16,19 @@ public record DensitySchedule(double[] densities) {
 			throw new IllegalArgumentException("a density schedule needs at least one layer");
 		}
 		for (double density : densities) {
-			if (!(density >= 0 && density <= 1)) {
-				throw new IllegalArgumentException("density must be in [0, 1], got " + density);
-			}
+			checkDensity(density);
 		}
 		densities = densities.clone();
+	}
+
+	/**
+	 * The one rule for a density: a finite number in [0, 1].
+	 * @throws IllegalArgumentException otherwise
+	 */
+	public static void checkDensity(double density) {
+		if (!(density >= 0 && density <= 1)) {
+			throw new IllegalArgumentException("density must be in [0, 1], got " + density);
+		}
 	}
 
 	public static DensitySchedule uniform(double density, int layers) {
@@ -29,42 +37,13 @@ public record DensitySchedule(double[] densities) {
 		return new DensitySchedule(densities);
 	}
 
-	/**
-	 * Parses one density for every layer ("0.5") or one per layer ("0.75,0.5,...").
-	 */
-	public static DensitySchedule parse(String text, int layers) {
-		String[] parts = text.split(",");
-		try {
-			if (parts.length == 1) {
-				return uniform(Double.parseDouble(parts[0].trim()), layers);
-			}
-			if (parts.length != layers) {
-				throw new IllegalArgumentException(
-						"a per-layer density schedule needs %d values, got %d".formatted(layers, parts.length));
-			}
-			return new DensitySchedule(Arrays.stream(parts).mapToDouble((p) -> Double.parseDouble(p.trim())).toArray());
-		}
-		catch (NumberFormatException ex) {
-			throw new IllegalArgumentException("density '" + text + "' is not a number or a comma-separated list");
-		}
-	}
-
 	public int layers() {
 		return this.densities.length;
-	}
-
-	public double density(int layer) {
-		return this.densities[layer];
 	}
 
 	/** k = floor(F * density) for a layer. */
 	public int experts(int layer, int intermediateSize) {
 		return (int) Math.floor(intermediateSize * this.densities[layer]);
-	}
-
-	/** The mean density, what a response reports for a uniform schedule. */
-	public double mean() {
-		return Arrays.stream(this.densities).average().orElse(1);
 	}
 
 	@Override

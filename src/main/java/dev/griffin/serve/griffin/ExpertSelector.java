@@ -29,10 +29,8 @@ public final class ExpertSelector {
 	 */
 	public static double[] sumOfSquares(NDArray z) {
 		// Row-wise work in float32 (cheap, and independent of how the prompt is chunked);
-		// the sum over
-		// tokens in float64, so that chunked and one-shot prefill accumulate the same
-		// values.
-		// [T, F]
+		// the sum over tokens in float64, so that chunked and one-shot prefill accumulate
+		// the same values. [T, F]
 		NDArray z32 = (z.getDataType() == DataType.FLOAT32) ? z : z.toType(DataType.FLOAT32, false);
 		NDArray squares = z32.square(); // [T, F]
 		// [T, 1]
@@ -71,7 +69,7 @@ public final class ExpertSelector {
 	}
 
 	/** Indices of the k largest values, larger first, ties to the lower index. */
-	static int[] top(double[] values, int k) {
+	public static int[] top(double[] values, int k) {
 		Integer[] order = new Integer[values.length];
 		for (int i = 0; i < order.length; i++) {
 			order[i] = i;

@@ -6,7 +6,6 @@ import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
-import ai.djl.ndarray.types.Shape;
 
 import dev.griffin.serve.model.DenseFeedForward;
 import dev.griffin.serve.model.FeedForward;
@@ -30,7 +29,7 @@ public final class GriffinFeedForward implements FeedForward {
 
 	private final Weights dense;
 
-	private final int experts;
+	private final int expertCount;
 
 	private final SelectionMethod method;
 
@@ -38,23 +37,25 @@ public final class GriffinFeedForward implements FeedForward {
 
 	/**
 	 * @param dense the layer's dense weights
-	 * @param experts k, the number of neurons generation keeps
+	 * @param expertCount k, the number of neurons generation keeps
 	 * @param method how experts are chosen
 	 * @param manager owner of the static selection of {@code magnitude}
 	 */
-	public GriffinFeedForward(Weights dense, int experts, SelectionMethod method, NDManager manager) {
-		if (experts < 0 || experts > dense.intermediateSize()) {
+	public GriffinFeedForward(Weights dense, int expertCount, SelectionMethod method, NDManager manager) {
+		if (expertCount < 0 || expertCount > dense.intermediateSize()) {
 			throw new IllegalArgumentException(
-					"experts must be in [0, %d], got %d".formatted(dense.intermediateSize(), experts));
+					"expertCount must be in [0, %d], got %d".formatted(dense.intermediateSize(), expertCount));
 		}
 		this.dense = dense;
-		this.experts = experts;
+		this.expertCount = expertCount;
 		this.method = method;
-		this.staticIndices = (method == SelectionMethod.MAGNITUDE) ? magnitudeIndices(dense, experts, manager) : null;
+		this.staticIndices = (method == SelectionMethod.MAGNITUDE) ? magnitudeIndices(dense, expertCount, manager)
+				: null;
 	}
 
-	public int experts() {
-		return this.experts;
+	/** k, the number of neurons each sequence's generation keeps. */
+	public int expertCount() {
+		return this.expertCount;
 	}
 
 	public SelectionMethod method() {
@@ -68,7 +69,7 @@ public final class GriffinFeedForward implements FeedForward {
 
 	@Override
 	public State newState(long seed) {
-		return new GriffinState(new SplittableRandom(seed));
+		return new GriffinState(this, new SplittableRandom(seed));
 	}
 
 	@Override
@@ -76,7 +77,7 @@ public final class GriffinFeedForward implements FeedForward {
 		GriffinState s = (GriffinState) state;
 		return switch (phase) {
 			case PROMPT -> {
-				if (s.experts != null) {
+				if (s.experts() != null) {
 					throw new IllegalStateException("prompt tokens after the experts were selected");
 				}
 				// [T, F]
@@ -87,13 +88,12 @@ public final class GriffinFeedForward implements FeedForward {
 				yield DenseFeedForward.output(z, this.dense.down()); // [T, D]
 			}
 			case GENERATION -> {
-				LayerExperts e = s.experts;
+				LayerExperts e = s.experts();
 				if (e == null) {
 					throw new IllegalStateException("generation before the prompt selected experts");
 				}
 				yield generate(x, e);
 			}
-			case CLASSIFICATION -> classify(x, s);
 		};
 	}
 
@@ -106,32 +106,21 @@ public final class GriffinFeedForward implements FeedForward {
 	}
 
 	/**
-	 * Class mode: one pass; the statistic uses every token but the last (the only token,
-	 * for a one-token input), and the last token's Z is masked to E.
+	 * Selects a sequence's experts at the end of its prompt and gathers their weights.
+	 * @param sumOfSquares the sequence's prompt statistic (unused by static methods)
 	 */
-	private NDArray classify(NDArray x, GriffinState s) {
-		NDArray z = DenseFeedForward.activations(x, this.dense.gateUp()); // [T, F]
-		long t = z.getShape().get(0);
+	LayerExperts selectExperts(double[] sumOfSquares, SplittableRandom random, NDManager manager) {
 		int[] selected;
 		if (this.method.usesPrompt()) {
-			NDArray prompt = (t > 1) ? z.get(new NDIndex(":{}", t - 1)) : z; // [T-1, F]
-			s.accumulate(ExpertSelector.sumOfSquares(prompt));
-			selected = ExpertSelector.select(s.sumOfSquares, this.experts, this.method, s.random);
+			if (sumOfSquares == null) {
+				throw new IllegalStateException("no prompt statistic: the prompt phase never ran");
+			}
+			selected = ExpertSelector.select(sumOfSquares, this.expertCount, this.method, random);
 		}
 		else {
 			selected = this.staticIndices;
 		}
-		float[] mask = new float[this.dense.intermediateSize()];
-		for (int index : selected) {
-			mask[index] = 1f;
-		}
-		NDManager manager = x.getManager();
-		// [T, F]: ones for the prompt tokens, the expert mask for the last token
-		NDArray rowMask = manager.create(mask, new Shape(1, mask.length)).toType(z.getDataType(), false);
-		if (t > 1) {
-			rowMask = manager.ones(new Shape(t - 1, mask.length), z.getDataType()).concat(rowMask, 0);
-		}
-		return DenseFeedForward.output(z.mul(rowMask), this.dense.down()); // [T, D]
+		return gather(this.dense, selected, manager);
 	}
 
 	/** Gathers W_gate[E], W_up[E] and W_down[:, E]. */
@@ -177,103 +166,6 @@ public final class GriffinFeedForward implements FeedForward {
 			scores = product.toDoubleArray(); // [F]
 		}
 		return ExpertSelector.select(scores, k, SelectionMethod.MAGNITUDE, null);
-	}
-
-	/** One sequence's GRIFFIN state for one layer. */
-	public final class GriffinState implements State {
-
-		private final SplittableRandom random;
-
-		private double[] sumOfSquares;
-
-		private LayerExperts experts;
-
-		private boolean ownsExperts;
-
-		GriffinState(SplittableRandom random) {
-			this.random = random;
-		}
-
-		void accumulate(double[] squares) {
-			if (this.sumOfSquares == null) {
-				this.sumOfSquares = squares;
-			}
-			else {
-				for (int j = 0; j < squares.length; j++) {
-					this.sumOfSquares[j] += squares[j];
-				}
-			}
-		}
-
-		/** The prompt statistic s^2 so far (null before any prompt token). */
-		public double[] sumOfSquares() {
-			return (this.sumOfSquares != null) ? this.sumOfSquares.clone() : null;
-		}
-
-		public LayerExperts experts() {
-			return this.experts;
-		}
-
-		/**
-		 * Installs experts selected elsewhere (an expert-cache hit); they are shared, not
-		 * owned.
-		 */
-		public void useExperts(LayerExperts shared) {
-			if (this.experts != null) {
-				throw new IllegalStateException("experts are already selected");
-			}
-			if (shared == null) {
-				throw new IllegalArgumentException("a cached prompt without experts for a GRIFFIN layer");
-			}
-			this.experts = shared;
-			this.ownsExperts = false;
-		}
-
-		/**
-		 * Hands this sequence's experts to a cache entry: they move to {@code owner} and
-		 * the entry, not this state, frees them.
-		 */
-		public LayerExperts shareExperts(NDManager owner) {
-			if (this.experts == null || !this.ownsExperts) {
-				throw new IllegalStateException("no experts of this sequence's own to share");
-			}
-			if (this.experts.gateUp() != null) {
-				this.experts.gateUp().attach(owner);
-				this.experts.down().attach(owner);
-			}
-			this.ownsExperts = false;
-			return this.experts;
-		}
-
-		@Override
-		public void finishPrompt(NDManager manager) {
-			if (this.experts != null) {
-				return;
-			}
-			int[] selected;
-			if (GriffinFeedForward.this.method.usesPrompt()) {
-				if (this.sumOfSquares == null) {
-					throw new IllegalStateException("no prompt statistic: the prompt phase never ran");
-				}
-				selected = ExpertSelector.select(this.sumOfSquares, GriffinFeedForward.this.experts,
-						GriffinFeedForward.this.method, this.random);
-			}
-			else {
-				selected = GriffinFeedForward.this.staticIndices;
-			}
-			this.experts = gather(GriffinFeedForward.this.dense, selected, manager);
-			this.ownsExperts = true;
-		}
-
-		@Override
-		public void close() {
-			if (this.ownsExperts && this.experts.gateUp() != null) {
-				this.experts.gateUp().close();
-				this.experts.down().close();
-			}
-			this.experts = null;
-		}
-
 	}
 
 }

@@ -70,7 +70,7 @@ public final class Attention {
 		this.keyHeads = new NDIndex().addAllDim().addSliceDim(this.heads, this.heads + this.keyValueHeads);
 	}
 
-	static float scale(ModelConfig config) {
+	public static float scale(ModelConfig config) {
 		return (float) Math.pow(config.headDimension(), -0.5);
 	}
 
@@ -79,7 +79,7 @@ public final class Attention {
 	 * two (any even power of two head dimension), where scaling q or the scores gives
 	 * bit-identical results.
 	 */
-	static boolean scaleFoldsExactly(ModelConfig config) {
+	public static boolean scaleFoldsExactly(ModelConfig config) {
 		float scale = scale(config);
 		return scale == Math.scalb(1.0f, Math.getExponent(scale));
 	}

@@ -16,12 +16,7 @@ public interface FeedForward {
 		/** Prompt tokens (possibly in chunks); generation has not started. */
 		PROMPT,
 		/** One generated token at a time. */
-		GENERATION,
-		/**
-		 * A single classification pass (GRIFFIN's class mode): all tokens but the last
-		 * form the prompt.
-		 */
-		CLASSIFICATION
+		GENERATION
 
 	}
 
@@ -37,9 +32,46 @@ public interface FeedForward {
 		default void finishPrompt(NDManager manager) {
 		}
 
+		/**
+		 * Hands what {@link #finishPrompt} fixed to a prompt cache, so that a later
+		 * sequence with the same prompt can start from it: it moves to {@code owner} and
+		 * the returned value owns it from now on, while this state keeps reading it until
+		 * it closes.
+		 * @return null when the block fixes nothing at the end of a prompt
+		 */
+		default Prepared share(NDManager owner) {
+			return null;
+		}
+
+		/**
+		 * Starts generation from what another sequence's prompt fixed (see
+		 * {@link #share}), instead of running the prompt; the state reads it and never
+		 * frees it.
+		 */
+		default void reuse(Prepared prepared) {
+			if (prepared != null) {
+				throw new IllegalArgumentException("this feed-forward block has no prompt state to reuse");
+			}
+		}
+
 		@Override
 		default void close() {
 		}
+
+	}
+
+	/**
+	 * What a prompt fixed for one layer's generation, shareable read-only between the
+	 * sequences that start from the same prompt.
+	 */
+	interface Prepared extends AutoCloseable {
+
+		/** Native bytes held, for the prompt cache's size bound. */
+		long bytes();
+
+		/** Frees the native memory. */
+		@Override
+		void close();
 
 	}
 

@@ -8,7 +8,7 @@ import ai.djl.ndarray.types.DataType;
 /**
  * Where and in what precision a model runs.
  *
- * @param dtype float32 or float16 (bfloat16 where the engine supports it)
+ * @param dtype float32 or float16 (DJL's PyTorch engine cannot convert to bfloat16)
  * @param device "cpu", "gpu" or "gpu:N"
  */
 public record ModelOptions(Precision dtype, String device) {
@@ -16,7 +16,7 @@ public record ModelOptions(Precision dtype, String device) {
 	/** Compute precisions. */
 	public enum Precision {
 
-		FLOAT32(DataType.FLOAT32), FLOAT16(DataType.FLOAT16), BFLOAT16(DataType.BFLOAT16);
+		FLOAT32(DataType.FLOAT32), FLOAT16(DataType.FLOAT16);
 
 		private final DataType dataType;
 
@@ -32,14 +32,14 @@ public record ModelOptions(Precision dtype, String device) {
 			return switch (name.toLowerCase(Locale.ROOT)) {
 				case "float32", "fp32", "f32" -> FLOAT32;
 				case "float16", "fp16", "f16", "half" -> FLOAT16;
-				case "bfloat16", "bf16" -> BFLOAT16;
-				default ->
-					throw new IllegalArgumentException("dtype '" + name + "' is not one of float32, float16, bfloat16");
+				case "bfloat16", "bf16" -> throw new IllegalArgumentException(
+						"dtype bfloat16 is not supported by this engine build; use float32 or float16");
+				default -> throw new IllegalArgumentException("dtype '" + name + "' is not one of float32, float16");
 			};
 		}
 
 		public int bytes() {
-			return (this == FLOAT32) ? 4 : 2;
+			return this.dataType.getNumOfBytes();
 		}
 
 	}

@@ -9,8 +9,6 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 
-import dev.griffin.serve.griffin.ExpertCache;
-
 /**
  * The service's meters, exported on /actuator/prometheus: latency histograms (time to
  * first token, inter-token latency, queue time, request duration), token and outcome
@@ -46,7 +44,7 @@ public final class GenerationMetrics {
 
 	private final AtomicInteger waiting = new AtomicInteger();
 
-	public GenerationMetrics(MeterRegistry registry, ExpertCache cache) {
+	public GenerationMetrics(MeterRegistry registry, CacheStatistics cache) {
 		this.timeToFirstToken = latency(registry, "griffin.time.to.first.token",
 				"From request admission to the first token");
 		this.interTokenLatency = latency(registry, "griffin.inter.token.latency",
@@ -76,9 +74,11 @@ public final class GenerationMetrics {
 		Gauge.builder("griffin.requests.running", this.running, AtomicInteger::get).register(registry);
 		Gauge.builder("griffin.requests.waiting", this.waiting, AtomicInteger::get).register(registry);
 		if (cache != null) {
-			Gauge.builder("griffin.expert.cache.bytes", cache, ExpertCache::bytes).baseUnit("bytes").register(registry);
-			Gauge.builder("griffin.expert.cache.entries", cache, ExpertCache::size).register(registry);
-			Gauge.builder("griffin.expert.cache.evictions", cache, (c) -> c.stats().evictionCount()).register(registry);
+			Gauge.builder("griffin.expert.cache.bytes", cache, CacheStatistics::bytes)
+				.baseUnit("bytes")
+				.register(registry);
+			Gauge.builder("griffin.expert.cache.entries", cache, CacheStatistics::size).register(registry);
+			Gauge.builder("griffin.expert.cache.evictions", cache, CacheStatistics::evictionCount).register(registry);
 			Gauge.builder("griffin.expert.cache.hit.ratio", this, GenerationMetrics::hitRatio).register(registry);
 		}
 	}

@@ -38,6 +38,48 @@ public final class ApiTypes {
 
 	}
 
+	/**
+	 * What both completion requests ask of generation, read by {@link RequestMapper}.
+	 */
+	interface GenerationFields {
+
+		Double temperature();
+
+		Double topP();
+
+		Integer topK();
+
+		Double minP();
+
+		Double presencePenalty();
+
+		Double frequencyPenalty();
+
+		Double repetitionPenalty();
+
+		Long seed();
+
+		Object stop();
+
+		Integer n();
+
+		GriffinOptions griffin();
+
+		Boolean ignoreEos();
+
+		String cacheSalt();
+
+		Boolean stream();
+
+		StreamOptions streamOptions();
+
+		/** Whether a stream ends with a usage chunk. */
+		default boolean includeUsage() {
+			return streamOptions() != null && Boolean.TRUE.equals(streamOptions().includeUsage());
+		}
+
+	}
+
 	@JsonIgnoreProperties(ignoreUnknown = true)
 	@Schema(description = "A text completion request")
 	public record CompletionRequest(
@@ -63,7 +105,9 @@ public final class ApiTypes {
 			String user, GriffinOptions griffin,
 			@JsonProperty("ignore_eos") @Schema(
 					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos,
-			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt){
+			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt)
+			implements
+				GenerationFields{
 
 	}
 
@@ -98,7 +142,9 @@ public final class ApiTypes {
 			String user, GriffinOptions griffin,
 			@JsonProperty("ignore_eos") @Schema(
 					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos,
-			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt){
+			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt)
+			implements
+				GenerationFields{
 
 	}
 

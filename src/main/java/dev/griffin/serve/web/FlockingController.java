@@ -16,8 +16,7 @@ import reactor.core.publisher.Mono;
 import dev.griffin.serve.generation.Admission;
 import dev.griffin.serve.generation.InferenceScheduler;
 import dev.griffin.serve.generation.LoadedModel;
-import dev.griffin.serve.generation.ModelService;
-import dev.griffin.serve.griffin.Flocking;
+import dev.griffin.serve.analysis.Flocking;
 
 /**
  * GRIFFIN's flocking, as a picture: the |Z| heatmap of one layer for a prompt and its
@@ -37,12 +36,12 @@ public class FlockingController {
 
 	}
 
-	private final ModelService models;
+	private final RequestMapper mapper;
 
 	private final InferenceScheduler scheduler;
 
-	public FlockingController(ModelService models, InferenceScheduler scheduler) {
-		this.models = models;
+	FlockingController(RequestMapper mapper, InferenceScheduler scheduler) {
+		this.mapper = mapper;
 		this.scheduler = scheduler;
 	}
 
@@ -60,7 +59,7 @@ public class FlockingController {
 			content = @Content(mediaType = MediaType.APPLICATION_JSON_VALUE,
 					schema = @Schema(implementation = ApiTypes.ErrorResponse.class)))
 	public Mono<ResponseEntity<byte[]>> flocking(@RequestBody FlockingRequest request, ServerWebExchange exchange) {
-		LoadedModel model = RequestMapper.model(this.models, request.model());
+		LoadedModel model = this.mapper.model(request.model());
 		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
 		return this.scheduler.prepare(admission, () -> prepared(request, model))
 			.flatMap((heatmap) -> this.scheduler.execute(admission, () -> heatmap.draw(model)));
@@ -89,8 +88,7 @@ public class FlockingController {
 		RequestMapper.require(layer >= 0 && layer < layers, "layer", "layer must be in [0, %d)".formatted(layers));
 		int maxTokens = (request.maxTokens() != null) ? request.maxTokens() : 32;
 		RequestMapper.require(maxTokens >= 1 && maxTokens <= 128, "maxTokens", "maxTokens must be in [1, 128]");
-		double density = (request.density() != null) ? request.density() : 0.5;
-		RequestMapper.require(density > 0 && density <= 1, "density", "density must be in (0, 1]");
+		double density = RequestMapper.density((request.density() != null) ? request.density() : 0.5, "density");
 		int[] prompt = model.tokenizer().encode(request.prompt());
 		RequestMapper.require(prompt.length <= 1024, "prompt", "prompt must be at most 1024 tokens for a heatmap");
 		return new Heatmap(prompt, layer, maxTokens, density);

@@ -123,8 +123,8 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 					null);
 		}
 		if (error instanceof IllegalArgumentException e) {
-			// a rule without a field of its own; its text may name internals,
-			// so the client gets a generic message and the log the detail
+			// a rule without a field of its own; its text may name internals, so the
+			// client gets a generic message and the log the detail
 			logger.warn("invalid request: {}", e.toString());
 			return of(HttpStatus.BAD_REQUEST, "The request is invalid.", "invalid_request_error", null, null);
 		}

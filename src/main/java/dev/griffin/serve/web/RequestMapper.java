@@ -4,54 +4,117 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
+import org.springframework.stereotype.Component;
+
 import dev.griffin.serve.config.GriffinProperties;
-import dev.griffin.serve.generation.GriffinSettings;
+import dev.griffin.serve.generation.ContextLengthExceededException;
+import dev.griffin.serve.generation.GenerationJob;
+import dev.griffin.serve.generation.Generator;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.ModelService;
 import dev.griffin.serve.generation.SamplingParams;
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinSettings;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.tokenizer.ChatTemplate;
 import dev.griffin.serve.web.ApiTypes.ChatMessage;
+import dev.griffin.serve.web.ApiTypes.GenerationFields;
 import dev.griffin.serve.web.ApiTypes.GriffinOptions;
+import dev.griffin.serve.web.ApiTypes.GriffinReport;
 
 /**
- * Validates request fields and turns them into engine types; every problem is an
- * {@link InvalidRequestException} that names the field.
+ * The one place that turns request fields into engine types. Each range lives in the type
+ * that owns it ({@link SamplingParams}, {@link GenerationJob}, {@link GriffinSettings},
+ * the context-length rule of {@link Generator}); this class applies the server's defaults
+ * and limits and names the offending field: every problem is an
+ * {@link InvalidRequestException} (or an
+ * {@link dev.griffin.serve.generation.InvalidParameterException} from the owning type).
  */
+@Component
 final class RequestMapper {
+
+	/** The roles a chat message may have (OpenAI's). */
+	static final List<String> ROLES = List.of("system", "user", "assistant", "developer", "tool");
+
+	/** Longest {@code cache_salt}. */
+	static final int MAX_CACHE_SALT = 256;
 
 	private final GriffinProperties properties;
 
-	RequestMapper(GriffinProperties properties) {
+	private final ModelService models;
+
+	RequestMapper(GriffinProperties properties, ModelService models) {
 		this.properties = properties;
+		this.models = models;
 	}
 
-	/** Sampling fields common to both endpoints. */
-	record Sampling(Integer maxTokens, Double temperature, Double topP, Integer topK, Double minP,
-			Double presencePenalty, Double frequencyPenalty, Double repetitionPenalty, Long seed, Object stop,
-			Boolean ignoreEos) {
+	/**
+	 * A validated job and how to report its GRIFFIN settings.
+	 *
+	 * @param ownCache whether the request's cache entries are its own (an API key or a
+	 * cache_salt); only then is a cache hit reported, so nobody learns what another
+	 * client sent
+	 */
+	record Mapped(GenerationJob job, boolean ownCache) {
+
+		GriffinReport report(boolean cacheHit) {
+			GriffinSettings griffin = this.job.griffin();
+			return new GriffinReport(griffin.density(), griffin.isDense() ? "dense" : griffin.method().wireName(),
+					this.ownCache ? cacheHit : null);
+		}
 
 	}
 
-	SamplingParams sampling(Sampling s, int promptTokens, int contextLength) {
-		int maxTokens;
-		if (s.maxTokens() != null) {
-			require(s.maxTokens() >= 1, "max_tokens", "max_tokens must be at least 1, got " + s.maxTokens());
+	/**
+	 * The job of a completion request.
+	 * @param context the model's context length
+	 * @param maxTokens the request's token budget, null for the server's default
+	 * @param topLogprobs -1 for none, else alternatives per token
+	 * @param promptField the field that holds the prompt ("prompt" or "messages")
+	 * @param tenant the request's API key, null without keys
+	 */
+	Mapped job(GenerationFields request, int[] prompt, int context, Integer maxTokens, int topLogprobs,
+			String promptField, String tenant) {
+		SamplingParams params = sampling(request, maxTokens, prompt.length, context);
+		try {
+			Generator.checkContextLength(prompt.length, params.maxNewTokens(), context);
+		}
+		catch (ContextLengthExceededException ex) {
+			throw new InvalidRequestException(promptField, ex.getMessage(), "context_length_exceeded");
+		}
+		String cacheSalt = request.cacheSalt();
+		GriffinOptions griffinOptions = request.griffin();
+		require(cacheSalt == null || (!cacheSalt.isEmpty() && cacheSalt.length() <= MAX_CACHE_SALT), "cache_salt",
+				"cache_salt must be 1 to %d characters".formatted(MAX_CACHE_SALT));
+		String tenantSalt = (tenant == null) ? null
+				: this.properties.security().tenantSalts().getOrDefault(tenant, "key:" + tenant);
+		String salt = (cacheSalt == null) ? tenantSalt
+				: ((tenantSalt != null) ? tenantSalt : "") + "|salt:" + cacheSalt;
+		GenerationJob job = new GenerationJob(prompt, params, griffin(griffinOptions),
+				(request.n() != null) ? request.n() : 1, topLogprobs,
+				griffinOptions == null || griffinOptions.cache() == null || griffinOptions.cache(), salt, tenant);
+		return new Mapped(job, salt != null);
+	}
+
+	private SamplingParams sampling(GenerationFields s, Integer maxTokens, int promptTokens, int contextLength) {
+		int budget;
+		if (maxTokens != null) {
+			require(maxTokens >= 1, "max_tokens", "max_tokens must be at least 1, got " + maxTokens);
 			int limit = this.properties.generation().maxTokensLimit();
-			require(s.maxTokens() <= limit, "max_tokens",
-					"max_tokens must be at most %d on this server, got %d".formatted(limit, s.maxTokens()));
-			maxTokens = s.maxTokens();
+			require(maxTokens <= limit, "max_tokens",
+					"max_tokens must be at most %d on this server, got %d".formatted(limit, maxTokens));
+			budget = maxTokens;
 		}
 		else {
 			GriffinProperties.Generation generation = this.properties.generation();
-			int budget = Math.min(generation.defaultMaxTokens(), generation.maxTokensLimit());
-			maxTokens = Math.max(1, Math.min(budget, contextLength - promptTokens));
+			int limit = Math.min(generation.defaultMaxTokens(), generation.maxTokensLimit());
+			budget = Math.max(1, Math.min(limit, contextLength - promptTokens));
 		}
 		// every range is checked once, by SamplingParams, which names the parameter
 		int topK = (s.topK() == null || s.topK() == -1) ? 0 : s.topK();
 		return new SamplingParams(orDefault(s.temperature(), 1.0), topK, orDefault(s.topP(), 1.0),
 				orDefault(s.minP(), 0.0), orDefault(s.repetitionPenalty(), 1.0), orDefault(s.presencePenalty(), 0.0),
-				orDefault(s.frequencyPenalty(), 0.0), s.seed(), maxTokens, stops(s.stop()), List.of(),
+				orDefault(s.frequencyPenalty(), 0.0), s.seed(), budget, stops(s.stop()), List.of(),
 				Boolean.TRUE.equals(s.ignoreEos()));
 	}
 
@@ -76,27 +139,29 @@ final class RequestMapper {
 	}
 
 	GriffinSettings griffin(GriffinOptions options) {
-		double density = (options != null && options.density() != null) ? options.density()
-				: this.properties.generation().defaultDensity();
-		require(density >= 0 && density <= 1, "griffin.density", "griffin.density must be in [0, 1], got " + density);
 		String method = (options != null && options.method() != null) ? options.method()
 				: this.properties.generation().defaultMethod();
+		SelectionMethod selection;
 		try {
-			return new GriffinSettings(density, SelectionMethod.parse(method));
+			selection = SelectionMethod.parse(method);
 		}
 		catch (IllegalArgumentException ex) {
 			throw new InvalidRequestException("griffin.method", ex.getMessage());
 		}
+		double density = (options != null && options.density() != null) ? options.density()
+				: this.properties.generation().defaultDensity();
+		return new GriffinSettings(density(density, "griffin.density"), selection);
 	}
 
-	static boolean useCache(GriffinOptions options) {
-		return options == null || options.cache() == null || options.cache();
-	}
-
-	static int choices(Integer n) {
-		int value = (n == null) ? 1 : n;
-		require(value >= 1 && value <= 8, "n", "n must be in [1, 8], got " + value);
-		return value;
+	/** A density, checked by the one density rule, that names {@code field}. */
+	static double density(double density, String field) {
+		try {
+			DensitySchedule.checkDensity(density);
+			return density;
+		}
+		catch (IllegalArgumentException ex) {
+			throw new InvalidRequestException(field, field + ": " + ex.getMessage());
+		}
 	}
 
 	/** Prompt text or token ids of a completion request. */
@@ -110,13 +175,7 @@ final class RequestMapper {
 				return prompt(text, model);
 			}
 			if (list.stream().allMatch((item) -> item instanceof Integer)) {
-				int vocabulary = model.dense().config().vocabularySize();
-				int[] ids = list.stream().mapToInt((item) -> (Integer) item).toArray();
-				for (int id : ids) {
-					require(id >= 0 && id < vocabulary, "prompt",
-							"token id %d is outside the vocabulary [0, %d)".formatted(id, vocabulary));
-				}
-				return ids;
+				return tokenIds(list, "prompt", model.dense().config().vocabularySize());
 			}
 			throw new InvalidRequestException("prompt",
 					"prompt must be a string, an array with one string, or an array of token ids");
@@ -129,21 +188,10 @@ final class RequestMapper {
 	 * data (see {@link dev.griffin.serve.tokenizer.Tokenizer#encodeChat}).
 	 */
 	int[] chat(List<ChatMessage> messages, LoadedModel model, boolean addGenerationPrompt) {
-		require(messages != null && !messages.isEmpty(), "messages", "messages must be a non-empty array");
+		List<ChatTemplate.Message> rendered = messages(messages);
 		ChatTemplate template = model.tokenizer().chatTemplate();
 		if (template == null) {
 			throw new InvalidRequestException("messages", "this model has no chat template; use /v1/completions");
-		}
-		List<ChatTemplate.Message> rendered = new ArrayList<>();
-		for (int i = 0; i < messages.size(); i++) {
-			ChatMessage message = messages.get(i);
-			String field = "messages[" + i + "]";
-			require(message != null, field, field + " must be an object");
-			require(message.role() != null
-					&& List.of("system", "user", "assistant", "developer", "tool").contains(message.role()),
-					field + ".role", field + ".role must be one of system, user, assistant, developer, tool");
-			rendered.add(new ChatTemplate.Message("developer".equals(message.role()) ? "system" : message.role(),
-					content(message.content(), field + ".content")));
 		}
 		try {
 			return model.tokenizer()
@@ -152,6 +200,22 @@ final class RequestMapper {
 		catch (ChatTemplate.RenderException ex) {
 			throw new InvalidRequestException("messages", ex.getMessage());
 		}
+	}
+
+	/** Roles checked, {@code developer} as {@code system}, content parts joined. */
+	static List<ChatTemplate.Message> messages(List<ChatMessage> messages) {
+		require(messages != null && !messages.isEmpty(), "messages", "messages must be a non-empty array");
+		List<ChatTemplate.Message> out = new ArrayList<>();
+		for (int i = 0; i < messages.size(); i++) {
+			ChatMessage message = messages.get(i);
+			String field = "messages[" + i + "]";
+			require(message != null, field, field + " must be an object");
+			require(message.role() != null && ROLES.contains(message.role()), field + ".role",
+					field + ".role must be one of " + String.join(", ", ROLES));
+			out.add(new ChatTemplate.Message("developer".equals(message.role()) ? "system" : message.role(),
+					content(message.content(), field + ".content")));
+		}
+		return out;
 	}
 
 	private static String content(Object content, String field) {
@@ -175,14 +239,42 @@ final class RequestMapper {
 	}
 
 	/**
+	 * Token ids in a vocabulary of {@code vocabulary} ids.
+	 * @param field named in the error, with the index of a bad id
+	 */
+	static int[] tokenIds(List<?> ids, String field, int vocabulary) {
+		int[] out = new int[ids.size()];
+		for (int i = 0; i < out.length; i++) {
+			String name = field + "[" + i + "]";
+			require(ids.get(i) instanceof Integer, name, name + " must be an integer token id");
+			int id = (Integer) ids.get(i);
+			require(id >= 0 && id < vocabulary, name,
+					"token id %d is outside the vocabulary [0, %d)".formatted(id, vocabulary));
+			out[i] = id;
+		}
+		return out;
+	}
+
+	/**
 	 * The served model a request names; a request that names none gets it too.
 	 * @throws UnknownModelException for any other name
 	 */
-	static LoadedModel model(ModelService models, String name) {
-		if (name != null && !models.modelIds().contains(name)) {
+	LoadedModel model(String name) {
+		if (name != null && !this.models.modelIds().contains(name)) {
 			throw new UnknownModelException(name);
 		}
-		return models.model();
+		return this.models.model();
+	}
+
+	/** The served model, for the OpenAI endpoints, where {@code model} is required. */
+	LoadedModel requiredModel(String name) {
+		require(name != null && !name.isBlank(), "model", "model is required");
+		return model(name);
+	}
+
+	/** The served model's id, as responses name it. */
+	String modelId() {
+		return this.models.modelId();
 	}
 
 	static void require(boolean condition, String param, String message) {

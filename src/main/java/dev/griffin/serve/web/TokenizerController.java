@@ -11,11 +11,9 @@ import org.springframework.web.bind.annotation.RestController;
 import org.springframework.web.server.ServerWebExchange;
 import reactor.core.publisher.Mono;
 
-import dev.griffin.serve.config.GriffinProperties;
 import dev.griffin.serve.generation.Admission;
 import dev.griffin.serve.generation.InferenceScheduler;
 import dev.griffin.serve.generation.LoadedModel;
-import dev.griffin.serve.generation.ModelService;
 import dev.griffin.serve.web.ApiTypes.DetokenizeRequest;
 import dev.griffin.serve.web.ApiTypes.DetokenizeResponse;
 import dev.griffin.serve.web.ApiTypes.TokenizeRequest;
@@ -26,23 +24,20 @@ import dev.griffin.serve.web.ApiTypes.TokenizeResponse;
 @Tag(name = "Tokenizer", description = "The model's tokenizer")
 public class TokenizerController {
 
-	private final ModelService models;
-
 	private final InferenceScheduler scheduler;
 
 	private final RequestMapper mapper;
 
-	public TokenizerController(ModelService models, InferenceScheduler scheduler, GriffinProperties properties) {
-		this.models = models;
+	TokenizerController(InferenceScheduler scheduler, RequestMapper mapper) {
 		this.scheduler = scheduler;
-		this.mapper = new RequestMapper(properties);
+		this.mapper = mapper;
 	}
 
 	@PostMapping(value = "/tokenize", consumes = MediaType.APPLICATION_JSON_VALUE,
 			produces = MediaType.APPLICATION_JSON_VALUE)
 	@Operation(summary = "Token ids of a prompt, or of chat messages rendered with the chat template")
 	public Mono<TokenizeResponse> tokenize(@RequestBody TokenizeRequest request, ServerWebExchange exchange) {
-		LoadedModel model = RequestMapper.model(this.models, request.model());
+		LoadedModel model = this.mapper.model(request.model());
 		// tokenizing and rendering a template are CPU work: admitted, off the event loop
 		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
 		return this.scheduler.prepare(admission, () -> {
@@ -65,18 +60,11 @@ public class TokenizerController {
 			produces = MediaType.APPLICATION_JSON_VALUE)
 	@Operation(summary = "Text of token ids")
 	public Mono<DetokenizeResponse> detokenize(@RequestBody DetokenizeRequest request, ServerWebExchange exchange) {
-		LoadedModel model = RequestMapper.model(this.models, request.model());
+		LoadedModel model = this.mapper.model(request.model());
 		RequestMapper.require(request.tokens() != null, "tokens", "tokens is required");
 		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
 		return this.scheduler.prepare(admission, () -> {
-			int vocabulary = model.tokenizer().vocabularySize();
-			int[] ids = new int[request.tokens().size()];
-			for (int i = 0; i < ids.length; i++) {
-				Integer id = request.tokens().get(i);
-				RequestMapper.require(id != null && id >= 0 && id < vocabulary, "tokens[" + i + "]",
-						"token id %s is outside the vocabulary [0, %d)".formatted(id, vocabulary));
-				ids[i] = id;
-			}
+			int[] ids = RequestMapper.tokenIds(request.tokens(), "tokens", model.tokenizer().vocabularySize());
 			return new DetokenizeResponse(model.tokenizer().decode(ids, false));
 		});
 	}

@@ -78,10 +78,9 @@ class ContainerCommandsIT {
 		Process server = runtime.start();
 		try {
 			// HTTP/1.1 without an h2c upgrade, as kubelet probes speak; a request that
-			// gets
-			// no answer fails after 10 s instead of blocking the build (once, the server
-			// left
-			// a reused connection's request unread and the test waited 25 minutes)
+			// gets no answer fails after 10 s instead of blocking the build (once, the
+			// server left a reused connection's request unread and the test waited 25
+			// minutes)
 			HttpClient http = HttpClient.newBuilder()
 				.version(HttpClient.Version.HTTP_1_1)
 				.connectTimeout(Duration.ofSeconds(10))

@@ -90,11 +90,12 @@ class ExpertSelectorTests {
 
 	@Test
 	void densityScheduleAndMethodParsing() {
-		DensitySchedule schedule = DensitySchedule.parse("0.5", 4);
+		DensitySchedule schedule = DensitySchedule.uniform(0.5, 4);
 		assertThat(schedule.experts(0, 1536)).isEqualTo(768);
-		assertThat(DensitySchedule.parse("1,0.5,0.25,0", 4).experts(2, 10)).isEqualTo(2);
-		assertThatThrownBy(() -> DensitySchedule.parse("1.5", 4)).hasMessageContaining("[0, 1]");
-		assertThatThrownBy(() -> DensitySchedule.parse("0.5,0.5", 4)).hasMessageContaining("needs 4 values");
+		assertThat(new DensitySchedule(new double[] { 1, 0.5, 0.25, 0 }).experts(2, 10)).isEqualTo(2);
+		assertThatThrownBy(() -> DensitySchedule.uniform(1.5, 4)).hasMessageContaining("[0, 1]");
+		assertThatThrownBy(() -> DensitySchedule.uniform(Double.NaN, 4)).hasMessageContaining("[0, 1]");
+		assertThatThrownBy(() -> new GriffinSettings(-0.1, SelectionMethod.TOPK)).hasMessageContaining("[0, 1]");
 		assertThat(SelectionMethod.parse("topk-sample")).isEqualTo(SelectionMethod.TOPK_SAMPLE);
 		assertThatThrownBy(() -> SelectionMethod.parse("best")).hasMessageContaining("topk");
 	}

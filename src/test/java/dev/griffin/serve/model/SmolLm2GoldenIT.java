@@ -11,10 +11,11 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
+import dev.griffin.serve.weights.ModelBuilder;
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.griffin.DensitySchedule;
-import dev.griffin.serve.griffin.GriffinFeedForward;
+import dev.griffin.serve.griffin.GriffinState;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.tokenizer.ChatTemplate;
@@ -43,7 +44,7 @@ class SmolLm2GoldenIT {
 	static void load() {
 		manager = NDManager.newBaseManager();
 		checkpoint = new GgufCheckpoint(Fixtures.defaultModel());
-		dense = CausalLm.load(checkpoint, ModelOptions.CPU_FLOAT32, manager, (layers) -> {
+		dense = ModelBuilder.build(checkpoint, ModelOptions.CPU_FLOAT32, manager, (layers) -> {
 		});
 		tokenizer = Tokenizer.fromGguf(checkpoint.file());
 	}
@@ -71,8 +72,8 @@ class SmolLm2GoldenIT {
 	@Test
 	void longTextsAreNeverTruncated() {
 		// "hello" and " world" are one token each: 2,000 repetitions and the trailing
-		// space are 4,001 tokens,
-		// well past the 512 that DJL's tokenizer truncates to unless told not to.
+		// space are 4,001 tokens, well past the 512 that DJL's tokenizer truncates to
+		// unless told not to.
 		assertThat(tokenizer.encode("hello world ".repeat(2000))).hasSize(4001);
 	}
 
@@ -115,7 +116,7 @@ class SmolLm2GoldenIT {
 				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, 32);
 				double worst = 1;
 				for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
-					int[] ours = ((GriffinFeedForward.GriffinState) session.state(layer)).experts().indices();
+					int[] ours = ((GriffinState) session.state(layer)).experts().indices();
 					double overlap = overlap(ours, Fixtures.ints(c.get("griffinExperts").get(layer)));
 					worst = Math.min(worst, overlap);
 					assertThat(overlap).as("layer %d expert overlap for %s", layer, c.get("prompt"))
@@ -142,9 +143,8 @@ class SmolLm2GoldenIT {
 			once.finishPrompt();
 			chunked.finishPrompt();
 			for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
-				assertThat(((GriffinFeedForward.GriffinState) chunked.state(layer)).experts().indices())
-					.as("layer %d", layer)
-					.containsExactly(((GriffinFeedForward.GriffinState) once.state(layer)).experts().indices());
+				assertThat(((GriffinState) chunked.state(layer)).experts().indices()).as("layer %d", layer)
+					.containsExactly(((GriffinState) once.state(layer)).experts().indices());
 			}
 		}
 	}

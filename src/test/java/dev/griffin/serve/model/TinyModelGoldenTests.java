@@ -10,15 +10,16 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
+import dev.griffin.serve.weights.ModelBuilder;
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.griffin.DensitySchedule;
-import dev.griffin.serve.griffin.GriffinFeedForward;
+import dev.griffin.serve.griffin.GriffinState;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.LayerExperts;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.weights.Checkpoint;
-import dev.griffin.serve.weights.ModelLoader;
+import dev.griffin.serve.weights.Checkpoints;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -48,8 +49,8 @@ class TinyModelGoldenTests {
 	}
 
 	static CausalLm load(String name, ModelOptions options) {
-		try (Checkpoint checkpoint = ModelLoader.open(Fixtures.path(name))) {
-			return CausalLm.load(checkpoint, options, manager, (layers) -> {
+		try (Checkpoint checkpoint = Checkpoints.open(Fixtures.path(name))) {
+			return ModelBuilder.build(checkpoint, options, manager, (layers) -> {
 			});
 		}
 	}
@@ -160,7 +161,7 @@ class TinyModelGoldenTests {
 		try (InferenceSession session = new InferenceSession(griffin, 64)) {
 			int[] tokens = greedy(session, prompt, expected.length);
 			for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
-				LayerExperts experts = ((GriffinFeedForward.GriffinState) session.state(layer)).experts();
+				LayerExperts experts = ((GriffinState) session.state(layer)).experts();
 				assertThat(experts.indices()).as("layer %d experts", layer)
 					.containsExactly(Fixtures.ints(reference.get("griffinExperts").get(layer)));
 			}
@@ -240,37 +241,8 @@ class TinyModelGoldenTests {
 		dense.close();
 	}
 
-	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama" })
-	void classModeMasksOnlyTheLastToken(String name) {
-		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
-		CausalLm dense = load(name);
-		int layers = dense.config().numberOfLayers();
-		CausalLm full = GriffinTransform.apply(dense, DensitySchedule.uniform(1.0, layers), SelectionMethod.TOPK);
-		CausalLm half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
-		try (InferenceSession a = new InferenceSession(dense, 32);
-				InferenceSession b = new InferenceSession(full, 32);
-				InferenceSession c = new InferenceSession(half, 32);
-				InferenceSession d = new InferenceSession(half, 32)) {
-			float[] denseLogits = a.prefill(prompt, prompt.length);
-			// density 1: the mask keeps every neuron, so class mode is the dense pass
-			assertThat(b.classify(prompt)).containsExactly(denseLogits);
-			float[] masked = c.classify(prompt);
-			assertThat(maxDifference(masked, denseLogits)).isGreaterThan(1e-3);
-			// the last token is the only one masked: the prompt's other positions are
-			// untouched, so the
-			// experts come from all tokens but the last (the statistic of the prefix in
-			// prompt mode)
-			d.prefill(java.util.Arrays.copyOf(prompt, prompt.length - 1), prompt.length);
-			d.finishPrompt();
-			float[] viaGeneration = d.decode(prompt[prompt.length - 1]);
-			assertThat(maxDifference(masked, viaGeneration)).isLessThan(1e-4);
-		}
-		dense.close();
-	}
-
 	static int[] experts(InferenceSession session, int layer) {
-		return ((GriffinFeedForward.GriffinState) session.state(layer)).experts().indices();
+		return ((GriffinState) session.state(layer)).experts().indices();
 	}
 
 	static double maxDifference(float[] a, float[] b) {

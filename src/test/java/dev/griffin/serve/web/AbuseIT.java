@@ -401,9 +401,9 @@ class AbuseIT extends ServiceTestBase {
 			byte[] head = new byte[12];
 			assertThat(in.readNBytes(head, 0, head.length)).isEqualTo(head.length);
 			assertThat(new String(head, StandardCharsets.US_ASCII)).isEqualTo("HTTP/1.1 200");
-			// never read again: once the buffers are full, within the stall
-			// timeout (2 s) the generation is cancelled and the worker serves
-			// others, long before its 3000 tokens
+			// never read again: once the buffers are full, within the stall timeout (2 s)
+			// the generation is cancelled and the worker serves others, long before its
+			// 3000 tokens
 			await().atMost(Duration.ofSeconds(60))
 				.pollInterval(Duration.ofMillis(500))
 				.until(() -> metric("griffin_requests_cancelled_total") > cancelled

@@ -54,12 +54,16 @@ final class ServiceSupport {
 		return json(response);
 	}
 
-	/** The data payloads of an SSE response, in order ("[DONE]" included as text). */
+	/**
+	 * The data payloads of an SSE response, in order ("[DONE]" included as text); every
+	 * data line must have the conventional space after the colon.
+	 */
 	static List<String> events(WebTestClient client, String path, Map<String, Object> body) {
 		List<String> data = new ArrayList<>();
 		for (String line : rawStream(client, path, body).split("\n")) {
 			if (line.startsWith("data:")) {
-				data.add(line.substring(5).trim());
+				assertThat(line).startsWith("data: ").doesNotStartWith("data:  ");
+				data.add(line.substring("data: ".length()));
 			}
 		}
 		return data;

@@ -42,7 +42,7 @@ class BadCheckpointTests {
 	}
 
 	private static void loadAllTensors(Path path) {
-		try (Checkpoint checkpoint = ModelLoader.open(path)) {
+		try (Checkpoint checkpoint = Checkpoints.open(path)) {
 			checkpoint.embedding();
 			checkpoint.finalNorm();
 			checkpoint.lmHead();
@@ -101,7 +101,7 @@ class BadCheckpointTests {
 		ObjectNode config = (ObjectNode) JSON.readTree(model.resolve("config.json").toFile());
 		config.put("model_type", "gpt_neox");
 		JSON.writeValue(model.resolve("config.json").toFile(), config);
-		assertThatThrownBy(() -> ModelLoader.open(model)).isInstanceOf(CheckpointException.class)
+		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("config.json")
 			.hasMessageContaining("architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2])");
 	}
@@ -145,7 +145,7 @@ class BadCheckpointTests {
 	void notAGgufFile() throws IOException {
 		Path file = this.dir.resolve("junk.gguf");
 		Files.writeString(file, "definitely not a model");
-		assertThatThrownBy(() -> ModelLoader.open(file)).isInstanceOf(CheckpointException.class)
+		assertThatThrownBy(() -> Checkpoints.open(file)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("junk.gguf is not a GGUF file");
 	}
 

@@ -6,12 +6,12 @@ import java.nio.file.Path;
 /**
  * Opens a checkpoint from a path: a {@code .gguf} file or a Hugging Face model directory.
  */
-public final class ModelLoader {
+public final class Checkpoints {
 
 	/** The default model's file name, as scripts/fetch-model caches it. */
 	public static final String DEFAULT_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-	private ModelLoader() {
+	private Checkpoints() {
 	}
 
 	/**

@@ -1,4 +1,4 @@
-package dev.griffin.serve.evaluation;
+package dev.griffin.serve.analysis;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;

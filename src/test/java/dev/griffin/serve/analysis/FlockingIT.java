@@ -1,4 +1,4 @@
-package dev.griffin.serve.griffin;
+package dev.griffin.serve.analysis;
 
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayInputStream;
@@ -32,9 +32,8 @@ class FlockingIT {
 				assertThat(jaccard).isBetween(0.0, 1.0);
 			}
 			// flocking: prompt experts overlap generated tokens' top neurons more than
-			// chance, which for
-			// two random sets of k of F neurons is a Jaccard of k / (2F - k), 1/3 at k =
-			// F/2
+			// chance, which for two random sets of k of F neurons is a Jaccard of k / (2F
+			// - k), 1/3 at k = F/2
 			double chance = 768.0 / (2 * 1536 - 768);
 			double mean = java.util.Arrays.stream(result.jaccard()).average().orElseThrow();
 			System.out.printf("mean Jaccard over layers %.3f; per layer %s%n", mean,

@@ -1,4 +1,4 @@
-package dev.griffin.serve.evaluation;
+package dev.griffin.serve.analysis;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.Test;

@@ -1,21 +1,18 @@
-package dev.griffin.serve.generation;
-
-import dev.griffin.serve.griffin.SelectionMethod;
+package dev.griffin.serve.griffin;
 
 /**
  * What a request asks of GRIFFIN: density 1 with {@code topk} is the dense model.
  *
- * @param density fraction of feed-forward neurons generation keeps, in [0, 1]
+ * @param density fraction of feed-forward neurons generation keeps, in [0, 1] (see
+ * {@link DensitySchedule#checkDensity})
  * @param method how the experts are selected
  */
 public record GriffinSettings(double density, SelectionMethod method) {
 
 	public GriffinSettings {
-		if (!(density >= 0 && density <= 1)) {
-			throw new IllegalArgumentException("griffin.density must be in [0, 1], got " + density);
-		}
+		DensitySchedule.checkDensity(density);
 		if (method == null) {
-			throw new IllegalArgumentException("griffin.method is required");
+			throw new IllegalArgumentException("a selection method is required");
 		}
 	}
 

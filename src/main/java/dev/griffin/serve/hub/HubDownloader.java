@@ -1,4 +1,4 @@
-package dev.griffin.serve.weights;
+package dev.griffin.serve.hub;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -30,6 +30,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+
+import dev.griffin.serve.weights.CheckpointException;
 
 /**
  * Downloads the files of a checkpoint from the Hugging Face Hub into the standard Hugging

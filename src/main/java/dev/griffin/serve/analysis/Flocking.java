@@ -1,4 +1,4 @@
-package dev.griffin.serve.griffin;
+package dev.griffin.serve.analysis;
 
 import java.awt.BasicStroke;
 import java.awt.Color;
@@ -20,6 +20,8 @@ import ai.djl.ndarray.types.DataType;
 
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.generation.Sampler;
+import dev.griffin.serve.griffin.ExpertSelector;
+import dev.griffin.serve.griffin.ReferenceExpertSelector;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.DenseFeedForward;
 import dev.griffin.serve.model.FeedForward;

@@ -1,4 +1,4 @@
-package dev.griffin.serve.griffin;
+package dev.griffin.serve.generation;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -11,19 +11,18 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import dev.griffin.serve.Fixtures;
-import dev.griffin.serve.generation.Generator;
-import dev.griffin.serve.generation.LoadedModel;
-import dev.griffin.serve.generation.SamplingParams;
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.ModelOptions;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * The expert cache on the default model: hits, byte bound and eviction, sharing between
+ * The prompt cache on the default model: hits, byte bound and eviction, sharing between
  * threads.
  */
-class ExpertCacheIT {
+class PromptCacheIT {
 
 	private static LoadedModel model;
 
@@ -46,16 +45,16 @@ class ExpertCacheIT {
 			.encode("Prompt number %d asks the model something about rivers and the sea.".formatted(i));
 	}
 
-	private static Generator.Result generate(ExpertCache cache, int[] prompt) {
-		String key = ExpertCache.key("smollm2", "FLOAT32", DensitySchedule.uniform(0.5, 30), SelectionMethod.TOPK, null,
-				null, prompt);
+	private static Generator.Result generate(PromptCache cache, int[] prompt) {
+		PromptCache.Key key = new PromptCache.Key(null, PromptCache.hash("smollm2", "FLOAT32",
+				DensitySchedule.uniform(0.5, 30), SelectionMethod.TOPK, null, null, prompt));
 		return new Generator(griffin, model.tokenizer()).generate(prompt, SamplingParams.greedy(8),
-				new Generator.Options(-1, cache, key, 0, null), (Generator.Listener) (token) -> true);
+				new Generator.Options(-1, cache, key, 0), (Generator.Listener) (token) -> true);
 	}
 
 	@Test
 	void anExactRepeatIsAHitWithTheSameOutput() {
-		ExpertCache cache = new ExpertCache(1L << 30);
+		PromptCache cache = new PromptCache(1L << 30);
 		Generator.Result cold = generate(cache, prompt(0));
 		Generator.Result hot = generate(cache, prompt(0));
 		Generator.Result uncached = generate(null, prompt(0));
@@ -69,12 +68,12 @@ class ExpertCacheIT {
 
 	@Test
 	void aBoundedCacheEvictsAndStaysUnderItsLimit() {
-		ExpertCache probe = new ExpertCache(1L << 30);
+		PromptCache probe = new PromptCache(1L << 30);
 		generate(probe, prompt(1));
 		long entry = probe.bytes();
 		probe.invalidateAll();
 		// room for two and a half entries
-		ExpertCache cache = new ExpertCache(entry * 5 / 2);
+		PromptCache cache = new PromptCache(entry * 5 / 2);
 		for (int i = 0; i < 6; i++) {
 			generate(cache, prompt(i));
 			assertThat(cache.bytes()).as("bytes after %d entries", i + 1).isLessThanOrEqualTo(cache.maximumBytes());
@@ -87,7 +86,7 @@ class ExpertCacheIT {
 
 	@Test
 	void entriesAreSharedSafelyBetweenConcurrentSequences() throws Exception {
-		ExpertCache cache = new ExpertCache(1L << 30);
+		PromptCache cache = new PromptCache(1L << 30);
 		int[] prompt = prompt(42);
 		Generator.Result first = generate(cache, prompt);
 		ExecutorService threads = Executors.newFixedThreadPool(4);
@@ -114,16 +113,17 @@ class ExpertCacheIT {
 	void tenantSaltsAndSettingsChangeTheKey() {
 		int[] tokens = { 1, 2, 3 };
 		DensitySchedule half = DensitySchedule.uniform(0.5, 30);
-		String alice = ExpertCache.key("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", tokens);
-		assertThat(ExpertCache.key("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", tokens)).isEqualTo(alice);
-		assertThat(ExpertCache.key("m", "FLOAT32", half, SelectionMethod.TOPK, null, "bob", tokens))
+		String alice = PromptCache.hash("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", tokens);
+		assertThat(PromptCache.hash("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", tokens))
+			.isEqualTo(alice);
+		assertThat(PromptCache.hash("m", "FLOAT32", half, SelectionMethod.TOPK, null, "bob", tokens))
 			.isNotEqualTo(alice);
-		assertThat(ExpertCache.key("m", "FLOAT16", half, SelectionMethod.TOPK, null, "alice", tokens))
+		assertThat(PromptCache.hash("m", "FLOAT16", half, SelectionMethod.TOPK, null, "alice", tokens))
 			.isNotEqualTo(alice);
-		assertThat(ExpertCache.key("m", "FLOAT32", DensitySchedule.uniform(0.25, 30), SelectionMethod.TOPK, null,
+		assertThat(PromptCache.hash("m", "FLOAT32", DensitySchedule.uniform(0.25, 30), SelectionMethod.TOPK, null,
 				"alice", tokens))
 			.isNotEqualTo(alice);
-		assertThat(ExpertCache.key("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", new int[] { 1, 2, 4 }))
+		assertThat(PromptCache.hash("m", "FLOAT32", half, SelectionMethod.TOPK, null, "alice", new int[] { 1, 2, 4 }))
 			.isNotEqualTo(alice);
 	}
 

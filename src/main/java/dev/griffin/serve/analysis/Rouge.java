@@ -1,4 +1,4 @@
-package dev.griffin.serve.evaluation;
+package dev.griffin.serve.analysis;
 
 import java.util.ArrayList;
 import java.util.HashMap;

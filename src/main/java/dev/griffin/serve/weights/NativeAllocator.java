@@ -1,4 +1,4 @@
-package dev.griffin.serve.model;
+package dev.griffin.serve.weights;
 
 import com.sun.jna.Library;
 import com.sun.jna.Native;

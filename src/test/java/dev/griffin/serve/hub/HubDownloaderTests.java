@@ -1,4 +1,4 @@
-package dev.griffin.serve.weights;
+package dev.griffin.serve.hub;
 
 import java.io.IOException;
 import java.io.OutputStream;
@@ -21,6 +21,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.weights.Checkpoint;
+import dev.griffin.serve.weights.CheckpointException;
+import dev.griffin.serve.weights.Checkpoints;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -159,7 +162,7 @@ class HubDownloaderTests {
 		assertThat(Files.isSymbolicLink(snapshot.resolve("model.safetensors"))).isTrue();
 		assertThat(repo.resolve("blobs").resolve(etag(this.files.get("model.safetensors"), true))).exists();
 		assertThat(Files.readAllBytes(snapshot.resolve("config.json"))).isEqualTo(this.files.get("config.json"));
-		try (Checkpoint checkpoint = ModelLoader.open(snapshot)) {
+		try (Checkpoint checkpoint = Checkpoints.open(snapshot)) {
 			assertThat(checkpoint.config().hiddenSize()).isEqualTo(64);
 			checkpoint.layer(1);
 		}

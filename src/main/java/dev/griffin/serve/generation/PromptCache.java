@@ -1,0 +1,315 @@
+package dev.griffin.serve.generation;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.Arrays;
+import java.util.HexFormat;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import com.github.benmanes.caffeine.cache.RemovalCause;
+import com.github.benmanes.caffeine.cache.stats.CacheStats;
+
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.SelectionMethod;
+import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.observability.CacheStatistics;
+
+/**
+ * Processed prompts that an exact repeat reuses instead of running prefill and GRIFFIN's
+ * expert selection again: per entry the prompt's KV cache, what each feed-forward block
+ * fixed for generation (the experts with their gathered weights) and the logits of the
+ * last prompt token. Keyed by a SHA-256 over the model, precision, GRIFFIN settings, an
+ * optional tenant salt and the prompt's token ids; partitioned per tenant and bounded in
+ * bytes by a Caffeine weigher. Entries are reference counted, so an evicted entry stays
+ * valid for the sequences still reading it. (Its meters keep their historical name,
+ * {@code griffin.expert.cache.*}.)
+ */
+public final class PromptCache implements CacheStatistics {
+
+	/**
+	 * Where a prompt's entry lives.
+	 *
+	 * @param tenant whose partition (the API key), null for the shared one
+	 * @param hash see {@link #hash}
+	 */
+	public record Key(String tenant, String hash) {
+
+	}
+
+	/**
+	 * One processed prompt. Immutable and shared between concurrent sequences.
+	 *
+	 * @param tokens the prompt's token ids
+	 * @param keys per layer [KVH, T, Dh]
+	 * @param values per layer [KVH, T, Dh]
+	 * @param feedForward per layer, what the block fixed for generation (null for blocks
+	 * that fix nothing, such as dense ones)
+	 * @param lastLogits next-token logits after the prompt
+	 */
+	public record Entry(int[] tokens, NDArray[] keys, NDArray[] values, FeedForward.Prepared[] feedForward,
+			float[] lastLogits, AtomicInteger references) {
+
+		Entry(int[] tokens, NDArray[] keys, NDArray[] values, FeedForward.Prepared[] feedForward, float[] lastLogits) {
+			this(tokens.clone(), keys, values, feedForward, lastLogits.clone(), new AtomicInteger(1));
+		}
+
+		/** Takes a reference; false if the entry was already freed. */
+		boolean retain() {
+			return this.references.getAndUpdate((r) -> (r == 0) ? 0 : r + 1) > 0;
+		}
+
+		/** Drops a reference; the last one frees the native memory. */
+		void release() {
+			if (this.references.decrementAndGet() == 0) {
+				for (NDArray array : this.keys) {
+					array.close();
+				}
+				for (NDArray array : this.values) {
+					array.close();
+				}
+				for (FeedForward.Prepared layer : this.feedForward) {
+					if (layer != null) {
+						layer.close();
+					}
+				}
+			}
+		}
+
+		/** Native and heap bytes this entry holds, for the cache's weigher. */
+		long bytes() {
+			long total = (long) this.lastLogits.length * 4 + (long) this.tokens.length * 4;
+			for (int i = 0; i < this.keys.length; i++) {
+				total += 2 * this.keys[i].getShape().size() * this.keys[i].getDataType().getNumOfBytes();
+			}
+			for (FeedForward.Prepared layer : this.feedForward) {
+				total += (layer != null) ? layer.bytes() : 0;
+			}
+			return total;
+		}
+
+	}
+
+	/**
+	 * Runs a prompt's prefill and ends its prompt phase.
+	 */
+	@FunctionalInterface
+	public interface Prefill {
+
+		/**
+		 * @return the logits of the last prompt token, or null when cancelled
+		 */
+		float[] run();
+
+	}
+
+	/**
+	 * A processed prompt as a sequence starts from it; closing it drops the sequence's
+	 * reference to the cache entry it reads.
+	 *
+	 * @param lastLogits the logits of the last prompt token, null when prefill was
+	 * cancelled
+	 * @param hit whether the prompt came from the cache
+	 */
+	public record Processed(float[] lastLogits, boolean hit, Entry held) implements AutoCloseable {
+
+		public boolean cancelled() {
+			return this.lastLogits == null;
+		}
+
+		@Override
+		public void close() {
+			if (this.held != null) {
+				this.held.release();
+			}
+		}
+
+	}
+
+	/** Each tenant's entries, bounded by its share of the bytes. */
+	private final Map<String, Cache<String, Entry>> partitions = new ConcurrentHashMap<>();
+
+	private final AtomicLong bytes = new AtomicLong();
+
+	private final long maximumBytes;
+
+	private final long tenantBytes;
+
+	/** One shared partition holding up to {@code maximumBytes}. */
+	public PromptCache(long maximumBytes) {
+		this(maximumBytes, 1);
+	}
+
+	/**
+	 * @param tenants how many tenants share the bytes (the configured API keys); each
+	 * stores at most {@code maximumBytes / tenants}, so no tenant's prompts can evict
+	 * another's
+	 */
+	public PromptCache(long maximumBytes, int tenants) {
+		if (tenants < 1) {
+			throw new IllegalArgumentException("tenants must be >= 1, got " + tenants);
+		}
+		this.maximumBytes = maximumBytes;
+		this.tenantBytes = maximumBytes / tenants;
+	}
+
+	private Cache<String, Entry> partition(String tenant) {
+		return this.partitions.computeIfAbsent((tenant != null) ? tenant : "",
+				(name) -> Caffeine.newBuilder()
+					.maximumWeight(this.tenantBytes)
+					.weigher((String key, Entry value) -> (int) Math.min(Integer.MAX_VALUE, value.bytes()))
+					.executor(Runnable::run)
+					.recordStats()
+					.removalListener((String key, Entry value, RemovalCause cause) -> {
+						if (value != null) {
+							this.bytes.addAndGet(-value.bytes());
+							value.release();
+						}
+					})
+					.build());
+	}
+
+	/**
+	 * A prompt processed without a cache: runs {@code prefill} and holds nothing.
+	 */
+	public static Processed uncached(Prefill prefill) {
+		return new Processed(prefill.run(), false, null);
+	}
+
+	/**
+	 * Starts {@code session} from the cached entry of {@code prompt}, or runs
+	 * {@code prefill} in it and stores the result. The returned value holds a reference
+	 * to the entry the session reads until it is closed.
+	 * @param owner the manager the stored entry's arrays move to (the model's)
+	 */
+	public Processed acquireOrPrefill(Key key, InferenceSession session, int[] prompt, Prefill prefill,
+			NDManager owner) {
+		Entry cached = acquire(key);
+		if (cached != null) {
+			if (Arrays.equals(cached.tokens(), prompt)) {
+				try {
+					session.restore(cached);
+				}
+				catch (RuntimeException ex) {
+					cached.release();
+					throw ex;
+				}
+				return new Processed(cached.lastLogits().clone(), true, cached);
+			}
+			cached.release();
+		}
+		float[] logits = prefill.run();
+		if (logits == null) {
+			return new Processed(null, false, null);
+		}
+		Entry entry = session.snapshot(prompt, logits, owner);
+		// the sequence keeps reading what it handed over: it holds a reference until done
+		entry.retain();
+		put(key, entry);
+		return new Processed(logits, false, entry);
+	}
+
+	/**
+	 * The hash of a prompt's key: SHA-256 over every input that changes what a prompt's
+	 * processing produces.
+	 */
+	public static String hash(String modelId, String dtype, DensitySchedule schedule, SelectionMethod method,
+			Long selectionSeed, String tenantSalt, int[] tokens) {
+		try {
+			MessageDigest digest = MessageDigest.getInstance("SHA-256");
+			update(digest, modelId);
+			update(digest, dtype);
+			update(digest, (schedule != null) ? schedule.toString() : "dense");
+			update(digest, (method != null) ? method.wireName() : "dense");
+			update(digest, (selectionSeed != null) ? selectionSeed.toString() : "");
+			update(digest, (tenantSalt != null) ? tenantSalt : "");
+			ByteBuffer ids = ByteBuffer.allocate(tokens.length * 4);
+			for (int token : tokens) {
+				ids.putInt(token);
+			}
+			digest.update(ids.array());
+			return HexFormat.of().formatHex(digest.digest());
+		}
+		catch (NoSuchAlgorithmException ex) {
+			throw new IllegalStateException("SHA-256 is required by the Java platform", ex);
+		}
+	}
+
+	private static void update(MessageDigest digest, String part) {
+		byte[] bytes = part.getBytes(StandardCharsets.UTF_8);
+		digest.update(ByteBuffer.allocate(4).putInt(bytes.length).array());
+		digest.update(bytes);
+	}
+
+	/** A retained entry (the caller must {@link Entry#release()} it), or null. */
+	Entry acquire(Key key) {
+		Entry entry = partition(key.tenant()).getIfPresent(key.hash());
+		return (entry != null && entry.retain()) ? entry : null;
+	}
+
+	/**
+	 * Stores an entry whose single reference becomes the cache's, in the tenant's
+	 * partition (evicting that tenant's entries only). Entries larger than a tenant's
+	 * share are not kept.
+	 * @return whether the entry was stored
+	 */
+	boolean put(Key key, Entry entry) {
+		if (entry.bytes() > this.tenantBytes) {
+			entry.release();
+			return false;
+		}
+		this.bytes.addAndGet(entry.bytes());
+		Cache<String, Entry> partition = partition(key.tenant());
+		// a replaced entry (two concurrent misses of one prompt) goes through
+		// the removal listener
+		partition.put(key.hash(), entry);
+		partition.cleanUp();
+		return true;
+	}
+
+	/** The most bytes one tenant's entries may hold. */
+	public long tenantBytes() {
+		return this.tenantBytes;
+	}
+
+	@Override
+	public long bytes() {
+		return this.bytes.get();
+	}
+
+	public long maximumBytes() {
+		return this.maximumBytes;
+	}
+
+	@Override
+	public long size() {
+		return this.partitions.values().stream().mapToLong(Cache::estimatedSize).sum();
+	}
+
+	@Override
+	public long evictionCount() {
+		return stats().evictionCount();
+	}
+
+	/** Hits, misses and evictions over every partition. */
+	public CacheStats stats() {
+		return this.partitions.values().stream().map(Cache::stats).reduce(CacheStats.empty(), CacheStats::plus);
+	}
+
+	public void invalidateAll() {
+		this.partitions.values().forEach((partition) -> {
+			partition.invalidateAll();
+			partition.cleanUp();
+		});
+	}
+
+}

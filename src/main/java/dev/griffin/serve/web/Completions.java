@@ -1,0 +1,106 @@
+package dev.griffin.serve.web;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+
+import org.springframework.http.MediaType;
+import org.springframework.http.ResponseEntity;
+import org.springframework.stereotype.Component;
+import org.springframework.web.server.ServerWebExchange;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+
+import dev.griffin.serve.generation.Admission;
+import dev.griffin.serve.generation.GeneratedToken;
+import dev.griffin.serve.generation.GenerationEvent;
+import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.InferenceScheduler;
+import dev.griffin.serve.generation.LoadedModel;
+
+/**
+ * What the completion endpoints share: admission, request preparation (tokenising,
+ * templating, mapping) on the scheduler's preparation pool, submission with the token
+ * charge, and collection of whole responses.
+ */
+@Component
+final class Completions {
+
+	/** One endpoint's preparation of an admitted request: its response. */
+	@FunctionalInterface
+	interface Preparation {
+
+		Mono<ResponseEntity<Object>> prepare(LoadedModel model, Admission admission);
+
+	}
+
+	/** One finished choice with its tokens, for whole responses. */
+	record Choice(int index, Generator.Result result, List<GeneratedToken> tokens) {
+
+	}
+
+	private final InferenceScheduler scheduler;
+
+	private final RequestMapper mapper;
+
+	Completions(InferenceScheduler scheduler, RequestMapper mapper) {
+		this.scheduler = scheduler;
+		this.mapper = mapper;
+	}
+
+	/** Admits the request and prepares it off the event loop. */
+	Mono<ResponseEntity<Object>> handle(String model, ServerWebExchange exchange, Preparation preparation) {
+		LoadedModel loaded = this.mapper.requiredModel(model);
+		Admission admission = AdmissionFilter.admit(this.scheduler, exchange);
+		return this.scheduler.prepare(admission, () -> preparation.prepare(loaded, admission))
+			.flatMap((response) -> response);
+	}
+
+	/** Charges the job's tokens to its tenant and queues it. */
+	Flux<GenerationEvent> submit(Admission admission, RequestMapper.Mapped mapped) {
+		this.scheduler.chargeTokens(admission,
+				mapped.job().prompt().length + (long) mapped.job().params().maxNewTokens() * mapped.job().choices());
+		return this.scheduler.submit(admission, mapped.job());
+	}
+
+	String modelId() {
+		return this.mapper.modelId();
+	}
+
+	static String id(String prefix) {
+		return prefix + UUID.randomUUID().toString().replace("-", "");
+	}
+
+	static ResponseEntity<Object> json(Object body) {
+		return ResponseEntity.ok().contentType(MediaType.APPLICATION_JSON).body(body);
+	}
+
+	/** Every choice of a job, in order, once all have finished. */
+	static Mono<List<Choice>> collect(Flux<GenerationEvent> events, int choices) {
+		return events.collectList().map((list) -> {
+			Map<Integer, List<GeneratedToken>> tokens = new HashMap<>();
+			Map<Integer, Generator.Result> results = new LinkedHashMap<>();
+			for (GenerationEvent event : list) {
+				if (event instanceof GenerationEvent.Token token) {
+					tokens.computeIfAbsent(token.choice(), (k) -> new ArrayList<>()).add(token.token());
+				}
+				else if (event instanceof GenerationEvent.Finished finished) {
+					results.put(finished.choice(), finished.result());
+				}
+			}
+			List<Choice> out = new ArrayList<>();
+			for (int i = 0; i < choices; i++) {
+				Generator.Result result = results.get(i);
+				if (result == null) {
+					throw new IllegalStateException("generation of choice " + i + " did not finish");
+				}
+				out.add(new Choice(i, result, tokens.getOrDefault(i, List.of())));
+			}
+			return out;
+		});
+	}
+
+}

@@ -1,0 +1,134 @@
+package dev.griffin.serve.web;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import io.swagger.v3.oas.annotations.Operation;
+import io.swagger.v3.oas.annotations.media.Content;
+import io.swagger.v3.oas.annotations.media.ExampleObject;
+import io.swagger.v3.oas.annotations.media.Schema;
+import io.swagger.v3.oas.annotations.responses.ApiResponse;
+import io.swagger.v3.oas.annotations.tags.Tag;
+import org.springframework.http.MediaType;
+import org.springframework.http.ResponseEntity;
+import org.springframework.web.bind.annotation.PostMapping;
+import org.springframework.web.bind.annotation.RequestBody;
+import org.springframework.web.bind.annotation.RestController;
+import org.springframework.web.server.ServerWebExchange;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+
+import dev.griffin.serve.generation.Admission;
+import dev.griffin.serve.generation.GenerationEvent;
+import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.web.ApiTypes.CompletionChoice;
+import dev.griffin.serve.web.ApiTypes.CompletionChunk;
+import dev.griffin.serve.web.ApiTypes.CompletionLogprobs;
+import dev.griffin.serve.web.ApiTypes.CompletionRequest;
+import dev.griffin.serve.web.ApiTypes.CompletionResponse;
+import dev.griffin.serve.web.ApiTypes.Usage;
+
+/** OpenAI's text completions, streamed over Server-Sent Events or returned whole. */
+@RestController
+@Tag(name = "OpenAI-compatible API", description = "Text and chat completions with GRIFFIN expert selection")
+public class CompletionsController {
+
+	/**
+	 * The most alternatives per token of the legacy {@code logprobs} field (OpenAI's).
+	 */
+	static final int MAX_LOGPROBS = 5;
+
+	private static final String OBJECT = "text_completion";
+
+	private final Completions completions;
+
+	private final RequestMapper mapper;
+
+	private final SseStream sse;
+
+	CompletionsController(Completions completions, RequestMapper mapper, SseStream sse) {
+		this.completions = completions;
+		this.mapper = mapper;
+		this.sse = sse;
+	}
+
+	@PostMapping(value = "/v1/completions", consumes = MediaType.APPLICATION_JSON_VALUE,
+			produces = { MediaType.APPLICATION_JSON_VALUE, MediaType.TEXT_EVENT_STREAM_VALUE })
+	@Operation(summary = "Create a text completion",
+			description = "With \"stream\": true the response is text/event-stream: one `data: {json}` chunk per token, "
+					+ "a final chunk with finish_reason, a usage chunk if stream_options.include_usage, then `data: [DONE]`.",
+			requestBody = @io.swagger.v3.oas.annotations.parameters.RequestBody(content = @Content(
+					schema = @Schema(implementation = CompletionRequest.class),
+					examples = @ExampleObject(name = "greedy",
+							value = "{\"model\": \"SmolLM2-135M-Instruct\", \"prompt\": \"The capital of France is\", "
+									+ "\"max_tokens\": 16, \"temperature\": 0, \"griffin\": {\"density\": 0.5, \"method\": \"topk\"}}"))))
+	@ApiResponse(responseCode = "200", description = "The completion (JSON) or its stream (SSE)",
+			content = {
+					@Content(mediaType = MediaType.APPLICATION_JSON_VALUE,
+							schema = @Schema(implementation = CompletionResponse.class)),
+					@Content(mediaType = MediaType.TEXT_EVENT_STREAM_VALUE,
+							schema = @Schema(implementation = CompletionChunk.class)) })
+	@GenerationErrorResponses
+	public Mono<ResponseEntity<Object>> completions(@RequestBody CompletionRequest request,
+			ServerWebExchange exchange) {
+		return this.completions.handle(request.model(), exchange,
+				(model, admission) -> complete(request, model, admission));
+	}
+
+	private Mono<ResponseEntity<Object>> complete(CompletionRequest request, LoadedModel model, Admission admission) {
+		int[] prompt = RequestMapper.prompt(request.prompt(), model);
+		Integer logprobs = request.logprobs();
+		RequestMapper.require(logprobs == null || (logprobs >= 0 && logprobs <= MAX_LOGPROBS), "logprobs",
+				"logprobs must be in [0, %d], got %d".formatted(MAX_LOGPROBS, logprobs));
+		RequestMapper.Mapped mapped = this.mapper.job(request, prompt, model.dense().config().maxPositionEmbeddings(),
+				request.maxTokens(), (logprobs == null) ? -1 : logprobs, "prompt", admission.tenant());
+		String id = Completions.id("cmpl-");
+		long created = System.currentTimeMillis() / 1000;
+		String modelId = this.completions.modelId();
+		Flux<GenerationEvent> events = this.completions.submit(admission, mapped);
+		if (Boolean.TRUE.equals(request.stream())) {
+			AtomicInteger generated = new AtomicInteger();
+			Flux<CompletionChunk> chunks = events.concatMap((event) -> {
+				if (event instanceof GenerationEvent.Token token) {
+					return Flux.just(new CompletionChunk(
+							id, OBJECT, created, modelId, List.of(new CompletionChoice(token.choice(),
+									token.token().text(), logprobs(List.of(token.token()), logprobs, model), null)),
+							null, null));
+				}
+				if (event instanceof GenerationEvent.Finished finished) {
+					generated.addAndGet(finished.result().tokens().length);
+					return Flux.just(new CompletionChunk(id, OBJECT, created, modelId,
+							List.of(new CompletionChoice(finished.choice(), "", null,
+									finished.result().finishReason().wireName())),
+							null, mapped.report(finished.result().cacheHit())));
+				}
+				return Flux.empty();
+			});
+			return Mono
+				.just(this.sse.respond(chunks,
+						request.includeUsage() ? () -> new CompletionChunk(id, OBJECT, created, modelId, List.of(),
+								new Usage(prompt.length, generated.get(), prompt.length + generated.get()), null)
+								: null));
+		}
+		return Completions.collect(events, mapped.job().choices()).map((choices) -> {
+			List<CompletionChoice> out = new ArrayList<>();
+			int generated = 0;
+			boolean hit = false;
+			for (Completions.Choice c : choices) {
+				out.add(new CompletionChoice(c.index(), c.result().text(), logprobs(c.tokens(), logprobs, model),
+						c.result().finishReason().wireName()));
+				generated += c.result().tokens().length;
+				hit |= c.result().cacheHit();
+			}
+			return Completions.json(new CompletionResponse(id, OBJECT, created, modelId, out,
+					new Usage(prompt.length, generated, prompt.length + generated), mapped.report(hit)));
+		});
+	}
+
+	private static CompletionLogprobs logprobs(List<dev.griffin.serve.generation.GeneratedToken> tokens,
+			Integer logprobs, LoadedModel model) {
+		return (logprobs == null) ? null : Logprobs.completion(tokens, model.tokenizer());
+	}
+
+}

@@ -1,0 +1,43 @@
+package dev.griffin.serve.web;
+
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+import org.springframework.core.annotation.Order;
+import org.springframework.web.cors.CorsConfiguration;
+import org.springframework.web.cors.reactive.CorsWebFilter;
+import org.springframework.web.cors.reactive.UrlBasedCorsConfigurationSource;
+
+import dev.griffin.serve.config.GriffinProperties;
+
+/** The web filters in front of every endpoint: CORS, then the API key, then admission. */
+@Configuration(proxyBeanMethods = false)
+class WebFilters {
+
+	@Bean
+	ApiKeyFilter apiKeyFilter(GriffinProperties properties) {
+		GriffinProperties.Security security = properties.security();
+		return new ApiKeyFilter(security.apiKeys(), security.maxRequestSize().toBytes(), security.publicDocs());
+	}
+
+	@Bean
+	AdmissionFilter admissionFilter() {
+		return new AdmissionFilter();
+	}
+
+	/**
+	 * Before authentication, so a browser's preflight (which carries no key) is answered.
+	 */
+	@Bean
+	@Order(ApiKeyFilter.ORDER - 1)
+	CorsWebFilter corsWebFilter(GriffinProperties properties) {
+		CorsConfiguration cors = new CorsConfiguration();
+		properties.security().corsAllowedOrigins().forEach(cors::addAllowedOrigin);
+		cors.addAllowedMethod("GET");
+		cors.addAllowedMethod("POST");
+		cors.addAllowedHeader("*");
+		UrlBasedCorsConfigurationSource source = new UrlBasedCorsConfigurationSource();
+		source.registerCorsConfiguration("/**", cors);
+		return new CorsWebFilter(source);
+	}
+
+}

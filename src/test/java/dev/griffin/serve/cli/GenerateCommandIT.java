@@ -1,0 +1,49 @@
+package dev.griffin.serve.cli;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * {@code generate} from the packaged jar: the generated text alone on stdout (so it can
+ * be piped), load progress, logs and timings on stderr.
+ */
+class GenerateCommandIT {
+
+	@TempDir
+	Path root;
+
+	@Test
+	void stdoutHoldsOnlyTheGeneratedText() throws Exception {
+		Path jar = Files.list(Path.of("target"))
+			.filter((p) -> p.getFileName().toString().matches("griffin-serve-.*\\.jar"))
+			.findFirst()
+			.orElseThrow(() -> new AssertionError("build the jar first (mvn package)"));
+		Path out = this.root.resolve("out.txt");
+		Path err = this.root.resolve("err.txt");
+		Process process = new ProcessBuilder(
+				List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar.toString(),
+						"generate", "--prompt", "The capital of France is", "-n", "8", "--temperature", "0"))
+			.redirectOutput(out.toFile())
+			.redirectError(err.toFile())
+			.start();
+		assertThat(process.waitFor(300, TimeUnit.SECONDS)).isTrue();
+		String stderr = Files.readString(err, StandardCharsets.UTF_8);
+		assertThat(process.exitValue()).as(stderr).isZero();
+		String stdout = Files.readString(out, StandardCharsets.UTF_8);
+		assertThat(stdout).endsWith("\n");
+		assertThat(stdout.strip()).as("the continuation of the prompt").isNotEmpty().contains("Paris");
+		assertThat(stdout.lines().count()).as(stdout).isLessThanOrEqualTo(2);
+		assertThat(stdout).doesNotContain("INFO", "WARN", "loading", "tokens/s", "ai.djl");
+		// what was on stdout before logs moved: engine logs and progress
+		assertThat(stderr).contains("loading ", "INFO", "tokens/s");
+	}
+
+}

@@ -1,0 +1,174 @@
+package dev.griffin.serve.web;
+
+import java.util.List;
+import java.util.Map;
+
+import org.junit.jupiter.api.Test;
+import org.springframework.boot.context.properties.bind.Binder;
+import org.springframework.boot.context.properties.source.MapConfigurationPropertySource;
+import tools.jackson.databind.json.JsonMapper;
+
+import dev.griffin.serve.config.GriffinProperties;
+import dev.griffin.serve.generation.GenerationJob;
+import dev.griffin.serve.generation.InvalidParameterException;
+import dev.griffin.serve.griffin.SelectionMethod;
+import dev.griffin.serve.tokenizer.ChatTemplate;
+import dev.griffin.serve.web.ApiTypes.ChatCompletionRequest;
+import dev.griffin.serve.web.ApiTypes.CompletionRequest;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * Request mapping without a model: defaults, server limits, the field each error names
+ * and the tenant's cache salt.
+ */
+class RequestMapperTests {
+
+	private static final JsonMapper JSON = JsonMapper.builder().build();
+
+	private static final int CONTEXT = 100;
+
+	private final RequestMapper mapper = mapper(Map.of("griffin.security.tenant-salts.key-one", "team-a"));
+
+	private static RequestMapper mapper(Map<String, String> properties) {
+		GriffinProperties bound = new Binder(new MapConfigurationPropertySource(properties)).bindOrCreate("griffin",
+				GriffinProperties.class);
+		return new RequestMapper(bound, null);
+	}
+
+	private static CompletionRequest completion(String json) {
+		return JSON.readValue(json, CompletionRequest.class);
+	}
+
+	private RequestMapper.Mapped job(String json, String tenant) {
+		CompletionRequest request = completion(json);
+		return this.mapper.job(request, new int[] { 1, 2, 3 }, CONTEXT, request.maxTokens(),
+				(request.logprobs() == null) ? -1 : request.logprobs(), "prompt", tenant);
+	}
+
+	/** The field an invalid request names. */
+	private String field(String json) {
+		try {
+			job(json, null);
+		}
+		catch (InvalidRequestException ex) {
+			return ex.param();
+		}
+		catch (InvalidParameterException ex) {
+			return ex.parameter();
+		}
+		throw new AssertionError("accepted: " + json);
+	}
+
+	@Test
+	void defaultsComeFromTheServerAndTheBudgetFitsTheContext() {
+		GenerationJob job = job("{}", null).job();
+		assertThat(job.params().temperature()).isEqualTo(1.0);
+		assertThat(job.params().topK()).isZero();
+		assertThat(job.params().maxNewTokens()).as("the default 256, cut to the context left").isEqualTo(CONTEXT - 3);
+		assertThat(job.griffin().density()).isEqualTo(0.75);
+		assertThat(job.griffin().method()).isEqualTo(SelectionMethod.TOPK);
+		assertThat(job.choices()).isEqualTo(1);
+		assertThat(job.topLogprobs()).isEqualTo(-1);
+		assertThat(job.useCache()).isTrue();
+		assertThat(job.tenantSalt()).isNull();
+	}
+
+	@Test
+	void requestFieldsReachTheJob() {
+		GenerationJob job = job("""
+				{"max_tokens": 5, "temperature": 0, "top_k": -1, "top_p": 0.5, "seed": 7, "stop": ["a", "b"],
+				 "n": 3, "logprobs": 2, "ignore_eos": true,
+				 "griffin": {"density": 0.5, "method": "topk-sample", "cache": false}}""", null).job();
+		assertThat(job.params().maxNewTokens()).isEqualTo(5);
+		assertThat(job.params().isGreedy()).isTrue();
+		assertThat(job.params().topK()).as("-1 disables, as 0").isZero();
+		assertThat(job.params().topP()).isEqualTo(0.5);
+		assertThat(job.params().seed()).isEqualTo(7L);
+		assertThat(job.params().stopStrings()).containsExactly("a", "b");
+		assertThat(job.params().ignoreEos()).isTrue();
+		assertThat(job.choices()).isEqualTo(3);
+		assertThat(job.topLogprobs()).isEqualTo(2);
+		assertThat(job.griffin().density()).isEqualTo(0.5);
+		assertThat(job.griffin().method()).isEqualTo(SelectionMethod.TOPK_SAMPLE);
+		assertThat(job.useCache()).isFalse();
+		assertThat(completion("{\"stop\": \"x\"}").stop()).isEqualTo("x");
+	}
+
+	@Test
+	void everyErrorNamesItsField() {
+		assertThat(field("{\"max_tokens\": 0}")).isEqualTo("max_tokens");
+		assertThat(field("{\"max_tokens\": 5000}")).as("above the server's limit").isEqualTo("max_tokens");
+		assertThat(field("{\"max_tokens\": 98}")).as("3 + 98 > 100").isEqualTo("prompt");
+		assertThat(field("{\"temperature\": 2.5}")).isEqualTo("temperature");
+		assertThat(field("{\"top_p\": 0}")).isEqualTo("top_p");
+		assertThat(field("{\"repetition_penalty\": 1e-40}")).isEqualTo("repetition_penalty");
+		assertThat(field("{\"stop\": [1]}")).isEqualTo("stop");
+		assertThat(field("{\"stop\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}")).isEqualTo("stop");
+		assertThat(field("{\"n\": 9}")).isEqualTo("n");
+		assertThat(field("{\"n\": 0}")).isEqualTo("n");
+		assertThat(field("{\"logprobs\": 21}")).isEqualTo("top_logprobs");
+		assertThat(field("{\"griffin\": {\"density\": 1.5}}")).isEqualTo("griffin.density");
+		assertThat(field("{\"griffin\": {\"density\": -0.0001}}")).isEqualTo("griffin.density");
+		assertThat(field("{\"griffin\": {\"method\": \"best\"}}")).isEqualTo("griffin.method");
+		assertThat(field("{\"cache_salt\": \"\"}")).isEqualTo("cache_salt");
+		assertThat(field("{\"cache_salt\": \"" + "s".repeat(257) + "\"}")).isEqualTo("cache_salt");
+	}
+
+	@Test
+	void theCacheIsOwnOnlyWithAKeyOrASalt() {
+		assertThat(job("{}", null).ownCache()).isFalse();
+		RequestMapper.Mapped keyed = job("{}", "key-one");
+		assertThat(keyed.ownCache()).isTrue();
+		assertThat(keyed.job().tenantSalt()).as("the configured salt of the key").isEqualTo("team-a");
+		assertThat(keyed.job().rateLimitKey()).isEqualTo("key-one");
+		assertThat(job("{}", "key-two").job().tenantSalt()).isEqualTo("key:key-two");
+		RequestMapper.Mapped salted = job("{\"cache_salt\": \"mine\"}", null);
+		assertThat(salted.ownCache()).isTrue();
+		assertThat(salted.job().tenantSalt()).isEqualTo("|salt:mine");
+		assertThat(salted.report(true).cacheHit()).isTrue();
+		assertThat(job("{}", null).report(true).cacheHit()).as("never told without a salt").isNull();
+	}
+
+	@Test
+	void densityAndTokenIdsFollowOneRuleEach() {
+		assertThat(RequestMapper.density(0, "density")).isZero();
+		assertThat(RequestMapper.density(1, "density")).isEqualTo(1);
+		assertThatThrownBy(() -> RequestMapper.density(Double.NaN, "density"))
+			.isInstanceOf(InvalidRequestException.class)
+			.hasMessageContaining("[0, 1]");
+		assertThat(RequestMapper.tokenIds(List.of(0, 9), "tokens", 10)).containsExactly(0, 9);
+		assertThatThrownBy(() -> RequestMapper.tokenIds(List.of(0, 10), "tokens", 10)).isInstanceOfSatisfying(
+				InvalidRequestException.class, (ex) -> assertThat(ex.param()).isEqualTo("tokens[1]"));
+		assertThatThrownBy(() -> RequestMapper.tokenIds(java.util.Arrays.asList(1, null), "prompt", 10))
+			.isInstanceOfSatisfying(InvalidRequestException.class,
+					(ex) -> assertThat(ex.param()).isEqualTo("prompt[1]"));
+	}
+
+	@Test
+	void chatMessagesAreCheckedAndFlattened() {
+		ChatCompletionRequest request = JSON.readValue(
+				"""
+						{"messages": [{"role": "developer", "content": "Be brief."},
+						              {"role": "user", "content": [{"type": "text", "text": "Hi, "}, {"type": "text", "text": "you"}]},
+						              {"role": "assistant"}]}""",
+				ChatCompletionRequest.class);
+		assertThat(RequestMapper.messages(request.messages())).containsExactly(
+				new ChatTemplate.Message("system", "Be brief."), new ChatTemplate.Message("user", "Hi, you"),
+				new ChatTemplate.Message("assistant", ""));
+		assertThatThrownBy(() -> RequestMapper.messages(List.of())).isInstanceOfSatisfying(
+				InvalidRequestException.class, (ex) -> assertThat(ex.param()).isEqualTo("messages"));
+		assertThatThrownBy(() -> RequestMapper.messages(JSON.readValue("""
+				{"messages": [{"role": "user", "content": "a"}, {"role": "root", "content": "b"}]}""",
+				ChatCompletionRequest.class)
+			.messages())).isInstanceOfSatisfying(InvalidRequestException.class,
+					(ex) -> assertThat(ex.param()).isEqualTo("messages[1].role"));
+		assertThatThrownBy(() -> RequestMapper.messages(JSON.readValue("""
+				{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]}""",
+				ChatCompletionRequest.class)
+			.messages())).isInstanceOfSatisfying(InvalidRequestException.class,
+					(ex) -> assertThat(ex.param()).isEqualTo("messages[0].content"));
+	}
+
+}
