@@ -82,12 +82,12 @@ public final class ModelService implements AutoCloseable {
 
 	/** Loads the model on a background thread. */
 	public void startLoading() {
-		Thread loader = new Thread(this::load, "model-loader");
+		Thread loader = new Thread(this::loadAndWarmUp, "model-loader");
 		loader.setDaemon(true);
 		loader.start();
 	}
 
-	void load() {
+	private void loadAndWarmUp() {
 		long start = System.nanoTime();
 		try {
 			Path path = HubDownloader.isHubSource(this.source) ? HubDownloader.fromEnvironment().fetch(this.source)

@@ -3,6 +3,7 @@ package dev.griffin.serve.web;
 import java.time.Duration;
 import java.util.function.Supplier;
 
+import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.http.MediaType;
 import org.springframework.http.ResponseEntity;
 import org.springframework.http.codec.ServerSentEvent;
@@ -31,6 +32,7 @@ final class SseStream {
 
 	private final Duration keepAlive;
 
+	@Autowired
 	SseStream(JsonMapper json, GriffinProperties properties) {
 		this(json, properties.generation().keepAlive());
 	}

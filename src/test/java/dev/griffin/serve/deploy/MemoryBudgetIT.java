@@ -148,6 +148,7 @@ class MemoryBudgetIT {
 			assertThat(awaitLoaded(port, server)).as(log()).isEqualTo(200);
 			assertThat(log()).contains("within the limit of " + limitMi + " MiB");
 			// the cache full: distinct prompts at the default density until it evicts
+			long fillStart = System.nanoTime();
 			long cacheMax = 2048L << 20;
 			for (int i = 0; i < 40; i++) {
 				post(port, "/v1/completions",
@@ -180,9 +181,13 @@ class MemoryBudgetIT {
 			post(port, "/tokenize", Map.of("model", "SmolLM2-135M-Instruct", "prompt", text.toString())).get("tokens")
 				.forEach((id) -> ids.add(id.asInt()));
 			List<Integer> prompt = ids.subList(0, context - 16);
+			long longStart = System.nanoTime();
+			System.out.printf("memory budget: the cache filled in %.0f s%n", (longStart - fillStart) / 1e9);
 			JsonNode longest = post(port, "/v1/completions", Map.of("model", "SmolLM2-135M-Instruct", "prompt", prompt,
 					"max_tokens", 16, "temperature", 0, "ignore_eos", true));
 			assertThat(longest.get("usage").get("total_tokens").asInt()).isEqualTo(context);
+			System.out.printf("memory budget: %d prompt tokens and 16 generated in %.0f s%n", prompt.size(),
+					(System.nanoTime() - longStart) / 1e9);
 			long peakMi = statusKilobytes(server.pid(), "VmHWM") >> 10;
 			long nowMi = statusKilobytes(server.pid(), "VmRSS") >> 10;
 			System.out.printf("memory budget: pod limit %d MiB, peak resident %d MiB (%.0f%%), now %d MiB%n", limitMi,
