@@ -37,7 +37,7 @@ import dev.griffin.serve.observability.GenerationMetrics;
 import dev.griffin.serve.weights.Checkpoints;
 
 /**
- * Wires the engine into the service: model, expert cache, scheduler with Resilience4j,
+ * Wires the engine into the service: model, prompt cache, scheduler with Resilience4j,
  * filters.
  */
 @Configuration(proxyBeanMethods = false)
@@ -113,7 +113,7 @@ public class EngineConfiguration {
 	}
 
 	@Bean
-	PromptCache expertCache(GriffinProperties properties) {
+	PromptCache promptCache(GriffinProperties properties) {
 		// each API key gets an equal share, so no tenant evicts another's entries
 		return new PromptCache(properties.cache().maxSize().toBytes(),
 				Math.max(1, properties.security().apiKeys().size()));

@@ -15,7 +15,7 @@ import org.springframework.util.unit.DataSize;
  *
  * @param model what to load and how
  * @param generation defaults and limits of generation
- * @param cache the expert cache
+ * @param cache the prompt cache
  * @param security API keys, tenants, CORS and request size
  */
 @ConfigurationProperties("griffin")
@@ -88,7 +88,7 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 
 	/**
 	 * @param apiKeys accepted bearer tokens; empty means no authentication
-	 * @param tenantSalts per API key, the salt of its expert-cache keys (default: derived
+	 * @param tenantSalts per API key, the salt of its prompt-cache keys (default: derived
 	 * from the key)
 	 * @param corsAllowedOrigins origins allowed to call the API from a browser
 	 * @param maxRequestSize the largest request body accepted

@@ -3,6 +3,8 @@ package dev.griffin.serve.config;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
 import io.netty.channel.ChannelOption;
 import io.netty.handler.timeout.WriteTimeoutHandler;
 import org.slf4j.Logger;
@@ -26,18 +28,22 @@ public class NettyConfiguration {
 	private static final Logger logger = LoggerFactory.getLogger(NettyConfiguration.class);
 
 	@Bean
-	NettyServerCustomizer connectionLimits(GriffinProperties properties) {
+	NettyServerCustomizer connectionLimits(GriffinProperties properties, MeterRegistry registry) {
 		int maxConnections = properties.security().maxConnections();
 		long writeTimeoutMillis = properties.generation().stallTimeout().toMillis();
 		AtomicInteger open = new AtomicInteger();
+		Gauge.builder("griffin.connections.open", open, AtomicInteger::get)
+			.description("Open HTTP connections (refused ones included until they close)")
+			.register(registry);
 		// per channel (a TCP connection), not per HTTP request on it
 		int sendBuffer = (int) properties.security().socketSendBuffer().toBytes();
 		return (server) -> server.childOption(ChannelOption.SO_SNDBUF, sendBuffer)
 			.doOnChannelInit((observer, channel, address) -> {
 				channel.closeFuture().addListener((future) -> open.decrementAndGet());
-				if (open.incrementAndGet() > maxConnections) {
-					logger.warn("connection refused: {} connections are open (griffin.security.max-connections)",
-							maxConnections);
+				int count = open.incrementAndGet();
+				if (count > maxConnections) {
+					logger.warn("connection refused: {} connections would be open, griffin.security.max-connections "
+							+ "is {}", count, maxConnections);
 					channel.close();
 					return;
 				}

@@ -7,7 +7,7 @@ public sealed interface GenerationEvent {
 	 * The prompt is processed.
 	 *
 	 * @param choice which of the request's n choices
-	 * @param cacheHit whether the expert cache supplied the prompt's processing
+	 * @param cacheHit whether the prompt cache supplied the prompt's processing
 	 */
 	record Started(int choice, boolean cacheHit) implements GenerationEvent {
 

@@ -11,7 +11,7 @@ import dev.griffin.serve.tokenizer.Tokenizer;
 
 /**
  * The blocking generation loop: prefill (GRIFFIN's prompt phase and expert selection) or
- * a restore from the expert cache, then one decode step per token, each handed to a
+ * a restore from the prompt cache, then one decode step per token, each handed to a
  * listener as soon as it is sampled. Plain Java on the calling thread; the service adapts
  * it to a Flux.
  */
@@ -46,7 +46,7 @@ public final class Generator {
 			return false;
 		}
 
-		/** The prompt is processed, by prefill or from the expert cache. */
+		/** The prompt is processed, by prefill or from the prompt cache. */
 		default boolean onPromptProcessed(boolean cacheHit) {
 			return true;
 		}

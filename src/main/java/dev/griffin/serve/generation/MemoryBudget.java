@@ -17,7 +17,7 @@ import dev.griffin.serve.model.ModelOptions;
  * @param direct the JVM's direct-buffer cap (Netty; float32 weights on the CPU too, which
  * DJL keeps in direct buffers it shares with libtorch)
  * @param weights the model's weights held outside the direct buffers
- * @param cache the expert cache's byte bound
+ * @param cache the prompt cache's byte bound
  * @param perSequence what one running sequence can take at the longest context: KV cache,
  * gathered experts just below density 1, and the activations of a prefill chunk
  * @param sequences sequences that run at once (the workers)

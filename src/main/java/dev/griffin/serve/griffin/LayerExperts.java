@@ -6,7 +6,7 @@ import dev.griffin.serve.model.FeedForward;
 
 /**
  * One layer's experts and the weights gathered for them, owned by a sequence (or shared
- * read-only by the sequences of an expert-cache entry).
+ * read-only by the sequences of a prompt cache entry).
  *
  * @param indices E, ascending neuron indices, length k
  * @param gateUp [2k, D]: W_gate[E] then W_up[E]

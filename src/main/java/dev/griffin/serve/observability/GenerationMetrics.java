@@ -12,7 +12,7 @@ import io.micrometer.core.instrument.Timer;
 /**
  * The service's meters, exported on /actuator/prometheus: latency histograms (time to
  * first token, inter-token latency, queue time, request duration), token and outcome
- * counters, running and waiting requests, feed-forward density and expert-cache figures.
+ * counters, running and waiting requests, feed-forward density and prompt-cache figures.
  */
 public final class GenerationMetrics {
 

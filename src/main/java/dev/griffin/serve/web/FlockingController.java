@@ -31,10 +31,14 @@ public class FlockingController {
 			@Schema(example = "The quick brown fox jumps over the lazy dog because",
 					requiredMode = Schema.RequiredMode.REQUIRED) String prompt,
 			@Schema(description = "Layer to draw (default: the middle layer)", example = "15") Integer layer,
-			@Schema(description = "Greedy tokens generated after the prompt (1-128)", example = "32") Integer maxTokens,
+			@Schema(description = "Greedy tokens generated after the prompt (1-128, and at most the server's "
+					+ "max tokens limit)", example = "32") Integer maxTokens,
 			@Schema(description = "Density that sets k", example = "0.5") Double density) {
 
 	}
+
+	/** The most tokens a heatmap draws after the prompt. */
+	static final int MAX_HEATMAP_TOKENS = 128;
 
 	private final RequestMapper mapper;
 
@@ -86,8 +90,10 @@ public class FlockingController {
 		int layers = model.dense().config().numberOfLayers();
 		int layer = (request.layer() != null) ? request.layer() : layers / 2;
 		RequestMapper.require(layer >= 0 && layer < layers, "layer", "layer must be in [0, %d)".formatted(layers));
-		int maxTokens = (request.maxTokens() != null) ? request.maxTokens() : 32;
-		RequestMapper.require(maxTokens >= 1 && maxTokens <= 128, "maxTokens", "maxTokens must be in [1, 128]");
+		int limit = this.mapper.maxTokensLimit(MAX_HEATMAP_TOKENS);
+		int maxTokens = (request.maxTokens() != null) ? request.maxTokens() : Math.min(32, limit);
+		RequestMapper.require(maxTokens >= 1 && maxTokens <= limit, "maxTokens",
+				"maxTokens must be in [1, %d]".formatted(limit));
 		double density = RequestMapper.density((request.density() != null) ? request.density() : 0.5, "density");
 		int[] prompt = model.tokenizer().encode(request.prompt());
 		RequestMapper.require(prompt.length <= 1024, "prompt", "prompt must be at most 1024 tokens for a heatmap");

@@ -153,6 +153,11 @@ final class RequestMapper {
 		return new GriffinSettings(density(density, "griffin.density"), selection);
 	}
 
+	/** The server's limit on generated tokens, and at most {@code endpointLimit}. */
+	int maxTokensLimit(int endpointLimit) {
+		return Math.min(endpointLimit, this.properties.generation().maxTokensLimit());
+	}
+
 	/** A density, checked by the one density rule, that names {@code field}. */
 	static double density(double density, String field) {
 		try {

@@ -449,6 +449,8 @@ class AbuseIT extends ServiceTestBase {
 
 	@Test
 	void connectionsBeyondTheLimitAreClosedAndTheServerStaysUp() throws Exception {
+		// earlier tests' keep-alive connections count until they idle out
+		int openBefore = (int) metric("griffin_connections_open");
 		List<Socket> sockets = new ArrayList<>();
 		int refusedAt = -1;
 		try {
@@ -474,8 +476,11 @@ class AbuseIT extends ServiceTestBase {
 				socket.close();
 			}
 		}
-		// 48 allowed, a few of them held by the test client's pool
-		assertThat(refusedAt).isBetween(30, 48);
+		// 48 allowed: the ones open before and ours; more only if some of those idled out
+		// meanwhile. A count that leaked would refuse early.
+		assertThat(refusedAt).as("refused at socket %d with %d open before", refusedAt, openBefore).isBetween(0, 48);
+		assertThat(openBefore + refusedAt).as("refused at socket %d with %d open before", refusedAt, openBefore)
+			.isBetween(46, 52);
 		await().atMost(Duration.ofSeconds(10))
 			.untilAsserted(() -> assertThat(status(HttpMethod.GET, "/v1/models", KEY, null)).isEqualTo(200));
 	}

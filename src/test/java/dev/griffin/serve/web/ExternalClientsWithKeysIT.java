@@ -22,14 +22,14 @@ import static org.assertj.core.api.Assertions.assertThat;
  * configuration; without keys the same operations run with one filter less): no server
  * errors, no response outside the published schema, and (its {@code ignored_auth} check)
  * every operation that declares the bearer scheme refuses requests without it or with a
- * wrong key. Generations are short (16 tokens at most, 4 by default), so the run measures
- * the API and not the engine.
+ * wrong key. Generations are short (4 tokens at most, heatmaps included), so the run
+ * measures the API and not the engine.
  */
 // Each context holds a loaded model: close it after the class instead of caching it.
 @DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.security.api-keys=fuzz-key", "griffin.security.public-docs=true",
-				"griffin.generation.max-tokens-limit=16", "griffin.generation.default-max-tokens=4",
+				"griffin.generation.max-tokens-limit=4", "griffin.generation.default-max-tokens=4",
 				"griffin.generation.queue-capacity=32", "griffin.generation.max-concurrent-per-key=32" })
 class ExternalClientsWithKeysIT {
 
