@@ -100,14 +100,13 @@ final class RequestMapper {
 		int budget;
 		if (maxTokens != null) {
 			require(maxTokens >= 1, "max_tokens", "max_tokens must be at least 1, got " + maxTokens);
-			int limit = this.properties.generation().maxTokensLimit();
+			int limit = maxTokensLimit(Integer.MAX_VALUE);
 			require(maxTokens <= limit, "max_tokens",
 					"max_tokens must be at most %d on this server, got %d".formatted(limit, maxTokens));
 			budget = maxTokens;
 		}
 		else {
-			GriffinProperties.Generation generation = this.properties.generation();
-			int limit = Math.min(generation.defaultMaxTokens(), generation.maxTokensLimit());
+			int limit = maxTokensLimit(this.properties.generation().defaultMaxTokens());
 			budget = Math.max(1, Math.min(limit, contextLength - promptTokens));
 		}
 		// every range is checked once, by SamplingParams, which names the parameter
