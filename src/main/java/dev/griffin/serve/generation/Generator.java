@@ -142,12 +142,13 @@ public final class Generator {
 		boolean cacheHit;
 		try (InferenceSession session = engine("allocate",
 				() -> new InferenceSession(this.model, prompt.length + params.maxNewTokens(), seed));
-				PromptCache.Processed processed = engine("prompt",
-						() -> (options.cache() != null)
-								? options.cache()
-									.acquireOrPrefill(options.cacheKey(), session, prompt,
-											() -> prefill(session, prompt, options, listener), this.model.manager())
-								: PromptCache.uncached(() -> prefill(session, prompt, options, listener)))) {
+				PromptCache.Processed processed = engine("prompt", () -> {
+					PromptCache.Prefill prefill = () -> prefill(session, prompt, options, listener);
+					return (options.cache() != null)
+							? options.cache()
+								.acquireOrPrefill(options.cacheKey(), session, prompt, prefill, this.model.manager())
+							: PromptCache.uncached(prefill);
+				})) {
 			float[] logits = processed.lastLogits();
 			cacheHit = processed.hit();
 			if (processed.cancelled()) {

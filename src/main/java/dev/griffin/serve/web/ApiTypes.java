@@ -151,6 +151,10 @@ public final class ApiTypes {
 	public record Usage(@JsonProperty("prompt_tokens") int promptTokens,
 			@JsonProperty("completion_tokens") int completionTokens, @JsonProperty("total_tokens") int totalTokens) {
 
+		static Usage of(int promptTokens, int completionTokens) {
+			return new Usage(promptTokens, completionTokens, promptTokens + completionTokens);
+		}
+
 	}
 
 	/** What GRIFFIN did for this request. */

@@ -1,6 +1,5 @@
 package dev.griffin.serve.web;
 
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -112,25 +111,18 @@ public class ChatCompletionsController {
 								finished.result().finishReason().wireName()),
 						mapped.report(finished.result().cacheHit()));
 			});
-			return Mono
-				.just(this.sse.respond(chunks,
-						request.includeUsage() ? () -> new ChatCompletionChunk(id, CHUNK, created, modelId, List.of(),
-								new Usage(prompt.length, generated.get(), prompt.length + generated.get()), null)
-								: null));
+			return Mono.just(this.sse.respond(chunks, request.includeUsage() ? () -> new ChatCompletionChunk(id, CHUNK,
+					created, modelId, List.of(), Usage.of(prompt.length, generated.get()), null) : null));
 		}
 		return Completions.collect(events, mapped.job().choices()).map((choices) -> {
-			List<ChatChoice> out = new ArrayList<>();
-			int generated = 0;
-			boolean hit = false;
-			for (Completions.Choice c : choices) {
-				out.add(new ChatChoice(c.index(), new AssistantMessage("assistant", c.result().text()),
+			List<ChatChoice> out = choices.stream()
+				.map((c) -> new ChatChoice(c.index(), new AssistantMessage("assistant", c.result().text()),
 						logprobs ? Logprobs.chat(c.tokens(), model.tokenizer()) : null,
-						c.result().finishReason().wireName()));
-				generated += c.result().tokens().length;
-				hit |= c.result().cacheHit();
-			}
+						c.result().finishReason().wireName()))
+				.toList();
 			return Completions.json(new ChatCompletionResponse(id, "chat.completion", created, modelId, out,
-					new Usage(prompt.length, generated, prompt.length + generated), mapped.report(hit)));
+					Usage.of(prompt.length, Completions.generatedTokens(choices)),
+					mapped.report(Completions.cacheHit(choices))));
 		});
 	}
 

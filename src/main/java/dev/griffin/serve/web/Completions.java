@@ -42,6 +42,16 @@ final class Completions {
 
 	}
 
+	/** Tokens generated over every choice. */
+	static int generatedTokens(List<Choice> choices) {
+		return choices.stream().mapToInt((c) -> c.result().tokens().length).sum();
+	}
+
+	/** Whether any choice's prompt came from the prompt cache. */
+	static boolean cacheHit(List<Choice> choices) {
+		return choices.stream().anyMatch((c) -> c.result().cacheHit());
+	}
+
 	private final InferenceScheduler scheduler;
 
 	private final RequestMapper mapper;

@@ -1,6 +1,5 @@
 package dev.griffin.serve.web;
 
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -105,24 +104,17 @@ public class CompletionsController {
 				}
 				return Flux.empty();
 			});
-			return Mono
-				.just(this.sse.respond(chunks,
-						request.includeUsage() ? () -> new CompletionChunk(id, OBJECT, created, modelId, List.of(),
-								new Usage(prompt.length, generated.get(), prompt.length + generated.get()), null)
-								: null));
+			return Mono.just(this.sse.respond(chunks, request.includeUsage() ? () -> new CompletionChunk(id, OBJECT,
+					created, modelId, List.of(), Usage.of(prompt.length, generated.get()), null) : null));
 		}
 		return Completions.collect(events, mapped.job().choices()).map((choices) -> {
-			List<CompletionChoice> out = new ArrayList<>();
-			int generated = 0;
-			boolean hit = false;
-			for (Completions.Choice c : choices) {
-				out.add(new CompletionChoice(c.index(), c.result().text(), logprobs(c.tokens(), logprobs, model),
-						c.result().finishReason().wireName()));
-				generated += c.result().tokens().length;
-				hit |= c.result().cacheHit();
-			}
+			List<CompletionChoice> out = choices.stream()
+				.map((c) -> new CompletionChoice(c.index(), c.result().text(), logprobs(c.tokens(), logprobs, model),
+						c.result().finishReason().wireName()))
+				.toList();
 			return Completions.json(new CompletionResponse(id, OBJECT, created, modelId, out,
-					new Usage(prompt.length, generated, prompt.length + generated), mapped.report(hit)));
+					Usage.of(prompt.length, Completions.generatedTokens(choices)),
+					mapped.report(Completions.cacheHit(choices))));
 		});
 	}
 
