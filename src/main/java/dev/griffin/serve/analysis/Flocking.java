@@ -23,8 +23,8 @@ import dev.griffin.serve.generation.Sampler;
 import dev.griffin.serve.griffin.ExpertSelector;
 import dev.griffin.serve.griffin.ReferenceExpertSelector;
 import dev.griffin.serve.model.CausalLm;
-import dev.griffin.serve.model.DenseFeedForward;
 import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.Kernels;
 
 /**
  * Flocking (Dong et al. 2024, section 3): the tokens of one sequence activate largely the
@@ -183,15 +183,15 @@ public final class Flocking {
 		}
 
 		@Override
-		public NDArray forward(NDArray x, Phase phase, State state) {
-			NDArray z = DenseFeedForward.activations(x, this.weights.gateUp()); // [T, F]
+		public NDArray forward(NDArray x, Phase phase, State state, Kernels kernels) {
+			NDArray z = kernels.activations(x, this.weights.gateUp()); // [T, F]
 			int t = (int) z.getShape().get(0);
 			int f = (int) z.getShape().get(1);
 			float[] all = z.toType(DataType.FLOAT32, false).toFloatArray();
 			for (int i = 0; i < t; i++) {
 				this.rows.add(Arrays.copyOfRange(all, i * f, (i + 1) * f));
 			}
-			return DenseFeedForward.output(z, this.weights.down()); // [T, D]
+			return kernels.output(z, this.weights.down()); // [T, D]
 		}
 
 	}

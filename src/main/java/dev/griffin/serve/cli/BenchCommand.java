@@ -77,21 +77,36 @@ public class BenchCommand implements Callable<Integer> {
 		this.model.configureEngine();
 		SelectionMethod selection = SelectionMethod.parse(this.method);
 		List<Map<String, Object>> rows = new ArrayList<>();
-		System.out.printf("%-8s %7s %5s %-8s %12s %12s %10s %10s %12s %10s%n", "dtype", "prompt", "new", "density",
-				"prefill t/s", "decode t/s", "TTFT ms", "vs dense", "MB/token", "GB/s");
+		List<Map<String, Object>> plans = new ArrayList<>();
+		List<Map<String, Object>> operations = new ArrayList<>();
+		double machine = ReadBandwidth.measure();
+		System.out.printf("machine read bandwidth: %.1f GB/s (libtorch sum of a 1 GiB buffer, %d threads)%n", machine,
+				ai.djl.pytorch.jni.JniUtils.getNumThreads());
 		for (String dtype : this.dtypes) {
 			this.model.dtype = dtype;
 			try (LoadedModel loaded = LoadedModel.load(this.model.modelPath(), this.model.options(), (layers) -> {
 			})) {
+				System.out.printf("%s kernels: %s%n", dtype, loaded.kernels());
+				plans.add(Map.of("dtype", dtype, "kernels", loaded.kernels().kernels().toString(), "calibration",
+						loaded.kernels().toString()));
+				System.out.printf("%-8s %7s %5s %-8s %12s %12s %10s %10s %12s %10s %8s%n", "dtype", "prompt", "new",
+						"density", "prefill t/s", "decode t/s", "TTFT ms", "vs dense", "MB/token", "GB/s", "of max");
 				int n = this.densities.size();
 				Generator[] generators = new Generator[n];
+				int layers = loaded.dense().config().numberOfLayers();
 				for (int i = 0; i < n; i++) {
-					generators[i] = new Generator(loaded.variant(this.densities.get(i), selection), loaded.tokenizer());
+					CausalLm variant = loaded.variant(this.densities.get(i), selection);
+					generators[i] = new Generator(variant, loaded.tokenizer());
+					int ops = OpCount.decodeStep(variant);
+					System.out.printf("%s density %s: %d libtorch operations per decode step (%.1f per layer)%n", dtype,
+							this.densities.get(i), ops, (double) ops / layers);
+					operations.add(Map.of("dtype", dtype, "density", this.densities.get(i), "decodeOperations", ops,
+							"decodeOperationsPerLayer", (double) ops / layers));
 				}
 				for (int promptLength : this.promptTokens) {
 					int[] prompt = prompt(loaded, promptLength);
 					for (int newTokens : this.newTokens) {
-						rows.addAll(measure(loaded, generators, dtype, prompt, newTokens, selection));
+						rows.addAll(measure(loaded, generators, dtype, prompt, newTokens, selection, machine));
 					}
 				}
 			}
@@ -100,6 +115,9 @@ public class BenchCommand implements Callable<Integer> {
 		report.put("model", this.model.modelPath().getFileName().toString());
 		report.put("threads", (this.model.threads != null) ? this.model.threads : "engine default");
 		report.put("processors", Runtime.getRuntime().availableProcessors());
+		report.put("machineReadBandwidthGBps", machine);
+		report.put("kernels", plans);
+		report.put("decodeOperations", operations);
 		report.put("results", rows);
 		if (this.output.getParent() != null) {
 			Files.createDirectories(this.output.getParent());
@@ -111,7 +129,7 @@ public class BenchCommand implements Callable<Integer> {
 
 	/** One prompt length and generation length: every density, printed and as rows. */
 	private List<Map<String, Object>> measure(LoadedModel loaded, Generator[] generators, String dtype, int[] prompt,
-			int newTokens, SelectionMethod selection) {
+			int newTokens, SelectionMethod selection, double machine) {
 		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, newTokens, List.of(), List.of(), true);
 		int n = generators.length;
 		// Warm every configuration first (allocator, thread pool, kernel caches), then
@@ -142,9 +160,10 @@ public class BenchCommand implements Callable<Integer> {
 			long bytes = bytesPerToken(loaded.dense(), density);
 			double bandwidth = bytes * decodeMedian / 1e9;
 			double ratio = decodeMedian / denseDecode;
-			System.out.printf("%-8s %7d %5d %-8s %12.1f %12.2f %10.1f %10s %12.1f %10.2f%n", dtype, prompt.length,
-					newTokens, (density == 1.0) ? "dense" : String.valueOf(density), median(prefill[i]), decodeMedian,
-					median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6, bandwidth);
+			System.out.printf("%-8s %7d %5d %-8s %12.1f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n", dtype,
+					prompt.length, newTokens, (density == 1.0) ? "dense" : String.valueOf(density), median(prefill[i]),
+					decodeMedian, median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6,
+					bandwidth, 100 * bandwidth / machine);
 			Map<String, Object> row = new LinkedHashMap<>();
 			row.put("dtype", dtype);
 			row.put("density", density);
@@ -157,6 +176,7 @@ public class BenchCommand implements Callable<Integer> {
 			row.put("decodeRatioToDense", ratio);
 			row.put("weightBytesPerToken", bytes);
 			row.put("impliedBandwidthGBps", bandwidth);
+			row.put("fractionOfMachineBandwidth", bandwidth / machine);
 			row.put("runs", Map.of("prefillTokensPerSecond", prefill[i], "decodeTokensPerSecond", decode[i],
 					"timeToFirstTokenMs", ttft[i]));
 			rows.add(row);

@@ -25,12 +25,20 @@ public class ModelOptionsMixin {
 	@Option(names = "--threads", description = "Compute threads for the engine (default: the engine's choice).")
 	Integer threads;
 
+	@Option(names = "--decode-kernel", defaultValue = "auto",
+			description = "auto (fastest measured at load), pool, single or split (default: ${DEFAULT-VALUE}).")
+	String decodeKernel;
+
+	@Option(names = "--prefill-kernel", defaultValue = "auto",
+			description = "auto (fastest measured at load), weights or float32 (default: ${DEFAULT-VALUE}).")
+	String prefillKernel;
+
 	Path modelPath() {
 		return (this.model != null) ? this.model : Checkpoints.defaultModelPath();
 	}
 
 	ModelOptions options() {
-		return new ModelOptions(ModelOptions.Precision.parse(this.dtype), this.device);
+		return ModelOptions.of(this.dtype, this.device, this.decodeKernel, this.prefillKernel);
 	}
 
 	void configureEngine() {

@@ -55,7 +55,7 @@ public class EngineConfiguration {
 				: Checkpoints.defaultModelPath();
 		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
 		return new ModelService(source, model.id(),
-				new ModelOptions(ModelOptions.Precision.parse(model.dtype()), model.device()),
+				ModelOptions.of(model.dtype(), model.device(), model.decodeKernel(), model.prefillKernel()),
 				properties.generation().warmUp(), probe.getIfAvailable(() -> EngineProbe.NONE));
 	}
 

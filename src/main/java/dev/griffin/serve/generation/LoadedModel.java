@@ -10,6 +10,7 @@ import dev.griffin.serve.griffin.DensitySchedule;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.KernelCalibration;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.weights.NativeAllocator;
 import dev.griffin.serve.tokenizer.Tokenizer;
@@ -33,7 +34,11 @@ public final class LoadedModel implements AutoCloseable {
 
 	private final Tokenizer tokenizer;
 
-	private LoadedModel(Path path, NDManager manager, CausalLm dense, Tokenizer tokenizer) {
+	private final KernelCalibration.Result kernels;
+
+	private LoadedModel(Path path, NDManager manager, CausalLm dense, Tokenizer tokenizer,
+			KernelCalibration.Result kernels) {
+		this.kernels = kernels;
 		this.path = path;
 		this.manager = manager;
 		this.dense = dense;
@@ -47,7 +52,10 @@ public final class LoadedModel implements AutoCloseable {
 		NativeAllocator.tune();
 		NDManager manager = NDManager.newBaseManager(options.djlDevice());
 		try (Checkpoint checkpoint = Checkpoints.open(path)) {
-			CausalLm dense = ModelBuilder.build(checkpoint, options, manager, progress);
+			CausalLm built = ModelBuilder.build(checkpoint, options, manager, progress);
+			KernelCalibration.Result kernels = KernelCalibration.choose(built, options.decodeKernel(),
+					options.prefillKernel());
+			CausalLm dense = built.withKernels(kernels.kernels());
 			Tokenizer tokenizer = (checkpoint instanceof GgufCheckpoint gguf) ? Tokenizer.fromGguf(gguf.file())
 					: Tokenizer.fromHuggingFace(path);
 			if (tokenizer.vocabularySize() > dense.config().vocabularySize()) {
@@ -58,7 +66,7 @@ public final class LoadedModel implements AutoCloseable {
 			// collecting it now keeps a concurrent collection from competing with the
 			// engine's threads during the first requests.
 			System.gc();
-			return new LoadedModel(path, manager, dense, tokenizer);
+			return new LoadedModel(path, manager, dense, tokenizer, kernels);
 		}
 		catch (RuntimeException ex) {
 			manager.close();
@@ -76,6 +84,11 @@ public final class LoadedModel implements AutoCloseable {
 
 	public Tokenizer tokenizer() {
 		return this.tokenizer;
+	}
+
+	/** The kernels the model runs with, and what calibration measured to choose them. */
+	public KernelCalibration.Result kernels() {
+		return this.kernels;
 	}
 
 	/**

@@ -7,8 +7,8 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 
-import dev.griffin.serve.model.DenseFeedForward;
 import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.Kernels;
 
 /**
  * A GRIFFIN feed-forward block (Dong, Chen, Chi, COLM 2024, arXiv 2404.01365, algorithm
@@ -73,7 +73,7 @@ public final class GriffinFeedForward implements FeedForward {
 	}
 
 	@Override
-	public NDArray forward(NDArray x, Phase phase, State state) {
+	public NDArray forward(NDArray x, Phase phase, State state, Kernels kernels) {
 		GriffinState s = (GriffinState) state;
 		return switch (phase) {
 			case PROMPT -> {
@@ -81,28 +81,27 @@ public final class GriffinFeedForward implements FeedForward {
 					throw new IllegalStateException("prompt tokens after the experts were selected");
 				}
 				// [T, F]
-				NDArray z = DenseFeedForward.activations(x, this.dense.gateUp());
+				NDArray z = kernels.activations(x, this.dense.gateUp());
 				if (this.method.usesPrompt()) {
 					s.accumulate(ExpertSelector.sumOfSquares(z));
 				}
-				yield DenseFeedForward.output(z, this.dense.down()); // [T, D]
+				yield kernels.output(z, this.dense.down()); // [T, D]
 			}
 			case GENERATION -> {
 				LayerExperts e = s.experts();
 				if (e == null) {
 					throw new IllegalStateException("generation before the prompt selected experts");
 				}
-				yield generate(x, e);
+				yield generate(x, e, kernels);
 			}
 		};
 	}
 
-	private NDArray generate(NDArray x, LayerExperts e) {
+	private static NDArray generate(NDArray x, LayerExperts e, Kernels kernels) {
 		if (e.count() == 0) {
 			return x.zerosLike(); // [T, D]
 		}
-		NDArray z = DenseFeedForward.activations(x, e.gateUp()); // [T, k]
-		return DenseFeedForward.output(z, e.down()); // [T, D]
+		return kernels.feedForward(x, e); // [T, D]
 	}
 
 	/**
@@ -126,7 +125,7 @@ public final class GriffinFeedForward implements FeedForward {
 	/** Gathers W_gate[E], W_up[E] and W_down[:, E]. */
 	static LayerExperts gather(Weights dense, int[] indices, NDManager manager) {
 		if (indices.length == 0) {
-			return new LayerExperts(indices, null, null);
+			return new LayerExperts(indices, null, null, null);
 		}
 		int f = dense.intermediateSize();
 		long[] rows = new long[2 * indices.length];
@@ -146,7 +145,7 @@ public final class GriffinFeedForward implements FeedForward {
 			down.attach(manager);
 		}
 		NDScope.unregister(gateUp, down);
-		return new LayerExperts(indices, gateUp, down);
+		return new LayerExperts(indices, gateUp, down, Kernels.Halves.of(gateUp, down, indices.length));
 	}
 
 	/**

@@ -66,10 +66,7 @@ public final class GriffinState implements FeedForward.State {
 		if (this.experts == null || !this.ownsExperts) {
 			throw new IllegalStateException("no experts of this sequence's own to share");
 		}
-		if (this.experts.gateUp() != null) {
-			this.experts.gateUp().attach(owner);
-			this.experts.down().attach(owner);
-		}
+		this.experts.attach(owner);
 		this.ownsExperts = false;
 		return this.experts;
 	}

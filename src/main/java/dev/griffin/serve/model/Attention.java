@@ -5,7 +5,6 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.nn.core.Linear;
 
 /**
  * Causal grouped-query self-attention with rotary embeddings and an optional sliding
@@ -86,17 +85,17 @@ public final class Attention {
 
 	/**
 	 * x: [T, D] at positions [position, position + T) -> [T, D]; appends k and v to the
-	 * cache.
+	 * cache. The projections run as {@code kernels} says.
 	 */
-	public NDArray forward(NDArray x, Positions positions, KvCache cache) {
+	public NDArray forward(NDArray x, Positions positions, KvCache cache, Kernels kernels) {
 		int t = (int) x.getShape().get(0);
 		int position = positions.position();
 		int dh = this.headDimension;
 		int h = this.heads;
 		int kvh = this.keyValueHeads;
 		int g = h / kvh;
-		NDArray qkv = Linear.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias())
-			.singletonOrThrow(); // [T, (H+2KVH)*Dh]
+		// [T, (H+2KVH)*Dh]
+		NDArray qkv = kernels.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias());
 		DataType projectionType = qkv.getDataType();
 		if (projectionType != this.arithmeticType) {
 			qkv = qkv.toType(this.arithmeticType, false);
@@ -142,7 +141,7 @@ public final class Attention {
 		if (projectionType != this.arithmeticType) {
 			context = context.toType(projectionType, false);
 		}
-		return Linear.linear(context, this.weights.output()).singletonOrThrow(); // [T, D]
+		return kernels.linear(context, this.weights.output(), null); // [T, D]
 	}
 
 	/**

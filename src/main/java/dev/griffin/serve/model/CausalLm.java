@@ -10,7 +10,6 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
-import ai.djl.nn.core.Linear;
 
 /**
  * A Llama-family causal language model on DJL NDArrays. Immutable once built and shared
@@ -35,12 +34,23 @@ public final class CausalLm {
 
 	private final List<DecoderLayer> layers;
 
+	private final Kernels kernels;
+
+	private final NDArray[] lmHeadHalves; // views for the split decode form
+
 	/**
 	 * @param manager owner of every weight (closing the model closes it)
 	 * @param lmHead [V, D], the embedding itself when tied
 	 */
 	public CausalLm(ModelConfig config, ModelOptions options, NDManager manager, NDArray embedding, NDArray lmHead,
 			RmsNorm finalNorm, RotaryEmbedding rotary, List<DecoderLayer> layers) {
+		this(config, options, manager, embedding, lmHead, Kernels.rowHalves(lmHead), finalNorm, rotary, layers,
+				Kernels.pool());
+	}
+
+	private CausalLm(ModelConfig config, ModelOptions options, NDManager manager, NDArray embedding, NDArray lmHead,
+			NDArray[] lmHeadHalves, RmsNorm finalNorm, RotaryEmbedding rotary, List<DecoderLayer> layers,
+			Kernels kernels) {
 		this.config = config;
 		this.options = options;
 		this.manager = manager;
@@ -49,6 +59,18 @@ public final class CausalLm {
 		this.finalNorm = finalNorm;
 		this.rotary = rotary;
 		this.layers = Collections.unmodifiableList(layers);
+		this.lmHeadHalves = lmHeadHalves;
+		this.kernels = kernels;
+	}
+
+	/** The same model computing its products as {@code plan} says; nothing is copied. */
+	public CausalLm withKernels(Kernels plan) {
+		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
+				this.finalNorm, this.rotary, this.layers, plan);
+	}
+
+	public Kernels kernels() {
+		return this.kernels;
 	}
 
 	/**
@@ -62,8 +84,8 @@ public final class CausalLm {
 			DecoderLayer layer = this.layers.get(i);
 			replaced.add(layer.withFeedForward(replacement.apply(i, layer.feedForward())));
 		}
-		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.finalNorm,
-				this.rotary, replaced);
+		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
+				this.finalNorm, this.rotary, replaced, this.kernels);
 	}
 
 	public ModelConfig config() {
@@ -100,6 +122,7 @@ public final class CausalLm {
 			FeedForward.State[] states, boolean allLogits) {
 		NDArray x = this.embedding.get(tokens); // [T, D]
 		long t = x.getShape().get(0);
+		this.kernels.enter((int) t);
 		Positions positions = Attention.positions(this.config, x.getManager(), this.rotary.angles(position, (int) t),
 				position, (int) t, this.options.attentionDataType());
 		for (int i = 0; i < this.layers.size(); i++) {
@@ -108,7 +131,7 @@ public final class CausalLm {
 			// when the whole pass is: only the layer's output escapes its scope
 			NDArray next;
 			try (NDScope layerScope = new NDScope()) {
-				next = this.layers.get(i).forward(x, positions, cache, phase, states[i]);
+				next = this.layers.get(i).forward(x, positions, cache, phase, states[i], this.kernels);
 				NDScope.unregister(next);
 			}
 			NDScope.register(next);
@@ -118,7 +141,7 @@ public final class CausalLm {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
 		}
 		// [T, V] with allLogits, else [1, V]
-		NDArray logits = Linear.linear(this.finalNorm.forward(x), this.lmHead).singletonOrThrow();
+		NDArray logits = this.kernels.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves);
 		return (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
 	}
 

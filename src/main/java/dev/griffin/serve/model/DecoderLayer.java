@@ -31,9 +31,9 @@ public final class DecoderLayer {
 
 	/** x: [T, D] -> [T, D]. */
 	public NDArray forward(NDArray x, Positions positions, KvCache cache, FeedForward.Phase phase,
-			FeedForward.State state) {
-		NDArray h = x.add(this.attention.forward(this.attentionNorm.forward(x), positions, cache));
-		return h.add(this.feedForward.forward(this.ffnNorm.forward(h), phase, state));
+			FeedForward.State state, Kernels kernels) {
+		NDArray h = x.add(this.attention.forward(this.attentionNorm.forward(x), positions, cache, kernels));
+		return h.add(this.feedForward.forward(this.ffnNorm.forward(h), phase, state, kernels));
 	}
 
 }

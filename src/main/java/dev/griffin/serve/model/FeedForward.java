@@ -87,8 +87,8 @@ public interface FeedForward {
 		return STATELESS;
 	}
 
-	/** x: [T, D] -> [T, D]. */
-	NDArray forward(NDArray x, Phase phase, State state);
+	/** x: [T, D] -> [T, D], its products computed as {@code kernels} says. */
+	NDArray forward(NDArray x, Phase phase, State state, Kernels kernels);
 
 	/** The dense weights this block computes with. */
 	Weights weights();
@@ -103,8 +103,14 @@ public interface FeedForward {
 	 * @param gateUp [2F, D], gate rows then up rows
 	 * @param down [D, F], W_down
 	 * @param intermediateSize F
+	 * @param halves views of the two halves of neurons, for the split decode form
 	 */
-	record Weights(NDArray gateUp, NDArray down, int intermediateSize) {
+	record Weights(NDArray gateUp, NDArray down, int intermediateSize,
+			Kernels.Halves halves) implements Kernels.GatedWeights {
+
+		public Weights(NDArray gateUp, NDArray down, int intermediateSize) {
+			this(gateUp, down, intermediateSize, Kernels.Halves.of(gateUp, down, intermediateSize));
+		}
 
 	}
 

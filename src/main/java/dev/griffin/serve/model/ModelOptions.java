@@ -6,12 +6,33 @@ import ai.djl.Device;
 import ai.djl.ndarray.types.DataType;
 
 /**
- * Where and in what precision a model runs.
+ * Where and in what precision a model runs, and how its products run.
  *
  * @param dtype float32 or float16 (DJL's PyTorch engine cannot convert to bfloat16)
  * @param device "cpu", "gpu" or "gpu:N"
+ * @param decodeKernel the decode form, or null for the fastest measured at load
+ * @param prefillKernel the prefill form, or null for the fastest measured at load
  */
-public record ModelOptions(Precision dtype, String device) {
+public record ModelOptions(Precision dtype, String device, Kernels.Decode decodeKernel, Kernels.Prefill prefillKernel) {
+
+	/** Kernels measured at load. */
+	public ModelOptions(Precision dtype, String device) {
+		this(dtype, device, null, null);
+	}
+
+	/**
+	 * @param decodeKernel "auto" or a {@link Kernels.Decode} form
+	 * @param prefillKernel "auto" or a {@link Kernels.Prefill} form
+	 */
+	public static ModelOptions of(String dtype, String device, String decodeKernel, String prefillKernel) {
+		return new ModelOptions(Precision.parse(dtype), device,
+				auto(decodeKernel) ? null : Kernels.Decode.parse(decodeKernel),
+				auto(prefillKernel) ? null : Kernels.Prefill.parse(prefillKernel));
+	}
+
+	private static boolean auto(String kernel) {
+		return kernel == null || kernel.isBlank() || kernel.trim().equalsIgnoreCase("auto");
+	}
 
 	/** Compute precisions. */
 	public enum Precision {

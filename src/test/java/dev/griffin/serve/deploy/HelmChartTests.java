@@ -217,6 +217,17 @@ class HelmChartTests {
 		assertThatThrownBy(() -> render(Map.of("griffin.defaultDensity", "1.5"), null))
 			.hasMessageContaining("defaultDensity");
 		assertThatThrownBy(() -> render(Map.of("model.dtype", "int4"), null)).hasMessageContaining("dtype");
+		assertThatThrownBy(() -> render(Map.of("model.decodeKernel", "fastest"), null))
+			.hasMessageContaining("decodeKernel");
+	}
+
+	@Test
+	void kernelFormsReachTheApplication() throws Exception {
+		String application = only(parse(render(Map.of("model.decodeKernel", "split"), null)),
+				io.fabric8.kubernetes.api.model.ConfigMap.class)
+			.getData()
+			.get("application.yaml");
+		assertThat(application).contains("decode-kernel: \"split\"").contains("prefill-kernel: \"auto\"");
 	}
 
 	@Test

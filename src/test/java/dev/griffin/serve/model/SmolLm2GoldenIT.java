@@ -10,6 +10,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import dev.griffin.serve.weights.ModelBuilder;
 import dev.griffin.serve.Fixtures;
@@ -91,8 +93,17 @@ class SmolLm2GoldenIT {
 		}
 	}
 
-	@Test
-	void denseGreedyMatchesHuggingFace() {
+	/**
+	 * The model computing its products in one of the decode forms calibration can choose.
+	 */
+	private static CausalLm with(CausalLm model, Kernels.Decode decode) {
+		return model.withKernels(new Kernels(decode, Kernels.Prefill.WEIGHTS, model.kernels().threads()));
+	}
+
+	@ParameterizedTest
+	@EnumSource(value = Kernels.Decode.class, names = { "POOL", "SPLIT" })
+	void denseGreedyMatchesHuggingFace(Kernels.Decode decode) {
+		CausalLm dense = with(SmolLm2GoldenIT.dense, decode);
 		for (JsonNode c : Fixtures.json("smollm2/reference.json").get("cases")) {
 			int[] prompt = Fixtures.ints(c.get("ids"));
 			assertThat(tokenizer.encode(c.get("prompt").asText())).containsExactly(prompt);
@@ -104,10 +115,11 @@ class SmolLm2GoldenIT {
 		}
 	}
 
-	@Test
-	void griffinMatchesReferenceGriffin() {
+	@ParameterizedTest
+	@EnumSource(value = Kernels.Decode.class, names = { "POOL", "SPLIT" })
+	void griffinMatchesReferenceGriffin(Kernels.Decode decode) {
 		JsonNode reference = Fixtures.json("smollm2/reference.json");
-		CausalLm griffin = GriffinTransform.apply(dense,
+		CausalLm griffin = GriffinTransform.apply(with(dense, decode),
 				DensitySchedule.uniform(reference.get("density").asDouble(), dense.config().numberOfLayers()),
 				SelectionMethod.TOPK);
 		for (JsonNode c : reference.get("cases")) {

@@ -1,6 +1,9 @@
 package dev.griffin.serve.model;
 
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
+import java.util.stream.Stream;
 
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
@@ -8,6 +11,8 @@ import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import dev.griffin.serve.weights.ModelBuilder;
@@ -28,7 +33,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * scaling and a sharded float32 checkpoint, Mistral with a sliding window shorter than
  * the prompt stored in float16, Qwen2 with q/k/v biases and tied embeddings stored in
  * bfloat16): our float32 logits, greedy tokens and GRIFFIN experts against transformers
- * on the same weights (tools/reference/make_fixtures.py).
+ * on the same weights (tools/reference/make_fixtures.py). The golden comparisons run with
+ * every kernel form calibration can choose.
  */
 class TinyModelGoldenTests {
 
@@ -55,6 +61,24 @@ class TinyModelGoldenTests {
 		}
 	}
 
+	/** Every kernel plan calibration can choose, for every architecture. */
+	static Stream<Arguments> everyKernelPlan() {
+		List<Arguments> cases = new ArrayList<>();
+		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2")) {
+			for (Kernels.Decode decode : Kernels.Decode.values()) {
+				for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
+					cases.add(Arguments.of(name, decode, prefill));
+				}
+			}
+		}
+		return cases.stream();
+	}
+
+	static CausalLm load(String name, ModelOptions options, Kernels.Decode decode, Kernels.Prefill prefill) {
+		CausalLm model = load(name, options);
+		return model.withKernels(new Kernels(decode, prefill, model.kernels().threads()));
+	}
+
 	/** Greedy decoding through the session API. */
 	public static int[] greedy(InferenceSession session, int[] prompt, int steps) {
 		float[] logits = session.prefill(prompt, prompt.length);
@@ -79,11 +103,11 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
-	void logitsMatchHuggingFace(String name) {
+	@MethodSource("everyKernelPlan")
+	void logitsMatchHuggingFace(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
 		JsonNode reference = Fixtures.json(name + "/reference.json");
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
-		CausalLm model = load(name);
+		CausalLm model = load(name, ModelOptions.CPU_FLOAT32, decode, prefill);
 		float[][] logits;
 		try (InferenceSession session = new InferenceSession(model, 64)) {
 			logits = session.prefillAllLogits(prompt);
@@ -106,11 +130,11 @@ class TinyModelGoldenTests {
 	 * allowed), and greedy decoding picks the same tokens.
 	 */
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
-	void float16FollowsHuggingFaceFloat32(String name) {
+	@MethodSource("everyKernelPlan")
+	void float16FollowsHuggingFaceFloat32(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
 		JsonNode reference = Fixtures.json(name + "/reference.json");
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
-		CausalLm model = load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"));
+		CausalLm model = load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"), decode, prefill);
 		assertThat(model.options().attentionDataType()).isEqualTo(DataType.FLOAT32);
 		float[][] logits;
 		try (InferenceSession session = new InferenceSession(model, 64)) {
@@ -136,12 +160,12 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
-	void greedyTokensMatchHuggingFace(String name) {
+	@MethodSource("everyKernelPlan")
+	void greedyTokensMatchHuggingFace(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
 		JsonNode reference = Fixtures.json(name + "/reference.json");
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
 		int[] expected = Fixtures.ints(reference.get("greedy"));
-		CausalLm model = load(name);
+		CausalLm model = load(name, ModelOptions.CPU_FLOAT32, decode, prefill);
 		try (InferenceSession session = new InferenceSession(model, 64)) {
 			assertThat(greedy(session, prompt, expected.length)).containsExactly(expected);
 		}
@@ -149,12 +173,12 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
-	void griffinMatchesReferenceGriffin(String name) {
+	@MethodSource("everyKernelPlan")
+	void griffinMatchesReferenceGriffin(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
 		JsonNode reference = Fixtures.json(name + "/reference.json");
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
 		int[] expected = Fixtures.ints(reference.get("griffinGreedy"));
-		CausalLm dense = load(name);
+		CausalLm dense = load(name, ModelOptions.CPU_FLOAT32, decode, prefill);
 		CausalLm griffin = GriffinTransform.apply(dense,
 				DensitySchedule.uniform(reference.get("griffinDensity").asDouble(), dense.config().numberOfLayers()),
 				SelectionMethod.TOPK);
@@ -199,7 +223,8 @@ class TinyModelGoldenTests {
 			for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
 				FeedForward ff = off.layers().get(layer).feedForward();
 				var x = scratch.randomNormal(new ai.djl.ndarray.types.Shape(1, dense.config().hiddenSize()));
-				float[] out = ff.forward(x, FeedForward.Phase.GENERATION, session.state(layer)).toFloatArray();
+				float[] out = ff.forward(x, FeedForward.Phase.GENERATION, session.state(layer), off.kernels())
+					.toFloatArray();
 				assertThat(out).containsOnly(0f);
 			}
 		}

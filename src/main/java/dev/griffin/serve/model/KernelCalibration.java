@@ -1,0 +1,206 @@
+package dev.griffin.serve.model;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Chooses a model's {@link Kernels} on the machine it runs on: each candidate form runs
+ * the model's own passes (a decode step; for half-precision weights, a prompt chunk),
+ * interleaved so that drift affects every candidate alike, and the fastest whose logits
+ * match libtorch's default form wins. A form that configuration names is used as it is.
+ */
+public final class KernelCalibration {
+
+	private static final Logger logger = LoggerFactory.getLogger(KernelCalibration.class);
+
+	/** Tokens of the prompt chunk a prefill form is timed on. */
+	static final int PREFILL_TOKENS = 32;
+
+	/** Interleaved rounds; each candidate's time is its median round. */
+	private static final int ROUNDS = 3;
+
+	/** Decode steps per round. */
+	private static final int STEPS = 2;
+
+	/**
+	 * Largest difference from the default form's logits, relative to their largest
+	 * magnitude, that a candidate may show: the forms only reorder sums.
+	 */
+	private static final double TOLERANCE = 1e-2;
+
+	/**
+	 * What calibration measured and chose.
+	 *
+	 * @param kernels the chosen forms
+	 * @param decodeMillis median decode step per candidate form (empty when forced)
+	 * @param prefillMillis median prompt chunk per candidate form (empty when forced or
+	 * not applicable)
+	 */
+	public record Result(Kernels kernels, Map<Kernels.Decode, Double> decodeMillis,
+			Map<Kernels.Prefill, Double> prefillMillis) {
+
+		@Override
+		public String toString() {
+			StringBuilder text = new StringBuilder(this.kernels.toString());
+			if (!this.decodeMillis.isEmpty()) {
+				text.append("; decode step ms ").append(format(this.decodeMillis));
+			}
+			if (!this.prefillMillis.isEmpty()) {
+				text.append("; %d-token prompt chunk ms ".formatted(PREFILL_TOKENS)).append(format(this.prefillMillis));
+			}
+			return text.toString();
+		}
+
+		private static String format(Map<? extends Enum<?>, Double> times) {
+			List<String> parts = new ArrayList<>();
+			times.forEach((form, ms) -> parts.add("%s %.1f".formatted(form.name().toLowerCase(), ms)));
+			return String.join(", ", parts);
+		}
+
+	}
+
+	private KernelCalibration() {
+	}
+
+	/**
+	 * The model with its kernels chosen.
+	 * @param decode the decode form to use, or null to measure
+	 * @param prefill the prefill form to use, or null to measure
+	 */
+	public static Result choose(CausalLm model, Kernels.Decode decode, Kernels.Prefill prefill) {
+		int threads = model.kernels().threads();
+		boolean cpu = model.options().device().equals("cpu");
+		if (!cpu && (decode != null && decode != Kernels.Decode.POOL)) {
+			throw new IllegalArgumentException(
+					"decode kernel %s runs on the CPU only".formatted(decode.name().toLowerCase()));
+		}
+		Map<Kernels.Decode, Double> decodeTimes = new LinkedHashMap<>();
+		Map<Kernels.Prefill, Double> prefillTimes = new LinkedHashMap<>();
+		Kernels.Decode chosenDecode = decode;
+		Kernels.Prefill chosenPrefill = prefill;
+		if (chosenDecode == null) {
+			if (cpu) {
+				List<Kernels.Decode> candidates = new ArrayList<>(List.of(Kernels.Decode.values()));
+				if (Runtime.getRuntime().availableProcessors() < 2) {
+					candidates.remove(Kernels.Decode.SPLIT);
+				}
+				chosenDecode = fastest(model, candidates, (form) -> new Kernels(form, Kernels.Prefill.WEIGHTS, threads),
+						1, decodeTimes);
+			}
+			else {
+				chosenDecode = Kernels.Decode.POOL;
+			}
+		}
+		if (chosenPrefill == null) {
+			boolean half = model.options().dtype().dataType() == DataType.FLOAT16;
+			if (cpu && half) {
+				chosenPrefill = fastest(model, List.of(Kernels.Prefill.values()),
+						(form) -> new Kernels(Kernels.Decode.POOL, form, threads), PREFILL_TOKENS, prefillTimes);
+			}
+			else {
+				chosenPrefill = Kernels.Prefill.WEIGHTS;
+			}
+		}
+		Result result = new Result(new Kernels(chosenDecode, chosenPrefill, threads), decodeTimes, prefillTimes);
+		logger.info("kernels: {}", result);
+		return result;
+	}
+
+	/**
+	 * The candidate whose pass of {@code tokens} tokens is fastest, among those whose
+	 * logits match the first candidate's.
+	 */
+	private static <F extends Enum<F>> F fastest(CausalLm model, List<F> candidates,
+			java.util.function.Function<F, Kernels> plan, int tokens, Map<F, Double> times) {
+		int n = candidates.size();
+		CausalLm[] models = new CausalLm[n];
+		for (int i = 0; i < n; i++) {
+			models[i] = model.withKernels(plan.apply(candidates.get(i)));
+		}
+		int vocabulary = model.config().vocabularySize();
+		int[] ids = new int[tokens];
+		for (int i = 0; i < tokens; i++) {
+			ids[i] = (7 + 13 * i) % vocabulary;
+		}
+		// a short context before the timed position, so that attention reads a cache
+		int position = 16;
+		double[][] millis = new double[n][ROUNDS];
+		float[][] logits = new float[n][];
+		try (NDManager manager = model.manager().newSubManager()) {
+			KvCache cache = new KvCache(model.config(), position + tokens, manager,
+					model.options().attentionDataType());
+			NDArray context = manager.create(new long[position]);
+			NDArray input = manager.create(Arrays.stream(ids).asLongStream().toArray());
+			FeedForward.State[] states = model.newFeedForwardStates(0);
+			run(models[0], context, 0, cache, states);
+			for (int i = 0; i < n; i++) {
+				logits[i] = run(models[i], input, position, cache, states); // and warm up
+			}
+			int repeats = (tokens == 1) ? STEPS : 1;
+			for (int round = 0; round < ROUNDS; round++) {
+				for (int i = 0; i < n; i++) {
+					long start = System.nanoTime();
+					for (int r = 0; r < repeats; r++) {
+						run(models[i], input, position, cache, states);
+					}
+					millis[i][round] = (System.nanoTime() - start) / 1e6 / repeats;
+				}
+			}
+		}
+		finally {
+			Kernels.useThreads(model.kernels().threads()); // as the thread was before
+		}
+		F best = candidates.get(0);
+		double bestTime = Double.MAX_VALUE;
+		for (int i = 0; i < n; i++) {
+			double time = median(millis[i]);
+			times.put(candidates.get(i), time);
+			double difference = difference(logits[0], logits[i]);
+			if (difference > TOLERANCE) {
+				logger.warn("kernel form {} is left out: its logits differ from {}'s by {} (relative)",
+						candidates.get(i), candidates.get(0), difference);
+				continue;
+			}
+			if (time < bestTime) {
+				bestTime = time;
+				best = candidates.get(i);
+			}
+		}
+		return best;
+	}
+
+	private static float[] run(CausalLm model, NDArray tokens, int position, KvCache cache,
+			FeedForward.State[] states) {
+		try (NDScope scope = new NDScope()) {
+			return model.forward(tokens, position, cache, FeedForward.Phase.PROMPT, states, false).toFloatArray();
+		}
+	}
+
+	/** max |a - b| / max |a|. */
+	static double difference(float[] a, float[] b) {
+		double largest = 0;
+		double worst = 0;
+		for (int i = 0; i < a.length; i++) {
+			largest = Math.max(largest, Math.abs(a[i]));
+			worst = Math.max(worst, Math.abs(a[i] - b[i]));
+		}
+		return (largest == 0) ? worst : worst / largest;
+	}
+
+	private static double median(double[] values) {
+		double[] sorted = values.clone();
+		Arrays.sort(sorted);
+		return sorted[sorted.length / 2];
+	}
+
+}

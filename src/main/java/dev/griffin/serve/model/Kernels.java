@@ -1,0 +1,253 @@
+package dev.griffin.serve.model;
+
+import java.util.Locale;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.index.NDIndex;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.nn.Activation;
+import ai.djl.nn.core.Linear;
+import ai.djl.pytorch.jni.JniUtils;
+
+/**
+ * How the model's products run on this machine: the one place that computes a projection,
+ * a gated feed-forward block and the output head. Which form is fastest depends on the
+ * CPU (and its libtorch kernels), so {@link KernelCalibration} times the candidates at
+ * load and configuration can force one.
+ *
+ * @param decode the form of a one-token pass
+ * @param prefill the form of a pass of several tokens
+ * @param threads libtorch intra-op threads for the forms that use libtorch's own pool
+ */
+public record Kernels(Decode decode, Prefill prefill, int threads) {
+
+	/** Forms of a decode step (one token). */
+	public enum Decode {
+
+		/** Every product on libtorch's intra-op pool of {@code threads}. */
+		POOL,
+		/**
+		 * One intra-op thread: no OpenMP team to wake for the small products of a step.
+		 */
+		SINGLE,
+		/**
+		 * The feed-forward block and the output head in two halves, each on its own
+		 * thread with one intra-op thread; the rest as {@link #SINGLE}.
+		 */
+		SPLIT;
+
+		public static Decode parse(String name) {
+			return Kernels.parse(Decode.class, name);
+		}
+
+	}
+
+	/** Forms of a prompt pass (several tokens). */
+	public enum Prefill {
+
+		/** Products in the weights' precision. */
+		WEIGHTS,
+		/**
+		 * Half-precision weights widened to float32 for each product: libtorch's CPU
+		 * float16 matrix-matrix product can be several times slower than float32's.
+		 */
+		FLOAT32;
+
+		public static Prefill parse(String name) {
+			return Kernels.parse(Prefill.class, name);
+		}
+
+	}
+
+	public Kernels {
+		if (decode == null || prefill == null || threads < 1) {
+			throw new IllegalArgumentException("kernels need a decode form, a prefill form and threads >= 1");
+		}
+	}
+
+	/**
+	 * The engine's intra-op threads as configured, read before any pass changes the
+	 * calling thread's count.
+	 */
+	private static final class Engine {
+
+		static final int THREADS = JniUtils.getNumThreads();
+
+	}
+
+	/** libtorch's own pool for everything: the engine without a plan. */
+	public static Kernels pool() {
+		return new Kernels(Decode.POOL, Prefill.WEIGHTS, Engine.THREADS);
+	}
+
+	/**
+	 * Sets the calling thread's libtorch intra-op threads for a pass of {@code tokens}
+	 * tokens (libtorch keeps the count per thread).
+	 */
+	void enter(int tokens) {
+		useThreads((tokens == 1 && this.decode != Decode.POOL) ? 1 : this.threads);
+	}
+
+	/** Sets the calling thread's libtorch intra-op threads. */
+	static void useThreads(int threads) {
+		if (JniUtils.getNumThreads() != threads) {
+			JniUtils.setNumThreads(threads);
+		}
+	}
+
+	/** x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. */
+	public NDArray linear(NDArray x, NDArray weight, NDArray bias) {
+		if (widens(x, weight)) {
+			NDArray wide = Linear
+				.linear(x.toType(DataType.FLOAT32, false), weight.toType(DataType.FLOAT32, false),
+						(bias == null) ? null : bias.toType(DataType.FLOAT32, false))
+				.singletonOrThrow();
+			return wide.toType(weight.getDataType(), false);
+		}
+		return Linear.linear(x, weight, bias).singletonOrThrow();
+	}
+
+	private boolean widens(NDArray x, NDArray weight) {
+		return this.prefill == Prefill.FLOAT32 && weight.getDataType() == DataType.FLOAT16 && x.getShape().get(0) > 1;
+	}
+
+	/**
+	 * Z = silu(x W_gate^T) * (x W_up^T) for stacked gate/up weights [2K, D]: x [T, D] ->
+	 * [T, K].
+	 */
+	public NDArray activations(NDArray x, NDArray gateUp) {
+		NDList halves = linear(x, gateUp, null).split(2, 1); // 2 x [T, K]
+		NDArray gate = halves.get(0);
+		return gate.mul(Activation.sigmoid(gate)).mul(halves.get(1)); // [T, K]
+	}
+
+	/** Z W_down^T for W_down [D, K]: Z [T, K] -> [T, D]. */
+	public NDArray output(NDArray z, NDArray down) {
+		return linear(z, down, null);
+	}
+
+	/** A gated feed-forward block: x [T, D] -> [T, D]. */
+	public NDArray feedForward(NDArray x, GatedWeights weights) {
+		if (x.getShape().get(0) == 1 && this.decode == Decode.SPLIT && weights.halves() != null) {
+			Halves h = weights.halves();
+			NDArray[] parts = HelperThread.both(() -> half(x, h.gateA(), h.upA(), h.downA()),
+					() -> half(x, h.gateB(), h.upB(), h.downB()));
+			return parts[0].add(parts[1]);
+		}
+		return output(activations(x, weights.gateUp()), weights.down());
+	}
+
+	private static NDArray half(NDArray x, NDArray gate, NDArray up, NDArray down) {
+		NDArray g = Linear.linear(x, gate).singletonOrThrow();
+		NDArray z = g.mul(Activation.sigmoid(g)).mul(Linear.linear(x, up).singletonOrThrow());
+		return Linear.linear(z, down).singletonOrThrow();
+	}
+
+	/**
+	 * The output head: x [T, D] and W [V, D] -> [T, V]; the head's halves may be null.
+	 */
+	NDArray head(NDArray x, NDArray weight, NDArray[] halves) {
+		if (x.getShape().get(0) == 1 && this.decode == Decode.SPLIT && halves != null) {
+			NDArray[] parts = HelperThread.both(() -> Linear.linear(x, halves[0]).singletonOrThrow(),
+					() -> Linear.linear(x, halves[1]).singletonOrThrow());
+			return parts[0].concat(parts[1], 1);
+		}
+		return linear(x, weight, null);
+	}
+
+	/** Two row halves of W (views), or null for a single row. */
+	static NDArray[] rowHalves(NDArray weight) {
+		long rows = weight.getShape().get(0);
+		if (rows < 2) {
+			return null;
+		}
+		NDArray[] halves = { weight.get(new NDIndex().addSliceDim(0, rows / 2)),
+				weight.get(new NDIndex().addSliceDim(rows / 2, rows)) };
+		NDScope.unregister(halves);
+		return halves;
+	}
+
+	/**
+	 * The weights of a gated feed-forward block, and their two halves of neurons for the
+	 * split decode form.
+	 */
+	public interface GatedWeights {
+
+		/** [2K, D], gate rows then up rows. */
+		NDArray gateUp();
+
+		/** [D, K]. */
+		NDArray down();
+
+		/** Views of the two halves of neurons, or null when there are fewer than two. */
+		Halves halves();
+
+	}
+
+	/**
+	 * Views of a gated block's two halves of neurons: rows of W_gate and W_up, columns of
+	 * W_down (a strided view, which libtorch's products read in place). The block's
+	 * output is the sum of the halves' outputs.
+	 */
+	public record Halves(NDArray gateA, NDArray upA, NDArray downA, NDArray gateB, NDArray upB, NDArray downB) {
+
+		/**
+		 * @param gateUp [2K, D]
+		 * @param down [D, K]
+		 * @param k neurons
+		 * @return null for fewer than two neurons
+		 */
+		public static Halves of(NDArray gateUp, NDArray down, int k) {
+			if (k < 2) {
+				return null;
+			}
+			int h = k / 2;
+			NDArray[] views = { gateUp.get(new NDIndex().addSliceDim(0, h)),
+					gateUp.get(new NDIndex().addSliceDim(k, k + h)),
+					down.get(new NDIndex().addAllDim().addSliceDim(0, h)), gateUp.get(new NDIndex().addSliceDim(h, k)),
+					gateUp.get(new NDIndex().addSliceDim(k + h, 2L * k)),
+					down.get(new NDIndex().addAllDim().addSliceDim(h, k)) };
+			NDScope.unregister(views);
+			return new Halves(views[0], views[1], views[2], views[3], views[4], views[5]);
+		}
+
+		/** Moves the views to another manager (with the arrays they view). */
+		public void attach(NDManager owner) {
+			for (NDArray view : views()) {
+				view.attach(owner);
+			}
+		}
+
+		/** Frees the views (not the arrays they view). */
+		public void close() {
+			for (NDArray view : views()) {
+				view.close();
+			}
+		}
+
+		private NDArray[] views() {
+			return new NDArray[] { this.gateA, this.upA, this.downA, this.gateB, this.upB, this.downB };
+		}
+
+	}
+
+	private static <E extends Enum<E>> E parse(Class<E> type, String name) {
+		try {
+			return Enum.valueOf(type, name.trim().toUpperCase(Locale.ROOT));
+		}
+		catch (IllegalArgumentException ex) {
+			throw new IllegalArgumentException("'%s' is not one of %s".formatted(name,
+					java.util.Arrays.toString(type.getEnumConstants()).toLowerCase(Locale.ROOT)));
+		}
+	}
+
+	@Override
+	public String toString() {
+		return "decode %s, prefill %s, %d threads".formatted(this.decode.name().toLowerCase(Locale.ROOT),
+				this.prefill.name().toLowerCase(Locale.ROOT), this.threads);
+	}
+
+}

@@ -1,0 +1,170 @@
+package dev.griffin.serve.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.jni.JniUtils;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.generation.InferenceSession;
+import dev.griffin.serve.weights.Checkpoint;
+import dev.griffin.serve.weights.Checkpoints;
+import dev.griffin.serve.weights.ModelBuilder;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * The kernel forms compute the same products, calibration measures every candidate and
+ * keeps a forced choice, and the helper thread's failures reach the caller.
+ */
+class KernelsTests {
+
+	private static NDManager manager;
+
+	@BeforeAll
+	static void start() {
+		manager = NDManager.newBaseManager();
+	}
+
+	@AfterAll
+	static void stop() {
+		manager.close();
+	}
+
+	private static CausalLm load(String name, ModelOptions options) {
+		try (Checkpoint checkpoint = Checkpoints.open(Fixtures.path(name))) {
+			return ModelBuilder.build(checkpoint, options, manager, (layers) -> {
+			});
+		}
+	}
+
+	@Test
+	void splitFeedForwardEqualsTheWholeBlock() {
+		try (NDScope scope = new NDScope()) {
+			int d = 24;
+			int f = 37; // odd: the halves are 18 and 19 neurons
+			NDArray gateUp = manager.randomNormal(new Shape(2L * f, d));
+			NDArray down = manager.randomNormal(new Shape(d, f));
+			FeedForward.Weights weights = new FeedForward.Weights(gateUp, down, f);
+			NDArray x = manager.randomNormal(new Shape(1, d));
+			float[] whole = new Kernels(Kernels.Decode.SINGLE, Kernels.Prefill.WEIGHTS, 1).feedForward(x, weights)
+				.toFloatArray();
+			float[] split = new Kernels(Kernels.Decode.SPLIT, Kernels.Prefill.WEIGHTS, 1).feedForward(x, weights)
+				.toFloatArray();
+			assertThat(split).hasSameSizeAs(whole);
+			assertThat(KernelCalibration.difference(whole, split)).isLessThan(1e-5);
+		}
+	}
+
+	@Test
+	void float32PrefillOfHalfWeightsKeepsTheirType() {
+		try (NDScope scope = new NDScope()) {
+			NDArray w = manager.randomNormal(new Shape(16, 8)).toType(DataType.FLOAT16, false);
+			NDArray x = manager.randomNormal(new Shape(5, 8)).toType(DataType.FLOAT16, false);
+			NDArray wide = new Kernels(Kernels.Decode.POOL, Kernels.Prefill.FLOAT32, 1).linear(x, w, null);
+			NDArray native16 = new Kernels(Kernels.Decode.POOL, Kernels.Prefill.WEIGHTS, 1).linear(x, w, null);
+			assertThat(wide.getDataType()).isEqualTo(DataType.FLOAT16);
+			assertThat(wide.getShape()).isEqualTo(new Shape(5, 16));
+			float[] a = native16.toType(DataType.FLOAT32, false).toFloatArray();
+			float[] b = wide.toType(DataType.FLOAT32, false).toFloatArray();
+			assertThat(KernelCalibration.difference(a, b)).isLessThan(5e-3);
+		}
+	}
+
+	@Test
+	void aFailureOnTheHelperReachesTheCaller() {
+		try (NDScope scope = new NDScope()) {
+			NDArray x = manager.ones(new Shape(1, 4));
+			assertThatThrownBy(() -> HelperThread.both(() -> x.add(1), () -> {
+				throw new IllegalStateException("helper half failed");
+			})).isInstanceOf(IllegalStateException.class).hasMessage("helper half failed");
+			// and the helper keeps working afterwards
+			NDArray[] both = HelperThread.both(() -> x.add(1), () -> x.add(2));
+			assertThat(both[0].toFloatArray()).containsOnly(2f);
+			assertThat(both[1].toFloatArray()).containsOnly(3f);
+		}
+	}
+
+	@Test
+	void calibrationTimesEveryCandidateAndKeepsForcedForms() {
+		CausalLm model = load("tiny-llama", new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"));
+		try {
+			KernelCalibration.Result measured = KernelCalibration.choose(model, null, null);
+			assertThat(measured.decodeMillis()).containsOnlyKeys(Kernels.Decode.values());
+			assertThat(measured.prefillMillis()).containsOnlyKeys(Kernels.Prefill.values());
+			assertThat(measured.decodeMillis().values()).allMatch((ms) -> ms > 0);
+			assertThat(measured.toString()).contains("decode step ms");
+			// calibration leaves the thread with the engine's threads
+			assertThat(JniUtils.getNumThreads()).isEqualTo(model.kernels().threads());
+
+			KernelCalibration.Result forced = KernelCalibration.choose(model, Kernels.Decode.SPLIT,
+					Kernels.Prefill.WEIGHTS);
+			assertThat(forced.kernels().decode()).isEqualTo(Kernels.Decode.SPLIT);
+			assertThat(forced.kernels().prefill()).isEqualTo(Kernels.Prefill.WEIGHTS);
+			assertThat(forced.decodeMillis()).isEmpty();
+			assertThat(forced.prefillMillis()).isEmpty();
+		}
+		finally {
+			model.close();
+		}
+	}
+
+	@Test
+	void float32WeightsHaveNoPrefillChoice() {
+		CausalLm model = load("tiny-llama", ModelOptions.CPU_FLOAT32);
+		try {
+			KernelCalibration.Result result = KernelCalibration.choose(model, Kernels.Decode.POOL, null);
+			assertThat(result.kernels().prefill()).isEqualTo(Kernels.Prefill.WEIGHTS);
+			assertThat(result.prefillMillis()).isEmpty();
+		}
+		finally {
+			model.close();
+		}
+	}
+
+	@Test
+	void everyDecodeFormGivesTheSameSteps() {
+		CausalLm model = load("tiny-qwen2", ModelOptions.CPU_FLOAT32);
+		try {
+			int[] prompt = { 3, 14, 15, 92, 65 };
+			float[][] reference = null;
+			for (Kernels.Decode form : Kernels.Decode.values()) {
+				CausalLm planned = model.withKernels(new Kernels(form, Kernels.Prefill.WEIGHTS, 2));
+				float[][] steps = new float[4][];
+				try (InferenceSession session = new InferenceSession(planned, 16)) {
+					session.prefill(prompt, prompt.length);
+					session.finishPrompt();
+					for (int i = 0; i < steps.length; i++) {
+						steps[i] = session.decode(7 + i);
+					}
+				}
+				if (reference == null) {
+					reference = steps;
+				}
+				for (int i = 0; i < steps.length; i++) {
+					assertThat(KernelCalibration.difference(reference[i], steps[i])).as("%s step %d", form, i)
+						.isLessThan(1e-5);
+				}
+			}
+		}
+		finally {
+			model.close();
+		}
+	}
+
+	@Test
+	void parsesFormsAndNamesTheChoices() {
+		assertThat(ModelOptions.of("float16", "cpu", "auto", "float32").decodeKernel()).isNull();
+		assertThat(ModelOptions.of("float16", "cpu", "Split", "auto").decodeKernel()).isEqualTo(Kernels.Decode.SPLIT);
+		assertThatThrownBy(() -> ModelOptions.of("float32", "cpu", "fastest", "auto"))
+			.isInstanceOf(IllegalArgumentException.class)
+			.hasMessageContaining("[pool, single, split]");
+	}
+
+}
