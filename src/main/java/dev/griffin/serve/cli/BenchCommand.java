@@ -21,6 +21,7 @@ import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.SamplingParams;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.Kernels;
 import dev.griffin.serve.model.ModelConfig;
 
 /**
@@ -69,6 +70,11 @@ public class BenchCommand implements Callable<Integer> {
 			description = "Unmeasured runs of every configuration before the measured ones (default: ${DEFAULT-VALUE}).")
 	int warmups;
 
+	@Option(names = "--compare-pool",
+			description = "Also run every density on libtorch's own thread pool in the weights' precision "
+					+ "(the engine without a kernel plan), interleaved with the chosen kernels.")
+	boolean comparePool;
+
 	@Option(names = "--output", defaultValue = "target/bench.json")
 	Path output;
 
@@ -89,24 +95,32 @@ public class BenchCommand implements Callable<Integer> {
 				System.out.printf("%s kernels: %s%n", dtype, loaded.kernels());
 				plans.add(Map.of("dtype", dtype, "kernels", loaded.kernels().kernels().toString(), "calibration",
 						loaded.kernels().toString()));
-				System.out.printf("%-8s %7s %5s %-8s %12s %12s %10s %10s %12s %10s %8s%n", "dtype", "prompt", "new",
-						"density", "prefill t/s", "decode t/s", "TTFT ms", "vs dense", "MB/token", "GB/s", "of max");
-				int n = this.densities.size();
-				Generator[] generators = new Generator[n];
-				int layers = loaded.dense().config().numberOfLayers();
-				for (int i = 0; i < n; i++) {
-					CausalLm variant = loaded.variant(this.densities.get(i), selection);
-					generators[i] = new Generator(variant, loaded.tokenizer());
-					int ops = OpCount.decodeStep(variant);
-					System.out.printf("%s density %s: %d libtorch operations per decode step (%.1f per layer)%n", dtype,
-							this.densities.get(i), ops, (double) ops / layers);
-					operations.add(Map.of("dtype", dtype, "density", this.densities.get(i), "decodeOperations", ops,
-							"decodeOperationsPerLayer", (double) ops / layers));
+				List<Kernels> kernels = new ArrayList<>(List.of(loaded.dense().kernels()));
+				if (this.comparePool) {
+					kernels.add(new Kernels(Kernels.Decode.POOL, Kernels.Prefill.WEIGHTS,
+							loaded.dense().kernels().threads()));
 				}
+				List<Config> configs = new ArrayList<>();
+				int layers = loaded.dense().config().numberOfLayers();
+				for (Kernels plan : kernels) {
+					for (double density : this.densities) {
+						CausalLm variant = loaded.variant(density, selection).withKernels(plan);
+						int ops = OpCount.decodeStep(variant);
+						System.out.printf(
+								"%s density %s, %s: %d libtorch operations per decode step (%.1f per layer)%n", dtype,
+								density, plan, ops, (double) ops / layers);
+						operations.add(Map.of("dtype", dtype, "density", density, "kernels", plan.toString(),
+								"decodeOperations", ops, "decodeOperationsPerLayer", (double) ops / layers));
+						configs.add(new Config(density, plan, new Generator(variant, loaded.tokenizer())));
+					}
+				}
+				System.out.printf("%-8s %-24s %7s %5s %-8s %12s %12s %10s %10s %12s %10s %8s%n", "dtype", "kernels",
+						"prompt", "new", "density", "prefill t/s", "decode t/s", "TTFT ms", "vs dense", "MB/token",
+						"GB/s", "of max");
 				for (int promptLength : this.promptTokens) {
 					int[] prompt = prompt(loaded, promptLength);
 					for (int newTokens : this.newTokens) {
-						rows.addAll(measure(loaded, generators, dtype, prompt, newTokens, selection, machine));
+						rows.addAll(measure(loaded, configs, dtype, prompt, newTokens, selection, machine));
 					}
 				}
 			}
@@ -128,10 +142,11 @@ public class BenchCommand implements Callable<Integer> {
 	}
 
 	/** One prompt length and generation length: every density, printed and as rows. */
-	private List<Map<String, Object>> measure(LoadedModel loaded, Generator[] generators, String dtype, int[] prompt,
+	private List<Map<String, Object>> measure(LoadedModel loaded, List<Config> configs, String dtype, int[] prompt,
 			int newTokens, SelectionMethod selection, double machine) {
 		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, newTokens, List.of(), List.of(), true);
-		int n = generators.length;
+		int n = configs.size();
+		Generator[] generators = configs.stream().map(Config::generator).toArray(Generator[]::new);
 		// Warm every configuration first (allocator, thread pool, kernel caches), then
 		// interleave the measured runs so that drift on a shared machine affects all
 		// configurations alike.
@@ -151,21 +166,29 @@ public class BenchCommand implements Callable<Integer> {
 				ttft[i][r] = t.firstTokenNanos() / 1e6;
 			}
 		}
-		int denseIndex = this.densities.indexOf(1.0);
-		double denseDecode = (denseIndex >= 0) ? median(decode[denseIndex]) : Double.NaN;
 		List<Map<String, Object>> rows = new ArrayList<>();
 		for (int i = 0; i < n; i++) {
-			double density = this.densities.get(i);
+			Config config = configs.get(i);
+			double density = config.density();
 			double decodeMedian = median(decode[i]);
 			long bytes = bytesPerToken(loaded.dense(), density);
 			double bandwidth = bytes * decodeMedian / 1e9;
+			double denseDecode = Double.NaN;
+			for (int j = 0; j < n; j++) {
+				if (configs.get(j).density() == 1.0 && configs.get(j).kernels().equals(config.kernels())) {
+					denseDecode = median(decode[j]);
+				}
+			}
 			double ratio = decodeMedian / denseDecode;
-			System.out.printf("%-8s %7d %5d %-8s %12.1f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n", dtype,
-					prompt.length, newTokens, (density == 1.0) ? "dense" : String.valueOf(density), median(prefill[i]),
-					decodeMedian, median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6,
-					bandwidth, 100 * bandwidth / machine);
+			String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill()).toLowerCase();
+			System.out.printf("%-8s %-24s %7d %5d %-8s %12.1f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n", dtype,
+					kernels, prompt.length, newTokens, (density == 1.0) ? "dense" : String.valueOf(density),
+					median(prefill[i]), decodeMedian, median(ttft[i]),
+					Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6, bandwidth,
+					100 * bandwidth / machine);
 			Map<String, Object> row = new LinkedHashMap<>();
 			row.put("dtype", dtype);
+			row.put("kernels", config.kernels().toString());
 			row.put("density", density);
 			row.put("method", (density == 1.0) ? "dense" : selection.wireName());
 			row.put("promptTokens", prompt.length);
@@ -182,6 +205,11 @@ public class BenchCommand implements Callable<Integer> {
 			rows.add(row);
 		}
 		return rows;
+	}
+
+	/** One measured configuration: a density with a kernel plan. */
+	private record Config(double density, Kernels kernels, Generator generator) {
+
 	}
 
 	/** Exactly {@code promptTokens} tokens of English prose. */

@@ -54,8 +54,17 @@ public class EngineConfiguration {
 		Path path = (model.path() != null && !model.path().toString().isBlank()) ? model.path()
 				: Checkpoints.defaultModelPath();
 		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
+		String decodeKernel = model.decodeKernel();
+		int workers = properties.generation().workers();
+		if (workers > 1 && "auto".equalsIgnoreCase(decodeKernel.trim()) && model.device().startsWith("cpu")) {
+			// calibration times one sequence with the machine to itself; several workers
+			// share the cores, so each decodes on one thread and none takes a helper
+			decodeKernel = "single";
+			LoggerFactory.getLogger(EngineConfiguration.class)
+				.info("decode kernel: single, since {} workers share the CPU's cores", workers);
+		}
 		return new ModelService(source, model.id(),
-				ModelOptions.of(model.dtype(), model.device(), model.decodeKernel(), model.prefillKernel()),
+				ModelOptions.of(model.dtype(), model.device(), decodeKernel, model.prefillKernel()),
 				properties.generation().warmUp(), probe.getIfAvailable(() -> EngineProbe.NONE));
 	}
 
