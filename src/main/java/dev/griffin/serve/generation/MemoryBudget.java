@@ -59,7 +59,11 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 		// the hidden states
 		long activations = 2L * config.numberOfAttentionHeads() * chunk * context * attentionBytes
 				+ 3L * chunk * config.intermediateSize() * 4 + 8L * chunk * config.hiddenSize() * 4;
-		return kv + experts + activations;
+		// the float32 prefill form widens one half-precision weight at a time, the
+		// largest being the stacked gate/up projection
+		long widened = (options.dtype() == ModelOptions.Precision.FLOAT16 && options.device().equals("cpu"))
+				? 2L * config.intermediateSize() * config.hiddenSize() * 4 : 0;
+		return kv + experts + activations + widened;
 	}
 
 	/**
