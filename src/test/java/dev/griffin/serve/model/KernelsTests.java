@@ -10,11 +10,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.InferenceSession;
-import dev.griffin.serve.weights.Checkpoint;
-import dev.griffin.serve.weights.Checkpoints;
-import dev.griffin.serve.weights.ModelBuilder;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -38,10 +34,7 @@ class KernelsTests {
 	}
 
 	private static CausalLm load(String name, ModelOptions options) {
-		try (Checkpoint checkpoint = Checkpoints.open(Fixtures.path(name))) {
-			return ModelBuilder.build(checkpoint, options, manager, (layers) -> {
-			});
-		}
+		return TinyModelGoldenTests.load(name, options, manager);
 	}
 
 	@Test

@@ -55,8 +55,13 @@ class TinyModelGoldenTests {
 	}
 
 	static CausalLm load(String name, ModelOptions options) {
+		return load(name, options, manager);
+	}
+
+	/** A tiny fixture model whose weights {@code owner} holds. */
+	static CausalLm load(String name, ModelOptions options, NDManager owner) {
 		try (Checkpoint checkpoint = Checkpoints.open(Fixtures.path(name))) {
-			return ModelBuilder.build(checkpoint, options, manager, (layers) -> {
+			return ModelBuilder.build(checkpoint, options, owner, (layers) -> {
 			});
 		}
 	}
