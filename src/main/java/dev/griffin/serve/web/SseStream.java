@@ -62,15 +62,17 @@ final class SseStream {
 			// a stalled reader would not read an error event either: its
 			// connection is dropped
 			.onErrorResume((error) -> !(error instanceof StreamStalledException),
-					(error) -> Flux.just(data(OpenAiErrorHandler.envelope(error))))
-			.concatWith(Flux.just(line(DONE)));
+					(error) -> Flux.just(data(OpenAiErrorHandler.envelope(error))));
 		Sinks.Empty<Void> done = Sinks.empty();
 		// a reader that is behind misses pings rather than failing the stream
 		Flux<ServerSentEvent<String>> pings = Flux.interval(this.keepAlive)
 			.onBackpressureDrop()
 			.map((tick) -> ServerSentEvent.<String>builder().comment("keep-alive").build())
 			.takeUntilOther(done.asMono());
-		return Flux.merge(data.doFinally((signal) -> done.tryEmitEmpty()), pings);
+		// [DONE] follows the merge, so no ping that races the last chunk
+		// can come after it
+		return Flux.merge(data.doOnTerminate(done::tryEmitEmpty).doOnCancel(done::tryEmitEmpty), pings)
+			.concatWith(Flux.just(line(DONE)));
 	}
 
 	private ServerSentEvent<String> data(Object chunk) {

@@ -74,7 +74,18 @@ class SseStreamTests {
 	void keepAlivesAreCommentsWhileTheStreamWaits() {
 		String body = wire(Flux.just(new Chunk("late")).delayElements(Duration.ofMillis(350)), null,
 				Duration.ofMillis(100));
-		assertThat(body).contains(":keep-alive\n\n").endsWith("data: {\"text\":\"late\"}\n\ndata: [DONE]\n\n");
+		assertThat(body).contains(":keep-alive\n\n")
+			.contains("data: {\"text\":\"late\"}\n\n")
+			.endsWith("data: [DONE]\n\n");
+	}
+
+	@Test
+	void nothingFollowsDoneEvenWhenPingsRaceTheLastChunk() {
+		for (int run = 0; run < 100; run++) {
+			String body = wire(Flux.range(0, 5).map((i) -> new Chunk("t" + i)).delayElements(Duration.ofMillis(1)),
+					null, Duration.ofMillis(1));
+			assertThat(body).contains("data: {\"text\":\"t4\"}\n\n").endsWith("data: [DONE]\n\n");
+		}
 	}
 
 }
