@@ -52,7 +52,7 @@ ENV GRIFFIN_MODEL_DIR=/models \
     MALLOC_ARENA_MAX=2 \
     DJL_CACHE_DIR=/tmp/djl \
     HF_HOME=/tmp/huggingface \
-    JAVA_TOOL_OPTIONS="-Xmx1024m -XX:MaxDirectMemorySize=896m -XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir=/tmp"
+    JAVA_TOOL_OPTIONS="-Xmx1024m -XX:MaxDirectMemorySize=256m -XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir=/tmp"
 USER 10001
 EXPOSE 8080
 # Readiness over bash's /dev/tcp: the JRE image has no curl, and a JVM per check would be heavy.

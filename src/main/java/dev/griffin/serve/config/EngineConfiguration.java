@@ -86,13 +86,11 @@ public class EngineConfiguration {
 	static void checkMemoryBudget(LoadedModel loaded, ModelOptions options, GriffinProperties properties) {
 		ModelConfig config = loaded.dense().config();
 		long heap = Runtime.getRuntime().maxMemory();
-		// on a GPU, weights, KV caches and cached experts are in device memory; float32
-		// weights on the CPU live in the JVM's direct buffers (DJL shares them with
-		// libtorch), inside the direct cap already counted
+		// on a GPU, weights, KV caches and cached experts are in device memory; on the
+		// CPU the weights are in libtorch's memory, outside the JVM's caps
 		boolean host = options.device().startsWith("cpu");
-		boolean inDirectBuffers = options.dtype() == ModelOptions.Precision.FLOAT32;
 		MemoryBudget budget = new MemoryBudget(heap, maxDirectMemory(heap),
-				(host && !inDirectBuffers) ? MemoryBudget.weights(config, options) : 0,
+				host ? MemoryBudget.weights(config, options) : 0,
 				(host && properties.cache().enabled()) ? properties.cache().maxSize().toBytes() : 0,
 				host ? MemoryBudget.perSequence(config, options, Generator.PREFILL_CHUNK) : 0,
 				properties.generation().workers(), properties.memory().overhead().toBytes());

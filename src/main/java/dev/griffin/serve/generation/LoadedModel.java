@@ -62,9 +62,9 @@ public final class LoadedModel implements AutoCloseable {
 				throw new CheckpointException("%s: the tokenizer has %d tokens but the model only %d".formatted(path,
 						tokenizer.vocabularySize(), dense.config().vocabularySize()));
 			}
-			// Loading leaves the dequantised float32 copies (hundreds of MB) as garbage;
-			// collecting it now keeps a concurrent collection from competing with the
-			// engine's threads during the first requests.
+			// Loading leaves the blocks it read and dequantised as garbage; collecting
+			// it now keeps a concurrent collection from competing with the engine's
+			// threads during the first requests.
 			System.gc();
 			return new LoadedModel(path, manager, dense, tokenizer, kernels);
 		}

@@ -14,9 +14,8 @@ import dev.griffin.serve.model.ModelOptions;
  * parts (in MiB) to set the pod's memory limit and the JVM's flags.
  *
  * @param heap the JVM heap's maximum
- * @param direct the JVM's direct-buffer cap (Netty; float32 weights on the CPU too, which
- * DJL keeps in direct buffers it shares with libtorch)
- * @param weights the model's weights held outside the direct buffers
+ * @param direct the JVM's direct-buffer cap (Netty, and the blocks a load stages)
+ * @param weights the model's weights, in libtorch's memory
  * @param cache the prompt cache's byte bound
  * @param perSequence what one running sequence can take at the longest context: KV cache,
  * gathered experts just below density 1, and the activations of a prefill chunk

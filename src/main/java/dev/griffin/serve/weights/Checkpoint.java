@@ -8,9 +8,10 @@ import dev.griffin.serve.weights.WeightNames.Format;
 import dev.griffin.serve.weights.WeightNames.LayerTensor;
 
 /**
- * An opened checkpoint: its configuration and tensors, read one at a time so that a model
- * never holds more than one layer of float32 copies on the Java heap. Every tensor is
- * checked against the shape the configuration implies.
+ * An opened checkpoint: its configuration and tensors, each read a block of rows at a
+ * time as it is copied to the device, so that loading holds no whole float32 copy of a
+ * large tensor on the Java heap. Every tensor is checked against the shape the
+ * configuration implies.
  */
 public abstract class Checkpoint implements AutoCloseable {
 
@@ -36,43 +37,53 @@ public abstract class Checkpoint implements AutoCloseable {
 	/** Whether the checkpoint holds a tensor of this name. */
 	protected abstract boolean contains(String name);
 
-	/** Reads a tensor; the caller has checked that it exists. */
-	protected abstract FloatTensor read(String name);
+	/** The shape of a tensor; the caller has checked that it exists. */
+	protected abstract long[] shapeOf(String name);
+
+	/**
+	 * Reads rows [from, from + count) of a tensor (its outermost dimension) as float32
+	 * into {@code out[0, count * columns)}; the caller has checked that it exists.
+	 */
+	protected abstract void readRows(String name, long from, int count, float[] out);
 
 	/** The file a tensor lives in, for error messages. */
 	protected abstract Path fileOf(String name);
 
-	/** Reads a tensor and checks its shape. */
-	public FloatTensor tensor(String name, long... expectedShape) {
+	/** A tensor to read a block of rows at a time, its shape checked. */
+	public TensorRows rows(String name, long... expectedShape) {
 		if (!contains(name)) {
 			throw new CheckpointException("%s: missing tensor '%s' (expected shape %s)".formatted(this.path, name,
 					Arrays.toString(expectedShape)));
 		}
-		FloatTensor tensor = read(name);
-		if (!Arrays.equals(tensor.shape(), expectedShape)) {
+		long[] shape = shapeOf(name);
+		if (!Arrays.equals(shape, expectedShape)) {
 			throw new CheckpointException("%s: tensor '%s' has shape %s, expected %s".formatted(fileOf(name), name,
-					Arrays.toString(tensor.shape()), Arrays.toString(expectedShape)));
+					Arrays.toString(shape), Arrays.toString(expectedShape)));
 		}
-		return tensor;
+		return new TensorRows(shape, (from, count, out) -> readRows(name, from, count, out));
 	}
 
-	public FloatTensor embedding() {
+	/** The token embedding, read in blocks of rows: it is the largest tensor. */
+	public TensorRows embedding() {
 		ModelConfig c = config();
-		return tensor(WeightNames.embedding(this.format), c.vocabularySize(), c.hiddenSize());
+		return rows(WeightNames.embedding(this.format), c.vocabularySize(), c.hiddenSize());
 	}
 
-	public FloatTensor finalNorm() {
-		return tensor(WeightNames.finalNorm(this.format), config().hiddenSize());
+	public TensorRows finalNorm() {
+		return rows(WeightNames.finalNorm(this.format), config().hiddenSize());
 	}
 
-	/** The output projection, or null when it is tied to the embedding. */
-	public FloatTensor lmHead() {
+	/**
+	 * The output projection, read in blocks of rows, or null when it is tied to the
+	 * embedding.
+	 */
+	public TensorRows lmHead() {
 		ModelConfig c = config();
 		String name = WeightNames.lmHead(this.format);
 		if (c.tieWordEmbeddings() || (this.format == Format.GGUF && !contains(name))) {
 			return null;
 		}
-		return tensor(name, c.vocabularySize(), c.hiddenSize());
+		return rows(name, c.vocabularySize(), c.hiddenSize());
 	}
 
 	public LayerTensors layer(int i) {
@@ -90,16 +101,16 @@ public abstract class Checkpoint implements AutoCloseable {
 				layerTensor(i, LayerTensor.UP, f, d), layerTensor(i, LayerTensor.DOWN, d, f));
 	}
 
-	protected FloatTensor query(int layer, long rows, long columns) {
+	protected TensorRows query(int layer, long rows, long columns) {
 		return layerTensor(layer, LayerTensor.QUERY, rows, columns);
 	}
 
-	protected FloatTensor key(int layer, long rows, long columns) {
+	protected TensorRows key(int layer, long rows, long columns) {
 		return layerTensor(layer, LayerTensor.KEY, rows, columns);
 	}
 
-	protected final FloatTensor layerTensor(int layer, LayerTensor kind, long... shape) {
-		return tensor(WeightNames.layer(this.format, layer, kind), shape);
+	protected final TensorRows layerTensor(int layer, LayerTensor kind, long... shape) {
+		return rows(WeightNames.layer(this.format, layer, kind), shape);
 	}
 
 	@Override

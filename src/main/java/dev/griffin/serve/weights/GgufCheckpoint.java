@@ -111,9 +111,13 @@ public final class GgufCheckpoint extends Checkpoint {
 	}
 
 	@Override
-	protected FloatTensor read(String name) {
-		GgufFile.TensorInfo info = this.file.tensors().get(name);
-		return new FloatTensor(this.file.dequantize(info), info.shape().clone());
+	protected long[] shapeOf(String name) {
+		return this.file.tensors().get(name).shape().clone();
+	}
+
+	@Override
+	protected void readRows(String name, long from, int count, float[] out) {
+		this.file.dequantizeRows(this.file.tensors().get(name), from, count, out);
 	}
 
 	@Override
@@ -122,15 +126,17 @@ public final class GgufCheckpoint extends Checkpoint {
 	}
 
 	@Override
-	protected FloatTensor query(int layer, long rows, long columns) {
-		FloatTensor tensor = super.query(layer, rows, columns);
-		return this.permutedQueryKey ? unpermute(tensor, this.config.numberOfAttentionHeads()) : tensor;
+	protected TensorRows query(int layer, long rows, long columns) {
+		TensorRows tensor = super.query(layer, rows, columns);
+		return this.permutedQueryKey ? TensorRows.of(unpermute(tensor.readAll(), this.config.numberOfAttentionHeads()))
+				: tensor;
 	}
 
 	@Override
-	protected FloatTensor key(int layer, long rows, long columns) {
-		FloatTensor tensor = super.key(layer, rows, columns);
-		return this.permutedQueryKey ? unpermute(tensor, this.config.numberOfKeyValueHeads()) : tensor;
+	protected TensorRows key(int layer, long rows, long columns) {
+		TensorRows tensor = super.key(layer, rows, columns);
+		return this.permutedQueryKey ? TensorRows.of(unpermute(tensor.readAll(), this.config.numberOfKeyValueHeads()))
+				: tensor;
 	}
 
 	/**

@@ -3,7 +3,6 @@ package dev.griffin.serve.weights;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -174,32 +173,62 @@ public final class GgufFile implements AutoCloseable {
 		return (value instanceof Number n) ? n : null;
 	}
 
-	/** Maps a tensor's bytes read-only. */
-	public ByteBuffer data(TensorInfo info) {
+	/**
+	 * Reads {@code length} bytes of a tensor from {@code offset} within it: positional
+	 * reads into the heap rather than a mapping, so the file's pages are not counted in
+	 * the process's resident memory while a model loads.
+	 */
+	private ByteBuffer bytes(TensorInfo info, long offset, long length) {
+		if (length > Integer.MAX_VALUE - 8) {
+			throw new CheckpointException(
+					"%s: cannot read %d bytes of tensor '%s' at once".formatted(this.path, length, info.name()));
+		}
+		ByteBuffer buffer = ByteBuffer.allocate((int) length).order(ByteOrder.LITTLE_ENDIAN);
+		long start = this.dataOffset + info.offset() + offset;
 		try {
-			MappedByteBuffer buffer = this.channel.map(FileChannel.MapMode.READ_ONLY, this.dataOffset + info.offset(),
-					info.byteSize());
-			return buffer.order(ByteOrder.LITTLE_ENDIAN);
+			while (buffer.hasRemaining()) {
+				if (this.channel.read(buffer, start + buffer.position()) < 0) {
+					throw new CheckpointException("%s: tensor '%s' is truncated (the file ends before its data)"
+						.formatted(this.path, info.name()));
+				}
+			}
 		}
 		catch (IOException ex) {
-			throw new CheckpointException("cannot map tensor '%s' of %s: %s".formatted(info.name(), this.path, ex), ex);
+			throw new CheckpointException("cannot read tensor '%s' of %s: %s".formatted(info.name(), this.path, ex),
+					ex);
 		}
+		return buffer.flip();
 	}
 
 	/** Dequantises a whole tensor to float32. */
 	public float[] dequantize(TensorInfo info) {
-		if (!info.type().isSupported()) {
-			throw new CheckpointException("%s: tensor '%s' uses quantisation %s, which is not supported (supported: %s)"
-				.formatted(this.path, info.name(), info.type(), supportedTypes()));
-		}
 		long elements = info.elements();
 		if (elements > Integer.MAX_VALUE - 8) {
 			throw new CheckpointException("%s: tensor '%s' has %d elements, more than one array can hold"
 				.formatted(this.path, info.name(), elements));
 		}
 		float[] out = new float[(int) elements];
-		info.type().dequantize(data(info), out, 0, out.length);
+		dequantizeRows(info, 0, Math.toIntExact(info.shape()[0]), out);
 		return out;
+	}
+
+	/**
+	 * Dequantises rows [from, from + count) of a tensor (its outermost dimension) to
+	 * float32, into {@code out[0, count * columns)}.
+	 */
+	public void dequantizeRows(TensorInfo info, long from, int count, float[] out) {
+		if (!info.type().isSupported()) {
+			throw new CheckpointException("%s: tensor '%s' uses quantisation %s, which is not supported (supported: %s)"
+				.formatted(this.path, info.name(), info.type(), supportedTypes()));
+		}
+		long columns = info.elements() / info.shape()[0];
+		if (from < 0 || count < 0 || from + count > info.shape()[0]) {
+			throw new IllegalArgumentException("rows [%d, %d) of tensor '%s' %s".formatted(from, from + count,
+					info.name(), Arrays.toString(info.shape())));
+		}
+		int elements = Math.toIntExact(count * columns);
+		GgmlType type = info.type();
+		type.dequantize(bytes(info, type.byteSize(from * columns), type.byteSize(elements)), out, 0, elements);
 	}
 
 	static String supportedTypes() {

@@ -173,8 +173,13 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 	}
 
 	@Override
-	protected FloatTensor read(String name) {
-		return this.fileByTensor.get(name).read(name);
+	protected long[] shapeOf(String name) {
+		return this.fileByTensor.get(name).shape(name);
+	}
+
+	@Override
+	protected void readRows(String name, long from, int count, float[] out) {
+		this.fileByTensor.get(name).readRows(name, from, count, out);
 	}
 
 	@Override

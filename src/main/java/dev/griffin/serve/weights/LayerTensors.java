@@ -1,8 +1,8 @@
 package dev.griffin.serve.weights;
 
 /**
- * The weights of one decoder layer in Hugging Face layout ({@code [out, in]}),
- * dequantised.
+ * The weights of one decoder layer in Hugging Face layout ({@code [out, in]}), to be read
+ * as float32.
  *
  * @param attentionNorm [D]
  * @param query [H*Dh, D]
@@ -17,9 +17,9 @@ package dev.griffin.serve.weights;
  * @param up [F, D]
  * @param down [D, F]
  */
-public record LayerTensors(FloatTensor attentionNorm, FloatTensor query, FloatTensor key, FloatTensor value,
-		FloatTensor queryBias, FloatTensor keyBias, FloatTensor valueBias, FloatTensor output, FloatTensor ffnNorm,
-		FloatTensor gate, FloatTensor up, FloatTensor down) {
+public record LayerTensors(TensorRows attentionNorm, TensorRows query, TensorRows key, TensorRows value,
+		TensorRows queryBias, TensorRows keyBias, TensorRows valueBias, TensorRows output, TensorRows ffnNorm,
+		TensorRows gate, TensorRows up, TensorRows down) {
 
 	public boolean hasAttentionBias() {
 		return this.queryBias != null;

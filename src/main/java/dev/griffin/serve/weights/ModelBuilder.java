@@ -2,13 +2,15 @@ package dev.griffin.serve.weights;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.function.IntConsumer;
 
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
-import ai.djl.ndarray.types.Shape;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import dev.griffin.serve.model.Attention;
 import dev.griffin.serve.model.CausalLm;
@@ -27,6 +29,8 @@ import dev.griffin.serve.model.RotaryEmbedding;
  */
 public final class ModelBuilder {
 
+	private static final Logger logger = LoggerFactory.getLogger(ModelBuilder.class);
+
 	private ModelBuilder() {
 	}
 
@@ -38,12 +42,14 @@ public final class ModelBuilder {
 		ModelConfig config = checkpoint.config();
 		DataType type = options.dtype().dataType();
 		Device device = options.djlDevice();
+		long startNanos = System.nanoTime();
+		ResidentMemory.Sample before = ResidentMemory.sample();
 		NDManager owner = manager.newSubManager(device);
-		try {
-			NDArray embedding = upload(owner, checkpoint.embedding(), type);
-			FloatTensor head = checkpoint.lmHead();
-			NDArray lmHead = (head != null) ? upload(owner, head, type) : embedding;
-			RmsNorm finalNorm = new RmsNorm(upload(owner, checkpoint.finalNorm(), type), config.rmsNormEpsilon());
+		try (WeightUpload upload = new WeightUpload(owner, type)) {
+			NDArray embedding = upload.stacked(checkpoint.embedding());
+			TensorRows head = checkpoint.lmHead();
+			NDArray lmHead = (head != null) ? upload.stacked(head) : embedding;
+			RmsNorm finalNorm = new RmsNorm(upload.stacked(checkpoint.finalNorm()), config.rmsNormEpsilon());
 			RotaryEmbedding rotary = new RotaryEmbedding(config, owner, options.attentionDataType());
 			List<DecoderLayer> layers = new ArrayList<>();
 			for (int i = 0; i < config.numberOfLayers(); i++) {
@@ -53,75 +59,29 @@ public final class ModelBuilder {
 				boolean fold = Attention.scaleFoldsExactly(config);
 				float scale = fold ? Attention.scale(config) : 1f;
 				// [(H+2KVH)*Dh, D]
-				NDArray qkv = upload(owner, type, scaled(t.query(), scale), t.key(), t.value());
+				NDArray qkv = upload.stacked(t.query().scaled(scale), t.key(), t.value());
 				NDArray qkvBias = t.hasAttentionBias()
-						? upload(owner, type, scaled(t.queryBias(), scale), t.keyBias(), t.valueBias()) : null;
-				NDArray gateUp = upload(owner, type, t.gate(), t.up()); // [2F, D]
+						? upload.stacked(t.queryBias().scaled(scale), t.keyBias(), t.valueBias()) : null;
+				NDArray gateUp = upload.stacked(t.gate(), t.up()); // [2F, D]
 				Attention attention = new Attention(config, i,
-						new Attention.Weights(qkv, qkvBias, upload(owner, t.output(), type), fold),
+						new Attention.Weights(qkv, qkvBias, upload.stacked(t.output()), fold),
 						options.attentionDataType());
-				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload(owner, t.down(), type),
+				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload.stacked(t.down()),
 						config.intermediateSize());
-				layers
-					.add(new DecoderLayer(new RmsNorm(upload(owner, t.attentionNorm(), type), config.rmsNormEpsilon()),
-							attention, new RmsNorm(upload(owner, t.ffnNorm(), type), config.rmsNormEpsilon()),
-							new DenseFeedForward(ff)));
+				layers.add(new DecoderLayer(new RmsNorm(upload.stacked(t.attentionNorm()), config.rmsNormEpsilon()),
+						attention, new RmsNorm(upload.stacked(t.ffnNorm()), config.rmsNormEpsilon()),
+						new DenseFeedForward(ff)));
 				progress.accept(i + 1);
 			}
+			logger.info("weights: {} MiB of {} on {} in {} s; {}", upload.bytes() >> 20,
+					type.name().toLowerCase(Locale.ROOT), device,
+					"%.1f".formatted((System.nanoTime() - startNanos) / 1e9), ResidentMemory.since(before));
 			return new CausalLm(config, options, owner, embedding, lmHead, finalNorm, rotary, layers);
 		}
 		catch (RuntimeException ex) {
 			owner.close();
 			throw ex;
 		}
-	}
-
-	/**
-	 * Copies tensors, stacked along their first dimension, to the device in the model's
-	 * precision.
-	 */
-	private static NDArray upload(NDManager manager, DataType type, FloatTensor... tensors) {
-		FloatTensor stacked = (tensors.length == 1) ? tensors[0] : stack(tensors);
-		NDArray array = manager.create(stacked.data(), new Shape(stacked.shape()));
-		if (type == DataType.FLOAT32) {
-			return array;
-		}
-		NDArray converted = array.toType(type, false);
-		array.close();
-		return converted;
-	}
-
-	private static NDArray upload(NDManager manager, FloatTensor tensor, DataType type) {
-		return upload(manager, type, tensor);
-	}
-
-	private static FloatTensor stack(FloatTensor... tensors) {
-		int total = 0;
-		long rows = 0;
-		for (FloatTensor tensor : tensors) {
-			total += tensor.data().length;
-			rows += tensor.shape()[0];
-		}
-		float[] data = new float[total];
-		int offset = 0;
-		for (FloatTensor tensor : tensors) {
-			System.arraycopy(tensor.data(), 0, data, offset, tensor.data().length);
-			offset += tensor.data().length;
-		}
-		long[] shape = tensors[0].shape().clone();
-		shape[0] = rows;
-		return new FloatTensor(data, shape);
-	}
-
-	private static FloatTensor scaled(FloatTensor tensor, float scale) {
-		if (scale == 1f) {
-			return tensor;
-		}
-		float[] data = tensor.data().clone();
-		for (int i = 0; i < data.length; i++) {
-			data[i] *= scale;
-		}
-		return new FloatTensor(data, tensor.shape());
 	}
 
 }

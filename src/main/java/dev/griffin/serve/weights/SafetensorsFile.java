@@ -107,12 +107,27 @@ public final class SafetensorsFile implements AutoCloseable {
 		return this.entries;
 	}
 
-	/** Reads a tensor as float32 (F32, F16 and BF16 are supported). */
-	public FloatTensor read(String name) {
+	/** The shape of a tensor. */
+	public long[] shape(String name) {
+		return entry(name).shape().clone();
+	}
+
+	private Entry entry(String name) {
 		Entry entry = this.entries.get(name);
 		if (entry == null) {
 			throw new CheckpointException("%s has no tensor '%s'".formatted(this.path, name));
 		}
+		return entry;
+	}
+
+	/**
+	 * Reads rows [from, from + count) of a tensor (its outermost dimension) as float32
+	 * into {@code out[0, count * columns)}; F32, F16 and BF16 are supported. Positional
+	 * reads rather than a mapping, so the file's pages are not counted in the process's
+	 * resident memory while a model loads.
+	 */
+	public void readRows(String name, long from, int count, float[] out) {
+		Entry entry = entry(name);
 		long elements = Arrays.stream(entry.shape()).reduce(1, Math::multiplyExact);
 		int width = switch (entry.dtype()) {
 			case "F32" -> 4;
@@ -125,22 +140,31 @@ public final class SafetensorsFile implements AutoCloseable {
 			throw new CheckpointException("%s: tensor '%s' (%s %s) has %d bytes, expected %d".formatted(this.path, name,
 					entry.dtype(), Arrays.toString(entry.shape()), entry.end() - entry.begin(), elements * width));
 		}
+		long rows = (entry.shape().length == 0) ? 1 : entry.shape()[0];
+		long columns = elements / Math.max(1, rows);
+		if (from < 0 || count < 0 || from + count > rows) {
+			throw new IllegalArgumentException("rows [%d, %d) of tensor '%s' %s".formatted(from, from + count, name,
+					Arrays.toString(entry.shape())));
+		}
+		int values = Math.toIntExact(count * columns);
+		ByteBuffer bytes = ByteBuffer.allocate(Math.multiplyExact(values, width)).order(ByteOrder.LITTLE_ENDIAN);
+		long start = this.dataStart + entry.begin() + from * columns * width;
 		try {
-			ByteBuffer bytes = this.channel
-				.map(FileChannel.MapMode.READ_ONLY, this.dataStart + entry.begin(), entry.end() - entry.begin())
-				.order(ByteOrder.LITTLE_ENDIAN);
-			float[] out = new float[Math.toIntExact(elements)];
-			GgmlType type = switch (entry.dtype()) {
-				case "F32" -> GgmlType.F32;
-				case "F16" -> GgmlType.F16;
-				default -> GgmlType.BF16;
-			};
-			type.dequantize(bytes, out, 0, out.length);
-			return new FloatTensor(out, entry.shape().clone());
+			while (bytes.hasRemaining()) {
+				if (this.channel.read(bytes, start + bytes.position()) < 0) {
+					throw new CheckpointException("%s: tensor '%s' is truncated".formatted(this.path, name));
+				}
+			}
 		}
 		catch (IOException ex) {
 			throw new CheckpointException("cannot read tensor '%s' from %s: %s".formatted(name, this.path, ex), ex);
 		}
+		GgmlType type = switch (entry.dtype()) {
+			case "F32" -> GgmlType.F32;
+			case "F16" -> GgmlType.F16;
+			default -> GgmlType.BF16;
+		};
+		type.dequantize(bytes.flip(), out, 0, values);
 	}
 
 	@Override

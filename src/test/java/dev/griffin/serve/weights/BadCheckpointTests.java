@@ -43,11 +43,19 @@ class BadCheckpointTests {
 
 	private static void loadAllTensors(Path path) {
 		try (Checkpoint checkpoint = Checkpoints.open(path)) {
-			checkpoint.embedding();
-			checkpoint.finalNorm();
-			checkpoint.lmHead();
+			checkpoint.embedding().readAll();
+			checkpoint.finalNorm().readAll();
+			TensorRows head = checkpoint.lmHead();
+			if (head != null) {
+				head.readAll();
+			}
 			for (int i = 0; i < checkpoint.config().numberOfLayers(); i++) {
-				checkpoint.layer(i);
+				LayerTensors l = checkpoint.layer(i);
+				java.util.stream.Stream
+					.of(l.attentionNorm(), l.query(), l.key(), l.value(), l.queryBias(), l.keyBias(), l.valueBias(),
+							l.output(), l.ffnNorm(), l.gate(), l.up(), l.down())
+					.filter(java.util.Objects::nonNull)
+					.forEach(TensorRows::readAll);
 			}
 		}
 	}
