@@ -127,10 +127,14 @@ public final class Attention {
 			scores = scores.mul(this.scale);
 		}
 		if (positions.mask() != null) {
-			// [KVH, G, T, S] + [T, S]: one mask for every head
-			scores = scores.reshape(kvh, g, t, end - start)
-				.add(positions.mask())
-				.reshape(kvh, (long) g * t, end - start);
+			// [KVH, G, T, M] += [T, M] in place over the last M keys (a view of the
+			// scores): one mask for every head
+			long s = end - start;
+			long width = positions.mask().getShape().get(1);
+			NDArray grouped = scores.reshape(kvh, g, t, s);
+			NDArray masked = (width == s) ? grouped
+					: grouped.get(new NDIndex().addAllDim().addAllDim().addAllDim().addSliceDim(s - width, s));
+			masked.addi(positions.mask());
 		}
 		NDArray probabilities = (scores.getDataType() == DataType.FLOAT32) ? scores.softmax(-1)
 				: scores.toType(DataType.FLOAT32, false).softmax(-1).toType(scores.getDataType(), false);
@@ -146,14 +150,22 @@ public final class Attention {
 
 	/**
 	 * The positions of T tokens from {@code position}, with the mask every layer of the
-	 * pass shares.
+	 * pass shares. Without a sliding window every key before the block is visible to all
+	 * of its queries, so the mask covers only the block's own T keys: masking a long
+	 * context's chunk then touches T x T scores, not T x S.
 	 */
 	public static Positions positions(ModelConfig config, NDManager manager, RotaryEmbedding.Angles rotary,
 			int position, int t, DataType type) {
 		int window = config.slidingWindow();
 		int end = position + t;
 		int start = (window > 0) ? Math.max(0, end - window - t + 1) : 0;
-		NDArray mask = (t > 1 || window > 0) ? mask(manager, t, position, start, end, window, type) : null;
+		NDArray mask;
+		if (window > 0) {
+			mask = mask(manager, t, position, start, end, window, type);
+		}
+		else {
+			mask = (t > 1) ? mask(manager, t, position, position, end, 0, type) : null;
+		}
 		return new Positions(position, rotary, start, mask);
 	}
 

@@ -10,8 +10,9 @@ import ai.djl.ndarray.NDArray;
  * @param rotary rotary matrices of the T positions
  * @param keyStart first cached position the block attends to (above 0 only with a sliding
  * window)
- * @param mask additive attention mask [T, S] over keys [keyStart, position + T), or null
- * where every key is visible (a decode step without a sliding window)
+ * @param mask additive attention mask [T, M] over the last M keys of [keyStart, position
+ * + T) (every key before them is visible to every query), or null where every key is
+ * visible (a decode step without a sliding window)
  */
 public record Positions(int position, RotaryEmbedding.Angles rotary, int keyStart, NDArray mask) {
 
