@@ -186,11 +186,9 @@ public final class GgufFile implements AutoCloseable {
 		ByteBuffer buffer = ByteBuffer.allocate((int) length).order(ByteOrder.LITTLE_ENDIAN);
 		long start = this.dataOffset + info.offset() + offset;
 		try {
-			while (buffer.hasRemaining()) {
-				if (this.channel.read(buffer, start + buffer.position()) < 0) {
-					throw new CheckpointException("%s: tensor '%s' is truncated (the file ends before its data)"
-						.formatted(this.path, info.name()));
-				}
+			if (!FileReads.readFully(this.channel, buffer, start)) {
+				throw new CheckpointException("%s: tensor '%s' is truncated (the file ends before its data)"
+					.formatted(this.path, info.name()));
 			}
 		}
 		catch (IOException ex) {

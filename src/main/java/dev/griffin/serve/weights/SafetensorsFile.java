@@ -51,7 +51,8 @@ public final class SafetensorsFile implements AutoCloseable {
 					throw new CheckpointException(path + " is truncated: " + size + " bytes, no safetensors header");
 				}
 				ByteBuffer lengthBuffer = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
-				channel.read(lengthBuffer, 0);
+				FileReads.readFully(channel, lengthBuffer, 0); // the size check above
+																// guarantees 8 bytes
 				long headerLength = lengthBuffer.flip().getLong();
 				if (headerLength <= 0 || headerLength > 100_000_000 || 8 + headerLength > size) {
 					throw new CheckpointException(
@@ -59,10 +60,8 @@ public final class SafetensorsFile implements AutoCloseable {
 									headerLength, size));
 				}
 				ByteBuffer header = ByteBuffer.allocate((int) headerLength);
-				while (header.hasRemaining()) {
-					if (channel.read(header, 8 + header.position()) < 0) {
-						throw new CheckpointException(path + " is truncated inside its header");
-					}
+				if (!FileReads.readFully(channel, header, 8)) {
+					throw new CheckpointException(path + " is truncated inside its header");
 				}
 				JsonNode root = JSON.readTree(header.array());
 				Map<String, Entry> entries = new LinkedHashMap<>();
@@ -150,10 +149,8 @@ public final class SafetensorsFile implements AutoCloseable {
 		ByteBuffer bytes = ByteBuffer.allocate(Math.multiplyExact(values, width)).order(ByteOrder.LITTLE_ENDIAN);
 		long start = this.dataStart + entry.begin() + from * columns * width;
 		try {
-			while (bytes.hasRemaining()) {
-				if (this.channel.read(bytes, start + bytes.position()) < 0) {
-					throw new CheckpointException("%s: tensor '%s' is truncated".formatted(this.path, name));
-				}
+			if (!FileReads.readFully(this.channel, bytes, start)) {
+				throw new CheckpointException("%s: tensor '%s' is truncated".formatted(this.path, name));
 			}
 		}
 		catch (IOException ex) {
