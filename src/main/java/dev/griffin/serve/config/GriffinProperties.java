@@ -41,7 +41,8 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param device cpu or gpu[:N]
 	 * @param threads engine compute threads, 0 for the engine's default
 	 * @param decodeKernel auto (measured at load), pool, single or split
-	 * @param prefillKernel auto (measured at load), weights or float32
+	 * @param prefillKernel auto (measured at load), weights, float32 or bfloat16 (only
+	 * when named: it rounds beyond float tolerance)
 	 */
 	public record Model(String source, Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
 			@DefaultValue("float32") String dtype, @DefaultValue("cpu") String device, @DefaultValue("0") int threads,

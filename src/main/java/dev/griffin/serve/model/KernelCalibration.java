@@ -84,6 +84,9 @@ public final class KernelCalibration {
 			throw new IllegalArgumentException(
 					"decode kernel %s runs on the CPU only".formatted(decode.name().toLowerCase()));
 		}
+		if (!cpu && prefill == Kernels.Prefill.BFLOAT16) {
+			throw new IllegalArgumentException("prefill kernel bfloat16 runs on the CPU only");
+		}
 		Map<Kernels.Decode, Double> decodeTimes = new LinkedHashMap<>();
 		Map<Kernels.Prefill, Double> prefillTimes = new LinkedHashMap<>();
 		Kernels.Decode chosenDecode = decode;
@@ -104,8 +107,11 @@ public final class KernelCalibration {
 		if (chosenPrefill == null) {
 			boolean half = model.options().dtype().dataType() == DataType.FLOAT16;
 			if (cpu && half) {
-				chosenPrefill = fastest(model, List.of(Kernels.Prefill.values()),
-						(form) -> new Kernels(Kernels.Decode.POOL, form, threads), PREFILL_TOKENS, prefillTimes);
+				List<Kernels.Prefill> candidates = Arrays.stream(Kernels.Prefill.values())
+					.filter(Kernels.Prefill::exact)
+					.toList();
+				chosenPrefill = fastest(model, candidates, (form) -> new Kernels(Kernels.Decode.POOL, form, threads),
+						PREFILL_TOKENS, prefillTimes);
 			}
 			else {
 				chosenPrefill = Kernels.Prefill.WEIGHTS;

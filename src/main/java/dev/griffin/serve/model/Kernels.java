@@ -54,7 +54,22 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 		 * Half-precision weights widened to float32 for each product: libtorch's CPU
 		 * float16 matrix-matrix product can be several times slower than float32's.
 		 */
-		FLOAT32;
+		FLOAT32,
+		/**
+		 * Weights and activations rounded to bfloat16 for each product, results in the
+		 * activations' type ({@link BFloat16Products}): on CPUs with AVX512-BF16
+		 * libtorch's bfloat16 product runs several times faster than float32's. It rounds
+		 * beyond the weights' precision (about 4e-3 of a product's largest value), so
+		 * calibration never picks it: configuration does.
+		 */
+		BFLOAT16;
+
+		/**
+		 * Whether calibration may choose the form: it computes within float tolerance.
+		 */
+		public boolean exact() {
+			return this != BFLOAT16;
+		}
 
 		public static Prefill parse(String name) {
 			return Kernels.parse(Prefill.class, name);
@@ -100,6 +115,9 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 
 	/** x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. */
 	public NDArray linear(NDArray x, NDArray weight, NDArray bias) {
+		if (this.prefill == Prefill.BFLOAT16 && x.getShape().get(0) > 1) {
+			return BFloat16Products.get().linear(x, weight, bias);
+		}
 		if (widens(x, weight)) {
 			NDArray wide = Linear
 				.linear(x.toType(DataType.FLOAT32, false), weight.toType(DataType.FLOAT32, false),

@@ -70,6 +70,43 @@ class KernelsTests {
 		}
 	}
 
+	/**
+	 * The bfloat16 form rounds a prompt's products (bfloat16 keeps 8 significant bits: a
+	 * few 1e-3 of a product's range), returns the activations' type, converts weights of
+	 * more than one block (8Mi elements) a block of rows at a time and in order, and
+	 * leaves one-token products to the weights' own form.
+	 */
+	@Test
+	void bfloat16PrefillRoundsPromptProductsOnly() {
+		Kernels rounded = new Kernels(Kernels.Decode.POOL, Kernels.Prefill.BFLOAT16, 1);
+		Kernels exact = new Kernels(Kernels.Decode.POOL, Kernels.Prefill.WEIGHTS, 1);
+		for (long[] shape : new long[][] { { 96, 64 }, { 4097, 2048 } }) {
+			try (NDScope scope = new NDScope()) {
+				NDArray w = manager.randomNormal(new Shape(shape));
+				NDArray b = manager.randomNormal(new Shape(shape[0]));
+				NDArray x = manager.randomNormal(new Shape(5, shape[1]));
+				for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+					NDArray wt = w.toType(type, false);
+					NDArray xt = x.toType(type, false);
+					for (NDArray bias : new NDArray[] { null, b.toType(type, false) }) {
+						NDArray got = rounded.linear(xt, wt, bias);
+						assertThat(got.getDataType()).isEqualTo(type);
+						assertThat(got.getShape()).isEqualTo(new Shape(5, shape[0]));
+						float[] want = exact.linear(x, w, (bias == null) ? null : b).toFloatArray();
+						double difference = KernelCalibration.difference(want,
+								got.toType(DataType.FLOAT32, false).toFloatArray());
+						assertThat(difference)
+							.as("%s %s, bias %s", type, java.util.Arrays.toString(shape), bias != null)
+							.isBetween(1e-4, 1e-2);
+					}
+				}
+				NDArray one = x.get("0:1");
+				assertThat(rounded.linear(one, w, b).toFloatArray())
+					.containsExactly(exact.linear(one, w, b).toFloatArray());
+			}
+		}
+	}
+
 	@Test
 	void aFailureOnTheHelperReachesTheCaller() {
 		try (NDScope scope = new NDScope()) {
@@ -90,7 +127,9 @@ class KernelsTests {
 		try {
 			KernelCalibration.Result measured = KernelCalibration.choose(model, null, null);
 			assertThat(measured.decodeMillis()).containsOnlyKeys(Kernels.Decode.values());
-			assertThat(measured.prefillMillis()).containsOnlyKeys(Kernels.Prefill.values());
+			// the bfloat16 form rounds beyond float tolerance: only configuration selects
+			// it
+			assertThat(measured.prefillMillis()).containsOnlyKeys(Kernels.Prefill.WEIGHTS, Kernels.Prefill.FLOAT32);
 			assertThat(measured.decodeMillis().values()).allMatch((ms) -> ms > 0);
 			assertThat(measured.toString()).contains("decode step ms");
 			// calibration leaves the thread with the engine's threads
@@ -102,6 +141,9 @@ class KernelsTests {
 			assertThat(forced.kernels().prefill()).isEqualTo(Kernels.Prefill.WEIGHTS);
 			assertThat(forced.decodeMillis()).isEmpty();
 			assertThat(forced.prefillMillis()).isEmpty();
+			assertThat(
+					KernelCalibration.choose(model, Kernels.Decode.POOL, Kernels.Prefill.BFLOAT16).kernels().prefill())
+				.isEqualTo(Kernels.Prefill.BFLOAT16);
 		}
 		finally {
 			model.close();

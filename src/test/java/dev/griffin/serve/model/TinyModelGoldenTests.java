@@ -66,12 +66,18 @@ class TinyModelGoldenTests {
 		}
 	}
 
-	/** Every kernel plan calibration can choose, for every architecture. */
+	/**
+	 * Every kernel plan calibration can choose, for every architecture (the bfloat16
+	 * prefill form, which rounds beyond float tolerance, has tests of its own).
+	 */
 	static Stream<Arguments> everyKernelPlan() {
 		List<Arguments> cases = new ArrayList<>();
 		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2")) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
+					if (!prefill.exact()) {
+						continue;
+					}
 					cases.add(Arguments.of(name, decode, prefill));
 				}
 			}
