@@ -5,6 +5,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.OptionalLong;
 
+import dev.griffin.serve.model.Kernels;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
 
@@ -58,11 +59,21 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 		// the hidden states
 		long activations = 2L * config.numberOfAttentionHeads() * chunk * context * attentionBytes
 				+ 3L * chunk * config.intermediateSize() * 4 + 8L * chunk * config.hiddenSize() * 4;
-		// the float32 prefill form widens one half-precision weight at a time, the
-		// largest being the stacked gate/up projection
-		long widened = (options.dtype() == ModelOptions.Precision.FLOAT16 && options.device().equals("cpu"))
-				? 2L * config.intermediateSize() * config.hiddenSize() * 4 : 0;
-		return kv + experts + activations + widened;
+		long converted;
+		if (options.prefillKernel() == Kernels.Prefill.BFLOAT16) {
+			// the bfloat16 form converts a block of weight rows at a time and holds the
+			// stacked gate/up product's bfloat16 parts and their concatenation
+			converted = Kernels.BFLOAT16_BLOCK_BYTES + 2L * chunk * 2 * config.intermediateSize() * 2;
+		}
+		else if (options.dtype() == ModelOptions.Precision.FLOAT16 && options.device().equals("cpu")) {
+			// the float32 prefill form widens one half-precision weight at a time, the
+			// largest being the stacked gate/up projection
+			converted = 2L * config.intermediateSize() * config.hiddenSize() * 4;
+		}
+		else {
+			converted = 0;
+		}
+		return kv + experts + activations + converted;
 	}
 
 	/**

@@ -77,6 +77,12 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 
 	}
 
+	/**
+	 * The most weight bytes the bfloat16 prefill form converts at once: 8Mi bfloat16
+	 * elements, the block tools/torchscript/make_bfloat16.py writes into the module.
+	 */
+	public static final long BFLOAT16_BLOCK_BYTES = 16L << 20;
+
 	public Kernels {
 		if (decode == null || prefill == null || threads < 1) {
 			throw new IllegalArgumentException("kernels need a decode form, a prefill form and threads >= 1");

@@ -22,6 +22,7 @@ import org.junit.jupiter.api.Test;
 import dev.griffin.serve.generation.Generator;
 import dev.griffin.serve.generation.MemoryBudget;
 import dev.griffin.serve.model.Architecture;
+import dev.griffin.serve.model.Kernels;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
 
@@ -136,6 +137,14 @@ class HelmChartTests {
 		long perSequenceMi = MemoryBudget.perSequence(smolLm2, ModelOptions.CPU_FLOAT32, Generator.PREFILL_CHUNK) >> 20;
 		assertThat(weightsMi).isBetween(500L, 640L);
 		assertThat(perSequenceMi).isBetween(800L, 1024L);
+		// the bfloat16 prefill form's conversion block and bfloat16 parts: 16 + 6 MiB
+		// more,
+		// still inside the chart's 1024 MiB a sequence
+		long bfloat16Mi = MemoryBudget.perSequence(smolLm2,
+				new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", null, Kernels.Prefill.BFLOAT16),
+				Generator.PREFILL_CHUNK) >> 20;
+		assertThat(bfloat16Mi - perSequenceMi).isEqualTo(22L);
+		assertThat(bfloat16Mi).isLessThanOrEqualTo(1024L);
 		// memory budget values may not set the limit by hand
 		assertThatThrownBy(() -> render(Map.of("resources.limits.memory", "2Gi"), null))
 			.hasMessageContaining("/resources/limits");
