@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 
+import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtNDManager;
@@ -39,7 +40,7 @@ final class BFloat16Products {
 		private static BFloat16Products load() {
 			// a manager of its own that is never closed: the module lives as long as the
 			// engine
-			PtNDManager manager = (PtNDManager) ai.djl.engine.Engine.getEngine("PyTorch").newBaseManager();
+			PtNDManager manager = (PtNDManager) Engine.getEngine("PyTorch").newBaseManager();
 			try (InputStream in = BFloat16Products.class.getResourceAsStream(RESOURCE)) {
 				if (in == null) {
 					throw new IllegalStateException("the bfloat16 products module " + RESOURCE + " is missing");

@@ -84,8 +84,11 @@ public final class KernelCalibration {
 			throw new IllegalArgumentException(
 					"decode kernel %s runs on the CPU only".formatted(decode.name().toLowerCase()));
 		}
-		if (!cpu && prefill == Kernels.Prefill.BFLOAT16) {
-			throw new IllegalArgumentException("prefill kernel bfloat16 runs on the CPU only");
+		if (prefill == Kernels.Prefill.BFLOAT16) {
+			if (!cpu) {
+				throw new IllegalArgumentException("prefill kernel bfloat16 runs on the CPU only");
+			}
+			BFloat16Products.get(); // loads its module now: a problem shows at start
 		}
 		Map<Kernels.Decode, Double> decodeTimes = new LinkedHashMap<>();
 		Map<Kernels.Prefill, Double> prefillTimes = new LinkedHashMap<>();

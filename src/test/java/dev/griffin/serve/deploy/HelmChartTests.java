@@ -137,9 +137,7 @@ class HelmChartTests {
 		long perSequenceMi = MemoryBudget.perSequence(smolLm2, ModelOptions.CPU_FLOAT32, Generator.PREFILL_CHUNK) >> 20;
 		assertThat(weightsMi).isBetween(500L, 640L);
 		assertThat(perSequenceMi).isBetween(800L, 1024L);
-		// the bfloat16 prefill form's conversion block and bfloat16 parts: 16 + 6 MiB
-		// more,
-		// still inside the chart's 1024 MiB a sequence
+		// the bfloat16 prefill form's conversion block and parts: 16 + 6 MiB more
 		long bfloat16Mi = MemoryBudget.perSequence(smolLm2,
 				new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", null, Kernels.Prefill.BFLOAT16),
 				Generator.PREFILL_CHUNK) >> 20;

@@ -147,7 +147,7 @@ class SmolLm2GoldenIT {
 	 * of the prompt to bfloat16. On the reference prompts the last prompt logits differ
 	 * from the float32 form's by 7e-3 to 1.6e-2 of their range (3e-2 allowed; more than
 	 * 1e-4, or the form did not round), GRIFFIN keeps at least 98.8% of each layer's
-	 * experts (97% required), and greedy decoding follows the reference until a step
+	 * experts (97% required), and 12 greedy tokens follow the reference until a step
 	 * whose top-2 gap is within bfloat16's reach (below 0.05; one prompt diverges after a
 	 * gap of 0.005).
 	 */
@@ -165,13 +165,13 @@ class SmolLm2GoldenIT {
 			float[] exact;
 			float[] rounded;
 			int[] greedy;
-			try (InferenceSession a = new InferenceSession(dense, prompt.length + 32);
-					InferenceSession b = new InferenceSession(bf16, prompt.length + 32)) {
+			try (InferenceSession a = new InferenceSession(dense, prompt.length);
+					InferenceSession b = new InferenceSession(bf16, prompt.length)) {
 				exact = a.prefill(prompt, prompt.length);
 				rounded = b.prefill(prompt, prompt.length);
 			}
-			try (InferenceSession b = new InferenceSession(bf16, prompt.length + 32)) {
-				greedy = TinyModelGoldenTests.greedy(b, prompt, 32);
+			try (InferenceSession b = new InferenceSession(bf16, prompt.length + 12)) {
+				greedy = TinyModelGoldenTests.greedy(b, prompt, 12);
 			}
 			double difference = KernelCalibration.difference(exact, rounded);
 			double worst = 1;
@@ -190,8 +190,8 @@ class SmolLm2GoldenIT {
 					+ "worst %.4f%n", c.get("prompt"), difference, worst);
 			assertThat(difference).as("last prompt logits of %s", c.get("prompt")).isBetween(1e-4, 3e-2);
 			assertThat(worst).as("experts of %s", c.get("prompt")).isGreaterThanOrEqualTo(0.97);
-			assertSameUnderNearTieRule("bfloat16 prefill " + c.get("prompt"), greedy, Fixtures.ints(c.get("greedy")),
-					c.get("greedyGaps"), 0.05);
+			assertSameUnderNearTieRule("bfloat16 prefill " + c.get("prompt"), greedy,
+					java.util.Arrays.copyOf(Fixtures.ints(c.get("greedy")), greedy.length), c.get("greedyGaps"), 0.05);
 		}
 	}
 
