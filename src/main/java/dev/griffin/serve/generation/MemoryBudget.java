@@ -49,7 +49,7 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	 */
 	public static long perSequence(ModelConfig config, ModelOptions options, int prefillChunk) {
 		long context = config.maxPositionEmbeddings();
-		int attentionBytes = (options.attentionDataType() == ai.djl.ndarray.types.DataType.FLOAT16) ? 2 : 4;
+		int attentionBytes = attentionBytes(options);
 		long kv = 2L * config.numberOfLayers() * config.numberOfKeyValueHeads() * config.headDimension() * context
 				* attentionBytes;
 		long experts = 3L * config.hiddenSize() * config.intermediateSize() * config.numberOfLayers()
@@ -57,8 +57,8 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 		long chunk = Math.min(prefillChunk, context);
 		// scores and their softmax, the feed-forward's three [T, F] products,
 		// the hidden states
-		long activations = 2L * config.numberOfAttentionHeads() * chunk * context * attentionBytes
-				+ 3L * chunk * config.intermediateSize() * 4 + 8L * chunk * config.hiddenSize() * 4;
+		long activations = attentionScores(config, options, chunk, context) + 3L * chunk * config.intermediateSize() * 4
+				+ 8L * chunk * config.hiddenSize() * 4;
 		long converted;
 		if (options.prefillKernel() == Kernels.Prefill.BFLOAT16) {
 			// the bfloat16 form converts a block of weight rows at a time and holds the
@@ -74,6 +74,18 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 			converted = 0;
 		}
 		return kv + experts + activations + converted;
+	}
+
+	/**
+	 * The attention scores of {@code queries} tokens against {@code keys} keys and their
+	 * softmax, all heads.
+	 */
+	public static long attentionScores(ModelConfig config, ModelOptions options, long queries, long keys) {
+		return 2L * config.numberOfAttentionHeads() * queries * keys * attentionBytes(options);
+	}
+
+	private static int attentionBytes(ModelOptions options) {
+		return (options.attentionDataType() == ai.djl.ndarray.types.DataType.FLOAT16) ? 2 : 4;
 	}
 
 	/**

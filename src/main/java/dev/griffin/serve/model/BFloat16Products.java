@@ -24,7 +24,7 @@ import ai.djl.pytorch.jni.JniUtils;
  */
 final class BFloat16Products {
 
-	static final String RESOURCE = "bfloat16-products.pt";
+	private static final String RESOURCE = "bfloat16-products.pt";
 
 	private final PtSymbolBlock module;
 

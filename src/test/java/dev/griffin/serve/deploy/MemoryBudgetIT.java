@@ -23,7 +23,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.MemoryBudget;
 import dev.griffin.serve.model.ModelConfig;
+import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.weights.Checkpoint;
 import dev.griffin.serve.weights.Checkpoints;
 
@@ -207,8 +209,8 @@ class MemoryBudgetIT {
 			try (Checkpoint checkpoint = Checkpoints.open(Fixtures.defaultModel())) {
 				config = checkpoint.config();
 			}
-			long unreachedMi = 2 * ((2L * config.numberOfAttentionHeads() * Generator.PREFILL_CHUNK
-					* (context - prompt.size()) * 4) >> 20);
+			long unreachedMi = 2 * (MemoryBudget.attentionScores(config, ModelOptions.CPU_FLOAT32,
+					Generator.PREFILL_CHUNK, context - prompt.size()) >> 20);
 			System.out.printf(
 					"memory budget: pod limit %d MiB, peak resident %d MiB (%.0f%%) + %d MiB for a "
 							+ "full-context chunk, now %d MiB%n",
