@@ -12,11 +12,13 @@ import java.util.concurrent.Callable;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.SamplingParams;
 import dev.griffin.serve.griffin.SelectionMethod;
@@ -75,6 +77,12 @@ public class BenchCommand implements Callable<Integer> {
 					+ "(the engine without a kernel plan), interleaved with the chosen kernels.")
 	boolean comparePool;
 
+	@Option(names = "--batch", split = ",",
+			description = "Also decode this many sequences together, one engine pass per step (e.g. 1,4,16): "
+					+ "aggregate and per-sequence decode tokens/s for every density. Each sequence has its own prompt "
+					+ "of --prompt-tokens tokens, prefilled untimed before each run.")
+	List<Integer> batch;
+
 	@Option(names = "--output", defaultValue = "target/bench.json")
 	Path output;
 
@@ -85,6 +93,10 @@ public class BenchCommand implements Callable<Integer> {
 		List<Map<String, Object>> rows = new ArrayList<>();
 		List<Map<String, Object>> plans = new ArrayList<>();
 		List<Map<String, Object>> operations = new ArrayList<>();
+		List<Map<String, Object>> batchRows = new ArrayList<>();
+		if (this.batch != null && this.batch.stream().anyMatch((b) -> b < 1)) {
+			throw new CommandLine.ParameterException(new CommandLine(this), "--batch sizes must be at least 1");
+		}
 		double machine = ReadBandwidth.measure();
 		System.out.printf("machine read bandwidth: %.1f GB/s (libtorch sum of a 1 GiB buffer, %d threads)%n", machine,
 				ai.djl.pytorch.jni.JniUtils.getNumThreads());
@@ -111,7 +123,7 @@ public class BenchCommand implements Callable<Integer> {
 								density, plan, ops, (double) ops / layers);
 						operations.add(Map.of("dtype", dtype, "density", density, "kernels", plan.toString(),
 								"decodeOperations", ops, "decodeOperationsPerLayer", (double) ops / layers));
-						configs.add(new Config(density, plan, new Generator(variant, loaded.tokenizer())));
+						configs.add(new Config(density, plan, variant, new Generator(variant, loaded.tokenizer())));
 					}
 				}
 				System.out.printf("%-8s %-24s %7s %5s %-8s %12s %12s %10s %10s %12s %10s %8s%n", "dtype", "kernels",
@@ -123,6 +135,9 @@ public class BenchCommand implements Callable<Integer> {
 						rows.addAll(measure(loaded, configs, dtype, prompt, newTokens, selection, machine));
 					}
 				}
+				if (this.batch != null && !this.batch.isEmpty()) {
+					batchRows.addAll(measureBatches(loaded, configs, dtype, machine));
+				}
 			}
 		}
 		Map<String, Object> report = new LinkedHashMap<>();
@@ -133,6 +148,7 @@ public class BenchCommand implements Callable<Integer> {
 		report.put("kernels", plans);
 		report.put("decodeOperations", operations);
 		report.put("results", rows);
+		report.put("batchResults", batchRows);
 		if (this.output.getParent() != null) {
 			Files.createDirectories(this.output.getParent());
 		}
@@ -207,8 +223,129 @@ public class BenchCommand implements Callable<Integer> {
 		return rows;
 	}
 
+	/**
+	 * Every density at every --batch size: sequences with prompts of their own (windows
+	 * of the same prose) decode greedily together, one pass per step. Runs interleave the
+	 * sizes and densities; only the decode steps are timed.
+	 */
+	private List<Map<String, Object>> measureBatches(LoadedModel loaded, List<Config> configs, String dtype,
+			double machine) {
+		int n = configs.size();
+		int sizes = this.batch.size();
+		System.out.printf("%-8s %-24s %7s %5s %-8s %6s %16s %14s %10s %10s %10s %8s%n", "dtype", "kernels", "prompt",
+				"new", "density", "batch", "aggregate t/s", "per-seq t/s", "step ms", "vs batch1", "GB/s", "of max");
+		List<Map<String, Object>> rows = new ArrayList<>();
+		for (int promptLength : this.promptTokens) {
+			for (int newTokens : this.newTokens) {
+				double[][][] aggregate = new double[n][sizes][this.runs];
+				for (int r = -this.warmups; r < this.runs; r++) {
+					for (int i = 0; i < n; i++) {
+						for (int k = 0; k < sizes; k++) {
+							double rate = batchRun(loaded, configs.get(i).model(), promptLength, newTokens,
+									this.batch.get(k));
+							if (r >= 0) {
+								aggregate[i][k][r] = rate;
+							}
+						}
+					}
+				}
+				for (int i = 0; i < n; i++) {
+					Config config = configs.get(i);
+					double single = Double.NaN;
+					for (int k = 0; k < sizes; k++) {
+						if (this.batch.get(k) == 1) {
+							single = median(aggregate[i][k]);
+						}
+					}
+					for (int k = 0; k < sizes; k++) {
+						int b = this.batch.get(k);
+						double total = median(aggregate[i][k]);
+						double ratio = total / single;
+						long bytes = batchStepBytes(loaded.dense(), config.density(), b);
+						double bandwidth = bytes * (total / b) / 1e9;
+						String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill())
+							.toLowerCase();
+						System.out.printf("%-8s %-24s %7d %5d %-8s %6d %16.2f %14.2f %10.1f %10s %10.2f %7.0f%%%n",
+								dtype, kernels, promptLength, newTokens,
+								(config.density() == 1.0) ? "dense" : String.valueOf(config.density()), b, total,
+								total / b, 1e3 * b / total, Double.isNaN(ratio) ? "-" : "%.2fx".formatted(ratio),
+								bandwidth, 100 * bandwidth / machine);
+						Map<String, Object> row = new LinkedHashMap<>();
+						row.put("dtype", dtype);
+						row.put("kernels", config.kernels().toString());
+						row.put("density", config.density());
+						row.put("promptTokens", promptLength);
+						row.put("newTokens", newTokens);
+						row.put("batch", b);
+						row.put("aggregateDecodeTokensPerSecond", total);
+						row.put("perSequenceDecodeTokensPerSecond", total / b);
+						row.put("ratioToBatch1", ratio);
+						row.put("weightBytesPerStep", bytes);
+						row.put("impliedBandwidthGBps", bandwidth);
+						row.put("runs", aggregate[i][k]);
+						rows.add(row);
+					}
+				}
+			}
+		}
+		return rows;
+	}
+
+	/**
+	 * One run of {@code b} sequences decoding {@code newTokens} greedy tokens together:
+	 * aggregate decode tokens/s.
+	 */
+	private static double batchRun(LoadedModel loaded, CausalLm model, int promptLength, int newTokens, int b) {
+		List<InferenceSession> sessions = new ArrayList<>();
+		try {
+			int[] next = new int[b];
+			for (int s = 0; s < b; s++) {
+				int[] text = prompt(loaded, promptLength + 7 * s);
+				int[] own = Arrays.copyOfRange(text, 7 * s, text.length);
+				InferenceSession session = new InferenceSession(model, promptLength + newTokens + 1);
+				sessions.add(session);
+				next[s] = argmax(session.prefill(own, Generator.PREFILL_CHUNK));
+				session.finishPrompt();
+			}
+			long start = System.nanoTime();
+			for (int step = 0; step < newTokens; step++) {
+				float[][] logits = InferenceSession.decodeBatch(sessions, next);
+				for (int s = 0; s < b; s++) {
+					next[s] = argmax(logits[s]);
+				}
+			}
+			return (double) b * newTokens / ((System.nanoTime() - start) / 1e9);
+		}
+		finally {
+			sessions.forEach(InferenceSession::close);
+		}
+	}
+
+	/**
+	 * Weights a batched decode step reads: everything but the feed-forward blocks once,
+	 * then the feed-forward weights once for a dense batch, or each sequence's own
+	 * experts for a GRIFFIN one (one sequence after another).
+	 */
+	static long batchStepBytes(CausalLm dense, double density, int batch) {
+		if (density == 1.0) {
+			return bytesPerToken(dense, 1.0);
+		}
+		long rest = bytesPerToken(dense, 0.0);
+		return rest + batch * (bytesPerToken(dense, density) - rest);
+	}
+
+	private static int argmax(float[] values) {
+		int best = 0;
+		for (int i = 1; i < values.length; i++) {
+			if (values[i] > values[best]) {
+				best = i;
+			}
+		}
+		return best;
+	}
+
 	/** One measured configuration: a density with a kernel plan. */
-	private record Config(double density, Kernels kernels, Generator generator) {
+	private record Config(double density, Kernels kernels, CausalLm model, Generator generator) {
 
 	}
 

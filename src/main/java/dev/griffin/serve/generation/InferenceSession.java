@@ -1,5 +1,7 @@
 package dev.griffin.serve.generation;
 
+import java.util.List;
+
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
@@ -162,7 +164,59 @@ public final class InferenceSession implements AutoCloseable {
 		return run(new int[] { token }, FeedForward.Phase.GENERATION, false);
 	}
 
-	private float[] run(int[] tokens, FeedForward.Phase phase, boolean allLogits) {
+	/**
+	 * Runs one generated token of each session in one pass and returns each one's
+	 * next-token logits, as {@link #decode(int)} of each would (within float tolerance:
+	 * the products of a batch round as matrix products, not matrix-vector ones). The
+	 * sessions must be of one model or its variants ({@link CausalLm#sharesWeights}).
+	 * @return logits[b] for sessions.get(b)
+	 */
+	public static float[][] decodeBatch(List<InferenceSession> sessions, int[] tokens) {
+		int b = sessions.size();
+		if (b == 0 || tokens.length != b) {
+			throw new IllegalArgumentException("a batch needs at least one session and one token per session");
+		}
+		InferenceSession first = sessions.get(0);
+		int[] positions = new int[b];
+		KvCache[] caches = new KvCache[b];
+		FeedForward.State[][] states = new FeedForward.State[b][];
+		for (int i = 0; i < b; i++) {
+			InferenceSession session = sessions.get(i);
+			if (!first.model.sharesWeights(session.model)) {
+				throw new IllegalArgumentException("sessions of different models cannot share a batch");
+			}
+			for (int j = 0; j < i; j++) {
+				if (sessions.get(j) == session) {
+					throw new IllegalArgumentException("a session appears twice in one batch");
+				}
+			}
+			session.check(new int[] { tokens[i] });
+			if (!session.promptFinished) {
+				session.finishPrompt();
+			}
+			positions[i] = session.position;
+			caches[i] = session.cache;
+			states[i] = session.states;
+		}
+		int vocabulary = first.model.config().vocabularySize();
+		float[][] logits = new float[b][];
+		try (NDScope scope = new NDScope()) {
+			long[] ids = new long[b];
+			for (int i = 0; i < b; i++) {
+				ids[i] = tokens[i];
+			}
+			NDArray input = first.manager.create(ids, new Shape(b));
+			float[] flat = first.model.decodeBatch(input, positions, caches, states).toFloatArray();
+			for (int i = 0; i < b; i++) {
+				logits[i] = java.util.Arrays.copyOfRange(flat, i * vocabulary, (i + 1) * vocabulary);
+				sessions.get(i).position++;
+			}
+		}
+		return logits;
+	}
+
+	/** Checks that {@code tokens} are in the vocabulary and fit this session. */
+	private void check(int[] tokens) {
 		if (this.position + tokens.length > this.cache.capacity()) {
 			throw new IllegalStateException("sequence of %d tokens exceeds this session's capacity %d"
 				.formatted(this.position + tokens.length, this.cache.capacity()));
@@ -174,6 +228,10 @@ public final class InferenceSession implements AutoCloseable {
 						"token id %d is outside the vocabulary [0, %d)".formatted(token, vocabulary));
 			}
 		}
+	}
+
+	private float[] run(int[] tokens, FeedForward.Phase phase, boolean allLogits) {
+		check(tokens);
 		try (NDScope scope = new NDScope()) {
 			long[] ids = new long[tokens.length];
 			for (int i = 0; i < ids.length; i++) {

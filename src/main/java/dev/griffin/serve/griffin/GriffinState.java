@@ -44,6 +44,14 @@ public final class GriffinState implements FeedForward.State {
 		return this.experts;
 	}
 
+	@Override
+	public LayerExperts generationWeights() {
+		if (this.experts == null) {
+			throw new IllegalStateException("generation before the prompt selected experts");
+		}
+		return this.experts;
+	}
+
 	/** Installs experts another sequence's prompt selected; shared, not owned. */
 	@Override
 	public void reuse(FeedForward.Prepared prepared) {

@@ -1,6 +1,8 @@
 package dev.griffin.serve.model;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
@@ -49,6 +51,8 @@ public final class Attention {
 
 	private final DataType arithmeticType;
 
+	private final int slidingWindow;
+
 	/**
 	 * @param arithmeticType the precision of rotary, scores, softmax and weighted values
 	 * (the KV cache's); the projections keep the weights' precision
@@ -57,6 +61,7 @@ public final class Attention {
 		this.weights = weights;
 		this.arithmeticType = arithmeticType;
 		this.layer = layer;
+		this.slidingWindow = config.slidingWindow();
 		this.heads = config.numberOfAttentionHeads();
 		this.keyValueHeads = config.numberOfKeyValueHeads();
 		this.headDimension = config.headDimension();
@@ -94,39 +99,30 @@ public final class Attention {
 		int h = this.heads;
 		int kvh = this.keyValueHeads;
 		int g = h / kvh;
-		// [T, (H+2KVH)*Dh]
-		NDArray qkv = kernels.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias());
-		DataType projectionType = qkv.getDataType();
-		if (projectionType != this.arithmeticType) {
-			qkv = qkv.toType(this.arithmeticType, false);
-		}
+		NDArray projected = kernels.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias());
+		DataType projectionType = projected.getDataType();
+		NDArray qkv = arithmetic(projected);
 		// [T, H+KVH, Dh]
-		NDArray qk = positions.rotary().apply(qkv.get(this.queryKeyColumns).reshape(t, h + kvh, dh));
+		NDArray qk = rotated(qkv, positions.rotary(), t);
 		NDArray v = qkv.get(this.valueColumns); // [T, KVH*Dh]
-		NDArray q;
-		NDArray k;
+		NDArray context;
 		if (t == 1) {
-			q = qk.get(this.queryHeads).reshape(kvh, g, dh); // [KVH, G, Dh]
-			k = qk.get(this.keyHeads).reshape(kvh, 1, dh); // [KVH, 1, Dh]
-			v = v.reshape(kvh, 1, dh); // [KVH, 1, Dh]
+			context = attendOne(qk, v, cache, position, positions.keyStart()); // [1,
+																				// H*Dh]
 		}
 		else {
 			// [KVH, G*T, Dh]
-			q = qk.get(this.queryHeads).transpose(1, 0, 2).reshape(kvh, (long) g * t, dh);
-			k = qk.get(this.keyHeads).transpose(1, 0, 2); // [KVH, T, Dh]
-			v = v.reshape(t, kvh, dh).transpose(1, 0, 2); // [KVH, T, Dh]
-		}
-		cache.write(this.layer, position, k, v);
-
-		int end = position + t;
-		int start = positions.keyStart();
-		NDArray keys = cache.keys(this.layer, start, end); // [KVH, S, Dh]
-		NDArray values = cache.values(this.layer, start, end); // [KVH, S, Dh]
-		NDArray scores = q.matMul(keys.transpose(0, 2, 1)); // [KVH, G*T, S]
-		if (!this.weights.scaleFolded()) {
-			scores = scores.mul(this.scale);
-		}
-		if (positions.mask() != null) {
+			NDArray q = qk.get(this.queryHeads).transpose(1, 0, 2).reshape(kvh, (long) g * t, dh);
+			NDArray k = qk.get(this.keyHeads).transpose(1, 0, 2); // [KVH, T, Dh]
+			cache.write(this.layer, position, k, v.reshape(t, kvh, dh).transpose(1, 0, 2));
+			int end = position + t;
+			int start = positions.keyStart();
+			NDArray keys = cache.keys(this.layer, start, end); // [KVH, S, Dh]
+			NDArray values = cache.values(this.layer, start, end); // [KVH, S, Dh]
+			NDArray scores = q.matMul(keys.transpose(0, 2, 1)); // [KVH, G*T, S]
+			if (!this.weights.scaleFolded()) {
+				scores = scores.mul(this.scale);
+			}
 			// [KVH, G, T, M] += [T, M] in place over the last M keys (a view of the
 			// scores): one mask for every head
 			long s = end - start;
@@ -135,17 +131,81 @@ public final class Attention {
 			NDArray masked = (width == s) ? grouped
 					: grouped.get(new NDIndex().addAllDim().addAllDim().addAllDim().addSliceDim(s - width, s));
 			masked.addi(positions.mask());
+			// [KVH, G*T, Dh] -> [T, H*Dh]
+			context = weightedValues(scores, values).reshape(h, t, dh).transpose(1, 0, 2).reshape(t, (long) h * dh);
 		}
+		return output(context, projectionType, kernels);
+	}
+
+	/**
+	 * One generated token for each of B sequences: x [B, D], row b at
+	 * {@code positions[b]} of {@code caches[b]} -> [B, D]. The projections run once for
+	 * the batch; each row attends over its own cache exactly as a decode step of that
+	 * sequence alone does.
+	 * @param rotary the rotation of each row's position
+	 */
+	public NDArray forwardBatch(NDArray x, int[] positions, RotaryEmbedding.Angles rotary, KvCache[] caches,
+			Kernels kernels) {
+		int b = (int) x.getShape().get(0);
+		NDArray projected = kernels.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias());
+		DataType projectionType = projected.getDataType();
+		NDArray qkv = arithmetic(projected);
+		NDArray qk = rotated(qkv, rotary, b); // [B, H+KVH, Dh]
+		NDArray v = qkv.get(this.valueColumns); // [B, KVH*Dh]
+		NDArray[] contexts = new NDArray[b];
+		for (int i = 0; i < b; i++) {
+			NDIndex row = new NDIndex().addSliceDim(i, i + 1);
+			contexts[i] = attendOne(qk.get(row), v.get(row), caches[i], positions[i],
+					keyStart(this.slidingWindow, positions[i]));
+		}
+		return output(NDArrays.concat(new NDList(contexts), 0), projectionType, kernels); // [B,
+																							// D]
+	}
+
+	/** The q, k and v projections of T rows in the arithmetic type. */
+	private NDArray arithmetic(NDArray qkv) {
+		return (qkv.getDataType() == this.arithmeticType) ? qkv : qkv.toType(this.arithmeticType, false);
+	}
+
+	/** q and k of T rows, rotated: [T, H+KVH, Dh]. */
+	private NDArray rotated(NDArray qkv, RotaryEmbedding.Angles rotary, int t) {
+		return rotary
+			.apply(qkv.get(this.queryKeyColumns).reshape(t, this.heads + this.keyValueHeads, this.headDimension));
+	}
+
+	/**
+	 * One token's attention: qk [1, H+KVH, Dh] rotated and v [1, KVH*Dh] at
+	 * {@code position}, over the cached keys from {@code start} -> [1, H*Dh].
+	 */
+	private NDArray attendOne(NDArray qk, NDArray v, KvCache cache, int position, int start) {
+		int kvh = this.keyValueHeads;
+		int dh = this.headDimension;
+		NDArray q = qk.get(this.queryHeads).reshape(kvh, this.heads / kvh, dh); // [KVH,
+																				// G, Dh]
+		NDArray k = qk.get(this.keyHeads).reshape(kvh, 1, dh); // [KVH, 1, Dh]
+		cache.write(this.layer, position, k, v.reshape(kvh, 1, dh));
+		NDArray keys = cache.keys(this.layer, start, position + 1); // [KVH, S, Dh]
+		NDArray values = cache.values(this.layer, start, position + 1); // [KVH, S, Dh]
+		NDArray scores = q.matMul(keys.transpose(0, 2, 1)); // [KVH, G, S]
+		if (!this.weights.scaleFolded()) {
+			scores = scores.mul(this.scale);
+		}
+		return weightedValues(scores, values).reshape(1, (long) this.heads * dh);
+	}
+
+	/** softmax(scores) values, the softmax in float32. */
+	private static NDArray weightedValues(NDArray scores, NDArray values) {
 		NDArray probabilities = (scores.getDataType() == DataType.FLOAT32) ? scores.softmax(-1)
 				: scores.toType(DataType.FLOAT32, false).softmax(-1).toType(scores.getDataType(), false);
-		NDArray context = probabilities.matMul(values); // [KVH, G*T, Dh]
-		context = (t == 1) ? context.reshape(1, (long) h * dh)
-				// [T, H*Dh]
-				: context.reshape(h, t, dh).transpose(1, 0, 2).reshape(t, (long) h * dh);
-		if (projectionType != this.arithmeticType) {
-			context = context.toType(projectionType, false);
-		}
-		return kernels.linear(context, this.weights.output(), null); // [T, D]
+		return probabilities.matMul(values);
+	}
+
+	/**
+	 * The output projection of the heads' contexts [T, H*Dh], in the projections' type.
+	 */
+	private NDArray output(NDArray context, DataType projectionType, Kernels kernels) {
+		NDArray c = (context.getDataType() == projectionType) ? context : context.toType(projectionType, false);
+		return kernels.linear(c, this.weights.output(), null);
 	}
 
 	/**
@@ -158,15 +218,27 @@ public final class Attention {
 			int position, int t, DataType type) {
 		int window = config.slidingWindow();
 		int end = position + t;
-		int start = (window > 0) ? Math.max(0, end - window - t + 1) : 0;
+		int start = keyStart(window, position);
 		NDArray mask;
-		if (window > 0) {
+		if (t == 1) {
+			mask = null; // one query sees every key of [start, end): its window ends
+							// there
+		}
+		else if (window > 0) {
 			mask = mask(manager, t, position, start, end, window, type);
 		}
 		else {
-			mask = (t > 1) ? mask(manager, t, position, position, end, 0, type) : null;
+			mask = mask(manager, t, position, position, end, 0, type);
 		}
 		return new Positions(position, rotary, start, mask);
+	}
+
+	/**
+	 * The first cached position a block of queries from {@code position} attends to: 0,
+	 * or with a sliding window W the first key its first query still sees.
+	 */
+	static int keyStart(int slidingWindow, int position) {
+		return (slidingWindow > 0) ? Math.max(0, position - slidingWindow + 1) : 0;
 	}
 
 	/**

@@ -145,6 +145,53 @@ public final class CausalLm {
 		return (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
 	}
 
+	/**
+	 * One generated token of each of B sequences in one pass: the products read the
+	 * weights once for the whole batch, each row attends over its own cache, and each
+	 * row's feed-forward reads the weights its state names (see
+	 * {@link FeedForward.State#generationWeights()}), so sequences of this model and of
+	 * its GRIFFIN variants share a pass.
+	 * @param tokens token ids on the model's device, [B] int64
+	 * @param positions each row's position
+	 * @param caches each row's KV cache
+	 * @param states each row's feed-forward states, by layer
+	 * @return float32 logits [B, V]
+	 */
+	public NDArray decodeBatch(NDArray tokens, int[] positions, KvCache[] caches, FeedForward.State[][] states) {
+		int b = positions.length;
+		if (tokens.getShape().get(0) != b || caches.length != b || states.length != b) {
+			throw new IllegalArgumentException("a batch needs a token, a position, a cache and states per row");
+		}
+		NDArray x = this.embedding.get(tokens); // [B, D]
+		this.kernels.enter(b);
+		RotaryEmbedding.Angles rotary = this.rotary.angles(positions, x.getManager());
+		FeedForward.State[] layerStates = new FeedForward.State[b];
+		for (int i = 0; i < this.layers.size(); i++) {
+			for (int row = 0; row < b; row++) {
+				layerStates[row] = states[row][i];
+			}
+			NDArray next;
+			try (NDScope layerScope = new NDScope()) {
+				next = this.layers.get(i).forwardBatch(x, positions, rotary, caches, layerStates, this.kernels);
+				NDScope.unregister(next);
+			}
+			NDScope.register(next);
+			x = next; // [B, D]
+		}
+		NDArray logits = this.kernels.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves); // [B,
+																										// V]
+		return (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
+	}
+
+	/**
+	 * Whether {@code other} computes with this model's weights (it is this model, or a
+	 * variant with other kernels or feed-forward blocks over the same weights), so that
+	 * their sequences can share a {@link #decodeBatch} pass.
+	 */
+	public boolean sharesWeights(CausalLm other) {
+		return this.manager == other.manager && this.embedding == other.embedding;
+	}
+
 	/** Bytes of weights one decode step reads with every feed-forward neuron active. */
 	public long denseWeightBytesPerToken() {
 		ModelConfig c = this.config;

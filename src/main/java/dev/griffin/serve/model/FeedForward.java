@@ -54,6 +54,16 @@ public interface FeedForward {
 			}
 		}
 
+		/**
+		 * The weights one generated token of this sequence reads, for a batched decode
+		 * step: null for the layer's dense weights (every neuron), otherwise the
+		 * sequence's own (GRIFFIN's gathered experts; none selected reads as no neuron).
+		 * @throws IllegalStateException before the prompt has fixed them
+		 */
+		default Kernels.GatedWeights generationWeights() {
+			return null;
+		}
+
 		@Override
 		default void close() {
 		}

@@ -3,6 +3,7 @@ package dev.griffin.serve.model;
 import java.util.Locale;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
@@ -162,6 +163,45 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 			return parts[0].add(parts[1]);
 		}
 		return output(activations(x, weights.gateUp()), weights.down());
+	}
+
+	/**
+	 * A gated feed-forward block over B rows that read different weights (one generated
+	 * token of each of B sequences): x [B, D] -> [B, D]. A row whose entry in
+	 * {@code rows} is null reads {@code dense}, and those rows share one product; any
+	 * other row reads its own weights (GRIFFIN's gathered experts; no gate rows: no
+	 * neuron, a zero row) alone, as its sequence's one-token step does.
+	 */
+	public NDArray feedForwardRows(NDArray x, GatedWeights dense, GatedWeights[] rows) {
+		int b = (int) x.getShape().get(0);
+		int denseRows = 0;
+		for (GatedWeights row : rows) {
+			denseRows += (row == null) ? 1 : 0;
+		}
+		if (denseRows == b) {
+			return feedForward(x, dense);
+		}
+		NDArray[] outputs = new NDArray[b];
+		NDArray denseOutput = null;
+		long[] denseIndex = new long[denseRows];
+		int next = 0;
+		for (int i = 0; i < b; i++) {
+			GatedWeights own = rows[i];
+			if (own == null) {
+				denseIndex[next++] = i;
+				continue;
+			}
+			NDArray row = x.get(new NDIndex().addSliceDim(i, i + 1)); // [1, D]
+			outputs[i] = (own.gateUp() == null) ? row.zerosLike() : feedForward(row, own);
+		}
+		if (denseRows > 0) {
+			NDArray index = x.getManager().create(denseIndex);
+			denseOutput = feedForward(x.get(index), dense); // [denseRows, D]
+			for (int j = 0; j < denseRows; j++) {
+				outputs[(int) denseIndex[j]] = denseOutput.get(new NDIndex().addSliceDim(j, j + 1));
+			}
+		}
+		return NDArrays.concat(new NDList(outputs), 0);
 	}
 
 	private static NDArray half(NDArray x, NDArray gate, NDArray up, NDArray down) {

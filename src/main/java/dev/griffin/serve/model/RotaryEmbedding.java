@@ -99,6 +99,22 @@ public final class RotaryEmbedding {
 	}
 
 	/**
+	 * The rotation of B positions in any order (one generated token of each of B
+	 * sequences), as {@link #angles(int, int)} computes it for each: [B, Dh, Dh].
+	 * @param manager the pass's manager, owner of the index
+	 */
+	public Angles angles(int[] positions, NDManager manager) {
+		long[] rows = new long[positions.length];
+		for (int i = 0; i < rows.length; i++) {
+			rows[i] = positions[i];
+		}
+		NDArray index = manager.create(rows);
+		NDArray cos = this.cos.get(index).expandDims(1); // [B, 1, Dh]
+		NDArray sin = this.sin.get(index).expandDims(1); // [B, 1, Dh]
+		return new Angles(this.identity.mul(cos).add(this.rotateHalf.mul(sin)));
+	}
+
+	/**
 	 * Rotary matrices of a block of positions.
 	 *
 	 * @param rotation [T, Dh, Dh]

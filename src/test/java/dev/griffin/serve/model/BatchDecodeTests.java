@@ -1,0 +1,195 @@
+package dev.griffin.serve.model;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.stream.Stream;
+
+import ai.djl.ndarray.NDManager;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.generation.InferenceSession;
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinTransform;
+import dev.griffin.serve.griffin.SelectionMethod;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * A batched decode step against each sequence decoding alone, on the tiny checkpoints of
+ * every architecture (the Mistral one's sliding window is shorter than its prompt) with
+ * every decode form: sequences of unequal lengths, dense and GRIFFIN of two densities in
+ * one batch, joining and leaving between steps.
+ */
+class BatchDecodeTests {
+
+	/** Steps each sequence decodes. */
+	private static final int STEPS = 8;
+
+	/**
+	 * Largest |logit difference| between a batched step and the same step alone: a batch
+	 * rounds its products as matrix products, a lone step as matrix-vector products.
+	 */
+	private static final double TOLERANCE = 1e-4;
+
+	static Stream<Arguments> everyDecodeForm() {
+		List<Arguments> cases = new ArrayList<>();
+		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2")) {
+			for (Kernels.Decode decode : Kernels.Decode.values()) {
+				cases.add(Arguments.of(name, decode));
+			}
+		}
+		return cases.stream();
+	}
+
+	/** A sequence of the test: its model variant, prompt and when it joins the batch. */
+	private record Run(CausalLm model, int[] prompt, int joinsAt) {
+
+	}
+
+	@ParameterizedTest
+	@MethodSource("everyDecodeForm")
+	void batchedStepsMatchEachSequenceAlone(String name, Kernels.Decode decode) {
+		CausalLm dense = load(name, decode);
+		int layers = dense.config().numberOfLayers();
+		CausalLm half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
+		CausalLm quarter = GriffinTransform.apply(dense, DensitySchedule.uniform(0.25, layers), SelectionMethod.TOPK);
+		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		int[] reversed = new int[prompt.length - 3];
+		for (int i = 0; i < reversed.length; i++) {
+			reversed[i] = prompt[prompt.length - 1 - i];
+		}
+		List<Run> runs = List.of(new Run(dense, prompt, 0), new Run(half, Arrays.copyOf(prompt, 5), 0),
+				new Run(quarter, reversed, 2), new Run(dense, Arrays.copyOf(prompt, 2), 3), new Run(half, prompt, 5));
+		try {
+			// alone: each sequence's greedy tokens and the logits that chose them
+			List<float[][]> alone = new ArrayList<>();
+			List<int[]> aloneTokens = new ArrayList<>();
+			for (Run run : runs) {
+				float[][] logits = new float[STEPS + 1][];
+				int[] tokens = new int[STEPS + 1];
+				try (InferenceSession session = new InferenceSession(run.model(), 64)) {
+					logits[0] = session.prefill(run.prompt(), run.prompt().length);
+					for (int step = 0; step < STEPS; step++) {
+						tokens[step] = TinyModelGoldenTests.argmax(logits[step]);
+						logits[step + 1] = session.decode(tokens[step]);
+					}
+					tokens[STEPS] = TinyModelGoldenTests.argmax(logits[STEPS]);
+				}
+				alone.add(logits);
+				aloneTokens.add(tokens);
+			}
+			// together: sequence i joins at step joinsAt (its prompt runs alone) and
+			// leaves after STEPS steps of its own
+			InferenceSession[] sessions = new InferenceSession[runs.size()];
+			float[][] last = new float[runs.size()][];
+			int[] done = new int[runs.size()];
+			double worst = 0;
+			int batches = 0;
+			try {
+				for (int step = 0; step < STEPS + runs.size(); step++) {
+					List<InferenceSession> batch = new ArrayList<>();
+					List<Integer> members = new ArrayList<>();
+					for (int i = 0; i < runs.size(); i++) {
+						Run run = runs.get(i);
+						if (step == run.joinsAt()) {
+							sessions[i] = new InferenceSession(run.model(), 64);
+							last[i] = sessions[i].prefill(run.prompt(), run.prompt().length);
+						}
+						if (sessions[i] != null && done[i] < STEPS) {
+							batch.add(sessions[i]);
+							members.add(i);
+						}
+					}
+					if (batch.isEmpty()) {
+						continue;
+					}
+					int[] tokens = new int[batch.size()];
+					for (int j = 0; j < tokens.length; j++) {
+						tokens[j] = TinyModelGoldenTests.argmax(last[members.get(j)]);
+					}
+					float[][] logits = InferenceSession.decodeBatch(batch, tokens);
+					batches += (batch.size() > 1) ? 1 : 0;
+					for (int j = 0; j < tokens.length; j++) {
+						int i = members.get(j);
+						assertThat(tokens[j]).as("sequence %d token %d", i, done[i])
+							.isEqualTo(aloneTokens.get(i)[done[i]]);
+						done[i]++;
+						last[i] = logits[j];
+						worst = Math.max(worst, maxDifference(logits[j], alone.get(i)[done[i]]));
+					}
+				}
+			}
+			finally {
+				for (InferenceSession session : sessions) {
+					if (session != null) {
+						session.close();
+					}
+				}
+			}
+			assertThat(done).as("steps each sequence decoded").containsOnly(STEPS);
+			assertThat(batches).as("steps that ran several sequences").isGreaterThanOrEqualTo(STEPS);
+			assertThat(worst).as("max |logit difference|, batched against alone").isLessThanOrEqualTo(TOLERANCE);
+		}
+		finally {
+			dense.close();
+		}
+	}
+
+	@Test
+	void refusesWhatCannotShareAPass() {
+		CausalLm one = load("tiny-llama", Kernels.Decode.SINGLE);
+		CausalLm other = load("tiny-llama", Kernels.Decode.SINGLE);
+		int[] prompt = Fixtures.ints(Fixtures.json("tiny-llama/reference.json").get("prompt"));
+		try (InferenceSession a = new InferenceSession(one, 64);
+				InferenceSession b = new InferenceSession(other, 64);
+				InferenceSession small = new InferenceSession(one, prompt.length)) {
+			a.prefill(prompt, prompt.length);
+			b.prefill(prompt, prompt.length);
+			small.prefill(prompt, prompt.length);
+			assertThatThrownBy(() -> InferenceSession.decodeBatch(List.of(a, b), new int[] { 1, 1 }))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("different models");
+			assertThatThrownBy(() -> InferenceSession.decodeBatch(List.of(a, a), new int[] { 1, 1 }))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("twice");
+			assertThatThrownBy(() -> InferenceSession.decodeBatch(List.of(a), new int[] { 1, 1 }))
+				.isInstanceOf(IllegalArgumentException.class);
+			int vocabulary = one.config().vocabularySize();
+			assertThatThrownBy(() -> InferenceSession.decodeBatch(List.of(a), new int[] { vocabulary }))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("outside the vocabulary");
+			assertThatThrownBy(() -> InferenceSession.decodeBatch(List.of(a, small), new int[] { 1, 1 }))
+				.isInstanceOf(IllegalStateException.class)
+				.hasMessageContaining("capacity");
+			// nothing ran: the next step of a still matches a lone step from the prompt
+			float[] batched = InferenceSession.decodeBatch(List.of(a), new int[] { 1 })[0];
+			float[] lone = b.decode(1);
+			assertThat(maxDifference(batched, lone)).isLessThanOrEqualTo(TOLERANCE);
+		}
+		finally {
+			one.close();
+			other.close();
+		}
+	}
+
+	/** A tiny model that owns its weights (closing it frees them). */
+	private static CausalLm load(String name, Kernels.Decode decode) {
+		CausalLm model = TinyModelGoldenTests.load(name, ModelOptions.CPU_FLOAT32, NDManager.newBaseManager());
+		return model.withKernels(new Kernels(decode, Kernels.Prefill.WEIGHTS, model.kernels().threads()));
+	}
+
+	private static double maxDifference(float[] a, float[] b) {
+		double worst = 0;
+		for (int i = 0; i < a.length; i++) {
+			worst = Math.max(worst, Math.abs(a[i] - b[i]));
+		}
+		return worst;
+	}
+
+}
