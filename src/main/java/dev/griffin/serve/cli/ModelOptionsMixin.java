@@ -26,11 +26,12 @@ public class ModelOptionsMixin {
 	Integer threads;
 
 	@Option(names = "--decode-kernel", defaultValue = "auto",
-			description = "auto (fastest measured at load), pool, single or split (default: ${DEFAULT-VALUE}).")
+			description = "auto (fastest measured at load), pool, single, split or onednn (float32 weights) "
+					+ "(default: ${DEFAULT-VALUE}).")
 	String decodeKernel;
 
 	@Option(names = "--prefill-kernel", defaultValue = "auto",
-			description = "auto (fastest measured at load), weights, float32 or bfloat16 (faster on CPUs with "
+			description = "auto (fastest measured at load), weights, float32, onednn (float32 weights) or bfloat16 (faster on CPUs with "
 					+ "AVX512-BF16, rounds prompt products to bfloat16; never chosen by auto) (default: ${DEFAULT-VALUE}).")
 	String prefillKernel;
 

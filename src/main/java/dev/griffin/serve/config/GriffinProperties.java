@@ -40,9 +40,10 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param dtype float32 or float16
 	 * @param device cpu or gpu[:N]
 	 * @param threads engine compute threads, 0 for the engine's default
-	 * @param decodeKernel auto (measured at load), pool, single or split
-	 * @param prefillKernel auto (measured at load), weights, float32 or bfloat16 (only
-	 * when named: it rounds beyond float tolerance)
+	 * @param decodeKernel auto (measured at load), pool, single, split or onednn (float32
+	 * weights)
+	 * @param prefillKernel auto (measured at load), weights, float32, onednn (float32
+	 * weights) or bfloat16 (only when named: it rounds beyond float tolerance)
 	 */
 	public record Model(String source, Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
 			@DefaultValue("float32") String dtype, @DefaultValue("cpu") String device, @DefaultValue("0") int threads,

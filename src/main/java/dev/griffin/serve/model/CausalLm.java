@@ -163,7 +163,8 @@ public final class CausalLm {
 			throw new IllegalArgumentException("a batch needs a token, a position, a cache and states per row");
 		}
 		NDArray x = this.embedding.get(tokens); // [B, D]
-		this.kernels.enter(b);
+		Kernels plan = this.kernels.batchDecode();
+		plan.enter(b);
 		RotaryEmbedding.Angles rotary = this.rotary.angles(positions, x.getManager());
 		FeedForward.State[] layerStates = new FeedForward.State[b];
 		for (int i = 0; i < this.layers.size(); i++) {
@@ -172,7 +173,7 @@ public final class CausalLm {
 			}
 			NDArray next;
 			try (NDScope layerScope = new NDScope()) {
-				next = this.layers.get(i).forwardBatch(x, positions, rotary, caches, layerStates, this.kernels);
+				next = this.layers.get(i).forwardBatch(x, positions, rotary, caches, layerStates, plan);
 				NDScope.unregister(next);
 			}
 			NDScope.register(next);

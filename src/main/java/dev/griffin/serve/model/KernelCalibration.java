@@ -88,7 +88,15 @@ public final class KernelCalibration {
 			if (!cpu) {
 				throw new IllegalArgumentException("prefill kernel bfloat16 runs on the CPU only");
 			}
-			BFloat16Products.get(); // loads its module now: a problem shows at start
+			ScriptedProducts.bfloat16(); // loads its module now: a problem shows at start
+		}
+		DataType weights = model.options().dtype().dataType();
+		boolean float32 = weights == DataType.FLOAT32;
+		if (decode == Kernels.Decode.ONEDNN || prefill == Kernels.Prefill.ONEDNN) {
+			if (!cpu || !float32) {
+				throw new IllegalArgumentException("the onednn kernels run on the CPU with float32 weights only");
+			}
+			ScriptedProducts.oneDnn();
 		}
 		Map<Kernels.Decode, Double> decodeTimes = new LinkedHashMap<>();
 		Map<Kernels.Prefill, Double> prefillTimes = new LinkedHashMap<>();
@@ -99,6 +107,9 @@ public final class KernelCalibration {
 				List<Kernels.Decode> candidates = new ArrayList<>(List.of(Kernels.Decode.values()));
 				if (Runtime.getRuntime().availableProcessors() < 2) {
 					candidates.remove(Kernels.Decode.SPLIT);
+				}
+				if (!float32) {
+					candidates.remove(Kernels.Decode.ONEDNN);
 				}
 				chosenDecode = fastest(model, candidates, (form) -> new Kernels(form, Kernels.Prefill.WEIGHTS, threads),
 						1, decodeTimes);
@@ -112,6 +123,7 @@ public final class KernelCalibration {
 			if (cpu && half) {
 				List<Kernels.Prefill> candidates = Arrays.stream(Kernels.Prefill.values())
 					.filter(Kernels.Prefill::exact)
+					.filter((form) -> form != Kernels.Prefill.ONEDNN)
 					.toList();
 				chosenPrefill = fastest(model, candidates, (form) -> new Kernels(Kernels.Decode.POOL, form, threads),
 						PREFILL_TOKENS, prefillTimes);

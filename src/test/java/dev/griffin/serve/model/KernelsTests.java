@@ -126,7 +126,15 @@ class KernelsTests {
 		CausalLm model = load("tiny-llama", new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"));
 		try {
 			KernelCalibration.Result measured = KernelCalibration.choose(model, null, null);
-			assertThat(measured.decodeMillis()).containsOnlyKeys(Kernels.Decode.values());
+			// oneDNN's inner product takes float32 weights only
+			assertThat(measured.decodeMillis()).containsOnlyKeys(Kernels.Decode.POOL, Kernels.Decode.SINGLE,
+					Kernels.Decode.SPLIT);
+			assertThatThrownBy(() -> KernelCalibration.choose(model, Kernels.Decode.ONEDNN, null))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("float32 weights only");
+			assertThatThrownBy(() -> KernelCalibration.choose(model, null, Kernels.Prefill.ONEDNN))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("float32 weights only");
 			// the bfloat16 form rounds beyond float tolerance: only configuration selects
 			// it
 			assertThat(measured.prefillMillis()).containsOnlyKeys(Kernels.Prefill.WEIGHTS, Kernels.Prefill.FLOAT32);
@@ -154,9 +162,11 @@ class KernelsTests {
 	void float32WeightsHaveNoPrefillChoice() {
 		CausalLm model = load("tiny-llama", ModelOptions.CPU_FLOAT32);
 		try {
-			KernelCalibration.Result result = KernelCalibration.choose(model, Kernels.Decode.POOL, null);
+			KernelCalibration.Result result = KernelCalibration.choose(model, null, null);
 			assertThat(result.kernels().prefill()).isEqualTo(Kernels.Prefill.WEIGHTS);
 			assertThat(result.prefillMillis()).isEmpty();
+			// every decode form is a candidate for float32 weights, oneDNN's included
+			assertThat(result.decodeMillis()).containsOnlyKeys(Kernels.Decode.values());
 		}
 		finally {
 			model.close();
@@ -199,7 +209,7 @@ class KernelsTests {
 		assertThat(ModelOptions.of("float16", "cpu", "Split", "auto").decodeKernel()).isEqualTo(Kernels.Decode.SPLIT);
 		assertThatThrownBy(() -> ModelOptions.of("float32", "cpu", "fastest", "auto"))
 			.isInstanceOf(IllegalArgumentException.class)
-			.hasMessageContaining("[pool, single, split]");
+			.hasMessageContaining("[pool, single, split, onednn]");
 	}
 
 }

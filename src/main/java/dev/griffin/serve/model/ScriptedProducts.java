@@ -1,0 +1,93 @@
+package dev.griffin.serve.model;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.pytorch.engine.PtNDArray;
+import ai.djl.pytorch.engine.PtNDManager;
+import ai.djl.pytorch.engine.PtSymbolBlock;
+import ai.djl.pytorch.jni.IValue;
+import ai.djl.pytorch.jni.IValueUtils;
+import ai.djl.pytorch.jni.JniUtils;
+
+/**
+ * Matrix products that DJL cannot express, run by small TorchScript modules that hold no
+ * weights: each has methods {@code linear(x, W)} and {@code linear_bias(x, W, b)} and
+ * returns x's type.
+ * <ul>
+ * <li>{@link #bfloat16()}, for the {@link Kernels.Prefill#BFLOAT16} form: DJL's JNI
+ * cannot create or convert to a bfloat16 tensor, so the module rounds float32 or float16
+ * activations and weights to bfloat16, multiplies them (libtorch's oneDNN path, which
+ * uses AVX512-BF16 where the CPU has it) and converts back, and no bfloat16 tensor
+ * reaches Java ({@code tools/torchscript/make_bfloat16.py}).</li>
+ * <li>{@link #oneDnn()}, for the {@link Kernels.Decode#ONEDNN} and
+ * {@link Kernels.Prefill#ONEDNN} forms: oneDNN's float32 inner product on plain tensors,
+ * which libtorch carries but DJL cannot call
+ * ({@code tools/torchscript/make_onednn.py}).</li>
+ * </ul>
+ */
+final class ScriptedProducts {
+
+	private final PtSymbolBlock module;
+
+	private ScriptedProducts(PtSymbolBlock module) {
+		this.module = module;
+	}
+
+	/** The bfloat16 module, loaded once per process on first use. */
+	private static final class BFloat16 {
+
+		static final ScriptedProducts INSTANCE = load("bfloat16-products.pt");
+
+	}
+
+	/** The oneDNN module, loaded once per process on first use. */
+	private static final class OneDnn {
+
+		static final ScriptedProducts INSTANCE = load("onednn-products.pt");
+
+	}
+
+	static ScriptedProducts bfloat16() {
+		return BFloat16.INSTANCE;
+	}
+
+	static ScriptedProducts oneDnn() {
+		return OneDnn.INSTANCE;
+	}
+
+	private static ScriptedProducts load(String resource) {
+		// a manager of its own that is never closed: the module lives as long as the
+		// engine
+		PtNDManager manager = (PtNDManager) Engine.getEngine("PyTorch").newBaseManager();
+		try (InputStream in = ScriptedProducts.class.getResourceAsStream(resource)) {
+			if (in == null) {
+				throw new IllegalStateException("the products module " + resource + " is missing");
+			}
+			return new ScriptedProducts(JniUtils.loadModule(manager, in, true, false));
+		}
+		catch (IOException ex) {
+			throw new UncheckedIOException("cannot read the products module " + resource, ex);
+		}
+	}
+
+	/** x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. */
+	NDArray linear(NDArray x, NDArray weight, NDArray bias) {
+		PtNDManager manager = (PtNDManager) x.getManager();
+		IValue[] inputs = (bias == null) ? new IValue[] { IValue.from((PtNDArray) x), IValue.from((PtNDArray) weight) }
+				: new IValue[] { IValue.from((PtNDArray) x), IValue.from((PtNDArray) weight),
+						IValue.from((PtNDArray) bias) };
+		try (IValue result = IValueUtils.runMethod(this.module, (bias == null) ? "linear" : "linear_bias", inputs)) {
+			return result.toTensor(manager);
+		}
+		finally {
+			for (IValue input : inputs) {
+				input.close();
+			}
+		}
+	}
+
+}

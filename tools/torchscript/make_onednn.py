@@ -1,0 +1,52 @@
+"""Writes the TorchScript module behind the oneDNN product forms (Kernels.Decode.ONEDNN and
+Kernels.Prefill.ONEDNN).
+
+    python tools/torchscript/make_onednn.py            # needs torch==2.7.1 (tools/reference/requirements.txt)
+
+libtorch multiplies float32 matrices with MKL, whose matrix-vector and few-row products run far
+below the memory bandwidth on some x86 CPUs (MKL takes a generic code path on CPUs that are not
+Intel's). libtorch also carries oneDNN, whose float32 inner product reaches that bandwidth for one
+row and a few rows, but DJL has no way to call it: this module calls
+`torch.ops.mkldnn._linear_pointwise` on plain float32 tensors (no packed weights, no conversion)
+and returns float32. oneDNN refuses float16 on CPUs without AVX512-FP16, so the engine offers the
+forms for float32 weights only.
+
+The module holds no weights: the file is a few kilobytes and is committed at
+src/main/resources/dev/griffin/serve/model/onednn-products.pt. torch must match the libtorch that
+DJL's pytorch-native-cpu bundles (2.7.1) for the engine to load it.
+"""
+import pathlib
+
+import torch
+
+OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
+       / "model" / "onednn-products.pt")
+
+
+class OneDnnProducts(torch.nn.Module):
+
+    @torch.jit.export
+    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x [T, in] @ weight [out, in]^T by oneDNN, float32."""
+        return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+
+    @torch.jit.export
+    def linear_bias(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """As linear, plus a bias."""
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return self.linear(x, weight)
+
+
+def main():
+    if not torch.__version__.startswith("2.7.1"):
+        raise SystemExit(f"torch {torch.__version__}: the engine's libtorch is 2.7.1; install torch==2.7.1")
+    module = torch.jit.script(OneDnnProducts())
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    module.save(str(OUT))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()
