@@ -107,8 +107,8 @@ public final class Attention {
 		NDArray v = qkv.get(this.valueColumns); // [T, KVH*Dh]
 		NDArray context;
 		if (t == 1) {
-			context = attendOne(qk, v, cache, position, positions.keyStart()); // [1,
-																				// H*Dh]
+			// [1, H*Dh]
+			context = attendOne(qk, v, cache, position, positions.keyStart());
 		}
 		else {
 			// [KVH, G*T, Dh]

@@ -179,8 +179,8 @@ public final class CausalLm {
 			NDScope.register(next);
 			x = next; // [B, D]
 		}
-		NDArray logits = this.kernels.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves); // [B,
-																										// V]
+		// [B, V], the head's products in the batch's form too
+		NDArray logits = plan.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves);
 		return (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
 	}
 

@@ -213,7 +213,6 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 			return feedForward(x, dense);
 		}
 		NDArray[] outputs = new NDArray[b];
-		NDArray denseOutput = null;
 		long[] denseIndex = new long[denseRows];
 		int next = 0;
 		for (int i = 0; i < b; i++) {
@@ -227,7 +226,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 		}
 		if (denseRows > 0) {
 			NDArray index = x.getManager().create(denseIndex);
-			denseOutput = feedForward(x.get(index), dense); // [denseRows, D]
+			NDArray denseOutput = feedForward(x.get(index), dense); // [denseRows, D]
 			for (int j = 0; j < denseRows; j++) {
 				outputs[(int) denseIndex[j]] = denseOutput.get(new NDIndex().addSliceDim(j, j + 1));
 			}

@@ -141,6 +141,35 @@ class BatchDecodeTests {
 		}
 	}
 
+	/**
+	 * A batch's rows are one-token products: with the bfloat16 prompt form configured
+	 * they, and the head, still compute in the weights' precision (a prompt form would
+	 * move the logits by about 1e-2).
+	 */
+	@Test
+	void aBatchNeverTakesARoundingPromptForm() {
+		CausalLm model = load("tiny-llama", Kernels.Decode.SINGLE);
+		CausalLm rounding = model.withKernels(new Kernels(Kernels.Decode.SINGLE, Kernels.Prefill.BFLOAT16, 1));
+		int[] prompt = Fixtures.ints(Fixtures.json("tiny-llama/reference.json").get("prompt"));
+		try (InferenceSession a = new InferenceSession(rounding, 64);
+				InferenceSession b = new InferenceSession(rounding, 64);
+				InferenceSession alone = new InferenceSession(rounding, 64)) {
+			float[] first = a.prefill(prompt, prompt.length);
+			b.prefill(Arrays.copyOf(prompt, 6), 6);
+			assertThat(maxDifference(first, alone.prefill(prompt, prompt.length))).isZero();
+			int token = TinyModelGoldenTests.argmax(first);
+			for (int step = 0; step < 4; step++) {
+				float[][] batched = InferenceSession.decodeBatch(List.of(a, b), new int[] { token, token });
+				float[] lone = alone.decode(token);
+				assertThat(maxDifference(batched[0], lone)).as("step %d", step).isLessThanOrEqualTo(TOLERANCE);
+				token = TinyModelGoldenTests.argmax(lone);
+			}
+		}
+		finally {
+			model.close();
+		}
+	}
+
 	@Test
 	void refusesWhatCannotShareAPass() {
 		CausalLm one = load("tiny-llama", Kernels.Decode.SINGLE);
