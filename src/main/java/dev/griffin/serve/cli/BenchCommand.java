@@ -20,6 +20,7 @@ import picocli.CommandLine.Option;
 import dev.griffin.serve.generation.Generator;
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.generation.Sampler;
 import dev.griffin.serve.generation.SamplingParams;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
@@ -304,14 +305,14 @@ public class BenchCommand implements Callable<Integer> {
 				int[] own = Arrays.copyOfRange(text, 7 * s, text.length);
 				InferenceSession session = new InferenceSession(model, promptLength + newTokens + 1);
 				sessions.add(session);
-				next[s] = argmax(session.prefill(own, Generator.PREFILL_CHUNK));
+				next[s] = Sampler.argmax(session.prefill(own, Generator.PREFILL_CHUNK));
 				session.finishPrompt();
 			}
 			long start = System.nanoTime();
 			for (int step = 0; step < newTokens; step++) {
 				float[][] logits = InferenceSession.decodeBatch(sessions, next);
 				for (int s = 0; s < b; s++) {
-					next[s] = argmax(logits[s]);
+					next[s] = Sampler.argmax(logits[s]);
 				}
 			}
 			return (double) b * newTokens / ((System.nanoTime() - start) / 1e9);
@@ -332,16 +333,6 @@ public class BenchCommand implements Callable<Integer> {
 		}
 		long rest = bytesPerToken(dense, 0.0);
 		return rest + batch * (bytesPerToken(dense, density) - rest);
-	}
-
-	private static int argmax(float[] values) {
-		int best = 0;
-		for (int i = 1; i < values.length; i++) {
-			if (values[i] > values[best]) {
-				best = i;
-			}
-		}
-		return best;
 	}
 
 	/** One measured configuration: a density with a kernel plan. */
