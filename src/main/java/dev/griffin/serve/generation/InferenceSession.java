@@ -83,13 +83,25 @@ public final class InferenceSession implements AutoCloseable {
 
 	/** All-position logits of a prompt, [T][V] (tests and evaluation). */
 	public float[][] prefillAllLogits(int[] tokens) {
-		float[] flat = run(tokens, FeedForward.Phase.PROMPT, true);
-		int vocabulary = this.model.config().vocabularySize();
-		float[][] rows = new float[tokens.length][];
-		for (int i = 0; i < rows.length; i++) {
-			rows[i] = java.util.Arrays.copyOfRange(flat, i * vocabulary, (i + 1) * vocabulary);
+		return rows(run(tokens, FeedForward.Phase.PROMPT, true), tokens.length, this.model.config().vocabularySize());
+	}
+
+	/** Splits [count, width] logits into rows. */
+	private static float[][] rows(float[] flat, int count, int width) {
+		float[][] rows = new float[count][];
+		for (int i = 0; i < count; i++) {
+			rows[i] = java.util.Arrays.copyOfRange(flat, i * width, (i + 1) * width);
 		}
 		return rows;
+	}
+
+	/** Token ids as a [T] int64 array of this session's manager. */
+	private NDArray ids(int[] tokens) {
+		long[] ids = new long[tokens.length];
+		for (int i = 0; i < ids.length; i++) {
+			ids[i] = tokens[i];
+		}
+		return this.manager.create(ids, new Shape(ids.length));
 	}
 
 	/**
@@ -198,21 +210,14 @@ public final class InferenceSession implements AutoCloseable {
 			caches[i] = session.cache;
 			states[i] = session.states;
 		}
-		int vocabulary = first.model.config().vocabularySize();
-		float[][] logits = new float[b][];
+		float[] flat;
 		try (NDScope scope = new NDScope()) {
-			long[] ids = new long[b];
-			for (int i = 0; i < b; i++) {
-				ids[i] = tokens[i];
-			}
-			NDArray input = first.manager.create(ids, new Shape(b));
-			float[] flat = first.model.decodeBatch(input, positions, caches, states).toFloatArray();
-			for (int i = 0; i < b; i++) {
-				logits[i] = java.util.Arrays.copyOfRange(flat, i * vocabulary, (i + 1) * vocabulary);
-				sessions.get(i).position++;
-			}
+			flat = first.model.decodeBatch(first.ids(tokens), positions, caches, states).toFloatArray();
 		}
-		return logits;
+		for (InferenceSession session : sessions) {
+			session.position++;
+		}
+		return rows(flat, b, first.model.config().vocabularySize());
 	}
 
 	/** Checks that {@code tokens} are in the vocabulary and fit this session. */
@@ -233,12 +238,7 @@ public final class InferenceSession implements AutoCloseable {
 	private float[] run(int[] tokens, FeedForward.Phase phase, boolean allLogits) {
 		check(tokens);
 		try (NDScope scope = new NDScope()) {
-			long[] ids = new long[tokens.length];
-			for (int i = 0; i < ids.length; i++) {
-				ids[i] = tokens[i];
-			}
-			NDArray input = this.manager.create(ids, new Shape(ids.length));
-			NDArray logits = this.model.forward(input, this.position, this.cache, phase, this.states, allLogits);
+			NDArray logits = this.model.forward(ids(tokens), this.position, this.cache, phase, this.states, allLogits);
 			float[] result = logits.toType(DataType.FLOAT32, false).toFloatArray();
 			this.position += tokens.length;
 			return result;

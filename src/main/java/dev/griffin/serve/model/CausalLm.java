@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.function.BiFunction;
+import java.util.function.Supplier;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
@@ -126,22 +127,40 @@ public final class CausalLm {
 		Positions positions = Attention.positions(this.config, x.getManager(), this.rotary.angles(position, (int) t),
 				position, (int) t, this.options.attentionDataType());
 		for (int i = 0; i < this.layers.size(); i++) {
-			// each layer's intermediates (a prefill chunk's attention scores against a
-			// long context are hundreds of MB) are freed when the layer is done, not
-			// when the whole pass is: only the layer's output escapes its scope
-			NDArray next;
-			try (NDScope layerScope = new NDScope()) {
-				next = this.layers.get(i).forward(x, positions, cache, phase, states[i], this.kernels);
-				NDScope.unregister(next);
-			}
-			NDScope.register(next);
-			x = next; // [T, D]
+			DecoderLayer layer = this.layers.get(i);
+			FeedForward.State state = states[i];
+			NDArray input = x;
+			x = inLayerScope(() -> layer.forward(input, positions, cache, phase, state, this.kernels)); // [T,
+																										// D]
 		}
 		if (!allLogits && t > 1) {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
 		}
-		// [T, V] with allLogits, else [1, V]
-		NDArray logits = this.kernels.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves);
+		return logits(x, this.kernels); // [T, V] with allLogits, else [1, V]
+	}
+
+	/**
+	 * Runs one layer in a scope of its own: its intermediates (a prefill chunk's
+	 * attention scores against a long context are hundreds of MB) are freed when the
+	 * layer is done, not when the whole pass is; only the layer's output escapes.
+	 */
+	private static NDArray inLayerScope(Supplier<NDArray> layer) {
+		NDArray output;
+		try (NDScope layerScope = new NDScope()) {
+			output = layer.get();
+			NDScope.unregister(output);
+		}
+		NDScope.register(output);
+		return output;
+	}
+
+	/**
+	 * The head's float32 logits of hidden states x [N, D], its products as {@code plan}
+	 * says.
+	 */
+	private NDArray logits(NDArray x, Kernels plan) {
+		NDArray logits = plan.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves); // [N,
+																								// V]
 		return (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
 	}
 
@@ -166,22 +185,17 @@ public final class CausalLm {
 		Kernels plan = this.kernels.batchDecode();
 		plan.enter(b);
 		RotaryEmbedding.Angles rotary = this.rotary.angles(positions, x.getManager());
-		FeedForward.State[] layerStates = new FeedForward.State[b];
 		for (int i = 0; i < this.layers.size(); i++) {
+			DecoderLayer layer = this.layers.get(i);
+			FeedForward.State[] layerStates = new FeedForward.State[b];
 			for (int row = 0; row < b; row++) {
 				layerStates[row] = states[row][i];
 			}
-			NDArray next;
-			try (NDScope layerScope = new NDScope()) {
-				next = this.layers.get(i).forwardBatch(x, positions, rotary, caches, layerStates, plan);
-				NDScope.unregister(next);
-			}
-			NDScope.register(next);
-			x = next; // [B, D]
+			NDArray input = x;
+			x = inLayerScope(() -> layer.forwardBatch(input, positions, rotary, caches, layerStates, plan)); // [B,
+																												// D]
 		}
-		// [B, V], the head's products in the batch's form too
-		NDArray logits = plan.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves);
-		return (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
+		return logits(x, plan); // [B, V], the head's products in the batch's form too
 	}
 
 	/**

@@ -119,7 +119,7 @@ public final class KernelCalibration {
 			}
 		}
 		if (chosenPrefill == null) {
-			boolean half = model.options().dtype().dataType() == DataType.FLOAT16;
+			boolean half = weights == DataType.FLOAT16;
 			if (cpu && half) {
 				List<Kernels.Prefill> candidates = Arrays.stream(Kernels.Prefill.values())
 					.filter(Kernels.Prefill::exact)

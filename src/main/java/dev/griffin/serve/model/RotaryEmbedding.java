@@ -92,10 +92,7 @@ public final class RotaryEmbedding {
 	 */
 	public Angles angles(int position, int t) {
 		NDIndex rows = new NDIndex().addSliceDim(position, position + t);
-		NDArray cos = this.cos.get(rows).expandDims(1); // [T, 1, Dh]
-		NDArray sin = this.sin.get(rows).expandDims(1); // [T, 1, Dh]
-		// [T, Dh, Dh]
-		return new Angles(this.identity.mul(cos).add(this.rotateHalf.mul(sin)));
+		return rotation(this.cos.get(rows), this.sin.get(rows));
 	}
 
 	/**
@@ -109,9 +106,12 @@ public final class RotaryEmbedding {
 			rows[i] = positions[i];
 		}
 		NDArray index = manager.create(rows);
-		NDArray cos = this.cos.get(index).expandDims(1); // [B, 1, Dh]
-		NDArray sin = this.sin.get(index).expandDims(1); // [B, 1, Dh]
-		return new Angles(this.identity.mul(cos).add(this.rotateHalf.mul(sin)));
+		return rotation(this.cos.get(index), this.sin.get(index));
+	}
+
+	/** {@code M_t = I * cos_t + R * sin_t} for the rows cos, sin [T, Dh]: [T, Dh, Dh]. */
+	private Angles rotation(NDArray cos, NDArray sin) {
+		return new Angles(this.identity.mul(cos.expandDims(1)).add(this.rotateHalf.mul(sin.expandDims(1))));
 	}
 
 	/**
