@@ -34,7 +34,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The pod's memory in MiB: the JVM heap and direct buffers, the rest of the process, and on
-CPU nodes the model's weights, the expert cache and every worker's sequence at the longest
+CPU nodes the model's weights, the expert cache and every running sequence at the longest
 context (on GPU nodes those live in GPU memory). The service reckons the same parts with
 the model's real sizes at start and refuses a limit they exceed.
 */}}

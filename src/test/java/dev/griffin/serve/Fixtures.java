@@ -7,8 +7,17 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 
+import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.ModelOptions;
+import dev.griffin.serve.tokenizer.Tokenizer;
+import dev.griffin.serve.weights.Checkpoint;
+import dev.griffin.serve.weights.Checkpoints;
+import dev.griffin.serve.weights.ModelBuilder;
 
 /**
  * Golden fixtures produced by tools/reference, and the default model fetched by
@@ -61,6 +70,60 @@ public final class Fixtures {
 			throw new IllegalStateException(model + " is missing: run scripts/fetch-model first");
 		}
 		return model;
+	}
+
+	/** A tiny fixture checkpoint (random weights, 256-token vocabulary) as a model. */
+	public static CausalLm tinyModel(String name, ModelOptions options, NDManager owner) {
+		try (Checkpoint checkpoint = Checkpoints.open(path(name))) {
+			return ModelBuilder.build(checkpoint, options, owner, (layers) -> {
+			});
+		}
+	}
+
+	/**
+	 * A byte-level tokenizer of 256 tokens, one per byte (no merges), for the tiny
+	 * models: written as a Hugging Face tokenizer.json into {@code directory}.
+	 */
+	public static Tokenizer byteTokenizer(Path directory) {
+		ObjectNode root = JSON.createObjectNode();
+		root.put("version", "1.0");
+		root.putNull("truncation");
+		root.putNull("padding");
+		root.putArray("added_tokens");
+		root.putNull("normalizer");
+		ObjectNode pre = root.putObject("pre_tokenizer");
+		pre.put("type", "ByteLevel");
+		pre.put("add_prefix_space", false);
+		pre.put("trim_offsets", true);
+		pre.put("use_regex", true);
+		root.putNull("post_processor");
+		ObjectNode decoder = root.putObject("decoder");
+		decoder.put("type", "ByteLevel");
+		decoder.put("add_prefix_space", false);
+		decoder.put("trim_offsets", true);
+		decoder.put("use_regex", true);
+		ObjectNode model = root.putObject("model");
+		model.put("type", "BPE");
+		model.putNull("dropout");
+		model.putNull("unk_token");
+		model.put("fuse_unk", false);
+		model.put("byte_fallback", false);
+		ObjectNode vocab = model.putObject("vocab");
+		// GPT-2's byte-to-character map: printable bytes stand for themselves
+		int next = 0;
+		for (int b = 0; b < 256; b++) {
+			boolean printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+			vocab.put(String.valueOf((char) (printable ? b : 256 + next++)), b);
+		}
+		model.putArray("merges");
+		try {
+			Files.createDirectories(directory);
+			JSON.writeValue(directory.resolve("tokenizer.json").toFile(), root);
+		}
+		catch (IOException ex) {
+			throw new UncheckedIOException(ex);
+		}
+		return Tokenizer.fromHuggingFace(directory);
 	}
 
 }

@@ -31,7 +31,6 @@ import dev.griffin.serve.generation.MemoryBudget;
 import dev.griffin.serve.generation.InferenceScheduler;
 import dev.griffin.serve.generation.ModelService;
 import dev.griffin.serve.generation.PromptCache;
-import dev.griffin.serve.model.Kernels;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.observability.GenerationMetrics;
@@ -57,14 +56,6 @@ public class EngineConfiguration {
 		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
 		ModelOptions options = ModelOptions.of(model.dtype(), model.device(), model.decodeKernel(),
 				model.prefillKernel());
-		int workers = properties.generation().workers();
-		if (workers > 1 && options.decodeKernel() == null && options.device().equals("cpu")) {
-			// calibration times one sequence with the machine to itself; several workers
-			// share the cores, so each decodes on one thread and none takes a helper
-			options = new ModelOptions(options.dtype(), options.device(), Kernels.Decode.SINGLE,
-					options.prefillKernel());
-			logger.info("decode kernel: single, since {} workers share the CPU's cores", workers);
-		}
 		return new ModelService(source, model.id(), options, properties.generation().warmUp(),
 				probe.getIfAvailable(() -> EngineProbe.NONE));
 	}

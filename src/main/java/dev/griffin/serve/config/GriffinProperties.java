@@ -57,8 +57,8 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param defaultMethod GRIFFIN selection method when a request names none
 	 * @param defaultMaxTokens max_tokens when a request names none
 	 * @param maxTokensLimit the largest max_tokens a request may ask for
-	 * @param workers sequences generated at the same time
-	 * @param queueCapacity requests waiting for a worker before new ones get 429
+	 * @param workers sequences the engine decodes together in one batch
+	 * @param queueCapacity requests waiting for the engine before new ones get 429
 	 * @param keepAlive interval of SSE keep-alive comments while a stream waits
 	 * @param warmUp run one generation before reporting ready
 	 * @param maxConcurrentPerKey running plus queued requests of one API key

@@ -6,16 +6,16 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * Work waiting for an inference thread, served fairly across tenants: the next work is
- * the oldest of the tenant served least recently, so a tenant with many queued requests
- * delays a newcomer by at most the requests already running, never by its backlog. Within
- * a tenant, first come first served. Unbounded by itself: the admission permits bound
- * what can be queued (and the tenants are the configured API keys).
+ * Work waiting for the engine, served fairly across tenants: the next work is the oldest
+ * of the tenant served least recently, so a tenant with many queued requests delays a
+ * newcomer by at most the requests already running, never by its backlog. Within a
+ * tenant, first come first served. Unbounded by itself: the admission permits bound what
+ * can be queued (and the tenants are the configured API keys).
  */
-final class FairQueue {
+final class FairQueue<T> {
 
 	/** Tenants with queued work, in arrival order. */
-	private final Map<String, ArrayDeque<Runnable>> queues = new LinkedHashMap<>();
+	private final Map<String, ArrayDeque<T>> queues = new LinkedHashMap<>();
 
 	/** When each tenant was last served, by a counter of takes. */
 	private final Map<String, Long> lastServed = new HashMap<>();
@@ -24,17 +24,26 @@ final class FairQueue {
 
 	private int size;
 
-	synchronized void put(String tenant, Runnable work) {
+	synchronized void put(String tenant, T work) {
 		this.queues.computeIfAbsent((tenant != null) ? tenant : "", (key) -> new ArrayDeque<>()).add(work);
 		this.size++;
 		notifyAll();
 	}
 
 	/** The next work; blocks while there is none. */
-	synchronized Runnable take() throws InterruptedException {
+	synchronized T take() throws InterruptedException {
 		while (this.size == 0) {
 			wait();
 		}
+		return next();
+	}
+
+	/** The next work, or null when there is none. */
+	synchronized T poll() {
+		return (this.size == 0) ? null : next();
+	}
+
+	private T next() {
 		String next = null;
 		long oldest = Long.MAX_VALUE;
 		for (String tenant : this.queues.keySet()) {
@@ -44,8 +53,8 @@ final class FairQueue {
 				next = tenant;
 			}
 		}
-		ArrayDeque<Runnable> queue = this.queues.get(next);
-		Runnable work = queue.poll();
+		ArrayDeque<T> queue = this.queues.get(next);
+		T work = queue.poll();
 		if (queue.isEmpty()) {
 			this.queues.remove(next);
 		}

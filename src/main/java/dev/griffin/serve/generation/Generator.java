@@ -1,12 +1,8 @@
 package dev.griffin.serve.generation;
 
-import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 
 import dev.griffin.serve.model.CausalLm;
-import dev.griffin.serve.tokenizer.IncrementalDetokenizer;
 import dev.griffin.serve.tokenizer.Tokenizer;
 
 /**
@@ -126,14 +122,7 @@ public final class Generator {
 	public Result generate(int[] prompt, SamplingParams params, Options options, Listener listener) {
 		checkContextLength(prompt.length, params.maxNewTokens(), this.model.config().maxPositionEmbeddings());
 		long seed = (params.seed() != null) ? params.seed() : System.nanoTime();
-		Sampler sampler = new Sampler(params, this.model.config().vocabularySize(), prompt);
-		StopCondition stop = new StopCondition(params, this.model.config().eosTokenIds());
-		IncrementalDetokenizer detokenizer = new IncrementalDetokenizer(this.tokenizer, true);
-		StringBuilder text = new StringBuilder();
-		int emitted = 0;
-		int[] tokens = new int[params.maxNewTokens()];
-		int count = 0;
-		FinishReason reason = FinishReason.LENGTH;
+		Decoding decoding = new Decoding(params, options.topLogprobs(), this.model.config(), this.tokenizer, prompt);
 		long start = System.nanoTime();
 		long prefillEnd;
 		long firstToken = 0;
@@ -151,62 +140,37 @@ public final class Generator {
 				})) {
 			float[] logits = processed.lastLogits();
 			cacheHit = processed.hit();
-			if (processed.cancelled()) {
-				reason = FinishReason.CANCELLED;
-			}
 			prefillEnd = System.nanoTime();
-			if (reason != FinishReason.CANCELLED && !listener.onPromptProcessed(cacheHit)) {
-				reason = FinishReason.CANCELLED;
+			if (processed.cancelled() || !listener.onPromptProcessed(cacheHit)) {
+				decoding.cancel();
 			}
-			while (reason != FinishReason.CANCELLED) {
+			while (!decoding.finished()) {
 				checkDeadline(options);
-				float[] raw = (options.topLogprobs() >= 0) ? logits.clone() : null;
 				float[] current = logits;
 				// the parameters are validated, so logits with nothing to sample are the
 				// engine's fault
-				int token = engine("sample", () -> sampler.sample(current));
-				if (count == 0) {
+				GeneratedToken generated = engine("sample", () -> decoding.next(current));
+				if (firstToken == 0) {
 					firstToken = System.nanoTime() - start;
 				}
-				if (stop.isStopToken(token)) {
-					reason = FinishReason.STOP;
+				if (generated == null) {
 					break;
 				}
-				sampler.accept(token);
-				tokens[count++] = token;
-				text.append(detokenizer.accept(token));
-				boolean last = count == params.maxNewTokens();
-				if (last) {
-					text.append(detokenizer.flush());
-				}
-				int from = Math.max(0, emitted - stop.holdBack());
-				int stopAt = stop.stopStringIndex(text.substring(from));
-				if (stopAt >= 0) {
-					text.setLength(from + stopAt);
-					reason = FinishReason.STOP;
-				}
-				int ready = (reason == FinishReason.STOP || last) ? text.length()
-						: Math.max(emitted, text.length() - stop.holdBack());
-				String piece = text.substring(emitted, ready);
-				emitted = ready;
-				GeneratedToken generated = (raw != null) ? withLogprobs(token, piece, raw, options.topLogprobs())
-						: new GeneratedToken(token, piece, Float.NaN, List.of());
 				if (!listener.onToken(generated)) {
-					reason = FinishReason.CANCELLED;
+					decoding.cancel();
 					break;
 				}
-				if (reason == FinishReason.STOP || last) {
+				if (decoding.finished()) {
 					break;
 				}
 				long stepStart = System.nanoTime();
-				logits = engine("decode", () -> session.decode(token));
+				logits = engine("decode", () -> session.decode(generated.id()));
 				decodeNanos += System.nanoTime() - stepStart;
 				decodeSteps++;
 			}
 		}
 		Timings timings = new Timings(prefillEnd - start, firstToken, decodeNanos, decodeSteps);
-		return new Result(text.substring(0, emitted), Arrays.copyOf(tokens, count), prompt.length, reason, cacheHit,
-				timings);
+		return decoding.result(prompt.length, cacheHit, timings);
 	}
 
 	/**
@@ -231,57 +195,14 @@ public final class Generator {
 		return logits;
 	}
 
-	/**
-	 * Runs engine work; anything it throws is an engine failure (what the circuit breaker
-	 * counts), never the request's fault: requests are validated before they reach the
-	 * engine.
-	 */
 	private <T> T engine(String phase, java.util.function.Supplier<T> work) {
-		try {
-			this.probe.beforeForward(phase);
-			return work.get();
-		}
-		catch (EngineFailureException | GenerationTimeoutException ex) {
-			// an inner phase's failure, or the deadline passing during prefill
-			throw ex;
-		}
-		catch (RuntimeException ex) {
-			throw new EngineFailureException("the engine failed during " + phase + ": " + ex, ex);
-		}
+		return EngineLoop.engine(this.probe, phase, work);
 	}
 
 	private static void checkDeadline(Options options) {
 		if (options.deadlineNanos() != 0 && System.nanoTime() - options.deadlineNanos() > 0) {
 			throw new GenerationTimeoutException();
 		}
-	}
-
-	private GeneratedToken withLogprobs(int token, String piece, float[] logits, int top) {
-		float max = Float.NEGATIVE_INFINITY;
-		for (float logit : logits) {
-			max = Math.max(max, logit);
-		}
-		double sum = 0;
-		for (float logit : logits) {
-			sum += Math.exp(logit - max);
-		}
-		float logZ = (float) (max + Math.log(sum));
-		List<GeneratedToken.TopLogprob> alternatives = new ArrayList<>();
-		if (top > 0) {
-			boolean[] used = new boolean[logits.length];
-			for (int k = 0; k < top; k++) {
-				int best = -1;
-				for (int i = 0; i < logits.length; i++) {
-					if (!used[i] && (best < 0 || logits[i] > logits[best])) {
-						best = i;
-					}
-				}
-				used[best] = true;
-				alternatives.add(new GeneratedToken.TopLogprob(best,
-						new String(this.tokenizer.tokenBytes(best), StandardCharsets.UTF_8), logits[best] - logZ));
-			}
-		}
-		return new GeneratedToken(token, piece, logits[token] - logZ, alternatives);
 	}
 
 }

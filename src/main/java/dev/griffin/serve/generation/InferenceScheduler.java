@@ -7,7 +7,6 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.locks.LockSupport;
 import java.util.function.Supplier;
 
 import io.github.resilience4j.bulkhead.Bulkhead;
@@ -20,34 +19,33 @@ import io.github.resilience4j.ratelimiter.RateLimiter;
 import io.github.resilience4j.ratelimiter.RateLimiterConfig;
 import io.github.resilience4j.ratelimiter.RateLimiterRegistry;
 import io.github.resilience4j.ratelimiter.RequestNotPermitted;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.FluxSink;
 import reactor.core.publisher.Mono;
 import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
 
+import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.observability.GenerationMetrics;
+import dev.griffin.serve.tokenizer.Tokenizer;
 
 /**
- * The one adapter between the blocking generation loop and the reactive web layer.
+ * The one adapter between the engine and the reactive web layer.
  * <p>
  * A request is first admitted on the caller's thread with cheap checks only: its API
  * key's request rate, its key's concurrency cap, the server's bulkhead (running plus
  * queued requests) and the circuit breaker. Its CPU work (rendering, tokenizing,
  * validation, building a GRIFFIN variant) then runs on a small preparation pool, never on
  * Netty's threads, and its token budget (prompt + max_tokens x n) is charged to the key.
- * Generations run on a dedicated pool of inference threads fed round-robin across keys.
- * Each stream's buffer is bounded: the worker waits for the client to read and cancels a
- * stream whose client stops reading for the stall timeout. The deadline counts from
- * admission. Only engine failures count towards the circuit breaker; a request's own
- * fault never does. Cancelling the Flux (a client that disconnects) stops prefill within
- * one chunk and decoding within one step, and every permit is returned on every path.
+ * Generations run on the {@link EngineLoop}, which takes requests fairly across keys and
+ * decodes every running sequence in one batched pass per step. Each stream's buffer is
+ * bounded: the loop hands a client its events as it reads them and cancels a stream whose
+ * client stops reading for the stall timeout. The deadline counts from admission. Only
+ * engine failures count towards the circuit breaker; a request's own fault never does.
+ * Cancelling the Flux (a client that disconnects) stops prefill within one chunk and
+ * decoding within one step, and every permit is returned on every path.
  */
 public final class InferenceScheduler implements AutoCloseable {
-
-	private static final Logger logger = LoggerFactory.getLogger(InferenceScheduler.class);
 
 	/**
 	 * Per-key limits.
@@ -55,8 +53,8 @@ public final class InferenceScheduler implements AutoCloseable {
 	 * @param concurrentRequests running plus queued requests one API key may have
 	 * @param tokensPerMinute prompt + max_tokens x n one key may ask for per minute, 0
 	 * for no budget
-	 * @param stallTimeout how long a worker waits for a client that stopped reading
-	 * before it cancels the stream
+	 * @param stallTimeout how long a stream may wait for a client that stopped reading
+	 * before it is cancelled
 	 */
 	public record Limits(int concurrentRequests, long tokensPerMinute, Duration stallTimeout) {
 
@@ -87,17 +85,16 @@ public final class InferenceScheduler implements AutoCloseable {
 
 	private final Limits limits;
 
-	private final FairQueue queue = new FairQueue();
-
-	private final Thread[] workers;
+	private final EngineLoop engine;
 
 	private final ExecutorService preparation;
 
 	private final Scheduler preparationScheduler;
 
-	private volatile boolean closed;
-
-	public InferenceScheduler(ModelService models, PromptCache cache, GenerationMetrics metrics, int workers,
+	/**
+	 * @param sequences sequences the engine decodes together at most
+	 */
+	public InferenceScheduler(ModelService models, PromptCache cache, GenerationMetrics metrics, int sequences,
 			Bulkhead bulkhead, CircuitBreaker circuitBreaker, RateLimiterRegistry rateLimiters,
 			Duration maxGenerationTime, Limits limits) {
 		this.models = models;
@@ -112,12 +109,7 @@ public final class InferenceScheduler implements AutoCloseable {
 			.maxConcurrentCalls(limits.concurrentRequests())
 			.maxWaitDuration(Duration.ZERO)
 			.build());
-		this.workers = new Thread[workers];
-		for (int i = 0; i < workers; i++) {
-			this.workers[i] = new Thread(this::work, "inference-" + (i + 1));
-			this.workers[i].setDaemon(true);
-			this.workers[i].start();
-		}
+		this.engine = new EngineLoop(sequences, Generator.PREFILL_CHUNK, cache, metrics, limits.stallTimeout());
 		// Admission bounds what waits here, so the queue never grows past the bulkhead.
 		AtomicInteger threads = new AtomicInteger();
 		int preparers = Math.max(1, Math.min(2, Runtime.getRuntime().availableProcessors()));
@@ -128,26 +120,6 @@ public final class InferenceScheduler implements AutoCloseable {
 					return thread;
 				});
 		this.preparationScheduler = Schedulers.fromExecutorService(this.preparation, "request-preparation");
-	}
-
-	/** An inference thread's loop: it ends only when the scheduler closes. */
-	private void work() {
-		while (!this.closed) {
-			Runnable next;
-			try {
-				next = this.queue.take();
-			}
-			catch (InterruptedException ex) {
-				continue;
-			}
-			try {
-				next.run();
-			}
-			catch (Throwable ex) {
-				// the task reported its own failure; the worker stays for the next one
-				logger.error("inference task failed outside a generation", ex);
-			}
-		}
 	}
 
 	/**
@@ -239,23 +211,27 @@ public final class InferenceScheduler implements AutoCloseable {
 	 * @return the job's events; cancelling the subscription cancels the generation
 	 */
 	public Flux<GenerationEvent> submit(Admission admission, GenerationJob job) {
-		Generator generator = this.models.generator(job.griffin());
+		CausalLm model = this.models.variant(job.griffin());
+		Tokenizer tokenizer = this.models.model().tokenizer();
+		boolean useCache = this.cache != null && job.useCache()
+				&& (!job.griffin().isRandomized() || job.params().seed() != null);
+		PromptCache.Key key = useCache ? this.models.cacheKey(job.griffin(), job.params().seed(), job.tenantSalt(),
+				admission.tenant(), job.prompt()) : null;
+		long deadline = admission.admittedNanos() + this.maxGenerationTime.toNanos();
+		EngineLoop.Submission submission = new EngineLoop.Submission(job, model, tokenizer, this.models.probe(), key,
+				deadline, admission);
 		return Flux.create((FluxSink<GenerationEvent> sink) -> {
 			if (!admission.claim()) {
 				sink.error(new IllegalStateException("the request ended before it was queued"));
 				return;
 			}
-			AtomicBoolean cancelled = new AtomicBoolean();
-			sink.onDispose(() -> cancelled.set(true));
-			this.metrics.waiting(1);
-			this.queue.put(admission.tenant(),
-					() -> run(job, generator, new Stream(sink, cancelled, this.limits.stallTimeout()), admission));
+			this.engine.submit(submission, sink, new AtomicBoolean());
 		}, FluxSink.OverflowStrategy.BUFFER);
 	}
 
 	/**
 	 * Runs other model work (an analysis such as flocking) of an admitted request on the
-	 * inference pool.
+	 * engine's thread, between two steps.
 	 */
 	public <T> Mono<T> execute(Admission admission, Supplier<T> work) {
 		return Mono.<T>create((sink) -> {
@@ -263,7 +239,7 @@ public final class InferenceScheduler implements AutoCloseable {
 				sink.error(new IllegalStateException("the request ended before it was queued"));
 				return;
 			}
-			this.queue.put(admission.tenant(), () -> {
+			this.engine.execute(admission.tenant(), () -> {
 				long begin = System.nanoTime();
 				try {
 					T result = work.get();
@@ -284,165 +260,14 @@ public final class InferenceScheduler implements AutoCloseable {
 		});
 	}
 
-	/**
-	 * A job's event sink with a bounded buffer: events are handed over only while the
-	 * subscriber has demand. A subscriber that stops reading (a client whose socket is
-	 * full) holds the worker at most {@code stallTimeout}, then the stream is cancelled.
-	 */
-	private static final class Stream {
-
-		private final FluxSink<GenerationEvent> sink;
-
-		private final AtomicBoolean cancelled;
-
-		private final long stallNanos;
-
-		private boolean stalled;
-
-		Stream(FluxSink<GenerationEvent> sink, AtomicBoolean cancelled, Duration stallTimeout) {
-			this.sink = sink;
-			this.cancelled = cancelled;
-			this.stallNanos = stallTimeout.toNanos();
-		}
-
-		/**
-		 * @return false when the stream is cancelled or its reader stalled
-		 */
-		boolean emit(GenerationEvent event) {
-			long start = System.nanoTime();
-			while (this.sink.requestedFromDownstream() <= 0 && !this.cancelled.get()) {
-				if (System.nanoTime() - start > this.stallNanos) {
-					this.stalled = true;
-					this.cancelled.set(true);
-					return false;
-				}
-				LockSupport.parkNanos(2_000_000);
-			}
-			if (this.cancelled.get()) {
-				return false;
-			}
-			this.sink.next(event);
-			return true;
-		}
-
-		boolean isCancelled() {
-			return this.cancelled.get();
-		}
-
-	}
-
-	private void run(GenerationJob job, Generator generator, Stream stream, Admission admission) {
-		this.metrics.waiting(-1);
-		long begin = System.nanoTime();
-		long admitted = admission.admittedNanos();
-		this.metrics.queued(begin - admitted);
-		this.metrics.running(1);
-		boolean useCache = this.cache != null && job.useCache()
-				&& (!job.griffin().isRandomized() || job.params().seed() != null);
-		try {
-			if (stream.isCancelled()) {
-				this.metrics.cancelled();
-				return;
-			}
-			long deadline = admitted + this.maxGenerationTime.toNanos();
-			boolean firstToken = true;
-			for (int choice = 0; choice < job.choices() && !stream.isCancelled(); choice++) {
-				SamplingParams params = (choice == 0 || job.params().seed() == null) ? job.params()
-						: withSeed(job.params(), job.params().seed() + choice);
-				PromptCache.Key key = useCache ? this.models.cacheKey(job.griffin(), params.seed(), job.tenantSalt(),
-						admission.tenant(), job.prompt()) : null;
-				int index = choice;
-				long[] last = { 0 };
-				boolean[] first = { firstToken };
-				Generator.Result result = generator.generate(job.prompt(), params,
-						new Generator.Options(job.topLogprobs(), useCache ? this.cache : null, key, deadline),
-						new Generator.Listener() {
-							@Override
-							public boolean isCancelled() {
-								return stream.isCancelled();
-							}
-
-							@Override
-							public boolean onPromptProcessed(boolean cacheHit) {
-								return stream.emit(new GenerationEvent.Started(index, cacheHit));
-							}
-
-							@Override
-							public boolean onToken(GeneratedToken token) {
-								long now = System.nanoTime();
-								if (first[0]) {
-									InferenceScheduler.this.metrics.firstToken(now - admitted);
-									first[0] = false;
-								}
-								else if (last[0] != 0) {
-									InferenceScheduler.this.metrics.interToken(now - last[0]);
-								}
-								last[0] = now;
-								return stream.emit(new GenerationEvent.Token(index, token));
-							}
-						});
-				firstToken = first[0];
-				logger.info("choice {} of a request: {} prompt tokens, {} generated, finish {}, cache {}, {} ms", index,
-						result.promptTokens(), result.tokens().length, result.finishReason(),
-						result.cacheHit() ? "hit" : "miss", (System.nanoTime() - admitted) / 1_000_000);
-				this.metrics.finished(System.nanoTime() - admitted, result.promptTokens(), result.tokens().length,
-						job.griffin().density(), useCache, result.cacheHit());
-				if (result.finishReason() == FinishReason.CANCELLED) {
-					this.metrics.cancelled();
-					if (stream.stalled) {
-						logger.warn("stream cancelled: its client read nothing for {} ({} tokens generated)",
-								this.limits.stallTimeout(), result.tokens().length);
-						stream.sink.error(new StreamStalledException(this.limits.stallTimeout()));
-						return;
-					}
-					logger.info("generation cancelled by the client after {} tokens", result.tokens().length);
-					break;
-				}
-				if (!stream.emit(new GenerationEvent.Finished(index, result))) {
-					break;
-				}
-			}
-			admission.recordSuccess(System.nanoTime() - begin);
-			stream.sink.complete();
-		}
-		catch (EngineFailureException | Error ex) {
-			this.metrics.failed();
-			admission.recordEngineFailure(System.nanoTime() - begin, ex);
-			logger.error("generation failed in the engine: {}", ex.toString(), ex);
-			stream.sink.error(ex);
-		}
-		catch (RuntimeException ex) {
-			// the request's fault, its time budget, or a defect outside the engine: this
-			// request fails, the breaker does not count it
-			if (!(ex instanceof IllegalArgumentException || ex instanceof GenerationTimeoutException)) {
-				this.metrics.failed();
-				logger.error("generation failed: {}", ex.toString(), ex);
-			}
-			stream.sink.error(ex);
-		}
-		finally {
-			this.metrics.running(-1);
-			admission.releaseClaimed();
-		}
-	}
-
-	private static SamplingParams withSeed(SamplingParams p, long seed) {
-		return new SamplingParams(p.temperature(), p.topK(), p.topP(), p.minP(), p.repetitionPenalty(),
-				p.presencePenalty(), p.frequencyPenalty(), seed, p.maxNewTokens(), p.stopStrings(), p.stopTokenIds(),
-				p.ignoreEos());
-	}
-
-	/** Requests waiting for an inference thread. */
+	/** Requests waiting for the engine. */
 	public int queued() {
-		return this.queue.size();
+		return this.engine.queued();
 	}
 
 	@Override
 	public void close() {
-		this.closed = true;
-		for (Thread worker : this.workers) {
-			worker.interrupt();
-		}
+		this.engine.close();
 		this.preparationScheduler.dispose();
 		this.preparation.shutdownNow();
 	}

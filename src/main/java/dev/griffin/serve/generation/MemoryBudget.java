@@ -20,7 +20,7 @@ import dev.griffin.serve.model.ModelOptions;
  * @param cache the prompt cache's byte bound
  * @param perSequence what one running sequence can take at the longest context: KV cache,
  * gathered experts just below density 1, and the activations of a prefill chunk
- * @param sequences sequences that run at once (the workers)
+ * @param sequences sequences that run at once (griffin.generation.workers)
  * @param overhead the rest: JVM metaspace, code and threads, libtorch, tokenizers
  */
 public record MemoryBudget(long heap, long direct, long weights, long cache, long perSequence, int sequences,

@@ -158,9 +158,21 @@ public final class ModelService implements AutoCloseable {
 	 * A generator for the requested GRIFFIN settings; variants share the dense weights.
 	 */
 	public Generator generator(GriffinSettings settings) {
+		return new Generator(variant(settings), model().tokenizer(), this.probe);
+	}
+
+	/**
+	 * The model for the requested GRIFFIN settings: the dense model, or a variant that
+	 * shares its weights.
+	 */
+	public CausalLm variant(GriffinSettings settings) {
 		LoadedModel loaded = model();
-		CausalLm variant = this.variants.get(settings, (s) -> loaded.variant(s.density(), s.method()));
-		return new Generator(variant, loaded.tokenizer(), this.probe);
+		return this.variants.get(settings, (s) -> loaded.variant(s.density(), s.method()));
+	}
+
+	/** Called before every forward pass of a generation (fault injection in tests). */
+	public EngineProbe probe() {
+		return this.probe;
 	}
 
 	/**

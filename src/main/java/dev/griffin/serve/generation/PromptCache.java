@@ -193,29 +193,87 @@ public final class PromptCache implements CacheStatistics {
 	 */
 	public Processed acquireOrPrefill(Key key, InferenceSession session, int[] prompt, Prefill prefill,
 			NDManager owner) {
-		Entry cached = acquire(key);
-		if (cached != null) {
-			if (Arrays.equals(cached.tokens(), prompt)) {
-				try {
-					session.restore(cached);
-				}
-				catch (RuntimeException ex) {
-					cached.release();
-					throw ex;
-				}
-				return new Processed(cached.lastLogits().clone(), true, cached);
-			}
-			cached.release();
+		Processed hit = restore(key, session, prompt);
+		if (hit != null) {
+			return hit;
 		}
 		float[] logits = prefill.run();
 		if (logits == null) {
 			return new Processed(null, false, null);
 		}
-		Entry entry = session.snapshot(prompt, logits, owner);
+		return store(key, session, prompt, logits, owner);
+	}
+
+	/**
+	 * Starts {@code session} from the cached entry of {@code prompt}, if there is one.
+	 * @return the processed prompt, holding a reference to the entry the session reads
+	 * until it is closed; null on a miss
+	 */
+	public Processed restore(Key key, InferenceSession session, int[] prompt) {
+		Entry cached = acquire(key);
+		if (cached == null) {
+			return null;
+		}
+		if (!Arrays.equals(cached.tokens(), prompt)) {
+			cached.release();
+			return null;
+		}
+		try {
+			session.restore(cached);
+		}
+		catch (RuntimeException ex) {
+			cached.release();
+			throw ex;
+		}
+		return new Processed(cached.lastLogits().clone(), true, cached);
+	}
+
+	/**
+	 * Stores the prompt {@code session} has just processed (its prompt finished, nothing
+	 * generated yet).
+	 * @param owner the manager the stored entry's arrays move to (the model's)
+	 * @return the processed prompt, holding a reference to the stored entry, which the
+	 * session reads until it is closed
+	 */
+	public Processed store(Key key, InferenceSession session, int[] prompt, float[] lastLogits, NDManager owner) {
+		Entry entry = session.snapshot(prompt, lastLogits, owner);
 		// the sequence keeps reading what it handed over: it holds a reference until done
 		entry.retain();
 		put(key, entry);
-		return new Processed(logits, false, entry);
+		return new Processed(lastLogits, false, entry);
+	}
+
+	/**
+	 * Keeps the prompt {@code session} has just processed for other sequences of the same
+	 * request (its other choices) without storing it in a cache.
+	 * @param owner the manager the entry's arrays move to (the model's)
+	 * @return the processed prompt, holding the only reference to the entry
+	 */
+	public static Processed hold(InferenceSession session, int[] prompt, float[] lastLogits, NDManager owner) {
+		Entry entry = session.snapshot(prompt, lastLogits, owner);
+		return new Processed(lastLogits, false, entry);
+	}
+
+	/**
+	 * Starts {@code session} from the prompt another sequence processed (its KV cache is
+	 * copied, what its feed-forward blocks fixed is shared).
+	 * @param first a processed prompt that holds an entry ({@link #store}, {@link #hold}
+	 * or {@link #restore})
+	 * @return the processed prompt, holding a reference of its own to the entry
+	 */
+	public static Processed share(Processed first, InferenceSession session) {
+		Entry entry = first.held();
+		if (entry == null || !entry.retain()) {
+			throw new IllegalStateException("the processed prompt holds no entry to share");
+		}
+		try {
+			session.restore(entry);
+		}
+		catch (RuntimeException ex) {
+			entry.release();
+			throw ex;
+		}
+		return new Processed(entry.lastLogits().clone(), first.hit(), entry);
 	}
 
 	/**

@@ -64,4 +64,13 @@ public record SamplingParams(double temperature, int topK, double topP, double m
 		return this.temperature == 0;
 	}
 
+	/**
+	 * These parameters with another seed (choice i of a request samples with seed + i).
+	 */
+	public SamplingParams withSeed(long seed) {
+		return new SamplingParams(this.temperature, this.topK, this.topP, this.minP, this.repetitionPenalty,
+				this.presencePenalty, this.frequencyPenalty, seed, this.maxNewTokens, this.stopStrings,
+				this.stopTokenIds, this.ignoreEos);
+	}
+
 }

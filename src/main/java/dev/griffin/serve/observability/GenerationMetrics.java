@@ -40,6 +40,12 @@ public final class GenerationMetrics {
 
 	private final DistributionSummary density;
 
+	private final Timer stepTime;
+
+	private final DistributionSummary batchSize;
+
+	private final AtomicInteger lastBatch = new AtomicInteger();
+
 	private final AtomicInteger running = new AtomicInteger();
 
 	private final AtomicInteger waiting = new AtomicInteger();
@@ -49,7 +55,14 @@ public final class GenerationMetrics {
 				"From request admission to the first token");
 		this.interTokenLatency = latency(registry, "griffin.inter.token.latency",
 				"Between consecutive generated tokens");
-		this.queueTime = latency(registry, "griffin.queue.time", "Waiting for an inference worker");
+		this.queueTime = latency(registry, "griffin.queue.time", "From admission until the engine takes the request");
+		this.stepTime = latency(registry, "griffin.engine.step.time", "One decode pass over the running batch");
+		this.batchSize = DistributionSummary.builder("griffin.engine.batch.size")
+			.description("Sequences in each decode pass (tokens per step)")
+			.register(registry);
+		Gauge.builder("griffin.engine.batch.running", this.lastBatch, AtomicInteger::get)
+			.description("Sequences in the latest decode pass")
+			.register(registry);
 		this.requestDuration = latency(registry, "griffin.request.duration", "From admission to the last token");
 		this.promptTokens = Counter.builder("griffin.prompt.tokens")
 			.description("Prompt tokens processed")
@@ -108,6 +121,13 @@ public final class GenerationMetrics {
 
 	public void queued(long nanos) {
 		this.queueTime.record(Duration.ofNanos(nanos));
+	}
+
+	/** One decode pass of {@code sequences} sequences (one token each). */
+	public void step(int sequences, long nanos) {
+		this.stepTime.record(Duration.ofNanos(nanos));
+		this.batchSize.record(sequences);
+		this.lastBatch.set(sequences);
 	}
 
 	public void firstToken(long nanos) {

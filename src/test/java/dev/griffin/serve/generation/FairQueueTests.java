@@ -11,7 +11,7 @@ class FairQueueTests {
 
 	@Test
 	void tenantsAreServedInTurnAndEachInArrivalOrder() throws InterruptedException {
-		FairQueue queue = new FairQueue();
+		FairQueue<Runnable> queue = new FairQueue<>();
 		List<String> served = new ArrayList<>();
 		for (int i = 1; i <= 3; i++) {
 			String name = "a" + i;
@@ -30,7 +30,7 @@ class FairQueueTests {
 
 	@Test
 	void aNewcomerGoesBeforeTheBacklogOfATenantJustServed() throws InterruptedException {
-		FairQueue queue = new FairQueue();
+		FairQueue<Runnable> queue = new FairQueue<>();
 		List<String> served = new ArrayList<>();
 		for (int i = 1; i <= 3; i++) {
 			String name = "a" + i;

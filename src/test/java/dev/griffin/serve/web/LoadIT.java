@@ -23,13 +23,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * 16 concurrent streaming clients x 4 requests each all complete with no 5xx, and their
- * greedy outputs equal the same requests made one at a time. Two inference workers run
- * sequences side by side, so concurrent sessions on shared weights are exercised.
+ * greedy outputs equal the same requests made one at a time. The engine decodes up to 8
+ * sequences in one batch, dense and GRIFFIN ones together, joining and leaving as
+ * requests start and end.
  */
 // Each context holds a loaded model: close it after the class instead of caching it.
 @DirtiesContext
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
-		properties = { "griffin.generation.workers=2", "griffin.generation.queue-capacity=32" })
+		properties = { "griffin.generation.workers=8", "griffin.generation.queue-capacity=32" })
 class LoadIT extends ServiceTestBase {
 
 	private static Map<String, Object> request(int clientIndex, int requestIndex) {

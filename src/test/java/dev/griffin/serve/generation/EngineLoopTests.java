@@ -1,0 +1,365 @@
+package dev.griffin.serve.generation;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+
+import ai.djl.ndarray.NDManager;
+import io.github.resilience4j.bulkhead.Bulkhead;
+import io.github.resilience4j.bulkhead.BulkheadConfig;
+import io.github.resilience4j.circuitbreaker.CircuitBreaker;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.reactivestreams.Subscription;
+import reactor.core.publisher.BaseSubscriber;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.FluxSink;
+
+import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinSettings;
+import dev.griffin.serve.griffin.GriffinTransform;
+import dev.griffin.serve.griffin.SelectionMethod;
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.ModelOptions;
+import dev.griffin.serve.observability.GenerationMetrics;
+import dev.griffin.serve.tokenizer.Tokenizer;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+/**
+ * The engine loop on a tiny checkpoint: requests that join and leave a running batch
+ * (dense and GRIFFIN variants of two densities, prompts of unequal lengths, prompts
+ * prefilled over several steps) produce what each produces alone through the sequential
+ * {@link Generator}; n choices share one prefill; a fault ends its own request only, and
+ * a failed batched pass counts once for the breaker; cancellation, stalled readers and
+ * deadlines end a request within a step and return its permits; native memory is flat
+ * over thousands of batched steps.
+ */
+class EngineLoopTests {
+
+	/** Small, so that prompts take several steps and decode passes run between them. */
+	private static final int PREFILL_CHUNK = 8;
+
+	@TempDir
+	static Path tokenizerDirectory;
+
+	private static NDManager manager;
+
+	private static CausalLm dense;
+
+	private static CausalLm half;
+
+	private static CausalLm quarter;
+
+	private static Tokenizer tokenizer;
+
+	private final CircuitBreaker breaker = CircuitBreaker.ofDefaults("engine");
+
+	private final Bulkhead bulkhead = Bulkhead.of("generation",
+			BulkheadConfig.custom().maxConcurrentCalls(1000).maxWaitDuration(Duration.ZERO).build());
+
+	private final SimpleMeterRegistry registry = new SimpleMeterRegistry();
+
+	private final GenerationMetrics metrics = new GenerationMetrics(this.registry, null);
+
+	@BeforeAll
+	static void load() {
+		manager = NDManager.newBaseManager();
+		dense = Fixtures.tinyModel("tiny-llama", ModelOptions.CPU_FLOAT32, manager);
+		int layers = dense.config().numberOfLayers();
+		half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
+		quarter = GriffinTransform.apply(dense, DensitySchedule.uniform(0.25, layers), SelectionMethod.TOPK);
+		tokenizer = Fixtures.byteTokenizer(tokenizerDirectory);
+	}
+
+	@AfterAll
+	static void close() {
+		manager.close();
+	}
+
+	private EngineLoop loop(int maxSequences, PromptCache cache, Duration stallTimeout) {
+		return new EngineLoop(maxSequences, PREFILL_CHUNK, cache, this.metrics, stallTimeout);
+	}
+
+	private Admission admit() {
+		assertThat(this.bulkhead.tryAcquirePermission()).isTrue();
+		assertThat(this.breaker.tryAcquirePermission()).isTrue();
+		Admission admission = new Admission(null, null, this.bulkhead, this.breaker);
+		assertThat(admission.claim()).isTrue();
+		return admission;
+	}
+
+	private static int[] bytes(String text) {
+		byte[] raw = text.getBytes(StandardCharsets.UTF_8);
+		int[] ids = new int[raw.length];
+		for (int i = 0; i < raw.length; i++) {
+			ids[i] = raw[i] & 0xFF;
+		}
+		return ids;
+	}
+
+	private static double density(CausalLm model) {
+		return (model == half) ? 0.5 : (model == quarter) ? 0.25 : 1.0;
+	}
+
+	/** A request of the test. */
+	private record Ask(CausalLm model, String prompt, SamplingParams params, int choices) {
+
+		GenerationJob job() {
+			return new GenerationJob(bytes(this.prompt), this.params,
+					new GriffinSettings(density(this.model), SelectionMethod.TOPK), this.choices, -1, true, null, null);
+		}
+
+	}
+
+	private EngineLoop.Submission submission(Ask ask, EngineProbe probe, PromptCache.Key key, long deadline) {
+		return new EngineLoop.Submission(ask.job(), ask.model(), tokenizer, probe, key, deadline, admit());
+	}
+
+	private static Flux<GenerationEvent> events(EngineLoop loop, EngineLoop.Submission submission) {
+		return Flux.create((FluxSink<GenerationEvent> sink) -> loop.submit(submission, sink, new AtomicBoolean()),
+				FluxSink.OverflowStrategy.BUFFER);
+	}
+
+	/** Each choice's tokens, from a finished request's events. */
+	private static Map<Integer, int[]> tokens(List<GenerationEvent> events) {
+		Map<Integer, int[]> tokens = new java.util.HashMap<>();
+		for (GenerationEvent event : events) {
+			if (event instanceof GenerationEvent.Finished finished) {
+				tokens.put(finished.choice(), finished.result().tokens());
+			}
+		}
+		return tokens;
+	}
+
+	/** What the sequential generator produces for a choice alone. */
+	private static int[] alone(Ask ask, int choice) {
+		SamplingParams params = (choice == 0) ? ask.params() : ask.params().withSeed(ask.params().seed() + choice);
+		return new Generator(ask.model(), tokenizer).generate(bytes(ask.prompt()), params, (token, text) -> true)
+			.tokens();
+	}
+
+	private static SamplingParams greedy(int maxTokens) {
+		return new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, maxTokens, List.of(), List.of(), true);
+	}
+
+	private static SamplingParams sampled(int maxTokens, long seed) {
+		return new SamplingParams(0.8, 0, 0.95, 0, 1, 0, 0, seed, maxTokens, List.of(), List.of(), true);
+	}
+
+	@Test
+	void requestsJoiningAndLeavingABatchGenerateWhatTheyGenerateAlone() throws Exception {
+		List<Ask> asks = List.of(new Ask(dense, "The quick brown fox", greedy(12), 1),
+				new Ask(half, "a", greedy(20), 1),
+				new Ask(quarter, "Pack my box with five dozen liquor jugs, then close it", greedy(7), 1),
+				new Ask(dense, "Sphinx of black quartz", sampled(15, 7), 2), new Ask(half, "Hello", greedy(9), 3),
+				new Ask(dense, "How vexingly quick daft zebras jump", greedy(25), 1),
+				new Ask(quarter, "xyz", sampled(11, 3), 1));
+		List<List<GenerationEvent>> results = new ArrayList<>();
+		try (EngineLoop loop = loop(4, null, Duration.ofSeconds(30))) {
+			List<reactor.core.publisher.Mono<List<GenerationEvent>>> running = new ArrayList<>();
+			for (Ask ask : asks) {
+				running.add(events(loop, submission(ask, EngineProbe.NONE, null, 0)).collectList().cache());
+				running.get(running.size() - 1).subscribe();
+			}
+			for (var events : running) {
+				results.add(events.block(Duration.ofSeconds(60)));
+			}
+		}
+		for (int i = 0; i < asks.size(); i++) {
+			Ask ask = asks.get(i);
+			Map<Integer, int[]> tokens = tokens(results.get(i));
+			assertThat(tokens).as("request %d", i).hasSize(ask.choices());
+			for (int choice = 0; choice < ask.choices(); choice++) {
+				assertThat(tokens.get(choice)).as("request %d choice %d", i, choice).isEqualTo(alone(ask, choice));
+			}
+		}
+		// several sequences shared decode passes
+		assertThat(this.registry.get("griffin.engine.batch.size").summary().max()).isEqualTo(4);
+	}
+
+	@Test
+	void choicesShareOnePrefillAndTheCacheServesTheSecondRequest() {
+		AtomicInteger prefills = new AtomicInteger();
+		EngineProbe counting = (phase) -> {
+			if (phase.equals("prefill")) {
+				prefills.incrementAndGet();
+			}
+		};
+		Ask ask = new Ask(half, "Jackdaws love my big sphinx of quartz", sampled(10, 11), 3);
+		int chunks = (bytes(ask.prompt()).length + PREFILL_CHUNK - 1) / PREFILL_CHUNK;
+		PromptCache cache = new PromptCache(64L << 20);
+		PromptCache.Key key = new PromptCache.Key(null, "jackdaws");
+		try (EngineLoop loop = loop(8, cache, Duration.ofSeconds(30))) {
+			List<GenerationEvent> first = events(loop, submission(ask, counting, key, 0)).collectList()
+				.block(Duration.ofSeconds(60));
+			// the chunks and the end of the prompt phase, once for three choices
+			assertThat(prefills.get()).isEqualTo(chunks + 1);
+			List<GenerationEvent> second = events(loop, submission(ask, counting, key, 0)).collectList()
+				.block(Duration.ofSeconds(60));
+			assertThat(prefills.get()).isEqualTo(chunks + 1);
+			assertThat(second).filteredOn(GenerationEvent.Started.class::isInstance)
+				.allMatch((event) -> ((GenerationEvent.Started) event).cacheHit());
+			for (int choice = 0; choice < 3; choice++) {
+				assertThat(tokens(first).get(choice)).isEqualTo(alone(ask, choice));
+				assertThat(tokens(second).get(choice)).isEqualTo(alone(ask, choice));
+			}
+		}
+		cache.invalidateAll();
+	}
+
+	@Test
+	void aSamplingFaultEndsItsOwnRequestOnly() {
+		AtomicInteger samples = new AtomicInteger();
+		EngineProbe faulty = (phase) -> {
+			if (phase.equals("sample") && samples.incrementAndGet() == 3) {
+				throw new IllegalStateException("logits with nothing to sample");
+			}
+		};
+		Ask healthy = new Ask(dense, "Waltz, bad nymph, for quick jigs vex", greedy(10), 1);
+		Ask broken = new Ask(half, "Glib jocks quiz nymph to vex dwarf", greedy(10), 1);
+		try (EngineLoop loop = loop(4, null, Duration.ofSeconds(30))) {
+			var first = events(loop, submission(healthy, EngineProbe.NONE, null, 0)).collectList().cache();
+			var failing = events(loop, submission(broken, faulty, null, 0)).collectList().cache();
+			var last = events(loop, submission(healthy, EngineProbe.NONE, null, 0)).collectList().cache();
+			first.subscribe();
+			failing.subscribe((events) -> {
+			}, (error) -> {
+			});
+			last.subscribe();
+			assertThat(tokens(first.block(Duration.ofSeconds(60))).get(0)).isEqualTo(alone(healthy, 0));
+			assertThat(tokens(last.block(Duration.ofSeconds(60))).get(0)).isEqualTo(alone(healthy, 0));
+			AtomicReference<Throwable> error = new AtomicReference<>();
+			failing.onErrorResume((ex) -> {
+				error.set(ex);
+				return reactor.core.publisher.Mono.empty();
+			}).block(Duration.ofSeconds(60));
+			assertThat(error.get()).isInstanceOf(EngineFailureException.class);
+		}
+		assertThat(this.breaker.getMetrics().getNumberOfFailedCalls()).isEqualTo(1);
+		assertThat(this.breaker.getMetrics().getNumberOfSuccessfulCalls()).isEqualTo(2);
+	}
+
+	@Test
+	void aFailedBatchedPassFailsItsRequestsAndCountsOnceForTheBreaker() throws Exception {
+		CountDownLatch secondQueued = new CountDownLatch(1);
+		AtomicInteger decodes = new AtomicInteger();
+		EngineProbe probe = (phase) -> {
+			try {
+				if (phase.equals("allocate") && !secondQueued.await(30, TimeUnit.SECONDS)) {
+					throw new IllegalStateException("the second request was not queued");
+				}
+			}
+			catch (InterruptedException ex) {
+				Thread.currentThread().interrupt();
+			}
+			// the first pass decodes the first request alone, the second both
+			if (phase.equals("decode") && decodes.incrementAndGet() == 2) {
+				throw new IllegalStateException("injected fault in a batched pass");
+			}
+		};
+		Ask ask = new Ask(dense, "Two", greedy(10), 1);
+		List<Throwable> errors = new CopyOnWriteArrayList<>();
+		try (EngineLoop loop = loop(4, null, Duration.ofSeconds(30))) {
+			var a = events(loop, submission(ask, probe, null, 0)).collectList().onErrorResume((ex) -> {
+				errors.add(ex);
+				return reactor.core.publisher.Mono.empty();
+			}).toFuture();
+			var b = events(loop, submission(ask, EngineProbe.NONE, null, 0)).collectList().onErrorResume((ex) -> {
+				errors.add(ex);
+				return reactor.core.publisher.Mono.empty();
+			}).toFuture();
+			secondQueued.countDown();
+			a.get(60, TimeUnit.SECONDS);
+			b.get(60, TimeUnit.SECONDS);
+		}
+		assertThat(errors).hasSize(2).allMatch(EngineFailureException.class::isInstance);
+		assertThat(this.breaker.getMetrics().getNumberOfFailedCalls()).isEqualTo(1);
+		assertThat(this.breaker.getMetrics().getNumberOfSuccessfulCalls()).isZero();
+	}
+
+	@Test
+	void cancelledStalledAndLateRequestsEndAndReturnTheirPermits() throws Exception {
+		Ask longAsk = new Ask(dense, "Tell a long story", greedy(200), 1);
+		try (EngineLoop loop = loop(4, null, Duration.ofMillis(300))) {
+			// a client that leaves after five tokens
+			EngineLoop.Submission leaving = submission(longAsk, EngineProbe.NONE, null, 0);
+			List<GenerationEvent> seen = events(loop, leaving).filter(GenerationEvent.Token.class::isInstance)
+				.take(5)
+				.collectList()
+				.block(Duration.ofSeconds(60));
+			assertThat(seen).hasSize(5);
+			await().atMost(Duration.ofSeconds(10)).until(leaving.admission()::isReleased);
+			// a client that reads two events, then nothing
+			EngineLoop.Submission stalling = submission(longAsk, EngineProbe.NONE, null, 0);
+			AtomicReference<Throwable> stalled = new AtomicReference<>();
+			events(loop, stalling).subscribe(new BaseSubscriber<>() {
+				@Override
+				protected void hookOnSubscribe(Subscription subscription) {
+					request(2);
+				}
+
+				@Override
+				protected void hookOnError(Throwable error) {
+					stalled.set(error);
+				}
+			});
+			await().atMost(Duration.ofSeconds(10)).until(() -> stalled.get() != null);
+			assertThat(stalled.get()).isInstanceOf(StreamStalledException.class);
+			await().atMost(Duration.ofSeconds(10)).until(stalling.admission()::isReleased);
+			// a request past its deadline
+			EngineLoop.Submission late = submission(longAsk, EngineProbe.NONE, null, System.nanoTime() - 1);
+			AtomicReference<Throwable> timedOut = new AtomicReference<>();
+			events(loop, late).subscribe((event) -> {
+			}, timedOut::set);
+			await().atMost(Duration.ofSeconds(10)).until(() -> timedOut.get() != null);
+			assertThat(timedOut.get()).isInstanceOf(GenerationTimeoutException.class);
+			await().atMost(Duration.ofSeconds(10)).until(late.admission()::isReleased);
+			// and the loop still serves
+			Ask next = new Ask(half, "Still here", greedy(6), 1);
+			assertThat(tokens(events(loop, submission(next, EngineProbe.NONE, null, 0)).collectList()
+				.block(Duration.ofSeconds(60))).get(0)).isEqualTo(alone(next, 0));
+		}
+		// none of these is the engine's fault
+		assertThat(this.breaker.getMetrics().getNumberOfFailedCalls()).isZero();
+		assertThat(this.bulkhead.getMetrics().getAvailableConcurrentCalls()).isEqualTo(1000);
+	}
+
+	@Test
+	void nativeMemoryIsFlatOverThousandsOfBatchedSteps() throws Exception {
+		String[] prompts = { "one", "a longer prompt that takes a few chunks", "x", "Sphinx of black quartz" };
+		CausalLm[] models = { dense, half, quarter };
+		try (EngineLoop loop = loop(4, null, Duration.ofSeconds(30))) {
+			// warm: the first variants' buffers
+			events(loop, submission(new Ask(half, "warm", greedy(4), 2), EngineProbe.NONE, null, 0)).blockLast();
+			int before = NativeMemoryIT.liveArrays(manager);
+			List<reactor.core.publisher.Mono<List<GenerationEvent>>> all = new ArrayList<>();
+			for (int i = 0; i < 280; i++) {
+				Ask ask = new Ask(models[i % 3], prompts[i % 4], greedy(20 + (i * 7) % 23), 1 + (i % 5 == 0 ? 1 : 0));
+				var events = events(loop, submission(ask, EngineProbe.NONE, null, 0)).collectList().cache();
+				events.subscribe();
+				all.add(events);
+			}
+			for (var events : all) {
+				assertThat(events.block(Duration.ofSeconds(120))).isNotEmpty();
+			}
+			assertThat(this.registry.get("griffin.engine.batch.size").summary().count()).isGreaterThan(2000);
+			assertThat(NativeMemoryIT.liveArrays(manager)).isEqualTo(before);
+		}
+	}
+
+}
