@@ -19,6 +19,11 @@ import dev.griffin.serve.model.Kernels;
 public record LayerExperts(int[] indices, NDArray gateUp, NDArray down,
 		Kernels.Halves halves) implements FeedForward.Prepared, Kernels.GatedWeights {
 
+	@Override
+	public int[] neurons() {
+		return this.indices;
+	}
+
 	public int count() {
 		return this.indices.length;
 	}

@@ -1,8 +1,6 @@
 package dev.griffin.serve.model;
 
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDArrays;
-import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
@@ -152,14 +150,24 @@ public final class Attention {
 		NDArray qkv = arithmetic(projected);
 		NDArray qk = rotated(qkv, rotary, b); // [B, H+KVH, Dh]
 		NDArray v = qkv.get(this.valueColumns); // [B, KVH*Dh]
-		NDArray[] contexts = new NDArray[b];
+		NDArray[] keys = new NDArray[b];
+		NDArray[] values = new NDArray[b];
+		long[] at = new long[b];
+		long[] starts = new long[b];
 		for (int i = 0; i < b; i++) {
-			NDIndex row = new NDIndex().addSliceDim(i, i + 1);
-			contexts[i] = attendOne(qk.get(row), v.get(row), caches[i], positions[i],
-					keyStart(this.slidingWindow, positions[i]));
+			if (positions[i] >= caches[i].capacity()) {
+				throw new IllegalStateException("KV cache overflow: position %d of a cache of %d"
+					.formatted(positions[i], caches[i].capacity()));
+			}
+			keys[i] = caches[i].layerKeys(this.layer);
+			values[i] = caches[i].layerValues(this.layer);
+			at[i] = positions[i];
+			starts[i] = keyStart(this.slidingWindow, positions[i]);
 		}
-		return output(NDArrays.concat(new NDList(contexts), 0), projectionType, kernels); // [B,
-																							// D]
+		// each row's cache write and attention, as attendOne computes them, in one call
+		NDArray context = BatchAttention.attend(qk, v, keys, values, at, starts, this.heads,
+				this.weights.scaleFolded() ? Double.NaN : this.scale); // [B, H*Dh]
+		return output(context, projectionType, kernels); // [B, D]
 	}
 
 	/** The q, k and v projections of T rows in the arithmetic type. */

@@ -52,6 +52,16 @@ public final class KvCache {
 		this.values[layer].set(slot, v);
 	}
 
+	/** A layer's whole key cache, [KVH, capacity, Dh], written in place. */
+	NDArray layerKeys(int layer) {
+		return this.keys[layer];
+	}
+
+	/** A layer's whole value cache, [KVH, capacity, Dh], written in place. */
+	NDArray layerValues(int layer) {
+		return this.values[layer];
+	}
+
 	/** Keys of a layer for positions [from, to): [KVH, to - from, Dh], a view. */
 	public NDArray keys(int layer, int from, int to) {
 		return this.keys[layer].get(new NDIndex().addAllDim().addSliceDim(from, to));

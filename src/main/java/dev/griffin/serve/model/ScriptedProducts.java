@@ -60,17 +60,23 @@ final class ScriptedProducts {
 	}
 
 	private static ScriptedProducts load(String resource) {
-		// a manager of its own that is never closed: the module lives as long as the
-		// engine
+		return new ScriptedProducts(module(resource));
+	}
+
+	/**
+	 * Loads a weightless TorchScript module shipped next to this class, in a manager of
+	 * its own that is never closed: the module lives as long as the engine.
+	 */
+	static PtSymbolBlock module(String resource) {
 		PtNDManager manager = (PtNDManager) Engine.getEngine("PyTorch").newBaseManager();
 		try (InputStream in = ScriptedProducts.class.getResourceAsStream(resource)) {
 			if (in == null) {
-				throw new IllegalStateException("the products module " + resource + " is missing");
+				throw new IllegalStateException("the TorchScript module " + resource + " is missing");
 			}
-			return new ScriptedProducts(JniUtils.loadModule(manager, in, true, false));
+			return JniUtils.loadModule(manager, in, true, false);
 		}
 		catch (IOException ex) {
-			throw new UncheckedIOException("cannot read the products module " + resource, ex);
+			throw new UncheckedIOException("cannot read the TorchScript module " + resource, ex);
 		}
 	}
 

@@ -348,8 +348,9 @@ class EngineLoopTests {
 			events(loop, submission(new Ask(half, "warm", greedy(4), 2), EngineProbe.NONE, null, 0)).blockLast();
 			int before = NativeMemoryIT.liveArrays(manager);
 			List<reactor.core.publisher.Mono<List<GenerationEvent>>> all = new ArrayList<>();
-			for (int i = 0; i < 280; i++) {
-				Ask ask = new Ask(models[i % 3], prompts[i % 4], greedy(20 + (i * 7) % 23), 1 + (i % 5 == 0 ? 1 : 0));
+			// about 8,700 tokens in batches of up to 4: over 2,000 steps
+			for (int i = 0; i < 64; i++) {
+				Ask ask = new Ask(models[i % 3], prompts[i % 4], greedy(110 + (i * 7) % 50), 1 + (i % 5 == 0 ? 1 : 0));
 				var events = events(loop, submission(ask, EngineProbe.NONE, null, 0)).collectList().cache();
 				events.subscribe();
 				all.add(events);

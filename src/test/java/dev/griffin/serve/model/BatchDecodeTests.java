@@ -142,6 +142,67 @@ class BatchDecodeTests {
 	}
 
 	/**
+	 * Both forms of a batch's GRIFFIN feed-forward block give each row what its gathered
+	 * experts give alone: the per-row form (two GRIFFIN rows whose densities sum below 1)
+	 * and the masked dense form (densities summing to 1 or more, or a dense row in the
+	 * batch).
+	 */
+	@Test
+	void maskedAndPerRowFormsEqualTheGatheredForm() {
+		CausalLm dense = load("tiny-llama", Kernels.Decode.SINGLE);
+		int layers = dense.config().numberOfLayers();
+		CausalLm half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
+		CausalLm quarter = GriffinTransform.apply(dense, DensitySchedule.uniform(0.25, layers), SelectionMethod.TOPK);
+		int[] prompt = Fixtures.ints(Fixtures.json("tiny-llama/reference.json").get("prompt"));
+		int neurons = dense.config().intermediateSize();
+		try {
+			for (List<CausalLm> models : List.of(List.of(half, quarter), List.of(half, half, quarter),
+					List.of(quarter, dense))) {
+				List<InferenceSession> batch = new ArrayList<>();
+				List<InferenceSession> alone = new ArrayList<>();
+				try {
+					float[][] last = new float[models.size()][];
+					for (int i = 0; i < models.size(); i++) {
+						int[] own = Arrays.copyOf(prompt, prompt.length - i);
+						batch.add(new InferenceSession(models.get(i), 64));
+						alone.add(new InferenceSession(models.get(i), 64));
+						last[i] = batch.get(i).prefill(own, own.length);
+						batch.get(i).finishPrompt();
+						alone.get(i).prefill(own, own.length);
+					}
+					Kernels.GatedWeights[] rows = new Kernels.GatedWeights[models.size()];
+					for (int i = 0; i < rows.length; i++) {
+						rows[i] = batch.get(i).state(0).generationWeights();
+					}
+					boolean masked = models.contains(dense) || models.size() == 3;
+					assertThat(Kernels.masksDense(rows, neurons)).as("%d rows", rows.length).isEqualTo(masked);
+					for (int step = 0; step < STEPS; step++) {
+						int[] tokens = new int[models.size()];
+						for (int i = 0; i < tokens.length; i++) {
+							tokens[i] = TinyModelGoldenTests.argmax(last[i]);
+						}
+						last = InferenceSession.decodeBatch(batch, tokens);
+						for (int i = 0; i < tokens.length; i++) {
+							float[] lone = alone.get(i).decode(tokens[i]);
+							assertThat(maxDifference(last[i], lone)).as("row %d step %d", i, step)
+								.isLessThanOrEqualTo(TOLERANCE);
+							assertThat(TinyModelGoldenTests.argmax(last[i]))
+								.isEqualTo(TinyModelGoldenTests.argmax(lone));
+						}
+					}
+				}
+				finally {
+					batch.forEach(InferenceSession::close);
+					alone.forEach(InferenceSession::close);
+				}
+			}
+		}
+		finally {
+			dense.close();
+		}
+	}
+
+	/**
 	 * A batch's rows are one-token products: with the bfloat16 prompt form configured
 	 * they, and the head, still compute in the weights' precision (a prompt form would
 	 * move the logits by about 1e-2).

@@ -1,0 +1,70 @@
+"""Writes the TorchScript module behind a batched decode step's attention (Attention.forwardBatch).
+
+    python tools/torchscript/make_batch_attention.py   # needs torch==2.7.1 (tools/reference/requirements.txt)
+
+In a batched decode step every row attends over its own sequence's KV cache, whose length differs
+from row to row. Done from Java, that is about a dozen DJL operations per row and layer (each a JNI
+call with its own bookkeeping): at 16 rows on a 30-layer model, thousands per step, which cost more
+than reading the weights. This module runs the same per-row work inside libtorch, one call per
+layer: it writes each row's new key and value into that row's cache at its position, then computes
+softmax(q k^T) v over the row's window of the cache (softmax in float32), exactly as the engine's
+one-sequence step does.
+
+The module holds no weights: the file is a few kilobytes and is committed at
+src/main/resources/dev/griffin/serve/model/batch-attention.pt. torch must match the libtorch that
+DJL's pytorch-native-cpu bundles (2.7.1) for the engine to load it.
+"""
+import pathlib
+from typing import List
+
+import torch
+
+OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
+       / "model" / "batch-attention.pt")
+
+
+class BatchAttention(torch.nn.Module):
+
+    @torch.jit.export
+    def attend(self, qk: torch.Tensor, v: torch.Tensor, keys: List[torch.Tensor], values: List[torch.Tensor],
+               positions: List[int], starts: List[int], heads: int, scale: float,
+               apply_scale: bool) -> torch.Tensor:
+        """qk [B, H+KVH, Dh] (rotated queries then keys), v [B, KVH*Dh]; keys[i] and values[i]
+        [KVH, capacity, Dh] are row i's cache, written at positions[i]; row i attends over
+        [starts[i], positions[i]]. Returns [B, H*Dh]."""
+        rows = qk.shape[0]
+        key_value_heads = qk.shape[1] - heads
+        dh = qk.shape[2]
+        group = heads // key_value_heads
+        out: List[torch.Tensor] = []
+        for i in range(rows):
+            p = positions[i]
+            q = qk[i, :heads].reshape(key_value_heads, group, dh)
+            keys[i][:, p:p + 1].copy_(qk[i, heads:].reshape(key_value_heads, 1, dh))
+            values[i][:, p:p + 1].copy_(v[i].reshape(key_value_heads, 1, dh))
+            k = keys[i][:, starts[i]:p + 1]
+            scores = torch.matmul(q, k.transpose(1, 2))
+            if apply_scale:
+                scores = scores * scale
+            if scores.dtype == torch.float32:
+                probabilities = scores.softmax(-1)
+            else:
+                probabilities = scores.float().softmax(-1).to(scores.dtype)
+            out.append(torch.matmul(probabilities, values[i][:, starts[i]:p + 1]).reshape(1, heads * dh))
+        return torch.cat(out, 0)
+
+    def forward(self, qk: torch.Tensor) -> torch.Tensor:
+        return qk
+
+
+def main():
+    if not torch.__version__.startswith("2.7.1"):
+        raise SystemExit(f"torch {torch.__version__}: the engine's libtorch is 2.7.1; install torch==2.7.1")
+    module = torch.jit.script(BatchAttention())
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    module.save(str(OUT))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()
