@@ -121,8 +121,8 @@ public final class EngineLoop implements AutoCloseable {
 			cancelled.set(true);
 			wakeUp();
 		});
-		this.waiting.put(submission.admission().tenant(), new Request(submission, sink, cancelled));
 		this.metrics.waiting(1);
+		this.waiting.put(submission.admission().tenant(), new Request(submission, sink, cancelled));
 		wakeUp();
 	}
 

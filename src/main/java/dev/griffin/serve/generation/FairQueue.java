@@ -17,33 +17,23 @@ final class FairQueue<T> {
 	/** Tenants with queued work, in arrival order. */
 	private final Map<String, ArrayDeque<T>> queues = new LinkedHashMap<>();
 
-	/** When each tenant was last served, by a counter of takes. */
+	/** When each tenant was last served, by a counter of polls. */
 	private final Map<String, Long> lastServed = new HashMap<>();
 
-	private long takes;
+	private long polls;
 
 	private int size;
 
 	synchronized void put(String tenant, T work) {
 		this.queues.computeIfAbsent((tenant != null) ? tenant : "", (key) -> new ArrayDeque<>()).add(work);
 		this.size++;
-		notifyAll();
-	}
-
-	/** The next work; blocks while there is none. */
-	synchronized T take() throws InterruptedException {
-		while (this.size == 0) {
-			wait();
-		}
-		return next();
 	}
 
 	/** The next work, or null when there is none. */
 	synchronized T poll() {
-		return (this.size == 0) ? null : next();
-	}
-
-	private T next() {
+		if (this.size == 0) {
+			return null;
+		}
 		String next = null;
 		long oldest = Long.MAX_VALUE;
 		for (String tenant : this.queues.keySet()) {
@@ -58,7 +48,7 @@ final class FairQueue<T> {
 		if (queue.isEmpty()) {
 			this.queues.remove(next);
 		}
-		this.lastServed.put(next, this.takes++);
+		this.lastServed.put(next, this.polls++);
 		this.size--;
 		return work;
 	}

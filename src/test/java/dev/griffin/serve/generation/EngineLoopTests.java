@@ -33,6 +33,7 @@ import dev.griffin.serve.griffin.GriffinSettings;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.Kernels;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.observability.GenerationMetrics;
 import dev.griffin.serve.tokenizer.Tokenizer;
@@ -79,7 +80,10 @@ class EngineLoopTests {
 	@BeforeAll
 	static void load() {
 		manager = NDManager.newBaseManager();
-		dense = Fixtures.tinyModel("tiny-llama", ModelOptions.CPU_FLOAT32, manager);
+		// one compute thread: a tiny model's products are too small to share, and waking
+		// a second thread for each one costs more than the product
+		dense = Fixtures.tinyModel("tiny-llama", ModelOptions.CPU_FLOAT32, manager)
+			.withKernels(new Kernels(Kernels.Decode.SINGLE, Kernels.Prefill.WEIGHTS, 1));
 		int layers = dense.config().numberOfLayers();
 		half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
 		quarter = GriffinTransform.apply(dense, DensitySchedule.uniform(0.25, layers), SelectionMethod.TOPK);
@@ -345,19 +349,27 @@ class EngineLoopTests {
 		CausalLm[] models = { dense, half, quarter };
 		try (EngineLoop loop = loop(4, null, Duration.ofSeconds(30))) {
 			// warm: the first variants' buffers
-			events(loop, submission(new Ask(half, "warm", greedy(4), 2), EngineProbe.NONE, null, 0)).blockLast();
+			EngineLoop.Submission warm = submission(new Ask(half, "warm", greedy(4), 2), EngineProbe.NONE, null, 0);
+			events(loop, warm).blockLast();
+			// a request's sequences are freed when the loop retires it, after its last
+			// event
+			await().atMost(Duration.ofSeconds(10)).until(warm.admission()::isReleased);
 			int before = NativeMemoryIT.liveArrays(manager);
+			List<EngineLoop.Submission> submissions = new ArrayList<>();
 			List<reactor.core.publisher.Mono<List<GenerationEvent>>> all = new ArrayList<>();
 			// about 8,700 tokens in batches of up to 4: over 2,000 steps
 			for (int i = 0; i < 64; i++) {
 				Ask ask = new Ask(models[i % 3], prompts[i % 4], greedy(110 + (i * 7) % 50), 1 + (i % 5 == 0 ? 1 : 0));
-				var events = events(loop, submission(ask, EngineProbe.NONE, null, 0)).collectList().cache();
+				submissions.add(submission(ask, EngineProbe.NONE, null, 0));
+				var events = events(loop, submissions.get(i)).collectList().cache();
 				events.subscribe();
 				all.add(events);
 			}
 			for (var events : all) {
 				assertThat(events.block(Duration.ofSeconds(120))).isNotEmpty();
 			}
+			await().atMost(Duration.ofSeconds(10))
+				.until(() -> submissions.stream().allMatch((s) -> s.admission().isReleased()));
 			assertThat(this.registry.get("griffin.engine.batch.size").summary().count()).isGreaterThan(2000);
 			assertThat(NativeMemoryIT.liveArrays(manager)).isEqualTo(before);
 		}

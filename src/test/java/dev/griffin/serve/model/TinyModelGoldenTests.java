@@ -15,7 +15,6 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
-import dev.griffin.serve.weights.ModelBuilder;
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.griffin.DensitySchedule;
@@ -23,8 +22,6 @@ import dev.griffin.serve.griffin.GriffinState;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.LayerExperts;
 import dev.griffin.serve.griffin.SelectionMethod;
-import dev.griffin.serve.weights.Checkpoint;
-import dev.griffin.serve.weights.Checkpoints;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -60,10 +57,7 @@ class TinyModelGoldenTests {
 
 	/** A tiny fixture model whose weights {@code owner} holds. */
 	static CausalLm load(String name, ModelOptions options, NDManager owner) {
-		try (Checkpoint checkpoint = Checkpoints.open(Fixtures.path(name))) {
-			return ModelBuilder.build(checkpoint, options, owner, (layers) -> {
-			});
-		}
+		return Fixtures.tinyModel(name, options, owner);
 	}
 
 	/**

@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.Test;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
+import org.springframework.test.context.TestPropertySource;
 import org.springframework.http.MediaType;
 
 import dev.griffin.serve.GriffinServeApplication;
@@ -23,6 +24,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 /** Every endpoint, streaming and not, and the error statuses, on the default model. */
 // Each context holds a loaded model: close it after the class instead of caching it.
 @DirtiesContext
+// the default kernel plan: calibrated at load
+@TestPropertySource(properties = { "griffin.model.decode-kernel=auto", "griffin.model.prefill-kernel=auto" })
 @SpringBootTest(classes = GriffinServeApplication.class, webEnvironment = SpringBootTest.WebEnvironment.RANDOM_PORT,
 		properties = { "griffin.generation.workers=1", "griffin.generation.queue-capacity=8",
 				"griffin.generation.max-tokens-limit=10000" })
