@@ -226,7 +226,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 			NDArray z = activations(x, dense.gateUp()); // [B, F]
 			float[] mask = new float[b * neurons];
 			for (int i = 0; i < b; i++) {
-				if (rows[i] == null) {
+				if (rows[i] == null || rows[i].neurons() == null) {
 					Arrays.fill(mask, i * neurons, (i + 1) * neurons, 1f);
 				}
 				else {
@@ -271,7 +271,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 		long perRow = 0;
 		boolean anyDense = false;
 		for (GatedWeights row : rows) {
-			if (row == null) {
+			if (row == null || row.neurons() == null) {
 				anyDense = true;
 			}
 			else {
