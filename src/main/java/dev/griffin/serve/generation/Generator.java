@@ -8,8 +8,10 @@ import dev.griffin.serve.tokenizer.Tokenizer;
 /**
  * The blocking generation loop: prefill (GRIFFIN's prompt phase and expert selection) or
  * a restore from the prompt cache, then one decode step per token, each handed to a
- * listener as soon as it is sampled. Plain Java on the calling thread; the service adapts
- * it to a Flux.
+ * listener as soon as it is sampled. Plain Java on the calling thread, one sequence at a
+ * time: the command line, the warm-up, bench and the evaluation use it. The service runs
+ * its requests on the {@link EngineLoop}, which drives the same per-sequence
+ * {@link Decoding} over batched steps.
  */
 public final class Generator {
 
@@ -19,8 +21,6 @@ public final class Generator {
 	private final CausalLm model;
 
 	private final Tokenizer tokenizer;
-
-	private final EngineProbe probe;
 
 	/** Receives text as it is generated; returning false cancels generation. */
 	@FunctionalInterface
@@ -88,13 +88,8 @@ public final class Generator {
 	}
 
 	public Generator(CausalLm model, Tokenizer tokenizer) {
-		this(model, tokenizer, EngineProbe.NONE);
-	}
-
-	public Generator(CausalLm model, Tokenizer tokenizer, EngineProbe probe) {
 		this.model = model;
 		this.tokenizer = tokenizer;
-		this.probe = probe;
 	}
 
 	/**
@@ -196,7 +191,7 @@ public final class Generator {
 	}
 
 	private <T> T engine(String phase, java.util.function.Supplier<T> work) {
-		return EngineLoop.engine(this.probe, phase, work);
+		return EngineLoop.engine(EngineProbe.NONE, phase, work);
 	}
 
 	private static void checkDeadline(Options options) {

@@ -155,13 +155,6 @@ public final class ModelService implements AutoCloseable {
 	}
 
 	/**
-	 * A generator for the requested GRIFFIN settings; variants share the dense weights.
-	 */
-	public Generator generator(GriffinSettings settings) {
-		return new Generator(variant(settings), model().tokenizer(), this.probe);
-	}
-
-	/**
 	 * The model for the requested GRIFFIN settings: the dense model, or a variant that
 	 * shares its weights.
 	 */
