@@ -138,7 +138,7 @@ public final class EngineLoop implements AutoCloseable {
 	}
 
 	/** Makes the loop look at its work now. */
-	public void wakeUp() {
+	private void wakeUp() {
 		LockSupport.unpark(this.thread);
 	}
 

@@ -182,8 +182,7 @@ public final class CausalLm {
 			throw new IllegalArgumentException("a batch needs a token, a position, a cache and states per row");
 		}
 		NDArray x = this.embedding.get(tokens); // [B, D]
-		Kernels plan = this.kernels.batchDecode(this.options.device().equals("cpu")
-				&& this.options.dtype().dataType() == ai.djl.ndarray.types.DataType.FLOAT32);
+		Kernels plan = this.kernels.batchDecode(this.options.oneDnnApplies());
 		plan.enter(b);
 		RotaryEmbedding.Angles rotary = this.rotary.angles(positions, x.getManager());
 		for (int i = 0; i < this.layers.size(); i++) {

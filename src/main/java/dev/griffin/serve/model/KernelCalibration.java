@@ -91,9 +91,9 @@ public final class KernelCalibration {
 			ScriptedProducts.bfloat16(); // loads its module now: a problem shows at start
 		}
 		DataType weights = model.options().dtype().dataType();
-		boolean float32 = weights == DataType.FLOAT32;
+		boolean oneDnn = model.options().oneDnnApplies();
 		if (decode == Kernels.Decode.ONEDNN || prefill == Kernels.Prefill.ONEDNN) {
-			if (!cpu || !float32) {
+			if (!oneDnn) {
 				throw new IllegalArgumentException("the onednn kernels run on the CPU with float32 weights only");
 			}
 			ScriptedProducts.oneDnn();
@@ -108,7 +108,7 @@ public final class KernelCalibration {
 				if (Runtime.getRuntime().availableProcessors() < 2) {
 					candidates.remove(Kernels.Decode.SPLIT);
 				}
-				if (!float32) {
+				if (!oneDnn) {
 					candidates.remove(Kernels.Decode.ONEDNN);
 				}
 				chosenDecode = fastest(model, candidates, (form) -> new Kernels(form, Kernels.Prefill.WEIGHTS, threads),

@@ -30,6 +30,14 @@ public record ModelOptions(Precision dtype, String device, Kernels.Decode decode
 				auto(prefillKernel) ? null : Kernels.Prefill.parse(prefillKernel));
 	}
 
+	/**
+	 * Whether oneDNN's float32 product (the onednn forms, and every batched decode pass)
+	 * applies: float32 weights on the CPU.
+	 */
+	public boolean oneDnnApplies() {
+		return this.device.equals("cpu") && this.dtype == Precision.FLOAT32;
+	}
+
 	private static boolean auto(String kernel) {
 		return kernel == null || kernel.isBlank() || kernel.trim().equalsIgnoreCase("auto");
 	}
