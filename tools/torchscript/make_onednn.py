@@ -35,6 +35,12 @@ class OneDnnProducts(torch.nn.Module):
         """As linear, plus a bias."""
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
+    @torch.jit.export
+    def pack(self, weight: torch.Tensor, rows: int) -> torch.Tensor:
+        """weight [out, in] float32 reordered into oneDNN's blocked layout for products of
+        about `rows` rows (an opaque tensor that only linear and linear_bias read)."""
+        return torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+
     def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self.linear(x, weight)
 

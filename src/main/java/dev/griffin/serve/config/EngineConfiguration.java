@@ -54,8 +54,9 @@ public class EngineConfiguration {
 		Path path = (model.path() != null && !model.path().toString().isBlank()) ? model.path()
 				: Checkpoints.defaultModelPath();
 		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
-		ModelOptions options = ModelOptions.of(model.dtype(), model.device(), model.decodeKernel(),
-				model.prefillKernel());
+		ModelOptions options = ModelOptions
+			.of(model.dtype(), model.device(), model.decodeKernel(), model.prefillKernel())
+			.withPackWeights(model.packWeights());
 		return new ModelService(source, model.id(), options, properties.generation().warmUp(),
 				probe.getIfAvailable(() -> EngineProbe.NONE));
 	}

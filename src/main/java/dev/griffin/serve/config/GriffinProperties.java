@@ -44,10 +44,13 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * weights)
 	 * @param prefillKernel auto (measured at load), weights, float32, onednn (float32
 	 * weights) or bfloat16 (only when named: it rounds beyond float tolerance)
+	 * @param packWeights whether float32 weights on the CPU get oneDNN-packed copies:
+	 * faster products, as much memory again for the packed matrices
 	 */
 	public record Model(String source, Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
 			@DefaultValue("float32") String dtype, @DefaultValue("cpu") String device, @DefaultValue("0") int threads,
-			@DefaultValue("auto") String decodeKernel, @DefaultValue("auto") String prefillKernel) {
+			@DefaultValue("auto") String decodeKernel, @DefaultValue("auto") String prefillKernel,
+			@DefaultValue("true") boolean packWeights) {
 
 	}
 

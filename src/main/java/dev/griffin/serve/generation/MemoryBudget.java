@@ -16,7 +16,8 @@ import dev.griffin.serve.model.ModelOptions;
  *
  * @param heap the JVM heap's maximum
  * @param direct the JVM's direct-buffer cap (Netty, and the blocks a load stages)
- * @param weights the model's weights, in libtorch's memory
+ * @param weights the model's weights, in libtorch's memory, with their packed copies
+ * where the model has them
  * @param cache the prompt cache's byte bound
  * @param perSequence what one running sequence can take at the longest context: KV cache,
  * gathered experts just below density 1, and the activations of a prefill chunk
@@ -31,15 +32,22 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 		return this.heap + this.direct + this.weights + this.cache + this.sequences * this.perSequence + this.overhead;
 	}
 
-	/** Parameters the model holds, in bytes of its compute precision. */
+	/**
+	 * Parameters the model holds, in bytes of its compute precision, plus the packed
+	 * copies of its matrices (every layer's products and the output head, tied or not)
+	 * when {@link ModelOptions#packsWeights()}.
+	 */
 	public static long weights(ModelConfig config, ModelOptions options) {
 		long d = config.hiddenSize();
 		long queries = (long) config.numberOfAttentionHeads() * config.headDimension();
 		long keyValues = (long) config.numberOfKeyValueHeads() * config.headDimension();
 		long attention = d * queries * 2 + d * keyValues * 2;
 		long feedForward = 3 * d * config.intermediateSize();
-		long embedding = (long) config.vocabularySize() * d * (config.tieWordEmbeddings() ? 1 : 2);
-		return (embedding + config.numberOfLayers() * (attention + feedForward + 2 * d)) * options.dtype().bytes();
+		long head = (long) config.vocabularySize() * d;
+		long embedding = head * (config.tieWordEmbeddings() ? 1 : 2);
+		long parameters = embedding + config.numberOfLayers() * (attention + feedForward + 2 * d);
+		long packed = options.packsWeights() ? head + config.numberOfLayers() * (attention + feedForward) : 0;
+		return (parameters + packed) * options.dtype().bytes();
 	}
 
 	/**

@@ -72,6 +72,10 @@ public final class Attention {
 		this.keyHeads = new NDIndex().addAllDim().addSliceDim(this.heads, this.heads + this.keyValueHeads);
 	}
 
+	Weights weights() {
+		return this.weights;
+	}
+
 	public static float scale(ModelConfig config) {
 		return (float) Math.pow(config.headDimension(), -0.5);
 	}

@@ -64,10 +64,34 @@ public final class CausalLm {
 		this.kernels = kernels;
 	}
 
-	/** The same model computing its products as {@code plan} says; nothing is copied. */
+	/**
+	 * The same model computing its products as {@code plan} says, reading this model's
+	 * packed weights where the plan's forms go through oneDNN; nothing is copied.
+	 */
 	public CausalLm withKernels(Kernels plan) {
 		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
-				this.finalNorm, this.rotary, this.layers, plan);
+				this.finalNorm, this.rotary, this.layers, plan.withPacked(this.kernels.packed()));
+	}
+
+	/**
+	 * The same model with oneDNN-packed copies of its weight matrices (attention, the
+	 * dense feed-forward blocks and the output head), which its oneDNN forms and batched
+	 * decode passes read ({@link PackedWeights}); the copies belong to the model's
+	 * manager.
+	 * @throws IllegalStateException unless oneDNN's float32 product applies
+	 */
+	public CausalLm withPackedWeights() {
+		if (!this.options.oneDnnApplies()) {
+			throw new IllegalStateException("packed weights need float32 weights on the CPU");
+		}
+		List<NDArray> matrices = new ArrayList<>();
+		for (DecoderLayer layer : this.layers) {
+			matrices.addAll(layer.matrices());
+		}
+		matrices.add(this.lmHead);
+		PackedWeights packed = PackedWeights.of(matrices);
+		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
+				this.finalNorm, this.rotary, this.layers, this.kernels.withPacked(packed));
 	}
 
 	public Kernels kernels() {

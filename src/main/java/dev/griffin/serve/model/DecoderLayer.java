@@ -1,5 +1,7 @@
 package dev.griffin.serve.model;
 
+import java.util.List;
+
 import ai.djl.ndarray.NDArray;
 
 /** One pre-norm transformer block. */
@@ -22,6 +24,16 @@ public final class DecoderLayer {
 
 	public FeedForward feedForward() {
 		return this.feedForward;
+	}
+
+	/**
+	 * The weight matrices of this block's products: attention's projections and the dense
+	 * feed-forward's.
+	 */
+	List<NDArray> matrices() {
+		FeedForward.Weights ff = this.feedForward.weights();
+		return List.of(this.attention.weights().queryKeyValue(), this.attention.weights().output(), ff.gateUp(),
+				ff.down());
 	}
 
 	/** Same block, another feed-forward (the GRIFFIN transform). */

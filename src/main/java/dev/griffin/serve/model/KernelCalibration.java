@@ -15,9 +15,10 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Chooses a model's {@link Kernels} on the machine it runs on: each candidate form runs
- * the model's own passes (a decode step; for half-precision weights, a prompt chunk),
- * interleaved so that drift affects every candidate alike, and the fastest whose logits
- * match libtorch's default form wins. A form that configuration names is used as it is.
+ * the model's own passes (a decode step; on the CPU, a prompt chunk for float16 or
+ * float32), interleaved so that drift affects every candidate alike, and the fastest
+ * whose logits match libtorch's default form wins. A form that configuration names is
+ * used as it is.
  */
 public final class KernelCalibration {
 
@@ -120,10 +121,11 @@ public final class KernelCalibration {
 		}
 		if (chosenPrefill == null) {
 			boolean half = weights == DataType.FLOAT16;
-			if (cpu && half) {
+			if (cpu && (half || oneDnn)) {
+				// float16: weights or widened to float32; float32: MKL's or oneDNN's
 				List<Kernels.Prefill> candidates = Arrays.stream(Kernels.Prefill.values())
 					.filter(Kernels.Prefill::exact)
-					.filter((form) -> form != Kernels.Prefill.ONEDNN)
+					.filter((form) -> half ? form != Kernels.Prefill.ONEDNN : form != Kernels.Prefill.FLOAT32)
 					.toList();
 				chosenPrefill = fastest(model, candidates, (form) -> new Kernels(Kernels.Decode.POOL, form, threads),
 						PREFILL_TOKENS, prefillTimes);

@@ -24,8 +24,10 @@ import ai.djl.pytorch.jni.JniUtils;
  * @param decode the form of a one-token pass
  * @param prefill the form of a pass of several tokens
  * @param threads libtorch intra-op threads for the forms that use libtorch's own pool
+ * @param packed the model's oneDNN-packed weight copies, which the oneDNN forms read
+ * instead of the plain matrices ({@link PackedWeights#NONE}: none)
  */
-public record Kernels(Decode decode, Prefill prefill, int threads) {
+public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights packed) {
 
 	/** Forms of a decode step (one token). */
 	public enum Decode {
@@ -107,6 +109,17 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 		if (decode == null || prefill == null || threads < 1) {
 			throw new IllegalArgumentException("kernels need a decode form, a prefill form and threads >= 1");
 		}
+		packed = (packed == null) ? PackedWeights.NONE : packed;
+	}
+
+	/** Forms that read the plain weight matrices. */
+	public Kernels(Decode decode, Prefill prefill, int threads) {
+		this(decode, prefill, threads, PackedWeights.NONE);
+	}
+
+	/** The same forms reading {@code copies} where they go through oneDNN. */
+	Kernels withPacked(PackedWeights copies) {
+		return (copies == this.packed) ? this : new Kernels(this.decode, this.prefill, this.threads, copies);
 	}
 
 	/**
@@ -143,7 +156,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 	 */
 	Kernels batchDecode(boolean oneDnn) {
 		Prefill rows = (oneDnn || this.decode == Decode.ONEDNN) ? Prefill.ONEDNN : Prefill.WEIGHTS;
-		return (rows == this.prefill) ? this : new Kernels(this.decode, rows, this.threads);
+		return (rows == this.prefill) ? this : new Kernels(this.decode, rows, this.threads, this.packed);
 	}
 
 	/** Sets the calling thread's libtorch intra-op threads. */
@@ -157,7 +170,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 	public NDArray linear(NDArray x, NDArray weight, NDArray bias) {
 		boolean rows = x.getShape().get(0) > 1;
 		if (rows ? this.prefill == Prefill.ONEDNN : this.decode == Decode.ONEDNN) {
-			return ScriptedProducts.oneDnn().linear(x, weight, bias);
+			return ScriptedProducts.oneDnn().linear(x, this.packed.of(weight), bias);
 		}
 		if (this.prefill == Prefill.BFLOAT16 && rows) {
 			return ScriptedProducts.bfloat16().linear(x, weight, bias);
@@ -395,8 +408,10 @@ public record Kernels(Decode decode, Prefill prefill, int threads) {
 
 	@Override
 	public String toString() {
-		return "decode %s, prefill %s, %d threads".formatted(this.decode.name().toLowerCase(Locale.ROOT),
+		String forms = "decode %s, prefill %s, %d threads".formatted(this.decode.name().toLowerCase(Locale.ROOT),
 				this.prefill.name().toLowerCase(Locale.ROOT), this.threads);
+		return (this.packed.size() == 0) ? forms
+				: forms + ", %d packed matrices (%d MiB)".formatted(this.packed.size(), this.packed.bytes() >> 20);
 	}
 
 }

@@ -12,12 +12,30 @@ import ai.djl.ndarray.types.DataType;
  * @param device "cpu", "gpu" or "gpu:N"
  * @param decodeKernel the decode form, or null for the fastest measured at load
  * @param prefillKernel the prefill form, or null for the fastest measured at load
+ * @param packWeights whether float32 weights on the CPU get oneDNN-packed copies
+ * ({@link PackedWeights}): faster oneDNN products for as much memory again
  */
-public record ModelOptions(Precision dtype, String device, Kernels.Decode decodeKernel, Kernels.Prefill prefillKernel) {
+public record ModelOptions(Precision dtype, String device, Kernels.Decode decodeKernel, Kernels.Prefill prefillKernel,
+		boolean packWeights) {
 
-	/** Kernels measured at load. */
+	/** Kernels measured at load, weights packed where that applies. */
 	public ModelOptions(Precision dtype, String device) {
-		this(dtype, device, null, null);
+		this(dtype, device, null, null, true);
+	}
+
+	/** Weights packed where that applies. */
+	public ModelOptions(Precision dtype, String device, Kernels.Decode decodeKernel, Kernels.Prefill prefillKernel) {
+		this(dtype, device, decodeKernel, prefillKernel, true);
+	}
+
+	/** These options with weight packing on or off. */
+	public ModelOptions withPackWeights(boolean pack) {
+		return new ModelOptions(this.dtype, this.device, this.decodeKernel, this.prefillKernel, pack);
+	}
+
+	/** Whether the model gets packed weight copies: asked for, and oneDNN applies. */
+	public boolean packsWeights() {
+		return this.packWeights && oneDnnApplies();
 	}
 
 	/**

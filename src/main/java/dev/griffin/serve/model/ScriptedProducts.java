@@ -25,8 +25,8 @@ import ai.djl.pytorch.jni.JniUtils;
  * reaches Java ({@code tools/torchscript/make_bfloat16.py}).</li>
  * <li>{@link #oneDnn()}, for the {@link Kernels.Decode#ONEDNN} and
  * {@link Kernels.Prefill#ONEDNN} forms: oneDNN's float32 inner product on plain tensors,
- * which libtorch carries but DJL cannot call
- * ({@code tools/torchscript/make_onednn.py}).</li>
+ * which libtorch carries but DJL cannot call, and the packing of weights into its blocked
+ * layout ({@code tools/torchscript/make_onednn.py}).</li>
  * </ul>
  */
 final class ScriptedProducts {
@@ -80,7 +80,28 @@ final class ScriptedProducts {
 		}
 	}
 
-	/** x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. */
+	/**
+	 * W [out, in] (float32) in oneDNN's blocked layout for products of about {@code rows}
+	 * rows, owned by W's manager: an opaque tensor that only this module's {@code linear}
+	 * and {@code linear_bias} may read ({@link PackedWeights}). oneDNN's module only.
+	 */
+	NDArray pack(NDArray weight, int rows) {
+		PtNDManager manager = (PtNDManager) weight.getManager();
+		IValue[] inputs = { IValue.from((PtNDArray) weight), IValue.from(rows) };
+		try (IValue result = IValueUtils.runMethod(this.module, "pack", inputs)) {
+			return result.toTensor(manager);
+		}
+		finally {
+			for (IValue input : inputs) {
+				input.close();
+			}
+		}
+	}
+
+	/**
+	 * x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. W
+	 * may be a packed copy ({@link #pack}) for oneDNN's module.
+	 */
 	NDArray linear(NDArray x, NDArray weight, NDArray bias) {
 		PtNDManager manager = (PtNDManager) x.getManager();
 		IValue[] inputs = (bias == null) ? new IValue[] { IValue.from((PtNDArray) x), IValue.from((PtNDArray) weight) }

@@ -19,6 +19,7 @@ import dev.griffin.serve.model.DenseFeedForward;
 import dev.griffin.serve.model.FeedForward;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
+import dev.griffin.serve.model.PackedWeights;
 import dev.griffin.serve.model.RmsNorm;
 import dev.griffin.serve.model.RotaryEmbedding;
 
@@ -76,7 +77,16 @@ public final class ModelBuilder {
 			logger.info("weights: {} MiB of {} on {} in {} s; {}", upload.bytes() >> 20,
 					type.name().toLowerCase(Locale.ROOT), device,
 					"%.1f".formatted((System.nanoTime() - startNanos) / 1e9), ResidentMemory.since(before));
-			return new CausalLm(config, options, owner, embedding, lmHead, finalNorm, rotary, layers);
+			CausalLm model = new CausalLm(config, options, owner, embedding, lmHead, finalNorm, rotary, layers);
+			if (options.packsWeights()) {
+				long packStart = System.nanoTime();
+				model = model.withPackedWeights();
+				PackedWeights packed = model.kernels().packed();
+				logger.info("packed weights: {} matrices, {} MiB for oneDNN's products in {} s; {}", packed.size(),
+						packed.bytes() >> 20, "%.1f".formatted((System.nanoTime() - packStart) / 1e9),
+						ResidentMemory.since(before));
+			}
+			return model;
 		}
 		catch (RuntimeException ex) {
 			owner.close();

@@ -159,18 +159,97 @@ class KernelsTests {
 	}
 
 	@Test
-	void float32WeightsHaveNoPrefillChoice() {
+	void float32WeightsChooseBetweenMklAndOneDnnPrompts() {
 		CausalLm model = load("tiny-llama", ModelOptions.CPU_FLOAT32);
 		try {
 			KernelCalibration.Result result = KernelCalibration.choose(model, null, null);
-			assertThat(result.kernels().prefill()).isEqualTo(Kernels.Prefill.WEIGHTS);
-			assertThat(result.prefillMillis()).isEmpty();
+			// a prompt's products run through MKL or oneDNN; widening applies to
+			// float16 only
+			assertThat(result.prefillMillis()).containsOnlyKeys(Kernels.Prefill.WEIGHTS, Kernels.Prefill.ONEDNN);
 			// every decode form is a candidate for float32 weights, oneDNN's included
 			assertThat(result.decodeMillis()).containsOnlyKeys(Kernels.Decode.values());
+			// the chosen plan reads the model's packed weights
+			assertThat(model.withKernels(result.kernels()).kernels().packed()).isSameAs(model.kernels().packed());
 		}
 		finally {
 			model.close();
 		}
+	}
+
+	@Test
+	void packedWeightsGiveThePlainProducts() {
+		try (NDScope scope = new NDScope()) {
+			int in = 40;
+			NDArray weight = manager.randomNormal(new Shape(37, in));
+			NDArray bias = manager.randomNormal(new Shape(37));
+			NDArray other = manager.randomNormal(new Shape(29, in));
+			// a matrix listed twice (a tied head) is packed once
+			PackedWeights packed = PackedWeights.of(java.util.List.of(weight, other, weight));
+			assertThat(packed.size()).isEqualTo(2);
+			assertThat(packed.bytes()).isEqualTo((37L + 29L) * in * Float.BYTES);
+			Kernels plain = new Kernels(Kernels.Decode.ONEDNN, Kernels.Prefill.ONEDNN, 2);
+			Kernels reading = plain.withPacked(packed);
+			Kernels mkl = new Kernels(Kernels.Decode.POOL, Kernels.Prefill.WEIGHTS, 2);
+			for (int rows : new int[] { 1, 3, 16, 64 }) {
+				NDArray x = manager.randomNormal(new Shape(rows, in));
+				float[] expected = mkl.linear(x, weight, bias).toFloatArray();
+				assertThat(KernelCalibration.difference(expected, plain.linear(x, weight, bias).toFloatArray()))
+					.as("%d rows, plain", rows)
+					.isLessThan(1e-5);
+				assertThat(KernelCalibration.difference(expected, reading.linear(x, weight, bias).toFloatArray()))
+					.as("%d rows, packed", rows)
+					.isLessThan(1e-5);
+				assertThat(KernelCalibration.difference(mkl.linear(x, other, null).toFloatArray(),
+						reading.linear(x, other, null).toFloatArray()))
+					.isLessThan(1e-5);
+			}
+			// a matrix without a packed copy is read as it is
+			NDArray unpacked = manager.randomNormal(new Shape(5, in));
+			NDArray x = manager.randomNormal(new Shape(2, in));
+			assertThat(KernelCalibration.difference(mkl.linear(x, unpacked, null).toFloatArray(),
+					reading.linear(x, unpacked, null).toFloatArray()))
+				.isLessThan(1e-5);
+		}
+	}
+
+	@Test
+	void packingIsConfigurationAndKeepsTheModelsOutputs() {
+		CausalLm packed = load("tiny-qwen2", ModelOptions.CPU_FLOAT32);
+		CausalLm plain = load("tiny-qwen2", ModelOptions.CPU_FLOAT32.withPackWeights(false));
+		CausalLm half = load("tiny-qwen2", new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"));
+		try {
+			// attention's two matrices and the feed-forward's two per layer, and the head
+			assertThat(packed.kernels().packed().size()).isEqualTo(4 * packed.config().numberOfLayers() + 1);
+			assertThat(plain.kernels().packed()).isSameAs(PackedWeights.NONE);
+			// oneDNN's float32 product only: float16 weights are never packed
+			assertThat(half.kernels().packed()).isSameAs(PackedWeights.NONE);
+			assertThatThrownBy(half::withPackedWeights).isInstanceOf(IllegalStateException.class);
+			Kernels oneDnn = new Kernels(Kernels.Decode.ONEDNN, Kernels.Prefill.ONEDNN, 2);
+			int[] prompt = { 3, 14, 15, 92, 65 };
+			float[][] a = steps(packed.withKernels(oneDnn), prompt);
+			float[][] b = steps(plain.withKernels(oneDnn), prompt);
+			for (int i = 0; i < a.length; i++) {
+				assertThat(KernelCalibration.difference(b[i], a[i])).as("step %d", i).isLessThan(1e-5);
+			}
+		}
+		finally {
+			packed.close();
+			plain.close();
+			half.close();
+		}
+	}
+
+	/** The last prompt position's logits, then three decode steps'. */
+	private static float[][] steps(CausalLm model, int[] prompt) {
+		float[][] steps = new float[4][];
+		try (InferenceSession session = new InferenceSession(model, 16)) {
+			steps[0] = session.prefill(prompt, prompt.length);
+			session.finishPrompt();
+			for (int i = 1; i < steps.length; i++) {
+				steps[i] = session.decode(7 + i);
+			}
+		}
+		return steps;
 	}
 
 	@Test
