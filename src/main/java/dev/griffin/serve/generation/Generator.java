@@ -185,6 +185,9 @@ public final class Generator {
 		}
 		engine("prefill", () -> {
 			session.finishPrompt();
+			// every step of this sequence runs alone: its experts' weights are
+			// gathered as part of the prompt, not in the first step
+			session.gatherWeights();
 			return null;
 		});
 		return logits;

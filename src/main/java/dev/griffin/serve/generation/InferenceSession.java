@@ -124,6 +124,17 @@ public final class InferenceSession implements AutoCloseable {
 	}
 
 	/**
+	 * Prepares what this sequence's lone decode steps read (GRIFFIN's gathered experts)
+	 * now instead of in the first step; a sequence that only decodes in batches of the
+	 * masked form never needs it.
+	 */
+	public void gatherWeights() {
+		for (FeedForward.State state : this.states) {
+			state.gatherWeights();
+		}
+	}
+
+	/**
 	 * Captures the processed prompt for the prompt cache: a copy of the prompt's KV cache
 	 * and what each feed-forward block fixed for generation (GRIFFIN's experts), whose
 	 * ownership moves to the returned entry. The entry starts with one reference (the

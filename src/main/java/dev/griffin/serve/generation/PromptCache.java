@@ -27,11 +27,12 @@ import dev.griffin.serve.observability.CacheStatistics;
 /**
  * Processed prompts that an exact repeat reuses instead of running prefill and GRIFFIN's
  * expert selection again: per entry the prompt's KV cache, what each feed-forward block
- * fixed for generation (the experts with their gathered weights) and the logits of the
- * last prompt token. Keyed by a SHA-256 over the model, precision, GRIFFIN settings, an
- * optional tenant salt and the prompt's token ids; partitioned per tenant and bounded in
- * bytes by a Caffeine weigher. Entries are reference counted, so an evicted entry stays
- * valid for the sequences still reading it. (Its meters keep their historical name,
+ * fixed for generation (GRIFFIN's expert indices; a sequence gathers their weights
+ * itself, and only if its products need them) and the logits of the last prompt token.
+ * Keyed by a SHA-256 over the model, precision, GRIFFIN settings, an optional tenant salt
+ * and the prompt's token ids; partitioned per tenant and bounded in bytes by a Caffeine
+ * weigher. Entries are reference counted, so an evicted entry stays valid for the
+ * sequences still reading it. (Its meters keep their historical name,
  * {@code griffin.expert.cache.*}.)
  */
 public final class PromptCache implements CacheStatistics {

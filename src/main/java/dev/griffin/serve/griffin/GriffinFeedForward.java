@@ -4,7 +4,6 @@ import java.util.SplittableRandom;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 
 import dev.griffin.serve.model.FeedForward;
@@ -18,7 +17,8 @@ import dev.griffin.serve.model.Kernels;
  * {@code Z = silu(x W_gate^T) * (x W_up^T)}, and the statistic
  * {@code s_j^2 += sum_t (Z_t / ||Z_t||)^2} accumulated per sequence.</li>
  * <li>End of prompt: {@code E = topk(s, k)}, k = floor(F * density); W_gate[E], W_up[E]
- * and W_down[:, E] are gathered into the sequence's state.</li>
+ * and W_down[:, E] are gathered into the sequence's state when a product first needs them
+ * ({@link LayerExperts}).</li>
  * <li>Generation:
  * {@code out = (silu(x W_gate[E]^T) * (x W_up[E]^T)) W_down[:, E]^T}.</li>
  * </ul>
@@ -105,10 +105,11 @@ public final class GriffinFeedForward implements FeedForward {
 	}
 
 	/**
-	 * Selects a sequence's experts at the end of its prompt and gathers their weights.
+	 * Selects a sequence's experts at the end of its prompt; their weights are gathered
+	 * when a product first needs them ({@link LayerExperts}).
 	 * @param sumOfSquares the sequence's prompt statistic (unused by static methods)
 	 */
-	LayerExperts selectExperts(double[] sumOfSquares, SplittableRandom random, NDManager manager) {
+	LayerExperts selectExperts(double[] sumOfSquares, SplittableRandom random) {
 		int[] selected;
 		if (this.method.usesPrompt()) {
 			if (sumOfSquares == null) {
@@ -119,33 +120,12 @@ public final class GriffinFeedForward implements FeedForward {
 		else {
 			selected = this.staticIndices;
 		}
-		return gather(this.dense, selected, manager);
+		return experts(selected);
 	}
 
-	/** Gathers W_gate[E], W_up[E] and W_down[:, E]. */
-	static LayerExperts gather(Weights dense, int[] indices, NDManager manager) {
-		if (indices.length == 0) {
-			return new LayerExperts(indices, null, null, null);
-		}
-		int f = dense.intermediateSize();
-		long[] rows = new long[2 * indices.length];
-		for (int i = 0; i < indices.length; i++) {
-			rows[i] = indices[i];
-			rows[indices.length + i] = (long) indices[i] + f;
-		}
-		NDArray gateUp;
-		NDArray down;
-		try (NDManager scratch = manager.newSubManager()) {
-			NDArray rowIndex = scratch.create(rows);
-			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, indices.length));
-			gateUp = dense.gateUp().get(rowIndex); // [2k, D]
-			// [D, k], contiguous
-			down = dense.down().get(new NDIndex(":, {}", neuronIndex));
-			gateUp.attach(manager);
-			down.attach(manager);
-		}
-		NDScope.unregister(gateUp, down);
-		return new LayerExperts(indices, gateUp, down, Kernels.Halves.of(gateUp, down, indices.length));
+	/** A sequence's experts E over this block's dense weights, not gathered yet. */
+	LayerExperts experts(int[] indices) {
+		return new LayerExperts(this.dense, indices);
 	}
 
 	/**

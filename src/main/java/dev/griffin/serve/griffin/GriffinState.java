@@ -8,8 +8,9 @@ import dev.griffin.serve.model.FeedForward;
 
 /**
  * One sequence's GRIFFIN state in one layer: the prompt statistic s^2 while the prompt
- * runs, then the selected experts with their gathered weights, which the sequence owns
- * (or reads from a prompt cache entry, which owns them).
+ * runs, then the selected experts, whose weights the sequence gathers into memory of its
+ * own when a product first needs them. A prompt cache entry keeps only the indices
+ * ({@link #share}); a sequence that starts from it gets its own {@link LayerExperts}.
  */
 public final class GriffinState implements FeedForward.State {
 
@@ -20,8 +21,6 @@ public final class GriffinState implements FeedForward.State {
 	private double[] sumOfSquares;
 
 	private LayerExperts experts;
-
-	private boolean ownsExperts;
 
 	GriffinState(GriffinFeedForward block, SplittableRandom random) {
 		this.block = block;
@@ -52,31 +51,28 @@ public final class GriffinState implements FeedForward.State {
 		return this.experts;
 	}
 
-	/** Installs experts another sequence's prompt selected; shared, not owned. */
+	/** Starts from the experts another sequence's prompt selected. */
 	@Override
 	public void reuse(FeedForward.Prepared prepared) {
 		if (this.experts != null) {
 			throw new IllegalStateException("experts are already selected");
 		}
-		if (!(prepared instanceof LayerExperts shared)) {
+		if (!(prepared instanceof LayerExperts.Choice choice)) {
 			throw new IllegalArgumentException("a cached prompt without experts for a GRIFFIN layer");
 		}
-		this.experts = shared;
-		this.ownsExperts = false;
+		this.experts = this.block.experts(choice.indices());
 	}
 
 	/**
-	 * Hands this sequence's experts to a prompt cache entry: they move to {@code owner}
-	 * and the entry, not this state, frees them.
+	 * The selected experts for a prompt cache entry: their indices, which the entry can
+	 * hand to later sequences; this state keeps its own experts.
 	 */
 	@Override
-	public LayerExperts share(NDManager owner) {
-		if (this.experts == null || !this.ownsExperts) {
-			throw new IllegalStateException("no experts of this sequence's own to share");
+	public LayerExperts.Choice share(NDManager owner) {
+		if (this.experts == null) {
+			throw new IllegalStateException("no experts selected to share");
 		}
-		this.experts.attach(owner);
-		this.ownsExperts = false;
-		return this.experts;
+		return new LayerExperts.Choice(this.experts.indices());
 	}
 
 	@Override
@@ -84,13 +80,19 @@ public final class GriffinState implements FeedForward.State {
 		if (this.experts != null) {
 			return;
 		}
-		this.experts = this.block.selectExperts(this.sumOfSquares, this.random, manager);
-		this.ownsExperts = true;
+		this.experts = this.block.selectExperts(this.sumOfSquares, this.random);
+	}
+
+	@Override
+	public void gatherWeights() {
+		if (this.experts != null) {
+			this.experts.gateUp();
+		}
 	}
 
 	@Override
 	public void close() {
-		if (this.ownsExperts) {
+		if (this.experts != null) {
 			this.experts.close();
 		}
 		this.experts = null;

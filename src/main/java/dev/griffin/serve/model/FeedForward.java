@@ -33,10 +33,18 @@ public interface FeedForward {
 		}
 
 		/**
-		 * Hands what {@link #finishPrompt} fixed to a prompt cache, so that a later
-		 * sequence with the same prompt can start from it: it moves to {@code owner} and
-		 * the returned value owns it from now on, while this state keeps reading it until
-		 * it closes.
+		 * Prepares now what this sequence's own one-token products read (GRIFFIN gathers
+		 * its experts' weights), which otherwise the first product that needs it does. A
+		 * no-op before the prompt has finished.
+		 */
+		default void gatherWeights() {
+		}
+
+		/**
+		 * What {@link #finishPrompt} fixed, for a prompt cache, so that a later sequence
+		 * with the same prompt can start from it: anything native it holds moves to
+		 * {@code owner} and the returned value owns it from now on, while this state
+		 * keeps what it reads itself.
 		 * @return null when the block fixes nothing at the end of a prompt
 		 */
 		default Prepared share(NDManager owner) {
@@ -76,7 +84,7 @@ public interface FeedForward {
 	 */
 	interface Prepared extends AutoCloseable {
 
-		/** Native bytes held, for the prompt cache's size bound. */
+		/** Bytes held, for the prompt cache's size bound. */
 		long bytes();
 
 		/** Frees the native memory. */

@@ -14,6 +14,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinState;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.SelectionMethod;
 
@@ -188,6 +189,19 @@ class BatchDecodeTests {
 								.isLessThanOrEqualTo(TOLERANCE);
 							assertThat(TinyModelGoldenTests.argmax(last[i]))
 								.isEqualTo(TinyModelGoldenTests.argmax(lone));
+						}
+					}
+					// the masked form reads the experts' indices only, so nothing is
+					// gathered; the per-row form and a lone sequence gather their own
+					for (int i = 0; i < models.size(); i++) {
+						if (models.get(i) == dense) {
+							continue;
+						}
+						for (int layer = 0; layer < layers; layer++) {
+							assertThat(((GriffinState) batch.get(i).state(layer)).experts().gathered())
+								.as("%d rows, row %d, layer %d", rows.length, i, layer)
+								.isEqualTo(!masked);
+							assertThat(((GriffinState) alone.get(i).state(layer)).experts().gathered()).isTrue();
 						}
 					}
 				}
