@@ -102,9 +102,8 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 		try (NDManager scratch = gathered.newSubManager()) {
 			NDArray rowIndex = scratch.create(rows);
 			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, k));
-			NDArray gateUp = this.dense.gateUp().get(rowIndex); // [2k, D]
-			NDArray down = this.dense.down().get(new NDIndex(":, {}", neuronIndex)); // [D,
-																						// k]
+			NDArray gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex); // [2k, D]
+			NDArray down = Kernels.select(this.dense.down(), 1, neuronIndex); // [D, k]
 			gateUp.attach(gathered);
 			down.attach(gathered);
 			// a pass's scope must not free them when it ends

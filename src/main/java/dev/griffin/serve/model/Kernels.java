@@ -312,6 +312,20 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		return linear(x, weight, null);
 	}
 
+	/**
+	 * The slices of {@code weight} at {@code index} (int64) along {@code axis} (0: rows,
+	 * 1: columns), as one contiguous array in the weight's manager: GRIFFIN's expert
+	 * gathering, through libtorch's index_select ({@link ScriptedProducts#indexSelect}),
+	 * several times faster than DJL's advanced indexing.
+	 */
+	public static NDArray select(NDArray weight, int axis, NDArray index) {
+		if (axis < 0 || axis >= weight.getShape().dimension()) {
+			throw new IllegalArgumentException(
+					"axis %d of a %d-dimensional array".formatted(axis, weight.getShape().dimension()));
+		}
+		return ScriptedProducts.indexSelect(weight, axis, index);
+	}
+
 	/** Two row halves of W (views), or null for a single row. */
 	static NDArray[] rowHalves(NDArray weight) {
 		long rows = weight.getShape().get(0);

@@ -51,6 +51,30 @@ final class ScriptedProducts {
 
 	}
 
+	/** The index_select module, loaded once per process on first use. */
+	private static final class IndexSelect {
+
+		static final PtSymbolBlock MODULE = module("index-select.pt");
+
+	}
+
+	/**
+	 * libtorch's index_select, which DJL cannot call
+	 * ({@code tools/torchscript/make_index_select.py}): the entries of {@code array} at
+	 * {@code index} (int64) along {@code axis}, contiguous, in the array's manager.
+	 */
+	static NDArray indexSelect(NDArray array, int axis, NDArray index) {
+		IValue[] inputs = { IValue.from((PtNDArray) array), IValue.from(axis), IValue.from((PtNDArray) index) };
+		try (IValue result = IValueUtils.runMethod(IndexSelect.MODULE, "select", inputs)) {
+			return result.toTensor((PtNDManager) array.getManager());
+		}
+		finally {
+			for (IValue input : inputs) {
+				input.close();
+			}
+		}
+	}
+
 	static ScriptedProducts bfloat16() {
 		return BFloat16.INSTANCE;
 	}

@@ -213,6 +213,23 @@ class KernelsTests {
 	}
 
 	@Test
+	void selectGathersRowsAndColumnsAsIndexingDoes() {
+		try (NDScope scope = new NDScope()) {
+			NDArray weight = manager.randomNormal(new Shape(12, 9));
+			NDArray rows = manager.create(new long[] { 0, 3, 4, 11 });
+			NDArray columns = manager.create(new long[] { 1, 2, 8 });
+			NDArray selectedRows = Kernels.select(weight, 0, rows);
+			assertThat(selectedRows.getShape()).isEqualTo(new Shape(4, 9));
+			assertThat(selectedRows.toFloatArray()).containsExactly(weight.get(rows).toFloatArray());
+			NDArray selectedColumns = Kernels.select(weight, 1, columns);
+			assertThat(selectedColumns.getShape()).isEqualTo(new Shape(12, 3));
+			assertThat(selectedColumns.toFloatArray())
+				.containsExactly(weight.get(new ai.djl.ndarray.index.NDIndex(":, {}", columns)).toFloatArray());
+			assertThatThrownBy(() -> Kernels.select(weight, 2, rows)).isInstanceOf(IllegalArgumentException.class);
+		}
+	}
+
+	@Test
 	void packingIsConfigurationAndKeepsTheModelsOutputs() {
 		CausalLm packed = load("tiny-qwen2", ModelOptions.CPU_FLOAT32);
 		CausalLm plain = load("tiny-qwen2", ModelOptions.CPU_FLOAT32.withPackWeights(false));
