@@ -2,10 +2,8 @@ package dev.griffin.serve.model;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.pytorch.engine.PtNDArray;
-import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
-import ai.djl.pytorch.jni.IValueUtils;
 
 /**
  * A batched decode step's attention in one call per layer: each row writes its new key
@@ -47,14 +45,7 @@ final class BatchAttention {
 		IValue[] inputs = { IValue.from((PtNDArray) qk), IValue.from((PtNDArray) v), IValue.listFrom(keyArrays),
 				IValue.listFrom(valueArrays), IValue.listFrom(positions), IValue.listFrom(starts), IValue.from(heads),
 				IValue.from(Double.isNaN(scale) ? 1.0 : scale), IValue.from(!Double.isNaN(scale)) };
-		try (IValue result = IValueUtils.runMethod(Module.INSTANCE, "attend", inputs)) {
-			return result.toTensor((PtNDManager) qk.getManager());
-		}
-		finally {
-			for (IValue input : inputs) {
-				input.close();
-			}
-		}
+		return ScriptedProducts.run(Module.INSTANCE, "attend", qk.getManager(), inputs);
 	}
 
 }

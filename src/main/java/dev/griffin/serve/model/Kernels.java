@@ -6,7 +6,6 @@ import java.util.Locale;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
-import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
@@ -366,7 +365,8 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	/**
 	 * Views of a gated block's two halves of neurons: rows of W_gate and W_up, columns of
 	 * W_down (a strided view, which libtorch's products read in place). The block's
-	 * output is the sum of the halves' outputs.
+	 * output is the sum of the halves' outputs. The views belong to the viewed arrays'
+	 * manager and are freed with it.
 	 */
 	public record Halves(NDArray gateA, NDArray upA, NDArray downA, NDArray gateB, NDArray upB, NDArray downB) {
 
@@ -388,24 +388,6 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 					down.get(new NDIndex().addAllDim().addSliceDim(h, k)) };
 			NDScope.unregister(views);
 			return new Halves(views[0], views[1], views[2], views[3], views[4], views[5]);
-		}
-
-		/** Moves the views to another manager (with the arrays they view). */
-		public void attach(NDManager owner) {
-			for (NDArray view : views()) {
-				view.attach(owner);
-			}
-		}
-
-		/** Frees the views (not the arrays they view). */
-		public void close() {
-			for (NDArray view : views()) {
-				view.close();
-			}
-		}
-
-		private NDArray[] views() {
-			return new NDArray[] { this.gateA, this.upA, this.downA, this.gateB, this.upB, this.downB };
 		}
 
 	}

@@ -6,6 +6,7 @@ import java.io.UncheckedIOException;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
@@ -64,15 +65,8 @@ final class ScriptedProducts {
 	 * {@code index} (int64) along {@code axis}, contiguous, in the array's manager.
 	 */
 	static NDArray indexSelect(NDArray array, int axis, NDArray index) {
-		IValue[] inputs = { IValue.from((PtNDArray) array), IValue.from(axis), IValue.from((PtNDArray) index) };
-		try (IValue result = IValueUtils.runMethod(IndexSelect.MODULE, "select", inputs)) {
-			return result.toTensor((PtNDManager) array.getManager());
-		}
-		finally {
-			for (IValue input : inputs) {
-				input.close();
-			}
-		}
+		return run(IndexSelect.MODULE, "select", array.getManager(), IValue.from((PtNDArray) array), IValue.from(axis),
+				IValue.from((PtNDArray) index));
 	}
 
 	static ScriptedProducts bfloat16() {
@@ -110,16 +104,7 @@ final class ScriptedProducts {
 	 * and {@code linear_bias} may read ({@link PackedWeights}). oneDNN's module only.
 	 */
 	NDArray pack(NDArray weight, int rows) {
-		PtNDManager manager = (PtNDManager) weight.getManager();
-		IValue[] inputs = { IValue.from((PtNDArray) weight), IValue.from(rows) };
-		try (IValue result = IValueUtils.runMethod(this.module, "pack", inputs)) {
-			return result.toTensor(manager);
-		}
-		finally {
-			for (IValue input : inputs) {
-				input.close();
-			}
-		}
+		return run(this.module, "pack", weight.getManager(), IValue.from((PtNDArray) weight), IValue.from(rows));
 	}
 
 	/**
@@ -127,12 +112,19 @@ final class ScriptedProducts {
 	 * may be a packed copy ({@link #pack}) for oneDNN's module.
 	 */
 	NDArray linear(NDArray x, NDArray weight, NDArray bias) {
-		PtNDManager manager = (PtNDManager) x.getManager();
 		IValue[] inputs = (bias == null) ? new IValue[] { IValue.from((PtNDArray) x), IValue.from((PtNDArray) weight) }
 				: new IValue[] { IValue.from((PtNDArray) x), IValue.from((PtNDArray) weight),
 						IValue.from((PtNDArray) bias) };
-		try (IValue result = IValueUtils.runMethod(this.module, (bias == null) ? "linear" : "linear_bias", inputs)) {
-			return result.toTensor(manager);
+		return run(this.module, (bias == null) ? "linear" : "linear_bias", x.getManager(), inputs);
+	}
+
+	/**
+	 * Runs a method of a weightless module that returns one tensor, owned by
+	 * {@code manager}; the inputs are freed.
+	 */
+	static NDArray run(PtSymbolBlock module, String method, NDManager manager, IValue... inputs) {
+		try (IValue result = IValueUtils.runMethod(module, method, inputs)) {
+			return result.toTensor((PtNDManager) manager);
 		}
 		finally {
 			for (IValue input : inputs) {

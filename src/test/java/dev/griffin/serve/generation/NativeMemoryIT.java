@@ -38,6 +38,8 @@ public class NativeMemoryIT {
 			try (InferenceSession session = new InferenceSession(griffin, prompt.length + STEPS + 1)) {
 				float[] logits = session.prefill(prompt, prompt.length);
 				session.finishPrompt();
+				// the experts' weights, which the first lone step would gather
+				session.gatherWeights();
 				int liveAfterPrompt = liveArrays(griffin.manager());
 				for (int step = 0; step < STEPS; step++) {
 					logits = session.decode(argmax(logits));
