@@ -99,27 +99,28 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 			rows[k + i] = (long) this.indices[i] + f;
 		}
 		NDManager gathered = this.dense.gateUp().getManager().newSubManager();
+		NDArray gateUp;
+		NDArray down;
+		Kernels.Halves halves;
 		try (NDManager scratch = gathered.newSubManager()) {
 			NDArray rowIndex = scratch.create(rows);
 			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, k));
-			NDArray gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex); // [2k, D]
-			NDArray down = Kernels.select(this.dense.down(), 1, neuronIndex); // [D, k]
+			gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex); // [2k, D]
+			down = Kernels.select(this.dense.down(), 1, neuronIndex); // [D, k]
 			gateUp.attach(gathered);
 			down.attach(gathered);
 			// a pass's scope must not free them when it ends
 			NDScope.unregister(gateUp, down);
-			this.gateUp = gateUp;
-			this.down = down;
-			this.halves = Kernels.Halves.of(gateUp, down, k); // views, in gathered's care
+			halves = Kernels.Halves.of(gateUp, down, k); // views, in gathered's care
 		}
 		catch (RuntimeException ex) {
 			gathered.close();
-			this.gateUp = null;
-			this.down = null;
-			this.halves = null;
 			throw ex;
 		}
 		this.owner = gathered;
+		this.gateUp = gateUp;
+		this.down = down;
+		this.halves = halves;
 	}
 
 	/** Frees the gathered weights, if any. */

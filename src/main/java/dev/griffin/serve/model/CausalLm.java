@@ -69,8 +69,7 @@ public final class CausalLm {
 	 * packed weights where the plan's forms go through oneDNN; nothing is copied.
 	 */
 	public CausalLm withKernels(Kernels plan) {
-		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
-				this.finalNorm, this.rotary, this.layers, plan.withPacked(this.kernels.packed()));
+		return with(this.layers, plan.withPacked(this.kernels.packed()));
 	}
 
 	/**
@@ -90,8 +89,7 @@ public final class CausalLm {
 		}
 		matrices.add(this.lmHead);
 		PackedWeights packed = PackedWeights.of(matrices);
-		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
-				this.finalNorm, this.rotary, this.layers, this.kernels.withPacked(packed));
+		return with(this.layers, this.kernels.withPacked(packed));
 	}
 
 	public Kernels kernels() {
@@ -109,8 +107,13 @@ public final class CausalLm {
 			DecoderLayer layer = this.layers.get(i);
 			replaced.add(layer.withFeedForward(replacement.apply(i, layer.feedForward())));
 		}
+		return with(replaced, this.kernels);
+	}
+
+	/** This model's weights with other layers (over the same weights) or kernels. */
+	private CausalLm with(List<DecoderLayer> layers, Kernels kernels) {
 		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
-				this.finalNorm, this.rotary, replaced, this.kernels);
+				this.finalNorm, this.rotary, layers, kernels);
 	}
 
 	public ModelConfig config() {

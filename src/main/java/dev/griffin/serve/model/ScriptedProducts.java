@@ -29,6 +29,9 @@ import ai.djl.pytorch.jni.JniUtils;
  * which libtorch carries but DJL cannot call, and the packing of weights into its blocked
  * layout ({@code tools/torchscript/make_onednn.py}).</li>
  * </ul>
+ * Beside the products, {@link #indexSelect} runs libtorch's index_select for GRIFFIN's
+ * expert gathering ({@code tools/torchscript/make_index_select.py}), and {@link #run}
+ * calls a method of any of these weightless modules ({@link BatchAttention}'s too).
  */
 final class ScriptedProducts {
 
