@@ -8,7 +8,9 @@ call with its own bookkeeping): at 16 rows on a 30-layer model, thousands per st
 than reading the weights. This module runs the same per-row work inside libtorch, one call per
 layer: it writes each row's new key and value into that row's cache at its position, then computes
 softmax(q k^T) v over the row's window of the cache (softmax in float32), exactly as the engine's
-one-sequence step does.
+one-sequence step does. When the rows' caches are ranges of one preallocated arena (KvArena), a
+second method does the same in a few operations per layer: one write of every row's key and value,
+one copy of every row's window into a padded batch, and one masked attention over it.
 
 The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/batch-attention.pt. torch must match the libtorch that
@@ -52,6 +54,33 @@ class BatchAttention(torch.nn.Module):
                 probabilities = scores.float().softmax(-1).to(scores.dtype)
             out.append(torch.matmul(probabilities, values[i][:, starts[i]:p + 1]).reshape(1, heads * dh))
         return torch.cat(out, 0)
+
+    @torch.jit.export
+    def attend_gathered(self, qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                        write: torch.Tensor, gather: torch.Tensor, masked: torch.Tensor, heads: int, scale: float,
+                        apply_scale: bool) -> torch.Tensor:
+        """The same for rows whose caches are ranges of one arena: keys and values [KVH, tokens, Dh];
+        row i's new key and value go to token write[i]; gather [B*W] names, row after row, the W
+        arena tokens each row attends over, and masked [B, 1, 1, W] (true: not attended) marks the
+        ones outside the row's window. A few operations per layer whatever B is: the windows are
+        copied out once and attended as one padded batch."""
+        rows = qk.shape[0]
+        key_value_heads = qk.shape[1] - heads
+        dh = qk.shape[2]
+        group = heads // key_value_heads
+        keys.index_copy_(1, write, qk[:, heads:].transpose(0, 1))
+        values.index_copy_(1, write, v.reshape(rows, key_value_heads, dh).transpose(0, 1))
+        width = gather.shape[0] // rows
+        k = keys.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
+        vs = values.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
+        q = qk[:, :heads].reshape(rows, key_value_heads, group, dh)
+        scores = torch.matmul(q, k.transpose(2, 3))
+        if apply_scale:
+            scores = scores * scale
+        if scores.dtype != torch.float32:
+            scores = scores.float()
+        probabilities = scores.masked_fill(masked, float("-inf")).softmax(-1).to(vs.dtype)
+        return torch.matmul(probabilities, vs).reshape(rows, heads * dh)
 
     def forward(self, qk: torch.Tensor) -> torch.Tensor:
         return qk

@@ -25,6 +25,7 @@ import dev.griffin.serve.generation.SamplingParams;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.Kernels;
+import dev.griffin.serve.model.KvArena;
 import dev.griffin.serve.model.ModelConfig;
 
 /**
@@ -83,6 +84,13 @@ public class BenchCommand implements Callable<Integer> {
 					+ "aggregate and per-sequence decode tokens/s for every density. Each sequence has its own prompt "
 					+ "of --prompt-tokens tokens, prefilled untimed before each run.")
 	List<Integer> batch;
+
+	@Option(names = "--kv", split = ",", defaultValue = "arena",
+			description = "Where --batch sequences keep their KV caches: arena (ranges of one preallocated tensor per "
+					+ "layer, as the engine does; batched attention in a few operations per layer), own (tensors of "
+					+ "their own; attention row by row), or arena,own to measure both side by side "
+					+ "(default: ${DEFAULT-VALUE}).")
+	List<String> kv;
 
 	@Option(names = "--output", defaultValue = "target/bench.json")
 	Path output;
@@ -231,10 +239,21 @@ public class BenchCommand implements Callable<Integer> {
 	 */
 	private List<Map<String, Object>> measureBatches(LoadedModel loaded, List<Config> configs, String dtype,
 			double machine) {
-		int n = configs.size();
+		List<Boolean> arenas = new ArrayList<>();
+		for (String form : this.kv) {
+			switch (form.trim()) {
+				case "arena" -> arenas.add(true);
+				case "own" -> arenas.add(false);
+				default -> throw new CommandLine.ParameterException(new CommandLine(this),
+						"--kv takes arena and/or own, got " + form);
+			}
+		}
+		int forms = arenas.size();
+		int n = configs.size() * forms; // every config in every KV form
 		int sizes = this.batch.size();
-		System.out.printf("%-8s %-24s %7s %5s %-8s %6s %16s %14s %10s %10s %10s %8s%n", "dtype", "kernels", "prompt",
-				"new", "density", "batch", "aggregate t/s", "per-seq t/s", "step ms", "vs batch1", "GB/s", "of max");
+		System.out.printf("%-8s %-24s %-6s %7s %5s %-8s %6s %16s %14s %10s %10s %10s %8s%n", "dtype", "kernels", "kv",
+				"prompt", "new", "density", "batch", "aggregate t/s", "per-seq t/s", "step ms", "vs batch1", "GB/s",
+				"of max");
 		List<Map<String, Object>> rows = new ArrayList<>();
 		for (int promptLength : this.promptTokens) {
 			for (int newTokens : this.newTokens) {
@@ -242,8 +261,8 @@ public class BenchCommand implements Callable<Integer> {
 				for (int r = -this.warmups; r < this.runs; r++) {
 					for (int i = 0; i < n; i++) {
 						for (int k = 0; k < sizes; k++) {
-							double rate = batchRun(loaded, configs.get(i).model(), promptLength, newTokens,
-									this.batch.get(k));
+							double rate = batchRun(loaded, configs.get(i / forms).model(), arenas.get(i % forms),
+									promptLength, newTokens, this.batch.get(k));
 							if (r >= 0) {
 								aggregate[i][k][r] = rate;
 							}
@@ -251,7 +270,8 @@ public class BenchCommand implements Callable<Integer> {
 					}
 				}
 				for (int i = 0; i < n; i++) {
-					Config config = configs.get(i);
+					Config config = configs.get(i / forms);
+					String form = arenas.get(i % forms) ? "arena" : "own";
 					double single = Double.NaN;
 					for (int k = 0; k < sizes; k++) {
 						if (this.batch.get(k) == 1) {
@@ -266,14 +286,15 @@ public class BenchCommand implements Callable<Integer> {
 						double bandwidth = bytes * (total / b) / 1e9;
 						String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill())
 							.toLowerCase();
-						System.out.printf("%-8s %-24s %7d %5d %-8s %6d %16.2f %14.2f %10.1f %10s %10.2f %7.0f%%%n",
-								dtype, kernels, promptLength, newTokens,
+						System.out.printf("%-8s %-24s %-6s %7d %5d %-8s %6d %16.2f %14.2f %10.1f %10s %10.2f %7.0f%%%n",
+								dtype, kernels, form, promptLength, newTokens,
 								(config.density() == 1.0) ? "dense" : String.valueOf(config.density()), b, total,
 								total / b, 1e3 * b / total, Double.isNaN(ratio) ? "-" : "%.2fx".formatted(ratio),
 								bandwidth, 100 * bandwidth / machine);
 						Map<String, Object> row = new LinkedHashMap<>();
 						row.put("dtype", dtype);
 						row.put("kernels", config.kernels().toString());
+						row.put("kv", form);
 						row.put("density", config.density());
 						row.put("promptTokens", promptLength);
 						row.put("newTokens", newTokens);
@@ -296,14 +317,20 @@ public class BenchCommand implements Callable<Integer> {
 	 * One run of {@code b} sequences decoding {@code newTokens} greedy tokens together:
 	 * aggregate decode tokens/s.
 	 */
-	private static double batchRun(LoadedModel loaded, CausalLm model, int promptLength, int newTokens, int b) {
+	private static double batchRun(LoadedModel loaded, CausalLm model, boolean inArena, int promptLength, int newTokens,
+			int b) {
 		List<InferenceSession> sessions = new ArrayList<>();
+		KvArena arena = inArena ? new KvArena(model, b * (promptLength + newTokens + 1)) : null;
 		try {
 			int[] next = new int[b];
 			for (int s = 0; s < b; s++) {
 				int[] text = prompt(loaded, promptLength + 7 * s);
 				int[] own = Arrays.copyOfRange(text, 7 * s, text.length);
-				InferenceSession session = new InferenceSession(model, promptLength + newTokens + 1);
+				InferenceSession session = new InferenceSession(model, promptLength + newTokens + 1, 0, arena);
+				if (session.inArena() != inArena) {
+					session.close();
+					throw new IllegalStateException("a sequence of the batch did not get the KV form asked for");
+				}
 				sessions.add(session);
 				next[s] = Sampler.argmax(session.prefill(own, Generator.PREFILL_CHUNK));
 				session.finishPrompt();
@@ -319,6 +346,9 @@ public class BenchCommand implements Callable<Integer> {
 		}
 		finally {
 			sessions.forEach(InferenceSession::close);
+			if (arena != null) {
+				arena.close();
+			}
 		}
 	}
 

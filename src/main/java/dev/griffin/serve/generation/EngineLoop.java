@@ -15,6 +15,7 @@ import org.slf4j.LoggerFactory;
 import reactor.core.publisher.FluxSink;
 
 import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.KvArena;
 import dev.griffin.serve.observability.GenerationMetrics;
 import dev.griffin.serve.tokenizer.Tokenizer;
 
@@ -50,6 +51,9 @@ public final class EngineLoop implements AutoCloseable {
 	/** How long an idle loop sleeps before it looks again (a wake-up ends it sooner). */
 	private static final long IDLE_NANOS = 50_000_000;
 
+	/** The KV arena's tokens per sequence the loop runs ({@link #arenaFor}). */
+	static final int ARENA_TOKENS_PER_SEQUENCE = 2048;
+
 	/** How often a loop whose every stream waits for its client looks again. */
 	private static final long BLOCKED_NANOS = 1_000_000;
 
@@ -69,6 +73,13 @@ public final class EngineLoop implements AutoCloseable {
 	private final List<Request> running = new ArrayList<>();
 
 	private final Thread thread;
+
+	/**
+	 * Where running sequences keep their KV caches so that batched steps attend in a few
+	 * operations per layer: made for the first model the loop runs (when it runs more
+	 * than one sequence at a time); the loop thread's.
+	 */
+	private KvArena arena;
 
 	private volatile boolean closed;
 
@@ -320,6 +331,25 @@ public final class EngineLoop implements AutoCloseable {
 		}
 	}
 
+	/**
+	 * The arena for sessions of {@code model}, made on first use: room for every sequence
+	 * the loop runs at its full context, up to {@link #ARENA_TOKENS_PER_SEQUENCE} tokens
+	 * each (a longer sequence takes a range if one is free, else keeps its own cache).
+	 * Null when the loop runs one sequence at a time, or for a model over other weights.
+	 */
+	private KvArena arenaFor(CausalLm model) {
+		if (this.maxSequences < 2) {
+			return null;
+		}
+		if (this.arena == null) {
+			int perSequence = Math.min(model.config().maxPositionEmbeddings(), ARENA_TOKENS_PER_SEQUENCE);
+			this.arena = new KvArena(model, this.maxSequences * perSequence);
+			logger.info("KV arena: {} tokens ({} MiB, committed as sequences write it) for {} sequences",
+					this.arena.tokens(), this.arena.bytes() >> 20, this.maxSequences);
+		}
+		return this.arena.serves(model) ? this.arena : null;
+	}
+
 	@Override
 	public void close() {
 		this.closed = true;
@@ -329,6 +359,9 @@ public final class EngineLoop implements AutoCloseable {
 		}
 		catch (InterruptedException ex) {
 			Thread.currentThread().interrupt();
+		}
+		if (this.arena != null && !this.thread.isAlive()) {
+			this.arena.close();
 		}
 		for (Object next = this.waiting.poll(); next != null; next = this.waiting.poll()) {
 			if (next instanceof Request request) {
@@ -596,8 +629,8 @@ public final class EngineLoop implements AutoCloseable {
 					s.model().config().maxPositionEmbeddings());
 			this.startNanos = System.nanoTime();
 			long seed = (this.params.seed() != null) ? this.params.seed() : System.nanoTime();
-			this.session = engine(s.probe(), "allocate",
-					() -> new InferenceSession(s.model(), prompt.length + this.params.maxNewTokens(), seed));
+			this.session = engine(s.probe(), "allocate", () -> new InferenceSession(s.model(),
+					prompt.length + this.params.maxNewTokens(), seed, arenaFor(s.model())));
 			if (this.index > 0) {
 				// the prompt's one prefill, shared with choice 0
 				PromptCache.Processed first = this.request.choices[0].processed;

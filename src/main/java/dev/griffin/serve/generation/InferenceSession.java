@@ -10,6 +10,7 @@ import ai.djl.ndarray.types.Shape;
 
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.KvArena;
 import dev.griffin.serve.model.KvCache;
 
 /**
@@ -42,16 +43,40 @@ public final class InferenceSession implements AutoCloseable {
 	 * methods)
 	 */
 	public InferenceSession(CausalLm model, int capacity, long seed) {
+		this(model, capacity, seed, null);
+	}
+
+	/**
+	 * @param arena where the KV cache takes a range when it serves the model and has one
+	 * free (so batched steps attend in their few-operation form), or null; otherwise the
+	 * cache has tensors of its own
+	 */
+	public InferenceSession(CausalLm model, int capacity, long seed, KvArena arena) {
 		this.model = model;
 		this.manager = model.manager().newSubManager();
+		KvCache kv = null;
 		try {
-			this.cache = new KvCache(model.config(), capacity, this.manager, model.options().attentionDataType());
+			if (arena != null && arena.serves(model)) {
+				kv = KvCache.inArena(arena, model.config(), capacity, this.manager);
+			}
+			if (kv == null) {
+				kv = new KvCache(model.config(), capacity, this.manager, model.options().attentionDataType());
+			}
+			this.cache = kv;
 			this.states = model.newFeedForwardStates(seed);
 		}
 		catch (RuntimeException ex) {
+			if (kv != null) {
+				kv.release();
+			}
 			this.manager.close();
 			throw ex;
 		}
+	}
+
+	/** Whether the KV cache is a range of a {@link KvArena}. */
+	public boolean inArena() {
+		return this.cache.arena() != null;
 	}
 
 	public FeedForward.State state(int layer) {
@@ -261,6 +286,7 @@ public final class InferenceSession implements AutoCloseable {
 		for (FeedForward.State state : this.states) {
 			state.close();
 		}
+		this.cache.release();
 		this.manager.close();
 	}
 

@@ -140,37 +140,39 @@ public final class Attention {
 	}
 
 	/**
-	 * One generated token for each of B sequences: x [B, D], row b at
-	 * {@code positions[b]} of {@code caches[b]} -> [B, D]. The projections run once for
-	 * the batch; each row attends over its own cache exactly as a decode step of that
-	 * sequence alone does.
+	 * One generated token for each of B sequences: x [B, D], row b at its position of its
+	 * cache ({@code kv}) -> [B, D]. The projections run once for the batch; each row
+	 * attends over its own cache exactly as a decode step of that sequence alone does:
+	 * gathered out of their arena in one go when {@code kv} has that form, else row by
+	 * row.
 	 * @param rotary the rotation of each row's position
 	 */
-	public NDArray forwardBatch(NDArray x, int[] positions, RotaryEmbedding.Angles rotary, KvCache[] caches,
-			Kernels kernels) {
-		int b = (int) x.getShape().get(0);
+	NDArray forwardBatch(NDArray x, BatchKv kv, RotaryEmbedding.Angles rotary, Kernels kernels) {
+		int b = kv.rows();
 		NDArray projected = kernels.linear(x, this.weights.queryKeyValue(), this.weights.queryKeyValueBias());
 		DataType projectionType = projected.getDataType();
 		NDArray qkv = arithmetic(projected);
 		NDArray qk = rotated(qkv, rotary, b); // [B, H+KVH, Dh]
 		NDArray v = qkv.get(this.valueColumns); // [B, KVH*Dh]
-		NDArray[] keys = new NDArray[b];
-		NDArray[] values = new NDArray[b];
-		long[] at = new long[b];
-		long[] starts = new long[b];
-		for (int i = 0; i < b; i++) {
-			if (positions[i] >= caches[i].capacity()) {
-				throw new IllegalStateException("KV cache overflow: position %d of a cache of %d"
-					.formatted(positions[i], caches[i].capacity()));
-			}
-			keys[i] = caches[i].layerKeys(this.layer);
-			values[i] = caches[i].layerValues(this.layer);
-			at[i] = positions[i];
-			starts[i] = keyStart(this.slidingWindow, positions[i]);
+		double scale = this.weights.scaleFolded() ? Double.NaN : this.scale;
+		NDArray context; // [B, H*Dh]
+		if (kv.arena != null) {
+			context = BatchAttention.attendGathered(qk, v, kv.arena.keys(this.layer), kv.arena.values(this.layer),
+					kv.write, kv.gather, kv.masked, this.heads, scale);
 		}
-		// each row's cache write and attention, as attendOne computes them, in one call
-		NDArray context = BatchAttention.attend(qk, v, keys, values, at, starts, this.heads,
-				this.weights.scaleFolded() ? Double.NaN : this.scale); // [B, H*Dh]
+		else {
+			NDArray[] keys = new NDArray[b];
+			NDArray[] values = new NDArray[b];
+			long[] at = new long[b];
+			for (int i = 0; i < b; i++) {
+				keys[i] = kv.caches[i].layerKeys(this.layer);
+				values[i] = kv.caches[i].layerValues(this.layer);
+				at[i] = kv.positions[i];
+			}
+			// each row's cache write and attention, as attendOne computes them, in one
+			// call
+			context = BatchAttention.attend(qk, v, keys, values, at, kv.starts, this.heads, scale);
+		}
 		return output(context, projectionType, kernels); // [B, D]
 	}
 

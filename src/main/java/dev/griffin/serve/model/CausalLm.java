@@ -212,6 +212,7 @@ public final class CausalLm {
 		Kernels plan = this.kernels.batchDecode(this.options.oneDnnApplies());
 		plan.enter(b);
 		RotaryEmbedding.Angles rotary = this.rotary.angles(positions, x.getManager());
+		BatchKv kv = new BatchKv(positions, caches, this.config.slidingWindow(), x.getManager());
 		for (int i = 0; i < this.layers.size(); i++) {
 			DecoderLayer layer = this.layers.get(i);
 			FeedForward.State[] layerStates = new FeedForward.State[b];
@@ -219,8 +220,8 @@ public final class CausalLm {
 				layerStates[row] = states[row][i];
 			}
 			NDArray input = x;
-			x = inLayerScope(() -> layer.forwardBatch(input, positions, rotary, caches, layerStates, plan)); // [B,
-																												// D]
+			x = inLayerScope(() -> layer.forwardBatch(input, kv, rotary, layerStates, plan)); // [B,
+																								// D]
 		}
 		return logits(x, plan); // [B, V], the head's products in the batch's form too
 	}

@@ -49,16 +49,14 @@ public final class DecoderLayer {
 	}
 
 	/**
-	 * One generated token of each of B sequences: x [B, D] -> [B, D], row b at
-	 * {@code positions[b]} with {@code caches[b]} and this layer's {@code states[b]}. The
-	 * states may come from different variants of this layer (dense and GRIFFIN blocks
-	 * over the same dense weights): each row's feed-forward reads the weights its state
-	 * names.
+	 * One generated token of each of B sequences: x [B, D] -> [B, D], row b at its
+	 * position of its cache ({@code kv}) and this layer's {@code states[b]}. The states
+	 * may come from different variants of this layer (dense and GRIFFIN blocks over the
+	 * same dense weights): each row's feed-forward reads the weights its state names.
 	 */
-	public NDArray forwardBatch(NDArray x, int[] positions, RotaryEmbedding.Angles rotary, KvCache[] caches,
-			FeedForward.State[] states, Kernels kernels) {
-		NDArray h = x
-			.add(this.attention.forwardBatch(this.attentionNorm.forward(x), positions, rotary, caches, kernels));
+	NDArray forwardBatch(NDArray x, BatchKv kv, RotaryEmbedding.Angles rotary, FeedForward.State[] states,
+			Kernels kernels) {
+		NDArray h = x.add(this.attention.forwardBatch(this.attentionNorm.forward(x), kv, rotary, kernels));
 		Kernels.GatedWeights[] rows = new Kernels.GatedWeights[states.length];
 		for (int i = 0; i < rows.length; i++) {
 			rows[i] = states[i].generationWeights();

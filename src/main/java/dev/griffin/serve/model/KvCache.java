@@ -8,7 +8,8 @@ import ai.djl.ndarray.types.Shape;
 
 /**
  * Keys and values of one sequence, preallocated for its whole capacity and written in
- * place, so a decode step allocates nothing that outlives it.
+ * place, so a decode step allocates nothing that outlives it: tensors of its own, or a
+ * range of a {@link KvArena} that batched steps attend over together.
  */
 public final class KvCache {
 
@@ -18,12 +19,17 @@ public final class KvCache {
 
 	private final int capacity;
 
+	private final KvArena arena; // null when the tensors are the cache's own
+
+	private final int base; // the first arena token of the range
+
+	private boolean released;
+
 	public KvCache(ModelConfig config, int capacity, NDManager manager, DataType type) {
-		if (capacity <= 0 || capacity > config.maxPositionEmbeddings()) {
-			throw new IllegalArgumentException("KV cache capacity %d is outside 1..%d (the model's context length)"
-				.formatted(capacity, config.maxPositionEmbeddings()));
-		}
+		checkCapacity(config, capacity);
 		this.capacity = capacity;
+		this.arena = null;
+		this.base = -1;
 		int layers = config.numberOfLayers();
 		this.keys = new NDArray[layers];
 		this.values = new NDArray[layers];
@@ -31,6 +37,67 @@ public final class KvCache {
 		for (int i = 0; i < layers; i++) {
 			this.keys[i] = manager.zeros(shape, type);
 			this.values[i] = manager.zeros(shape, type);
+		}
+	}
+
+	/**
+	 * A cache of {@code capacity} tokens in a range of {@code arena}, or null when the
+	 * arena has no free range that long. Its views of the arena belong to
+	 * {@code manager}; {@link #release()} gives the range back.
+	 */
+	public static KvCache inArena(KvArena arena, ModelConfig config, int capacity, NDManager manager) {
+		checkCapacity(config, capacity);
+		int base = arena.allocate(capacity);
+		return (base < 0) ? null : new KvCache(arena, base, capacity, manager);
+	}
+
+	private KvCache(KvArena arena, int base, int capacity, NDManager manager) {
+		this.arena = arena;
+		this.base = base;
+		this.capacity = capacity;
+		int layers = arena.layers();
+		this.keys = new NDArray[layers];
+		this.values = new NDArray[layers];
+		try {
+			NDIndex range = new NDIndex().addAllDim().addSliceDim(base, base + capacity);
+			for (int i = 0; i < layers; i++) {
+				this.keys[i] = arena.keys(i).get(range);
+				this.keys[i].attach(manager);
+				this.values[i] = arena.values(i).get(range);
+				this.values[i].attach(manager);
+			}
+		}
+		catch (RuntimeException ex) {
+			arena.release(base, capacity);
+			throw ex;
+		}
+	}
+
+	private static void checkCapacity(ModelConfig config, int capacity) {
+		if (capacity <= 0 || capacity > config.maxPositionEmbeddings()) {
+			throw new IllegalArgumentException("KV cache capacity %d is outside 1..%d (the model's context length)"
+				.formatted(capacity, config.maxPositionEmbeddings()));
+		}
+	}
+
+	/** The arena whose range this cache is, or null. */
+	public KvArena arena() {
+		return this.arena;
+	}
+
+	/** The arena token where this cache's position 0 lives (-1 outside an arena). */
+	int base() {
+		return this.base;
+	}
+
+	/**
+	 * Gives an arena range back (once the sequence is done; again is a no-op); nothing
+	 * for own tensors.
+	 */
+	public void release() {
+		if (this.arena != null && !this.released) {
+			this.released = true;
+			this.arena.release(this.base, this.capacity);
 		}
 	}
 

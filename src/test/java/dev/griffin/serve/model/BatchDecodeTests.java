@@ -42,7 +42,8 @@ class BatchDecodeTests {
 		List<Arguments> cases = new ArrayList<>();
 		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2")) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
-				cases.add(Arguments.of(name, decode));
+				cases.add(Arguments.of(name, decode, true));
+				cases.add(Arguments.of(name, decode, false));
 			}
 		}
 		return cases.stream();
@@ -53,9 +54,9 @@ class BatchDecodeTests {
 
 	}
 
-	@ParameterizedTest
+	@ParameterizedTest(name = "{0} {1} arena={2}")
 	@MethodSource("everyDecodeForm")
-	void batchedStepsMatchEachSequenceAlone(String name, Kernels.Decode decode) {
+	void batchedStepsMatchEachSequenceAlone(String name, Kernels.Decode decode, boolean inArena) {
 		CausalLm dense = load(name, decode);
 		int layers = dense.config().numberOfLayers();
 		CausalLm half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
@@ -87,6 +88,10 @@ class BatchDecodeTests {
 			}
 			// together: sequence i joins at step joinsAt (its prompt runs alone) and
 			// leaves after STEPS steps of its own
+			// in an arena the batch attends in its gathered form; each range is followed
+			// by another's, so a row that read past its own window would see its
+			// neighbour
+			KvArena arena = inArena ? new KvArena(dense, runs.size() * 64) : null;
 			InferenceSession[] sessions = new InferenceSession[runs.size()];
 			float[][] last = new float[runs.size()][];
 			int[] done = new int[runs.size()];
@@ -99,7 +104,8 @@ class BatchDecodeTests {
 					for (int i = 0; i < runs.size(); i++) {
 						Run run = runs.get(i);
 						if (step == run.joinsAt()) {
-							sessions[i] = new InferenceSession(run.model(), 64);
+							sessions[i] = new InferenceSession(run.model(), 64, 0, arena);
+							assertThat(sessions[i].inArena()).isEqualTo(inArena);
 							last[i] = sessions[i].prefill(run.prompt(), run.prompt().length);
 						}
 						if (sessions[i] != null && done[i] < STEPS) {
@@ -131,6 +137,11 @@ class BatchDecodeTests {
 					if (session != null) {
 						session.close();
 					}
+				}
+				if (arena != null) {
+					assertThat(arena.freeTokens()).as("arena tokens free once every sequence is done")
+						.isEqualTo(arena.tokens());
+					arena.close();
 				}
 			}
 			assertThat(done).as("steps each sequence decoded").containsOnly(STEPS);
