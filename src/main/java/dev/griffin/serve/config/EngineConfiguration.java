@@ -138,7 +138,7 @@ public class EngineConfiguration {
 		CircuitBreaker circuitBreaker = circuitBreakers.circuitBreaker("engine");
 		Duration maxTime = timeLimiters.timeLimiter("generation").getTimeLimiterConfig().getTimeoutDuration();
 		return new InferenceScheduler(models, properties.cache().enabled() ? cache : null, metrics,
-				generation.workers(), bulkhead, circuitBreaker, rateLimiters, maxTime,
+				generation.workers(), generation.kvArenaTokens(), bulkhead, circuitBreaker, rateLimiters, maxTime,
 				new InferenceScheduler.Limits(generation.maxConcurrentPerKey(), generation.tokensPerMinutePerKey(),
 						generation.stallTimeout()));
 	}

@@ -61,6 +61,9 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param defaultMaxTokens max_tokens when a request names none
 	 * @param maxTokensLimit the largest max_tokens a request may ask for
 	 * @param workers sequences the engine decodes together in one batch
+	 * @param kvArenaTokens tokens per worker of the engine's KV arena, where running
+	 * sequences keep their caches so that batched steps attend in a few operations per
+	 * layer (0: every sequence keeps a cache of its own; unused with one worker)
 	 * @param queueCapacity requests waiting for the engine before new ones get 429
 	 * @param keepAlive interval of SSE keep-alive comments while a stream waits
 	 * @param warmUp run one generation before reporting ready
@@ -72,15 +75,15 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 */
 	public record Generation(@DefaultValue("0.75") double defaultDensity, @DefaultValue("topk") String defaultMethod,
 			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("4096") int maxTokensLimit,
-			@DefaultValue("1") int workers, @DefaultValue("16") int queueCapacity,
-			@DefaultValue("10s") Duration keepAlive, @DefaultValue("true") boolean warmUp,
-			@DefaultValue("8") int maxConcurrentPerKey, @DefaultValue("200000") long tokensPerMinutePerKey,
-			@DefaultValue("30s") Duration stallTimeout) {
+			@DefaultValue("1") int workers, @DefaultValue("2048") int kvArenaTokens,
+			@DefaultValue("16") int queueCapacity, @DefaultValue("10s") Duration keepAlive,
+			@DefaultValue("true") boolean warmUp, @DefaultValue("8") int maxConcurrentPerKey,
+			@DefaultValue("200000") long tokensPerMinutePerKey, @DefaultValue("30s") Duration stallTimeout) {
 
 		public Generation {
-			if (workers < 1 || queueCapacity < 0 || defaultMaxTokens < 1 || maxTokensLimit < 1) {
-				throw new IllegalArgumentException(
-						"griffin.generation: workers >= 1, queue-capacity >= 0 and default-max-tokens >= 1 are required");
+			if (workers < 1 || kvArenaTokens < 0 || queueCapacity < 0 || defaultMaxTokens < 1 || maxTokensLimit < 1) {
+				throw new IllegalArgumentException("griffin.generation: workers >= 1, kv-arena-tokens >= 0, "
+						+ "queue-capacity >= 0 and default-max-tokens >= 1 are required");
 			}
 		}
 

@@ -51,13 +51,22 @@ public final class EngineLoop implements AutoCloseable {
 	/** How long an idle loop sleeps before it looks again (a wake-up ends it sooner). */
 	private static final long IDLE_NANOS = 50_000_000;
 
-	/** The KV arena's tokens per sequence the loop runs ({@link #arenaFor}). */
+	/** The KV arena's default tokens per sequence the loop runs ({@link #arenaFor}). */
 	static final int ARENA_TOKENS_PER_SEQUENCE = 2048;
+
+	/**
+	 * Prompt tokens a prefill pass is charged at least against a step's budget: a short
+	 * pass costs about what a pass of this many tokens does (the per-operation work of a
+	 * pass through every layer), so one step runs at most budget / 32 passes.
+	 */
+	static final int PASS_TOKENS = 32;
 
 	/** How often a loop whose every stream waits for its client looks again. */
 	private static final long BLOCKED_NANOS = 1_000_000;
 
 	private final int maxSequences;
+
+	private final int arenaTokensPerSequence;
 
 	private final int prefillChunk;
 
@@ -91,12 +100,22 @@ public final class EngineLoop implements AutoCloseable {
 	 */
 	public EngineLoop(int maxSequences, int prefillChunk, PromptCache cache, GenerationMetrics metrics,
 			Duration stallTimeout) {
-		if (maxSequences < 1 || prefillChunk < 1) {
+		this(maxSequences, ARENA_TOKENS_PER_SEQUENCE, prefillChunk, cache, metrics, stallTimeout);
+	}
+
+	/**
+	 * @param arenaTokensPerSequence the KV arena's tokens per sequence
+	 * ({@link #arenaFor}; 0: every sequence keeps a cache of its own)
+	 */
+	public EngineLoop(int maxSequences, int arenaTokensPerSequence, int prefillChunk, PromptCache cache,
+			GenerationMetrics metrics, Duration stallTimeout) {
+		if (maxSequences < 1 || prefillChunk < 1 || arenaTokensPerSequence < 0) {
 			throw new IllegalArgumentException(
-					"at least one sequence and one prompt token per step are required, got %d and %d"
-						.formatted(maxSequences, prefillChunk));
+					"at least one sequence, one prompt token per step and no negative arena are required, "
+							+ "got %d, %d and %d".formatted(maxSequences, prefillChunk, arenaTokensPerSequence));
 		}
 		this.maxSequences = maxSequences;
+		this.arenaTokensPerSequence = arenaTokensPerSequence;
 		this.prefillChunk = prefillChunk;
 		this.cache = cache;
 		this.metrics = metrics;
@@ -181,7 +200,7 @@ public final class EngineLoop implements AutoCloseable {
 	private boolean step() {
 		retire();
 		admit();
-		boolean worked = prefillChunk();
+		boolean worked = prefill();
 		worked |= decode();
 		return worked;
 	}
@@ -249,15 +268,27 @@ public final class EngineLoop implements AutoCloseable {
 		}
 	}
 
-	/** Runs one prompt chunk of the oldest request still processing its prompt. */
-	private boolean prefillChunk() {
+	/**
+	 * Runs prompt chunks of the requests still processing their prompt, oldest first,
+	 * within one chunk's budget of tokens per step: a long prompt takes the whole budget,
+	 * several short ones share it (each a pass of its own, charged at least
+	 * {@link #PASS_TOKENS}), so that a burst of short prompts reaches its first tokens in
+	 * one step instead of one step each, and running streams still wait for at most about
+	 * one chunk's work.
+	 */
+	private boolean prefill() {
+		int budget = this.prefillChunk;
+		boolean worked = false;
 		for (Request request : this.running) {
+			if (budget <= 0) {
+				break;
+			}
 			if (request.prefilling()) {
-				request.prefillChunk();
-				return true;
+				budget -= Math.max(PASS_TOKENS, request.prefillChunk(budget));
+				worked = true;
 			}
 		}
-		return false;
+		return worked;
 	}
 
 	/** One decode pass over every sequence that has a token to run. */
@@ -333,16 +364,17 @@ public final class EngineLoop implements AutoCloseable {
 
 	/**
 	 * The arena for sessions of {@code model}, made on first use: room for every sequence
-	 * the loop runs at its full context, up to {@link #ARENA_TOKENS_PER_SEQUENCE} tokens
-	 * each (a longer sequence takes a range if one is free, else keeps its own cache).
-	 * Null when the loop runs one sequence at a time, or for a model over other weights.
+	 * the loop runs at its full context, up to the configured tokens each (a longer
+	 * sequence takes a range if one is free, else keeps its own cache). Null when the
+	 * loop runs one sequence at a time or has no arena, or for a model over other
+	 * weights.
 	 */
 	private KvArena arenaFor(CausalLm model) {
-		if (this.maxSequences < 2) {
+		if (this.maxSequences < 2 || this.arenaTokensPerSequence == 0) {
 			return null;
 		}
 		if (this.arena == null) {
-			int perSequence = Math.min(model.config().maxPositionEmbeddings(), ARENA_TOKENS_PER_SEQUENCE);
+			int perSequence = Math.min(model.config().maxPositionEmbeddings(), this.arenaTokensPerSequence);
 			this.arena = new KvArena(model, this.maxSequences * perSequence);
 			logger.info("KV arena: {} tokens ({} MiB, committed as sequences write it) for {} sequences",
 					this.arena.tokens(), this.arena.bytes() >> 20, this.maxSequences);
@@ -453,12 +485,14 @@ public final class EngineLoop implements AutoCloseable {
 			}
 		}
 
-		void prefillChunk() {
+		/** Runs at most {@code budget} prompt tokens; returns how many it ran. */
+		int prefillChunk(int budget) {
 			try {
-				this.choices[0].prefillChunk();
+				return this.choices[0].prefillChunk(budget);
 			}
 			catch (RuntimeException ex) {
 				fail(ex, true);
+				return 0;
 			}
 		}
 
@@ -649,16 +683,20 @@ public final class EngineLoop implements AutoCloseable {
 		}
 
 		/** Runs the next prompt chunk; after the last, ends the prompt phase. */
-		void prefillChunk() {
+		/**
+		 * Runs the prompt's next chunk of at most {@code budget} tokens; returns its
+		 * size.
+		 */
+		int prefillChunk(int budget) {
 			Submission s = submission();
 			int[] prompt = s.job().prompt();
 			int from = this.request.promptOffset;
-			int size = EngineLoop.this.prefillChunk;
+			int size = Math.min(budget, EngineLoop.this.prefillChunk);
 			int[] chunk = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + size));
 			float[] logits = engine(s.probe(), "prefill", () -> this.session.prefill(chunk, size));
 			this.request.promptOffset = from + chunk.length;
 			if (this.request.promptOffset < prompt.length) {
-				return;
+				return chunk.length;
 			}
 			this.request.promptOffset = -1;
 			promptProcessed(engine(s.probe(), "prefill", () -> {
@@ -672,6 +710,7 @@ public final class EngineLoop implements AutoCloseable {
 				}
 				return new PromptCache.Processed(logits, false, null);
 			}));
+			return chunk.length;
 		}
 
 		private void promptProcessed(PromptCache.Processed processed) {

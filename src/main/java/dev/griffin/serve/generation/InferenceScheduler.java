@@ -93,10 +93,11 @@ public final class InferenceScheduler implements AutoCloseable {
 
 	/**
 	 * @param sequences sequences the engine decodes together at most
+	 * @param arenaTokensPerSequence the engine's KV arena per sequence (0: none)
 	 */
 	public InferenceScheduler(ModelService models, PromptCache cache, GenerationMetrics metrics, int sequences,
-			Bulkhead bulkhead, CircuitBreaker circuitBreaker, RateLimiterRegistry rateLimiters,
-			Duration maxGenerationTime, Limits limits) {
+			int arenaTokensPerSequence, Bulkhead bulkhead, CircuitBreaker circuitBreaker,
+			RateLimiterRegistry rateLimiters, Duration maxGenerationTime, Limits limits) {
 		this.models = models;
 		this.cache = cache;
 		this.metrics = metrics;
@@ -109,7 +110,8 @@ public final class InferenceScheduler implements AutoCloseable {
 			.maxConcurrentCalls(limits.concurrentRequests())
 			.maxWaitDuration(Duration.ZERO)
 			.build());
-		this.engine = new EngineLoop(sequences, Generator.PREFILL_CHUNK, cache, metrics, limits.stallTimeout());
+		this.engine = new EngineLoop(sequences, arenaTokensPerSequence, Generator.PREFILL_CHUNK, cache, metrics,
+				limits.stallTimeout());
 		// Admission bounds what waits here, so the queue never grows past the bulkhead.
 		AtomicInteger threads = new AtomicInteger();
 		int preparers = Math.max(1, Math.min(2, Runtime.getRuntime().availableProcessors()));
