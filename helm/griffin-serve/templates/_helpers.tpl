@@ -44,6 +44,10 @@ the model's real sizes at start and refuses a limit they exceed.
 {{- if .Values.gpu.enabled -}}
 {{- $host -}}
 {{- else -}}
-{{- add $host $m.weightsMi .Values.griffin.cacheMaxSizeMi (mul .Values.griffin.workers $m.perSequenceMi) -}}
+{{- $arena := 0 -}}
+{{- if gt (int .Values.griffin.workers) 1 -}}
+{{- $arena = mul .Values.griffin.workers $m.kvArenaMi -}}
+{{- end -}}
+{{- add $host $m.weightsMi .Values.griffin.cacheMaxSizeMi (mul .Values.griffin.workers $m.perSequenceMi) $arena -}}
 {{- end -}}
 {{- end }}

@@ -85,7 +85,9 @@ public class EngineConfiguration {
 				host ? MemoryBudget.weights(config, options) : 0,
 				(host && properties.cache().enabled()) ? properties.cache().maxSize().toBytes() : 0,
 				host ? MemoryBudget.perSequence(config, options, Generator.PREFILL_CHUNK) : 0,
-				properties.generation().workers(), properties.memory().overhead().toBytes());
+				properties.generation().workers(), host ? MemoryBudget.arena(config, options,
+						properties.generation().workers(), properties.generation().kvArenaTokens()) : 0,
+				properties.memory().overhead().toBytes());
 		OptionalLong limit = (properties.memory().limit() != null)
 				? OptionalLong.of(properties.memory().limit().toBytes()) : MemoryBudget.containerLimit();
 		if (limit.isEmpty()) {

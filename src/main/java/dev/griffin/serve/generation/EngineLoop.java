@@ -682,10 +682,9 @@ public final class EngineLoop implements AutoCloseable {
 			this.request.promptOffset = 0;
 		}
 
-		/** Runs the next prompt chunk; after the last, ends the prompt phase. */
 		/**
-		 * Runs the prompt's next chunk of at most {@code budget} tokens; returns its
-		 * size.
+		 * Runs the prompt's next chunk of at most {@code budget} tokens; after the last,
+		 * ends the prompt phase. Returns the chunk's size.
 		 */
 		int prefillChunk(int budget) {
 			Submission s = submission();

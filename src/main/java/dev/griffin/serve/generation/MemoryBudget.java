@@ -22,14 +22,30 @@ import dev.griffin.serve.model.ModelOptions;
  * @param perSequence what one running sequence can take at the longest context: KV cache,
  * gathered experts just below density 1, and the activations of a prefill chunk
  * @param sequences sequences that run at once (griffin.generation.workers)
+ * @param arena the engine's KV arena ({@link #arena}): pages its ranges were written in
+ * stay committed, beside the caches of sequences that found no range
  * @param overhead the rest: JVM metaspace, code and threads, libtorch, tokenizers
  */
 public record MemoryBudget(long heap, long direct, long weights, long cache, long perSequence, int sequences,
-		long overhead) {
+		long arena, long overhead) {
 
 	/** The sum of the parts. */
 	public long total() {
-		return this.heap + this.direct + this.weights + this.cache + this.sequences * this.perSequence + this.overhead;
+		return this.heap + this.direct + this.weights + this.cache + this.sequences * this.perSequence + this.arena
+				+ this.overhead;
+	}
+
+	/**
+	 * The KV arena of an engine that runs {@code workers} sequences with
+	 * {@code tokensPerWorker} arena tokens each (none with one worker).
+	 */
+	public static long arena(ModelConfig config, ModelOptions options, int workers, int tokensPerWorker) {
+		if (workers < 2) {
+			return 0;
+		}
+		long tokens = (long) workers * Math.min(tokensPerWorker, config.maxPositionEmbeddings());
+		return 2L * config.numberOfLayers() * config.numberOfKeyValueHeads() * config.headDimension() * tokens
+				* attentionBytes(options);
 	}
 
 	/**
@@ -123,9 +139,9 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	/** A readable breakdown, in MiB. */
 	@Override
 	public String toString() {
-		return "heap %d + direct %d + weights %d + cache %d + %d x %d per sequence + overhead %d = %d MiB".formatted(
-				mib(this.heap), mib(this.direct), mib(this.weights), mib(this.cache), this.sequences,
-				mib(this.perSequence), mib(this.overhead), mib(total()));
+		return ("heap %d + direct %d + weights %d + cache %d + %d x %d per sequence + KV arena %d + overhead %d = %d MiB")
+			.formatted(mib(this.heap), mib(this.direct), mib(this.weights), mib(this.cache), this.sequences,
+					mib(this.perSequence), mib(this.arena), mib(this.overhead), mib(total()));
 	}
 
 	static long mib(long bytes) {

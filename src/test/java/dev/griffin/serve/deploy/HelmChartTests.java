@@ -125,8 +125,8 @@ class HelmChartTests {
 		String config = only(objects, io.fabric8.kubernetes.api.model.ConfigMap.class).getData()
 			.get("application.yaml");
 		assertThat(config).contains("max-size: \"2048MB\"").contains("overhead: \"768MB\"");
-		// a worker more is a sequence more
-		assertThat(memoryMi(parse(render(Map.of("griffin.workers", "3"), null)))).isEqualTo(6272 + 2 * 1024);
+		// a worker more is a sequence more, and with several the KV arena's share each
+		assertThat(memoryMi(parse(render(Map.of("griffin.workers", "3"), null)))).isEqualTo(6272 + 2 * 1024 + 3 * 96);
 		// on GPUs the model's memory is the GPU's
 		assertThat(memoryMi(parse(render(Map.of(), CHART.resolve("values-gpu.yaml"))))).isEqualTo(1024 + 256 + 4096);
 		// the service's own reckoning for the default model (SmolLM2-135M, float32) fits
@@ -142,6 +142,9 @@ class HelmChartTests {
 		assertThat(MemoryBudget.weights(smolLm2, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu")) >> 20)
 			.isBetween(250L, 288L);
 		assertThat(perSequenceMi).isBetween(800L, 1024L);
+		assertThat(MemoryBudget.arena(smolLm2, ModelOptions.CPU_FLOAT32, 3, 2048) >> 20).isEqualTo(3 * 90L);
+		assertThat(MemoryBudget.arena(smolLm2, ModelOptions.CPU_FLOAT32, 1, 2048)).as("one worker has no arena")
+			.isZero();
 		// the bfloat16 prefill form's conversion block and parts: 16 + 6 MiB more
 		long bfloat16Mi = MemoryBudget.perSequence(smolLm2,
 				new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", null, Kernels.Prefill.BFLOAT16),
