@@ -76,6 +76,19 @@ public final class Attention {
 		return this.weights;
 	}
 
+	int layer() {
+		return this.layer;
+	}
+
+	int heads() {
+		return this.heads;
+	}
+
+	/** The scores' scale, or NaN when the query rows already carry it. */
+	double scoreScale() {
+		return this.weights.scaleFolded() ? Double.NaN : this.scale;
+	}
+
 	public static float scale(ModelConfig config) {
 		return (float) Math.pow(config.headDimension(), -0.5);
 	}
@@ -154,7 +167,7 @@ public final class Attention {
 		NDArray qkv = arithmetic(projected);
 		NDArray qk = rotated(qkv, rotary, b); // [B, H+KVH, Dh]
 		NDArray v = qkv.get(this.valueColumns); // [B, KVH*Dh]
-		double scale = this.weights.scaleFolded() ? Double.NaN : this.scale;
+		double scale = scoreScale();
 		NDArray context; // [B, H*Dh]
 		if (kv.arena != null) {
 			context = BatchAttention.attendGathered(qk, v, kv.arena.keys(this.layer), kv.arena.values(this.layer),

@@ -56,12 +56,18 @@ public final class DecoderLayer {
 	 */
 	NDArray forwardBatch(NDArray x, BatchKv kv, RotaryEmbedding.Angles rotary, FeedForward.State[] states,
 			Kernels kernels) {
-		NDArray h = x.add(this.attention.forwardBatch(this.attentionNorm.forward(x), kv, rotary, kernels));
 		Kernels.GatedWeights[] rows = new Kernels.GatedWeights[states.length];
 		for (int i = 0; i < rows.length; i++) {
 			rows[i] = states[i].generationWeights();
 		}
-		return h.add(kernels.feedForwardRows(this.ffnNorm.forward(h), this.feedForward.weights(), rows));
+		FeedForward.Weights ff = this.feedForward.weights();
+		int neurons = (int) ff.gateUp().getShape().get(0) / 2;
+		if (BatchLayer.applies(kv, kernels, rows, neurons)) {
+			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());
+			return BatchLayer.step(x, this.attentionNorm, this.attention, this.ffnNorm, ff, rotary, kv, kernels, keep);
+		}
+		NDArray h = x.add(this.attention.forwardBatch(this.attentionNorm.forward(x), kv, rotary, kernels));
+		return h.add(kernels.feedForwardRows(this.ffnNorm.forward(h), ff, rows));
 	}
 
 }

@@ -6,6 +6,7 @@ import java.util.Locale;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
 import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
@@ -236,19 +237,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		int neurons = (int) dense.gateUp().getShape().get(0) / 2;
 		if (masksDense(rows, neurons)) {
 			NDArray z = activations(x, dense.gateUp()); // [B, F]
-			float[] mask = new float[b * neurons];
-			for (int i = 0; i < b; i++) {
-				if (rows[i] == null || rows[i].neurons() == null) {
-					Arrays.fill(mask, i * neurons, (i + 1) * neurons, 1f);
-				}
-				else {
-					for (int neuron : rows[i].neurons()) {
-						mask[i * neurons + neuron] = 1f;
-					}
-				}
-			}
-			NDArray keep = x.getManager().create(mask, new Shape(b, neurons)).toType(z.getDataType(), false);
-			return output(z.mul(keep), dense.down());
+			return output(z.mul(keep(rows, neurons, x.getManager()).toType(z.getDataType(), false)), dense.down());
 		}
 		NDArray[] outputs = new NDArray[b];
 		long[] denseIndex = new long[denseRows];
@@ -270,6 +259,36 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 			}
 		}
 		return NDArrays.concat(new NDList(outputs), 0);
+	}
+
+	/** Whether every row reads the dense block (a null entry, or one without neurons). */
+	static boolean allDense(GatedWeights[] rows) {
+		for (GatedWeights row : rows) {
+			if (row != null && row.neurons() != null) {
+				return false;
+			}
+		}
+		return true;
+	}
+
+	/**
+	 * The masked form's mask: [B, F] float32, 1 where row i reads neuron j (every neuron
+	 * for a dense row, its experts for a GRIFFIN one).
+	 */
+	static NDArray keep(GatedWeights[] rows, int neurons, NDManager manager) {
+		int b = rows.length;
+		float[] mask = new float[b * neurons];
+		for (int i = 0; i < b; i++) {
+			if (rows[i] == null || rows[i].neurons() == null) {
+				Arrays.fill(mask, i * neurons, (i + 1) * neurons, 1f);
+			}
+			else {
+				for (int neuron : rows[i].neurons()) {
+					mask[i * neurons + neuron] = 1f;
+				}
+			}
+		}
+		return manager.create(mask, new Shape(b, neurons));
 	}
 
 	/**

@@ -19,6 +19,16 @@ public final class RmsNorm {
 		this.epsilon = weight.getManager().create(new float[] { (float) epsilon });
 	}
 
+	/** The scale, [D]. */
+	NDArray weight() {
+		return this.weight;
+	}
+
+	/** Epsilon as a [1] float32 array. */
+	NDArray epsilon() {
+		return this.epsilon;
+	}
+
 	/** x: [T, D] -> [T, D]. */
 	public NDArray forward(NDArray x) {
 		DataType type = x.getDataType();

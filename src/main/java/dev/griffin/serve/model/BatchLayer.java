@@ -1,0 +1,77 @@
+package dev.griffin.serve.model;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDScope;
+import ai.djl.pytorch.engine.PtNDArray;
+import ai.djl.pytorch.engine.PtSymbolBlock;
+import ai.djl.pytorch.jni.IValue;
+
+/**
+ * A whole decoder layer of a batched decode step in one call: norms, products, rotation,
+ * the gathered attention of rows whose caches live in one {@link KvArena}, the gated
+ * feed-forward block (dense, or masked per row to GRIFFIN's experts) and both residuals,
+ * inside libtorch. From Java the same layer is about thirty DJL operations, each a JNI
+ * call with its own bookkeeping. It applies where a batch's products go through oneDNN
+ * (float32 weights on the CPU, read from their packed copies); the work runs in a
+ * weightless TorchScript module ({@code tools/torchscript/make_batch_layer.py}).
+ */
+final class BatchLayer {
+
+	private static final class Module {
+
+		static final PtSymbolBlock INSTANCE = ScriptedProducts.module("batch-layer.pt");
+
+		/**
+		 * What the module reads as "none" (DJL passes no None): an empty array that lives
+		 * as long as the process, outside any pass's scope.
+		 */
+		static final PtNDArray NONE = none();
+
+		private static PtNDArray none() {
+			NDArray empty = Engine.getEngine("PyTorch").newBaseManager().create(new float[0]);
+			NDScope.unregister(empty);
+			return (PtNDArray) empty;
+		}
+
+	}
+
+	private BatchLayer() {
+	}
+
+	/**
+	 * Whether a layer of this batch runs here: its products go through oneDNN, its rows'
+	 * caches are in one arena, and its feed-forward rows take the dense or masked form.
+	 */
+	static boolean applies(BatchKv kv, Kernels kernels, Kernels.GatedWeights[] rows, int neurons) {
+		return kv.arena != null && kernels.prefill() == Kernels.Prefill.ONEDNN
+				&& (Kernels.allDense(rows) || Kernels.masksDense(rows, neurons));
+	}
+
+	/**
+	 * x [B, D] -> [B, D].
+	 * @param keep [B, F] float32 (1: the row reads the neuron), or null when every row is
+	 * dense
+	 */
+	static NDArray step(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm, FeedForward.Weights ff,
+			RotaryEmbedding.Angles rotary, BatchKv kv, Kernels kernels, NDArray keep) {
+		PackedWeights packed = kernels.packed();
+		Attention.Weights weights = attention.weights();
+		double scale = attention.scoreScale();
+		NDArray bias = weights.queryKeyValueBias();
+		int layer = attention.layer();
+		IValue[] inputs = { tensor(x), tensor(attentionNorm.weight()), tensor(ffnNorm.weight()),
+				tensor(attentionNorm.epsilon()), tensor(packed.of(weights.queryKeyValue())),
+				IValue.from((bias == null) ? Module.NONE : (PtNDArray) bias), tensor(rotary.rotation()),
+				tensor(kv.arena.keys(layer)), tensor(kv.arena.values(layer)), tensor(kv.write), tensor(kv.gather),
+				tensor(kv.masked), IValue.from(attention.heads()), IValue.from(Double.isNaN(scale) ? 1.0 : scale),
+				IValue.from(!Double.isNaN(scale)), tensor(packed.of(weights.output())), tensor(packed.of(ff.gateUp())),
+				tensor(packed.of(ff.down())), IValue.from((keep == null) ? Module.NONE : (PtNDArray) keep) };
+		return ScriptedProducts.run(Module.INSTANCE, "step", x.getManager(), inputs);
+	}
+
+	private static IValue tensor(NDArray array) {
+		return IValue.from((PtNDArray) array);
+	}
+
+}

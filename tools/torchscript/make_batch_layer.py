@@ -1,0 +1,94 @@
+"""Writes the TorchScript module behind a whole decoder layer of a batched decode step (BatchLayer).
+
+    python tools/torchscript/make_batch_layer.py   # needs torch==2.7.1 (tools/reference/requirements.txt)
+
+A batched decode step's layer is about thirty small libtorch operations when Java calls them one by
+one through DJL (norms, rotation, slices, the gated activation, residual adds), each a JNI call with
+its own bookkeeping; at a few rows they cost as much as a large part of the weight reads. This module
+runs the same layer in one call: RMS norm, the q/k/v product, the rotation, the attention of rows
+whose KV caches are ranges of one arena (as batch-attention.pt's attend_gathered), the output
+product and residual, RMS norm, the gated feed-forward block (optionally masked per row to GRIFFIN's
+experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
+weights' packed copies, as the engine's oneDNN form does; float32 only.
+
+The module holds no weights: the file is a few kilobytes and is committed at
+src/main/resources/dev/griffin/serve/model/batch-layer.pt. torch must match the libtorch that DJL's
+pytorch-native-cpu bundles (2.7.1) for the engine to load it.
+"""
+import pathlib
+from typing import Optional
+
+import torch
+
+OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
+       / "model" / "batch-layer.pt")
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
+    # as RmsNorm: x / sqrt(mean(x^2) + eps) * weight, in float32
+    return x.div(x.square().mean(-1, keepdim=True).add(epsilon).sqrt()).mul(weight)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class BatchLayer(torch.nn.Module):
+
+    @torch.jit.export
+    def step(self, x: torch.Tensor, attention_norm: torch.Tensor, ffn_norm: torch.Tensor, epsilon: torch.Tensor,
+             query_key_value: torch.Tensor, query_key_value_bias: torch.Tensor, rotation: torch.Tensor,
+             keys: torch.Tensor, values: torch.Tensor, write: torch.Tensor, gather: torch.Tensor,
+             masked: torch.Tensor, heads: int, scale: float, apply_scale: bool, output: torch.Tensor,
+             gate_up: torch.Tensor, down: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """x [B, D] -> [B, D]. rotation [B, Dh, Dh] (each row's rotary matrix); keys and values
+        [KVH, tokens, Dh] the layer's arena, written at write [B], gathered at gather [B*W] with
+        masked [B, 1, 1, W]; gate_up [2F, D] stacked, down [D, F]; keep [B, F] (1: the row reads that
+        neuron), or empty when every row is dense; query_key_value_bias empty when there is none
+        (DJL cannot pass None). Weights are oneDNN-packed copies."""
+        bias: Optional[torch.Tensor] = None
+        if query_key_value_bias.numel() > 0:
+            bias = query_key_value_bias
+        rows = x.shape[0]
+        key_value_heads = keys.shape[0]
+        dh = keys.shape[2]
+        group = heads // key_value_heads
+        qkv = linear(rms_norm(x, attention_norm, epsilon), query_key_value, bias)
+        qk = torch.matmul(qkv[:, :(heads + key_value_heads) * dh].reshape(rows, heads + key_value_heads, dh),
+                          rotation)
+        v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
+        keys.index_copy_(1, write, qk[:, heads:].transpose(0, 1))
+        values.index_copy_(1, write, v.reshape(rows, key_value_heads, dh).transpose(0, 1))
+        width = gather.shape[0] // rows
+        k = keys.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
+        vs = values.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
+        q = qk[:, :heads].reshape(rows, key_value_heads, group, dh)
+        scores = torch.matmul(q, k.transpose(2, 3))
+        if apply_scale:
+            scores = scores * scale
+        probabilities = scores.masked_fill(masked, float("-inf")).softmax(-1)
+        context = torch.matmul(probabilities, vs).reshape(rows, heads * dh)
+        h = x + linear(context, output, None)
+        gated = linear(rms_norm(h, ffn_norm, epsilon), gate_up, None)
+        neurons = gated.shape[1] // 2
+        gate = gated[:, :neurons]
+        z = gate.mul(torch.sigmoid(gate)).mul(gated[:, neurons:])
+        if keep.numel() > 0:
+            z = z.mul(keep)
+        return h + linear(z, down, None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def main():
+    if not torch.__version__.startswith("2.7.1"):
+        raise SystemExit(f"torch {torch.__version__}: the engine's libtorch is 2.7.1; install torch==2.7.1")
+    module = torch.jit.script(BatchLayer())
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    module.save(str(OUT))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()
