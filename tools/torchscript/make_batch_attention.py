@@ -25,6 +25,34 @@ OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources
        / "model" / "batch-attention.pt")
 
 
+def gathered_attention(qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                       write: torch.Tensor, gather: torch.Tensor, masked: torch.Tensor, heads: int, scale: float,
+                       apply_scale: bool) -> torch.Tensor:
+    """A batch's attention when its rows' caches are ranges of one arena: keys and values [KVH, tokens,
+    Dh]; row i's new key and value (qk [B, H+KVH, Dh] rotated, v [B, KVH*Dh]) go to token write[i];
+    gather [B*W] names, row after row, the W arena tokens each row attends over, and masked
+    [B, 1, 1, W] (true: not attended) marks the ones outside the row's window. A few operations
+    whatever B is: the windows are copied out once and attended as one padded batch. Returns
+    [B, H*Dh]."""
+    rows = qk.shape[0]
+    key_value_heads = qk.shape[1] - heads
+    dh = qk.shape[2]
+    group = heads // key_value_heads
+    keys.index_copy_(1, write, qk[:, heads:].transpose(0, 1))
+    values.index_copy_(1, write, v.reshape(rows, key_value_heads, dh).transpose(0, 1))
+    width = gather.shape[0] // rows
+    k = keys.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
+    vs = values.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
+    q = qk[:, :heads].reshape(rows, key_value_heads, group, dh)
+    scores = torch.matmul(q, k.transpose(2, 3))
+    if apply_scale:
+        scores = scores * scale
+    if scores.dtype != torch.float32:
+        scores = scores.float()
+    probabilities = scores.masked_fill(masked, float("-inf")).softmax(-1).to(vs.dtype)
+    return torch.matmul(probabilities, vs).reshape(rows, heads * dh)
+
+
 class BatchAttention(torch.nn.Module):
 
     @torch.jit.export
@@ -59,28 +87,8 @@ class BatchAttention(torch.nn.Module):
     def attend_gathered(self, qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                         write: torch.Tensor, gather: torch.Tensor, masked: torch.Tensor, heads: int, scale: float,
                         apply_scale: bool) -> torch.Tensor:
-        """The same for rows whose caches are ranges of one arena: keys and values [KVH, tokens, Dh];
-        row i's new key and value go to token write[i]; gather [B*W] names, row after row, the W
-        arena tokens each row attends over, and masked [B, 1, 1, W] (true: not attended) marks the
-        ones outside the row's window. A few operations per layer whatever B is: the windows are
-        copied out once and attended as one padded batch."""
-        rows = qk.shape[0]
-        key_value_heads = qk.shape[1] - heads
-        dh = qk.shape[2]
-        group = heads // key_value_heads
-        keys.index_copy_(1, write, qk[:, heads:].transpose(0, 1))
-        values.index_copy_(1, write, v.reshape(rows, key_value_heads, dh).transpose(0, 1))
-        width = gather.shape[0] // rows
-        k = keys.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
-        vs = values.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
-        q = qk[:, :heads].reshape(rows, key_value_heads, group, dh)
-        scores = torch.matmul(q, k.transpose(2, 3))
-        if apply_scale:
-            scores = scores * scale
-        if scores.dtype != torch.float32:
-            scores = scores.float()
-        probabilities = scores.masked_fill(masked, float("-inf")).softmax(-1).to(vs.dtype)
-        return torch.matmul(probabilities, vs).reshape(rows, heads * dh)
+        """The same for rows whose caches are ranges of one arena (see gathered_attention)."""
+        return gathered_attention(qk, v, keys, values, write, gather, masked, heads, scale, apply_scale)
 
     def forward(self, qk: torch.Tensor) -> torch.Tensor:
         return qk

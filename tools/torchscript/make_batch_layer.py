@@ -6,7 +6,7 @@ A batched decode step's layer is about thirty small libtorch operations when Jav
 one through DJL (norms, rotation, slices, the gated activation, residual adds), each a JNI call with
 its own bookkeeping; at a few rows they cost as much as a large part of the weight reads. This module
 runs the same layer in one call: RMS norm, the q/k/v product, the rotation, the attention of rows
-whose KV caches are ranges of one arena (as batch-attention.pt's attend_gathered), the output
+whose KV caches are ranges of one arena (make_batch_attention.gathered_attention), the output
 product and residual, RMS norm, the gated feed-forward block (optionally masked per row to GRIFFIN's
 experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
 weights' packed copies, as the engine's oneDNN form does; float32 only.
@@ -19,6 +19,8 @@ import pathlib
 from typing import Optional
 
 import torch
+
+from make_batch_attention import gathered_attention
 
 OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
        / "model" / "batch-layer.pt")
@@ -52,22 +54,11 @@ class BatchLayer(torch.nn.Module):
         rows = x.shape[0]
         key_value_heads = keys.shape[0]
         dh = keys.shape[2]
-        group = heads // key_value_heads
         qkv = linear(rms_norm(x, attention_norm, epsilon), query_key_value, bias)
         qk = torch.matmul(qkv[:, :(heads + key_value_heads) * dh].reshape(rows, heads + key_value_heads, dh),
                           rotation)
         v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
-        keys.index_copy_(1, write, qk[:, heads:].transpose(0, 1))
-        values.index_copy_(1, write, v.reshape(rows, key_value_heads, dh).transpose(0, 1))
-        width = gather.shape[0] // rows
-        k = keys.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
-        vs = values.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
-        q = qk[:, :heads].reshape(rows, key_value_heads, group, dh)
-        scores = torch.matmul(q, k.transpose(2, 3))
-        if apply_scale:
-            scores = scores * scale
-        probabilities = scores.masked_fill(masked, float("-inf")).softmax(-1)
-        context = torch.matmul(probabilities, vs).reshape(rows, heads * dh)
+        context = gathered_attention(qk, v, keys, values, write, gather, masked, heads, scale, apply_scale)
         h = x + linear(context, output, None)
         gated = linear(rms_norm(h, ffn_norm, epsilon), gate_up, None)
         neurons = gated.shape[1] // 2
