@@ -5,7 +5,8 @@
 A batched decode step's layer is about thirty small libtorch operations when Java calls them one by
 one through DJL (norms, rotation, slices, the gated activation, residual adds), each a JNI call with
 its own bookkeeping; at a few rows they cost as much as a large part of the weight reads. This module
-runs the same layer in one call: RMS norm, the q/k/v product, the rotation, the attention of rows
+runs the same layer in one call (step; step_one does the same for one sequence's generated token,
+the LAYER decode form): RMS norm, the q/k/v product, the rotation, the attention of rows
 whose KV caches are ranges of one arena (make_batch_attention.gathered_attention), the output
 product and residual, RMS norm, the gated feed-forward block (optionally masked per row to GRIFFIN's
 experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
@@ -67,6 +68,39 @@ class BatchLayer(torch.nn.Module):
         if keep.numel() > 0:
             z = z.mul(keep)
         return h + linear(z, down, None)
+
+    @torch.jit.export
+    def step_one(self, x: torch.Tensor, attention_norm: torch.Tensor, ffn_norm: torch.Tensor, epsilon: torch.Tensor,
+                 query_key_value: torch.Tensor, query_key_value_bias: torch.Tensor, rotation: torch.Tensor,
+                 keys: torch.Tensor, values: torch.Tensor, position: int, start: int, heads: int, scale: float,
+                 apply_scale: bool, output: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+        """One generated token of one sequence (Kernels.Decode.LAYER): x [1, D] -> [1, D]. keys and
+        values [KVH, capacity, Dh] are the sequence's cache of this layer, written at position and
+        attended over [start, position]; gate_up and down are its feed-forward weights (dense, or
+        its gathered experts). Products through libtorch's own float32 product on its thread pool,
+        as the pool form runs them."""
+        bias: Optional[torch.Tensor] = None
+        if query_key_value_bias.numel() > 0:
+            bias = query_key_value_bias
+        key_value_heads = keys.shape[0]
+        dh = keys.shape[2]
+        group = heads // key_value_heads
+        qkv = torch.nn.functional.linear(rms_norm(x, attention_norm, epsilon), query_key_value, bias)
+        qk = torch.matmul(qkv[:, :(heads + key_value_heads) * dh].reshape(1, heads + key_value_heads, dh), rotation)
+        v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
+        keys[:, position:position + 1].copy_(qk[0, heads:].reshape(key_value_heads, 1, dh))
+        values[:, position:position + 1].copy_(v.reshape(key_value_heads, 1, dh))
+        q = qk[0, :heads].reshape(key_value_heads, group, dh)
+        scores = torch.matmul(q, keys[:, start:position + 1].transpose(1, 2))
+        if apply_scale:
+            scores = scores * scale
+        context = torch.matmul(scores.softmax(-1), values[:, start:position + 1]).reshape(1, heads * dh)
+        h = x + torch.nn.functional.linear(context, output)
+        gated = torch.nn.functional.linear(rms_norm(h, ffn_norm, epsilon), gate_up)
+        neurons = gated.shape[1] // 2
+        gate = gated[:, :neurons]
+        z = gate.mul(torch.sigmoid(gate)).mul(gated[:, neurons:])
+        return h + torch.nn.functional.linear(z, down)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

@@ -14,7 +14,9 @@ import ai.djl.pytorch.jni.IValue;
  * inside libtorch. From Java the same layer is about thirty DJL operations, each a JNI
  * call with its own bookkeeping. It applies where a batch's products go through oneDNN
  * (float32 weights on the CPU, read from their packed copies); the work runs in a
- * weightless TorchScript module ({@code tools/torchscript/make_batch_layer.py}).
+ * weightless TorchScript module ({@code tools/torchscript/make_batch_layer.py}). The same
+ * module runs one sequence's generated token a layer at a time for the
+ * {@link Kernels.Decode#LAYER} form.
  */
 final class BatchLayer {
 
@@ -68,6 +70,28 @@ final class BatchLayer {
 				IValue.from(!Double.isNaN(scale)), tensor(packed.of(weights.output())), tensor(packed.of(ff.gateUp())),
 				tensor(packed.of(ff.down())), IValue.from((keep == null) ? Module.NONE : (PtNDArray) keep) };
 		return ScriptedProducts.run(Module.INSTANCE, "step", x.getManager(), inputs);
+	}
+
+	/**
+	 * One generated token of one sequence ({@link Kernels.Decode#LAYER}): x [1, D] -> [1,
+	 * D], the sequence's cache written at {@code positions.position()}.
+	 * @param feedForward the weights the token's feed-forward block reads (the dense
+	 * block, or the sequence's gathered experts)
+	 */
+	static NDArray stepOne(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
+			Kernels.GatedWeights feedForward, Positions positions, KvCache cache) {
+		Attention.Weights weights = attention.weights();
+		double scale = attention.scoreScale();
+		NDArray bias = weights.queryKeyValueBias();
+		int layer = attention.layer();
+		IValue[] inputs = { tensor(x), tensor(attentionNorm.weight()), tensor(ffnNorm.weight()),
+				tensor(attentionNorm.epsilon()), tensor(weights.queryKeyValue()),
+				IValue.from((bias == null) ? Module.NONE : (PtNDArray) bias), tensor(positions.rotary().rotation()),
+				tensor(cache.layerKeys(layer)), tensor(cache.layerValues(layer)), IValue.from(positions.position()),
+				IValue.from(positions.keyStart()), IValue.from(attention.heads()),
+				IValue.from(Double.isNaN(scale) ? 1.0 : scale), IValue.from(!Double.isNaN(scale)),
+				tensor(weights.output()), tensor(feedForward.gateUp()), tensor(feedForward.down()) };
+		return ScriptedProducts.run(Module.INSTANCE, "step_one", x.getManager(), inputs);
 	}
 
 	private static IValue tensor(NDArray array) {

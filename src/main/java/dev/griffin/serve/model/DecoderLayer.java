@@ -3,6 +3,7 @@ package dev.griffin.serve.model;
 import java.util.List;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.types.DataType;
 
 /** One pre-norm transformer block. */
 public final class DecoderLayer {
@@ -44,6 +45,14 @@ public final class DecoderLayer {
 	/** x: [T, D] -> [T, D]. */
 	public NDArray forward(NDArray x, Positions positions, KvCache cache, FeedForward.Phase phase,
 			FeedForward.State state, Kernels kernels) {
+		if (kernels.decode() == Kernels.Decode.LAYER && phase == FeedForward.Phase.GENERATION
+				&& x.getShape().get(0) == 1 && x.getDataType() == DataType.FLOAT32) {
+			Kernels.GatedWeights own = state.generationWeights();
+			Kernels.GatedWeights ff = (own == null || own.neurons() == null) ? this.feedForward.weights() : own;
+			if (ff.gateUp() != null) { // else no expert: the block adds nothing, as below
+				return BatchLayer.stepOne(x, this.attentionNorm, this.attention, this.ffnNorm, ff, positions, cache);
+			}
+		}
 		NDArray h = x.add(this.attention.forward(this.attentionNorm.forward(x), positions, cache, kernels));
 		return h.add(this.feedForward.forward(this.ffnNorm.forward(h), phase, state, kernels));
 	}

@@ -49,7 +49,14 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		 * generic path, oneDNN reads one-row and few-row products at up to 2.5x MKL's
 		 * speed. Float32 weights only.
 		 */
-		ONEDNN;
+		ONEDNN,
+		/**
+		 * Each layer of a generated token in one TorchScript call ({@link BatchLayer}):
+		 * norms, products (libtorch's own, on its intra-op pool of {@code threads}),
+		 * rotation, attention, the gated block and residuals, instead of about thirty DJL
+		 * operations; everything else as {@link #POOL}. Float32 weights on the CPU only.
+		 */
+		LAYER;
 
 		/** Whether a pass of one token runs on one intra-op thread. */
 		boolean singleThreaded() {

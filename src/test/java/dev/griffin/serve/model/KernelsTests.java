@@ -305,7 +305,7 @@ class KernelsTests {
 		assertThat(ModelOptions.of("float16", "cpu", "Split", "auto").decodeKernel()).isEqualTo(Kernels.Decode.SPLIT);
 		assertThatThrownBy(() -> ModelOptions.of("float32", "cpu", "fastest", "auto"))
 			.isInstanceOf(IllegalArgumentException.class)
-			.hasMessageContaining("[pool, single, split, onednn]");
+			.hasMessageContaining("[pool, single, split, onednn, layer]");
 	}
 
 }
