@@ -25,6 +25,23 @@ OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources
        / "model" / "batch-attention.pt")
 
 
+def row_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                  position: int, start: int, scale: float, apply_scale: bool) -> torch.Tensor:
+    """One sequence's generated token, as the engine's one-sequence step computes it: its key and value
+    k, v [KVH, 1, Dh] written into its cache keys, values [KVH, capacity, Dh] at position, then its
+    queries q [KVH, G, Dh] attend over [start, position] (softmax in float32). Returns [KVH, G, Dh]."""
+    keys[:, position:position + 1].copy_(k)
+    values[:, position:position + 1].copy_(v)
+    scores = torch.matmul(q, keys[:, start:position + 1].transpose(1, 2))
+    if apply_scale:
+        scores = scores * scale
+    if scores.dtype == torch.float32:
+        probabilities = scores.softmax(-1)
+    else:
+        probabilities = scores.float().softmax(-1).to(scores.dtype)
+    return torch.matmul(probabilities, values[:, start:position + 1])
+
+
 def gathered_attention(qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                        write: torch.Tensor, gather: torch.Tensor, masked: torch.Tensor, heads: int, scale: float,
                        apply_scale: bool) -> torch.Tensor:
@@ -68,19 +85,10 @@ class BatchAttention(torch.nn.Module):
         group = heads // key_value_heads
         out: List[torch.Tensor] = []
         for i in range(rows):
-            p = positions[i]
-            q = qk[i, :heads].reshape(key_value_heads, group, dh)
-            keys[i][:, p:p + 1].copy_(qk[i, heads:].reshape(key_value_heads, 1, dh))
-            values[i][:, p:p + 1].copy_(v[i].reshape(key_value_heads, 1, dh))
-            k = keys[i][:, starts[i]:p + 1]
-            scores = torch.matmul(q, k.transpose(1, 2))
-            if apply_scale:
-                scores = scores * scale
-            if scores.dtype == torch.float32:
-                probabilities = scores.softmax(-1)
-            else:
-                probabilities = scores.float().softmax(-1).to(scores.dtype)
-            out.append(torch.matmul(probabilities, values[i][:, starts[i]:p + 1]).reshape(1, heads * dh))
+            out.append(row_attention(qk[i, :heads].reshape(key_value_heads, group, dh),
+                                     qk[i, heads:].reshape(key_value_heads, 1, dh),
+                                     v[i].reshape(key_value_heads, 1, dh), keys[i], values[i], positions[i],
+                                     starts[i], scale, apply_scale).reshape(1, heads * dh))
         return torch.cat(out, 0)
 
     @torch.jit.export

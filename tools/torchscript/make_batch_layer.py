@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from make_batch_attention import gathered_attention
+from make_batch_attention import gathered_attention, row_attention
 
 OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
        / "model" / "batch-layer.pt")
@@ -88,13 +88,9 @@ class BatchLayer(torch.nn.Module):
         qkv = torch.nn.functional.linear(rms_norm(x, attention_norm, epsilon), query_key_value, bias)
         qk = torch.matmul(qkv[:, :(heads + key_value_heads) * dh].reshape(1, heads + key_value_heads, dh), rotation)
         v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
-        keys[:, position:position + 1].copy_(qk[0, heads:].reshape(key_value_heads, 1, dh))
-        values[:, position:position + 1].copy_(v.reshape(key_value_heads, 1, dh))
-        q = qk[0, :heads].reshape(key_value_heads, group, dh)
-        scores = torch.matmul(q, keys[:, start:position + 1].transpose(1, 2))
-        if apply_scale:
-            scores = scores * scale
-        context = torch.matmul(scores.softmax(-1), values[:, start:position + 1]).reshape(1, heads * dh)
+        context = row_attention(qk[0, :heads].reshape(key_value_heads, group, dh),
+                                qk[0, heads:].reshape(key_value_heads, 1, dh), v.reshape(key_value_heads, 1, dh),
+                                keys, values, position, start, scale, apply_scale).reshape(1, heads * dh)
         h = x + torch.nn.functional.linear(context, output)
         gated = torch.nn.functional.linear(rms_norm(h, ffn_norm, epsilon), gate_up)
         neurons = gated.shape[1] // 2
