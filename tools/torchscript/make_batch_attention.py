@@ -16,13 +16,11 @@ The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/batch-attention.pt. torch must match the libtorch that
 DJL's pytorch-native-cpu bundles (2.7.1) for the engine to load it.
 """
-import pathlib
 from typing import List
 
 import torch
 
-OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
-       / "model" / "batch-attention.pt")
+import scripted
 
 
 def row_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -103,12 +101,7 @@ class BatchAttention(torch.nn.Module):
 
 
 def main():
-    if not torch.__version__.startswith("2.7.1"):
-        raise SystemExit(f"torch {torch.__version__}: the engine's libtorch is 2.7.1; install torch==2.7.1")
-    module = torch.jit.script(BatchAttention())
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    module.save(str(OUT))
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    scripted.write(BatchAttention(), "batch-attention.pt")
 
 
 if __name__ == "__main__":

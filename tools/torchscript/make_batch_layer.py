@@ -16,15 +16,12 @@ The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/batch-layer.pt. torch must match the libtorch that DJL's
 pytorch-native-cpu bundles (2.7.1) for the engine to load it.
 """
-import pathlib
 from typing import Optional
 
 import torch
 
+import scripted
 from make_batch_attention import gathered_attention, row_attention
-
-OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
-       / "model" / "batch-layer.pt")
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
@@ -103,12 +100,7 @@ class BatchLayer(torch.nn.Module):
 
 
 def main():
-    if not torch.__version__.startswith("2.7.1"):
-        raise SystemExit(f"torch {torch.__version__}: the engine's libtorch is 2.7.1; install torch==2.7.1")
-    module = torch.jit.script(BatchLayer())
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    module.save(str(OUT))
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    scripted.write(BatchLayer(), "batch-layer.pt")
 
 
 if __name__ == "__main__":

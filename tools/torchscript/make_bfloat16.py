@@ -14,15 +14,15 @@ The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/bfloat16-products.pt. torch must match the libtorch
 that DJL's pytorch-native-cpu bundles (2.7.1) for the engine to load it.
 """
-import pathlib
 from typing import List
 
 import torch
 import torch.nn.functional as F
 
+import scripted
+
+
 BLOCK_ELEMENTS = 8 * 1024 * 1024
-OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
-       / "model" / "bfloat16-products.pt")
 
 
 class BFloat16Products(torch.nn.Module):
@@ -53,12 +53,7 @@ class BFloat16Products(torch.nn.Module):
 
 
 def main():
-    if not torch.__version__.startswith("2.7.1"):
-        raise SystemExit(f"torch {torch.__version__}: the engine's libtorch is 2.7.1; install torch==2.7.1")
-    module = torch.jit.script(BFloat16Products(BLOCK_ELEMENTS))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    module.save(str(OUT))
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    scripted.write(BFloat16Products(BLOCK_ELEMENTS), "bfloat16-products.pt")
 
 
 if __name__ == "__main__":

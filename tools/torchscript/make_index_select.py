@@ -12,12 +12,10 @@ The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/index-select.pt. torch must match the libtorch that
 DJL's pytorch-native-cpu bundles (2.7.1) for the engine to load it.
 """
-import pathlib
 
 import torch
 
-OUT = (pathlib.Path(__file__).resolve().parents[2] / "src" / "main" / "resources" / "dev" / "griffin" / "serve"
-       / "model" / "index-select.pt")
+import scripted
 
 
 class IndexSelect(torch.nn.Module):
@@ -32,12 +30,7 @@ class IndexSelect(torch.nn.Module):
 
 
 def main():
-    if not torch.__version__.startswith("2.7.1"):
-        raise SystemExit(f"torch {torch.__version__}: the engine's libtorch is 2.7.1; install torch==2.7.1")
-    module = torch.jit.script(IndexSelect())
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    module.save(str(OUT))
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    scripted.write(IndexSelect(), "index-select.pt")
 
 
 if __name__ == "__main__":
