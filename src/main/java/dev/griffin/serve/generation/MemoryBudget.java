@@ -6,6 +6,7 @@ import java.nio.file.Path;
 import java.util.OptionalLong;
 
 import dev.griffin.serve.model.Kernels;
+import dev.griffin.serve.model.KvCache;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
 
@@ -44,8 +45,7 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 			return 0;
 		}
 		long tokens = (long) workers * Math.min(tokensPerWorker, config.maxPositionEmbeddings());
-		return 2L * config.numberOfLayers() * config.numberOfKeyValueHeads() * config.headDimension() * tokens
-				* attentionBytes(options);
+		return KvCache.bytes(config, options.attentionDataType(), tokens);
 	}
 
 	/**
@@ -73,9 +73,7 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	 */
 	public static long perSequence(ModelConfig config, ModelOptions options, int prefillChunk) {
 		long context = config.maxPositionEmbeddings();
-		int attentionBytes = attentionBytes(options);
-		long kv = 2L * config.numberOfLayers() * config.numberOfKeyValueHeads() * config.headDimension() * context
-				* attentionBytes;
+		long kv = KvCache.bytes(config, options.attentionDataType(), context);
 		long experts = 3L * config.hiddenSize() * config.intermediateSize() * config.numberOfLayers()
 				* options.dtype().bytes();
 		long chunk = Math.min(prefillChunk, context);

@@ -43,11 +43,11 @@ final class BatchLayer {
 
 	/**
 	 * Whether a layer of this batch runs here: its products go through oneDNN, its rows'
-	 * caches are in one arena, and its feed-forward rows take the dense or masked form.
+	 * caches are in one arena, and its feed-forward rows take the dense or masked form
+	 * ({@link Kernels#masksDense}, true whenever a row is dense).
 	 */
 	static boolean applies(BatchKv kv, Kernels kernels, Kernels.GatedWeights[] rows, int neurons) {
-		return kv.arena != null && kernels.prefill() == Kernels.Prefill.ONEDNN
-				&& (Kernels.allDense(rows) || Kernels.masksDense(rows, neurons));
+		return kv.arena != null && kernels.prefill() == Kernels.Prefill.ONEDNN && Kernels.masksDense(rows, neurons);
 	}
 
 	/**

@@ -48,7 +48,7 @@ public final class DecoderLayer {
 		if (kernels.decode() == Kernels.Decode.LAYER && phase == FeedForward.Phase.GENERATION
 				&& x.getShape().get(0) == 1 && x.getDataType() == DataType.FLOAT32) {
 			Kernels.GatedWeights own = state.generationWeights();
-			Kernels.GatedWeights ff = (own == null || own.neurons() == null) ? this.feedForward.weights() : own;
+			Kernels.GatedWeights ff = Kernels.readsDense(own) ? this.feedForward.weights() : own;
 			if (ff.gateUp() != null) { // else no expert: the block adds nothing, as below
 				return BatchLayer.stepOne(x, this.attentionNorm, this.attention, this.ffnNorm, ff, positions, cache);
 			}

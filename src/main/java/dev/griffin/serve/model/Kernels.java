@@ -268,10 +268,15 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		return NDArrays.concat(new NDList(outputs), 0);
 	}
 
-	/** Whether every row reads the dense block (a null entry, or one without neurons). */
+	/** Whether a row reads the dense block: a null entry, or one without neurons. */
+	static boolean readsDense(GatedWeights row) {
+		return row == null || row.neurons() == null;
+	}
+
+	/** Whether every row reads the dense block. */
 	static boolean allDense(GatedWeights[] rows) {
 		for (GatedWeights row : rows) {
-			if (row != null && row.neurons() != null) {
+			if (!readsDense(row)) {
 				return false;
 			}
 		}
@@ -286,7 +291,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		int b = rows.length;
 		float[] mask = new float[b * neurons];
 		for (int i = 0; i < b; i++) {
-			if (rows[i] == null || rows[i].neurons() == null) {
+			if (readsDense(rows[i])) {
 				Arrays.fill(mask, i * neurons, (i + 1) * neurons, 1f);
 			}
 			else {
@@ -309,7 +314,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		long perRow = 0;
 		boolean anyDense = false;
 		for (GatedWeights row : rows) {
-			if (row == null || row.neurons() == null) {
+			if (readsDense(row)) {
 				anyDense = true;
 			}
 			else {

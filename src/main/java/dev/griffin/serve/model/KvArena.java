@@ -74,8 +74,7 @@ public final class KvArena implements AutoCloseable {
 
 	/** Bytes of its keys and values. */
 	public long bytes() {
-		return 2L * this.config.numberOfLayers() * this.config.numberOfKeyValueHeads() * this.config.headDimension()
-				* this.tokens * this.keys[0].getDataType().getNumOfBytes();
+		return KvCache.bytes(this.config, this.keys[0].getDataType(), this.tokens);
 	}
 
 	/** Whether sequences of {@code model} can keep their caches here. */

@@ -73,6 +73,12 @@ public final class KvCache {
 		}
 	}
 
+	/** Bytes of keys and values of {@code tokens} positions in every layer. */
+	public static long bytes(ModelConfig config, DataType type, long tokens) {
+		return 2L * config.numberOfLayers() * config.numberOfKeyValueHeads() * config.headDimension() * tokens
+				* type.getNumOfBytes();
+	}
+
 	private static void checkCapacity(ModelConfig config, int capacity) {
 		if (capacity <= 0 || capacity > config.maxPositionEmbeddings()) {
 			throw new IllegalArgumentException("KV cache capacity %d is outside 1..%d (the model's context length)"
