@@ -49,8 +49,6 @@ public final class Attention {
 
 	private final DataType arithmeticType;
 
-	private final int slidingWindow;
-
 	/**
 	 * @param arithmeticType the precision of rotary, scores, softmax and weighted values
 	 * (the KV cache's); the projections keep the weights' precision
@@ -59,7 +57,6 @@ public final class Attention {
 		this.weights = weights;
 		this.arithmeticType = arithmeticType;
 		this.layer = layer;
-		this.slidingWindow = config.slidingWindow();
 		this.heads = config.numberOfAttentionHeads();
 		this.keyValueHeads = config.numberOfKeyValueHeads();
 		this.headDimension = config.headDimension();
