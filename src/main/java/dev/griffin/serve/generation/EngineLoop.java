@@ -370,12 +370,12 @@ public final class EngineLoop implements AutoCloseable {
 	 * weights.
 	 */
 	private KvArena arenaFor(CausalLm model) {
-		if (this.maxSequences < 2 || this.arenaTokensPerSequence == 0) {
-			return null;
-		}
 		if (this.arena == null) {
-			int perSequence = Math.min(model.config().maxPositionEmbeddings(), this.arenaTokensPerSequence);
-			this.arena = new KvArena(model, this.maxSequences * perSequence);
+			int tokens = KvArena.tokensFor(model.config(), this.maxSequences, this.arenaTokensPerSequence);
+			if (tokens == 0) {
+				return null;
+			}
+			this.arena = new KvArena(model, tokens);
 			logger.info("KV arena: {} tokens ({} MiB, committed as sequences write it) for {} sequences",
 					this.arena.tokens(), this.arena.bytes() >> 20, this.maxSequences);
 		}

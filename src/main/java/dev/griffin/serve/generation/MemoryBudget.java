@@ -6,6 +6,7 @@ import java.nio.file.Path;
 import java.util.OptionalLong;
 
 import dev.griffin.serve.model.Kernels;
+import dev.griffin.serve.model.KvArena;
 import dev.griffin.serve.model.KvCache;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
@@ -41,11 +42,7 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	 * {@code tokensPerWorker} arena tokens each (none with one worker).
 	 */
 	public static long arena(ModelConfig config, ModelOptions options, int workers, int tokensPerWorker) {
-		if (workers < 2) {
-			return 0;
-		}
-		long tokens = (long) workers * Math.min(tokensPerWorker, config.maxPositionEmbeddings());
-		return KvCache.bytes(config, options.attentionDataType(), tokens);
+		return KvCache.bytes(config, options.attentionDataType(), KvArena.tokensFor(config, workers, tokensPerWorker));
 	}
 
 	/**

@@ -67,6 +67,18 @@ public final class KvArena implements AutoCloseable {
 		this.free.put(0, tokens);
 	}
 
+	/**
+	 * The tokens of the arena of an engine that runs {@code sequences} at once,
+	 * {@code tokensPerSequence} each (at most the model's context), or 0: no arena for
+	 * one sequence at a time.
+	 */
+	public static int tokensFor(ModelConfig config, int sequences, int tokensPerSequence) {
+		if (sequences < 2) {
+			return 0;
+		}
+		return Math.toIntExact((long) sequences * Math.min(tokensPerSequence, config.maxPositionEmbeddings()));
+	}
+
 	/** Tokens the arena holds. */
 	public int tokens() {
 		return this.tokens;
