@@ -1,7 +1,6 @@
 package dev.griffin.serve.cli;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -10,8 +9,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -158,10 +155,7 @@ public class BenchCommand implements Callable<Integer> {
 		report.put("decodeOperations", operations);
 		report.put("results", rows);
 		report.put("batchResults", batchRows);
-		if (this.output.getParent() != null) {
-			Files.createDirectories(this.output.getParent());
-		}
-		new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(this.output.toFile(), report);
+		JsonReport.write(this.output, report);
 		System.out.println("wrote " + this.output);
 		return 0;
 	}

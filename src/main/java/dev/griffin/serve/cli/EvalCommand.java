@@ -8,8 +8,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -78,7 +76,7 @@ public class EvalCommand implements Callable<Integer> {
 		report.put("maxTokens", this.maxTokens);
 		report.put("results", summaries);
 		Path json = output.resolve("results.json");
-		new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), report);
+		JsonReport.write(json, report);
 		System.out.println("wrote " + json);
 		return 0;
 	}

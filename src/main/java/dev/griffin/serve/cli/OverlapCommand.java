@@ -1,7 +1,6 @@
 package dev.griffin.serve.cli;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -9,8 +8,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -103,11 +100,7 @@ public class OverlapCommand implements Callable<Integer> {
 		report.put("density", this.density);
 		report.put("neurons", neurons);
 		report.put("rows", rows);
-		Path parent = this.output.toAbsolutePath().getParent();
-		if (parent != null) {
-			Files.createDirectories(parent);
-		}
-		new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(this.output.toFile(), report);
+		JsonReport.write(this.output, report);
 		System.out.println("wrote " + this.output);
 		return 0;
 	}
