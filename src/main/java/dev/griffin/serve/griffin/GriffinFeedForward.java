@@ -63,6 +63,11 @@ public final class GriffinFeedForward implements FeedForward {
 	}
 
 	@Override
+	public boolean fusable() {
+		return true;
+	}
+
+	@Override
 	public Weights weights() {
 		return this.dense;
 	}

@@ -3,6 +3,8 @@ package dev.griffin.serve.model;
 import java.util.List;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.types.DataType;
 
 /** One pre-norm transformer block. */
@@ -46,7 +48,7 @@ public final class DecoderLayer {
 	public NDArray forward(NDArray x, Positions positions, KvCache cache, FeedForward.Phase phase,
 			FeedForward.State state, Kernels kernels) {
 		if (kernels.decode() == Kernels.Decode.LAYER && phase == FeedForward.Phase.GENERATION
-				&& x.getShape().get(0) == 1 && x.getDataType() == DataType.FLOAT32) {
+				&& this.feedForward.fusable() && x.getShape().get(0) == 1 && x.getDataType() == DataType.FLOAT32) {
 			Kernels.GatedWeights own = state.generationWeights();
 			Kernels.GatedWeights ff = Kernels.readsDense(own) ? this.feedForward.weights() : own;
 			if (ff.gateUp() != null) { // else no expert: the block adds nothing, as below
@@ -61,7 +63,9 @@ public final class DecoderLayer {
 	 * One generated token of each of B sequences: x [B, D] -> [B, D], row b at its
 	 * position of its cache ({@code kv}) and this layer's {@code states[b]}. The states
 	 * may come from different variants of this layer (dense and GRIFFIN blocks over the
-	 * same dense weights): each row's feed-forward reads the weights its state names.
+	 * same dense weights): each row's feed-forward reads the weights its state names. A
+	 * block that is not {@link FeedForward#fusable} runs each row through its own
+	 * {@link FeedForward#forward}.
 	 */
 	NDArray forwardBatch(NDArray x, BatchKv kv, RotaryEmbedding.Angles rotary, FeedForward.State[] states,
 			Kernels kernels) {
@@ -71,12 +75,22 @@ public final class DecoderLayer {
 		}
 		FeedForward.Weights ff = this.feedForward.weights();
 		int neurons = (int) ff.gateUp().getShape().get(0) / 2;
-		if (BatchLayer.applies(kv, kernels, rows, neurons)) {
+		boolean fusable = this.feedForward.fusable();
+		if (fusable && BatchLayer.applies(kv, kernels, rows, neurons)) {
 			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());
 			return BatchLayer.step(x, this.attentionNorm, this.attention, this.ffnNorm, ff, rotary, kv, kernels, keep);
 		}
 		NDArray h = x.add(this.attention.forwardBatch(this.attentionNorm.forward(x), kv, rotary, kernels));
-		return h.add(kernels.feedForwardRows(this.ffnNorm.forward(h), ff, rows));
+		NDArray normed = this.ffnNorm.forward(h);
+		if (fusable) {
+			return h.add(kernels.feedForwardRows(normed, ff, rows));
+		}
+		NDList outputs = new NDList(states.length);
+		for (int i = 0; i < states.length; i++) {
+			outputs.add(this.feedForward.forward(normed.get(i + ":" + (i + 1)), FeedForward.Phase.GENERATION, states[i],
+					kernels));
+		}
+		return h.add(NDArrays.concat(outputs));
 	}
 
 }

@@ -15,6 +15,11 @@ public final class DenseFeedForward implements FeedForward {
 	}
 
 	@Override
+	public boolean fusable() {
+		return true;
+	}
+
+	@Override
 	public Weights weights() {
 		return this.weights;
 	}

@@ -105,6 +105,18 @@ public interface FeedForward {
 		return STATELESS;
 	}
 
+	/**
+	 * Whether a generated token's output is exactly {@code down(silu(gate x) * up x)}
+	 * over the weights its state's {@link State#generationWeights} names, so that a
+	 * decode step may compute it inside a fused layer (the {@link Kernels.Decode#LAYER}
+	 * form, a batched step) without calling {@link #forward}. A block that does anything
+	 * else in generation (records activations, perturbs them) keeps the default: its
+	 * generated tokens then go through {@link #forward}, one sequence at a time.
+	 */
+	default boolean fusable() {
+		return false;
+	}
+
 	/** x: [T, D] -> [T, D], its products computed as {@code kernels} says. */
 	NDArray forward(NDArray x, Phase phase, State state, Kernels kernels);
 

@@ -29,7 +29,7 @@ final class HelperThread {
 
 	private volatile NDArray result;
 
-	private volatile RuntimeException failure;
+	private volatile Throwable failure;
 
 	private volatile boolean done;
 
@@ -61,8 +61,12 @@ final class HelperThread {
 		finally {
 			awaitDone();
 		}
-		if (this.failure != null) {
-			throw this.failure;
+		Throwable failure = this.failure;
+		if (failure instanceof RuntimeException runtime) {
+			throw runtime;
+		}
+		if (failure instanceof Error error) {
+			throw error;
 		}
 		NDArray theirs = this.result;
 		this.result = null;
@@ -75,6 +79,11 @@ final class HelperThread {
 		while (!this.done) {
 			if (System.nanoTime() - start < SPIN_NANOS) {
 				Thread.onSpinWait();
+			}
+			else if (!this.thread.isAlive()) {
+				// cannot happen while serve() catches everything: fail the step rather
+				// than wait for ever
+				throw new IllegalStateException(this.thread.getName() + " has ended");
 			}
 			else {
 				LockSupport.parkNanos(this, 50_000);
@@ -94,7 +103,9 @@ final class HelperThread {
 				NDScope.unregister(value);
 				this.result = value;
 			}
-			catch (RuntimeException ex) {
+			catch (RuntimeException | Error ex) {
+				// an Error too: the engine thread rethrows it, and this thread lives on
+				// for the next product
 				this.failure = ex;
 			}
 			finally {

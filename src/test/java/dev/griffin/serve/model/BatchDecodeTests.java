@@ -5,6 +5,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Stream;
 
+import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -290,6 +291,62 @@ class BatchDecodeTests {
 		finally {
 			one.close();
 			other.close();
+		}
+	}
+
+	static Stream<Kernels.Decode> decodeForms() {
+		return Stream.of(Kernels.Decode.values());
+	}
+
+	/**
+	 * A feed-forward block that is not {@link FeedForward#fusable} (here one that counts
+	 * the tokens it sees, as the flocking analysis records them) sees every generated
+	 * token, alone and in a batch, in every decode form: no fused layer computes its
+	 * product behind its back.
+	 */
+	@ParameterizedTest(name = "{0}")
+	@MethodSource("decodeForms")
+	void aBlockThatIsNotFusableSeesEveryToken(Kernels.Decode decode) {
+		CausalLm dense = load("tiny-llama", decode);
+		int[] seen = new int[dense.config().numberOfLayers()];
+		CausalLm counting = dense.withFeedForwards((layer, block) -> new FeedForward() {
+
+			@Override
+			public Weights weights() {
+				return block.weights();
+			}
+
+			@Override
+			public NDArray forward(NDArray x, Phase phase, State state, Kernels kernels) {
+				seen[layer] += (int) x.getShape().get(0);
+				return block.forward(x, phase, state, kernels);
+			}
+
+		});
+		int[] prompt = Fixtures.ints(Fixtures.json("tiny-llama/reference.json").get("prompt"));
+		try (InferenceSession lone = new InferenceSession(counting, 64);
+				InferenceSession a = new InferenceSession(counting, 64);
+				InferenceSession b = new InferenceSession(counting, 64);
+				InferenceSession reference = new InferenceSession(dense, 64)) {
+			float[] first = lone.prefill(prompt, prompt.length);
+			a.prefill(prompt, prompt.length);
+			b.prefill(Arrays.copyOf(prompt, 5), 5);
+			assertThat(reference.prefill(prompt, prompt.length)).containsExactly(first);
+			int token = TinyModelGoldenTests.argmax(first);
+			for (int step = 0; step < 4; step++) {
+				float[] expected = reference.decode(token);
+				assertThat(maxDifference(lone.decode(token), expected)).as("alone, step %d", step)
+					.isLessThanOrEqualTo(TOLERANCE);
+				float[][] batched = InferenceSession.decodeBatch(List.of(a, b), new int[] { token, token });
+				assertThat(maxDifference(batched[0], expected)).as("batched, step %d", step)
+					.isLessThanOrEqualTo(TOLERANCE);
+				token = TinyModelGoldenTests.argmax(expected);
+			}
+			// three prompts, then 4 steps alone and 4 batched steps of two rows
+			assertThat(seen).containsOnly(2 * prompt.length + 5 + 4 + 4 * 2);
+		}
+		finally {
+			dense.close();
 		}
 	}
 
