@@ -10,7 +10,6 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.springframework.core.annotation.Order;
 import org.springframework.core.codec.DecodingException;
-import org.springframework.core.io.buffer.DataBuffer;
 import org.springframework.core.io.buffer.DataBufferLimitException;
 import org.springframework.http.HttpStatus;
 import org.springframework.http.HttpStatusCode;
@@ -30,6 +29,7 @@ import tools.jackson.databind.exc.MismatchedInputException;
 import tools.jackson.databind.ObjectMapper;
 import tools.jackson.databind.json.JsonMapper;
 
+import dev.griffin.serve.config.GriffinProperties;
 import dev.griffin.serve.generation.ContextLengthExceededException;
 import dev.griffin.serve.generation.GenerationTimeoutException;
 import dev.griffin.serve.generation.InvalidParameterException;
@@ -49,6 +49,12 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 	private static final Logger logger = LoggerFactory.getLogger(OpenAiErrorHandler.class);
 
 	private static final ObjectMapper JSON = JsonMapper.builder().build();
+
+	private final long maxRequestBytes;
+
+	OpenAiErrorHandler(GriffinProperties properties) {
+		this.maxRequestBytes = properties.security().maxRequestSize().toBytes();
+	}
 
 	/** An error, classified. */
 	record Classified(HttpStatus status, ErrorBody body, Duration retryAfter) {
@@ -230,8 +236,9 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 			bytes = "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"
 				.getBytes(StandardCharsets.UTF_8);
 		}
-		DataBuffer buffer = response.bufferFactory().wrap(bytes);
-		return response.writeWith(Mono.just(buffer));
+		byte[] body = bytes;
+		return RequestBodies.settle(exchange, this.maxRequestBytes)
+			.then(Mono.defer(() -> response.writeWith(Mono.just(response.bufferFactory().wrap(body)))));
 	}
 
 }

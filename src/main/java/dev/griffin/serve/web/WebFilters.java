@@ -9,7 +9,10 @@ import org.springframework.web.cors.reactive.UrlBasedCorsConfigurationSource;
 
 import dev.griffin.serve.config.GriffinProperties;
 
-/** The web filters in front of every endpoint: CORS, then the API key, then admission. */
+/**
+ * The web filters in front of every endpoint: the request body's tracking, CORS, then the
+ * API key, then admission.
+ */
 @Configuration(proxyBeanMethods = false)
 class WebFilters {
 
@@ -17,6 +20,11 @@ class WebFilters {
 	ApiKeyFilter apiKeyFilter(GriffinProperties properties) {
 		GriffinProperties.Security security = properties.security();
 		return new ApiKeyFilter(security.apiKeys(), security.maxRequestSize().toBytes(), security.publicDocs());
+	}
+
+	@Bean
+	RequestBodies requestBodies() {
+		return new RequestBodies();
 	}
 
 	@Bean

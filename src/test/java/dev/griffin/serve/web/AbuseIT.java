@@ -38,6 +38,7 @@ import dev.griffin.serve.generation.NativeMemoryIT;
 import static dev.griffin.serve.web.ServiceSupport.MODEL;
 import static dev.griffin.serve.web.ServiceSupport.json;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 /**
@@ -340,6 +341,92 @@ class AbuseIT extends ServiceTestBase {
 		System.arraycopy(head.getBytes(StandardCharsets.US_ASCII), 0, request, 0, head.length());
 		System.arraycopy(body, 0, request, head.length(), body.length);
 		return request;
+	}
+
+	/**
+	 * An error that comes before anything reads the body (here an unsupported media type)
+	 * is answered once the body has arrived, and the connection then serves the client's
+	 * next request; a body over the size limit is refused at once and the connection
+	 * closed. Answering while the body was still arriving could leave the next request on
+	 * that keep-alive connection unanswered.
+	 */
+	@Test
+	void anErrorWaitsForItsRequestsBodyAndTheConnectionServesTheNext() throws Exception {
+		try (Socket socket = new Socket("localhost", this.port)) {
+			socket.setSoTimeout(30_000);
+			OutputStream out = socket.getOutputStream();
+			InputStream in = socket.getInputStream();
+			byte[] body = "Hello, world!".getBytes(StandardCharsets.US_ASCII);
+			out.write(("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY
+					+ "\r\nContent-Type: text/plain\r\nContent-Length: " + body.length + "\r\n\r\n")
+				.getBytes(StandardCharsets.US_ASCII));
+			out.flush();
+			socket.setSoTimeout(1_000);
+			assertThatThrownBy(in::read).as("an answer before the body was sent")
+				.isInstanceOf(java.net.SocketTimeoutException.class);
+			socket.setSoTimeout(30_000);
+			out.write(body);
+			out.flush();
+			assertThat(readResponse(in)).startsWith("HTTP/1.1 415").doesNotContainIgnoringCase("connection: close");
+			byte[] next = "{\"model\": \"%s\", \"prompt\": \"Hello\"}".formatted(MODEL)
+				.getBytes(StandardCharsets.UTF_8);
+			out.write(("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY
+					+ "\r\nContent-Type: application/json\r\nContent-Length: " + next.length + "\r\n\r\n")
+				.getBytes(StandardCharsets.US_ASCII));
+			out.write(next);
+			out.flush();
+			assertThat(readResponse(in)).startsWith("HTTP/1.1 200").contains("\"tokens\"");
+		}
+		try (Socket socket = new Socket("localhost", this.port)) {
+			socket.setSoTimeout(30_000);
+			socket.getOutputStream()
+				.write(("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY
+						+ "\r\nContent-Type: text/plain\r\nContent-Length: " + (64L << 20) + "\r\n\r\n")
+					.getBytes(StandardCharsets.US_ASCII));
+			socket.getOutputStream().flush();
+			InputStream in = socket.getInputStream();
+			assertThat(readResponse(in)).startsWith("HTTP/1.1 413").containsIgnoringCase("connection: close");
+			assertThat(in.read()).as("the connection is closed after the answer").isEqualTo(-1);
+		}
+	}
+
+	/**
+	 * One HTTP/1.1 response from a raw connection: its head and body as text, the body
+	 * read by its Content-Length or its chunks.
+	 */
+	private static String readResponse(InputStream in) throws IOException {
+		StringBuilder head = new StringBuilder();
+		while (head.indexOf("\r\n\r\n") < 0) {
+			int b = in.read();
+			if (b < 0) {
+				throw new IOException("connection closed within a response head: " + head);
+			}
+			head.append((char) b);
+		}
+		String lower = head.toString().toLowerCase(java.util.Locale.ROOT);
+		StringBuilder body = new StringBuilder();
+		java.util.regex.Matcher length = java.util.regex.Pattern.compile("content-length: *(\\d+)").matcher(lower);
+		if (length.find()) {
+			body.append(new String(in.readNBytes(Integer.parseInt(length.group(1))), StandardCharsets.UTF_8));
+		}
+		else if (lower.contains("transfer-encoding: chunked")) {
+			while (true) {
+				StringBuilder size = new StringBuilder();
+				for (int b = in.read(); b != '\n'; b = in.read()) {
+					if (b < 0) {
+						throw new IOException("connection closed within a chunk size");
+					}
+					size.append((char) b);
+				}
+				int n = Integer.parseInt(size.toString().trim(), 16);
+				body.append(new String(in.readNBytes(n), StandardCharsets.UTF_8));
+				in.readNBytes(2); // the chunk's CRLF
+				if (n == 0) {
+					break;
+				}
+			}
+		}
+		return head + body.toString();
 	}
 
 	private String streamBody(int maxTokens) {
