@@ -10,7 +10,8 @@ the LAYER decode form): RMS norm, the q/k/v product, the rotation, the attention
 whose KV caches are ranges of one arena (make_batch_attention.gathered_attention), the output
 product and residual, RMS norm, the gated feed-forward block (optionally masked per row to GRIFFIN's
 experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
-weights' packed copies, as the engine's oneDNN form does; float32 only.
+weights' packed copies, as the engine's oneDNN form does; step is float32 only, step_one takes
+float32 or float16 weights.
 
 The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/batch-layer.pt. torch must match the libtorch that DJL's
@@ -27,6 +28,12 @@ from make_batch_attention import gathered_attention, row_attention
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
     # as RmsNorm: x / sqrt(mean(x^2) + eps) * weight, in float32
     return x.div(x.square().mean(-1, keepdim=True).add(epsilon).sqrt()).mul(weight)
+
+
+def typed_rms_norm(x: torch.Tensor, weight: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
+    # as RmsNorm on float32 or float16 x: normalised in float32, back in x's type, then scaled
+    wide = x.float()
+    return wide.div(wide.square().mean(-1, keepdim=True).add(epsilon).sqrt()).to(x.dtype).mul(weight)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -74,22 +81,24 @@ class BatchLayer(torch.nn.Module):
         """One generated token of one sequence (Kernels.Decode.LAYER): x [1, D] -> [1, D]. keys and
         values [KVH, capacity, Dh] are the sequence's cache of this layer, written at position and
         attended over [start, position]; gate_up and down are its feed-forward weights (dense, or
-        its gathered experts). Products through libtorch's own float32 product on its thread pool,
-        as the pool form runs them."""
+        its gathered experts). Products through libtorch's own product on its thread pool, as the
+        pool form runs them, in the weights' type (float32 or float16: x and the residual stream are
+        in that type too); norms and attention compute in float32 as the engine's one-sequence step
+        does on the CPU, the cache being float32."""
         bias: Optional[torch.Tensor] = None
         if query_key_value_bias.numel() > 0:
             bias = query_key_value_bias
         key_value_heads = keys.shape[0]
         dh = keys.shape[2]
         group = heads // key_value_heads
-        qkv = torch.nn.functional.linear(rms_norm(x, attention_norm, epsilon), query_key_value, bias)
+        qkv = torch.nn.functional.linear(typed_rms_norm(x, attention_norm, epsilon), query_key_value, bias).float()
         qk = torch.matmul(qkv[:, :(heads + key_value_heads) * dh].reshape(1, heads + key_value_heads, dh), rotation)
         v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
         context = row_attention(qk[0, :heads].reshape(key_value_heads, group, dh),
                                 qk[0, heads:].reshape(key_value_heads, 1, dh), v.reshape(key_value_heads, 1, dh),
                                 keys, values, position, start, scale, apply_scale).reshape(1, heads * dh)
-        h = x + torch.nn.functional.linear(context, output)
-        gated = torch.nn.functional.linear(rms_norm(h, ffn_norm, epsilon), gate_up)
+        h = x + torch.nn.functional.linear(context.to(x.dtype), output)
+        gated = torch.nn.functional.linear(typed_rms_norm(h, ffn_norm, epsilon), gate_up)
         neurons = gated.shape[1] // 2
         gate = gated[:, :neurons]
         z = gate.mul(torch.sigmoid(gate)).mul(gated[:, neurons:])

@@ -48,7 +48,8 @@ public final class DecoderLayer {
 	public NDArray forward(NDArray x, Positions positions, KvCache cache, FeedForward.Phase phase,
 			FeedForward.State state, Kernels kernels) {
 		if (kernels.decode() == Kernels.Decode.LAYER && phase == FeedForward.Phase.GENERATION
-				&& this.feedForward.fusable() && x.getShape().get(0) == 1 && x.getDataType() == DataType.FLOAT32) {
+				&& this.feedForward.fusable() && x.getShape().get(0) == 1
+				&& (x.getDataType() == DataType.FLOAT32 || x.getDataType() == DataType.FLOAT16)) {
 			Kernels.GatedWeights own = state.generationWeights();
 			Kernels.GatedWeights ff = Kernels.readsDense(own) ? this.feedForward.weights() : own;
 			if (ff.gateUp() != null) { // else no expert: the block adds nothing, as below

@@ -99,9 +99,6 @@ public final class KernelCalibration {
 			}
 			ScriptedProducts.oneDnn();
 		}
-		if (decode == Kernels.Decode.LAYER && !oneDnn) {
-			throw new IllegalArgumentException("the layer decode form runs on the CPU with float32 weights only");
-		}
 		Map<Kernels.Decode, Double> decodeTimes = new LinkedHashMap<>();
 		Map<Kernels.Prefill, Double> prefillTimes = new LinkedHashMap<>();
 		Kernels.Decode chosenDecode = decode;
@@ -114,7 +111,6 @@ public final class KernelCalibration {
 				}
 				if (!oneDnn) {
 					candidates.remove(Kernels.Decode.ONEDNN);
-					candidates.remove(Kernels.Decode.LAYER);
 				}
 				chosenDecode = fastest(model, candidates, (form) -> new Kernels(form, Kernels.Prefill.WEIGHTS, threads),
 						1, decodeTimes);

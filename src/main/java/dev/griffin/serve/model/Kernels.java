@@ -54,7 +54,9 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		 * Each layer of a generated token in one TorchScript call ({@link BatchLayer}):
 		 * norms, products (libtorch's own, on its intra-op pool of {@code threads}),
 		 * rotation, attention, the gated block and residuals, instead of about thirty DJL
-		 * operations; everything else as {@link #POOL}. Float32 weights on the CPU only.
+		 * operations; everything else as {@link #POOL}. Float32 or float16 weights, on
+		 * the CPU (float16 with the casts of the one-token path: norms and attention in
+		 * float32, the residual stream and products in float16).
 		 */
 		LAYER;
 
