@@ -358,9 +358,7 @@ class AbuseIT extends ServiceTestBase {
 			OutputStream out = socket.getOutputStream();
 			InputStream in = socket.getInputStream();
 			byte[] body = "Hello, world!".getBytes(StandardCharsets.US_ASCII);
-			out.write(("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY
-					+ "\r\nContent-Type: text/plain\r\nContent-Length: " + body.length + "\r\n\r\n")
-				.getBytes(StandardCharsets.US_ASCII));
+			out.write(tokenizeHead("text/plain", body.length));
 			out.flush();
 			socket.setSoTimeout(1_000);
 			assertThatThrownBy(in::read).as("an answer before the body was sent")
@@ -371,9 +369,7 @@ class AbuseIT extends ServiceTestBase {
 			assertThat(readResponse(in)).startsWith("HTTP/1.1 415").doesNotContainIgnoringCase("connection: close");
 			byte[] next = "{\"model\": \"%s\", \"prompt\": \"Hello\"}".formatted(MODEL)
 				.getBytes(StandardCharsets.UTF_8);
-			out.write(("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY
-					+ "\r\nContent-Type: application/json\r\nContent-Length: " + next.length + "\r\n\r\n")
-				.getBytes(StandardCharsets.US_ASCII));
+			out.write(tokenizeHead("application/json", next.length));
 			out.write(next);
 			out.flush();
 			assertThat(readResponse(in)).startsWith("HTTP/1.1 200").contains("\"tokens\"");
@@ -381,30 +377,30 @@ class AbuseIT extends ServiceTestBase {
 			// on
 			byte[] big = new byte[2 << 20];
 			java.util.Arrays.fill(big, (byte) 'a');
-			out.write(("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY
-					+ "\r\nContent-Type: application/json\r\nContent-Length: " + big.length + "\r\n\r\n")
-				.getBytes(StandardCharsets.US_ASCII));
+			out.write(tokenizeHead("application/json", big.length));
 			out.write(big);
 			out.flush();
 			assertThat(readResponse(in)).startsWith("HTTP/1.1 413").doesNotContainIgnoringCase("connection: close");
-			out.write(("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY
-					+ "\r\nContent-Type: application/json\r\nContent-Length: " + next.length + "\r\n\r\n")
-				.getBytes(StandardCharsets.US_ASCII));
+			out.write(tokenizeHead("application/json", next.length));
 			out.write(next);
 			out.flush();
 			assertThat(readResponse(in)).startsWith("HTTP/1.1 200");
 		}
 		try (Socket socket = new Socket("localhost", this.port)) {
 			socket.setSoTimeout(30_000);
-			socket.getOutputStream()
-				.write(("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY
-						+ "\r\nContent-Type: text/plain\r\nContent-Length: " + (64L << 20) + "\r\n\r\n")
-					.getBytes(StandardCharsets.US_ASCII));
+			socket.getOutputStream().write(tokenizeHead("text/plain", (64L << 20)));
 			socket.getOutputStream().flush();
 			InputStream in = socket.getInputStream();
 			assertThat(readResponse(in)).startsWith("HTTP/1.1 413").containsIgnoringCase("connection: close");
 			assertThat(in.read()).as("the connection is closed after the answer").isEqualTo(-1);
 		}
+	}
+
+	/** The head of a raw POST /tokenize with the first key. */
+	private static byte[] tokenizeHead(String contentType, long contentLength) {
+		return ("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY + "\r\nContent-Type: "
+				+ contentType + "\r\nContent-Length: " + contentLength + "\r\n\r\n")
+			.getBytes(StandardCharsets.US_ASCII);
 	}
 
 	/**
