@@ -26,7 +26,7 @@ public class ModelOptionsMixin {
 	Integer threads;
 
 	@Option(names = "--decode-kernel", defaultValue = "auto",
-			description = "auto (fastest measured at load), pool, single, split, onednn or layer (float32 weights) "
+			description = "auto (fastest measured at load), pool, single, split, onednn (float32 weights) or layer "
 					+ "(default: ${DEFAULT-VALUE}).")
 	String decodeKernel;
 

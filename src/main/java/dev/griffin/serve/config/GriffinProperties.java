@@ -40,8 +40,8 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param dtype float32 or float16
 	 * @param device cpu or gpu[:N]
 	 * @param threads engine compute threads, 0 for the engine's default
-	 * @param decodeKernel auto (measured at load), pool, single, split, onednn or layer
-	 * (float32 weights)
+	 * @param decodeKernel auto (measured at load), pool, single, split, onednn (float32
+	 * weights) or layer
 	 * @param prefillKernel auto (measured at load), weights, float32, onednn (float32
 	 * weights) or bfloat16 (only when named: it rounds beyond float tolerance)
 	 * @param packWeights whether float32 weights on the CPU get oneDNN-packed copies:
