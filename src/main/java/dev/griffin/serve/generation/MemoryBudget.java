@@ -100,11 +100,7 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	 * softmax, all heads.
 	 */
 	public static long attentionScores(ModelConfig config, ModelOptions options, long queries, long keys) {
-		return 2L * config.numberOfAttentionHeads() * queries * keys * attentionBytes(options);
-	}
-
-	private static int attentionBytes(ModelOptions options) {
-		return (options.attentionDataType() == ai.djl.ndarray.types.DataType.FLOAT16) ? 2 : 4;
+		return 2L * config.numberOfAttentionHeads() * queries * keys * options.attentionDataType().getNumOfBytes();
 	}
 
 	/**
