@@ -25,15 +25,19 @@ import scripted
 from make_batch_attention import gathered_attention, row_attention
 
 
+def normalised(x: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
+    # x / sqrt(mean(x^2) + eps), in x's type (float32 here)
+    return x.div(x.square().mean(-1, keepdim=True).add(epsilon).sqrt())
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
-    # as RmsNorm: x / sqrt(mean(x^2) + eps) * weight, in float32
-    return x.div(x.square().mean(-1, keepdim=True).add(epsilon).sqrt()).mul(weight)
+    # as RmsNorm on float32 x
+    return normalised(x, epsilon).mul(weight)
 
 
 def typed_rms_norm(x: torch.Tensor, weight: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
     # as RmsNorm on float32 or float16 x: normalised in float32, back in x's type, then scaled
-    wide = x.float()
-    return wide.div(wide.square().mean(-1, keepdim=True).add(epsilon).sqrt()).to(x.dtype).mul(weight)
+    return normalised(x.float(), epsilon).to(x.dtype).mul(weight)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
