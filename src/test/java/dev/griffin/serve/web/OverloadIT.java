@@ -113,21 +113,38 @@ class OverloadIT extends ServiceTestBase {
 			.isEqualTo("length");
 	}
 
-	/** Waits until streams of an earlier test have let go of the worker and the queue. */
+	/**
+	 * Waits until streams of an earlier test have let go of the worker and the queue; if
+	 * they never do, fails with what the polls and the engine's gauges saw.
+	 */
 	private void awaitFreeWorker() {
-		await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(500)).until(() -> {
-			int status = this.client.post()
-				.uri("/v1/completions")
-				.contentType(MediaType.APPLICATION_JSON)
-				.bodyValue(completion("one more", 2))
-				.exchange()
-				.returnResult(String.class)
-				.getStatus()
-				.value();
-			// busy is a 429; anything else is a failure, not something to wait out
-			assertThat(status).isIn(200, 429);
-			return status == 200;
-		});
+		java.util.concurrent.atomic.AtomicInteger polls = new java.util.concurrent.atomic.AtomicInteger();
+		java.util.concurrent.atomic.AtomicInteger last = new java.util.concurrent.atomic.AtomicInteger();
+		try {
+			await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(500)).until(() -> {
+				int status = this.client.post()
+					.uri("/v1/completions")
+					.contentType(MediaType.APPLICATION_JSON)
+					.bodyValue(completion("one more", 2))
+					.exchange()
+					.returnResult(String.class)
+					.getStatus()
+					.value();
+				polls.incrementAndGet();
+				last.set(status);
+				// busy is a 429; anything else is a failure, not something to wait out
+				assertThat(status).isIn(200, 429);
+				return status == 200;
+			});
+		}
+		catch (org.awaitility.core.ConditionTimeoutException ex) {
+			String metrics = ServiceSupport.getText(this.client, "/actuator/prometheus");
+			throw new AssertionError(
+					"no free worker within 60 s: %d polls answered, the last %d; running %.0f, waiting %.0f".formatted(
+							polls.get(), last.get(), ServiceSupport.metric(metrics, "griffin_requests_running"),
+							ServiceSupport.metric(metrics, "griffin_requests_waiting")),
+					ex);
+		}
 	}
 
 	/** Keep generating past end tokens (vLLM's ignore_eos). */
