@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -18,7 +19,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.griffin.serve.generation.Generator;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.SamplingParams;
-import dev.griffin.serve.griffin.SelectionMethod;
 
 /**
  * One-shot XSum summarisation in the GRIFFIN paper's format (Dong et al. 2024, section
@@ -30,26 +30,6 @@ import dev.griffin.serve.griffin.SelectionMethod;
 public final class SummarizationEval {
 
 	private static final ObjectMapper JSON = new ObjectMapper();
-
-	/** A model configuration under evaluation. */
-	public record Configuration(String name, double density, SelectionMethod method) {
-
-		public static Configuration parse(String text) {
-			if (text.equals("full") || text.equals("dense")) {
-				return new Configuration("full", 1.0, SelectionMethod.TOPK);
-			}
-			String[] parts = text.split(":");
-			if (parts.length != 2) {
-				throw new IllegalArgumentException(
-						"configuration '" + text + "' is not 'full' or method:density (e.g. topk:0.5, magnitude:0.5)");
-			}
-			SelectionMethod method = SelectionMethod.parse(parts[0]);
-			double density = Double.parseDouble(parts[1]);
-			String name = (method == SelectionMethod.TOPK ? "griffin" : method.wireName()) + "-" + parts[1];
-			return new Configuration(name, density, method);
-		}
-
-	}
 
 	/** One example of the input file. */
 	public record Example(int index, String prompt, String reference) {
@@ -96,7 +76,7 @@ public final class SummarizationEval {
 	}
 
 	/** Runs (or resumes) one configuration and returns its mean scores. */
-	public Summary run(Configuration configuration, List<Example> examples, Path output, PrintStream progress)
+	public Summary run(EvalConfiguration configuration, List<Example> examples, Path output, PrintStream progress)
 			throws IOException {
 		Files.createDirectories(output);
 		Path results = output.resolve(configuration.name() + ".jsonl");
@@ -109,8 +89,7 @@ public final class SummarizationEval {
 				}
 			}
 		}
-		Generator generator = new Generator(this.model.variant(configuration.density(), configuration.method()),
-				this.model.tokenizer());
+		Map<Double, Generator> generators = new HashMap<>();
 		try (BufferedWriter out = Files.newBufferedWriter(results, StandardOpenOption.CREATE,
 				StandardOpenOption.APPEND)) {
 			int count = 0;
@@ -124,6 +103,9 @@ public final class SummarizationEval {
 				SamplingParams params = new SamplingParams(this.greedy ? 0 : 0.3, 0, 1.0, 0, 1, 0, 0,
 						this.seed + example.index(), this.maxTokens, List.of("###"), List.of(), false);
 				int[] prompt = this.model.tokenizer().encode(example.prompt());
+				Generator generator = generators.computeIfAbsent(configuration.densityFor(prompt.length),
+						(density) -> new Generator(this.model.variant(density, configuration.method()),
+								this.model.tokenizer()));
 				long start = System.nanoTime();
 				Generator.Result result = generator.generate(prompt, params, (token, text) -> true);
 				String summary = result.text().strip();

@@ -1,6 +1,7 @@
 package dev.griffin.serve.cli;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -12,32 +13,59 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
+import dev.griffin.serve.analysis.EvalConfiguration;
+import dev.griffin.serve.analysis.QuestionEval;
 import dev.griffin.serve.analysis.SummarizationEval;
 import dev.griffin.serve.generation.LoadedModel;
 
-/** One-shot XSum ROUGE for the full model and GRIFFIN / baseline configurations. */
+/**
+ * One-shot XSum ROUGE, or short chat questions answered right, for the full model and
+ * GRIFFIN / baseline configurations.
+ */
 @Command(name = "eval", mixinStandardHelpOptions = true,
-		description = "One-shot summarisation ROUGE-1/2/L (the GRIFFIN paper's XSum format) per configuration; "
-				+ "resumable JSONL per example, a summary table and JSON results.")
+		description = "--task xsum: one-shot summarisation ROUGE-1/2/L (the GRIFFIN paper's XSum format) per "
+				+ "configuration, resumable JSONL per example. --task questions: short chat questions, how many "
+				+ "each configuration answers right and how many of the full model's right answers it keeps. "
+				+ "Both write a summary table and JSON results.")
 public class EvalCommand implements Callable<Integer> {
+
+	/** What is evaluated. */
+	enum Task {
+
+		xsum, questions
+
+	}
 
 	@Mixin
 	ModelOptionsMixin model;
 
+	@Option(names = "--task", defaultValue = "xsum", description = "xsum or questions (default: ${DEFAULT-VALUE}).")
+	Task task;
+
 	@Option(names = "--input", required = true,
-			description = "JSONL with 'article' (the full prompt) and 'summary_gt'.")
+			description = "xsum: JSONL with 'article' (the full prompt) and 'summary_gt'; questions: JSONL with "
+					+ "'question' and 'answers' (e.g. docs/eval/short-questions.jsonl).")
 	Path input;
 
 	@Option(names = { "-n", "--examples" }, defaultValue = "0", description = "How many examples (0: all).")
 	int examples;
 
 	@Option(names = "--configs", split = ",",
-			defaultValue = "full,topk:0.25,topk:0.5,topk:0.75,magnitude:0.5,random:0.5",
-			description = "full, or method:density (default: ${DEFAULT-VALUE}).")
+			description = "full, default (the server's default rule), method:density, or method:density:tokens "
+					+ "(dense for prompts of fewer tokens). Default: full,topk:0.25,topk:0.5,topk:0.75,"
+					+ "magnitude:0.5,random:0.5 for xsum; full,default,topk:0.75,topk:0.5 for questions.")
 	List<String> configs;
 
-	@Option(names = "--max-tokens", defaultValue = "128")
-	int maxTokens;
+	@Option(names = "--max-tokens",
+			description = "Tokens generated per example (default: 128 for xsum, 32 for " + "questions).")
+	Integer maxTokens;
+
+	@Option(names = "--context", description = "questions: a text file whose first --context-tokens tokens "
+			+ "form a system message before each question (longer prompts on the same questions).")
+	Path context;
+
+	@Option(names = "--context-tokens", defaultValue = "0")
+	int contextTokens;
 
 	@Option(names = "--greedy", description = "Greedy decoding instead of the paper's temperature 0.3.")
 	boolean greedy;
@@ -52,16 +80,23 @@ public class EvalCommand implements Callable<Integer> {
 	@Override
 	public Integer call() throws IOException {
 		this.model.configureEngine();
+		List<String> names = (this.configs != null) ? this.configs
+				: (this.task == Task.xsum)
+						? List.of("full", "topk:0.25", "topk:0.5", "topk:0.75", "magnitude:0.5", "random:0.5")
+						: List.of("full", "default", "topk:0.75", "topk:0.5");
+		List<EvalConfiguration> configurations = names.stream().map(EvalConfiguration::parse).toList();
+		return (this.task == Task.xsum) ? summaries(configurations) : questions(configurations);
+	}
+
+	private int summaries(List<EvalConfiguration> configurations) throws IOException {
 		List<SummarizationEval.Example> data = SummarizationEval.read(this.input, this.examples);
-		List<SummarizationEval.Configuration> configurations = this.configs.stream()
-			.map(SummarizationEval.Configuration::parse)
-			.toList();
+		int maxTokens = (this.maxTokens != null) ? this.maxTokens : 128;
 		Path output = this.output.resolve(this.greedy ? "greedy" : "sampled");
 		List<SummarizationEval.Summary> summaries = new ArrayList<>();
 		try (LoadedModel loaded = Progress.load(this.model, System.err)) {
 			System.err.println();
-			SummarizationEval eval = new SummarizationEval(loaded, this.maxTokens, this.greedy, this.seed);
-			for (SummarizationEval.Configuration configuration : configurations) {
+			SummarizationEval eval = new SummarizationEval(loaded, maxTokens, this.greedy, this.seed);
+			for (EvalConfiguration configuration : configurations) {
 				summaries.add(eval.run(configuration, data, output, System.err));
 			}
 		}
@@ -73,8 +108,53 @@ public class EvalCommand implements Callable<Integer> {
 		Map<String, Object> report = new LinkedHashMap<>();
 		report.put("input", this.input.getFileName().toString());
 		report.put("decoding", this.greedy ? "greedy" : "temperature 0.3, top-p 1, seed " + this.seed);
-		report.put("maxTokens", this.maxTokens);
+		report.put("maxTokens", maxTokens);
 		report.put("results", summaries);
+		Path json = output.resolve("results.json");
+		JsonReport.write(json, report);
+		System.out.println("wrote " + json);
+		return 0;
+	}
+
+	private int questions(List<EvalConfiguration> configurations) throws IOException {
+		List<QuestionEval.Question> questions = QuestionEval.read(this.input, this.examples);
+		int maxTokens = (this.maxTokens != null) ? this.maxTokens : 32;
+		String context = (this.context != null) ? Files.readString(this.context) : null;
+		Path output = this.output
+			.resolve("questions" + ((this.contextTokens > 0) ? "-context-" + this.contextTokens : ""));
+		List<QuestionEval.Summary> summaries = new ArrayList<>();
+		try (LoadedModel loaded = Progress.load(this.model, System.err)) {
+			System.err.println();
+			QuestionEval eval = new QuestionEval(loaded, maxTokens, context, this.contextTokens);
+			for (EvalConfiguration configuration : configurations) {
+				summaries.add(eval.run(configuration, questions, output, System.err));
+			}
+		}
+		QuestionEval.Summary full = summaries.stream()
+			.filter((s) -> s.configuration().equals("full"))
+			.findFirst()
+			.orElse(null);
+		System.out.printf("%-28s %9s %6s %14s %13s %12s%n", "configuration", "questions", "right", "kept of full",
+				"prompt tokens", "mean density");
+		List<Map<String, Object>> results = new ArrayList<>();
+		for (QuestionEval.Summary s : summaries) {
+			String kept = (full == null) ? "-" : "%.1f%%".formatted(100 * s.kept(full));
+			System.out.printf("%-28s %9d %6d %14s %13.1f %12.3f%n", s.configuration(), s.questions(), s.right().size(),
+					kept, s.meanPromptTokens(), s.meanDensity());
+			Map<String, Object> row = new LinkedHashMap<>();
+			row.put("summary", s);
+			if (full != null) {
+				row.put("keptOfFull", s.kept(full));
+				row.put("lost", s.lost(full));
+			}
+			results.add(row);
+		}
+		Map<String, Object> report = new LinkedHashMap<>();
+		report.put("input", this.input.getFileName().toString());
+		report.put("decoding", "greedy");
+		report.put("maxTokens", maxTokens);
+		report.put("contextTokens", this.contextTokens);
+		report.put("results", results);
 		Path json = output.resolve("results.json");
 		JsonReport.write(json, report);
 		System.out.println("wrote " + json);

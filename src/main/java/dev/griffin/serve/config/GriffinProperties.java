@@ -9,6 +9,8 @@ import org.springframework.boot.context.properties.ConfigurationProperties;
 import org.springframework.boot.context.properties.bind.DefaultValue;
 import org.springframework.util.unit.DataSize;
 
+import dev.griffin.serve.griffin.DefaultDensity;
+
 /**
  * Everything an operator tunes, under {@code griffin.*} in application.yaml (or GRIFFIN_*
  * environment variables).
@@ -57,6 +59,8 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	/**
 	 * @param defaultDensity GRIFFIN density when a request names none (1.0 is the dense
 	 * model)
+	 * @param denseBelowPromptTokens a request that names no density runs dense when its
+	 * prompt has fewer tokens (0: never); see {@link DefaultDensity}
 	 * @param defaultMethod GRIFFIN selection method when a request names none
 	 * @param defaultMaxTokens max_tokens when a request names none
 	 * @param maxTokensLimit the largest max_tokens a request may ask for
@@ -73,7 +77,8 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param stallTimeout a stream whose client reads nothing for this long is cancelled
 	 * and its connection closed
 	 */
-	public record Generation(@DefaultValue("0.75") double defaultDensity, @DefaultValue("topk") String defaultMethod,
+	public record Generation(@DefaultValue("0.75") double defaultDensity,
+			@DefaultValue("256") int denseBelowPromptTokens, @DefaultValue("topk") String defaultMethod,
 			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("4096") int maxTokensLimit,
 			@DefaultValue("1") int workers, @DefaultValue("2048") int kvArenaTokens,
 			@DefaultValue("16") int queueCapacity, @DefaultValue("10s") Duration keepAlive,
@@ -81,10 +86,18 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 			@DefaultValue("200000") long tokensPerMinutePerKey, @DefaultValue("30s") Duration stallTimeout) {
 
 		public Generation {
-			if (workers < 1 || kvArenaTokens < 0 || queueCapacity < 0 || defaultMaxTokens < 1 || maxTokensLimit < 1) {
+			if (workers < 1 || kvArenaTokens < 0 || queueCapacity < 0 || defaultMaxTokens < 1 || maxTokensLimit < 1
+					|| denseBelowPromptTokens < 0) {
 				throw new IllegalArgumentException("griffin.generation: workers >= 1, kv-arena-tokens >= 0, "
-						+ "queue-capacity >= 0 and default-max-tokens >= 1 are required");
+						+ "queue-capacity >= 0, default-max-tokens >= 1 and dense-below-prompt-tokens >= 0 are required");
 			}
+			new DefaultDensity(defaultDensity, denseBelowPromptTokens); // checks the
+																		// density
+		}
+
+		/** The density of requests that name none. */
+		public DefaultDensity defaultDensityRule() {
+			return new DefaultDensity(this.defaultDensity, this.denseBelowPromptTokens);
 		}
 
 	}

@@ -90,7 +90,7 @@ final class RequestMapper {
 				: this.properties.security().tenantSalts().getOrDefault(tenant, "key:" + tenant);
 		String salt = (cacheSalt == null) ? tenantSalt
 				: ((tenantSalt != null) ? tenantSalt : "") + "|salt:" + cacheSalt;
-		GenerationJob job = new GenerationJob(prompt, params, griffin(griffinOptions),
+		GenerationJob job = new GenerationJob(prompt, params, griffin(griffinOptions, prompt.length),
 				(request.n() != null) ? request.n() : 1, topLogprobs,
 				griffinOptions == null || griffinOptions.cache() == null || griffinOptions.cache(), salt, tenant);
 		return new Mapped(job, salt != null);
@@ -137,7 +137,11 @@ final class RequestMapper {
 		return stops;
 	}
 
-	GriffinSettings griffin(GriffinOptions options) {
+	/**
+	 * What the request asks of GRIFFIN; without a density, the server's default rule for
+	 * a prompt of {@code promptTokens} tokens.
+	 */
+	GriffinSettings griffin(GriffinOptions options, int promptTokens) {
 		String method = (options != null && options.method() != null) ? options.method()
 				: this.properties.generation().defaultMethod();
 		SelectionMethod selection;
@@ -148,7 +152,7 @@ final class RequestMapper {
 			throw new InvalidRequestException("griffin.method", ex.getMessage());
 		}
 		double density = (options != null && options.density() != null) ? options.density()
-				: this.properties.generation().defaultDensity();
+				: this.properties.generation().defaultDensityRule().forPrompt(promptTokens);
 		return new GriffinSettings(density(density, "griffin.density"), selection);
 	}
 

@@ -31,7 +31,7 @@ class SummarizationEvalIT {
 		})) {
 			SummarizationEval eval = new SummarizationEval(model, 12, false, 1234);
 			for (String config : List.of("full", "topk:0.5", "magnitude:0.5")) {
-				SummarizationEval.Configuration configuration = SummarizationEval.Configuration.parse(config);
+				EvalConfiguration configuration = EvalConfiguration.parse(config);
 				SummarizationEval.Summary summary = eval.run(configuration, examples, this.output, progress);
 				Path results = this.output.resolve(configuration.name() + ".jsonl");
 				assertThat(Files.readAllLines(results)).hasSize(2);

@@ -232,6 +232,8 @@ class HelmChartTests {
 	void valuesSchemaRejectsBadValues() {
 		assertThatThrownBy(() -> render(Map.of("griffin.defaultDensity", "1.5"), null))
 			.hasMessageContaining("defaultDensity");
+		assertThatThrownBy(() -> render(Map.of("griffin.denseBelowPromptTokens", "-1"), null))
+			.hasMessageContaining("denseBelowPromptTokens");
 		assertThatThrownBy(() -> render(Map.of("model.dtype", "int4"), null)).hasMessageContaining("dtype");
 		assertThatThrownBy(() -> render(Map.of("model.decodeKernel", "fastest"), null))
 			.hasMessageContaining("decodeKernel");
@@ -244,6 +246,18 @@ class HelmChartTests {
 			.getData()
 			.get("application.yaml");
 		assertThat(application).contains("decode-kernel: \"split\"").contains("prefill-kernel: \"auto\"");
+	}
+
+	@Test
+	void theDefaultDensityRuleReachesTheApplication() throws Exception {
+		String defaults = only(parse(render(Map.of(), null)), io.fabric8.kubernetes.api.model.ConfigMap.class).getData()
+			.get("application.yaml");
+		assertThat(defaults).contains("default-density: 0.75").contains("dense-below-prompt-tokens: 256");
+		String set = only(parse(render(Map.of("griffin.denseBelowPromptTokens", "0"), null)),
+				io.fabric8.kubernetes.api.model.ConfigMap.class)
+			.getData()
+			.get("application.yaml");
+		assertThat(set).contains("dense-below-prompt-tokens: 0");
 	}
 
 	@Test

@@ -11,6 +11,7 @@ import tools.jackson.databind.json.JsonMapper;
 import dev.griffin.serve.config.GriffinProperties;
 import dev.griffin.serve.generation.GenerationJob;
 import dev.griffin.serve.generation.InvalidParameterException;
+import dev.griffin.serve.griffin.DefaultDensity;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.tokenizer.ChatTemplate;
 import dev.griffin.serve.web.ApiTypes.ChatCompletionRequest;
@@ -67,12 +68,49 @@ class RequestMapperTests {
 		assertThat(job.params().temperature()).isEqualTo(1.0);
 		assertThat(job.params().topK()).isZero();
 		assertThat(job.params().maxNewTokens()).as("the default 256, cut to the context left").isEqualTo(CONTEXT - 3);
-		assertThat(job.griffin().density()).isEqualTo(0.75);
+		assertThat(job.griffin().density()).isEqualTo(DefaultDensity.SERVER.forPrompt(3));
 		assertThat(job.griffin().method()).isEqualTo(SelectionMethod.TOPK);
 		assertThat(job.choices()).isEqualTo(1);
 		assertThat(job.topLogprobs()).isEqualTo(-1);
 		assertThat(job.useCache()).isTrue();
 		assertThat(job.tenantSalt()).isNull();
+	}
+
+	@Test
+	void theServersDefaultDensityIsDefaultDensitySERVER() {
+		GriffinProperties bound = new Binder(new MapConfigurationPropertySource(Map.of())).bindOrCreate("griffin",
+				GriffinProperties.class);
+		assertThat(bound.generation().defaultDensityRule()).isEqualTo(DefaultDensity.SERVER);
+	}
+
+	@Test
+	void aPromptBelowTheDenseLengthRunsDenseUnlessTheRequestNamesADensity() {
+		RequestMapper mapper = mapper(Map.of("griffin.generation.default-density", "0.5",
+				"griffin.generation.dense-below-prompt-tokens", "4"));
+		CompletionRequest plain = completion("{\"max_tokens\": 1}");
+		CompletionRequest named = completion("{\"max_tokens\": 1, \"griffin\": {\"density\": 0.25}}");
+		CompletionRequest method = completion("{\"max_tokens\": 1, \"griffin\": {\"method\": \"magnitude\"}}");
+		for (int length = 1; length <= 6; length++) {
+			int[] prompt = new int[length];
+			double expected = (length < 4) ? 1.0 : 0.5;
+			assertThat(mapper.job(plain, prompt, CONTEXT, 1, -1, "prompt", null).job().griffin().density())
+				.as("%d prompt tokens", length)
+				.isEqualTo(expected);
+			assertThat(mapper.job(method, prompt, CONTEXT, 1, -1, "prompt", null).job().griffin().density())
+				.as("a method alone takes the default rule's density")
+				.isEqualTo(expected);
+			assertThat(mapper.job(named, prompt, CONTEXT, 1, -1, "prompt", null).job().griffin().density())
+				.as("a named density always runs")
+				.isEqualTo(0.25);
+		}
+		RequestMapper never = mapper(Map.of("griffin.generation.default-density", "0.5",
+				"griffin.generation.dense-below-prompt-tokens", "0"));
+		assertThat(never.job(plain, new int[1], CONTEXT, 1, -1, "prompt", null).job().griffin().density())
+			.isEqualTo(0.5);
+		assertThatThrownBy(() -> mapper(Map.of("griffin.generation.dense-below-prompt-tokens", "-1")))
+			.hasStackTraceContaining("dense-below-prompt-tokens");
+		assertThatThrownBy(() -> mapper(Map.of("griffin.generation.default-density", "1.5")))
+			.hasStackTraceContaining("density must be in [0, 1]");
 	}
 
 	@Test
