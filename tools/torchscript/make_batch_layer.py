@@ -10,8 +10,8 @@ the LAYER decode form): RMS norm, the q/k/v product, the rotation, the attention
 whose KV caches are ranges of one arena (make_batch_attention.gathered_attention), the output
 product and residual, RMS norm, the gated feed-forward block (optionally masked per row to GRIFFIN's
 experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
-weights' packed copies, as the engine's oneDNN form does; step is float32 only, step_one takes
-float32 or float16 weights.
+weights' packed copies, as the engine's oneDNN form does; step is float32 only. step_one takes
+float32 or float16 weights, plain (libtorch's product) or packed (oneDNN's).
 
 The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/batch-layer.pt. torch must match the libtorch that DJL's
@@ -42,6 +42,13 @@ def typed_rms_norm(x: torch.Tensor, weight: torch.Tensor, epsilon: torch.Tensor)
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def product(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    # a oneDNN-packed copy goes through oneDNN, a plain matrix through libtorch's own product
+    if weight.is_mkldnn:
+        return linear(x, weight, bias)
+    return torch.nn.functional.linear(x, weight, bias)
 
 
 class BatchLayer(torch.nn.Module):
@@ -85,28 +92,30 @@ class BatchLayer(torch.nn.Module):
         """One generated token of one sequence (Kernels.Decode.LAYER): x [1, D] -> [1, D]. keys and
         values [KVH, capacity, Dh] are the sequence's cache of this layer, written at position and
         attended over [start, position]; gate_up and down are its feed-forward weights (dense, or
-        its gathered experts). Products through libtorch's own product on its thread pool, as the
-        pool form runs them, in the weights' type (float32 or float16: x and the residual stream are
-        in that type too); norms and attention compute in float32 as the engine's one-sequence step
-        does on the CPU, the cache being float32."""
+        its gathered experts). A plain weight's product is libtorch's own, on its thread pool, as
+        the pool form runs it; a oneDNN-packed copy's (the engine passes them for float16 weights,
+        where libtorch's float16 product is slower on CPUs without AVX512-FP16) is oneDNN's. Products
+        run in the weights' type (float32 or float16: x and the residual stream are in that type
+        too); norms and attention compute in float32 as the engine's one-sequence step does on the
+        CPU, the cache being float32."""
         bias: Optional[torch.Tensor] = None
         if query_key_value_bias.numel() > 0:
             bias = query_key_value_bias
         key_value_heads = keys.shape[0]
         dh = keys.shape[2]
         group = heads // key_value_heads
-        qkv = torch.nn.functional.linear(typed_rms_norm(x, attention_norm, epsilon), query_key_value, bias).float()
+        qkv = product(typed_rms_norm(x, attention_norm, epsilon), query_key_value, bias).float()
         qk = torch.matmul(qkv[:, :(heads + key_value_heads) * dh].reshape(1, heads + key_value_heads, dh), rotation)
         v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
         context = row_attention(qk[0, :heads].reshape(key_value_heads, group, dh),
                                 qk[0, heads:].reshape(key_value_heads, 1, dh), v.reshape(key_value_heads, 1, dh),
                                 keys, values, position, start, scale, apply_scale).reshape(1, heads * dh)
-        h = x + torch.nn.functional.linear(context.to(x.dtype), output)
-        gated = torch.nn.functional.linear(typed_rms_norm(h, ffn_norm, epsilon), gate_up)
+        h = x + product(context.to(x.dtype), output, None)
+        gated = product(typed_rms_norm(h, ffn_norm, epsilon), gate_up, None)
         neurons = gated.shape[1] // 2
         gate = gated[:, :neurons]
         z = gate.mul(torch.sigmoid(gate)).mul(gated[:, neurons:])
-        return h + torch.nn.functional.linear(z, down)
+        return h + product(z, down, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

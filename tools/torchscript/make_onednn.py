@@ -8,8 +8,10 @@ below the memory bandwidth on some x86 CPUs (MKL takes a generic code path on CP
 Intel's). libtorch also carries oneDNN, whose float32 inner product reaches that bandwidth for one
 row and a few rows, but DJL has no way to call it: this module calls
 `torch.ops.mkldnn._linear_pointwise` on plain float32 tensors (no packed weights, no conversion)
-and returns float32. oneDNN refuses float16 on CPUs without AVX512-FP16, so the engine offers the
-forms for float32 weights only.
+and returns float32. Given a plain float16 matrix on a CPU without AVX512-FP16, oneDNN's product
+was orders of magnitude slower, so the engine offers these forms for float32 weights only; pack
+also takes float16 weights, whose packed copies linear multiplies fast (the layer decode form
+passes them to make_batch_layer's step_one, and the engine's one-row head product to linear).
 
 The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/onednn-products.pt. torch must match the libtorch that

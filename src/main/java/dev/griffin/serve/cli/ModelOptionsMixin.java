@@ -37,8 +37,9 @@ public class ModelOptionsMixin {
 	String prefillKernel;
 
 	@Option(names = "--pack-weights", defaultValue = "true", negatable = true, fallbackValue = "true",
-			description = "Give float32 weights on the CPU oneDNN-packed copies: faster products, as much memory again "
-					+ "for the packed matrices (default: ${DEFAULT-VALUE}; --no-pack-weights to turn off).")
+			description = "Give weights on the CPU oneDNN-packed copies: faster products (float16: the layer decode "
+					+ "form's only, freed when calibration picks another form), as much memory again for the packed "
+					+ "matrices (default: ${DEFAULT-VALUE}; --no-pack-weights to turn off).")
 	boolean packWeights;
 
 	Path modelPath() {

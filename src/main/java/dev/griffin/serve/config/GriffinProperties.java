@@ -46,8 +46,9 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * weights) or layer
 	 * @param prefillKernel auto (measured at load), weights, float32, onednn (float32
 	 * weights) or bfloat16 (only when named: it rounds beyond float tolerance)
-	 * @param packWeights whether float32 weights on the CPU get oneDNN-packed copies:
-	 * faster products, as much memory again for the packed matrices
+	 * @param packWeights whether weights on the CPU get oneDNN-packed copies: faster
+	 * products, as much memory again for the packed matrices (float16: only for the layer
+	 * decode form, freed when calibration picks another)
 	 */
 	public record Model(String source, Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
 			@DefaultValue("float32") String dtype, @DefaultValue("cpu") String device, @DefaultValue("0") int threads,

@@ -1,9 +1,12 @@
 package dev.griffin.serve.generation;
 
 import java.nio.file.Path;
+import java.util.Locale;
 import java.util.function.IntConsumer;
 
 import ai.djl.ndarray.NDManager;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import dev.griffin.serve.weights.ModelBuilder;
 import dev.griffin.serve.griffin.DensitySchedule;
@@ -25,6 +28,8 @@ import dev.griffin.serve.weights.Checkpoints;
  * weights).
  */
 public final class LoadedModel implements AutoCloseable {
+
+	private static final Logger logger = LoggerFactory.getLogger(LoadedModel.class);
 
 	private final Path path;
 
@@ -55,6 +60,12 @@ public final class LoadedModel implements AutoCloseable {
 			CausalLm built = ModelBuilder.build(checkpoint, options, manager, progress);
 			KernelCalibration.Result kernels = KernelCalibration.choose(built, options.decodeKernel(),
 					options.prefillKernel());
+			if (built.kernels().packed().size() > 0 && !kernels.kernels().readsPacked(options.dtype().dataType())) {
+				logger.info("packed weights freed: the {} plan (decode {}) reads none",
+						options.dtype().name().toLowerCase(Locale.ROOT),
+						kernels.kernels().decode().name().toLowerCase(Locale.ROOT));
+				built = built.withoutPackedWeights();
+			}
 			CausalLm dense = built.withKernels(kernels.kernels());
 			Tokenizer tokenizer = (checkpoint instanceof GgufCheckpoint gguf) ? Tokenizer.fromGguf(gguf.file())
 					: Tokenizer.fromHuggingFace(path);

@@ -77,11 +77,11 @@ public final class CausalLm {
 	 * dense feed-forward blocks and the output head), which its oneDNN forms and batched
 	 * decode passes read ({@link PackedWeights}); the copies belong to the model's
 	 * manager.
-	 * @throws IllegalStateException unless oneDNN's float32 product applies
+	 * @throws IllegalStateException unless the weights are on the CPU
 	 */
 	public CausalLm withPackedWeights() {
-		if (!this.options.oneDnnApplies()) {
-			throw new IllegalStateException("packed weights need float32 weights on the CPU");
+		if (!this.options.device().equals("cpu")) {
+			throw new IllegalStateException("packed weights need weights on the CPU");
 		}
 		List<NDArray> matrices = new ArrayList<>();
 		for (DecoderLayer layer : this.layers) {
@@ -90,6 +90,17 @@ public final class CausalLm {
 		matrices.add(this.lmHead);
 		PackedWeights packed = PackedWeights.of(matrices);
 		return with(this.layers, this.kernels.withPacked(packed));
+	}
+
+	/**
+	 * The same model without packed copies, which are freed: for a plan that reads none
+	 * ({@link Kernels#readsPacked}). This model must not be used afterwards.
+	 */
+	public CausalLm withoutPackedWeights() {
+		PackedWeights packed = this.kernels.packed();
+		CausalLm plain = with(this.layers, this.kernels.withPacked(PackedWeights.NONE));
+		packed.close();
+		return plain;
 	}
 
 	public Kernels kernels() {

@@ -53,7 +53,8 @@ public final class DecoderLayer {
 			Kernels.GatedWeights own = state.generationWeights();
 			Kernels.GatedWeights ff = Kernels.readsDense(own) ? this.feedForward.weights() : own;
 			if (ff.gateUp() != null) { // else no expert: the block adds nothing, as below
-				return BatchLayer.stepOne(x, this.attentionNorm, this.attention, this.ffnNorm, ff, positions, cache);
+				return BatchLayer.stepOne(x, this.attentionNorm, this.attention, this.ffnNorm, ff, positions, cache,
+						kernels);
 			}
 		}
 		NDArray h = x.add(this.attention.forward(this.attentionNorm.forward(x), positions, cache, kernels));

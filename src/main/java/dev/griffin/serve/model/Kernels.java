@@ -56,7 +56,9 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		 * rotation, attention, the gated block and residuals, instead of about thirty DJL
 		 * operations; everything else as {@link #POOL}. Float32 or float16 weights, on
 		 * the CPU (float16 with the casts of the one-token path: norms and attention in
-		 * float32, the residual stream and products in float16).
+		 * float32, the residual stream and products in float16). Float16 weights with
+		 * packed copies ({@link PackedWeights}) multiply through oneDNN, the layers' and
+		 * the output head's alike.
 		 */
 		LAYER;
 
@@ -175,11 +177,35 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		}
 	}
 
+	/**
+	 * Whether this plan reads packed copies of weights of {@code type}: float32 copies
+	 * serve the oneDNN forms and every batched pass; float16 copies only the
+	 * {@link Decode#LAYER} form's one-row products ({@link #halfPacked}).
+	 */
+	public boolean readsPacked(DataType type) {
+		return (type == DataType.FLOAT16) ? this.decode == Decode.LAYER : type == DataType.FLOAT32;
+	}
+
+	/**
+	 * The packed copy one row's product with a float16 weight reads in the
+	 * {@link Decode#LAYER} form, or null: the weight is not float16 or has no copy
+	 * (GRIFFIN's gathered experts), and libtorch's own product reads it.
+	 */
+	NDArray halfPacked(NDArray weight) {
+		boolean reads = this.decode == Decode.LAYER && weight.getDataType() == DataType.FLOAT16
+				&& this.packed.has(weight);
+		return reads ? this.packed.of(weight) : null;
+	}
+
 	/** x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. */
 	public NDArray linear(NDArray x, NDArray weight, NDArray bias) {
 		boolean rows = x.getShape().get(0) > 1;
 		if (rows ? this.prefill == Prefill.ONEDNN : this.decode == Decode.ONEDNN) {
 			return ScriptedProducts.oneDnn().linear(x, this.packed.of(weight), bias);
+		}
+		NDArray half = rows ? null : halfPacked(weight);
+		if (half != null) {
+			return ScriptedProducts.oneDnn().linear(x, half, bias);
 		}
 		if (this.prefill == Prefill.BFLOAT16 && rows) {
 			return ScriptedProducts.bfloat16().linear(x, weight, bias);

@@ -12,8 +12,9 @@ import ai.djl.ndarray.types.DataType;
  * @param device "cpu", "gpu" or "gpu:N"
  * @param decodeKernel the decode form, or null for the fastest measured at load
  * @param prefillKernel the prefill form, or null for the fastest measured at load
- * @param packWeights whether float32 weights on the CPU get oneDNN-packed copies
- * ({@link PackedWeights}): faster oneDNN products for as much memory again
+ * @param packWeights whether weights on the CPU get oneDNN-packed copies
+ * ({@link PackedWeights}): faster oneDNN products for as much memory again (float16
+ * models keep them only when their decode form reads them)
  */
 public record ModelOptions(Precision dtype, String device, Kernels.Decode decodeKernel, Kernels.Prefill prefillKernel,
 		boolean packWeights) {
@@ -33,9 +34,13 @@ public record ModelOptions(Precision dtype, String device, Kernels.Decode decode
 		return new ModelOptions(this.dtype, this.device, this.decodeKernel, this.prefillKernel, pack);
 	}
 
-	/** Whether the model gets packed weight copies: asked for, and oneDNN applies. */
+	/**
+	 * Whether the model gets packed weight copies: asked for, on the CPU. float32 copies
+	 * serve the oneDNN forms and batched passes; float16 copies the
+	 * {@link Kernels.Decode#LAYER} form's one-row products.
+	 */
 	public boolean packsWeights() {
-		return this.packWeights && oneDnnApplies();
+		return this.packWeights && this.device.equals("cpu");
 	}
 
 	/**

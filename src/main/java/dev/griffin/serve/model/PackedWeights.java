@@ -8,13 +8,18 @@ import java.util.Map;
 import ai.djl.ndarray.NDArray;
 
 /**
- * oneDNN's blocked copies of a model's float32 weight matrices, for the products that go
- * through oneDNN ({@link Kernels.Decode#ONEDNN}, {@link Kernels.Prefill#ONEDNN} and every
- * batched decode pass). oneDNN multiplies a plain [out, in] matrix by first reordering it
- * into its blocked layout, on every call; a packed copy is reordered once, at load. With
- * 2 threads on a CPU with AVX-512, a 1536 x 576 product of 16 rows took 0.6 ms packed
- * against 2.5 ms plain and 2.9 ms with MKL, and a prompt chunk of 64 rows 2.0 against 3.5
- * and 13 ms; one row runs no slower packed than plain.
+ * oneDNN's blocked copies of a model's weight matrices, for the products that go through
+ * oneDNN: with float32 weights {@link Kernels.Decode#ONEDNN},
+ * {@link Kernels.Prefill#ONEDNN} and every batched decode pass; with float16 weights the
+ * one-row products of {@link Kernels.Decode#LAYER}, where oneDNN's float16 product on a
+ * packed copy ran about 1.3-1.5x faster than libtorch's on a CPU without AVX512-FP16 for
+ * the shapes of a 1.5B-parameter model (docs/results.md). A plain float16 matrix must
+ * never reach oneDNN's product: there it was slower by orders of magnitude. oneDNN
+ * multiplies a plain [out, in] matrix by first reordering it into its blocked layout, on
+ * every call; a packed copy is reordered once, at load. With 2 threads on a CPU with
+ * AVX-512, a 1536 x 576 product of 16 rows took 0.6 ms packed against 2.5 ms plain and
+ * 2.9 ms with MKL, and a prompt chunk of 64 rows 2.0 against 3.5 and 13 ms; one row runs
+ * no slower packed than plain.
  * <p>
  * The plain matrices stay: the other forms read them, and GRIFFIN gathers its experts
  * from them. Packing therefore costs as much memory again as the packed matrices, which
@@ -43,8 +48,8 @@ public final class PackedWeights {
 	}
 
 	/**
-	 * Packs each matrix (float32 on the CPU) into the manager that owns it; a matrix
-	 * listed twice (a tied output head) is packed once.
+	 * Packs each matrix (float32 or float16 on the CPU) into the manager that owns it; a
+	 * matrix listed twice (a tied output head) is packed once.
 	 */
 	static PackedWeights of(List<NDArray> matrices) {
 		Map<NDArray, NDArray> packed = new IdentityHashMap<>();
@@ -52,7 +57,7 @@ public final class PackedWeights {
 		for (NDArray matrix : matrices) {
 			if (!packed.containsKey(matrix)) {
 				packed.put(matrix, ScriptedProducts.oneDnn().pack(matrix, ROWS));
-				bytes += matrix.getShape().size() * Float.BYTES;
+				bytes += matrix.getShape().size() * matrix.getDataType().getNumOfBytes();
 			}
 		}
 		return new PackedWeights(Collections.unmodifiableMap(packed), bytes);
@@ -62,6 +67,16 @@ public final class PackedWeights {
 	NDArray of(NDArray weight) {
 		NDArray copy = this.packed.get(weight);
 		return (copy != null) ? copy : weight;
+	}
+
+	/** Whether {@code weight} has a packed copy. */
+	boolean has(NDArray weight) {
+		return this.packed.containsKey(weight);
+	}
+
+	/** Frees the packed copies; nothing may read them afterwards. */
+	void close() {
+		this.packed.values().forEach(NDArray::close);
 	}
 
 	/** Bytes the packed copies hold. */

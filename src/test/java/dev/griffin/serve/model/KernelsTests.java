@@ -239,9 +239,27 @@ class KernelsTests {
 			// attention's two matrices and the feed-forward's two per layer, and the head
 			assertThat(packed.kernels().packed().size()).isEqualTo(4 * packed.config().numberOfLayers() + 1);
 			assertThat(plain.kernels().packed()).isSameAs(PackedWeights.NONE);
-			// oneDNN's float32 product only: float16 weights are never packed
-			assertThat(half.kernels().packed()).isSameAs(PackedWeights.NONE);
-			assertThatThrownBy(half::withPackedWeights).isInstanceOf(IllegalStateException.class);
+			// float16 copies too, which only the layer decode form reads; freed on demand
+			assertThat(half.kernels().packed().size()).isEqualTo(4 * half.config().numberOfLayers() + 1);
+			assertThat(half.kernels().packed().bytes()).isEqualTo(packed.kernels().packed().bytes() / 2);
+			for (Kernels.Decode form : Kernels.Decode.values()) {
+				Kernels plan = new Kernels(form, Kernels.Prefill.WEIGHTS, 2);
+				assertThat(plan.readsPacked(DataType.FLOAT16)).as("%s", form).isEqualTo(form == Kernels.Decode.LAYER);
+				assertThat(plan.readsPacked(DataType.FLOAT32)).as("%s", form).isTrue();
+			}
+			NDArray weight = half.layers().get(0).matrices().get(0);
+			assertThat(half.withKernels(new Kernels(Kernels.Decode.LAYER, Kernels.Prefill.WEIGHTS, 2))
+				.kernels()
+				.halfPacked(weight)).isNotNull();
+			assertThat(half.withKernels(new Kernels(Kernels.Decode.POOL, Kernels.Prefill.WEIGHTS, 2))
+				.kernels()
+				.halfPacked(weight)).as("pool reads plain weights").isNull();
+			assertThat(packed.withKernels(new Kernels(Kernels.Decode.LAYER, Kernels.Prefill.WEIGHTS, 2))
+				.kernels()
+				.halfPacked(packed.layers().get(0).matrices().get(0))).as("float32 weights: libtorch's product")
+				.isNull();
+			CausalLm freed = half.withoutPackedWeights();
+			assertThat(freed.kernels().packed()).isSameAs(PackedWeights.NONE);
 			Kernels oneDnn = new Kernels(Kernels.Decode.ONEDNN, Kernels.Prefill.ONEDNN, 2);
 			int[] prompt = { 3, 14, 15, 92, 65 };
 			float[][] a = steps(packed.withKernels(oneDnn), prompt);
