@@ -92,8 +92,8 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 				throw new IllegalArgumentException("griffin.generation: workers >= 1, kv-arena-tokens >= 0, "
 						+ "queue-capacity >= 0, default-max-tokens >= 1 and dense-below-prompt-tokens >= 0 are required");
 			}
-			new DefaultDensity(defaultDensity, denseBelowPromptTokens); // checks the
-																		// density
+			// the one density rule, at startup rather than at the first request
+			new DefaultDensity(defaultDensity, denseBelowPromptTokens);
 		}
 
 		/** The density of requests that name none. */
