@@ -14,6 +14,7 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import dev.griffin.serve.analysis.EvalConfiguration;
+import dev.griffin.serve.analysis.FidelityEval;
 import dev.griffin.serve.analysis.QuestionEval;
 import dev.griffin.serve.analysis.SummarizationEval;
 import dev.griffin.serve.generation.LoadedModel;
@@ -26,25 +27,29 @@ import dev.griffin.serve.generation.LoadedModel;
 		description = "--task xsum: one-shot summarisation ROUGE-1/2/L (the GRIFFIN paper's XSum format) per "
 				+ "configuration, resumable JSONL per example. --task questions: short chat questions, how many "
 				+ "each configuration answers right and how many of the full model's right answers it keeps. "
-				+ "Both write a summary table and JSON results.")
+				+ "--task fidelity: the full model's greedy continuation of each prompt fed to each configuration; "
+				+ "mean per-token KL(full || configuration) and top-1 agreement with standard errors. "
+				+ "Each writes a summary table and JSON results.")
 public class EvalCommand implements Callable<Integer> {
 
 	/** What is evaluated. */
 	enum Task {
 
-		xsum, questions
+		xsum, questions, fidelity
 
 	}
 
 	@Mixin
 	ModelOptionsMixin model;
 
-	@Option(names = "--task", defaultValue = "xsum", description = "xsum or questions (default: ${DEFAULT-VALUE}).")
+	@Option(names = "--task", defaultValue = "xsum",
+			description = "xsum, questions or fidelity (default: ${DEFAULT-VALUE}).")
 	Task task;
 
 	@Option(names = "--input", required = true,
 			description = "xsum: JSONL with 'article' (the full prompt) and 'summary_gt'; questions: JSONL with "
-					+ "'question' and 'answers' (e.g. docs/eval/short-questions.jsonl).")
+					+ "'question' and 'answers' (e.g. docs/eval/short-questions.jsonl); fidelity: either (an article "
+					+ "is the raw prompt, a question goes through the chat template).")
 	Path input;
 
 	@Option(names = { "-n", "--examples" }, defaultValue = "0", description = "How many examples (0: all).")
@@ -53,11 +58,12 @@ public class EvalCommand implements Callable<Integer> {
 	@Option(names = "--configs", split = ",",
 			description = "full, default (the server's default rule), method:density, or method:density:tokens "
 					+ "(dense for prompts of fewer tokens). Default: full,topk:0.25,topk:0.5,topk:0.75,"
-					+ "magnitude:0.5,random:0.5 for xsum; full,default,topk:0.75,topk:0.5 for questions.")
+					+ "magnitude:0.5,random:0.5 for xsum; full,default,topk:0.75,topk:0.5 for questions; "
+					+ "topk:0.75,topk:0.5,magnitude:0.5 for fidelity.")
 	List<String> configs;
 
 	@Option(names = "--max-tokens",
-			description = "Tokens generated per example (default: 128 for xsum, 32 for " + "questions).")
+			description = "Tokens generated per example (default: 128 for xsum, 32 for questions, 64 for fidelity).")
 	Integer maxTokens;
 
 	@Option(names = "--context", description = "questions: a text file whose first --context-tokens tokens "
@@ -80,12 +86,17 @@ public class EvalCommand implements Callable<Integer> {
 	@Override
 	public Integer call() throws IOException {
 		this.model.configureEngine();
-		List<String> names = (this.configs != null) ? this.configs
-				: (this.task == Task.xsum)
-						? List.of("full", "topk:0.25", "topk:0.5", "topk:0.75", "magnitude:0.5", "random:0.5")
-						: List.of("full", "default", "topk:0.75", "topk:0.5");
+		List<String> names = (this.configs != null) ? this.configs : switch (this.task) {
+			case xsum -> List.of("full", "topk:0.25", "topk:0.5", "topk:0.75", "magnitude:0.5", "random:0.5");
+			case questions -> List.of("full", "default", "topk:0.75", "topk:0.5");
+			case fidelity -> List.of("topk:0.75", "topk:0.5", "magnitude:0.5");
+		};
 		List<EvalConfiguration> configurations = names.stream().map(EvalConfiguration::parse).toList();
-		return (this.task == Task.xsum) ? summaries(configurations) : questions(configurations);
+		return switch (this.task) {
+			case xsum -> summaries(configurations);
+			case questions -> questions(configurations);
+			case fidelity -> fidelity(configurations);
+		};
 	}
 
 	private int summaries(List<EvalConfiguration> configurations) throws IOException {
@@ -155,6 +166,31 @@ public class EvalCommand implements Callable<Integer> {
 		report.put("maxTokens", maxTokens);
 		report.put("contextTokens", this.contextTokens);
 		report.put("results", results);
+		Path json = output.resolve("results.json");
+		JsonReport.write(json, report);
+		System.out.println("wrote " + json);
+		return 0;
+	}
+
+	private int fidelity(List<EvalConfiguration> configurations) throws IOException {
+		int maxTokens = (this.maxTokens != null) ? this.maxTokens : 64;
+		Path output = this.output.resolve("fidelity");
+		List<FidelityEval.Summary> summaries;
+		try (LoadedModel loaded = Progress.load(this.model, System.err)) {
+			System.err.println();
+			List<int[]> prompts = FidelityEval.prompts(this.input, this.examples, loaded);
+			summaries = new FidelityEval(loaded, maxTokens).run(prompts, configurations, output, System.err);
+		}
+		System.out.printf("%-28s %8s %8s %18s %22s%n", "configuration", "prompts", "tokens", "KL(full||c) nats",
+				"top-1 agreement");
+		for (FidelityEval.Summary s : summaries) {
+			System.out.printf("%-28s %8d %8d %10.4f +- %.4f %13.3f +- %.3f%n", s.configuration(), s.prompts(),
+					s.tokens(), s.kl(), s.klStandardError(), s.agreement(), s.agreementStandardError());
+		}
+		Map<String, Object> report = new LinkedHashMap<>();
+		report.put("input", this.input.getFileName().toString());
+		report.put("maxTokens", maxTokens);
+		report.put("results", summaries);
 		Path json = output.resolve("results.json");
 		JsonReport.write(json, report);
 		System.out.println("wrote " + json);

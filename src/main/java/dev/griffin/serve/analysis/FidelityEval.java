@@ -1,0 +1,261 @@
+package dev.griffin.serve.analysis;
+
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import dev.griffin.serve.generation.InferenceSession;
+import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.tokenizer.ChatTemplate;
+
+/**
+ * A task-free measure of how closely a configuration follows the full model: on each
+ * prompt the full model's greedy continuation (up to {@code tokens} tokens, ending at an
+ * end token) is fed to the configuration's model token by token (teacher-forced; GRIFFIN
+ * picks its experts from the prompt as always), and at each position the two next-token
+ * distributions are compared: KL(full || configuration) in nats, and whether the
+ * configuration's most likely token is the full model's. Both are averaged per prompt,
+ * then over prompts, with the standard error of that mean.
+ */
+public final class FidelityEval {
+
+	private static final ObjectMapper JSON = new ObjectMapper();
+
+	/**
+	 * Means over prompts of each prompt's mean, with their standard errors.
+	 *
+	 * @param kl mean per-token KL(full || configuration), nats
+	 * @param agreement mean fraction of positions whose most likely token is the full
+	 * model's
+	 */
+	public record Summary(String configuration, int prompts, int tokens, double kl, double klStandardError,
+			double agreement, double agreementStandardError) {
+
+	}
+
+	/** The full model's greedy continuation of one prompt and its logits at each step. */
+	private record Reference(int[] tokens, float[][] logits) {
+
+	}
+
+	private final LoadedModel model;
+
+	private final int tokens;
+
+	/**
+	 * @param tokens the longest continuation scored per prompt
+	 */
+	public FidelityEval(LoadedModel model, int tokens) {
+		if (tokens < 1) {
+			throw new IllegalArgumentException("tokens must be >= 1, got " + tokens);
+		}
+		this.model = model;
+		this.tokens = tokens;
+	}
+
+	private Reference reference(int[] prompt) {
+		CausalLm dense = this.model.dense();
+		List<Integer> eos = new ArrayList<>();
+		for (int id : dense.config().eosTokenIds()) {
+			eos.add(id);
+		}
+		List<float[]> logits = new ArrayList<>();
+		List<Integer> continuation = new ArrayList<>();
+		try (InferenceSession session = new InferenceSession(dense, prompt.length + this.tokens)) {
+			float[] next = session.prefill(prompt, prompt.length);
+			while (true) {
+				logits.add(next);
+				int token = argmax(next);
+				continuation.add(token);
+				if (continuation.size() == this.tokens || eos.contains(token)) {
+					break;
+				}
+				next = session.decode(token);
+			}
+		}
+		return new Reference(continuation.stream().mapToInt(Integer::intValue).toArray(),
+				logits.toArray(new float[0][]));
+	}
+
+	/**
+	 * Scores each configuration against the full model on every prompt, a prompt at a
+	 * time (the full model's logits of one continuation are all that is held); each
+	 * prompt's means go to {@code <output>/<configuration>.jsonl}.
+	 */
+	public List<Summary> run(List<int[]> prompts, List<EvalConfiguration> configurations, Path output,
+			PrintStream progress) throws IOException {
+		Files.createDirectories(output);
+		int n = prompts.size();
+		int c = configurations.size();
+		double[][] kl = new double[c][n];
+		double[][] agreement = new double[c][n];
+		int positions = 0;
+		List<BufferedWriter> outs = new ArrayList<>();
+		try {
+			for (EvalConfiguration configuration : configurations) {
+				outs.add(Files.newBufferedWriter(output.resolve(configuration.name() + ".jsonl")));
+			}
+			for (int p = 0; p < n; p++) {
+				int[] prompt = prompts.get(p);
+				Reference reference = reference(prompt);
+				int steps = reference.tokens().length;
+				positions += steps;
+				for (int k = 0; k < c; k++) {
+					EvalConfiguration configuration = configurations.get(k);
+					double density = configuration.densityFor(prompt.length);
+					double[] scores = score(this.model.variant(density, configuration.method()), prompt, reference);
+					kl[k][p] = scores[0];
+					agreement[k][p] = scores[1];
+					Map<String, Object> row = new LinkedHashMap<>();
+					row.put("index", p);
+					row.put("configuration", configuration.name());
+					row.put("promptTokens", prompt.length);
+					row.put("density", density);
+					row.put("tokens", steps);
+					row.put("kl", kl[k][p]);
+					row.put("agreement", agreement[k][p]);
+					outs.get(k).write(JSON.writeValueAsString(row));
+					outs.get(k).newLine();
+				}
+				progress.printf("\rfidelity %d/%d prompts", p + 1, n);
+				progress.flush();
+			}
+		}
+		finally {
+			for (BufferedWriter out : outs) {
+				out.close();
+			}
+		}
+		progress.println();
+		List<Summary> summaries = new ArrayList<>();
+		for (int k = 0; k < c; k++) {
+			summaries.add(new Summary(configurations.get(k).name(), n, positions, mean(kl[k]), standardError(kl[k]),
+					mean(agreement[k]), standardError(agreement[k])));
+		}
+		return summaries;
+	}
+
+	/**
+	 * The prompts of a JSONL file: a line's {@code article} is the raw prompt (the XSum
+	 * evaluation's format), a line's {@code question} one user message through the
+	 * model's chat template.
+	 * @param limit the first this many lines (0: all)
+	 */
+	public static List<int[]> prompts(Path file, int limit, LoadedModel model) throws IOException {
+		List<int[]> prompts = new ArrayList<>();
+		for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+			if (line.isBlank()) {
+				continue;
+			}
+			JsonNode row = JSON.readTree(line);
+			if (row.hasNonNull("article")) {
+				prompts.add(model.tokenizer().encode(row.get("article").asText()));
+			}
+			else if (row.hasNonNull("question")) {
+				prompts.add(model.tokenizer()
+					.encodeChat(List.of(new ChatTemplate.Message("user", row.get("question").asText())), true, false));
+			}
+			else {
+				throw new IllegalArgumentException(
+						file + " line " + (prompts.size() + 1) + ": every line needs 'article' or 'question'");
+			}
+			if (limit > 0 && prompts.size() == limit) {
+				break;
+			}
+		}
+		return prompts;
+	}
+
+	/** Mean KL and agreement of {@code variant} fed the reference continuation. */
+	private double[] score(CausalLm variant, int[] prompt, Reference reference) {
+		int steps = reference.tokens().length;
+		double klSum = 0;
+		int agreed = 0;
+		try (InferenceSession session = new InferenceSession(variant, prompt.length + this.tokens)) {
+			float[] next = session.prefill(prompt, prompt.length);
+			for (int i = 0; i < steps; i++) {
+				klSum += divergence(reference.logits()[i], next);
+				agreed += (argmax(next) == reference.tokens()[i]) ? 1 : 0;
+				if (i + 1 < steps) {
+					next = session.decode(reference.tokens()[i]);
+				}
+			}
+		}
+		return new double[] { klSum / steps, (double) agreed / steps };
+	}
+
+	/** KL(p || q) in nats of the softmax distributions of two logit vectors. */
+	static double divergence(float[] p, float[] q) {
+		double[] logP = logSoftmax(p);
+		double[] logQ = logSoftmax(q);
+		double sum = 0;
+		for (int i = 0; i < logP.length; i++) {
+			double probability = Math.exp(logP[i]);
+			if (probability > 0) {
+				sum += probability * (logP[i] - logQ[i]);
+			}
+		}
+		return Math.max(0, sum);
+	}
+
+	private static double[] logSoftmax(float[] logits) {
+		double max = Double.NEGATIVE_INFINITY;
+		for (float logit : logits) {
+			max = Math.max(max, logit);
+		}
+		double sum = 0;
+		for (float logit : logits) {
+			sum += Math.exp(logit - max);
+		}
+		double log = max + Math.log(sum);
+		double[] result = new double[logits.length];
+		for (int i = 0; i < logits.length; i++) {
+			result[i] = logits[i] - log;
+		}
+		return result;
+	}
+
+	static double mean(double[] values) {
+		double sum = 0;
+		for (double value : values) {
+			sum += value;
+		}
+		return sum / values.length;
+	}
+
+	/**
+	 * The standard error of the mean (sample standard deviation / sqrt(n)); 0 for one.
+	 */
+	static double standardError(double[] values) {
+		int n = values.length;
+		if (n < 2) {
+			return 0;
+		}
+		double mean = mean(values);
+		double squares = 0;
+		for (double value : values) {
+			squares += (value - mean) * (value - mean);
+		}
+		return Math.sqrt(squares / (n - 1) / n);
+	}
+
+	private static int argmax(float[] values) {
+		int best = 0;
+		for (int i = 1; i < values.length; i++) {
+			best = (values[i] > values[best]) ? i : best;
+		}
+		return best;
+	}
+
+}

@@ -1,0 +1,53 @@
+package dev.griffin.serve.analysis;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.model.ModelOptions;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * The fidelity measure on the default model: the full model scored against itself, and
+ * GRIFFIN at 0.5 against it, on an XSum prompt and a chat question.
+ */
+class FidelityEvalIT {
+
+	@TempDir
+	Path directory;
+
+	@Test
+	void theFullModelFollowsItselfAndGriffinDivergesALittle() throws Exception {
+		Path input = this.directory.resolve("prompts.jsonl");
+		Files.writeString(input, Files.readAllLines(Fixtures.path("xsum/two.jsonl")).get(0) + "\n"
+				+ "{\"question\": \"What is the capital of France?\"}\n");
+		PrintStream progress = new PrintStream(new ByteArrayOutputStream());
+		try (LoadedModel model = LoadedModel.load(Fixtures.defaultModel(), ModelOptions.CPU_FLOAT32, (layers) -> {
+		})) {
+			List<int[]> prompts = FidelityEval.prompts(input, 0, model);
+			assertThat(prompts).hasSize(2);
+			assertThat(prompts.get(0).length).as("the article's prompt").isGreaterThan(100);
+			List<FidelityEval.Summary> summaries = new FidelityEval(model, 12).run(prompts,
+					List.of(EvalConfiguration.parse("full"), EvalConfiguration.parse("topk:0.5")),
+					this.directory.resolve("out"), progress);
+			FidelityEval.Summary full = summaries.get(0);
+			assertThat(full.kl()).isLessThan(1e-6);
+			assertThat(full.agreement()).isEqualTo(1.0);
+			assertThat(full.tokens()).isBetween(2, 24);
+			FidelityEval.Summary half = summaries.get(1);
+			assertThat(half.kl()).as("GRIFFIN 0.5 reads other weights").isGreaterThan(1e-3);
+			assertThat(half.agreement()).isBetween(0.0, 1.0);
+			assertThat(half.tokens()).isEqualTo(full.tokens());
+			assertThat(Files.readAllLines(this.directory.resolve("out/griffin-0.5.jsonl"))).hasSize(2);
+		}
+	}
+
+}
