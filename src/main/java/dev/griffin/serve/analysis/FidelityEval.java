@@ -3,7 +3,6 @@ package dev.griffin.serve.analysis;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -11,11 +10,11 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.generation.LoadedModel;
+import dev.griffin.serve.generation.Sampler;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.tokenizer.ChatTemplate;
 
@@ -76,7 +75,7 @@ public final class FidelityEval {
 			float[] next = session.prefill(prompt, prompt.length);
 			while (true) {
 				logits.add(next);
-				int token = argmax(next);
+				int token = Sampler.argmax(next);
 				continuation.add(token);
 				if (continuation.size() == this.tokens || eos.contains(token)) {
 					break;
@@ -153,28 +152,16 @@ public final class FidelityEval {
 	 * @param limit the first this many lines (0: all)
 	 */
 	public static List<int[]> prompts(Path file, int limit, LoadedModel model) throws IOException {
-		List<int[]> prompts = new ArrayList<>();
-		for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
-			if (line.isBlank()) {
-				continue;
-			}
-			JsonNode row = JSON.readTree(line);
+		return JsonLines.read(file, limit, "'article' or 'question'", (row, index) -> {
 			if (row.hasNonNull("article")) {
-				prompts.add(model.tokenizer().encode(row.get("article").asText()));
+				return model.tokenizer().encode(row.get("article").asText());
 			}
-			else if (row.hasNonNull("question")) {
-				prompts.add(model.tokenizer()
-					.encodeChat(List.of(new ChatTemplate.Message("user", row.get("question").asText())), true, false));
+			if (row.hasNonNull("question")) {
+				return model.tokenizer()
+					.encodeChat(List.of(new ChatTemplate.Message("user", row.get("question").asText())), true, false);
 			}
-			else {
-				throw new IllegalArgumentException(
-						file + " line " + (prompts.size() + 1) + ": every line needs 'article' or 'question'");
-			}
-			if (limit > 0 && prompts.size() == limit) {
-				break;
-			}
-		}
-		return prompts;
+			return null;
+		});
 	}
 
 	/** Mean KL and agreement of {@code variant} fed the reference continuation. */
@@ -186,7 +173,7 @@ public final class FidelityEval {
 			float[] next = session.prefill(prompt, prompt.length);
 			for (int i = 0; i < steps; i++) {
 				klSum += divergence(reference.logits()[i], next);
-				agreed += (argmax(next) == reference.tokens()[i]) ? 1 : 0;
+				agreed += (Sampler.argmax(next) == reference.tokens()[i]) ? 1 : 0;
 				if (i + 1 < steps) {
 					next = session.decode(reference.tokens()[i]);
 				}
@@ -210,15 +197,7 @@ public final class FidelityEval {
 	}
 
 	private static double[] logSoftmax(float[] logits) {
-		double max = Double.NEGATIVE_INFINITY;
-		for (float logit : logits) {
-			max = Math.max(max, logit);
-		}
-		double sum = 0;
-		for (float logit : logits) {
-			sum += Math.exp(logit - max);
-		}
-		double log = max + Math.log(sum);
+		double log = Sampler.logSumExp(logits);
 		double[] result = new double[logits.length];
 		for (int i = 0; i < logits.length; i++) {
 			result[i] = logits[i] - log;
@@ -248,14 +227,6 @@ public final class FidelityEval {
 			squares += (value - mean) * (value - mean);
 		}
 		return Math.sqrt(squares / (n - 1) / n);
-	}
-
-	private static int argmax(float[] values) {
-		int best = 0;
-		for (int i = 1; i < values.length; i++) {
-			best = (values[i] > values[best]) ? i : best;
-		}
-		return best;
 	}
 
 }

@@ -3,7 +3,6 @@ package dev.griffin.serve.analysis;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.text.Normalizer;
@@ -109,25 +108,15 @@ public final class QuestionEval {
 	}
 
 	public static List<Question> read(Path file, int limit) throws IOException {
-		List<Question> questions = new ArrayList<>();
-		for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
-			if (line.isBlank()) {
-				continue;
-			}
-			JsonNode row = JSON.readTree(line);
+		return JsonLines.read(file, limit, "'question' and a non-empty array 'answers'", (row, index) -> {
 			JsonNode answers = row.get("answers");
 			if (!row.hasNonNull("question") || answers == null || !answers.isArray() || answers.isEmpty()) {
-				throw new IllegalArgumentException(file + " line " + (questions.size() + 1)
-						+ ": every line needs 'question' and a non-empty array 'answers'");
+				return null;
 			}
 			List<String> accepted = new ArrayList<>();
 			answers.forEach((answer) -> accepted.add(answer.asText()));
-			questions.add(new Question(questions.size(), row.get("question").asText(), List.copyOf(accepted)));
-			if (limit > 0 && questions.size() == limit) {
-				break;
-			}
-		}
-		return questions;
+			return new Question(index, row.get("question").asText(), List.copyOf(accepted));
+		});
 	}
 
 	/** Runs one configuration over the questions. */

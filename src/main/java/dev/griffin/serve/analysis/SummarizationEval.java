@@ -3,11 +3,9 @@ package dev.griffin.serve.analysis;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -57,22 +55,12 @@ public final class SummarizationEval {
 	}
 
 	public static List<Example> read(Path file, int limit) throws IOException {
-		List<Example> examples = new ArrayList<>();
-		for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
-			if (line.isBlank()) {
-				continue;
-			}
-			JsonNode row = JSON.readTree(line);
+		return JsonLines.read(file, limit, "'article' and 'summary_gt'", (row, index) -> {
 			if (!row.hasNonNull("article") || !row.hasNonNull("summary_gt")) {
-				throw new IllegalArgumentException(
-						file + " line " + (examples.size() + 1) + ": every line needs 'article' and 'summary_gt'");
+				return null;
 			}
-			examples.add(new Example(examples.size(), row.get("article").asText(), row.get("summary_gt").asText()));
-			if (limit > 0 && examples.size() == limit) {
-				break;
-			}
-		}
-		return examples;
+			return new Example(index, row.get("article").asText(), row.get("summary_gt").asText());
+		});
 	}
 
 	/** Runs (or resumes) one configuration and returns its mean scores. */

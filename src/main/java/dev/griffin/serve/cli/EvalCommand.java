@@ -121,10 +121,7 @@ public class EvalCommand implements Callable<Integer> {
 		report.put("decoding", this.greedy ? "greedy" : "temperature 0.3, top-p 1, seed " + this.seed);
 		report.put("maxTokens", maxTokens);
 		report.put("results", summaries);
-		Path json = output.resolve("results.json");
-		JsonReport.write(json, report);
-		System.out.println("wrote " + json);
-		return 0;
+		return written(output, report);
 	}
 
 	private int questions(List<EvalConfiguration> configurations) throws IOException {
@@ -166,10 +163,7 @@ public class EvalCommand implements Callable<Integer> {
 		report.put("maxTokens", maxTokens);
 		report.put("contextTokens", this.contextTokens);
 		report.put("results", results);
-		Path json = output.resolve("results.json");
-		JsonReport.write(json, report);
-		System.out.println("wrote " + json);
-		return 0;
+		return written(output, report);
 	}
 
 	private int fidelity(List<EvalConfiguration> configurations) throws IOException {
@@ -191,6 +185,11 @@ public class EvalCommand implements Callable<Integer> {
 		report.put("input", this.input.getFileName().toString());
 		report.put("maxTokens", maxTokens);
 		report.put("results", summaries);
+		return written(output, report);
+	}
+
+	/** Writes {@code <output>/results.json} and says where. */
+	private static int written(Path output, Map<String, Object> report) throws IOException {
 		Path json = output.resolve("results.json");
 		JsonReport.write(json, report);
 		System.out.println("wrote " + json);

@@ -132,15 +132,7 @@ final class Decoding {
 	}
 
 	private GeneratedToken withLogprobs(int token, String piece, float[] logits) {
-		float max = Float.NEGATIVE_INFINITY;
-		for (float logit : logits) {
-			max = Math.max(max, logit);
-		}
-		double sum = 0;
-		for (float logit : logits) {
-			sum += Math.exp(logit - max);
-		}
-		float logZ = (float) (max + Math.log(sum));
+		float logZ = (float) Sampler.logSumExp(logits);
 		List<GeneratedToken.TopLogprob> alternatives = new ArrayList<>();
 		if (this.topLogprobs > 0) {
 			boolean[] used = new boolean[logits.length];

@@ -152,6 +152,19 @@ public final class Sampler {
 		}
 	}
 
+	/** log(sum(exp(logits))), computed from the largest logit so nothing overflows. */
+	public static double logSumExp(float[] logits) {
+		double max = Double.NEGATIVE_INFINITY;
+		for (float logit : logits) {
+			max = Math.max(max, logit);
+		}
+		double sum = 0;
+		for (float logit : logits) {
+			sum += Math.exp(logit - max);
+		}
+		return max + Math.log(sum);
+	}
+
 	public static int argmax(float[] values) {
 		int best = 0;
 		for (int i = 1; i < values.length; i++) {

@@ -42,7 +42,7 @@ class HalfPackedWeightsIT {
 					range = Math.max(range, Math.abs(pool[step][v]));
 				}
 				assertThat(worst).as("step %d, logits up to %.2f", step, range).isLessThanOrEqualTo(1e-2 * range);
-				assertThat(argmax(layer[step])).as("step %d", step).isEqualTo(argmax(pool[step]));
+				assertThat(Sampler.argmax(layer[step])).as("step %d", step).isEqualTo(Sampler.argmax(pool[step]));
 			}
 		}
 	}
@@ -53,19 +53,11 @@ class HalfPackedWeightsIT {
 		try (InferenceSession session = new InferenceSession(loaded.dense(), prompt.length + 8)) {
 			float[] last = session.prefill(prompt, prompt.length);
 			for (int i = 0; i < logits.length; i++) {
-				last = session.decode(argmax(last));
+				last = session.decode(Sampler.argmax(last));
 				logits[i] = last;
 			}
 		}
 		return logits;
-	}
-
-	private static int argmax(float[] values) {
-		int best = 0;
-		for (int i = 1; i < values.length; i++) {
-			best = (values[i] > values[best]) ? i : best;
-		}
-		return best;
 	}
 
 }
