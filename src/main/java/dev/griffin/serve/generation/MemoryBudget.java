@@ -48,7 +48,8 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	/**
 	 * Parameters the model holds, in bytes of its compute precision, plus the packed
 	 * copies of its matrices (every layer's products and the output head, tied or not)
-	 * when {@link ModelOptions#packsWeights()}.
+	 * when {@link ModelOptions#packsWeights()}: float16 models too, whose copies are held
+	 * at least while calibration runs.
 	 */
 	public static long weights(ModelConfig config, ModelOptions options) {
 		long d = config.hiddenSize();
