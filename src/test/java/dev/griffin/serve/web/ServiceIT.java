@@ -53,8 +53,16 @@ class ServiceIT extends ServiceTestBase {
 		JsonNode choice = whole.get("choices").get(0);
 		assertThat(choice.get("finish_reason").asText()).isIn("stop", "length");
 		assertThat(whole.get("usage").get("prompt_tokens").asInt()).isEqualTo(5);
-		assertThat(whole.get("griffin").get("density").asDouble()).as("the server default").isEqualTo(0.75);
-		assertThat(whole.get("griffin").get("method").asText()).isEqualTo("topk");
+		// the server's default rule: a prompt of 5 tokens runs dense, and the report says
+		// so
+		assertThat(whole.get("griffin").get("density").asDouble()).as("the server default").isEqualTo(1.0);
+		assertThat(whole.get("griffin").get("method").asText()).isEqualTo("dense");
+		JsonNode longer = post(this.client, "/v1/completions",
+				completion("The river flows past the old mill and on to the sea. ".repeat(30), 1), 200);
+		assertThat(longer.get("usage").get("prompt_tokens").asInt()).isGreaterThanOrEqualTo(256);
+		assertThat(longer.get("griffin").get("density").asDouble()).as("the server default, 256 tokens or more")
+			.isEqualTo(0.75);
+		assertThat(longer.get("griffin").get("method").asText()).isEqualTo("topk");
 
 		request.put("stream", true);
 		request.put("stream_options", Map.of("include_usage", true));
