@@ -9,7 +9,7 @@ Intel's). libtorch also carries oneDNN, whose float32 inner product reaches that
 row and a few rows, but DJL has no way to call it: this module calls
 `torch.ops.mkldnn._linear_pointwise` on plain float32 tensors (no packed weights, no conversion)
 and returns float32. Given a plain float16 matrix on a CPU without AVX512-FP16, oneDNN's product
-was orders of magnitude slower, so the engine offers these forms for float32 weights only; pack
+was 6 to 60 times slower than libtorch's, so the engine offers these forms for float32 weights only; pack
 also takes float16 weights, whose packed copies linear multiplies fast (the layer decode form
 passes them to make_batch_layer's step_one, and the engine's one-row head product to linear).
 

@@ -14,7 +14,7 @@ import ai.djl.ndarray.NDArray;
  * one-row products of {@link Kernels.Decode#LAYER}, where oneDNN's float16 product on a
  * packed copy ran about 1.3-1.5x faster than libtorch's on a CPU without AVX512-FP16 for
  * the shapes of a 1.5B-parameter model (docs/results.md). A plain float16 matrix must
- * never reach oneDNN's product: there it was slower by orders of magnitude. oneDNN
+ * never reach oneDNN's product: there it was 6 to 60 times slower than libtorch's. oneDNN
  * multiplies a plain [out, in] matrix by first reordering it into its blocked layout, on
  * every call; a packed copy is reordered once, at load. With 2 threads on a CPU with
  * AVX-512, a 1536 x 576 product of 16 rows took 0.6 ms packed against 2.5 ms plain and
