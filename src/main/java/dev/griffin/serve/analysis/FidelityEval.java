@@ -6,6 +6,7 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -101,9 +102,12 @@ public final class FidelityEval {
 		double[][] agreement = new double[c][n];
 		int positions = 0;
 		List<BufferedWriter> outs = new ArrayList<>();
+		// each configuration's models, by the densities its rule gives the prompts
+		List<Map<Double, CausalLm>> variants = new ArrayList<>();
 		try {
 			for (EvalConfiguration configuration : configurations) {
 				outs.add(Files.newBufferedWriter(output.resolve(configuration.name() + ".jsonl")));
+				variants.add(new HashMap<>());
 			}
 			for (int p = 0; p < n; p++) {
 				int[] prompt = prompts.get(p);
@@ -113,7 +117,9 @@ public final class FidelityEval {
 				for (int k = 0; k < c; k++) {
 					EvalConfiguration configuration = configurations.get(k);
 					double density = configuration.densityFor(prompt.length);
-					double[] scores = score(this.model.variant(density, configuration.method()), prompt, reference);
+					CausalLm variant = variants.get(k)
+						.computeIfAbsent(density, (d) -> this.model.variant(d, configuration.method()));
+					double[] scores = score(variant, prompt, reference);
 					kl[k][p] = scores[0];
 					agreement[k][p] = scores[1];
 					Map<String, Object> row = new LinkedHashMap<>();

@@ -94,17 +94,13 @@ public final class QuestionEval {
 			throw new IllegalArgumentException("a context of %d tokens needs a context text".formatted(tokens));
 		}
 		int[] ids = model.tokenizer().encode(text.strip());
-		int offset = (ids.length > 0 && ids[0] == bos(model)) ? 1 : 0;
+		// the tokens the tokenizer puts before any text (a beginning-of-sequence token)
+		int offset = model.tokenizer().encode("").length;
 		if (ids.length - offset < tokens) {
 			throw new IllegalArgumentException("the context text has %d tokens, fewer than the %d asked for"
 				.formatted(ids.length - offset, tokens));
 		}
 		return model.tokenizer().decode(Arrays.copyOfRange(ids, offset, offset + tokens), true);
-	}
-
-	private static int bos(LoadedModel model) {
-		int[] empty = model.tokenizer().encode("");
-		return (empty.length == 1) ? empty[0] : -1;
 	}
 
 	public static List<Question> read(Path file, int limit) throws IOException {
@@ -127,6 +123,8 @@ public final class QuestionEval {
 		double promptTokens = 0;
 		double densities = 0;
 		Map<Double, Generator> generators = new LinkedHashMap<>();
+		SamplingParams greedy = new SamplingParams(0, 0, 1.0, 0, 1, 0, 0, 0L, this.maxTokens, List.of(), List.of(),
+				false);
 		try (BufferedWriter out = Files.newBufferedWriter(output.resolve(configuration.name() + ".jsonl"))) {
 			for (Question question : questions) {
 				List<ChatTemplate.Message> messages = new ArrayList<>();
@@ -138,8 +136,6 @@ public final class QuestionEval {
 				double density = configuration.densityFor(prompt.length);
 				Generator generator = generators.computeIfAbsent(density,
 						(d) -> new Generator(this.model.variant(d, configuration.method()), this.model.tokenizer()));
-				SamplingParams greedy = new SamplingParams(0, 0, 1.0, 0, 1, 0, 0, 0L, this.maxTokens, List.of(),
-						List.of(), false);
 				String reply = generator.generate(prompt, greedy, (token, text) -> true).text().strip();
 				boolean correct = answers(reply, question.answers());
 				if (correct) {

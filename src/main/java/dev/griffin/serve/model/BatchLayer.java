@@ -89,23 +89,25 @@ final class BatchLayer {
 		double scale = attention.scoreScale();
 		NDArray bias = weights.queryKeyValueBias();
 		int layer = attention.layer();
-		Kernels packed = (kernels.halfPacked(feedForward.gateUp()) != null) ? kernels : null;
+		boolean packed = kernels.halfPacked(feedForward.gateUp()) != null;
 		IValue[] inputs = { tensor(x), tensor(attentionNorm.weight()), tensor(ffnNorm.weight()),
-				tensor(attentionNorm.epsilon()), tensor(readable(weights.queryKeyValue(), packed)),
+				tensor(attentionNorm.epsilon()), tensor(readable(weights.queryKeyValue(), kernels, packed)),
 				IValue.from((bias == null) ? Module.NONE : (PtNDArray) bias), tensor(positions.rotary().rotation()),
 				tensor(cache.layerKeys(layer)), tensor(cache.layerValues(layer)), IValue.from(positions.position()),
 				IValue.from(positions.keyStart()), IValue.from(attention.heads()),
 				IValue.from(Double.isNaN(scale) ? 1.0 : scale), IValue.from(!Double.isNaN(scale)),
-				tensor(readable(weights.output(), packed)), tensor(readable(feedForward.gateUp(), packed)),
-				tensor(readable(feedForward.down(), packed)) };
+				tensor(readable(weights.output(), kernels, packed)),
+				tensor(readable(feedForward.gateUp(), kernels, packed)),
+				tensor(readable(feedForward.down(), kernels, packed)) };
 		return ScriptedProducts.run(Module.INSTANCE, "step_one", x.getManager(), inputs);
 	}
 
 	/**
-	 * A weight's packed float16 copy in {@code kernels} (null: none), else the weight.
+	 * A weight's packed float16 copy when the layer reads them and it has one, else the
+	 * weight.
 	 */
-	private static NDArray readable(NDArray weight, Kernels kernels) {
-		NDArray half = (kernels != null) ? kernels.halfPacked(weight) : null;
+	private static NDArray readable(NDArray weight, Kernels kernels, boolean packed) {
+		NDArray half = packed ? kernels.halfPacked(weight) : null;
 		return (half != null) ? half : weight;
 	}
 

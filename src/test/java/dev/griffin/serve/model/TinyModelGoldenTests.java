@@ -208,14 +208,8 @@ class TinyModelGoldenTests {
 						int token = argmax(want);
 						want = expected.decode(token);
 						float[] got = actual.decode(token);
-						double worst = 0;
-						double range = 0;
-						for (int v = 0; v < want.length; v++) {
-							worst = Math.max(worst, Math.abs(got[v] - want[v]));
-							range = Math.max(range, Math.abs(want[v]));
-						}
-						assertThat(worst).as("density %.1f step %d, logits up to %.3f", density, step, range)
-							.isLessThanOrEqualTo(2e-3 * range);
+						assertThat(KernelCalibration.difference(want, got)).as("density %.1f step %d", density, step)
+							.isLessThanOrEqualTo(2e-3);
 					}
 				}
 			}
