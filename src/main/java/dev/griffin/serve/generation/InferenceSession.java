@@ -149,13 +149,13 @@ public final class InferenceSession implements AutoCloseable {
 	}
 
 	/**
-	 * Prepares what this sequence's lone decode steps read (GRIFFIN's gathered experts)
-	 * now instead of in the first step; a sequence that only decodes in batches of the
-	 * masked form never needs it.
+	 * Prepares what this sequence's lone decode steps read (GRIFFIN's gathered experts,
+	 * packed where the model's kernels read packed copies) now instead of in the first
+	 * step; a sequence that only decodes in batches of the masked form never needs it.
 	 */
 	public void gatherWeights() {
 		for (FeedForward.State state : this.states) {
-			state.gatherWeights();
+			state.gatherWeights(this.model.kernels());
 		}
 	}
 

@@ -5,6 +5,7 @@ import java.util.SplittableRandom;
 import ai.djl.ndarray.NDManager;
 
 import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.Kernels;
 
 /**
  * One sequence's GRIFFIN state in one layer: the prompt statistic s^2 while the prompt
@@ -84,9 +85,9 @@ public final class GriffinState implements FeedForward.State {
 	}
 
 	@Override
-	public void gatherWeights() {
+	public void gatherWeights(Kernels kernels) {
 		if (this.experts != null) {
-			this.experts.gateUp();
+			this.experts.prepare(kernels);
 		}
 	}
 

@@ -14,7 +14,10 @@ import dev.griffin.serve.model.Kernels;
  * first time a product asks for them, which only a product with the sequence's own
  * weights does (the batch-1 decode path, or a batch's per-row form); a batch that reads
  * the dense block masked to each row's experts needs the indices alone, so a sequence
- * that always decodes in such batches never gathers. The gathered weights belong to a
+ * that always decodes in such batches never gathers. Where the model's one-row products
+ * read packed float16 copies ({@link Kernels#packsHalf}), the gathered weights are packed
+ * too and the plain ones freed, so that a sequence holds one copy of its experts; a
+ * product that then asks for plain weights gathers them again. The weights belong to a
  * manager of their own under the dense weights' manager, freed by {@link #close}. Used by
  * one thread at a time (the sequence's).
  */
@@ -31,6 +34,8 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 	private NDArray down;
 
 	private Kernels.Halves halves;
+
+	private Kernels.Packed packed;
 
 	/**
 	 * @param dense the layer's dense weights
@@ -76,19 +81,66 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 		return this.halves;
 	}
 
-	/** Whether the weights have been gathered. */
-	public boolean gathered() {
-		return this.owner != null;
+	/**
+	 * Packed copies of the experts' weights when {@code kernels} packs this layer's
+	 * float16 weights, made now if not yet (the plain gathered weights are freed then);
+	 * null otherwise or when k is 0.
+	 */
+	@Override
+	public Kernels.Packed packed(Kernels kernels) {
+		if (this.packed == null && this.indices.length > 0 && kernels.packsHalf(this.dense.gateUp())) {
+			gather();
+			Kernels.Packed copies;
+			try (NDManager scratch = this.owner.newSubManager()) {
+				NDArray gateUpCopy = Kernels.pack(this.gateUp);
+				NDArray downCopy = Kernels.pack(this.down);
+				gateUpCopy.attach(this.owner);
+				downCopy.attach(this.owner);
+				NDScope.unregister(gateUpCopy, downCopy);
+				copies = new Kernels.Packed(gateUpCopy, downCopy);
+			}
+			this.packed = copies;
+			freePlain();
+		}
+		return this.packed;
 	}
 
-	/** Bytes of the gathered weights (0 before they are gathered). */
+	/**
+	 * Readies what this sequence's own one-row products read under {@code kernels}: the
+	 * packed copies where it packs them, else the plain gathered weights.
+	 */
+	public void prepare(Kernels kernels) {
+		if (packed(kernels) == null) {
+			gather();
+		}
+	}
+
+	/** Whether the weights have been gathered (plain or packed). */
+	public boolean gathered() {
+		return this.gateUp != null || this.packed != null;
+	}
+
+	/** Whether the weights are held packed. */
+	public boolean packed() {
+		return this.packed != null;
+	}
+
+	/**
+	 * Bytes of the gathered weights, plain and packed (a packed copy counted at its
+	 * matrix's size); 0 before they are gathered.
+	 */
 	public long bytes() {
-		return (this.gateUp == null) ? 0 : (this.gateUp.getShape().size() + this.down.getShape().size())
-				* this.gateUp.getDataType().getNumOfBytes();
+		long bytes = 0;
+		for (NDArray array : new NDArray[] { this.gateUp, this.down,
+				(this.packed == null) ? null : this.packed.gateUp(),
+				(this.packed == null) ? null : this.packed.down() }) {
+			bytes += (array == null) ? 0 : array.getShape().size() * array.getDataType().getNumOfBytes();
+		}
+		return bytes;
 	}
 
 	private void gather() {
-		if (this.owner != null || this.indices.length == 0) {
+		if (this.gateUp != null || this.indices.length == 0) {
 			return;
 		}
 		int f = this.dense.intermediateSize();
@@ -98,7 +150,10 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 			rows[i] = this.indices[i];
 			rows[k + i] = (long) this.indices[i] + f;
 		}
-		NDManager gathered = this.dense.gateUp().getManager().newSubManager();
+		if (this.owner == null) {
+			this.owner = this.dense.gateUp().getManager().newSubManager();
+		}
+		NDManager gathered = this.owner;
 		NDArray gateUp;
 		NDArray down;
 		Kernels.Halves halves;
@@ -114,25 +169,40 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 			halves = Kernels.Halves.of(gateUp, down, k); // views, in gathered's care
 		}
 		catch (RuntimeException ex) {
-			gathered.close();
+			close();
 			throw ex;
 		}
-		this.owner = gathered;
 		this.gateUp = gateUp;
 		this.down = down;
 		this.halves = halves;
 	}
 
-	/** Frees the gathered weights, if any. */
+	/** Frees the plain gathered weights and their views, keeping the packed copies. */
+	private void freePlain() {
+		if (this.halves != null) {
+			for (NDArray view : new NDArray[] { this.halves.gateA(), this.halves.upA(), this.halves.downA(),
+					this.halves.gateB(), this.halves.upB(), this.halves.downB() }) {
+				view.close();
+			}
+		}
+		this.gateUp.close();
+		this.down.close();
+		this.gateUp = null;
+		this.down = null;
+		this.halves = null;
+	}
+
+	/** Frees the gathered weights, plain and packed, if any. */
 	@Override
 	public void close() {
 		if (this.owner != null) {
 			this.owner.close();
 			this.owner = null;
-			this.gateUp = null;
-			this.down = null;
-			this.halves = null;
 		}
+		this.gateUp = null;
+		this.down = null;
+		this.halves = null;
+		this.packed = null;
 	}
 
 	/**

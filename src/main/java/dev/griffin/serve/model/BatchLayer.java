@@ -77,28 +77,29 @@ final class BatchLayer {
 	 * D], the sequence's cache written at {@code positions.position()}.
 	 * @param feedForward the weights the token's feed-forward block reads (the dense
 	 * block, or the sequence's gathered experts)
-	 * @param kernels whose packed float16 copies ({@link Kernels#halfPacked}) the
-	 * products read when the feed-forward weights have them (the dense block); a layer
-	 * whose feed-forward reads GRIFFIN's gathered experts, which have none, reads every
-	 * weight plain: mixing oneDNN's and libtorch's products in one layer decoded about 5%
-	 * slower than libtorch's alone on a 1.5B model
+	 * @param packed packed copies of those weights ({@link Kernels#halfPacked}), or null:
+	 * then every product of the layer reads plain weights, else every one reads a packed
+	 * copy (the attention's are the model's). One kind of product per layer: mixing
+	 * oneDNN's and libtorch's in one layer decoded about 5% slower than libtorch's alone
+	 * on a 1.5B model
 	 */
 	static NDArray stepOne(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
-			Kernels.GatedWeights feedForward, Positions positions, KvCache cache, Kernels kernels) {
+			Kernels.GatedWeights feedForward, Kernels.Packed packed, Positions positions, KvCache cache,
+			Kernels kernels) {
 		Attention.Weights weights = attention.weights();
 		double scale = attention.scoreScale();
 		NDArray bias = weights.queryKeyValueBias();
 		int layer = attention.layer();
-		boolean packed = kernels.halfPacked(feedForward.gateUp()) != null;
+		boolean reads = packed != null;
 		IValue[] inputs = { tensor(x), tensor(attentionNorm.weight()), tensor(ffnNorm.weight()),
-				tensor(attentionNorm.epsilon()), tensor(readable(weights.queryKeyValue(), kernels, packed)),
+				tensor(attentionNorm.epsilon()), tensor(readable(weights.queryKeyValue(), kernels, reads)),
 				IValue.from((bias == null) ? Module.NONE : (PtNDArray) bias), tensor(positions.rotary().rotation()),
 				tensor(cache.layerKeys(layer)), tensor(cache.layerValues(layer)), IValue.from(positions.position()),
 				IValue.from(positions.keyStart()), IValue.from(attention.heads()),
 				IValue.from(Double.isNaN(scale) ? 1.0 : scale), IValue.from(!Double.isNaN(scale)),
-				tensor(readable(weights.output(), kernels, packed)),
-				tensor(readable(feedForward.gateUp(), kernels, packed)),
-				tensor(readable(feedForward.down(), kernels, packed)) };
+				tensor(readable(weights.output(), kernels, reads)),
+				tensor(reads ? packed.gateUp() : feedForward.gateUp()),
+				tensor(reads ? packed.down() : feedForward.down()) };
 		return ScriptedProducts.run(Module.INSTANCE, "step_one", x.getManager(), inputs);
 	}
 

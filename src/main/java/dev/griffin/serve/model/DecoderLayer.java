@@ -52,9 +52,10 @@ public final class DecoderLayer {
 				&& (x.getDataType() == DataType.FLOAT32 || x.getDataType() == DataType.FLOAT16)) {
 			Kernels.GatedWeights own = state.generationWeights();
 			Kernels.GatedWeights ff = Kernels.readsDense(own) ? this.feedForward.weights() : own;
-			if (ff.gateUp() != null) { // else no expert: the block adds nothing, as below
-				return BatchLayer.stepOne(x, this.attentionNorm, this.attention, this.ffnNorm, ff, positions, cache,
-						kernels);
+			if (ff.neurons() == null || ff.neurons().length > 0) { // else the block adds
+																	// nothing, as below
+				return BatchLayer.stepOne(x, this.attentionNorm, this.attention, this.ffnNorm, ff,
+						kernels.halfPacked(ff), positions, cache, kernels);
 			}
 		}
 		NDArray h = x.add(this.attention.forward(this.attentionNorm.forward(x), positions, cache, kernels));

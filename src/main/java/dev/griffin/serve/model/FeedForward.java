@@ -33,11 +33,12 @@ public interface FeedForward {
 		}
 
 		/**
-		 * Prepares now what this sequence's own one-token products read (GRIFFIN gathers
-		 * its experts' weights), which otherwise the first product that needs it does. A
-		 * no-op before the prompt has finished.
+		 * Prepares now what this sequence's own one-token products read under
+		 * {@code kernels} (GRIFFIN gathers its experts' weights, and packs them where the
+		 * plan reads packed copies), which otherwise the first product that needs it
+		 * does. A no-op before the prompt has finished.
 		 */
-		default void gatherWeights() {
+		default void gatherWeights(Kernels kernels) {
 		}
 
 		/**

@@ -197,6 +197,40 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		return reads ? this.packed.of(weight) : null;
 	}
 
+	/**
+	 * The packed float16 copies one row's product with a gated block reads in the
+	 * {@link Decode#LAYER} form, or null when it reads the plain weights: for the layer's
+	 * dense block the model's copies; for a sequence's own weights (GRIFFIN's experts)
+	 * copies of their own, which {@link GatedWeights#packed} makes the first time, when
+	 * the model packs its dense block.
+	 */
+	public Packed halfPacked(GatedWeights weights) {
+		if (readsDense(weights)) {
+			NDArray gateUp = halfPacked(weights.gateUp());
+			NDArray down = halfPacked(weights.down());
+			return (gateUp != null && down != null) ? new Packed(gateUp, down) : null;
+		}
+		return weights.packed(this);
+	}
+
+	/**
+	 * Whether this plan's one-row products read packed copies of the layer's float16
+	 * weights, {@code dense} being one of them: then a sequence's own weights in that
+	 * layer are packed too, for the layer to read every weight through one kind of
+	 * product.
+	 */
+	public boolean packsHalf(NDArray dense) {
+		return halfPacked(dense) != null;
+	}
+
+	/**
+	 * oneDNN's blocked copy of a float16 or float32 matrix, which only the packed forms
+	 * read: a new array in {@code weight}'s manager.
+	 */
+	public static NDArray pack(NDArray weight) {
+		return ScriptedProducts.oneDnn().pack(weight, PackedWeights.ROWS);
+	}
+
 	/** x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. */
 	public NDArray linear(NDArray x, NDArray weight, NDArray bias) {
 		boolean rows = x.getShape().get(0) > 1;
@@ -229,7 +263,12 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	 * [T, K].
 	 */
 	public NDArray activations(NDArray x, NDArray gateUp) {
-		NDList halves = linear(x, gateUp, null).split(2, 1); // 2 x [T, K]
+		return gated(linear(x, gateUp, null));
+	}
+
+	/** silu(gate) * up for the stacked products [T, 2K] -> [T, K]. */
+	private static NDArray gated(NDArray gateUp) {
+		NDList halves = gateUp.split(2, 1); // 2 x [T, K]
 		NDArray gate = halves.get(0);
 		return gate.mul(Activation.sigmoid(gate)).mul(halves.get(1)); // [T, K]
 	}
@@ -241,6 +280,13 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 
 	/** A gated feed-forward block: x [T, D] -> [T, D]. */
 	public NDArray feedForward(NDArray x, GatedWeights weights) {
+		if (x.getShape().get(0) == 1 && this.decode == Decode.LAYER) {
+			Packed packed = halfPacked(weights);
+			if (packed != null) {
+				ScriptedProducts oneDnn = ScriptedProducts.oneDnn();
+				return oneDnn.linear(gated(oneDnn.linear(x, packed.gateUp(), null)), packed.down(), null);
+			}
+		}
 		if (x.getShape().get(0) == 1 && this.decode == Decode.SPLIT && weights.halves() != null) {
 			Halves h = weights.halves();
 			NDArray[] parts = HelperThread.both(() -> half(x, h.gateA(), h.upA(), h.downA()),
@@ -419,6 +465,26 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 			return null;
 		}
 
+		/**
+		 * Packed copies of these weights, made on the first call when {@code kernels}
+		 * packs the layer's float16 weights ({@link Kernels#packsHalf}) and kept; null
+		 * otherwise, and for weights whose copies the model holds (the dense block) or
+		 * that have no neuron.
+		 */
+		default Packed packed(Kernels kernels) {
+			return null;
+		}
+
+	}
+
+	/**
+	 * oneDNN-packed copies of a gated block's two matrices ({@link PackedWeights}), which
+	 * only oneDNN's product reads.
+	 *
+	 * @param gateUp [2K, D] packed
+	 * @param down [D, K] packed
+	 */
+	public record Packed(NDArray gateUp, NDArray down) {
 	}
 
 	/**

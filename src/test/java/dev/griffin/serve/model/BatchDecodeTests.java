@@ -229,6 +229,62 @@ class BatchDecodeTests {
 	}
 
 	/**
+	 * With float16 weights packed for the layer form, a batch's per-row form multiplies
+	 * each GRIFFIN row by its experts' packed copies, as the row's lone steps do: the
+	 * logits stay within float16's rounding (2e-3 of their range) of the lone steps', and
+	 * each row holds its experts packed.
+	 */
+	@Test
+	void perRowFormReadsPackedFloat16Experts() {
+		CausalLm loaded = TinyModelGoldenTests.load("tiny-llama",
+				new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu").withPackWeights(true),
+				NDManager.newBaseManager());
+		CausalLm dense = loaded
+			.withKernels(new Kernels(Kernels.Decode.LAYER, Kernels.Prefill.WEIGHTS, loaded.kernels().threads()));
+		int layers = dense.config().numberOfLayers();
+		List<CausalLm> models = List.of(
+				GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK),
+				GriffinTransform.apply(dense, DensitySchedule.uniform(0.25, layers), SelectionMethod.TOPK));
+		int[] prompt = Fixtures.ints(Fixtures.json("tiny-llama/reference.json").get("prompt"));
+		List<InferenceSession> batch = new ArrayList<>();
+		List<InferenceSession> alone = new ArrayList<>();
+		try {
+			assertThat(dense.kernels().packed().size()).as("packed float16 copies").isPositive();
+			float[][] last = new float[models.size()][];
+			for (int i = 0; i < models.size(); i++) {
+				int[] own = Arrays.copyOf(prompt, prompt.length - i);
+				batch.add(new InferenceSession(models.get(i), 64));
+				alone.add(new InferenceSession(models.get(i), 64));
+				last[i] = batch.get(i).prefill(own, own.length);
+				batch.get(i).finishPrompt();
+				alone.get(i).prefill(own, own.length);
+			}
+			Kernels.GatedWeights[] rows = { batch.get(0).state(0).generationWeights(),
+					batch.get(1).state(0).generationWeights() };
+			assertThat(Kernels.masksDense(rows, dense.config().intermediateSize())).as("per-row form").isFalse();
+			for (int step = 0; step < STEPS; step++) {
+				int[] tokens = { TinyModelGoldenTests.argmax(last[0]), TinyModelGoldenTests.argmax(last[1]) };
+				last = InferenceSession.decodeBatch(batch, tokens);
+				for (int i = 0; i < tokens.length; i++) {
+					assertThat(KernelCalibration.difference(alone.get(i).decode(tokens[i]), last[i]))
+						.as("row %d step %d", i, step)
+						.isLessThanOrEqualTo(2e-3);
+				}
+			}
+			for (InferenceSession session : batch) {
+				for (int layer = 0; layer < layers; layer++) {
+					assertThat(((GriffinState) session.state(layer)).experts().packed()).as("layer %d", layer).isTrue();
+				}
+			}
+		}
+		finally {
+			batch.forEach(InferenceSession::close);
+			alone.forEach(InferenceSession::close);
+			dense.close();
+		}
+	}
+
+	/**
 	 * A batch's rows are one-token products: with the bfloat16 prompt form configured
 	 * they, and the head, still compute in the weights' precision (a prompt form would
 	 * move the logits by about 1e-2).

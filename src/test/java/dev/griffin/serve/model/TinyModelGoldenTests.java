@@ -180,8 +180,8 @@ class TinyModelGoldenTests {
 	 * GRIFFIN, its decode logits stay within float16's rounding of the pool form's, step
 	 * after step: with plain weights (identical here, as both call the same libtorch
 	 * kernels) and with packed float16 copies, which its products and the output head
-	 * then read through oneDNN (GRIFFIN's gathered experts stay plain). 2e-3 of the
-	 * logits' range allowed, float16's rounding.
+	 * then read through oneDNN (GRIFFIN's gathered experts packed too, in place of their
+	 * plain copies). 2e-3 of the logits' range allowed, float16's rounding.
 	 */
 	@ParameterizedTest
 	@CsvSource({ "tiny-llama, true", "tiny-mistral, true", "tiny-qwen2, true", "tiny-llama, false",
@@ -210,6 +210,13 @@ class TinyModelGoldenTests {
 						float[] got = actual.decode(token);
 						assertThat(KernelCalibration.difference(want, got)).as("density %.1f step %d", density, step)
 							.isLessThanOrEqualTo(2e-3);
+					}
+					if (density < 1.0) {
+						for (int l = 0; l < layers; l++) {
+							LayerExperts experts = ((GriffinState) actual.state(l)).experts();
+							assertThat(experts.packed()).as("layer %d experts packed", l).isEqualTo(packed);
+							assertThat(experts.gathered()).isTrue();
+						}
 					}
 				}
 			}

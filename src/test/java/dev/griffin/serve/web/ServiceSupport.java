@@ -108,15 +108,33 @@ final class ServiceSupport {
 				List.of(Map.of("role", "user", "content", content)), "max_tokens", maxTokens, "temperature", 0));
 	}
 
+	/**
+	 * Polls readiness for up to 2 minutes. A poll that gets no answer in 10 s is given up
+	 * and retried on another connection, with a warning: twice in full runs (never alone)
+	 * a poll right after a test had cancelled streams got no answer at all on its pooled
+	 * keep-alive connection while the server sat idle, a hang we have not reproduced or
+	 * explained, which a single 2-minute poll turned into a failure of the next test.
+	 */
 	static void awaitReady(WebTestClient client) {
+		WebTestClient polling = client.mutate().responseTimeout(Duration.ofSeconds(10)).build();
 		long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
 		while (System.nanoTime() < deadline) {
-			int status = client.get()
-				.uri("/actuator/health/readiness")
-				.exchange()
-				.returnResult(String.class)
-				.getStatus()
-				.value();
+			int status;
+			try {
+				status = polling.get()
+					.uri("/actuator/health/readiness")
+					.exchange()
+					.returnResult(String.class)
+					.getStatus()
+					.value();
+			}
+			catch (IllegalStateException ex) {
+				if (!(ex.getCause() instanceof java.util.concurrent.TimeoutException)) {
+					throw ex;
+				}
+				System.err.println("WARNING: a readiness poll got no answer in 10 s; polling again");
+				continue;
+			}
 			if (status == 200) {
 				return;
 			}
