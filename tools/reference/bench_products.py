@@ -1,0 +1,98 @@
+"""One-row weight products in libtorch, by weight format: how fast each reads a model's matrices on
+this CPU, beside a plain read of memory. It informs which formats the engine could decode with; the
+engine itself does not run this.
+
+    python tools/reference/bench_products.py --hidden 1536 --intermediate 8960   # Qwen2.5 1.5B shapes
+
+Needs torch==2.7.1 (tools/reference/requirements.txt), the libtorch DJL bundles. Each format
+multiplies one activation row by `--copies` copies of each of a layer's matrices (more than the
+caches hold), `--threads` threads; prints GB/s of weight bytes and billions of weights per second.
+Formats: float32 and float16 through F.linear; float16 and bfloat16 packed once for oneDNN
+(`_reorder_linear_weight`, then `_linear_pointwise`, as the engine's packed copies); int8 weights
+with one float scale per output row through `_weight_int8pack_mm` (activations in bfloat16) and
+through fbgemm's dynamically quantised linear on prepacked weights (`quantized.linear_dynamic`).
+The int8 formats quantise per row, coarser than GGUF's Q8_0 (a scale per 32 weights).
+"""
+
+import argparse
+import time
+
+import torch
+
+
+def timed(run, repeats: int) -> float:
+    """Seconds per call, after two warm-up calls."""
+    for _ in range(2):
+        run()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        run()
+    return (time.perf_counter() - start) / repeats
+
+
+def read_bandwidth(repeats: int) -> float:
+    """GB/s of a sum over a 1 GiB buffer."""
+    buffer = torch.ones(1 << 28)
+    return buffer.numel() * 4 / timed(buffer.sum, repeats) / 1e9
+
+
+def formats():
+    """name -> (bytes per weight, make(matrix float32 [out, in]) -> prepared, multiply(x float32, prepared))."""
+
+    def onednn(dtype):
+        return (2, lambda w: torch.ops.mkldnn._reorder_linear_weight(w.to(dtype), 16),
+                lambda x, p: torch.ops.mkldnn._linear_pointwise(x.to(dtype), p, None, "none", [], ""))
+
+    def per_row_scales(w):
+        return w.abs().amax(1).clamp(min=1e-8) / 127
+
+    def int8_weight_only(w):
+        scales = per_row_scales(w)
+        return (torch.round(w / scales[:, None]).to(torch.int8), scales.to(torch.bfloat16))
+
+    def fbgemm(w):
+        scales = per_row_scales(w)
+        q = torch.quantize_per_channel(w, scales.double(), torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(q, None)
+
+    return {
+        "float32 F.linear": (4, lambda w: w, lambda x, w: torch.nn.functional.linear(x, w)),
+        "float16 F.linear": (2, lambda w: w.half(), lambda x, w: torch.nn.functional.linear(x.half(), w)),
+        "float16 oneDNN packed": onednn(torch.float16),
+        "bfloat16 oneDNN packed": onednn(torch.bfloat16),
+        "int8 _weight_int8pack_mm": (1, int8_weight_only,
+                                     lambda x, p: torch._weight_int8pack_mm(x.to(torch.bfloat16), p[0], p[1])),
+        "int8 fbgemm linear_dynamic": (1, fbgemm, lambda x, p: torch.ops.quantized.linear_dynamic(x, p)),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, default=1536)
+    parser.add_argument("--intermediate", type=int, default=8960)
+    parser.add_argument("--copies", type=int, default=8, help="copies of each matrix (default 8)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    d, f = args.hidden, args.intermediate
+    shapes = [(2 * f, d), (d, f), (d + 2 * (d // 6), d), (d, d)]  # gate/up, down, q/k/v, output
+    print(f"torch {torch.__version__}, {args.threads} threads, shapes {shapes}, {args.copies} copies each")
+    print(f"read bandwidth (sum of 1 GiB): {read_bandwidth(args.repeats):.1f} GB/s")
+    for name, (width, make, multiply) in formats().items():
+        seconds, weights = 0.0, 0
+        try:
+            for out, inp in shapes:
+                prepared = [make(torch.randn(out, inp)) for _ in range(args.copies)]
+                x = torch.randn(1, inp)
+                seconds += timed(lambda: [multiply(x, p) for p in prepared], args.repeats)
+                weights += out * inp * args.copies
+        except RuntimeError as ex:
+            print(f"{name:28s} fails: {str(ex).splitlines()[0][:120]}")
+            continue
+        print(f"{name:28s} {weights * width / seconds / 1e9:6.1f} GB/s {weights / seconds / 1e9:6.1f} G weights/s")
+
+
+if __name__ == "__main__":
+    main()
