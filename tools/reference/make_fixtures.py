@@ -191,7 +191,7 @@ def make_gguf_dequant():
     target.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(target / "types.gguf"), "llama")
     expected = {}
-    for qtype in (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q6_K):
+    for qtype in (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q6_K, Q.Q5_0, Q.Q5_1):
         values = (rng.standard_normal((4, 512)) * 0.5).astype(np.float32)
         if qtype in (Q.Q4_K, Q.Q6_K):
             # gguf's Python quantiser covers only some types; build valid K-quant blocks from random bytes

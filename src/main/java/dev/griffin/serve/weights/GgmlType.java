@@ -16,8 +16,8 @@ public enum GgmlType {
 	BF16(30, 1, 2);
 
 	/** Types this reader can dequantise; others are named in the load error. */
-	private static final java.util.EnumSet<GgmlType> SUPPORTED = java.util.EnumSet.of(F32, F16, BF16, Q4_0, Q4_1, Q8_0,
-			Q4_K, Q6_K);
+	private static final java.util.EnumSet<GgmlType> SUPPORTED = java.util.EnumSet.of(F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+			Q5_1, Q8_0, Q4_K, Q6_K);
 
 	private final int id;
 
@@ -101,6 +101,8 @@ public enum GgmlType {
 					}
 				}
 			}
+			case Q5_0 -> dequantizeQ5(in, out, offset, blocks, false);
+			case Q5_1 -> dequantizeQ5(in, out, offset, blocks, true);
 			case Q8_0 -> {
 				for (int b = 0, o = offset; b < blocks; b++, o += 32) {
 					float d = Float16.toFloat(in.getShort());
@@ -112,6 +114,27 @@ public enum GgmlType {
 			case Q4_K -> dequantizeQ4K(in, out, offset, blocks);
 			case Q6_K -> dequantizeQ6K(in, out, offset, blocks);
 			default -> throw new UnsupportedOperationException("dequantisation of " + this + " is not supported");
+		}
+	}
+
+	/**
+	 * Q5_0 and Q5_1: blocks of 32 five-bit values, the low four bits packed two to a byte
+	 * as in Q4_0 and the fifth bits in one little-endian 32-bit word; Q5_0 centres them
+	 * (value - 16) times a scale, Q5_1 adds a minimum instead.
+	 */
+	private static void dequantizeQ5(ByteBuffer in, float[] out, int offset, int blocks, boolean withMinimum) {
+		for (int b = 0, o = offset; b < blocks; b++, o += 32) {
+			float d = Float16.toFloat(in.getShort());
+			float m = withMinimum ? Float16.toFloat(in.getShort()) : 0f;
+			int high = in.getInt();
+			int centre = withMinimum ? 0 : 16;
+			for (int j = 0; j < 16; j++) {
+				int q = in.get() & 0xFF;
+				int low = (q & 0x0F) | (((high >>> j) & 1) << 4);
+				int up = (q >>> 4) | (((high >>> (j + 16)) & 1) << 4);
+				out[o + j] = d * (float) (low - centre) + m;
+				out[o + j + 16] = d * (float) (up - centre) + m;
+			}
 		}
 	}
 

@@ -78,7 +78,7 @@ class BadCheckpointTests {
 		Files.write(file, java.util.Arrays.copyOf(bytes, bytes.length - 100));
 		assertThatThrownBy(() -> GgufFile.open(file)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("types.gguf is truncated")
-			.hasMessageContaining("tensor 't_q6_k'");
+			.hasMessageContaining("tensor 't_q5_1'");
 	}
 
 	@Test

@@ -36,7 +36,7 @@ class GgufDequantizationTests {
 				}
 				checked++;
 			}
-			assertThat(checked).isEqualTo(8);
+			assertThat(checked).isEqualTo(10);
 		}
 		catch (java.io.IOException ex) {
 			throw new java.io.UncheckedIOException(ex);
