@@ -6,6 +6,7 @@ Writes under src/test/resources/fixtures/:
   tiny-llama/, tiny-mistral/, tiny-qwen2/   tiny random Hugging Face checkpoints (+ reference.json)
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
+  qwen2.5-coder-0.5b/, qwen2.5-coder-1.5b/   the same for the named models (scripts/fetch-model NAME)
   gguf-dequant/                              small GGUF files of every supported type + dequantised values
   rouge/pairs.json                           ROUGE of the rouge-score package (make_rouge_fixtures.py)
 """
@@ -14,6 +15,7 @@ import json
 import math
 import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -180,6 +182,40 @@ def make_smollm2(model_path):
     dump(OUT / "smollm2" / "reference.json", {"density": DENSITY, "cases": cases})
 
 
+# Larger real models (scripts/fetch-model NAME): fewer prompts and steps, as their reference runs take
+# longer and their experts fill more of the fixture.
+NAMED_MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+NAMED_PROMPTS = PROMPTS[:3]
+NAMED_STEPS = 16
+
+
+def make_named(name, model_path):
+    """Token ids, chat renderings, dense and GRIFFIN greedy continuations and experts of a named model."""
+    folder, file = str(pathlib.Path(model_path).parent), pathlib.Path(model_path).name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    chats = []
+    for messages in CONVERSATIONS:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        chats.append({"messages": messages, "addGenerationPrompt": True, "text": text,
+                      "ids": tokenizer.encode(text, add_special_tokens=False)})
+    strings = [{"text": s, "ids": tokenizer.encode(s, add_special_tokens=False)} for s in HARD_STRINGS]
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32).eval()
+    cases = []
+    for prompt in NAMED_PROMPTS:
+        ids = tokenizer.encode(prompt, add_special_tokens=False)
+        tokens, gaps = greedy(model, ids, NAMED_STEPS)
+        griffin_hf.apply_griffin(model, DENSITY)
+        griffin_tokens, griffin_gaps = greedy(model, ids, NAMED_STEPS)
+        experts = griffin_hf.selected_experts(model)
+        griffin_hf.remove_griffin(model)
+        cases.append({"prompt": prompt, "ids": ids, "greedy": tokens, "greedyGaps": gaps,
+                      "griffinGreedy": griffin_tokens, "griffinGaps": griffin_gaps, "griffinExperts": experts})
+        print(f"{name}: {prompt!r} -> {tokenizer.decode(tokens)!r} / GRIFFIN {tokenizer.decode(griffin_tokens)!r}",
+              file=sys.stderr)
+    dump(OUT / name / "reference.json", {"model": file, "density": DENSITY, "strings": strings, "chats": chats,
+                                         "cases": cases})
+
+
 def make_gguf_dequant():
     """One small GGUF with a tensor of every supported type, and the gguf package's dequantised values."""
     import gguf
@@ -222,7 +258,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=os.path.expanduser(
         "~/.cache/griffin-serve/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    parser.add_argument("--only", choices=["tiny", "smollm2", "gguf", "rouge"], default=None)
+    parser.add_argument("--only", choices=["tiny", "smollm2", "gguf", "rouge", *NAMED_MODELS], default=None)
+    parser.add_argument("--models-dir", default=os.path.expanduser("~/.cache/griffin-serve/models"),
+                        help="where scripts/fetch-model NAME left the named models")
     args = parser.parse_args()
     if args.only in (None, "gguf"):
         make_gguf_dequant()
@@ -230,6 +268,11 @@ def main():
         make_tiny()
     if args.only in (None, "smollm2"):
         make_smollm2(args.model)
+    for name in NAMED_MODELS:
+        if args.only in (None, name):
+            path = subprocess.run([str(ROOT / "scripts" / "fetch-model"), name], check=True, capture_output=True,
+                                  text=True, env={**os.environ, "GRIFFIN_MODEL_DIR": args.models_dir}).stdout.strip()
+            make_named(name, path)
     if args.only in (None, "rouge"):
         import runpy
         runpy.run_path(str(pathlib.Path(__file__).parent / "make_rouge_fixtures.py"), run_name="__main__")

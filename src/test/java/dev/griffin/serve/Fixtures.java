@@ -63,13 +63,42 @@ public final class Fixtures {
 	 * scripts/fetch-model.
 	 */
 	public static Path defaultModel() {
-		String dir = System.getProperty("griffin.model.dir",
-				System.getProperty("user.home") + "/.cache/griffin-serve/models");
-		Path model = Paths.get(dir, DEFAULT_MODEL_FILE);
+		Path model = modelDir().resolve(DEFAULT_MODEL_FILE);
 		if (!Files.exists(model)) {
 			throw new IllegalStateException(model + " is missing: run scripts/fetch-model first");
 		}
 		return model;
+	}
+
+	/** The model cache the tests share with scripts/fetch-model. */
+	public static Path modelDir() {
+		return Paths.get(System.getProperty("griffin.model.dir",
+				System.getProperty("user.home") + "/.cache/griffin-serve/models"));
+	}
+
+	/**
+	 * A named model (scripts/fetch-model NAME), fetched into the model cache if it is not
+	 * there yet: minutes the first time, instant after.
+	 */
+	public static Path namedModel(String name) {
+		try {
+			ProcessBuilder builder = new ProcessBuilder("scripts/fetch-model", name)
+				.redirectError(ProcessBuilder.Redirect.INHERIT);
+			builder.environment().put("GRIFFIN_MODEL_DIR", modelDir().toString());
+			Process process = builder.start();
+			String out = new String(process.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+			if (!process.waitFor(10, java.util.concurrent.TimeUnit.MINUTES) || process.exitValue() != 0) {
+				throw new IllegalStateException("scripts/fetch-model " + name + " failed");
+			}
+			return Paths.get(out.strip());
+		}
+		catch (IOException ex) {
+			throw new UncheckedIOException(ex);
+		}
+		catch (InterruptedException ex) {
+			Thread.currentThread().interrupt();
+			throw new IllegalStateException(ex);
+		}
 	}
 
 	/** A tiny fixture checkpoint (random weights, 256-token vocabulary) as a model. */

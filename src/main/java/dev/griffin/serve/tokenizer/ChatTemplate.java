@@ -9,6 +9,7 @@ import java.util.Set;
 
 import com.hubspot.jinjava.Jinjava;
 import com.hubspot.jinjava.JinjavaConfig;
+import com.hubspot.jinjava.LegacyOverrides;
 import com.hubspot.jinjava.interpret.Context;
 import com.hubspot.jinjava.interpret.JinjavaInterpreter;
 import com.hubspot.jinjava.interpret.RenderResult;
@@ -18,10 +19,11 @@ import com.hubspot.jinjava.loader.ResourceNotFoundException;
 
 /**
  * A checkpoint's Jinja chat template rendered with jinjava, configured as Hugging Face
- * renders templates ({@code trim_blocks} and {@code lstrip_blocks} on), in a sandbox:
- * messages are data. Text that comes out of a variable is never interpreted again (no
- * nested interpretation), templates cannot include, import or extend anything nor load
- * any resource, and output, strings, lists, ranges and rendering time are bounded.
+ * renders templates ({@code trim_blocks} and {@code lstrip_blocks} on, <code>{{-</code>
+ * and <code>-}}</code> trimming around expressions), in a sandbox: messages are data.
+ * Text that comes out of a variable is never interpreted again (no nested
+ * interpretation), templates cannot include, import or extend anything nor load any
+ * resource, and output, strings, lists, ranges and rendering time are bounded.
  */
 public final class ChatTemplate {
 
@@ -77,6 +79,15 @@ public final class ChatTemplate {
 		this.jinjava = new Jinjava(JinjavaConfig.newBuilder()
 			.withTrimBlocks(true)
 			.withLstripBlocks(true)
+			// as Jinja: {{- and -}} trim around expressions (Qwen2's template indents its
+			// lines and trims them this way), a '-' counts only right after the brace,
+			// and
+			// operators bind as in Python
+			.withLegacyOverrides(LegacyOverrides.newBuilder()
+				.withUseTrimmingForNotesAndExpressions(true)
+				.withParseWhitespaceControlStrictly(true)
+				.withUseNaturalOperatorPrecedence(true)
+				.build())
 			.withNestedInterpretationEnabled(false)
 			.withDisabled(Map.of(Context.Library.TAG, Set.of("include", "import", "from", "extends")))
 			.withMaxOutputSize(MAX_OUTPUT)

@@ -9,6 +9,8 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import dev.griffin.serve.Fixtures;
+
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -69,9 +71,7 @@ class NamedModelsIT {
 		Path out = Files.createTempFile(this.root, "out", ".txt");
 		Path err = Files.createTempFile(this.root, "err", ".txt");
 		ProcessBuilder builder = new ProcessBuilder(command).redirectOutput(out.toFile()).redirectError(err.toFile());
-		builder.environment()
-			.put("GRIFFIN_MODEL_DIR", System.getProperty("griffin.model.dir",
-					System.getProperty("user.home") + "/.cache/griffin-serve/models"));
+		builder.environment().put("GRIFFIN_MODEL_DIR", Fixtures.modelDir().toString());
 		Process process = builder.start();
 		assertThat(process.waitFor(seconds, TimeUnit.SECONDS)).as("%s within %d s", command, seconds).isTrue();
 		return new Result(process.exitValue(), Files.readString(out, StandardCharsets.UTF_8),

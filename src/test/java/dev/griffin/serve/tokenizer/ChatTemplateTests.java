@@ -46,6 +46,19 @@ class ChatTemplateTests {
 		}
 	}
 
+	/**
+	 * As Jinja renders them (outputs of jinja2 with trim_blocks and lstrip_blocks):
+	 * <code>{{-</code> and <code>-}}</code> trim around expressions and notes, as Qwen2's
+	 * indented template needs; a minus inside an expression stays arithmetic.
+	 */
+	@Test
+	void whitespaceControlFollowsJinja() {
+		assertThat(render("a\n    {{- 'b' }}\n    {%- if true %}\n        {{- ' c' -}}\n    {% endif %}\n  d", "hi"))
+			.isEqualTo("ab c  d");
+		assertThat(render("{{ 1 - 1 }}|{{ -1 }}|{{ 2 + 3 * 4 }}", "hi")).isEqualTo("0|-1|14");
+		assertThat(render("x {#- note -#} y", "hi")).isEqualTo("xy");
+	}
+
 	@Test
 	void outputAndLoopsAreBounded() {
 		// jinjava cuts a range at its limit (10,000) rather than failing

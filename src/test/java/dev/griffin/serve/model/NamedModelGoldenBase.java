@@ -1,0 +1,156 @@
+package dev.griffin.serve.model;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import ai.djl.ndarray.NDManager;
+import com.fasterxml.jackson.databind.JsonNode;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.generation.InferenceSession;
+import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinState;
+import dev.griffin.serve.griffin.GriffinTransform;
+import dev.griffin.serve.griffin.SelectionMethod;
+import dev.griffin.serve.tokenizer.ChatTemplate;
+import dev.griffin.serve.tokenizer.Tokenizer;
+import dev.griffin.serve.weights.GgufCheckpoint;
+import dev.griffin.serve.weights.ModelBuilder;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * A named model (scripts/fetch-model NAME) against Hugging Face transformers loading the
+ * same GGUF file in float32 (fixtures/NAME/reference.json, from
+ * tools/reference/make_fixtures.py): token ids, chat template, dense and GRIFFIN greedy
+ * continuations and GRIFFIN's experts, as {@link SmolLm2GoldenIT} checks the default
+ * model. Float32 without packed copies, so that the larger model fits beside the other
+ * tests.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+abstract class NamedModelGoldenBase {
+
+	private final String name;
+
+	private NDManager manager;
+
+	private GgufCheckpoint checkpoint;
+
+	private CausalLm dense;
+
+	private Tokenizer tokenizer;
+
+	private JsonNode reference;
+
+	NamedModelGoldenBase(String name) {
+		this.name = name;
+	}
+
+	@BeforeAll
+	void load() {
+		this.reference = Fixtures.json(this.name + "/reference.json");
+		java.nio.file.Path file = Fixtures.namedModel(this.name);
+		assertThat(file.getFileName()).hasToString(this.reference.get("model").asText());
+		this.manager = NDManager.newBaseManager();
+		this.checkpoint = new GgufCheckpoint(file);
+		this.dense = ModelBuilder.build(this.checkpoint, ModelOptions.CPU_FLOAT32.withPackWeights(false), this.manager,
+				(layers) -> {
+				});
+		this.tokenizer = Tokenizer.fromGguf(this.checkpoint.file());
+	}
+
+	@AfterAll
+	void close() {
+		if (this.tokenizer != null) {
+			this.tokenizer.close();
+		}
+		if (this.dense != null) {
+			this.dense.close();
+		}
+		if (this.checkpoint != null) {
+			this.checkpoint.close();
+		}
+		if (this.manager != null) {
+			this.manager.close();
+		}
+	}
+
+	@Test
+	void tokenIdsMatchHuggingFace() {
+		JsonNode strings = this.reference.get("strings");
+		assertThat(strings.size()).isGreaterThanOrEqualTo(40);
+		for (JsonNode string : strings) {
+			String text = string.get("text").asText();
+			assertThat(this.tokenizer.encode(text)).as("ids of %s", string.get("text"))
+				.containsExactly(Fixtures.ints(string.get("ids")));
+		}
+	}
+
+	@Test
+	void chatTemplateMatchesHuggingFace() {
+		ChatTemplate template = this.tokenizer.chatTemplate();
+		for (JsonNode chat : this.reference.get("chats")) {
+			List<ChatTemplate.Message> messages = new ArrayList<>();
+			chat.get("messages")
+				.forEach((m) -> messages
+					.add(new ChatTemplate.Message(m.get("role").asText(), m.get("content").asText())));
+			String text = template.render(messages, chat.get("addGenerationPrompt").asBoolean());
+			assertThat(text).isEqualTo(chat.get("text").asText());
+			assertThat(this.tokenizer.encode(text)).containsExactly(Fixtures.ints(chat.get("ids")));
+		}
+	}
+
+	private CausalLm with(CausalLm model, Kernels.Decode decode) {
+		return model.withKernels(new Kernels(decode, Kernels.Prefill.WEIGHTS, model.kernels().threads()));
+	}
+
+	/** The plain pool form, and the layer form calibration picks on these models. */
+	@ParameterizedTest
+	@EnumSource(value = Kernels.Decode.class, names = { "POOL", "LAYER" })
+	void denseGreedyMatchesHuggingFace(Kernels.Decode decode) {
+		CausalLm model = with(this.dense, decode);
+		for (JsonNode c : this.reference.get("cases")) {
+			int[] prompt = Fixtures.ints(c.get("ids"));
+			assertThat(this.tokenizer.encode(c.get("prompt").asText())).containsExactly(prompt);
+			int[] expected = Fixtures.ints(c.get("greedy"));
+			try (InferenceSession session = new InferenceSession(model, prompt.length + expected.length)) {
+				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, expected.length);
+				SmolLm2GoldenIT.assertSameUnderNearTieRule(this.name + " dense " + c.get("prompt"), tokens, expected,
+						c.get("greedyGaps"));
+			}
+		}
+	}
+
+	@Test
+	void griffinMatchesReferenceGriffin() {
+		CausalLm griffin = GriffinTransform.apply(with(this.dense, Kernels.Decode.POOL),
+				DensitySchedule.uniform(this.reference.get("density").asDouble(), this.dense.config().numberOfLayers()),
+				SelectionMethod.TOPK);
+		for (JsonNode c : this.reference.get("cases")) {
+			int[] prompt = Fixtures.ints(c.get("ids"));
+			int[] expected = Fixtures.ints(c.get("griffinGreedy"));
+			try (InferenceSession session = new InferenceSession(griffin, prompt.length + expected.length)) {
+				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, expected.length);
+				double worst = 1;
+				for (int layer = 0; layer < this.dense.config().numberOfLayers(); layer++) {
+					int[] ours = ((GriffinState) session.state(layer)).experts().indices();
+					double overlap = SmolLm2GoldenIT.overlap(ours, Fixtures.ints(c.get("griffinExperts").get(layer)));
+					worst = Math.min(worst, overlap);
+					assertThat(overlap).as("layer %d expert overlap for %s", layer, c.get("prompt"))
+						.isGreaterThanOrEqualTo(0.99);
+				}
+				System.out.printf("%s GRIFFIN experts for %s: worst per-layer overlap with the reference %.4f%n",
+						this.name, c.get("prompt"), worst);
+				SmolLm2GoldenIT.assertSameUnderNearTieRule(this.name + " griffin " + c.get("prompt"), tokens, expected,
+						c.get("griffinGaps"));
+			}
+		}
+	}
+
+}
