@@ -90,16 +90,12 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 	public Kernels.Packed packed(Kernels kernels) {
 		if (this.packed == null && this.indices.length > 0 && kernels.packsHalf(this.dense.gateUp())) {
 			gather();
-			Kernels.Packed copies;
-			try (NDManager scratch = this.owner.newSubManager()) {
-				NDArray gateUpCopy = Kernels.pack(this.gateUp);
-				NDArray downCopy = Kernels.pack(this.down);
-				gateUpCopy.attach(this.owner);
-				downCopy.attach(this.owner);
-				NDScope.unregister(gateUpCopy, downCopy);
-				copies = new Kernels.Packed(gateUpCopy, downCopy);
-			}
-			this.packed = copies;
+			// in the gathered weights' manager (this.owner), out of any pass's scope
+			NDArray gateUpCopy = Kernels.pack(this.gateUp);
+			NDScope.unregister(gateUpCopy);
+			NDArray downCopy = Kernels.pack(this.down);
+			NDScope.unregister(downCopy);
+			this.packed = new Kernels.Packed(gateUpCopy, downCopy);
 			freePlain();
 		}
 		return this.packed;
