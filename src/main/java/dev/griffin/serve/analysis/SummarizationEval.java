@@ -17,13 +17,17 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.griffin.serve.generation.Generator;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.SamplingParams;
+import dev.griffin.serve.tokenizer.ChatTemplate;
 
 /**
  * One-shot XSum summarisation in the GRIFFIN paper's format (Dong et al. 2024, section
  * 5): each example's prompt ends with "Summarize the above article in 1 sentences."; up
  * to 128 tokens are generated, cut at "###", and scored with ROUGE-1/2/L against the
- * reference summary. Outputs are appended per example to
- * {@code <output>/<configuration>.jsonl}, so an interrupted run resumes.
+ * reference summary. In the chat format, for instruct models that stop early in the
+ * paper's raw format, the example's own article (the last of its one-shot prompt) and the
+ * instruction go through the model's chat template as one user message instead. Outputs
+ * are appended per example to {@code <output>/<configuration>.jsonl}, so an interrupted
+ * run resumes.
  */
 public final class SummarizationEval {
 
@@ -47,11 +51,47 @@ public final class SummarizationEval {
 
 	private final long seed;
 
-	public SummarizationEval(LoadedModel model, int maxTokens, boolean greedy, long seed) {
+	private final boolean chat;
+
+	/** The chat format's instruction, after the article. */
+	public static final String CHAT_INSTRUCTION = "Summarize the above article in one sentence.";
+
+	/**
+	 * @param chat whether to ask in the chat format (the model needs a chat template)
+	 */
+	public SummarizationEval(LoadedModel model, int maxTokens, boolean greedy, long seed, boolean chat) {
+		if (chat && model.tokenizer().chatTemplate() == null) {
+			throw new IllegalArgumentException("the chat format needs a model with a chat template");
+		}
 		this.model = model;
 		this.maxTokens = maxTokens;
 		this.greedy = greedy;
 		this.seed = seed;
+		this.chat = chat;
+	}
+
+	/**
+	 * The article a one-shot prompt asks to summarise: the text after its last "Article:
+	 * " up to the closing instruction.
+	 * @throws IllegalArgumentException when the prompt is not in the one-shot format
+	 */
+	static String article(String oneShot) {
+		int start = oneShot.lastIndexOf("Article: ");
+		int end = oneShot.lastIndexOf("Summarize the above article");
+		if (start < 0 || end < start) {
+			throw new IllegalArgumentException(
+					"not a one-shot XSum prompt (no 'Article: ' before 'Summarize the above article')");
+		}
+		return oneShot.substring(start + "Article: ".length(), end).strip();
+	}
+
+	/** The prompt's token ids in this evaluation's format. */
+	int[] prompt(Example example) {
+		if (!this.chat) {
+			return this.model.tokenizer().encode(example.prompt());
+		}
+		String message = article(example.prompt()) + "\n\n" + CHAT_INSTRUCTION;
+		return this.model.tokenizer().encodeChat(List.of(new ChatTemplate.Message("user", message)), true, false);
 	}
 
 	public static List<Example> read(Path file, int limit) throws IOException {
@@ -90,7 +130,7 @@ public final class SummarizationEval {
 				// example; or greedy
 				SamplingParams params = new SamplingParams(this.greedy ? 0 : 0.3, 0, 1.0, 0, 1, 0, 0,
 						this.seed + example.index(), this.maxTokens, List.of("###"), List.of(), false);
-				int[] prompt = this.model.tokenizer().encode(example.prompt());
+				int[] prompt = prompt(example);
 				Generator generator = generators.computeIfAbsent(configuration.densityFor(prompt.length),
 						(density) -> new Generator(this.model.variant(density, configuration.method()),
 								this.model.tokenizer()));

@@ -76,6 +76,12 @@ public class EvalCommand implements Callable<Integer> {
 	@Option(names = "--greedy", description = "Greedy decoding instead of the paper's temperature 0.3.")
 	boolean greedy;
 
+	@Option(names = "--chat",
+			description = "xsum: ask for each summary in a chat message through the model's chat "
+					+ "template (the example's article, then \"" + SummarizationEval.CHAT_INSTRUCTION
+					+ "\") instead of the paper's one-shot prompt; for instruct models.")
+	boolean chat;
+
 	@Option(names = "--seed", defaultValue = "1234")
 	long seed;
 
@@ -102,11 +108,11 @@ public class EvalCommand implements Callable<Integer> {
 	private int summaries(List<EvalConfiguration> configurations) throws IOException {
 		List<SummarizationEval.Example> data = SummarizationEval.read(this.input, this.examples);
 		int maxTokens = (this.maxTokens != null) ? this.maxTokens : 128;
-		Path output = this.output.resolve(this.greedy ? "greedy" : "sampled");
+		Path output = this.output.resolve((this.greedy ? "greedy" : "sampled") + (this.chat ? "-chat" : ""));
 		List<SummarizationEval.Summary> summaries = new ArrayList<>();
 		try (LoadedModel loaded = Progress.load(this.model, System.err)) {
 			System.err.println();
-			SummarizationEval eval = new SummarizationEval(loaded, maxTokens, this.greedy, this.seed);
+			SummarizationEval eval = new SummarizationEval(loaded, maxTokens, this.greedy, this.seed, this.chat);
 			for (EvalConfiguration configuration : configurations) {
 				summaries.add(eval.run(configuration, data, output, System.err));
 			}
@@ -120,6 +126,7 @@ public class EvalCommand implements Callable<Integer> {
 		report.put("input", this.input.getFileName().toString());
 		report.put("decoding", this.greedy ? "greedy" : "temperature 0.3, top-p 1, seed " + this.seed);
 		report.put("maxTokens", maxTokens);
+		report.put("format", this.chat ? "chat" : "one-shot");
 		report.put("results", summaries);
 		return written(output, report);
 	}
@@ -184,6 +191,7 @@ public class EvalCommand implements Callable<Integer> {
 		Map<String, Object> report = new LinkedHashMap<>();
 		report.put("input", this.input.getFileName().toString());
 		report.put("maxTokens", maxTokens);
+		report.put("format", this.chat ? "chat" : "one-shot");
 		report.put("results", summaries);
 		return written(output, report);
 	}

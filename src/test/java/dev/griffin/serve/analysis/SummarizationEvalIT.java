@@ -15,8 +15,13 @@ import dev.griffin.serve.model.ModelOptions;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-/** The eval on 2 one-shot XSum prompts with a small token budget, and its resumption. */
+/**
+ * The eval on 2 one-shot XSum prompts with a small token budget, and its resumption; the
+ * chat format on the same prompts.
+ */
 class SummarizationEvalIT {
+
+	private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
 
 	@TempDir
 	Path output;
@@ -29,7 +34,7 @@ class SummarizationEvalIT {
 		PrintStream progress = new PrintStream(new ByteArrayOutputStream());
 		try (LoadedModel model = LoadedModel.load(Fixtures.defaultModel(), ModelOptions.CPU_FLOAT32, (layers) -> {
 		})) {
-			SummarizationEval eval = new SummarizationEval(model, 12, false, 1234);
+			SummarizationEval eval = new SummarizationEval(model, 12, false, 1234, false);
 			for (String config : List.of("full", "topk:0.5", "magnitude:0.5")) {
 				EvalConfiguration configuration = EvalConfiguration.parse(config);
 				SummarizationEval.Summary summary = eval.run(configuration, examples, this.output, progress);
@@ -42,6 +47,27 @@ class SummarizationEvalIT {
 				SummarizationEval.Summary again = eval.run(configuration, examples, this.output, progress);
 				assertThat(Files.readAllLines(results)).hasSize(2);
 				assertThat(again).isEqualTo(summary);
+			}
+			// the chat format: the article alone in the model's template, far shorter
+			// than
+			// the one-shot prompt
+			SummarizationEval chat = new SummarizationEval(model, 12, true, 1234, true);
+			Path chatOutput = this.output.resolve("chat");
+			SummarizationEval.Summary summary = chat.run(EvalConfiguration.parse("full"), examples, chatOutput,
+					progress);
+			assertThat(summary.examples()).isEqualTo(2);
+			List<String> rows = Files.readAllLines(chatOutput.resolve("full.jsonl"));
+			List<String> oneShot = Files.readAllLines(this.output.resolve("full.jsonl"));
+			for (int i = 0; i < 2; i++) {
+				int chatTokens = JSON.readTree(rows.get(i)).get("promptTokens").asInt();
+				int oneShotTokens = JSON.readTree(oneShot.get(i)).get("promptTokens").asInt();
+				assertThat(chatTokens).isLessThan(oneShotTokens);
+				int[] expected = model.tokenizer()
+					.encodeChat(List.of(new dev.griffin.serve.tokenizer.ChatTemplate.Message("user",
+							SummarizationEval.article(examples.get(i).prompt()) + "\n\n"
+									+ SummarizationEval.CHAT_INSTRUCTION)),
+							true, false);
+				assertThat(chatTokens).isEqualTo(expected.length);
 			}
 		}
 	}
