@@ -174,15 +174,7 @@ class BatchDecodeTests {
 				List<InferenceSession> batch = new ArrayList<>();
 				List<InferenceSession> alone = new ArrayList<>();
 				try {
-					float[][] last = new float[models.size()][];
-					for (int i = 0; i < models.size(); i++) {
-						int[] own = Arrays.copyOf(prompt, prompt.length - i);
-						batch.add(new InferenceSession(models.get(i), 64));
-						alone.add(new InferenceSession(models.get(i), 64));
-						last[i] = batch.get(i).prefill(own, own.length);
-						batch.get(i).finishPrompt();
-						alone.get(i).prefill(own, own.length);
-					}
+					float[][] last = prefillEach(models, prompt, batch, alone);
 					Kernels.GatedWeights[] rows = new Kernels.GatedWeights[models.size()];
 					for (int i = 0; i < rows.length; i++) {
 						rows[i] = batch.get(i).state(0).generationWeights();
@@ -250,15 +242,7 @@ class BatchDecodeTests {
 		List<InferenceSession> alone = new ArrayList<>();
 		try {
 			assertThat(dense.kernels().packed().size()).as("packed float16 copies").isPositive();
-			float[][] last = new float[models.size()][];
-			for (int i = 0; i < models.size(); i++) {
-				int[] own = Arrays.copyOf(prompt, prompt.length - i);
-				batch.add(new InferenceSession(models.get(i), 64));
-				alone.add(new InferenceSession(models.get(i), 64));
-				last[i] = batch.get(i).prefill(own, own.length);
-				batch.get(i).finishPrompt();
-				alone.get(i).prefill(own, own.length);
-			}
+			float[][] last = prefillEach(models, prompt, batch, alone);
 			Kernels.GatedWeights[] rows = { batch.get(0).state(0).generationWeights(),
 					batch.get(1).state(0).generationWeights() };
 			assertThat(Kernels.masksDense(rows, dense.config().intermediateSize())).as("per-row form").isFalse();
@@ -410,6 +394,26 @@ class BatchDecodeTests {
 	private static CausalLm load(String name, Kernels.Decode decode) {
 		CausalLm model = TinyModelGoldenTests.load(name, ModelOptions.CPU_FLOAT32, NDManager.newBaseManager());
 		return model.withKernels(new Kernels(decode, Kernels.Prefill.WEIGHTS, model.kernels().threads()));
+	}
+
+	/**
+	 * Opens two sessions of each model, one to decode in a batch and one alone, and runs
+	 * the prompt less its last i tokens through both (model i); the batch's prompts are
+	 * finished.
+	 * @return each batch session's last prompt logits
+	 */
+	private static float[][] prefillEach(List<CausalLm> models, int[] prompt, List<InferenceSession> batch,
+			List<InferenceSession> alone) {
+		float[][] last = new float[models.size()][];
+		for (int i = 0; i < models.size(); i++) {
+			int[] own = Arrays.copyOf(prompt, prompt.length - i);
+			batch.add(new InferenceSession(models.get(i), 64));
+			alone.add(new InferenceSession(models.get(i), 64));
+			last[i] = batch.get(i).prefill(own, own.length);
+			batch.get(i).finishPrompt();
+			alone.get(i).prefill(own, own.length);
+		}
+		return last;
 	}
 
 	private static double maxDifference(float[] a, float[] b) {

@@ -1,8 +1,5 @@
 package dev.griffin.serve.model;
 
-import java.util.ArrayList;
-import java.util.List;
-
 import ai.djl.ndarray.NDManager;
 import com.fasterxml.jackson.databind.JsonNode;
 import org.junit.jupiter.api.AfterAll;
@@ -18,7 +15,6 @@ import dev.griffin.serve.griffin.DensitySchedule;
 import dev.griffin.serve.griffin.GriffinState;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.SelectionMethod;
-import dev.griffin.serve.tokenizer.ChatTemplate;
 import dev.griffin.serve.tokenizer.Tokenizer;
 import dev.griffin.serve.weights.GgufCheckpoint;
 import dev.griffin.serve.weights.ModelBuilder;
@@ -94,16 +90,7 @@ abstract class NamedModelGoldenBase {
 
 	@Test
 	void chatTemplateMatchesHuggingFace() {
-		ChatTemplate template = this.tokenizer.chatTemplate();
-		for (JsonNode chat : this.reference.get("chats")) {
-			List<ChatTemplate.Message> messages = new ArrayList<>();
-			chat.get("messages")
-				.forEach((m) -> messages
-					.add(new ChatTemplate.Message(m.get("role").asText(), m.get("content").asText())));
-			String text = template.render(messages, chat.get("addGenerationPrompt").asBoolean());
-			assertThat(text).isEqualTo(chat.get("text").asText());
-			assertThat(this.tokenizer.encode(text)).containsExactly(Fixtures.ints(chat.get("ids")));
-		}
+		SmolLm2GoldenIT.assertChatsMatch(this.tokenizer, this.reference.get("chats"));
 	}
 
 	private CausalLm with(CausalLm model, Kernels.Decode decode) {
