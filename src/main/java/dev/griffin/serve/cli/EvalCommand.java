@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -91,6 +92,9 @@ public class EvalCommand implements Callable<Integer> {
 
 	@Override
 	public Integer call() throws IOException {
+		if (this.chat && this.task != Task.xsum) {
+			throw new CommandLine.ParameterException(new CommandLine(this), "--chat applies to --task xsum only");
+		}
 		this.model.configureEngine();
 		List<String> names = (this.configs != null) ? this.configs : switch (this.task) {
 			case xsum -> List.of("full", "topk:0.25", "topk:0.5", "topk:0.75", "magnitude:0.5", "random:0.5");
@@ -191,7 +195,6 @@ public class EvalCommand implements Callable<Integer> {
 		Map<String, Object> report = new LinkedHashMap<>();
 		report.put("input", this.input.getFileName().toString());
 		report.put("maxTokens", maxTokens);
-		report.put("format", this.chat ? "chat" : "one-shot");
 		report.put("results", summaries);
 		return written(output, report);
 	}

@@ -52,8 +52,9 @@ public final class DecoderLayer {
 				&& (x.getDataType() == DataType.FLOAT32 || x.getDataType() == DataType.FLOAT16)) {
 			Kernels.GatedWeights own = state.generationWeights();
 			Kernels.GatedWeights ff = Kernels.readsDense(own) ? this.feedForward.weights() : own;
-			if (ff.neurons() == null || ff.neurons().length > 0) { // else the block adds
-																	// nothing, as below
+			// a sequence with no expert (k = 0) takes the path below, where its block
+			// adds nothing
+			if (ff.neurons() == null || ff.neurons().length > 0) {
 				return BatchLayer.stepOne(x, this.attentionNorm, this.attention, this.ffnNorm, ff,
 						kernels.halfPacked(ff), positions, cache, kernels);
 			}

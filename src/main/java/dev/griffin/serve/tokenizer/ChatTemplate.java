@@ -79,9 +79,8 @@ public final class ChatTemplate {
 		this.jinjava = new Jinjava(JinjavaConfig.newBuilder()
 			.withTrimBlocks(true)
 			.withLstripBlocks(true)
-			// as Jinja: {{- and -}} trim around expressions (Qwen2's template indents its
-			// lines and trims them this way), a '-' counts only right after the brace,
-			// and
+			// as Jinja: {{- and -}} trim around expressions (Qwen2's template indents
+			// its lines and trims them so), a '-' trims only right after the brace, and
 			// operators bind as in Python
 			.withLegacyOverrides(LegacyOverrides.newBuilder()
 				.withUseTrimmingForNotesAndExpressions(true)
