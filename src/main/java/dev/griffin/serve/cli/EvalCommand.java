@@ -12,7 +12,9 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import dev.griffin.serve.analysis.EvalConfiguration;
 import dev.griffin.serve.analysis.FidelityEval;
@@ -42,6 +44,9 @@ public class EvalCommand implements Callable<Integer> {
 
 	@Mixin
 	ModelOptionsMixin model;
+
+	@Spec
+	CommandSpec spec;
 
 	@Option(names = "--task", defaultValue = "xsum",
 			description = "xsum, questions or fidelity (default: ${DEFAULT-VALUE}).")
@@ -93,7 +98,7 @@ public class EvalCommand implements Callable<Integer> {
 	@Override
 	public Integer call() throws IOException {
 		if (this.chat && this.task != Task.xsum) {
-			throw new CommandLine.ParameterException(new CommandLine(this), "--chat applies to --task xsum only");
+			throw new CommandLine.ParameterException(this.spec.commandLine(), "--chat applies to --task xsum only");
 		}
 		this.model.configureEngine();
 		List<String> names = (this.configs != null) ? this.configs : switch (this.task) {

@@ -1,0 +1,25 @@
+package dev.griffin.serve.cli;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+
+import org.junit.jupiter.api.Test;
+import picocli.CommandLine;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** Options that apply to one task are refused with another, not ignored. */
+class EvalCommandTests {
+
+	@Test
+	void chatAppliesToTheSummarisationTaskOnly() {
+		for (String task : new String[] { "questions", "fidelity" }) {
+			StringWriter err = new StringWriter();
+			CommandLine command = new CommandLine(new EvalCommand()).setErr(new PrintWriter(err));
+			int exit = command.execute("--task", task, "--input", "missing.jsonl", "--chat");
+			assertThat(exit).as(task).isEqualTo(CommandLine.ExitCode.USAGE);
+			assertThat(err.toString()).contains("--chat applies to --task xsum only");
+		}
+	}
+
+}
