@@ -10,11 +10,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 import dev.griffin.serve.Fixtures;
-import dev.griffin.serve.generation.InferenceSession;
-import dev.griffin.serve.griffin.DensitySchedule;
-import dev.griffin.serve.griffin.GriffinState;
-import dev.griffin.serve.griffin.GriffinTransform;
-import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.tokenizer.Tokenizer;
 import dev.griffin.serve.weights.GgufCheckpoint;
 import dev.griffin.serve.weights.ModelBuilder;
@@ -93,51 +88,18 @@ abstract class NamedModelGoldenBase {
 		SmolLm2GoldenIT.assertChatsMatch(this.tokenizer, this.reference.get("chats"));
 	}
 
-	private CausalLm with(CausalLm model, Kernels.Decode decode) {
-		return model.withKernels(new Kernels(decode, Kernels.Prefill.WEIGHTS, model.kernels().threads()));
-	}
-
 	/** The plain pool form, and the layer form calibration picks on these models. */
 	@ParameterizedTest
 	@EnumSource(value = Kernels.Decode.class, names = { "POOL", "LAYER" })
 	void denseGreedyMatchesHuggingFace(Kernels.Decode decode) {
-		CausalLm model = with(this.dense, decode);
-		for (JsonNode c : this.reference.get("cases")) {
-			int[] prompt = Fixtures.ints(c.get("ids"));
-			assertThat(this.tokenizer.encode(c.get("prompt").asText())).containsExactly(prompt);
-			int[] expected = Fixtures.ints(c.get("greedy"));
-			try (InferenceSession session = new InferenceSession(model, prompt.length + expected.length)) {
-				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, expected.length);
-				SmolLm2GoldenIT.assertSameUnderNearTieRule(this.name + " dense " + c.get("prompt"), tokens, expected,
-						c.get("greedyGaps"));
-			}
-		}
+		SmolLm2GoldenIT.assertDenseGreedy(this.name + " dense", SmolLm2GoldenIT.with(this.dense, decode),
+				this.tokenizer, this.reference);
 	}
 
 	@Test
 	void griffinMatchesReferenceGriffin() {
-		CausalLm griffin = GriffinTransform.apply(with(this.dense, Kernels.Decode.POOL),
-				DensitySchedule.uniform(this.reference.get("density").asDouble(), this.dense.config().numberOfLayers()),
-				SelectionMethod.TOPK);
-		for (JsonNode c : this.reference.get("cases")) {
-			int[] prompt = Fixtures.ints(c.get("ids"));
-			int[] expected = Fixtures.ints(c.get("griffinGreedy"));
-			try (InferenceSession session = new InferenceSession(griffin, prompt.length + expected.length)) {
-				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, expected.length);
-				double worst = 1;
-				for (int layer = 0; layer < this.dense.config().numberOfLayers(); layer++) {
-					int[] ours = ((GriffinState) session.state(layer)).experts().indices();
-					double overlap = SmolLm2GoldenIT.overlap(ours, Fixtures.ints(c.get("griffinExperts").get(layer)));
-					worst = Math.min(worst, overlap);
-					assertThat(overlap).as("layer %d expert overlap for %s", layer, c.get("prompt"))
-						.isGreaterThanOrEqualTo(0.99);
-				}
-				System.out.printf("%s GRIFFIN experts for %s: worst per-layer overlap with the reference %.4f%n",
-						this.name, c.get("prompt"), worst);
-				SmolLm2GoldenIT.assertSameUnderNearTieRule(this.name + " griffin " + c.get("prompt"), tokens, expected,
-						c.get("griffinGaps"));
-			}
-		}
+		SmolLm2GoldenIT.assertGriffinGreedy(this.name, SmolLm2GoldenIT.with(this.dense, Kernels.Decode.POOL),
+				this.reference);
 	}
 
 }

@@ -101,47 +101,65 @@ class SmolLm2GoldenIT {
 	/**
 	 * The model computing its products in one of the decode forms calibration can choose.
 	 */
-	private static CausalLm with(CausalLm model, Kernels.Decode decode) {
+	static CausalLm with(CausalLm model, Kernels.Decode decode) {
 		return model.withKernels(new Kernels(decode, Kernels.Prefill.WEIGHTS, model.kernels().threads()));
 	}
 
 	@ParameterizedTest
 	@EnumSource(value = Kernels.Decode.class, names = { "POOL", "SPLIT" })
 	void denseGreedyMatchesHuggingFace(Kernels.Decode decode) {
-		CausalLm dense = with(SmolLm2GoldenIT.dense, decode);
-		for (JsonNode c : Fixtures.json("smollm2/reference.json").get("cases")) {
-			int[] prompt = Fixtures.ints(c.get("ids"));
-			assertThat(tokenizer.encode(c.get("prompt").asText())).containsExactly(prompt);
-			try (InferenceSession session = new InferenceSession(dense, prompt.length + 32)) {
-				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, 32);
-				assertSameUnderNearTieRule("dense " + c.get("prompt"), tokens, Fixtures.ints(c.get("greedy")),
-						c.get("greedyGaps"));
-			}
-		}
+		assertDenseGreedy("dense", with(dense, decode), tokenizer, Fixtures.json("smollm2/reference.json"));
 	}
 
 	@ParameterizedTest
 	@EnumSource(value = Kernels.Decode.class, names = { "POOL", "SPLIT" })
 	void griffinMatchesReferenceGriffin(Kernels.Decode decode) {
-		JsonNode reference = Fixtures.json("smollm2/reference.json");
-		CausalLm griffin = GriffinTransform.apply(with(dense, decode),
-				DensitySchedule.uniform(reference.get("density").asDouble(), dense.config().numberOfLayers()),
-				SelectionMethod.TOPK);
+		assertGriffinGreedy("", with(dense, decode), Fixtures.json("smollm2/reference.json"));
+	}
+
+	/**
+	 * Each reference case's prompt encodes to its ids, and {@code dense} continues it
+	 * greedily with the reference's tokens (under the near-tie rule).
+	 */
+	static void assertDenseGreedy(String what, CausalLm dense, Tokenizer tokenizer, JsonNode reference) {
 		for (JsonNode c : reference.get("cases")) {
 			int[] prompt = Fixtures.ints(c.get("ids"));
-			try (InferenceSession session = new InferenceSession(griffin, prompt.length + 32)) {
-				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, 32);
+			assertThat(tokenizer.encode(c.get("prompt").asText())).containsExactly(prompt);
+			int[] expected = Fixtures.ints(c.get("greedy"));
+			try (InferenceSession session = new InferenceSession(dense, prompt.length + expected.length)) {
+				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, expected.length);
+				assertSameUnderNearTieRule(what + " " + c.get("prompt"), tokens, expected, c.get("greedyGaps"));
+			}
+		}
+	}
+
+	/**
+	 * GRIFFIN over {@code dense} at the reference's density: on each case it selects at
+	 * least 99% of the reference's experts in every layer, and continues greedily with
+	 * the reference's GRIFFIN tokens (under the near-tie rule).
+	 * @param name the model's name in the report, or empty
+	 */
+	static void assertGriffinGreedy(String name, CausalLm dense, JsonNode reference) {
+		int layers = dense.config().numberOfLayers();
+		CausalLm griffin = GriffinTransform.apply(dense,
+				DensitySchedule.uniform(reference.get("density").asDouble(), layers), SelectionMethod.TOPK);
+		String prefix = name.isEmpty() ? "" : name + " ";
+		for (JsonNode c : reference.get("cases")) {
+			int[] prompt = Fixtures.ints(c.get("ids"));
+			int[] expected = Fixtures.ints(c.get("griffinGreedy"));
+			try (InferenceSession session = new InferenceSession(griffin, prompt.length + expected.length)) {
+				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, expected.length);
 				double worst = 1;
-				for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
+				for (int layer = 0; layer < layers; layer++) {
 					int[] ours = ((GriffinState) session.state(layer)).experts().indices();
 					double overlap = overlap(ours, Fixtures.ints(c.get("griffinExperts").get(layer)));
 					worst = Math.min(worst, overlap);
 					assertThat(overlap).as("layer %d expert overlap for %s", layer, c.get("prompt"))
 						.isGreaterThanOrEqualTo(0.99);
 				}
-				System.out.printf("GRIFFIN experts for %s: worst per-layer overlap with the reference %.4f%n",
+				System.out.printf("%sGRIFFIN experts for %s: worst per-layer overlap with the reference %.4f%n", prefix,
 						c.get("prompt"), worst);
-				assertSameUnderNearTieRule("griffin " + c.get("prompt"), tokens, Fixtures.ints(c.get("griffinGreedy")),
+				assertSameUnderNearTieRule(prefix + "griffin " + c.get("prompt"), tokens, expected,
 						c.get("griffinGaps"));
 			}
 		}
