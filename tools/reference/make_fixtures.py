@@ -149,36 +149,50 @@ CONVERSATIONS = [
 ]
 
 
-def make_smollm2(model_path):
-    folder, file = str(pathlib.Path(model_path).parent), pathlib.Path(model_path).name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+def chat_renderings(tokenizer, generation_prompts):
+    """The chat template's text and token ids for each conversation, with and/or without the generation prompt."""
     chats = []
     for messages in CONVERSATIONS:
-        for add in (True, False):
+        for add in generation_prompts:
             text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add)
             chats.append({"messages": messages, "addGenerationPrompt": add, "text": text,
                           "ids": tokenizer.encode(text, add_special_tokens=False)})
+    return chats
+
+
+def reference_case(name, model, tokenizer, prompt, steps, extra=None):
+    """A prompt's ids, dense and GRIFFIN greedy continuations with their top-2 gaps, and GRIFFIN's experts;
+    extra(ids) adds fields right after the ids."""
+    ids = tokenizer.encode(prompt, add_special_tokens=False)
+    case = {"prompt": prompt, "ids": ids, **(extra(ids) if extra else {})}
+    tokens, gaps = greedy(model, ids, steps)
+    griffin_hf.apply_griffin(model, DENSITY)
+    griffin_tokens, griffin_gaps = greedy(model, ids, steps)
+    experts = griffin_hf.selected_experts(model)
+    griffin_hf.remove_griffin(model)
+    case.update({"greedy": tokens, "greedyGaps": gaps, "griffinGreedy": griffin_tokens, "griffinGaps": griffin_gaps,
+                 "griffinExperts": experts})
+    print(f"{name}: {prompt!r} -> {tokenizer.decode(tokens)!r} / GRIFFIN {tokenizer.decode(griffin_tokens)!r}",
+          file=sys.stderr)
+    return case
+
+
+def make_smollm2(model_path):
+    folder, file = str(pathlib.Path(model_path).parent), pathlib.Path(model_path).name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
     dump(OUT / "smollm2" / "tokenizer.json", {
         "strings": [{"text": s, "ids": tokenizer.encode(s, add_special_tokens=False)} for s in HARD_STRINGS],
-        "chats": chats,
+        "chats": chat_renderings(tokenizer, (True, False)),
     })
 
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32).eval()
-    cases = []
-    for prompt in PROMPTS:
-        ids = tokenizer.encode(prompt, add_special_tokens=False)
+
+    def last_logits(ids):
         with torch.no_grad():
-            last_logits = model(torch.tensor([ids])).logits[0, -1]
-        tokens, gaps = greedy(model, ids, 32)
-        griffin_hf.apply_griffin(model, DENSITY)
-        griffin_tokens, griffin_gaps = greedy(model, ids, 32)
-        experts = griffin_hf.selected_experts(model)
-        griffin_hf.remove_griffin(model)
-        cases.append({"prompt": prompt, "ids": ids, "lastLogitsHead": [float(v) for v in last_logits[:64]],
-                      "lastLogitsArgmax": int(last_logits.argmax()),
-                      "greedy": tokens, "greedyGaps": gaps, "griffinGreedy": griffin_tokens,
-                      "griffinGaps": griffin_gaps, "griffinExperts": experts})
-        print(f"smollm2: {prompt!r} -> {tokenizer.decode(tokens)!r}", file=sys.stderr)
+            logits = model(torch.tensor([ids])).logits[0, -1]
+        return {"lastLogitsHead": [float(v) for v in logits[:64]], "lastLogitsArgmax": int(logits.argmax())}
+
+    cases = [reference_case("smollm2", model, tokenizer, prompt, 32, last_logits) for prompt in PROMPTS]
     dump(OUT / "smollm2" / "reference.json", {"density": DENSITY, "cases": cases})
 
 
@@ -193,25 +207,10 @@ def make_named(name, model_path):
     """Token ids, chat renderings, dense and GRIFFIN greedy continuations and experts of a named model."""
     folder, file = str(pathlib.Path(model_path).parent), pathlib.Path(model_path).name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-    chats = []
-    for messages in CONVERSATIONS:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        chats.append({"messages": messages, "addGenerationPrompt": True, "text": text,
-                      "ids": tokenizer.encode(text, add_special_tokens=False)})
+    chats = chat_renderings(tokenizer, (True,))
     strings = [{"text": s, "ids": tokenizer.encode(s, add_special_tokens=False)} for s in HARD_STRINGS]
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32).eval()
-    cases = []
-    for prompt in NAMED_PROMPTS:
-        ids = tokenizer.encode(prompt, add_special_tokens=False)
-        tokens, gaps = greedy(model, ids, NAMED_STEPS)
-        griffin_hf.apply_griffin(model, DENSITY)
-        griffin_tokens, griffin_gaps = greedy(model, ids, NAMED_STEPS)
-        experts = griffin_hf.selected_experts(model)
-        griffin_hf.remove_griffin(model)
-        cases.append({"prompt": prompt, "ids": ids, "greedy": tokens, "greedyGaps": gaps,
-                      "griffinGreedy": griffin_tokens, "griffinGaps": griffin_gaps, "griffinExperts": experts})
-        print(f"{name}: {prompt!r} -> {tokenizer.decode(tokens)!r} / GRIFFIN {tokenizer.decode(griffin_tokens)!r}",
-              file=sys.stderr)
+    cases = [reference_case(name, model, tokenizer, prompt, NAMED_STEPS) for prompt in NAMED_PROMPTS]
     dump(OUT / name / "reference.json", {"model": file, "density": DENSITY, "strings": strings, "chats": chats,
                                          "cases": cases})
 
