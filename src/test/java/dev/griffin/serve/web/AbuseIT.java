@@ -396,6 +396,37 @@ class AbuseIT extends ServiceTestBase {
 		}
 	}
 
+	/**
+	 * A client that sends its next request before it has read the answer to the last
+	 * (pipelining, or a browser whose request arrives while the server still finishes the
+	 * previous response) has every request answered, and the connection then serves the
+	 * request after them. Reactor Netty 1.3.6 stopped reading such a connection once the
+	 * buffered request had been answered: the following request was never read, and a
+	 * browser's "Try it out" in Swagger UI hung about once in twelve.
+	 */
+	@Test
+	void pipelinedRequestsAreAnsweredAndTheConnectionServesTheNext() throws Exception {
+		byte[] models = ("GET /v1/models HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY + "\r\n\r\n")
+			.getBytes(StandardCharsets.US_ASCII);
+		byte[] live = "GET /actuator/health/liveness HTTP/1.1\r\nHost: localhost\r\n\r\n"
+			.getBytes(StandardCharsets.US_ASCII);
+		try (Socket socket = new Socket("localhost", this.port)) {
+			socket.setSoTimeout(10_000);
+			OutputStream out = socket.getOutputStream();
+			InputStream in = socket.getInputStream();
+			for (byte[][] pair : new byte[][][] { { models, models }, { models, live }, { live, models } }) {
+				out.write(pair[0]);
+				out.write(pair[1]);
+				out.flush();
+				assertThat(readResponse(in)).startsWith("HTTP/1.1 200");
+				assertThat(readResponse(in)).startsWith("HTTP/1.1 200");
+				out.write(models);
+				out.flush();
+				assertThat(readResponse(in)).as("the request after two pipelined ones").startsWith("HTTP/1.1 200");
+			}
+		}
+	}
+
 	/** The head of a raw POST /tokenize with the first key. */
 	private static byte[] tokenizeHead(String contentType, long contentLength) {
 		return ("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + KEY + "\r\nContent-Type: "
