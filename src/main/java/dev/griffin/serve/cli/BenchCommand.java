@@ -108,7 +108,7 @@ public class BenchCommand implements Callable<Integer> {
 				ai.djl.pytorch.jni.JniUtils.getNumThreads());
 		for (String dtype : this.dtypes) {
 			this.model.dtype = dtype;
-			try (LoadedModel loaded = LoadedModel.load(this.model.modelPath(), this.model.options(), (layers) -> {
+			try (LoadedModel loaded = this.model.load((layers) -> {
 			})) {
 				System.out.printf("%s kernels: %s%n", dtype, loaded.kernels());
 				plans.add(Map.of("dtype", dtype, "kernels", loaded.kernels().kernels().toString(), "calibration",

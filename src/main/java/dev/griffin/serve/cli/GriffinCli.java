@@ -9,7 +9,7 @@ import dev.griffin.serve.weights.CheckpointException;
 @Command(name = "griffin-serve", mixinStandardHelpOptions = true, version = "griffin-serve 0.1.0",
 		description = "LLM generation with GRIFFIN feed-forward expert selection on DJL PyTorch.",
 		subcommands = { ServeCommand.class, GenerateCommand.class, BenchCommand.class, EvalCommand.class,
-				OverlapCommand.class, PlotsCommand.class })
+				OverlapCommand.class, PlotsCommand.class, PriorCommand.class })
 public class GriffinCli implements Runnable {
 
 	private static final String LOGBACK_CONFIGURATION = "logback.configurationFile";

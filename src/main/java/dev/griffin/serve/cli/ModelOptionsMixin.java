@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import picocli.CommandLine.Option;
 
 import dev.griffin.serve.griffin.SelectionMethod;
+import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.weights.Checkpoints;
 
@@ -42,6 +43,11 @@ public class ModelOptionsMixin {
 					+ "matrices (default: ${DEFAULT-VALUE}; --no-pack-weights to turn off).")
 	boolean packWeights;
 
+	@Option(names = "--prior", paramLabel = "FILE|none",
+			description = "The neuron prior of the glass method: a file the prior command wrote, or none (default: "
+					+ "the file beside the model, when there is one).")
+	String prior;
+
 	Path modelPath() {
 		return (this.model != null) ? this.model : Checkpoints.defaultModelPath();
 	}
@@ -49,6 +55,11 @@ public class ModelOptionsMixin {
 	ModelOptions options() {
 		return ModelOptions.of(this.dtype, this.device, this.decodeKernel, this.prefillKernel)
 			.withPackWeights(this.packWeights);
+	}
+
+	/** Loads the model these options name, with its neuron prior. */
+	LoadedModel load(java.util.function.IntConsumer progress) {
+		return LoadedModel.load(modelPath(), this.prior, options(), progress);
 	}
 
 	void configureEngine() {

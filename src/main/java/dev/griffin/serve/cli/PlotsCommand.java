@@ -60,7 +60,7 @@ public class PlotsCommand implements Callable<Integer> {
 			speedVsDensity();
 		}
 		this.model.configureEngine();
-		try (LoadedModel loaded = LoadedModel.load(this.model.modelPath(), this.model.options(), (layers) -> {
+		try (LoadedModel loaded = this.model.load((layers) -> {
 		})) {
 			int[] prompt = loaded.tokenizer().encode(this.flockingPrompt);
 			Flocking.Result result = Flocking.measure(loaded.dense(), prompt, 32, 0.5);

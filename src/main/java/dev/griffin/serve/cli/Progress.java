@@ -12,7 +12,7 @@ final class Progress {
 
 	static LoadedModel load(ModelOptionsMixin options, PrintStream err) {
 		err.printf("loading %s (%s, %s)%n", options.modelPath(), options.dtype, options.device);
-		return LoadedModel.load(options.modelPath(), options.options(), (layers) -> {
+		return options.load((layers) -> {
 			err.printf("\rlayers loaded: %d", layers);
 			err.flush();
 		});

@@ -24,6 +24,8 @@ import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 import org.springframework.context.event.EventListener;
 
+import dev.griffin.serve.griffin.NeuronPrior;
+import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.generation.EngineProbe;
 import dev.griffin.serve.generation.Generator;
 import dev.griffin.serve.generation.LoadedModel;
@@ -57,7 +59,7 @@ public class EngineConfiguration {
 		ModelOptions options = ModelOptions
 			.of(model.dtype(), model.device(), model.decodeKernel(), model.prefillKernel())
 			.withPackWeights(model.packWeights());
-		return new ModelService(source, model.id(), options, properties.generation().warmUp(),
+		return new ModelService(source, model.id(), options, model.prior(), properties.generation().warmUp(),
 				probe.getIfAvailable(() -> EngineProbe.NONE));
 	}
 
@@ -65,11 +67,26 @@ public class EngineConfiguration {
 	void loadModel(ApplicationReadyEvent event) {
 		ModelService models = event.getApplicationContext().getBean(ModelService.class);
 		GriffinProperties properties = event.getApplicationContext().getBean(GriffinProperties.class);
-		models.checkOnLoad((loaded) -> checkMemoryBudget(loaded, models.options(), properties));
+		models.checkOnLoad((loaded) -> {
+			checkDefaultMethod(loaded, properties);
+			checkMemoryBudget(loaded, models.options(), properties);
+		});
 		models.startLoading();
 	}
 
 	private static final Logger logger = LoggerFactory.getLogger(EngineConfiguration.class);
+
+	/**
+	 * Refuses a default selection method the model cannot run (glass without a prior).
+	 */
+	static void checkDefaultMethod(LoadedModel loaded, GriffinProperties properties) {
+		SelectionMethod method = SelectionMethod.parse(properties.generation().defaultMethod());
+		if (!loaded.supports(method)) {
+			throw new IllegalStateException(("griffin.generation.default-method is %s, which needs the model's neuron "
+					+ "prior at %s: measure it with the prior command, or choose another method")
+				.formatted(method.wireName(), NeuronPrior.pathFor(loaded.path())));
+		}
+	}
 
 	/**
 	 * Refuses a configuration whose worst case (every worker at the longest context, the

@@ -1,5 +1,6 @@
 package dev.griffin.serve.generation;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.function.IntConsumer;
@@ -11,6 +12,7 @@ import org.slf4j.LoggerFactory;
 import dev.griffin.serve.weights.ModelBuilder;
 import dev.griffin.serve.griffin.DensitySchedule;
 import dev.griffin.serve.griffin.GriffinTransform;
+import dev.griffin.serve.griffin.NeuronPrior;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.KernelCalibration;
@@ -41,9 +43,12 @@ public final class LoadedModel implements AutoCloseable {
 
 	private final KernelCalibration.Result kernels;
 
+	private final NeuronPrior prior;
+
 	private LoadedModel(Path path, NDManager manager, CausalLm dense, Tokenizer tokenizer,
-			KernelCalibration.Result kernels) {
+			KernelCalibration.Result kernels, NeuronPrior prior) {
 		this.kernels = kernels;
+		this.prior = prior;
 		this.path = path;
 		this.manager = manager;
 		this.dense = dense;
@@ -51,9 +56,26 @@ public final class LoadedModel implements AutoCloseable {
 	}
 
 	/**
+	 * Loads a model with the neuron prior beside it, if there is one.
 	 * @param progress told the number of layers loaded so far
 	 */
 	public static LoadedModel load(Path path, ModelOptions options, IntConsumer progress) {
+		return load(path, null, options, progress);
+	}
+
+	/**
+	 * @param prior where the neuron prior is ({@link NeuronPrior#locate}: null for beside
+	 * the model if there, "none" for no prior, or a file that must exist)
+	 * @param progress told the number of layers loaded so far
+	 */
+	public static LoadedModel load(Path path, String prior, ModelOptions options, IntConsumer progress) {
+		Path priorFile;
+		try {
+			priorFile = NeuronPrior.locate(prior, path);
+		}
+		catch (IllegalArgumentException ex) {
+			throw new CheckpointException(ex.getMessage());
+		}
 		NativeAllocator.tune();
 		NDManager manager = NDManager.newBaseManager(options.djlDevice());
 		try (Checkpoint checkpoint = Checkpoints.open(path)) {
@@ -77,7 +99,7 @@ public final class LoadedModel implements AutoCloseable {
 			// it now keeps a concurrent collection from competing with the engine's
 			// threads during the first requests.
 			System.gc();
-			return new LoadedModel(path, manager, dense, tokenizer, kernels);
+			return new LoadedModel(path, manager, dense, tokenizer, kernels, readPrior(priorFile, dense));
 		}
 		catch (RuntimeException ex) {
 			manager.close();
@@ -85,8 +107,39 @@ public final class LoadedModel implements AutoCloseable {
 		}
 	}
 
+	/**
+	 * The neuron prior in {@code file}, or null for none; one that cannot be used fails
+	 * the load.
+	 */
+	private static NeuronPrior readPrior(Path file, CausalLm dense) {
+		if (file == null) {
+			logger.info("no neuron prior: the glass method is unavailable (the prior command measures one)");
+			return null;
+		}
+		try {
+			NeuronPrior prior = NeuronPrior.read(file);
+			prior.check(dense.config().numberOfLayers(), dense.config().intermediateSize());
+			logger.info("neuron prior: {} (tau {} tokens, measured on {} generated tokens)", file, prior.tau(),
+					prior.tokens());
+			return prior;
+		}
+		catch (IOException | IllegalArgumentException ex) {
+			throw new CheckpointException("%s: %s".formatted(file, ex.getMessage()));
+		}
+	}
+
 	public Path path() {
 		return this.path;
+	}
+
+	/** The model's neuron prior, or null when none was measured. */
+	public NeuronPrior prior() {
+		return this.prior;
+	}
+
+	/** Whether this model can run {@code method}: {@code glass} needs a neuron prior. */
+	public boolean supports(SelectionMethod method) {
+		return !method.usesPrior() || this.prior != null;
 	}
 
 	public CausalLm dense() {
@@ -111,7 +164,7 @@ public final class LoadedModel implements AutoCloseable {
 			return this.dense;
 		}
 		return GriffinTransform.apply(this.dense,
-				DensitySchedule.uniform(density, this.dense.config().numberOfLayers()), method);
+				DensitySchedule.uniform(density, this.dense.config().numberOfLayers()), method, this.prior);
 	}
 
 	@Override

@@ -38,6 +38,8 @@ public final class ModelService implements AutoCloseable {
 
 	private final ModelOptions options;
 
+	private final String prior;
+
 	private final boolean warmUp;
 
 	private final EngineProbe probe;
@@ -58,13 +60,17 @@ public final class ModelService implements AutoCloseable {
 	 * source (hf://org/name[@revision][/file.gguf]), downloaded when loading starts
 	 */
 	public ModelService(String source, String modelId, ModelOptions options, boolean warmUp) {
-		this(source, modelId, options, warmUp, EngineProbe.NONE);
+		this(source, modelId, options, null, warmUp, EngineProbe.NONE);
 	}
 
 	/**
+	 * @param prior where the neuron prior is
+	 * ({@link LoadedModel#load(Path, String, ModelOptions, java.util.function.IntConsumer)})
 	 * @param probe called before every forward pass of a generation (fault injection)
 	 */
-	public ModelService(String source, String modelId, ModelOptions options, boolean warmUp, EngineProbe probe) {
+	public ModelService(String source, String modelId, ModelOptions options, String prior, boolean warmUp,
+			EngineProbe probe) {
+		this.prior = prior;
 		this.probe = probe;
 		this.source = source;
 		this.modelId = modelId;
@@ -94,7 +100,7 @@ public final class ModelService implements AutoCloseable {
 					: Path.of(this.source);
 			logger.info("loading model {} from {} ({}, {})", this.modelId, path, this.options.dtype(),
 					this.options.device());
-			LoadedModel loaded = LoadedModel.load(path, this.options, (layers) -> {
+			LoadedModel loaded = LoadedModel.load(path, this.prior, this.options, (layers) -> {
 				if (layers % 10 == 0) {
 					logger.info("model {}: {} layers loaded", this.modelId, layers);
 				}

@@ -40,8 +40,10 @@ public final class ExpertSelector {
 	}
 
 	/**
-	 * Picks k of the F neurons from s^2 (ascending indices). Scores that tie are broken
-	 * towards the lower index. {@code random} may be null for {@code topk}.
+	 * Picks k of the F neurons from s^2 (ascending indices), or from the scores a method
+	 * derives from it ({@code wina}, {@code glass}, {@code magnitude}: the largest k).
+	 * Scores that tie are broken towards the lower index. {@code random} may be null for
+	 * the methods that do not sample.
 	 */
 	public static int[] select(double[] sumOfSquares, int k, SelectionMethod method, SplittableRandom random) {
 		int f = sumOfSquares.length;
@@ -49,7 +51,7 @@ public final class ExpertSelector {
 			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(f, k));
 		}
 		int[] selected = switch (method) {
-			case TOPK, MAGNITUDE -> top(sumOfSquares, k);
+			case TOPK, MAGNITUDE, WINA, GLASS -> top(sumOfSquares, k);
 			case SAMPLE -> sample(sumOfSquares, k, new boolean[f], random);
 			case TOPK_SAMPLE -> {
 				int[] head = top(sumOfSquares, k / 2);

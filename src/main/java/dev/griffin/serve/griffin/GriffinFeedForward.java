@@ -35,13 +35,31 @@ public final class GriffinFeedForward implements FeedForward {
 
 	private final int[] staticIndices;
 
+	/** {@code wina}'s weights of s^2: ||W_down[:, j]||^2; null for other methods. */
+	private final double[] downNormsSquared;
+
+	/** {@code glass}'s prior; null for other methods. */
+	private final NeuronPrior prior;
+
+	private final int layer;
+
 	/**
+	 * A block whose method needs no neuron prior.
 	 * @param dense the layer's dense weights
 	 * @param expertCount k, the number of neurons generation keeps
 	 * @param method how experts are chosen
-	 * @param manager owner of the static selection of {@code magnitude}
+	 * @param manager owner of the scratch work of {@code magnitude} and {@code wina}
 	 */
 	public GriffinFeedForward(Weights dense, int expertCount, SelectionMethod method, NDManager manager) {
+		this(dense, expertCount, method, manager, null, 0);
+	}
+
+	/**
+	 * @param prior the model's neuron prior ({@code glass} only)
+	 * @param layer this block's layer, its row of the prior
+	 */
+	public GriffinFeedForward(Weights dense, int expertCount, SelectionMethod method, NDManager manager,
+			NeuronPrior prior, int layer) {
 		if (expertCount < 0 || expertCount > dense.intermediateSize()) {
 			throw new IllegalArgumentException(
 					"expertCount must be in [0, %d], got %d".formatted(dense.intermediateSize(), expertCount));
@@ -49,8 +67,16 @@ public final class GriffinFeedForward implements FeedForward {
 		this.dense = dense;
 		this.expertCount = expertCount;
 		this.method = method;
+		if (method.usesPrior() != (prior != null)) {
+			throw new IllegalArgumentException(
+					(prior == null) ? "the %s method needs a neuron prior".formatted(method.wireName())
+							: "the %s method takes no neuron prior".formatted(method.wireName()));
+		}
 		this.staticIndices = (method == SelectionMethod.MAGNITUDE) ? magnitudeIndices(dense, expertCount, manager)
 				: null;
+		this.downNormsSquared = (method == SelectionMethod.WINA) ? downNormsSquared(dense, manager) : null;
+		this.prior = prior;
+		this.layer = layer;
 	}
 
 	/** k, the number of neurons each sequence's generation keeps. */
@@ -120,7 +146,7 @@ public final class GriffinFeedForward implements FeedForward {
 			if (sumOfSquares == null) {
 				throw new IllegalStateException("no prompt statistic: the prompt phase never ran");
 			}
-			selected = ExpertSelector.select(sumOfSquares, this.expertCount, this.method, random);
+			selected = ExpertSelector.select(scores(sumOfSquares), this.expertCount, this.method, random);
 		}
 		else {
 			selected = this.staticIndices;
@@ -128,9 +154,36 @@ public final class GriffinFeedForward implements FeedForward {
 		return experts(selected);
 	}
 
+	/** What the method ranks: s^2, or the scores it derives from s^2. */
+	double[] scores(double[] sumOfSquares) {
+		return switch (this.method) {
+			case WINA -> {
+				double[] scores = new double[sumOfSquares.length];
+				for (int j = 0; j < scores.length; j++) {
+					scores[j] = sumOfSquares[j] * this.downNormsSquared[j];
+				}
+				yield scores;
+			}
+			case GLASS -> this.prior.blend(this.layer, sumOfSquares);
+			default -> sumOfSquares;
+		};
+	}
+
 	/** A sequence's experts E over this block's dense weights, not gathered yet. */
 	LayerExperts experts(int[] indices) {
 		return new LayerExperts(this.dense, indices);
+	}
+
+	/** ||W_down[:, j]||^2 for every neuron j, in float64. */
+	private static double[] downNormsSquared(Weights dense, NDManager manager) {
+		try (NDManager scratch = manager.newSubManager()) {
+			NDArray down = dense.down().toType(ai.djl.ndarray.types.DataType.FLOAT64, false); // [D,
+																								// F]
+			down.attach(scratch);
+			NDArray norms = down.square().sum(new int[] { 0 }); // [F]
+			norms.attach(scratch);
+			return norms.toDoubleArray();
+		}
 	}
 
 	/**

@@ -1,6 +1,7 @@
 package dev.griffin.serve.griffin;
 
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 
 /**
@@ -22,7 +23,21 @@ public enum SelectionMethod {
 	 * A static selection made once at load time by ||W_gate row|| * ||W_up row||: the
 	 * neuron-magnitude pruning baseline, the same for every prompt.
 	 */
-	MAGNITUDE("magnitude");
+	MAGNITUDE("magnitude"),
+	/**
+	 * The k neurons with the largest s_j * ||W_down[:, j]||: the prompt statistic
+	 * weighted by how much each neuron can move the block's output (WINA, Chen et al.
+	 * 2025, arXiv 2505.19427, applied to GRIFFIN's statistic).
+	 */
+	WINA("wina"),
+	/**
+	 * The k neurons with the largest s_j^2 + tau * g_j, where g is the model's neuron
+	 * prior (each neuron's mean share of a generated token's Zbar^2, measured once per
+	 * model by the {@code prior} command) and tau its weight in tokens: a short prompt
+	 * leans on the prior, a long one on itself (after GLASS, arXiv 2508.14302, which
+	 * blends a prompt's local statistic with a global one).
+	 */
+	GLASS("glass");
 
 	private final String wireName;
 
@@ -38,6 +53,16 @@ public enum SelectionMethod {
 		return this != MAGNITUDE;
 	}
 
+	/** Whether the method needs the model's neuron prior ({@link NeuronPrior}). */
+	public boolean usesPrior() {
+		return this == GLASS;
+	}
+
+	/** The wire names, in declaration order. */
+	public static List<String> wireNames() {
+		return Arrays.stream(values()).map(SelectionMethod::wireName).toList();
+	}
+
 	public static SelectionMethod parse(String name) {
 		String key = name.trim().toLowerCase(Locale.ROOT).replace('-', '_');
 		for (SelectionMethod method : values()) {
@@ -45,8 +70,7 @@ public enum SelectionMethod {
 				return method;
 			}
 		}
-		throw new IllegalArgumentException("selection method '" + name + "' is not one of "
-				+ Arrays.stream(values()).map(SelectionMethod::wireName).toList());
+		throw new IllegalArgumentException("selection method '" + name + "' is not one of " + wireNames());
 	}
 
 }

@@ -151,6 +151,11 @@ final class RequestMapper {
 		catch (IllegalArgumentException ex) {
 			throw new InvalidRequestException("griffin.method", ex.getMessage());
 		}
+		if (selection.usesPrior() && !this.models.model().supports(selection)) {
+			throw new InvalidRequestException("griffin.method",
+					"the %s method needs a neuron prior, which model %s does not have".formatted(selection.wireName(),
+							this.models.modelId()));
+		}
 		double density = (options != null && options.density() != null) ? options.density()
 				: this.properties.generation().defaultDensityRule().forPrompt(promptTokens);
 		return new GriffinSettings(density(density, "griffin.density"), selection);

@@ -10,7 +10,9 @@ import org.springframework.test.web.reactive.server.WebTestClient;
  * kernels are fixed, so that each context skips the calibration at load (about 8 s on a
  * 2-core machine); {@link ServiceIT} keeps the default, calibrated plan.
  */
-@TestPropertySource(properties = { "griffin.model.decode-kernel=single", "griffin.model.prefill-kernel=weights" })
+// no neuron prior, whatever the model cache holds: the glass method is refused
+@TestPropertySource(properties = { "griffin.model.decode-kernel=single", "griffin.model.prefill-kernel=weights",
+		"griffin.model.prior=none" })
 abstract class ServiceTestBase {
 
 	@LocalServerPort
