@@ -23,8 +23,6 @@ import dev.griffin.serve.generation.Sampler;
 import dev.griffin.serve.griffin.ExpertSelector;
 import dev.griffin.serve.griffin.ReferenceExpertSelector;
 import dev.griffin.serve.model.CausalLm;
-import dev.griffin.serve.model.FeedForward;
-import dev.griffin.serve.model.Kernels;
 
 /**
  * Flocking (Dong et al. 2024, section 3): the tokens of one sequence activate largely the
@@ -166,32 +164,23 @@ public final class Flocking {
 	}
 
 	/** The dense block, recording every token's Z into a list owned by the caller. */
-	private static final class Recorder implements FeedForward {
-
-		private final Weights weights;
+	private static final class Recorder extends ActivationRecorder {
 
 		private final List<float[]> rows;
 
 		Recorder(Weights weights, List<float[]> rows) {
-			this.weights = weights;
+			super(weights);
 			this.rows = rows;
 		}
 
 		@Override
-		public Weights weights() {
-			return this.weights;
-		}
-
-		@Override
-		public NDArray forward(NDArray x, Phase phase, State state, Kernels kernels) {
-			NDArray z = kernels.activations(x, this.weights.gateUp()); // [T, F]
+		void record(NDArray z, Phase phase) {
 			int t = (int) z.getShape().get(0);
 			int f = (int) z.getShape().get(1);
 			float[] all = z.toType(DataType.FLOAT32, false).toFloatArray();
 			for (int i = 0; i < t; i++) {
 				this.rows.add(Arrays.copyOfRange(all, i * f, (i + 1) * f));
 			}
-			return kernels.output(z, this.weights.down()); // [T, D]
 		}
 
 	}

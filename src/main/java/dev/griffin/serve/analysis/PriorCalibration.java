@@ -18,8 +18,6 @@ import dev.griffin.serve.generation.SamplingParams;
 import dev.griffin.serve.griffin.ExpertSelector;
 import dev.griffin.serve.griffin.NeuronPrior;
 import dev.griffin.serve.model.CausalLm;
-import dev.griffin.serve.model.FeedForward;
-import dev.griffin.serve.model.Kernels;
 import dev.griffin.serve.tokenizer.ChatTemplate;
 
 /**
@@ -198,9 +196,7 @@ public final class PriorCalibration {
 	 * The dense block, adding each prompt token's {@code Zbar^2} to one sum and each
 	 * generated token's to another.
 	 */
-	private static final class Recorder implements FeedForward {
-
-		private final Weights weights;
+	private static final class Recorder extends ActivationRecorder {
 
 		private final double[] prompt;
 
@@ -210,20 +206,14 @@ public final class PriorCalibration {
 		private final int[] tokens;
 
 		Recorder(Weights weights, double[] prompt, double[] reply, int[] tokens) {
-			this.weights = weights;
+			super(weights);
 			this.prompt = prompt;
 			this.reply = reply;
 			this.tokens = tokens;
 		}
 
 		@Override
-		public Weights weights() {
-			return this.weights;
-		}
-
-		@Override
-		public NDArray forward(NDArray x, Phase phase, State state, Kernels kernels) {
-			NDArray z = kernels.activations(x, this.weights.gateUp()); // [T, F]
+		void record(NDArray z, Phase phase) {
 			double[] squares = ExpertSelector.sumOfSquares(z); // [F]
 			double[] sums = (phase == Phase.PROMPT) ? this.prompt : this.reply;
 			for (int j = 0; j < squares.length; j++) {
@@ -232,7 +222,6 @@ public final class PriorCalibration {
 			if (phase == Phase.GENERATION && this.tokens != null) {
 				this.tokens[0] += (int) z.getShape().get(0);
 			}
-			return kernels.output(z, this.weights.down()); // [T, D]
 		}
 
 	}
