@@ -61,8 +61,9 @@ public class BenchCommand implements Callable<Integer> {
 			description = "1.0 is the dense model; others are GRIFFIN with --method.")
 	List<Double> densities;
 
-	@Option(names = "--method", defaultValue = "topk")
-	String method;
+	@Option(names = "--method", split = ",", defaultValue = "topk",
+			description = "GRIFFIN selection methods, each measured at every density below 1 (default: ${DEFAULT-VALUE}).")
+	List<String> methods;
 
 	@Option(names = "--runs", defaultValue = "3", description = "Measured runs per configuration (median reported).")
 	int runs;
@@ -95,7 +96,7 @@ public class BenchCommand implements Callable<Integer> {
 	@Override
 	public Integer call() throws IOException {
 		this.model.configureEngine();
-		SelectionMethod selection = SelectionMethod.parse(this.method);
+		List<SelectionMethod> selections = this.methods.stream().map(SelectionMethod::parse).distinct().toList();
 		List<Map<String, Object>> rows = new ArrayList<>();
 		List<Map<String, Object>> plans = new ArrayList<>();
 		List<Map<String, Object>> operations = new ArrayList<>();
@@ -122,23 +123,30 @@ public class BenchCommand implements Callable<Integer> {
 				int layers = loaded.dense().config().numberOfLayers();
 				for (Kernels plan : kernels) {
 					for (double density : this.densities) {
-						CausalLm variant = loaded.variant(density, selection).withKernels(plan);
-						int ops = OpCount.decodeStep(variant);
-						System.out.printf(
-								"%s density %s, %s: %d libtorch operations per decode step (%.1f per layer)%n", dtype,
-								density, plan, ops, (double) ops / layers);
-						operations.add(Map.of("dtype", dtype, "density", density, "kernels", plan.toString(),
-								"decodeOperations", ops, "decodeOperationsPerLayer", (double) ops / layers));
-						configs.add(new Config(density, plan, variant, new Generator(variant, loaded.tokenizer())));
+						// the dense model once; every method at a density below 1
+						for (SelectionMethod selection : (density == 1.0) ? List.of(SelectionMethod.TOPK)
+								: selections) {
+							CausalLm variant = loaded.variant(density, selection).withKernels(plan);
+							String method = (density == 1.0) ? "dense" : selection.wireName();
+							int ops = OpCount.decodeStep(variant);
+							System.out.printf(
+									"%s density %s %s, %s: %d libtorch operations per decode step (%.1f per layer)%n",
+									dtype, density, method, plan, ops, (double) ops / layers);
+							operations.add(Map.of("dtype", dtype, "density", density, "method", method, "kernels",
+									plan.toString(), "decodeOperations", ops, "decodeOperationsPerLayer",
+									(double) ops / layers));
+							configs.add(new Config(density, method, plan, variant,
+									new Generator(variant, loaded.tokenizer())));
+						}
 					}
 				}
-				System.out.printf("%-8s %-24s %7s %5s %-8s %12s %12s %10s %10s %12s %10s %8s%n", "dtype", "kernels",
+				System.out.printf("%-8s %-24s %7s %5s %-14s %12s %12s %10s %10s %12s %10s %8s%n", "dtype", "kernels",
 						"prompt", "new", "density", "prefill t/s", "decode t/s", "TTFT ms", "vs dense", "MB/token",
 						"GB/s", "of max");
 				for (int promptLength : this.promptTokens) {
 					int[] prompt = prompt(loaded, promptLength);
 					for (int newTokens : this.newTokens) {
-						rows.addAll(measure(loaded, configs, dtype, prompt, newTokens, selection, machine));
+						rows.addAll(measure(loaded, configs, dtype, prompt, newTokens, machine));
 					}
 				}
 				if (this.batch != null && !this.batch.isEmpty()) {
@@ -162,7 +170,7 @@ public class BenchCommand implements Callable<Integer> {
 
 	/** One prompt length and generation length: every density, printed and as rows. */
 	private List<Map<String, Object>> measure(LoadedModel loaded, List<Config> configs, String dtype, int[] prompt,
-			int newTokens, SelectionMethod selection, double machine) {
+			int newTokens, double machine) {
 		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, newTokens, List.of(), List.of(), true);
 		int n = configs.size();
 		Generator[] generators = configs.stream().map(Config::generator).toArray(Generator[]::new);
@@ -200,16 +208,15 @@ public class BenchCommand implements Callable<Integer> {
 			}
 			double ratio = decodeMedian / denseDecode;
 			String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill()).toLowerCase();
-			System.out.printf("%-8s %-24s %7d %5d %-8s %12.1f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n", dtype,
-					kernels, prompt.length, newTokens, (density == 1.0) ? "dense" : String.valueOf(density),
-					median(prefill[i]), decodeMedian, median(ttft[i]),
-					Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6, bandwidth,
+			System.out.printf("%-8s %-24s %7d %5d %-14s %12.1f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n", dtype,
+					kernels, prompt.length, newTokens, config.label(), median(prefill[i]), decodeMedian,
+					median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6, bandwidth,
 					100 * bandwidth / machine);
 			Map<String, Object> row = new LinkedHashMap<>();
 			row.put("dtype", dtype);
 			row.put("kernels", config.kernels().toString());
 			row.put("density", density);
-			row.put("method", (density == 1.0) ? "dense" : selection.wireName());
+			row.put("method", config.method());
 			row.put("promptTokens", prompt.length);
 			row.put("newTokens", newTokens);
 			row.put("prefillTokensPerSecond", median(prefill[i]));
@@ -245,7 +252,7 @@ public class BenchCommand implements Callable<Integer> {
 		int forms = arenas.size();
 		int n = configs.size() * forms; // every config in every KV form
 		int sizes = this.batch.size();
-		System.out.printf("%-8s %-24s %-6s %7s %5s %-8s %6s %16s %14s %10s %10s %10s %8s%n", "dtype", "kernels", "kv",
+		System.out.printf("%-8s %-24s %-6s %7s %5s %-14s %6s %16s %14s %10s %10s %10s %8s%n", "dtype", "kernels", "kv",
 				"prompt", "new", "density", "batch", "aggregate t/s", "per-seq t/s", "step ms", "vs batch1", "GB/s",
 				"of max");
 		List<Map<String, Object>> rows = new ArrayList<>();
@@ -280,16 +287,17 @@ public class BenchCommand implements Callable<Integer> {
 						double bandwidth = bytes * (total / b) / 1e9;
 						String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill())
 							.toLowerCase();
-						System.out.printf("%-8s %-24s %-6s %7d %5d %-8s %6d %16.2f %14.2f %10.1f %10s %10.2f %7.0f%%%n",
-								dtype, kernels, form, promptLength, newTokens,
-								(config.density() == 1.0) ? "dense" : String.valueOf(config.density()), b, total,
-								total / b, 1e3 * b / total, Double.isNaN(ratio) ? "-" : "%.2fx".formatted(ratio),
-								bandwidth, 100 * bandwidth / machine);
+						System.out.printf(
+								"%-8s %-24s %-6s %7d %5d %-14s %6d %16.2f %14.2f %10.1f %10s %10.2f %7.0f%%%n", dtype,
+								kernels, form, promptLength, newTokens, config.label(), b, total, total / b,
+								1e3 * b / total, Double.isNaN(ratio) ? "-" : "%.2fx".formatted(ratio), bandwidth,
+								100 * bandwidth / machine);
 						Map<String, Object> row = new LinkedHashMap<>();
 						row.put("dtype", dtype);
 						row.put("kernels", config.kernels().toString());
 						row.put("kv", form);
 						row.put("density", config.density());
+						row.put("method", config.method());
 						row.put("promptTokens", promptLength);
 						row.put("newTokens", newTokens);
 						row.put("batch", b);
@@ -360,7 +368,13 @@ public class BenchCommand implements Callable<Integer> {
 	}
 
 	/** One measured configuration: a density with a kernel plan. */
-	private record Config(double density, Kernels kernels, CausalLm model, Generator generator) {
+	/** One measured configuration; {@code method} is "dense" at density 1. */
+	private record Config(double density, String method, Kernels kernels, CausalLm model, Generator generator) {
+
+		/** "dense", or the method and density ("glass 0.5"). */
+		String label() {
+			return (this.density == 1.0) ? "dense" : this.method + " " + this.density;
+		}
 
 	}
 
