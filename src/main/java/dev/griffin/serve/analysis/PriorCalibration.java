@@ -46,17 +46,12 @@ public final class PriorCalibration {
 	 *
 	 * @param prior the prior with the chosen tau
 	 * @param taus the tau values tried
-	 * @param overlaps per tau, the mean share of a reply's activations (its statistic)
-	 * that the prompt's selection holds
+	 * @param shares per tau, the mean share of a reply's activations (its statistic) that
+	 * the prompt's selection holds
 	 * @param instructions how many instructions
 	 * @param promptTokens their prompts' mean length
 	 */
-	public record Result(NeuronPrior prior, double[] taus, double[] overlaps, int instructions, double promptTokens) {
-
-		/** The share GRIFFIN's own selection (tau 0) holds. */
-		public double griffinOverlap() {
-			return this.overlaps[0];
-		}
+	public record Result(NeuronPrior prior, double[] taus, double[] shares, int instructions, double promptTokens) {
 
 	}
 
@@ -142,7 +137,7 @@ public final class PriorCalibration {
 			throw new IllegalStateException("the model replied to no instruction with a token to measure");
 		}
 		int k = (int) Math.floor(f * density);
-		double[] overlaps = new double[TAUS.length];
+		double[] shares = new double[TAUS.length];
 		int counted = 0;
 		for (int i = 0; i < n; i++) {
 			int others = totalTokens - replyTokens[i];
@@ -169,7 +164,7 @@ public final class PriorCalibration {
 					for (int j : ExpertSelector.top(scores, k)) {
 						covered += reply[j];
 					}
-					overlaps[t] += covered / energy / layers;
+					shares[t] += covered / energy / layers;
 				}
 			}
 		}
@@ -178,8 +173,8 @@ public final class PriorCalibration {
 		}
 		int best = 0;
 		for (int t = 0; t < TAUS.length; t++) {
-			overlaps[t] /= counted;
-			if (overlaps[t] > overlaps[best]) {
+			shares[t] /= counted;
+			if (shares[t] > shares[best]) {
 				best = t;
 			}
 		}
@@ -189,7 +184,7 @@ public final class PriorCalibration {
 				prior[layer][j] = total[layer][j] / totalTokens;
 			}
 		}
-		return new Result(new NeuronPrior(TAUS[best], totalTokens, prior), TAUS.clone(), overlaps, n, promptTokens / n);
+		return new Result(new NeuronPrior(TAUS[best], totalTokens, prior), TAUS.clone(), shares, n, promptTokens / n);
 	}
 
 	/**

@@ -367,7 +367,6 @@ public class BenchCommand implements Callable<Integer> {
 		return rest + batch * (bytesPerToken(dense, density) - rest);
 	}
 
-	/** One measured configuration: a density with a kernel plan. */
 	/** One measured configuration; {@code method} is "dense" at density 1. */
 	private record Config(double density, String method, Kernels kernels, CausalLm model, Generator generator) {
 

@@ -62,7 +62,7 @@ public class PriorCommand implements Callable<Integer> {
 		System.out.printf("share of a reply's activations its prompt's %.0f%% of the neurons hold, by tau:%n",
 				100 * this.density);
 		for (int t = 0; t < result.taus().length; t++) {
-			System.out.printf("  tau %7.0f  %.4f%s%n", result.taus()[t], result.overlaps()[t],
+			System.out.printf("  tau %7.0f  %.4f%s%n", result.taus()[t], result.shares()[t],
 					(result.taus()[t] == result.prior().tau()) ? "  <- chosen" : (t == 0) ? "  (GRIFFIN's topk)" : "");
 		}
 		result.prior().write(path);

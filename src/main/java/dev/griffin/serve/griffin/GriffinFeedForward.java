@@ -177,8 +177,8 @@ public final class GriffinFeedForward implements FeedForward {
 	/** ||W_down[:, j]||^2 for every neuron j, in float64. */
 	private static double[] downNormsSquared(Weights dense, NDManager manager) {
 		try (NDManager scratch = manager.newSubManager()) {
-			NDArray down = dense.down().toType(ai.djl.ndarray.types.DataType.FLOAT64, false); // [D,
-																								// F]
+			// [D, F]
+			NDArray down = dense.down().toType(ai.djl.ndarray.types.DataType.FLOAT64, false);
 			down.attach(scratch);
 			NDArray norms = down.square().sum(new int[] { 0 }); // [F]
 			norms.attach(scratch);

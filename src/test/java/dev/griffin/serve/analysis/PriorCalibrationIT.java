@@ -52,9 +52,9 @@ class PriorCalibrationIT {
 			assertThat(java.util.Arrays.stream(layer).sum()).isCloseTo(1.0, within(1e-4));
 		}
 		assertThat(result.taus()).contains(prior.tau());
-		for (double overlap : result.overlaps()) {
-			assertThat(overlap).isBetween(0.0, 1.0);
-			assertThat(overlap).isLessThanOrEqualTo(result.overlaps()[indexOf(result.taus(), prior.tau())]);
+		for (double share : result.shares()) {
+			assertThat(share).isBetween(0.0, 1.0);
+			assertThat(share).isLessThanOrEqualTo(result.shares()[indexOf(result.taus(), prior.tau())]);
 		}
 		prior.write(file);
 
