@@ -124,10 +124,11 @@ public final class ModelService implements AutoCloseable {
 		}
 		catch (RuntimeException | Error ex) {
 			// an Error too (direct memory below the largest tensor): the service must
-			// report FAILED, not stay LOADING with a dead loader thread
+			// report FAILED, not stay LOADING with a dead loader thread; the log says why
+			// before readiness says down
+			logger.error("model {} failed to load: {}", this.modelId, ex.getMessage(), ex);
 			this.failure = ex.getMessage();
 			this.state.set(State.FAILED);
-			logger.error("model {} failed to load: {}", this.modelId, ex.getMessage(), ex);
 		}
 	}
 
