@@ -140,9 +140,9 @@ public class BenchCommand implements Callable<Integer> {
 						}
 					}
 				}
-				System.out.printf("%-8s %-24s %7s %5s %-14s %12s %12s %10s %10s %12s %10s %8s%n", "dtype", "kernels",
-						"prompt", "new", "density", "prefill t/s", "decode t/s", "TTFT ms", "vs dense", "MB/token",
-						"GB/s", "of max");
+				System.out.printf("%-8s %-24s %7s %5s %-14s %12s %10s %12s %10s %10s %12s %10s %8s%n", "dtype",
+						"kernels", "prompt", "new", "density", "prefill t/s", "select ms", "decode t/s", "TTFT ms",
+						"vs dense", "MB/token", "GB/s", "of max");
 				for (int promptLength : this.promptTokens) {
 					int[] prompt = prompt(loaded, promptLength);
 					for (int newTokens : this.newTokens) {
@@ -185,10 +185,12 @@ public class BenchCommand implements Callable<Integer> {
 		double[][] prefill = new double[n][this.runs];
 		double[][] decode = new double[n][this.runs];
 		double[][] ttft = new double[n][this.runs];
+		double[][] selection = new double[n][this.runs];
 		for (int r = 0; r < this.runs; r++) {
 			for (int i = 0; i < n; i++) {
 				Generator.Timings t = generators[i].generate(prompt, params, (token, text) -> true).timings();
 				prefill[i][r] = prompt.length / (t.prefillNanos() / 1e9);
+				selection[i][r] = t.selectionNanos() / 1e6;
 				decode[i][r] = t.decodeTokensPerSecond();
 				ttft[i][r] = t.firstTokenNanos() / 1e6;
 			}
@@ -208,10 +210,10 @@ public class BenchCommand implements Callable<Integer> {
 			}
 			double ratio = decodeMedian / denseDecode;
 			String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill()).toLowerCase();
-			System.out.printf("%-8s %-24s %7d %5d %-14s %12.1f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n", dtype,
-					kernels, prompt.length, newTokens, config.label(), median(prefill[i]), decodeMedian,
-					median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6, bandwidth,
-					100 * bandwidth / machine);
+			System.out.printf("%-8s %-24s %7d %5d %-14s %12.1f %10.2f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n",
+					dtype, kernels, prompt.length, newTokens, config.label(), median(prefill[i]), median(selection[i]),
+					decodeMedian, median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6,
+					bandwidth, 100 * bandwidth / machine);
 			Map<String, Object> row = new LinkedHashMap<>();
 			row.put("dtype", dtype);
 			row.put("kernels", config.kernels().toString());
@@ -222,12 +224,13 @@ public class BenchCommand implements Callable<Integer> {
 			row.put("prefillTokensPerSecond", median(prefill[i]));
 			row.put("decodeTokensPerSecond", decodeMedian);
 			row.put("timeToFirstTokenMs", median(ttft[i]));
+			row.put("selectionMs", median(selection[i]));
 			row.put("decodeRatioToDense", ratio);
 			row.put("weightBytesPerToken", bytes);
 			row.put("impliedBandwidthGBps", bandwidth);
 			row.put("fractionOfMachineBandwidth", bandwidth / machine);
 			row.put("runs", Map.of("prefillTokensPerSecond", prefill[i], "decodeTokensPerSecond", decode[i],
-					"timeToFirstTokenMs", ttft[i]));
+					"timeToFirstTokenMs", ttft[i], "selectionMs", selection[i]));
 			rows.add(row);
 		}
 		return rows;

@@ -633,6 +633,8 @@ public final class EngineLoop implements AutoCloseable {
 
 		private long prefillNanos;
 
+		private long selectionNanos;
+
 		private long firstTokenNanos;
 
 		private long decodeNanos;
@@ -699,7 +701,9 @@ public final class EngineLoop implements AutoCloseable {
 			}
 			this.request.promptOffset = -1;
 			promptProcessed(engine(s.probe(), "prefill", () -> {
+				long selectionStart = System.nanoTime();
 				this.session.finishPrompt();
+				this.selectionNanos = System.nanoTime() - selectionStart;
 				if (this.request.useCache) {
 					return EngineLoop.this.cache.store(s.cacheKey(), this.session, prompt, logits, s.model().manager());
 				}
@@ -760,7 +764,8 @@ public final class EngineLoop implements AutoCloseable {
 		private void finish() {
 			Submission s = submission();
 			Generator.Result result = this.decoding.result(s.job().prompt().length, this.processed.hit(),
-					new Generator.Timings(this.prefillNanos, this.firstTokenNanos, this.decodeNanos, this.decodeSteps));
+					new Generator.Timings(this.prefillNanos, this.selectionNanos, this.firstTokenNanos,
+							this.decodeNanos, this.decodeSteps));
 			logger.info("choice {} of a request: {} prompt tokens, {} generated, finish {}, cache {}, {} ms",
 					this.index, result.promptTokens(), result.tokens().length, result.finishReason(),
 					result.cacheHit() ? "hit" : "miss",

@@ -69,11 +69,15 @@ public final class Generator {
 
 	/**
 	 * @param prefillNanos prompt processing (or cache restore), expert selection included
+	 * @param selectionNanos of which the end of the prompt phase, where each layer's
+	 * method ranks its neurons and picks the experts (0 on a cache hit: nothing is
+	 * picked)
 	 * @param firstTokenNanos from start to the first sampled token
 	 * @param decodeNanos all decode steps
 	 * @param decodeSteps how many decode steps ran
 	 */
-	public record Timings(long prefillNanos, long firstTokenNanos, long decodeNanos, int decodeSteps) {
+	public record Timings(long prefillNanos, long selectionNanos, long firstTokenNanos, long decodeNanos,
+			int decodeSteps) {
 
 		public double decodeTokensPerSecond() {
 			return (this.decodeSteps == 0) ? 0 : this.decodeSteps / (this.decodeNanos / 1e9);
@@ -124,10 +128,11 @@ public final class Generator {
 		long decodeNanos = 0;
 		int decodeSteps = 0;
 		boolean cacheHit;
+		long[] selection = new long[1];
 		try (InferenceSession session = engine("allocate",
 				() -> new InferenceSession(this.model, prompt.length + params.maxNewTokens(), seed));
 				PromptCache.Processed processed = engine("prompt", () -> {
-					PromptCache.Prefill prefill = () -> prefill(session, prompt, options, listener);
+					PromptCache.Prefill prefill = () -> prefill(session, prompt, options, listener, selection);
 					return (options.cache() != null)
 							? options.cache()
 								.acquireOrPrefill(options.cacheKey(), session, prompt, prefill, this.model.manager())
@@ -164,16 +169,18 @@ public final class Generator {
 				decodeSteps++;
 			}
 		}
-		Timings timings = new Timings(prefillEnd - start, firstToken, decodeNanos, decodeSteps);
+		Timings timings = new Timings(prefillEnd - start, selection[0], firstToken, decodeNanos, decodeSteps);
 		return decoding.result(prompt.length, cacheHit, timings);
 	}
 
 	/**
 	 * Prefill chunk by chunk, so that the deadline and a cancellation are noticed within
 	 * one chunk of a long prompt, then the end of the prompt phase (expert selection).
+	 * @param selection where the end of the prompt phase's time goes
 	 * @return the last prompt token's logits, or null when cancelled
 	 */
-	private float[] prefill(InferenceSession session, int[] prompt, Options options, Listener listener) {
+	private float[] prefill(InferenceSession session, int[] prompt, Options options, Listener listener,
+			long[] selection) {
 		float[] logits = null;
 		for (int from = 0; from < prompt.length; from += PREFILL_CHUNK) {
 			checkDeadline(options);
@@ -184,7 +191,9 @@ public final class Generator {
 			logits = engine("prefill", () -> session.prefill(chunk, PREFILL_CHUNK));
 		}
 		engine("prefill", () -> {
+			long selectionStart = System.nanoTime();
 			session.finishPrompt();
+			selection[0] = System.nanoTime() - selectionStart;
 			// every step of this sequence runs alone: its experts' weights are
 			// gathered as part of the prompt, not in the first step
 			session.gatherWeights();

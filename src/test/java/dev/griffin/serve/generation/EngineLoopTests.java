@@ -150,6 +150,17 @@ class EngineLoopTests {
 		return tokens;
 	}
 
+	/** Each choice's timings, from a finished request's events. */
+	private static Map<Integer, Generator.Timings> timings(List<GenerationEvent> events) {
+		Map<Integer, Generator.Timings> timings = new java.util.HashMap<>();
+		for (GenerationEvent event : events) {
+			if (event instanceof GenerationEvent.Finished finished) {
+				timings.put(finished.choice(), finished.result().timings());
+			}
+		}
+		return timings;
+	}
+
 	/** What the sequential generator produces for a choice alone. */
 	private static int[] alone(Ask ask, int choice) {
 		SamplingParams params = (choice == 0) ? ask.params() : ask.params().withSeed(ask.params().seed() + choice);
@@ -263,6 +274,15 @@ class EngineLoopTests {
 				assertThat(tokens(first).get(choice)).isEqualTo(alone(ask, choice));
 				assertThat(tokens(second).get(choice)).isEqualTo(alone(ask, choice));
 			}
+			// the selection is timed where it ran: in the first request's prompt, not in
+			// the cached one's
+			Generator.Timings prefilled = timings(first).get(0);
+			assertThat(prefilled.selectionNanos()).isPositive().isLessThanOrEqualTo(prefilled.prefillNanos());
+			assertThat(timings(second).values()).allMatch((t) -> t.selectionNanos() == 0);
+			Generator.Timings sequential = new Generator(half, tokenizer)
+				.generate(bytes(ask.prompt()), ask.params(), (token, text) -> true)
+				.timings();
+			assertThat(sequential.selectionNanos()).isPositive().isLessThanOrEqualTo(sequential.prefillNanos());
 		}
 		cache.invalidateAll();
 	}
