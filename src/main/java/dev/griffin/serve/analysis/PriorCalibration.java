@@ -13,15 +13,19 @@ import java.util.List;
 import ai.djl.ndarray.NDArray;
 
 import dev.griffin.serve.generation.Generator;
+import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.generation.SamplingParams;
 import dev.griffin.serve.griffin.ExpertSelector;
+import dev.griffin.serve.griffin.GriffinFeedForward;
 import dev.griffin.serve.griffin.NeuronPrior;
+import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.tokenizer.ChatTemplate;
 
 /**
- * Measures a model's neuron prior ({@link NeuronPrior}) and the prior's weight tau.
+ * Measures a model's neuron prior ({@link NeuronPrior}), the prior's weight tau and the
+ * layers' sensitivities.
  * <p>
  * Each instruction goes through the model's chat template as a user message and the dense
  * model replies greedily, while every feed-forward block records the prompt's statistic
@@ -32,12 +36,16 @@ import dev.griffin.serve.tokenizer.ChatTemplate;
  * instructions only, are scored by the share of its own reply's statistic (the sum of the
  * reply tokens' {@code Zbar^2}) they hold, what generation keeps of the activations; the
  * tau with the largest mean share over instructions and layers wins (tau 0 is GRIFFIN's
- * own selection).
+ * own selection). Last, each layer's sensitivity ({@link #sensitivity}) is measured on
+ * the replies to the first instructions, for the {@code layerwise} method.
  */
 public final class PriorCalibration {
 
 	/** The tau values tried, in tokens. */
 	static final double[] TAUS = { 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 65536 };
+
+	/** The densities at which each layer's sensitivity is measured. */
+	static final double[] SENSITIVITY_DENSITIES = { 0.25, 0.5, 0.75 };
 
 	private static final String SEEDS = "prior-seeds.txt";
 
@@ -86,9 +94,11 @@ public final class PriorCalibration {
 	 * @param instructions at least two (tau is measured leaving each one out)
 	 * @param maxTokens the longest reply
 	 * @param density the density at which selections are compared
+	 * @param sensitivityInstructions on how many of the instructions (the first ones) the
+	 * layers' sensitivity is measured
 	 */
 	public static Result measure(LoadedModel model, List<String> instructions, int maxTokens, double density,
-			PrintStream progress) {
+			int sensitivityInstructions, PrintStream progress) {
 		if (instructions.size() < 2) {
 			throw new IllegalArgumentException("measuring tau needs at least two instructions");
 		}
@@ -104,6 +114,8 @@ public final class PriorCalibration {
 		double[][][] prompts = new double[n][][];
 		double[][][] replies = new double[n][][];
 		int[] replyTokens = new int[n];
+		List<int[]> promptIds = new ArrayList<>();
+		List<int[]> replyIds = new ArrayList<>();
 		double promptTokens = 0;
 		for (int i = 0; i < n; i++) {
 			double[][] prompt = new double[layers][f];
@@ -113,8 +125,11 @@ public final class PriorCalibration {
 					prompt[layer], reply[layer], layer == 0 ? tokens : null));
 			int[] ids = model.tokenizer()
 				.encodeChat(List.of(new ChatTemplate.Message("user", instructions.get(i))), true, false);
+			List<Integer> generated = new ArrayList<>();
 			new Generator(recording, model.tokenizer()).generate(ids, SamplingParams.greedy(maxTokens),
-					(token, text) -> true);
+					(token, text) -> generated.add(token));
+			promptIds.add(ids);
+			replyIds.add(generated.stream().mapToInt(Integer::intValue).toArray());
 			prompts[i] = prompt;
 			replies[i] = reply;
 			replyTokens[i] = tokens[0];
@@ -184,7 +199,85 @@ public final class PriorCalibration {
 				prior[layer][j] = total[layer][j] / totalTokens;
 			}
 		}
-		return new Result(new NeuronPrior(TAUS[best], totalTokens, prior), TAUS.clone(), shares, n, promptTokens / n);
+		int measured = Math.min(n, sensitivityInstructions);
+		NeuronPrior.LayerSensitivity sensitivity = sensitivity(model, promptIds.subList(0, measured),
+				replyIds.subList(0, measured), progress);
+		return new Result(new NeuronPrior(TAUS[best], totalTokens, prior, sensitivity), TAUS.clone(), shares, n,
+				promptTokens / n);
+	}
+
+	/**
+	 * Each layer's sensitivity ({@link NeuronPrior.LayerSensitivity}): for every layer
+	 * and every density of {@link #SENSITIVITY_DENSITIES}, the model with that layer
+	 * alone running {@code topk} reads each prompt (the experts come from it) and is then
+	 * fed the full model's reply in one pass; the KL of its next-token distributions from
+	 * the full model's, per reply token, is averaged per instruction and then over
+	 * instructions.
+	 */
+	static NeuronPrior.LayerSensitivity sensitivity(LoadedModel model, List<int[]> prompts, List<int[]> replies,
+			PrintStream progress) {
+		CausalLm dense = model.dense();
+		int layers = dense.config().numberOfLayers();
+		int f = dense.config().intermediateSize();
+		double[] densities = SENSITIVITY_DENSITIES;
+		List<float[][]> references = new ArrayList<>();
+		int counted = 0;
+		for (int i = 0; i < prompts.size(); i++) {
+			references.add(replies.get(i).length == 0 ? null : reference(dense, prompts.get(i), replies.get(i)));
+			counted += replies.get(i).length == 0 ? 0 : 1;
+		}
+		if (counted == 0) {
+			throw new IllegalStateException("no instruction had a reply to measure the layers' sensitivity on");
+		}
+		double[][] kl = new double[layers][densities.length];
+		for (int layer = 0; layer < layers; layer++) {
+			for (int d = 0; d < densities.length; d++) {
+				int target = layer;
+				int k = (int) Math.floor(f * densities[d]);
+				CausalLm variant = dense.withFeedForwards((index, feedForward) -> (index == target)
+						? new GriffinFeedForward(feedForward.weights(), k, SelectionMethod.TOPK, dense.manager())
+						: feedForward);
+				double sum = 0;
+				for (int i = 0; i < prompts.size(); i++) {
+					if (references.get(i) != null) {
+						sum += divergence(variant, prompts.get(i), replies.get(i), references.get(i));
+					}
+				}
+				kl[layer][d] = sum / counted;
+			}
+			progress.printf("\rlayer sensitivity: %d of %d layers", layer + 1, layers);
+			progress.flush();
+		}
+		progress.println();
+		return new NeuronPrior.LayerSensitivity(densities, kl);
+	}
+
+	/**
+	 * The full model's next-token logits at the prompt's last token and after each reply
+	 * token but the last, [reply length][V].
+	 */
+	private static float[][] reference(CausalLm dense, int[] prompt, int[] reply) {
+		int[] all = new int[prompt.length + reply.length - 1];
+		System.arraycopy(prompt, 0, all, 0, prompt.length);
+		System.arraycopy(reply, 0, all, prompt.length, reply.length - 1);
+		try (InferenceSession session = new InferenceSession(dense, all.length)) {
+			float[][] logits = session.prefillAllLogits(all);
+			return java.util.Arrays.copyOfRange(logits, prompt.length - 1, all.length);
+		}
+	}
+
+	/** Mean per-token KL(full || variant) over a reply fed to the variant. */
+	private static double divergence(CausalLm variant, int[] prompt, int[] reply, float[][] reference) {
+		try (InferenceSession session = new InferenceSession(variant, prompt.length + reply.length)) {
+			double sum = FidelityEval.divergence(reference[0], session.prefill(prompt, prompt.length));
+			if (reply.length > 1) {
+				float[][] logits = session.decodeAllLogits(java.util.Arrays.copyOf(reply, reply.length - 1));
+				for (int t = 0; t < logits.length; t++) {
+					sum += FidelityEval.divergence(reference[t + 1], logits[t]);
+				}
+			}
+			return sum / reply.length;
+		}
 	}
 
 	/**

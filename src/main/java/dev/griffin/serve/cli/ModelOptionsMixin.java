@@ -44,7 +44,7 @@ public class ModelOptionsMixin {
 	boolean packWeights;
 
 	@Option(names = "--prior", paramLabel = "FILE|none",
-			description = "The neuron prior of the glass method: a file the prior command wrote, or none (default: "
+			description = "The neuron prior of the glass and layerwise methods: a file the prior command wrote, or none (default: "
 					+ "the file beside the model, when there is one).")
 	String prior;
 

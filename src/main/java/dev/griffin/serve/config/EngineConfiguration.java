@@ -77,7 +77,8 @@ public class EngineConfiguration {
 	private static final Logger logger = LoggerFactory.getLogger(EngineConfiguration.class);
 
 	/**
-	 * Refuses a default selection method the model cannot run (glass without a prior).
+	 * Refuses a default selection method the model cannot run (glass without a prior,
+	 * layerwise below the densities its sensitivities are measured at).
 	 */
 	static void checkDefaultMethod(LoadedModel loaded, GriffinProperties properties) {
 		SelectionMethod method = SelectionMethod.parse(properties.generation().defaultMethod());
@@ -85,6 +86,10 @@ public class EngineConfiguration {
 			throw new IllegalStateException(("griffin.generation.default-method is %s, which needs the model's neuron "
 					+ "prior at %s: measure it with the prior command, or choose another method")
 				.formatted(method.wireName(), NeuronPrior.pathFor(loaded.path())));
+		}
+		if (method.spreadsDensity()) {
+			// a default density layerwise cannot spread fails here, not on every request
+			loaded.schedule(properties.generation().defaultDensity(), method);
 		}
 	}
 

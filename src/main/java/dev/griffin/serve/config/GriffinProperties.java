@@ -49,9 +49,9 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param packWeights whether weights on the CPU get oneDNN-packed copies: faster
 	 * products, as much memory again for the packed matrices (float16: only for the layer
 	 * decode form, freed when calibration picks another)
-	 * @param prior the neuron prior of the glass method: empty for the file beside the
-	 * model (when the prior command wrote one), {@code none} for no prior, or the path of
-	 * a prior file
+	 * @param prior the neuron prior of the glass and layerwise methods: empty for the
+	 * file beside the model (when the prior command wrote one), {@code none} for no
+	 * prior, or the path of a prior file
 	 */
 	public record Model(String source, Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
 			@DefaultValue("float32") String dtype, @DefaultValue("cpu") String device, @DefaultValue("0") int threads,

@@ -213,6 +213,18 @@ public final class InferenceSession implements AutoCloseable {
 	}
 
 	/**
+	 * Runs generated tokens known in advance (teacher forcing: the evaluation of a given
+	 * continuation) in one pass; returns the next-token logits after each, [T][V].
+	 */
+	public float[][] decodeAllLogits(int[] tokens) {
+		if (!this.promptFinished) {
+			finishPrompt();
+		}
+		return rows(run(tokens, FeedForward.Phase.GENERATION, true), tokens.length,
+				this.model.config().vocabularySize());
+	}
+
+	/**
 	 * Runs one generated token of each session in one pass and returns each one's
 	 * next-token logits, as {@link #decode(int)} of each would (within float tolerance:
 	 * the products of a batch round as matrix products, not matrix-vector ones). The

@@ -113,7 +113,8 @@ public final class LoadedModel implements AutoCloseable {
 	 */
 	private static NeuronPrior readPrior(Path file, CausalLm dense) {
 		if (file == null) {
-			logger.info("no neuron prior: the glass method is unavailable (the prior command measures one)");
+			logger.info(
+					"no neuron prior: the glass and layerwise methods are unavailable (the prior command measures one)");
 			return null;
 		}
 		try {
@@ -121,6 +122,13 @@ public final class LoadedModel implements AutoCloseable {
 			prior.check(dense.config().numberOfLayers(), dense.config().intermediateSize());
 			logger.info("neuron prior: {} (tau {} tokens, measured on {} generated tokens)", file, prior.tau(),
 					prior.tokens());
+			if (prior.sensitivity() == null) {
+				logger.warn("the neuron prior at {} has no layer sensitivities: the layerwise method is unavailable "
+						+ "until the prior command measures it again", file);
+			}
+			else {
+				logger.info("layerwise densities at mean 0.5: {}", prior.schedule(0.5));
+			}
 			return prior;
 		}
 		catch (IOException | IllegalArgumentException ex) {
@@ -137,9 +145,15 @@ public final class LoadedModel implements AutoCloseable {
 		return this.prior;
 	}
 
-	/** Whether this model can run {@code method}: {@code glass} needs a neuron prior. */
+	/**
+	 * Whether this model can run {@code method}: {@code glass} needs a neuron prior,
+	 * {@code layerwise} one with layer sensitivities.
+	 */
 	public boolean supports(SelectionMethod method) {
-		return !method.usesPrior() || this.prior != null;
+		if (!method.usesPrior()) {
+			return true;
+		}
+		return this.prior != null && (!method.spreadsDensity() || this.prior.sensitivity() != null);
 	}
 
 	public CausalLm dense() {
@@ -163,8 +177,14 @@ public final class LoadedModel implements AutoCloseable {
 		if (density == 1.0 && method == SelectionMethod.TOPK) {
 			return this.dense;
 		}
-		return GriffinTransform.apply(this.dense,
-				DensitySchedule.uniform(density, this.dense.config().numberOfLayers()), method, this.prior);
+		return GriffinTransform.apply(this.dense, schedule(density, method), method, this.prior);
+	}
+
+	/**
+	 * Each layer's density when a request asks for {@code density} with {@code method}.
+	 */
+	public DensitySchedule schedule(double density, SelectionMethod method) {
+		return GriffinTransform.schedule(density, method, this.prior, this.dense.config().numberOfLayers());
 	}
 
 	@Override

@@ -181,8 +181,7 @@ public final class ModelService implements AutoCloseable {
 	 */
 	public PromptCache.Key cacheKey(GriffinSettings settings, Long selectionSeed, String tenantSalt, String tenant,
 			int[] tokens) {
-		DensitySchedule schedule = settings.isDense() ? null
-				: DensitySchedule.uniform(settings.density(), model().dense().config().numberOfLayers());
+		DensitySchedule schedule = settings.isDense() ? null : model().schedule(settings.density(), settings.method());
 		return new PromptCache.Key(tenant,
 				PromptCache.hash(this.modelId + "@" + this.source, this.options.dtype().name(), schedule,
 						settings.isDense() ? null : settings.method(), settings.isRandomized() ? selectionSeed : null,

@@ -51,7 +51,7 @@ public final class ExpertSelector {
 			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(f, k));
 		}
 		int[] selected = switch (method) {
-			case TOPK, MAGNITUDE, WINA, GLASS -> top(sumOfSquares, k);
+			case TOPK, MAGNITUDE, WINA, GLASS, LAYERWISE -> top(sumOfSquares, k);
 			case SAMPLE -> sample(sumOfSquares, k, new boolean[f], random);
 			case TOPK_SAMPLE -> {
 				int[] head = top(sumOfSquares, k / 2);

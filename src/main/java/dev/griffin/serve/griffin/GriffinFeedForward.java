@@ -67,7 +67,7 @@ public final class GriffinFeedForward implements FeedForward {
 		this.dense = dense;
 		this.expertCount = expertCount;
 		this.method = method;
-		if (method.usesPrior() != (prior != null)) {
+		if (method.blendsPrior() != (prior != null)) {
 			throw new IllegalArgumentException(
 					(prior == null) ? "the %s method needs a neuron prior".formatted(method.wireName())
 							: "the %s method takes no neuron prior".formatted(method.wireName()));

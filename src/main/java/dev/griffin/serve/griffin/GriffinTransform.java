@@ -19,7 +19,11 @@ public final class GriffinTransform {
 
 	/**
 	 * A GRIFFIN model.
-	 * @param prior the model's neuron prior: required by {@code glass}, unused otherwise
+	 * @param schedule each layer's density; for {@code layerwise}, the prior's
+	 * {@link NeuronPrior#schedule spread} of the mean density, which {@link #schedule}
+	 * gives
+	 * @param prior the model's neuron prior: required by the methods that use it, unused
+	 * otherwise
 	 */
 	public static CausalLm apply(CausalLm dense, DensitySchedule schedule, SelectionMethod method, NeuronPrior prior) {
 		int layers = dense.config().numberOfLayers();
@@ -29,15 +33,36 @@ public final class GriffinTransform {
 		}
 		int f = dense.config().intermediateSize();
 		if (method.usesPrior()) {
-			if (prior == null) {
-				throw new IllegalArgumentException(
-						"the %s method needs the model's neuron prior, which is not measured: run the prior command"
-							.formatted(method.wireName()));
-			}
+			requirePrior(method, prior);
 			prior.check(layers, f);
 		}
 		return dense.withFeedForwards((layer, feedForward) -> new GriffinFeedForward(feedForward.weights(),
-				schedule.experts(layer, f), method, dense.manager(), method.usesPrior() ? prior : null, layer));
+				schedule.experts(layer, f), method, dense.manager(), method.blendsPrior() ? prior : null, layer));
+	}
+
+	/**
+	 * The densities a method runs at for a mean {@code density}: the prior's spread for
+	 * {@code layerwise}, the same in every layer otherwise.
+	 */
+	public static DensitySchedule schedule(double density, SelectionMethod method, NeuronPrior prior, int layers) {
+		if (!method.spreadsDensity()) {
+			return DensitySchedule.uniform(density, layers);
+		}
+		requirePrior(method, prior);
+		DensitySchedule schedule = prior.schedule(density);
+		if (schedule.layers() != layers) {
+			throw new IllegalArgumentException("the neuron prior is for %d layers, the model has %d: measure it again"
+				.formatted(schedule.layers(), layers));
+		}
+		return schedule;
+	}
+
+	private static void requirePrior(SelectionMethod method, NeuronPrior prior) {
+		if (prior == null) {
+			throw new IllegalArgumentException(
+					"the %s method needs the model's neuron prior, which is not measured: run the prior command"
+						.formatted(method.wireName()));
+		}
 	}
 
 }

@@ -37,7 +37,14 @@ public enum SelectionMethod {
 	 * leans on the prior, a long one on itself (after GLASS, arXiv 2508.14302, which
 	 * blends a prompt's local statistic with a global one).
 	 */
-	GLASS("glass");
+	GLASS("glass"),
+	/**
+	 * {@code topk} with a density per layer at the same mean: the model's neuron prior
+	 * holds how far its replies move when each layer alone runs GRIFFIN at a few
+	 * densities, and {@link NeuronPrior#schedule} gives the layers that move them most
+	 * more of the neurons.
+	 */
+	LAYERWISE("layerwise");
 
 	private final String wireName;
 
@@ -53,9 +60,19 @@ public enum SelectionMethod {
 		return this != MAGNITUDE;
 	}
 
-	/** Whether the method needs the model's neuron prior ({@link NeuronPrior}). */
+	/** Whether the method needs the model's neuron prior file ({@link NeuronPrior}). */
 	public boolean usesPrior() {
+		return this == GLASS || this == LAYERWISE;
+	}
+
+	/** Whether the method ranks neurons by a blend of s^2 and the prior's g. */
+	public boolean blendsPrior() {
 		return this == GLASS;
+	}
+
+	/** Whether each layer's density comes from the prior's layer sensitivities. */
+	public boolean spreadsDensity() {
+		return this == LAYERWISE;
 	}
 
 	/** The wire names, in declaration order. */

@@ -153,12 +153,21 @@ final class RequestMapper {
 		}
 		if (selection.usesPrior() && !this.models.model().supports(selection)) {
 			throw new InvalidRequestException("griffin.method",
-					"the %s method needs a neuron prior, which model %s does not have".formatted(selection.wireName(),
-							this.models.modelId()));
+					"the %s method needs a neuron prior measured by the prior command, which model %s does not have"
+						.formatted(selection.wireName(), this.models.modelId()));
 		}
 		double density = (options != null && options.density() != null) ? options.density()
 				: this.properties.generation().defaultDensityRule().forPrompt(promptTokens);
-		return new GriffinSettings(density(density, "griffin.density"), selection);
+		GriffinSettings settings = new GriffinSettings(density(density, "griffin.density"), selection);
+		if (selection.spreadsDensity()) {
+			try {
+				this.models.model().schedule(settings.density(), selection);
+			}
+			catch (IllegalArgumentException ex) {
+				throw new InvalidRequestException("griffin.density", "griffin.density: " + ex.getMessage());
+			}
+		}
+		return settings;
 	}
 
 	/** The server's limit on generated tokens, and at most {@code endpointLimit}. */

@@ -18,11 +18,12 @@ import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.tokenizer.ChatTemplate;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
 
 /**
  * The neuron prior of the default model, measured on a few of the shipped instructions,
- * then loaded with the model for the glass method.
+ * then loaded with the model for the glass and layerwise methods.
  */
 class PriorCalibrationIT {
 
@@ -30,7 +31,8 @@ class PriorCalibrationIT {
 	Path directory;
 
 	@Test
-	void thePriorIsEachNeuronsShareOfTheRepliesAndGlassGeneratesWithIt() throws Exception {
+	void thePriorIsEachNeuronsShareOfTheRepliesWithTheLayersSensitivitiesAndGlassAndLayerwiseGenerateWithIt()
+			throws Exception {
 		List<String> instructions = PriorCalibration.instructions();
 		assertThat(instructions).hasSizeGreaterThanOrEqualTo(40).noneMatch((line) -> line.startsWith("#"));
 		PrintStream progress = new PrintStream(new ByteArrayOutputStream());
@@ -40,7 +42,7 @@ class PriorCalibrationIT {
 				(layers) -> {
 				})) {
 			assertThat(model.supports(SelectionMethod.GLASS)).isFalse();
-			result = PriorCalibration.measure(model, instructions.subList(0, 4), 8, 0.5, progress);
+			result = PriorCalibration.measure(model, instructions.subList(0, 4), 8, 0.5, 2, progress);
 		}
 		NeuronPrior prior = result.prior();
 		assertThat(result.instructions()).isEqualTo(4);
@@ -56,6 +58,21 @@ class PriorCalibrationIT {
 			assertThat(share).isBetween(0.0, 1.0);
 			assertThat(share).isLessThanOrEqualTo(result.shares()[indexOf(result.taus(), prior.tau())]);
 		}
+		// each layer alone at 0.25, 0.5 and 0.75 of its neurons: the fewer, the further
+		// the replies move, summed over the layers
+		NeuronPrior.LayerSensitivity sensitivity = prior.sensitivity();
+		assertThat(sensitivity.densities()).containsExactly(0.25, 0.5, 0.75);
+		assertThat(sensitivity.kl()).hasNumberOfRows(30);
+		double[] summed = new double[3];
+		for (double[] layer : sensitivity.kl()) {
+			for (int d = 0; d < 3; d++) {
+				assertThat(layer[d]).isNotNegative();
+				summed[d] += layer[d];
+			}
+		}
+		assertThat(summed[0]).isGreaterThan(summed[1]);
+		assertThat(summed[1]).isGreaterThan(summed[2]);
+		assertThat(summed[2]).isPositive();
 		prior.write(file);
 
 		try (LoadedModel model = LoadedModel.load(Fixtures.defaultModel(), file.toString(), ModelOptions.CPU_FLOAT32,
@@ -76,6 +93,18 @@ class PriorCalibrationIT {
 					SelectionMethod.GLASS, model.prior().withTau(0)), model.tokenizer())
 				.generate(question, SamplingParams.greedy(8), (token, text) -> true);
 			assertThat(tauZero.tokens()).containsExactly(topk.tokens());
+			// layerwise: the mean density spread over the layers
+			assertThat(model.supports(SelectionMethod.LAYERWISE)).isTrue();
+			double[] spread = model.schedule(0.5, SelectionMethod.LAYERWISE).densities();
+			assertThat(java.util.Arrays.stream(spread).average().orElseThrow()).isCloseTo(0.5, within(1e-9));
+			assertThat(java.util.Arrays.stream(spread).distinct().count()).as("spread by the measured sensitivities")
+				.isGreaterThan(1);
+			Generator.Result layerwise = new Generator(model.variant(0.5, SelectionMethod.LAYERWISE), model.tokenizer())
+				.generate(question, SamplingParams.greedy(8), (token, text) -> true);
+			assertThat(layerwise.tokens()).isNotEmpty();
+			assertThatThrownBy(() -> model.schedule(0.2, SelectionMethod.LAYERWISE))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("from 0.25 to 1");
 		}
 	}
 

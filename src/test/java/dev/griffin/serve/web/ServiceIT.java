@@ -216,10 +216,13 @@ class ServiceIT extends ServiceTestBase {
 		Map<String, Object> method = completion("x", 4);
 		method.put("griffin", Map.of("method", "best"));
 		assertError(post(this.client, "/v1/completions", method, 400), "invalid_request_error", "griffin.method");
-		method.put("griffin", Map.of("method", "glass"));
-		JsonNode noPrior = post(this.client, "/v1/completions", method, 400);
-		assertError(noPrior, "invalid_request_error", "griffin.method");
-		assertThat(noPrior.at("/error/message").asText()).as("a model without a neuron prior").contains("neuron prior");
+		for (String needsPrior : List.of("glass", "layerwise")) {
+			method.put("griffin", Map.of("method", needsPrior));
+			JsonNode noPrior = post(this.client, "/v1/completions", method, 400);
+			assertError(noPrior, "invalid_request_error", "griffin.method");
+			assertThat(noPrior.at("/error/message").asText()).as("%s on a model without a neuron prior", needsPrior)
+				.contains("neuron prior");
+		}
 
 		assertError(post(this.client, "/v1/chat/completions",
 				Map.of("model", ServiceSupport.MODEL, "messages", List.of()), 400), "invalid_request_error",
