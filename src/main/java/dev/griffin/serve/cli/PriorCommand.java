@@ -77,11 +77,6 @@ public class PriorCommand implements Callable<Integer> {
 			System.out.printf("  tau %7.0f  %.4f%s%n", result.taus()[t], result.shares()[t],
 					(result.taus()[t] == result.prior().tau()) ? "  <- chosen" : (t == 0) ? "  (GRIFFIN's topk)" : "");
 		}
-		System.out.printf("layerwise densities at mean %s, by layer:%n ", this.density);
-		for (double layerDensity : result.prior().schedule(this.density).densities()) {
-			System.out.printf(" %.3f", layerDensity);
-		}
-		System.out.println();
 		NeuronPrior.LayerSensitivity sensitivity = result.prior().sensitivity();
 		System.out.printf("KL(full || this layer alone at a density), nats per reply token, by layer:%n  layer");
 		for (double d : sensitivity.densities()) {
