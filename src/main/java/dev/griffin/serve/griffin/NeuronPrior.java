@@ -305,9 +305,8 @@ public record NeuronPrior(double tau, int tokens, double[][] layers, LayerSensit
 		try {
 			LayerSensitivity measured = null;
 			if (!sensitivity.isMissingNode()) {
-				double[][] densities = numbers(file, JSON.createArrayNode().add(sensitivity.path("densities")),
-						"sensitivity.densities");
-				measured = new LayerSensitivity(densities[0], numbers(file, sensitivity.path("kl"), "sensitivity.kl"));
+				measured = new LayerSensitivity(row(file, sensitivity.path("densities"), "sensitivity.densities"),
+						numbers(file, sensitivity.path("kl"), "sensitivity.kl"));
 			}
 			return new NeuronPrior(json.get("tau").asDouble(), json.get("tokens").asInt(), values, measured);
 		}
@@ -323,17 +322,22 @@ public record NeuronPrior(double tau, int tokens, double[][] layers, LayerSensit
 		}
 		double[][] values = new double[layers.size()][];
 		for (int i = 0; i < values.length; i++) {
-			JsonNode layer = layers.get(i);
-			if (!layer.isArray()) {
-				throw new IOException(file + ": " + name + ", row " + i + " is not an array");
+			values[i] = row(file, layers.get(i), name + ", row " + i);
+		}
+		return values;
+	}
+
+	/** An array of numbers. */
+	private static double[] row(Path file, JsonNode row, String name) throws IOException {
+		if (!row.isArray()) {
+			throw new IOException(file + ": " + name + " is not an array");
+		}
+		double[] values = new double[row.size()];
+		for (int j = 0; j < values.length; j++) {
+			if (!row.get(j).isNumber()) {
+				throw new IOException(file + ": " + name + " holds a value that is not a number");
 			}
-			values[i] = new double[layer.size()];
-			for (int j = 0; j < values[i].length; j++) {
-				if (!layer.get(j).isNumber()) {
-					throw new IOException(file + ": " + name + ", row " + i + " holds a value that is not a number");
-				}
-				values[i][j] = layer.get(j).asDouble();
-			}
+			values[j] = row.get(j).asDouble();
 		}
 		return values;
 	}
