@@ -128,37 +128,30 @@ public final class GgufCheckpoint extends Checkpoint {
 	@Override
 	protected TensorRows query(int layer, long rows, long columns) {
 		TensorRows tensor = super.query(layer, rows, columns);
-		return this.permutedQueryKey ? TensorRows.of(unpermute(tensor.readAll(), this.config.numberOfAttentionHeads()))
-				: tensor;
+		return this.permutedQueryKey ? unpermuted(tensor, this.config.numberOfAttentionHeads()) : tensor;
 	}
 
 	@Override
 	protected TensorRows key(int layer, long rows, long columns) {
 		TensorRows tensor = super.key(layer, rows, columns);
-		return this.permutedQueryKey ? TensorRows.of(unpermute(tensor.readAll(), this.config.numberOfKeyValueHeads()))
-				: tensor;
+		return this.permutedQueryKey ? unpermuted(tensor, this.config.numberOfKeyValueHeads()) : tensor;
 	}
 
 	/**
 	 * Undoes llama.cpp's q/k row permutation: within each head, GGUF stores rows as
 	 * interleaved pairs (j, half) while Hugging Face stores the first rotary half, then
-	 * the second.
+	 * the second. Row {@code row} of the Hugging Face layout is this row of the GGUF one.
 	 */
-	static FloatTensor unpermute(FloatTensor tensor, int heads) {
-		int rows = tensor.rows();
-		int columns = tensor.data().length / rows;
-		int half = rows / heads / 2;
-		float[] out = new float[tensor.data().length];
-		for (int h = 0; h < heads; h++) {
-			for (int j = 0; j < half; j++) {
-				for (int t = 0; t < 2; t++) {
-					int from = h * 2 * half + j * 2 + t;
-					int to = h * 2 * half + t * half + j;
-					System.arraycopy(tensor.data(), from * columns, out, to * columns, columns);
-				}
-			}
-		}
-		return new FloatTensor(out, tensor.shape());
+	static int interleavedRow(int row, int headSize) {
+		int half = headSize / 2;
+		int head = row / headSize;
+		int within = row % headSize;
+		return head * headSize + 2 * (within % half) + within / half;
+	}
+
+	private TensorRows unpermuted(TensorRows tensor, int heads) {
+		int headSize = tensor.rows() / heads;
+		return tensor.rowsFrom(row -> interleavedRow(row, headSize));
 	}
 
 	@Override

@@ -37,6 +37,8 @@ public final class GgufFile implements AutoCloseable {
 
 	private final long dataOffset;
 
+	private final ReadScratch scratch = new ReadScratch();
+
 	/**
 	 * A tensor as the file describes it. {@code shape} is row-major (outermost first),
 	 * the reverse of GGUF's {@code ne} order.
@@ -175,15 +177,16 @@ public final class GgufFile implements AutoCloseable {
 
 	/**
 	 * Reads {@code length} bytes of a tensor from {@code offset} within it: positional
-	 * reads into the heap rather than a mapping, so the file's pages are not counted in
-	 * the process's resident memory while a model loads.
+	 * reads into a reused buffer rather than a mapping, so the file's pages are not
+	 * counted in the process's resident memory while a model loads. Valid until the next
+	 * read.
 	 */
 	private ByteBuffer bytes(TensorInfo info, long offset, long length) {
 		if (length > Integer.MAX_VALUE - 8) {
 			throw new CheckpointException(
 					"%s: cannot read %d bytes of tensor '%s' at once".formatted(this.path, length, info.name()));
 		}
-		ByteBuffer buffer = ByteBuffer.allocate((int) length).order(ByteOrder.LITTLE_ENDIAN);
+		ByteBuffer buffer = this.scratch.take((int) length);
 		long start = this.dataOffset + info.offset() + offset;
 		try {
 			if (!FileReads.readFully(this.channel, buffer, start)) {
@@ -214,7 +217,7 @@ public final class GgufFile implements AutoCloseable {
 	 * Dequantises rows [from, from + count) of a tensor (its outermost dimension) to
 	 * float32, into {@code out[0, count * columns)}.
 	 */
-	public void dequantizeRows(TensorInfo info, long from, int count, float[] out) {
+	public synchronized void dequantizeRows(TensorInfo info, long from, int count, float[] out) {
 		if (!info.type().isSupported()) {
 			throw new CheckpointException("%s: tensor '%s' uses quantisation %s, which is not supported (supported: %s)"
 				.formatted(this.path, info.name(), info.type(), supportedTypes()));
@@ -234,7 +237,8 @@ public final class GgufFile implements AutoCloseable {
 	}
 
 	@Override
-	public void close() throws IOException {
+	public synchronized void close() throws IOException {
+		this.scratch.release();
 		this.channel.close();
 	}
 

@@ -30,6 +30,8 @@ public final class SafetensorsFile implements AutoCloseable {
 
 	private final Map<String, Entry> entries;
 
+	private final ReadScratch scratch = new ReadScratch();
+
 	/** A tensor as the header describes it; offsets are relative to the data section. */
 	public record Entry(String name, String dtype, long[] shape, long begin, long end) {
 
@@ -122,10 +124,10 @@ public final class SafetensorsFile implements AutoCloseable {
 	/**
 	 * Reads rows [from, from + count) of a tensor (its outermost dimension) as float32
 	 * into {@code out[0, count * columns)}; F32, F16 and BF16 are supported. Positional
-	 * reads rather than a mapping, so the file's pages are not counted in the process's
-	 * resident memory while a model loads.
+	 * reads into a reused buffer rather than a mapping, so the file's pages are not
+	 * counted in the process's resident memory while a model loads.
 	 */
-	public void readRows(String name, long from, int count, float[] out) {
+	public synchronized void readRows(String name, long from, int count, float[] out) {
 		Entry entry = entry(name);
 		long elements = Arrays.stream(entry.shape()).reduce(1, Math::multiplyExact);
 		int width = switch (entry.dtype()) {
@@ -146,7 +148,7 @@ public final class SafetensorsFile implements AutoCloseable {
 					Arrays.toString(entry.shape())));
 		}
 		int values = Math.toIntExact(count * columns);
-		ByteBuffer bytes = ByteBuffer.allocate(Math.multiplyExact(values, width)).order(ByteOrder.LITTLE_ENDIAN);
+		ByteBuffer bytes = this.scratch.take(Math.multiplyExact(values, width));
 		long start = this.dataStart + entry.begin() + from * columns * width;
 		try {
 			if (!FileReads.readFully(this.channel, bytes, start)) {
@@ -165,7 +167,8 @@ public final class SafetensorsFile implements AutoCloseable {
 	}
 
 	@Override
-	public void close() throws IOException {
+	public synchronized void close() throws IOException {
+		this.scratch.release();
 		this.channel.close();
 	}
 

@@ -1,6 +1,7 @@
 package dev.griffin.serve.weights;
 
 import java.util.Arrays;
+import java.util.function.IntUnaryOperator;
 
 /**
  * A checkpoint tensor read a block of rows (its outermost dimension) at a time, so that a
@@ -77,6 +78,22 @@ public final class TensorRows {
 			this.reader.read(from, count, out);
 			for (int i = 0; i < count * columns; i++) {
 				out[i] *= factor;
+			}
+		});
+	}
+
+	/**
+	 * This tensor with its rows reordered: row {@code r} of the result is row
+	 * {@code source.applyAsInt(r)} of this one. Read a row at a time into one reused row,
+	 * so reordering makes no copy of the tensor.
+	 */
+	public TensorRows rowsFrom(IntUnaryOperator source) {
+		int columns = Math.toIntExact(columns());
+		float[] row = new float[columns];
+		return new TensorRows(this.shape, (from, count, out) -> {
+			for (int i = 0; i < count; i++) {
+				this.reader.read(source.applyAsInt(Math.toIntExact(from + i)), 1, row);
+				System.arraycopy(row, 0, out, i * columns, columns);
 			}
 		});
 	}

@@ -19,8 +19,11 @@ import ai.djl.ndarray.types.Shape;
  */
 final class WeightUpload implements AutoCloseable {
 
-	/** Float32 values per staged block (16 MiB). */
-	static final int BLOCK = 4 << 20;
+	/**
+	 * Float32 values per staged block (4 MiB): the Java array and the staging buffer are
+	 * both this size, a fixed cost of loading that a larger block only adds to the peak.
+	 */
+	static final int BLOCK = 1 << 20;
 
 	private final NDManager manager;
 
@@ -74,7 +77,9 @@ final class WeightUpload implements AutoCloseable {
 		for (TensorRows part : parts) {
 			int columns = Math.toIntExact(part.columns());
 			int step = step(columns);
-			int capacity = Math.multiplyExact(step, columns);
+			// one size for every shape (a block, or one row wider than a block), so the
+			// array is made once per model rather than again for every new width
+			int capacity = Math.max(this.block, columns);
 			if (this.rows == null || this.rows.length < capacity) {
 				this.rows = new float[capacity];
 			}

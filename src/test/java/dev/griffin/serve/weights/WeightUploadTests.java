@@ -46,4 +46,42 @@ class WeightUploadTests {
 		}
 	}
 
+	@ParameterizedTest
+	@CsvSource({ "1", "3", "8", "1000" })
+	void reorderedRowsArriveInTheirNewOrderWhateverTheBlock(int block) {
+		FloatTensor tensor = counting(6, 3, 0);
+		int[] source = { 4, 0, 5, 1, 3, 2 };
+		try (NDManager manager = NDManager.newBaseManager("PyTorch");
+				WeightUpload upload = new WeightUpload(manager, DataType.FLOAT32, block)) {
+			float[] values = upload.stacked(TensorRows.of(tensor).rowsFrom(row -> source[row])).toFloatArray();
+			for (int row = 0; row < 6; row++) {
+				for (int column = 0; column < 3; column++) {
+					assertThat(values[row * 3 + column]).as("row %d, column %d", row, column)
+						.isEqualTo(source[row] * 3 + column);
+				}
+			}
+		}
+	}
+
+	/**
+	 * llama.cpp writes each head's rows of q and k as (j, half) pairs: its row 2j + t is
+	 * the Hugging Face row t * half + j.
+	 */
+	@ParameterizedTest
+	@CsvSource({ "64, 9", "128, 2", "2, 3" })
+	void interleavedRowsUndoLlamaCppsPermutation(int headSize, int heads) {
+		int half = headSize / 2;
+		int[] expected = new int[headSize * heads];
+		for (int h = 0; h < heads; h++) {
+			for (int j = 0; j < half; j++) {
+				for (int t = 0; t < 2; t++) {
+					expected[h * headSize + t * half + j] = h * headSize + 2 * j + t;
+				}
+			}
+		}
+		for (int row = 0; row < expected.length; row++) {
+			assertThat(GgufCheckpoint.interleavedRow(row, headSize)).as("row %d", row).isEqualTo(expected[row]);
+		}
+	}
+
 }
