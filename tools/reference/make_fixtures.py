@@ -3,7 +3,8 @@
     python tools/reference/make_fixtures.py [--model PATH_TO_SMOLLM2_GGUF]
 
 Writes under src/test/resources/fixtures/:
-  tiny-llama/, tiny-mistral/, tiny-qwen2/   tiny random Hugging Face checkpoints (+ reference.json)
+  tiny-llama/, tiny-mistral/, tiny-qwen2/,  tiny random Hugging Face checkpoints (+ reference.json)
+  tiny-relu-llama/
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
   qwen2.5-coder-0.5b/, qwen2.5-coder-1.5b/   the same for the named models (scripts/fetch-model NAME)
@@ -87,6 +88,11 @@ TINY = {
         vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6, tie_word_embeddings=True,
         rope_theta=1000000.0, use_sliding_window=False, bos_token_id=1, eos_token_id=2), "bfloat16", False),
+    # ReLU-Llama (the GRIFFIN paper's non-SiLU Llama): the activation is configuration
+    "tiny-relu-llama": (LlamaForCausalLM, LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, max_position_embeddings=256, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        hidden_act="relu", rope_theta=10000.0, bos_token_id=1, eos_token_id=2), "float32", False),
 }
 
 TINY_PROMPT = [1, 17, 200, 45, 3, 99, 128, 7, 64, 250, 31, 12, 90, 5]

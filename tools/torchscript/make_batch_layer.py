@@ -8,8 +8,8 @@ its own bookkeeping; at a few rows they cost as much as a large part of the weig
 runs the same layer in one call (step; step_one does the same for one sequence's generated token,
 the LAYER decode form): RMS norm, the q/k/v product, the rotation, the attention of rows
 whose KV caches are ranges of one arena (make_batch_attention.gathered_attention), the output
-product and residual, RMS norm, the gated feed-forward block (optionally masked per row to GRIFFIN's
-experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
+product and residual, RMS norm, the gated feed-forward block (its gate's activation SiLU or ReLU,
+optionally masked per row to GRIFFIN's experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
 weights' packed copies, as the engine's oneDNN form does; step is float32 only. step_one takes
 float32 or float16 weights, plain (libtorch's product) or packed (oneDNN's).
 
@@ -44,6 +44,19 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) 
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
+def gated(gate_up: torch.Tensor, activation: int) -> torch.Tensor:
+    # act(gate) * up for stacked products [T, 2F] -> [T, F]; activation is HiddenActivation.code()
+    neurons = gate_up.shape[1] // 2
+    gate = gate_up[:, :neurons]
+    if activation == 0:
+        active = gate.mul(torch.sigmoid(gate))
+    elif activation == 1:
+        active = torch.relu(gate)
+    else:
+        raise RuntimeError("unknown hidden activation code")
+    return active.mul(gate_up[:, neurons:])
+
+
 def product(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     # a oneDNN-packed copy goes through oneDNN, a plain matrix through libtorch's own product
     if weight.is_mkldnn:
@@ -58,12 +71,13 @@ class BatchLayer(torch.nn.Module):
              query_key_value: torch.Tensor, query_key_value_bias: torch.Tensor, rotation: torch.Tensor,
              keys: torch.Tensor, values: torch.Tensor, write: torch.Tensor, gather: torch.Tensor,
              masked: torch.Tensor, heads: int, scale: float, apply_scale: bool, output: torch.Tensor,
-             gate_up: torch.Tensor, down: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+             gate_up: torch.Tensor, down: torch.Tensor, keep: torch.Tensor, activation: int) -> torch.Tensor:
         """x [B, D] -> [B, D]. rotation [B, Dh, Dh] (each row's rotary matrix); keys and values
         [KVH, tokens, Dh] the layer's arena, written at write [B], gathered at gather [B*W] with
         masked [B, 1, 1, W]; gate_up [2F, D] stacked, down [D, F]; keep [B, F] (1: the row reads that
         neuron), or empty when every row is dense; query_key_value_bias empty when there is none
-        (DJL cannot pass None). Weights are oneDNN-packed copies."""
+        (DJL cannot pass None); activation the gate's (HiddenActivation.code()). Weights are
+        oneDNN-packed copies."""
         bias: Optional[torch.Tensor] = None
         if query_key_value_bias.numel() > 0:
             bias = query_key_value_bias
@@ -76,10 +90,7 @@ class BatchLayer(torch.nn.Module):
         v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
         context = gathered_attention(qk, v, keys, values, write, gather, masked, heads, scale, apply_scale)
         h = x + linear(context, output, None)
-        gated = linear(rms_norm(h, ffn_norm, epsilon), gate_up, None)
-        neurons = gated.shape[1] // 2
-        gate = gated[:, :neurons]
-        z = gate.mul(torch.sigmoid(gate)).mul(gated[:, neurons:])
+        z = gated(linear(rms_norm(h, ffn_norm, epsilon), gate_up, None), activation)
         if keep.numel() > 0:
             z = z.mul(keep)
         return h + linear(z, down, None)
@@ -88,7 +99,8 @@ class BatchLayer(torch.nn.Module):
     def step_one(self, x: torch.Tensor, attention_norm: torch.Tensor, ffn_norm: torch.Tensor, epsilon: torch.Tensor,
                  query_key_value: torch.Tensor, query_key_value_bias: torch.Tensor, rotation: torch.Tensor,
                  keys: torch.Tensor, values: torch.Tensor, position: int, start: int, heads: int, scale: float,
-                 apply_scale: bool, output: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+                 apply_scale: bool, output: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor,
+                 activation: int) -> torch.Tensor:
         """One generated token of one sequence (Kernels.Decode.LAYER): x [1, D] -> [1, D]. keys and
         values [KVH, capacity, Dh] are the sequence's cache of this layer, written at position and
         attended over [start, position]; gate_up and down are its feed-forward weights (dense, or
@@ -111,10 +123,7 @@ class BatchLayer(torch.nn.Module):
                                 qk[0, heads:].reshape(key_value_heads, 1, dh), v.reshape(key_value_heads, 1, dh),
                                 keys, values, position, start, scale, apply_scale).reshape(1, heads * dh)
         h = x + product(context.to(x.dtype), output, None)
-        gated = product(typed_rms_norm(h, ffn_norm, epsilon), gate_up, None)
-        neurons = gated.shape[1] // 2
-        gate = gated[:, :neurons]
-        z = gate.mul(torch.sigmoid(gate)).mul(gated[:, neurons:])
+        z = gated(product(typed_rms_norm(h, ffn_norm, epsilon), gate_up, None), activation)
         return h + product(z, down, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,8 @@ import dev.griffin.serve.model.Kernels;
 
 /**
  * A dense feed-forward block that shows each pass's activations
- * {@code Z = silu(x W_gate^T) * (x W_up^T)} to {@link #record} before computing its
- * output as usual: what the analyses measure a model's neurons with.
+ * {@code Z = act(x W_gate^T) * (x W_up^T)} to {@link #record} before computing its output
+ * as usual: what the analyses measure a model's neurons with.
  */
 abstract class ActivationRecorder implements FeedForward {
 
@@ -28,7 +28,7 @@ abstract class ActivationRecorder implements FeedForward {
 
 	@Override
 	public NDArray forward(NDArray x, Phase phase, State state, Kernels kernels) {
-		NDArray z = kernels.activations(x, this.weights.gateUp()); // [T, F]
+		NDArray z = kernels.activations(x, this.weights); // [T, F]
 		record(z, phase);
 		return kernels.output(z, this.weights.down()); // [T, D]
 	}

@@ -27,7 +27,7 @@ import dev.griffin.serve.model.CausalLm;
 /**
  * Flocking (Dong et al. 2024, section 3): the tokens of one sequence activate largely the
  * same feed-forward neurons. Runs the dense model on a prompt and a greedy continuation
- * while recording every token's activations Z = silu(x W_gate^T) * (x W_up^T), then
+ * while recording every token's activations Z = act(x W_gate^T) * (x W_up^T), then
  * measures, per layer, the Jaccard similarity between the experts the prompt selects
  * (top-k of s) and the top-k neurons (by |Z|) of each generated token, and draws |Z| as a
  * heatmap with neurons ordered by the prompt statistic.

@@ -14,13 +14,12 @@ import dev.griffin.serve.model.Kernels;
  * 1).
  * <ul>
  * <li>Prompt: the full block, {@code out = Z W_down^T} with
- * {@code Z = silu(x W_gate^T) * (x W_up^T)}, and the statistic
+ * {@code Z = act(x W_gate^T) * (x W_up^T)}, and the statistic
  * {@code s_j^2 += sum_t (Z_t / ||Z_t||)^2} accumulated per sequence.</li>
  * <li>End of prompt: {@code E = topk(s, k)}, k = floor(F * density); W_gate[E], W_up[E]
  * and W_down[:, E] are gathered into the sequence's state when a product first needs them
  * ({@link LayerExperts}).</li>
- * <li>Generation:
- * {@code out = (silu(x W_gate[E]^T) * (x W_up[E]^T)) W_down[:, E]^T}.</li>
+ * <li>Generation: {@code out = (act(x W_gate[E]^T) * (x W_up[E]^T)) W_down[:, E]^T}.</li>
  * </ul>
  * The shared dense weights are never mutated; selection and gathered weights belong to
  * the sequence.
@@ -112,7 +111,7 @@ public final class GriffinFeedForward implements FeedForward {
 					throw new IllegalStateException("prompt tokens after the experts were selected");
 				}
 				// [T, F]
-				NDArray z = kernels.activations(x, this.dense.gateUp());
+				NDArray z = kernels.activations(x, this.dense);
 				if (this.method.usesPrompt()) {
 					s.accumulate(ExpertSelector.sumOfSquares(z));
 				}

@@ -6,6 +6,7 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 
 import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.HiddenActivation;
 import dev.griffin.serve.model.Kernels;
 
 /**
@@ -72,6 +73,12 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 	public NDArray down() {
 		gather();
 		return this.down;
+	}
+
+	/** The dense block's. */
+	@Override
+	public HiddenActivation activation() {
+		return this.dense.activation();
 	}
 
 	/** Views of the two halves of the experts, or null for fewer than two. */

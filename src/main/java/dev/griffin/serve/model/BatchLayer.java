@@ -68,7 +68,8 @@ final class BatchLayer {
 				tensor(kv.arena.keys(layer)), tensor(kv.arena.values(layer)), tensor(kv.write), tensor(kv.gather),
 				tensor(kv.masked), IValue.from(attention.heads()), IValue.from(Double.isNaN(scale) ? 1.0 : scale),
 				IValue.from(!Double.isNaN(scale)), tensor(packed.of(weights.output())), tensor(packed.of(ff.gateUp())),
-				tensor(packed.of(ff.down())), IValue.from((keep == null) ? Module.NONE : (PtNDArray) keep) };
+				tensor(packed.of(ff.down())), IValue.from((keep == null) ? Module.NONE : (PtNDArray) keep),
+				IValue.from(ff.activation().code()) };
 		return ScriptedProducts.run(Module.INSTANCE, "step", x.getManager(), inputs);
 	}
 
@@ -99,7 +100,7 @@ final class BatchLayer {
 				IValue.from(Double.isNaN(scale) ? 1.0 : scale), IValue.from(!Double.isNaN(scale)),
 				tensor(readable(weights.output(), kernels, reads)),
 				tensor(reads ? packed.gateUp() : feedForward.gateUp()),
-				tensor(reads ? packed.down() : feedForward.down()) };
+				tensor(reads ? packed.down() : feedForward.down()), IValue.from(feedForward.activation().code()) };
 		return ScriptedProducts.run(Module.INSTANCE, "step_one", x.getManager(), inputs);
 	}
 

@@ -4,7 +4,7 @@ import ai.djl.ndarray.NDArray;
 
 /**
  * The model's own feed-forward block, every neuron:
- * {@code (silu(x W_gate^T) * (x W_up^T)) W_down^T}.
+ * {@code (act(x W_gate^T) * (x W_up^T)) W_down^T}.
  */
 public final class DenseFeedForward implements FeedForward {
 

@@ -107,12 +107,12 @@ public interface FeedForward {
 	}
 
 	/**
-	 * Whether a generated token's output is exactly {@code down(silu(gate x) * up x)}
-	 * over the weights its state's {@link State#generationWeights} names, so that a
-	 * decode step may compute it inside a fused layer (the {@link Kernels.Decode#LAYER}
-	 * form, a batched step) without calling {@link #forward}. A block that does anything
-	 * else in generation (records activations, perturbs them) keeps the default: its
-	 * generated tokens then go through {@link #forward}, one sequence at a time.
+	 * Whether a generated token's output is exactly {@code down(act(gate x) * up x)} over
+	 * the weights its state's {@link State#generationWeights} names, so that a decode
+	 * step may compute it inside a fused layer (the {@link Kernels.Decode#LAYER} form, a
+	 * batched step) without calling {@link #forward}. A block that does anything else in
+	 * generation (records activations, perturbs them) keeps the default: its generated
+	 * tokens then go through {@link #forward}, one sequence at a time.
 	 */
 	default boolean fusable() {
 		return false;
@@ -125,7 +125,7 @@ public interface FeedForward {
 	Weights weights();
 
 	/**
-	 * Gated feed-forward weights: {@code down(silu(gate x) * up x)}, every matrix in the
+	 * Gated feed-forward weights: {@code down(act(gate x) * up x)}, every matrix in the
 	 * checkpoint's [out, in] layout, so that each projection is a {@code linear}: on the
 	 * CPU libtorch's float16 matrix-vector product runs about 1.7x faster in that form
 	 * than as {@code z.matMul(W^T)} with W^T stored contiguously (float32 runs the same
@@ -134,13 +134,14 @@ public interface FeedForward {
 	 * @param gateUp [2F, D], gate rows then up rows
 	 * @param down [D, F], W_down
 	 * @param intermediateSize F
+	 * @param activation act, on the gate
 	 * @param halves views of the two halves of neurons, for the split decode form
 	 */
-	record Weights(NDArray gateUp, NDArray down, int intermediateSize,
+	record Weights(NDArray gateUp, NDArray down, int intermediateSize, HiddenActivation activation,
 			Kernels.Halves halves) implements Kernels.GatedWeights {
 
-		public Weights(NDArray gateUp, NDArray down, int intermediateSize) {
-			this(gateUp, down, intermediateSize, Kernels.Halves.of(gateUp, down, intermediateSize));
+		public Weights(NDArray gateUp, NDArray down, int intermediateSize, HiddenActivation activation) {
+			this(gateUp, down, intermediateSize, activation, Kernels.Halves.of(gateUp, down, intermediateSize));
 		}
 
 	}

@@ -11,7 +11,6 @@ import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
-import ai.djl.nn.Activation;
 import ai.djl.nn.core.Linear;
 import ai.djl.pytorch.jni.JniUtils;
 
@@ -259,18 +258,17 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	}
 
 	/**
-	 * Z = silu(x W_gate^T) * (x W_up^T) for stacked gate/up weights [2K, D]: x [T, D] ->
-	 * [T, K].
+	 * Z = act(x W_gate^T) * (x W_up^T) for a block's stacked gate/up weights [2K, D]: x
+	 * [T, D] -> [T, K].
 	 */
-	public NDArray activations(NDArray x, NDArray gateUp) {
-		return gated(linear(x, gateUp, null));
+	public NDArray activations(NDArray x, GatedWeights weights) {
+		return gated(linear(x, weights.gateUp(), null), weights.activation());
 	}
 
-	/** silu(gate) * up for the stacked products [T, 2K] -> [T, K]. */
-	private static NDArray gated(NDArray gateUp) {
+	/** act(gate) * up for the stacked products [T, 2K] -> [T, K]. */
+	private static NDArray gated(NDArray gateUp, HiddenActivation activation) {
 		NDList halves = gateUp.split(2, 1); // 2 x [T, K]
-		NDArray gate = halves.get(0);
-		return gate.mul(Activation.sigmoid(gate)).mul(halves.get(1)); // [T, K]
+		return activation.apply(halves.get(0)).mul(halves.get(1)); // [T, K]
 	}
 
 	/** Z W_down^T for W_down [D, K]: Z [T, K] -> [T, D]. */
@@ -284,16 +282,18 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 			Packed packed = halfPacked(weights);
 			if (packed != null) {
 				ScriptedProducts oneDnn = ScriptedProducts.oneDnn();
-				return oneDnn.linear(gated(oneDnn.linear(x, packed.gateUp(), null)), packed.down(), null);
+				return oneDnn.linear(gated(oneDnn.linear(x, packed.gateUp(), null), weights.activation()),
+						packed.down(), null);
 			}
 		}
 		if (x.getShape().get(0) == 1 && this.decode == Decode.SPLIT && weights.halves() != null) {
 			Halves h = weights.halves();
-			NDArray[] parts = HelperThread.both(() -> half(x, h.gateA(), h.upA(), h.downA()),
-					() -> half(x, h.gateB(), h.upB(), h.downB()));
+			HiddenActivation activation = weights.activation();
+			NDArray[] parts = HelperThread.both(() -> half(x, h.gateA(), h.upA(), h.downA(), activation),
+					() -> half(x, h.gateB(), h.upB(), h.downB(), activation));
 			return parts[0].add(parts[1]);
 		}
-		return output(activations(x, weights.gateUp()), weights.down());
+		return output(activations(x, weights), weights.down());
 	}
 
 	/**
@@ -317,7 +317,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		}
 		int neurons = (int) dense.gateUp().getShape().get(0) / 2;
 		if (masksDense(rows, neurons)) {
-			NDArray z = activations(x, dense.gateUp()); // [B, F]
+			NDArray z = activations(x, dense); // [B, F]
 			return output(z.mul(keep(rows, neurons, x.getManager()).toType(z.getDataType(), false)), dense.down());
 		}
 		NDArray[] outputs = new NDArray[b];
@@ -398,9 +398,9 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		return anyDense || perRow >= neurons;
 	}
 
-	private static NDArray half(NDArray x, NDArray gate, NDArray up, NDArray down) {
+	private static NDArray half(NDArray x, NDArray gate, NDArray up, NDArray down, HiddenActivation activation) {
 		NDArray g = Linear.linear(x, gate).singletonOrThrow();
-		NDArray z = g.mul(Activation.sigmoid(g)).mul(Linear.linear(x, up).singletonOrThrow());
+		NDArray z = activation.apply(g).mul(Linear.linear(x, up).singletonOrThrow());
 		return Linear.linear(z, down).singletonOrThrow();
 	}
 
@@ -456,6 +456,9 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 
 		/** Views of the two halves of neurons, or null when there are fewer than two. */
 		Halves halves();
+
+		/** The activation on the gate. */
+		HiddenActivation activation();
 
 		/**
 		 * Which of the layer's neurons these weights hold, ascending (GRIFFIN's experts),

@@ -22,15 +22,20 @@ package dev.griffin.serve.model;
  * @param slidingWindow attention window in tokens, 0 for full attention
  * @param bosTokenId beginning-of-sequence token, -1 if none
  * @param eosTokenIds tokens that end generation
+ * @param hiddenActivation the activation on the feed-forward block's gate
  */
 public record ModelConfig(Architecture architecture, int hiddenSize, int intermediateSize, int numberOfLayers,
 		int numberOfAttentionHeads, int numberOfKeyValueHeads, int headDimension, int vocabularySize,
 		int maxPositionEmbeddings, double rmsNormEpsilon, double ropeTheta, RopeScaling ropeScaling,
-		boolean tieWordEmbeddings, boolean attentionBias, int slidingWindow, int bosTokenId, int[] eosTokenIds) {
+		boolean tieWordEmbeddings, boolean attentionBias, int slidingWindow, int bosTokenId, int[] eosTokenIds,
+		HiddenActivation hiddenActivation) {
 
 	public ModelConfig {
 		if (architecture == null) {
 			throw new IllegalArgumentException("architecture is required");
+		}
+		if (hiddenActivation == null) {
+			throw new IllegalArgumentException("hiddenActivation is required");
 		}
 		requirePositive("hiddenSize", hiddenSize);
 		requirePositive("intermediateSize", intermediateSize);

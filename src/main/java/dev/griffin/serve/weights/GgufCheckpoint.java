@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Set;
 
 import dev.griffin.serve.model.Architecture;
+import dev.griffin.serve.model.HiddenActivation;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.RopeScaling;
 import dev.griffin.serve.weights.WeightNames.Format;
@@ -84,7 +85,9 @@ public final class GgufCheckpoint extends Checkpoint {
 				optional(file, p + "context_length", 2048), epsilon.doubleValue(),
 				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias,
 				optional(file, p + "attention.sliding_window", 0), (bos != null) ? bos.intValue() : -1,
-				eos.stream().mapToInt(Integer::intValue).toArray());
+				// GGUF has no activation key: llama.cpp's graph for these architectures
+				// is SiLU
+				eos.stream().mapToInt(Integer::intValue).toArray(), HiddenActivation.SILU);
 	}
 
 	private static int required(GgufFile file, String key) {

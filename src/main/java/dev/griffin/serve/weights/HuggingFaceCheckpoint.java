@@ -15,6 +15,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 import dev.griffin.serve.model.Architecture;
+import dev.griffin.serve.model.HiddenActivation;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.RopeScaling;
 import dev.griffin.serve.weights.WeightNames.Format;
@@ -96,11 +97,8 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		JsonNode c = readJson(path);
 		try {
 			Architecture architecture = Architecture.of(c.path("model_type").asText(null), path.toString());
-			String activation = c.path("hidden_act").asText("silu");
-			if (!activation.equals("silu")) {
-				throw new CheckpointException(
-						path + ": hidden_act '" + activation + "' is not supported (expected silu)");
-			}
+			// transformers' default for these families when the file leaves it out
+			HiddenActivation activation = HiddenActivation.of(c.path("hidden_act").asText("silu"), path.toString());
 			if (c.path("mlp_bias").asBoolean(false)) {
 				throw new CheckpointException(path + ": mlp_bias true is not supported");
 			}
@@ -128,7 +126,7 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 					requiredInt(c, "vocab_size", path), c.path("max_position_embeddings").asInt(2048),
 					c.path("rms_norm_eps").asDouble(1e-6), theta, scaling,
 					c.path("tie_word_embeddings").asBoolean(false), bias, window, c.path("bos_token_id").asInt(-1),
-					eos.stream().mapToInt(Integer::intValue).toArray());
+					eos.stream().mapToInt(Integer::intValue).toArray(), activation);
 		}
 		catch (IllegalArgumentException ex) {
 			throw new CheckpointException(path + ": " + ex.getMessage(), ex);

@@ -68,7 +68,7 @@ public final class ModelBuilder {
 						new Attention.Weights(qkv, qkvBias, upload.stacked(t.output()), fold),
 						options.attentionDataType());
 				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload.stacked(t.down()),
-						config.intermediateSize());
+						config.intermediateSize(), config.hiddenActivation());
 				layers.add(new DecoderLayer(new RmsNorm(upload.stacked(t.attentionNorm()), config.rmsNormEpsilon()),
 						attention, new RmsNorm(upload.stacked(t.ffnNorm()), config.rmsNormEpsilon()),
 						new DenseFeedForward(ff)));

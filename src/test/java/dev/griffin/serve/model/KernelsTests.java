@@ -44,7 +44,7 @@ class KernelsTests {
 			int f = 37; // odd: the halves are 18 and 19 neurons
 			NDArray gateUp = manager.randomNormal(new Shape(2L * f, d));
 			NDArray down = manager.randomNormal(new Shape(d, f));
-			FeedForward.Weights weights = new FeedForward.Weights(gateUp, down, f);
+			FeedForward.Weights weights = new FeedForward.Weights(gateUp, down, f, HiddenActivation.SILU);
 			NDArray x = manager.randomNormal(new Shape(1, d));
 			float[] whole = new Kernels(Kernels.Decode.SINGLE, Kernels.Prefill.WEIGHTS, 1).feedForward(x, weights)
 				.toFloatArray();

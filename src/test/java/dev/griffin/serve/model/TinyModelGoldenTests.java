@@ -67,7 +67,7 @@ class TinyModelGoldenTests {
 	 */
 	static Stream<Arguments> everyKernelPlan() {
 		List<Arguments> cases = new ArrayList<>();
-		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2")) {
+		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama")) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
 					if (!prefill.exact()) {
@@ -184,8 +184,8 @@ class TinyModelGoldenTests {
 	 * plain copies). 2e-3 of the logits' range allowed, float16's rounding.
 	 */
 	@ParameterizedTest
-	@CsvSource({ "tiny-llama, true", "tiny-mistral, true", "tiny-qwen2, true", "tiny-llama, false",
-			"tiny-qwen2, false" })
+	@CsvSource({ "tiny-llama, true", "tiny-mistral, true", "tiny-qwen2, true", "tiny-relu-llama, true",
+			"tiny-llama, false", "tiny-qwen2, false" })
 	void float16LayerFormDecodesAsThePoolForm(String name, boolean packed) {
 		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
 		CausalLm pool = load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu").withPackWeights(packed),
@@ -299,7 +299,7 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2" })
+	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama" })
 	void chunkedPrefillSelectsTheSameExperts(String name) {
 		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
 		CausalLm dense = load(name);

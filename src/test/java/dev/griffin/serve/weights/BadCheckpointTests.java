@@ -15,7 +15,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.model.HiddenActivation;
 
+import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
@@ -112,6 +114,31 @@ class BadCheckpointTests {
 		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("config.json")
 			.hasMessageContaining("architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2])");
+	}
+
+	@Test
+	void unknownHiddenActivation() throws IOException {
+		Path model = copyOfTinyLlama();
+		ObjectNode config = (ObjectNode) JSON.readTree(model.resolve("config.json").toFile());
+		config.put("hidden_act", "gelu_fast");
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("config.json")
+			.hasMessageContaining("hidden activation 'gelu_fast' is not supported (supported: [silu, swish, relu])");
+	}
+
+	@Test
+	void theHiddenActivationIsTheConfigurations() throws IOException {
+		Path model = copyOfTinyLlama();
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			assertThat(checkpoint.config().hiddenActivation()).isEqualTo(HiddenActivation.SILU);
+		}
+		ObjectNode config = (ObjectNode) JSON.readTree(model.resolve("config.json").toFile());
+		config.put("hidden_act", "relu");
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			assertThat(checkpoint.config().hiddenActivation()).isEqualTo(HiddenActivation.RELU);
+		}
 	}
 
 	@Test
