@@ -4,7 +4,8 @@
 
 Writes under src/test/resources/fixtures/:
   tiny-llama/, tiny-mistral/, tiny-qwen2/,  tiny random Hugging Face checkpoints (+ reference.json)
-  tiny-relu-llama/
+  tiny-relu-llama/, tiny-gemma/
+  tiny-gemma.gguf                            tiny-gemma as llama.cpp's converter writes it
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
   qwen2.5-coder-0.5b/, qwen2.5-coder-1.5b/   the same for the named models (scripts/fetch-model NAME)
@@ -21,8 +22,8 @@ import sys
 
 import numpy as np
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+from transformers import (AutoModelForCausalLM, AutoTokenizer, GemmaConfig, GemmaForCausalLM, LlamaConfig,
+                          LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import griffin_hf  # noqa: E402
@@ -93,6 +94,12 @@ TINY = {
         vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=4, max_position_embeddings=256, rms_norm_eps=1e-5, tie_word_embeddings=False,
         hidden_act="relu", rope_theta=10000.0, bos_token_id=1, eos_token_id=2), "float32", False),
+    # Gemma: GELU (tanh) gate, embeddings times sqrt(D), norms of 1 + w, a head size that is not
+    # D / H, one key/value head
+    "tiny-gemma": (GemmaForCausalLM, GemmaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6,
+        hidden_act="gelu_pytorch_tanh", rope_theta=10000.0, bos_token_id=1, eos_token_id=2), "float32", False),
 }
 
 TINY_PROMPT = [1, 17, 200, 45, 3, 99, 128, 7, 64, 250, 31, 12, 90, 5]
@@ -221,6 +228,42 @@ def make_named(name, model_path):
                                          "cases": cases})
 
 
+def make_tiny_gguf(name="tiny-gemma"):
+    """The tiny Gemma checkpoint as llama.cpp's converter (conversion/gemma.py in its source) writes a GGUF:
+    its tensor names, each RMSNorm weight stored as 1 + w, q and k in the Hugging Face row order, float32
+    values. The tests hold it to the same reference.json as the Hugging Face directory."""
+    import gguf
+    from safetensors.torch import load_file
+
+    source = OUT / name
+    config = json.loads((source / "config.json").read_text())
+    tensors = load_file(str(source / "model.safetensors"))
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA, config["num_hidden_layers"])
+    writer = gguf.GGUFWriter(str(OUT / f"{name}.gguf"), "gemma")
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(config["num_attention_heads"])
+    writer.add_head_count_kv(config["num_key_value_heads"])
+    writer.add_key_length(config["head_dim"])
+    writer.add_value_length(config["head_dim"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_vocab_size(config["vocab_size"])
+    writer.add_bos_token_id(config["bos_token_id"])
+    writer.add_eos_token_id(config["eos_token_id"])
+    for hf_name, value in tensors.items():
+        data = value.float()
+        if hf_name.endswith("norm.weight"):
+            data = data + 1
+        writer.add_tensor(names.get_name(hf_name, try_suffixes=(".weight",)), data.numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    print(f"{name}.gguf: {(OUT / f'{name}.gguf').stat().st_size} bytes", file=sys.stderr)
+
+
 def make_gguf_dequant():
     """One small GGUF with a tensor of every supported type, and the gguf package's dequantised values."""
     import gguf
@@ -271,6 +314,7 @@ def main():
         make_gguf_dequant()
     if args.only in (None, "tiny"):
         make_tiny()
+        make_tiny_gguf()
     if args.only in (None, "smollm2"):
         make_smollm2(args.model)
     for name in NAMED_MODELS:

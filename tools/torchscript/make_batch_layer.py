@@ -8,7 +8,7 @@ its own bookkeeping; at a few rows they cost as much as a large part of the weig
 runs the same layer in one call (step; step_one does the same for one sequence's generated token,
 the LAYER decode form): RMS norm, the q/k/v product, the rotation, the attention of rows
 whose KV caches are ranges of one arena (make_batch_attention.gathered_attention), the output
-product and residual, RMS norm, the gated feed-forward block (its gate's activation SiLU or ReLU,
+product and residual, RMS norm, the gated feed-forward block (its gate's activation SiLU, ReLU or GELU,
 optionally masked per row to GRIFFIN's experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
 weights' packed copies, as the engine's oneDNN form does; step is float32 only. step_one takes
 float32 or float16 weights, plain (libtorch's product) or packed (oneDNN's).
@@ -52,6 +52,8 @@ def gated(gate_up: torch.Tensor, activation: int) -> torch.Tensor:
         active = gate.mul(torch.sigmoid(gate))
     elif activation == 1:
         active = torch.relu(gate)
+    elif activation == 2:
+        active = torch.nn.functional.gelu(gate, approximate="tanh")
     else:
         raise RuntimeError("unknown hidden activation code")
     return active.mul(gate_up[:, neurons:])

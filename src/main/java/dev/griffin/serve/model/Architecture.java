@@ -11,7 +11,12 @@ public enum Architecture {
 	/** Mistral: Llama with sliding-window attention. */
 	MISTRAL("mistral", "MistralForCausalLM"),
 	/** Qwen2: Llama with q/k/v projection biases. */
-	QWEN2("qwen2", "Qwen2ForCausalLM");
+	QWEN2("qwen2", "Qwen2ForCausalLM"),
+	/**
+	 * Gemma (the first): Llama with a GELU gate, token embeddings scaled by sqrt(D) and
+	 * RMSNorm weights stored as offsets from 1.
+	 */
+	GEMMA("gemma", "GemmaForCausalLM");
 
 	private final String modelType;
 
@@ -24,6 +29,27 @@ public enum Architecture {
 
 	public String modelType() {
 		return this.modelType;
+	}
+
+	/** Whether the token embeddings are multiplied by sqrt(D) before the first layer. */
+	public boolean scalesEmbeddings() {
+		return this == GEMMA;
+	}
+
+	/**
+	 * Whether a Hugging Face checkpoint stores each RMSNorm's weight w for a scale of 1 +
+	 * w (llama.cpp's GGUF files store 1 + w).
+	 */
+	public boolean offsetsNormWeights() {
+		return this == GEMMA;
+	}
+
+	/**
+	 * Whether llama.cpp's GGUF files store q and k with their rows interleaved within
+	 * each head (its converter does so for Llama-layout checkpoints only).
+	 */
+	public boolean interleavesQueryKeyInGguf() {
+		return this == LLAMA || this == MISTRAL;
 	}
 
 	/**

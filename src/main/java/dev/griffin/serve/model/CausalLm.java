@@ -159,7 +159,7 @@ public final class CausalLm {
 	 */
 	public NDArray forward(NDArray tokens, int position, KvCache cache, FeedForward.Phase phase,
 			FeedForward.State[] states, boolean allLogits) {
-		NDArray x = this.embedding.get(tokens); // [T, D]
+		NDArray x = embed(tokens); // [T, D]
 		long t = x.getShape().get(0);
 		this.kernels.enter((int) t);
 		Positions positions = Attention.positions(this.config, x.getManager(), this.rotary.angles(position, (int) t),
@@ -175,6 +175,20 @@ public final class CausalLm {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
 		}
 		return logits(x, this.kernels); // [T, V] with allLogits, else [1, V]
+	}
+
+	/**
+	 * The tokens' embeddings, scaled where the architecture scales them: by the scale
+	 * rounded to the embeddings' type first, as transformers multiplies them.
+	 */
+	private NDArray embed(NDArray tokens) {
+		NDArray x = this.embedding.get(tokens);
+		float scale = this.config.embeddingScale();
+		if (scale == 1f) {
+			return x;
+		}
+		NDArray factor = x.getManager().create(scale).toType(x.getDataType(), false);
+		return x.mul(factor);
 	}
 
 	/**
@@ -219,7 +233,7 @@ public final class CausalLm {
 		if (tokens.getShape().get(0) != b || caches.length != b || states.length != b) {
 			throw new IllegalArgumentException("a batch needs a token, a position, a cache and states per row");
 		}
-		NDArray x = this.embedding.get(tokens); // [B, D]
+		NDArray x = embed(tokens); // [B, D]
 		Kernels plan = this.kernels.batchDecode(this.options.oneDnnApplies());
 		plan.enter(b);
 		RotaryEmbedding.Angles rotary = this.rotary.angles(positions, x.getManager());

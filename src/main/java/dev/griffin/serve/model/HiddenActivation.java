@@ -17,7 +17,14 @@ public enum HiddenActivation {
 	/** x * sigmoid(x) (Hugging Face also calls it swish). */
 	SILU(0, "silu", "swish"),
 	/** max(x, 0). */
-	RELU(1, "relu");
+	RELU(1, "relu"),
+	/**
+	 * GELU by its tanh approximation, 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+	 * (Gemma's GeGLU).
+	 */
+	GELU_TANH(2, "gelu_pytorch_tanh", "gelu_new");
+
+	private static final float SQRT_2_OVER_PI = (float) Math.sqrt(2 / Math.PI);
 
 	private final int code;
 
@@ -38,6 +45,9 @@ public enum HiddenActivation {
 		return switch (this) {
 			case SILU -> gate.mul(Activation.sigmoid(gate));
 			case RELU -> Activation.relu(gate);
+			case GELU_TANH ->
+				gate.mul(gate.mul(gate).mul(gate).mul(0.044715f).add(gate).mul(SQRT_2_OVER_PI).tanh().add(1f))
+					.mul(0.5f);
 		};
 	}
 

@@ -70,6 +70,14 @@ public record ModelConfig(Architecture architecture, int hiddenSize, int interme
 		}
 	}
 
+	/**
+	 * What the token embeddings are multiplied by: sqrt(D) rounded to float32 for Gemma
+	 * (as transformers computes it), else 1.
+	 */
+	public float embeddingScale() {
+		return this.architecture.scalesEmbeddings() ? (float) Math.sqrt(this.hiddenSize) : 1f;
+	}
+
 	/** Query heads that share one key/value head. */
 	public int queriesPerKeyValueHead() {
 		return this.numberOfAttentionHeads / this.numberOfKeyValueHeads;

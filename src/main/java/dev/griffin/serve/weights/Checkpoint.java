@@ -70,7 +70,12 @@ public abstract class Checkpoint implements AutoCloseable {
 	}
 
 	public TensorRows finalNorm() {
-		return rows(WeightNames.finalNorm(this.format), config().hiddenSize());
+		return norm(rows(WeightNames.finalNorm(this.format), config().hiddenSize()));
+	}
+
+	/** An RMSNorm's weight as the norm multiplies by it. */
+	protected TensorRows norm(TensorRows stored) {
+		return stored;
 	}
 
 	/**
@@ -93,11 +98,11 @@ public abstract class Checkpoint implements AutoCloseable {
 		long q = (long) c.numberOfAttentionHeads() * c.headDimension();
 		long kv = (long) c.numberOfKeyValueHeads() * c.headDimension();
 		boolean bias = c.attentionBias();
-		return new LayerTensors(layerTensor(i, LayerTensor.ATTENTION_NORM, d), query(i, q, d), key(i, kv, d),
+		return new LayerTensors(norm(layerTensor(i, LayerTensor.ATTENTION_NORM, d)), query(i, q, d), key(i, kv, d),
 				layerTensor(i, LayerTensor.VALUE, kv, d), bias ? layerTensor(i, LayerTensor.QUERY_BIAS, q) : null,
 				bias ? layerTensor(i, LayerTensor.KEY_BIAS, kv) : null,
 				bias ? layerTensor(i, LayerTensor.VALUE_BIAS, kv) : null, layerTensor(i, LayerTensor.OUTPUT, d, q),
-				layerTensor(i, LayerTensor.FFN_NORM, d), layerTensor(i, LayerTensor.GATE, f, d),
+				norm(layerTensor(i, LayerTensor.FFN_NORM, d)), layerTensor(i, LayerTensor.GATE, f, d),
 				layerTensor(i, LayerTensor.UP, f, d), layerTensor(i, LayerTensor.DOWN, d, f));
 	}
 

@@ -37,7 +37,7 @@ public final class GgufCheckpoint extends Checkpoint {
 		}
 		// llama.cpp's converter interleaves the rotary halves of q and k rows for the
 		// llama architecture.
-		this.permutedQueryKey = this.config.architecture() != Architecture.QWEN2;
+		this.permutedQueryKey = this.config.architecture().interleavesQueryKeyInGguf();
 	}
 
 	public GgufFile file() {
@@ -85,9 +85,10 @@ public final class GgufCheckpoint extends Checkpoint {
 				optional(file, p + "context_length", 2048), epsilon.doubleValue(),
 				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias,
 				optional(file, p + "attention.sliding_window", 0), (bos != null) ? bos.intValue() : -1,
-				// GGUF has no activation key: llama.cpp's graph for these architectures
-				// is SiLU
-				eos.stream().mapToInt(Integer::intValue).toArray(), HiddenActivation.SILU);
+				// GGUF has no activation key: llama.cpp's graphs run Gemma's gate through
+				// GELU (tanh) and the others' through SiLU
+				eos.stream().mapToInt(Integer::intValue).toArray(),
+				(architecture == Architecture.GEMMA) ? HiddenActivation.GELU_TANH : HiddenActivation.SILU);
 	}
 
 	private static int required(GgufFile file, String key) {

@@ -97,8 +97,13 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		JsonNode c = readJson(path);
 		try {
 			Architecture architecture = Architecture.of(c.path("model_type").asText(null), path.toString());
-			// transformers' default for these families when the file leaves it out
-			HiddenActivation activation = HiddenActivation.of(c.path("hidden_act").asText("silu"), path.toString());
+			boolean gemma = architecture == Architecture.GEMMA;
+			// transformers' defaults for each family where the file leaves a field out;
+			// Gemma's files name the gate's activation in hidden_activation (hidden_act
+			// there says "gelu", which transformers overrides)
+			String act = text(c, "hidden_act", gemma ? "gelu_pytorch_tanh" : "silu");
+			HiddenActivation activation = HiddenActivation.of(gemma ? text(c, "hidden_activation", act) : act,
+					path.toString());
 			if (c.path("mlp_bias").asBoolean(false)) {
 				throw new CheckpointException(path + ": mlp_bias true is not supported");
 			}
@@ -122,10 +127,10 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 			}
 			return new ModelConfig(architecture, hidden, requiredInt(c, "intermediate_size", path),
 					requiredInt(c, "num_hidden_layers", path), heads, c.path("num_key_value_heads").asInt(heads),
-					c.path("head_dim").isNumber() ? c.get("head_dim").asInt() : hidden / heads,
+					c.path("head_dim").isNumber() ? c.get("head_dim").asInt() : (gemma ? 256 : hidden / heads),
 					requiredInt(c, "vocab_size", path), c.path("max_position_embeddings").asInt(2048),
 					c.path("rms_norm_eps").asDouble(1e-6), theta, scaling,
-					c.path("tie_word_embeddings").asBoolean(false), bias, window, c.path("bos_token_id").asInt(-1),
+					c.path("tie_word_embeddings").asBoolean(gemma), bias, window, c.path("bos_token_id").asInt(-1),
 					eos.stream().mapToInt(Integer::intValue).toArray(), activation);
 		}
 		catch (IllegalArgumentException ex) {
@@ -153,6 +158,10 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		}
 	}
 
+	private static String text(JsonNode node, String field, String fallback) {
+		return node.path(field).isTextual() ? node.get(field).asText() : fallback;
+	}
+
 	private static int requiredInt(JsonNode node, String field, Path path) {
 		if (!node.path(field).isNumber()) {
 			throw new CheckpointException(path + ": missing or non-numeric '" + field + "'");
@@ -163,6 +172,12 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 	@Override
 	public ModelConfig config() {
 		return this.config;
+	}
+
+	/** Gemma's files store w for a norm that multiplies by 1 + w. */
+	@Override
+	protected TensorRows norm(TensorRows stored) {
+		return this.config.architecture().offsetsNormWeights() ? stored.plus(1f) : stored;
 	}
 
 	@Override

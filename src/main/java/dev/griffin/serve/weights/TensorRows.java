@@ -82,6 +82,17 @@ public final class TensorRows {
 		});
 	}
 
+	/** This tensor plus {@code offset}, as it is read. */
+	public TensorRows plus(float offset) {
+		long columns = columns();
+		return new TensorRows(this.shape, (from, count, out) -> {
+			this.reader.read(from, count, out);
+			for (int i = 0; i < count * columns; i++) {
+				out[i] += offset;
+			}
+		});
+	}
+
 	/**
 	 * This tensor with its rows reordered: row {@code r} of the result is row
 	 * {@code source.applyAsInt(r)} of this one. Read a row at a time into one reused row,

@@ -62,12 +62,21 @@ class TinyModelGoldenTests {
 	}
 
 	/**
+	 * A fixture's transformers reference: a {@code .gguf} fixture is the Hugging Face
+	 * checkpoint of the same name as llama.cpp's converter writes it.
+	 */
+	static JsonNode reference(String name) {
+		return Fixtures.json(name.replaceFirst("\\.gguf$", "") + "/reference.json");
+	}
+
+	/**
 	 * Every kernel plan calibration can choose, for every architecture (the bfloat16
 	 * prefill form, which rounds beyond float tolerance, has tests of its own).
 	 */
 	static Stream<Arguments> everyKernelPlan() {
 		List<Arguments> cases = new ArrayList<>();
-		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama")) {
+		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma",
+				"tiny-gemma.gguf")) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
 					if (!prefill.exact()) {
@@ -120,7 +129,7 @@ class TinyModelGoldenTests {
 	@ParameterizedTest
 	@MethodSource("everyKernelPlan")
 	void logitsMatchHuggingFace(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
-		JsonNode reference = Fixtures.json(name + "/reference.json");
+		JsonNode reference = reference(name);
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
 		CausalLm model = load(name, ModelOptions.CPU_FLOAT32, decode, prefill);
 		float[][] logits;
@@ -147,7 +156,7 @@ class TinyModelGoldenTests {
 	@ParameterizedTest
 	@MethodSource("everyHalfPrecisionKernelPlan")
 	void float16FollowsHuggingFaceFloat32(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
-		JsonNode reference = Fixtures.json(name + "/reference.json");
+		JsonNode reference = reference(name);
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
 		CausalLm model = load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"), decode, prefill);
 		assertThat(model.options().attentionDataType()).isEqualTo(DataType.FLOAT32);
@@ -185,9 +194,9 @@ class TinyModelGoldenTests {
 	 */
 	@ParameterizedTest
 	@CsvSource({ "tiny-llama, true", "tiny-mistral, true", "tiny-qwen2, true", "tiny-relu-llama, true",
-			"tiny-llama, false", "tiny-qwen2, false" })
+			"tiny-gemma, true", "tiny-llama, false", "tiny-qwen2, false" })
 	void float16LayerFormDecodesAsThePoolForm(String name, boolean packed) {
-		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
 		CausalLm pool = load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu").withPackWeights(packed),
 				Kernels.Decode.POOL, Kernels.Prefill.WEIGHTS);
 		assertThat(pool.kernels().packed().size() > 0).as("packed float16 copies").isEqualTo(packed);
@@ -229,7 +238,7 @@ class TinyModelGoldenTests {
 	@ParameterizedTest
 	@MethodSource("everyKernelPlan")
 	void greedyTokensMatchHuggingFace(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
-		JsonNode reference = Fixtures.json(name + "/reference.json");
+		JsonNode reference = reference(name);
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
 		int[] expected = Fixtures.ints(reference.get("greedy"));
 		CausalLm model = load(name, ModelOptions.CPU_FLOAT32, decode, prefill);
@@ -242,7 +251,7 @@ class TinyModelGoldenTests {
 	@ParameterizedTest
 	@MethodSource("everyKernelPlan")
 	void griffinMatchesReferenceGriffin(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
-		JsonNode reference = Fixtures.json(name + "/reference.json");
+		JsonNode reference = reference(name);
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
 		int[] expected = Fixtures.ints(reference.get("griffinGreedy"));
 		CausalLm dense = load(name, ModelOptions.CPU_FLOAT32, decode, prefill);
@@ -264,7 +273,7 @@ class TinyModelGoldenTests {
 	@ParameterizedTest
 	@ValueSource(strings = { "tiny-llama", "tiny-qwen2" })
 	void densityOneIsExactlyDense(String name) {
-		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
 		CausalLm dense = load(name);
 		CausalLm full = GriffinTransform.apply(dense, DensitySchedule.uniform(1.0, dense.config().numberOfLayers()),
 				SelectionMethod.TOPK);
@@ -299,9 +308,9 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama" })
+	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma" })
 	void chunkedPrefillSelectsTheSameExperts(String name) {
-		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
 		CausalLm dense = load(name);
 		CausalLm griffin = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, dense.config().numberOfLayers()),
 				SelectionMethod.TOPK);

@@ -32,7 +32,11 @@ class BadCheckpointTests {
 	Path dir;
 
 	private Path copyOfTinyLlama() throws IOException {
-		Path source = Fixtures.path("tiny-mistral");
+		return copyOf("tiny-mistral");
+	}
+
+	private Path copyOf(String fixture) throws IOException {
+		Path source = Fixtures.path(fixture);
 		Path target = this.dir.resolve("model");
 		Files.createDirectories(target);
 		try (var files = Files.list(source)) {
@@ -113,7 +117,8 @@ class BadCheckpointTests {
 		JSON.writeValue(model.resolve("config.json").toFile(), config);
 		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("config.json")
-			.hasMessageContaining("architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2])");
+			.hasMessageContaining(
+					"architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2, gemma])");
 	}
 
 	@Test
@@ -124,7 +129,8 @@ class BadCheckpointTests {
 		JSON.writeValue(model.resolve("config.json").toFile(), config);
 		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("config.json")
-			.hasMessageContaining("hidden activation 'gelu_fast' is not supported (supported: [silu, swish, relu])");
+			.hasMessageContaining(
+					"hidden activation 'gelu_fast' is not supported (supported: [silu, swish, relu, gelu_pytorch_tanh, gelu_new])");
 	}
 
 	@Test
@@ -139,6 +145,27 @@ class BadCheckpointTests {
 		try (Checkpoint checkpoint = Checkpoints.open(model)) {
 			assertThat(checkpoint.config().hiddenActivation()).isEqualTo(HiddenActivation.RELU);
 		}
+	}
+
+	/**
+	 * Gemma's published files say {@code hidden_act: gelu} and name the gate's activation
+	 * in {@code hidden_activation}, which transformers follows.
+	 */
+	@Test
+	void gemmasHiddenActivationWins() throws IOException {
+		Path model = copyOf("tiny-gemma");
+		ObjectNode config = (ObjectNode) JSON.readTree(model.resolve("config.json").toFile());
+		config.put("hidden_act", "gelu");
+		config.put("hidden_activation", "gelu_pytorch_tanh");
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			assertThat(checkpoint.config().hiddenActivation()).isEqualTo(HiddenActivation.GELU_TANH);
+			assertThat(checkpoint.config().embeddingScale()).isEqualTo((float) Math.sqrt(64));
+		}
+		config.remove("hidden_activation");
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("hidden activation 'gelu' is not supported");
 	}
 
 	@Test
