@@ -47,9 +47,10 @@ public final class QuestionEval {
 	 * @param right indices of the questions answered right
 	 * @param meanPromptTokens mean prompt length, template and context included
 	 * @param meanDensity mean density the questions ran at (a rule may run some dense)
+	 * @param speed how fast the configuration ran
 	 */
 	public record Summary(String configuration, int questions, List<Integer> right, double meanPromptTokens,
-			double meanDensity) {
+			double meanDensity, EvalSpeed speed) {
 
 		/**
 		 * Of the questions {@code reference} answered right, the fraction this one also
@@ -123,6 +124,7 @@ public final class QuestionEval {
 		double promptTokens = 0;
 		double densities = 0;
 		Map<Double, Generator> generators = new LinkedHashMap<>();
+		List<JsonNode> rows = new ArrayList<>();
 		SamplingParams greedy = new SamplingParams(0, 0, 1.0, 0, 1, 0, 0, 0L, this.maxTokens, List.of(), List.of(),
 				false);
 		try (BufferedWriter out = Files.newBufferedWriter(output.resolve(configuration.name() + ".jsonl"))) {
@@ -136,7 +138,8 @@ public final class QuestionEval {
 				double density = configuration.densityFor(prompt.length);
 				Generator generator = generators.computeIfAbsent(density,
 						(d) -> new Generator(this.model.variant(d, configuration.method()), this.model.tokenizer()));
-				String reply = generator.generate(prompt, greedy, (token, text) -> true).text().strip();
+				Generator.Result result = generator.generate(prompt, greedy, (token, text) -> true);
+				String reply = result.text().strip();
 				boolean correct = answers(reply, question.answers());
 				if (correct) {
 					right.add(question.index());
@@ -151,6 +154,8 @@ public final class QuestionEval {
 				row.put("right", correct);
 				row.put("promptTokens", prompt.length);
 				row.put("density", density);
+				EvalSpeed.record(row, result);
+				rows.add(JSON.valueToTree(row));
 				out.write(JSON.writeValueAsString(row));
 				out.newLine();
 				progress.printf("\r%-22s %d/%d, %d right", configuration.name(), question.index() + 1, questions.size(),
@@ -160,7 +165,8 @@ public final class QuestionEval {
 		}
 		progress.println();
 		int n = questions.size();
-		return new Summary(configuration.name(), n, List.copyOf(right), promptTokens / n, densities / n);
+		return new Summary(configuration.name(), n, List.copyOf(right), promptTokens / n, densities / n,
+				EvalSpeed.of(rows));
 	}
 
 	/**

@@ -6,6 +6,7 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -38,8 +39,9 @@ public final class SummarizationEval {
 
 	}
 
-	/** Mean F-scores of a configuration, in percent. */
-	public record Summary(String configuration, int examples, double rouge1, double rouge2, double rougeL) {
+	/** Mean F-scores of a configuration, in percent, and how fast it ran. */
+	public record Summary(String configuration, int examples, double rouge1, double rouge2, double rougeL,
+			EvalSpeed speed) {
 
 	}
 
@@ -149,6 +151,7 @@ public final class SummarizationEval {
 				row.put("promptTokens", prompt.length);
 				row.put("generatedTokens", result.tokens().length);
 				row.put("seconds", (System.nanoTime() - start) / 1e9);
+				EvalSpeed.record(row, result);
 				out.write(JSON.writeValueAsString(row));
 				out.newLine();
 				out.flush();
@@ -163,14 +166,16 @@ public final class SummarizationEval {
 		double r2 = 0;
 		double rl = 0;
 		int n = 0;
+		List<JsonNode> rows = new ArrayList<>();
 		for (Example example : examples) {
 			JsonNode row = done.get(example.index());
+			rows.add(row);
 			r1 += row.get("rouge1").asDouble();
 			r2 += row.get("rouge2").asDouble();
 			rl += row.get("rougeL").asDouble();
 			n++;
 		}
-		return new Summary(configuration.name(), n, 100 * r1 / n, 100 * r2 / n, 100 * rl / n);
+		return new Summary(configuration.name(), n, 100 * r1 / n, 100 * r2 / n, 100 * rl / n, EvalSpeed.of(rows));
 	}
 
 }

@@ -17,6 +17,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 import dev.griffin.serve.analysis.EvalConfiguration;
+import dev.griffin.serve.analysis.EvalSpeed;
 import dev.griffin.serve.analysis.FidelityEval;
 import dev.griffin.serve.analysis.QuestionEval;
 import dev.griffin.serve.analysis.SummarizationEval;
@@ -126,10 +127,11 @@ public class EvalCommand implements Callable<Integer> {
 				summaries.add(eval.run(configuration, data, output, System.err));
 			}
 		}
-		System.out.printf("%-16s %8s %8s %8s %8s%n", "configuration", "examples", "ROUGE-1", "ROUGE-2", "ROUGE-L");
+		System.out.printf("%-16s %8s %8s %8s %8s %s%n", "configuration", "examples", "ROUGE-1", "ROUGE-2", "ROUGE-L",
+				EvalSpeed.header());
 		for (SummarizationEval.Summary s : summaries) {
-			System.out.printf("%-16s %8d %8.2f %8.2f %8.2f%n", s.configuration(), s.examples(), s.rouge1(), s.rouge2(),
-					s.rougeL());
+			System.out.printf("%-16s %8d %8.2f %8.2f %8.2f %s%n", s.configuration(), s.examples(), s.rouge1(),
+					s.rouge2(), s.rougeL(), s.speed().columns());
 		}
 		Map<String, Object> report = new LinkedHashMap<>();
 		report.put("input", this.input.getFileName().toString());
@@ -158,13 +160,13 @@ public class EvalCommand implements Callable<Integer> {
 			.filter((s) -> s.configuration().equals("full"))
 			.findFirst()
 			.orElse(null);
-		System.out.printf("%-28s %9s %6s %14s %13s %12s%n", "configuration", "questions", "right", "kept of full",
-				"prompt tokens", "mean density");
+		System.out.printf("%-28s %9s %6s %14s %13s %12s %s%n", "configuration", "questions", "right", "kept of full",
+				"prompt tokens", "mean density", EvalSpeed.header());
 		List<Map<String, Object>> results = new ArrayList<>();
 		for (QuestionEval.Summary s : summaries) {
 			String kept = (full == null) ? "-" : "%.1f%%".formatted(100 * s.kept(full));
-			System.out.printf("%-28s %9d %6d %14s %13.1f %12.3f%n", s.configuration(), s.questions(), s.right().size(),
-					kept, s.meanPromptTokens(), s.meanDensity());
+			System.out.printf("%-28s %9d %6d %14s %13.1f %12.3f %s%n", s.configuration(), s.questions(),
+					s.right().size(), kept, s.meanPromptTokens(), s.meanDensity(), s.speed().columns());
 			Map<String, Object> row = new LinkedHashMap<>();
 			row.put("summary", s);
 			if (full != null) {

@@ -41,6 +41,8 @@ class QuestionEvalIT {
 			QuestionEval.Summary full = plain.run(EvalConfiguration.parse("full"), questions, this.output, progress);
 			assertThat(full.right()).as("the dense model knows both capitals").contains(0, 1);
 			assertThat(full.meanDensity()).isEqualTo(1.0);
+			assertThat(full.speed().examples()).isEqualTo(3);
+			assertThat(full.speed().decodeTokensPerSecond()).isPositive();
 			List<JsonNode> rows = rows("full");
 			assertThat(rows).hasSize(3);
 			assertThat(rows.get(0).get("reply").asText()).contains("Paris");
@@ -56,6 +58,8 @@ class QuestionEvalIT {
 			QuestionEval.Summary half = plain.run(EvalConfiguration.parse("topk:0.5"), questions, this.output,
 					progress);
 			assertThat(half.meanDensity()).isEqualTo(0.5);
+			assertThat(half.speed().meanSelectionMs()).as("selection takes time; the dense model has none to do")
+				.isGreaterThan(full.speed().meanSelectionMs());
 			assertThat(half.kept(full)).isBetween(0.0, 1.0);
 
 			String text = "The river flows through the old town, past the market and the mill, and on to the sea. ";

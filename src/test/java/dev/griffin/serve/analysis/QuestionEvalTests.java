@@ -64,14 +64,16 @@ class QuestionEvalTests {
 		}
 	}
 
+	private static final EvalSpeed UNTIMED = EvalSpeed.of(List.of());
+
 	@Test
 	void keptCountsTheReferencesRightAnswersOnly() {
-		QuestionEval.Summary full = new QuestionEval.Summary("full", 5, List.of(0, 1, 2, 3), 40, 1);
-		QuestionEval.Summary other = new QuestionEval.Summary("griffin-0.5", 5, List.of(0, 2, 4), 40, 0.5);
+		QuestionEval.Summary full = new QuestionEval.Summary("full", 5, List.of(0, 1, 2, 3), 40, 1, UNTIMED);
+		QuestionEval.Summary other = new QuestionEval.Summary("griffin-0.5", 5, List.of(0, 2, 4), 40, 0.5, UNTIMED);
 		assertThat(other.kept(full)).isEqualTo(0.5);
 		assertThat(other.lost(full)).containsExactly(1, 3);
 		assertThat(full.kept(full)).isEqualTo(1.0);
-		assertThat(other.kept(new QuestionEval.Summary("none", 5, List.of(), 40, 1))).isNaN();
+		assertThat(other.kept(new QuestionEval.Summary("none", 5, List.of(), 40, 1, UNTIMED))).isNaN();
 	}
 
 	@Test

@@ -43,6 +43,9 @@ class SummarizationEvalIT {
 				assertThat(summary.examples()).isEqualTo(2);
 				assertThat(summary.rouge1()).isBetween(0.0, 100.0);
 				assertThat(summary.rougeL()).isLessThanOrEqualTo(summary.rouge1() + 1e-9);
+				assertThat(summary.speed().examples()).isEqualTo(2);
+				assertThat(summary.speed().decodeTokensPerSecond()).isPositive();
+				assertThat(summary.speed().promptTokensPerSecond()).isPositive();
 				// resuming generates nothing new and reports the same scores
 				SummarizationEval.Summary again = eval.run(configuration, examples, this.output, progress);
 				assertThat(Files.readAllLines(results)).hasSize(2);
