@@ -4,7 +4,7 @@
 
 Writes under src/test/resources/fixtures/:
   tiny-llama/, tiny-mistral/, tiny-qwen2/,  tiny random Hugging Face checkpoints (+ reference.json)
-  tiny-relu-llama/, tiny-gemma/
+  tiny-relu-llama/, tiny-gemma/, tiny-gemma3/
   tiny-gemma.gguf                            tiny-gemma as llama.cpp's converter writes it
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
@@ -22,8 +22,9 @@ import sys
 
 import numpy as np
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, GemmaConfig, GemmaForCausalLM, LlamaConfig,
-                          LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+from transformers import (AutoModelForCausalLM, AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, GemmaConfig,
+                          GemmaForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+                          Qwen2Config, Qwen2ForCausalLM)
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import griffin_hf  # noqa: E402
@@ -100,6 +101,17 @@ TINY = {
         vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=1, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6,
         hidden_act="gelu_pytorch_tanh", rope_theta=10000.0, bos_token_id=1, eos_token_id=2), "float32", False),
+    # Gemma 3's text model: norms after the sublayers too, normed queries and keys, local layers (a window
+    # shorter than the prompt, their own rotary base) between global ones, a score scale from
+    # query_pre_attn_scalar
+    "tiny-gemma3": (Gemma3ForCausalLM, Gemma3TextConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6, sliding_window=8,
+        query_pre_attn_scalar=24, layer_types=["sliding_attention", "full_attention", "sliding_attention",
+                                                "full_attention"],
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                         "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
+        bos_token_id=1, eos_token_id=2, pad_token_id=0), "float32", False),
 }
 
 TINY_PROMPT = [1, 17, 200, 45, 3, 99, 128, 7, 64, 250, 31, 12, 90, 5]
@@ -120,6 +132,9 @@ def make_tiny():
         model = cls.from_pretrained(target, dtype=torch.float32).eval()
         with torch.no_grad():
             logits = model(torch.tensor([TINY_PROMPT])).logits[0]
+            # how far transformers' own float16 run moves from its float32 one: the tests' yardstick for ours
+            half = cls.from_pretrained(target, dtype=torch.float16).eval()
+            float16_difference = (half(torch.tensor([TINY_PROMPT])).logits[0].float() - logits).abs().max().item()
         tokens, gaps = greedy(model, TINY_PROMPT, 16)
         griffin_hf.apply_griffin(model, DENSITY)
         griffin_tokens, griffin_gaps = greedy(model, TINY_PROMPT, 16)
@@ -127,6 +142,7 @@ def make_tiny():
         dump(target / "reference.json", {
             "prompt": TINY_PROMPT,
             "logits": [[round(float(v), 7) for v in row] for row in logits],
+            "float16MaxDifference": round(float16_difference, 7),
             "greedy": tokens, "greedyGaps": gaps,
             "griffinDensity": DENSITY, "griffinGreedy": griffin_tokens, "griffinGaps": griffin_gaps,
             "griffinExperts": experts,

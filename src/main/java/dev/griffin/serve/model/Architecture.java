@@ -16,7 +16,13 @@ public enum Architecture {
 	 * Gemma (the first): Llama with a GELU gate, token embeddings scaled by sqrt(D) and
 	 * RMSNorm weights stored as offsets from 1.
 	 */
-	GEMMA("gemma", "GemmaForCausalLM");
+	GEMMA("gemma", "GemmaForCausalLM"),
+	/**
+	 * Gemma 3's text model: Gemma with norms after attention and the feed-forward block
+	 * as well as before, RMS-normed queries and keys, and local (sliding-window) layers
+	 * with their own rotary base between global ones.
+	 */
+	GEMMA3("gemma3_text", "Gemma3ForCausalLM");
 
 	private final String modelType;
 
@@ -33,7 +39,7 @@ public enum Architecture {
 
 	/** Whether the token embeddings are multiplied by sqrt(D) before the first layer. */
 	public boolean scalesEmbeddings() {
-		return this == GEMMA;
+		return this == GEMMA || this == GEMMA3;
 	}
 
 	/**
@@ -41,7 +47,15 @@ public enum Architecture {
 	 * w (llama.cpp's GGUF files store 1 + w).
 	 */
 	public boolean offsetsNormWeights() {
-		return this == GEMMA;
+		return this == GEMMA || this == GEMMA3;
+	}
+
+	/**
+	 * Whether each layer also norms attention's and the feed-forward block's outputs
+	 * before adding them to the residual stream, and norms each head's queries and keys.
+	 */
+	public boolean normsSublayerOutputs() {
+		return this == GEMMA3;
 	}
 
 	/**

@@ -49,11 +49,33 @@ public final class Attention {
 
 	private final DataType arithmeticType;
 
+	private final RmsNorm queryNorm;
+
+	private final RmsNorm keyNorm;
+
 	/**
 	 * @param arithmeticType the precision of rotary, scores, softmax and weighted values
 	 * (the KV cache's); the projections keep the weights' precision
 	 */
 	public Attention(ModelConfig config, int layer, Weights weights, DataType arithmeticType) {
+		this(config, layer, weights, arithmeticType, null, null);
+	}
+
+	/**
+	 * @param queryNorm the RMS norm of each query head before the rotation (Gemma 3), or
+	 * null
+	 * @param keyNorm the same for each key head, null exactly when queryNorm is
+	 */
+	public Attention(ModelConfig config, int layer, Weights weights, DataType arithmeticType, RmsNorm queryNorm,
+			RmsNorm keyNorm) {
+		if ((queryNorm == null) != (keyNorm == null)) {
+			throw new IllegalArgumentException("queries and keys are normed both or neither");
+		}
+		if (queryNorm != null && weights.scaleFolded()) {
+			throw new IllegalArgumentException("a score scale in the query rows would be normed away");
+		}
+		this.queryNorm = queryNorm;
+		this.keyNorm = keyNorm;
 		this.weights = weights;
 		this.arithmeticType = arithmeticType;
 		this.layer = layer;
@@ -81,23 +103,28 @@ public final class Attention {
 		return this.heads;
 	}
 
+	/** Whether the heads' queries and keys are normed before the rotation. */
+	boolean normsQueryKey() {
+		return this.queryNorm != null;
+	}
+
 	/** The scores' scale, or NaN when the query rows already carry it. */
 	double scoreScale() {
 		return this.weights.scaleFolded() ? Double.NaN : this.scale;
 	}
 
 	public static float scale(ModelConfig config) {
-		return (float) Math.pow(config.headDimension(), -0.5);
+		return config.attentionScale();
 	}
 
 	/**
 	 * Whether multiplying the query rows by the score scale is exact: true for a power of
 	 * two (any even power of two head dimension), where scaling q or the scores gives
-	 * bit-identical results.
+	 * bit-identical results, unless the queries are normed after their product.
 	 */
 	public static boolean scaleFoldsExactly(ModelConfig config) {
 		float scale = scale(config);
-		return scale == Math.scalb(1.0f, Math.getExponent(scale));
+		return scale == Math.scalb(1.0f, Math.getExponent(scale)) && !config.architecture().normsSublayerOutputs();
 	}
 
 	/**
@@ -191,10 +218,13 @@ public final class Attention {
 		return (qkv.getDataType() == this.arithmeticType) ? qkv : qkv.toType(this.arithmeticType, false);
 	}
 
-	/** q and k of T rows, rotated: [T, H+KVH, Dh]. */
+	/** q and k of T rows, normed where the layer norms them, rotated: [T, H+KVH, Dh]. */
 	private NDArray rotated(NDArray qkv, RotaryEmbedding.Angles rotary, int t) {
-		return rotary
-			.apply(qkv.get(this.queryKeyColumns).reshape(t, this.heads + this.keyValueHeads, this.headDimension));
+		NDArray qk = qkv.get(this.queryKeyColumns).reshape(t, this.heads + this.keyValueHeads, this.headDimension);
+		if (this.queryNorm != null) {
+			qk = this.queryNorm.forward(qk.get(this.queryHeads)).concat(this.keyNorm.forward(qk.get(this.keyHeads)), 1);
+		}
+		return rotary.apply(qk);
 	}
 
 	/**
@@ -234,13 +264,13 @@ public final class Attention {
 
 	/**
 	 * The positions of T tokens from {@code position}, with the mask every layer of the
-	 * pass shares. Without a sliding window every key before the block is visible to all
-	 * of its queries, so the mask covers only the block's own T keys: masking a long
-	 * context's chunk then touches T x T scores, not T x S.
+	 * pass that attends within {@code window} (0: no window) shares. Without a sliding
+	 * window every key before the block is visible to all of its queries, so the mask
+	 * covers only the block's own T keys: masking a long context's chunk then touches T x
+	 * T scores, not T x S.
 	 */
-	public static Positions positions(ModelConfig config, NDManager manager, RotaryEmbedding.Angles rotary,
-			int position, int t, DataType type) {
-		int window = config.slidingWindow();
+	public static Positions positions(int window, NDManager manager, RotaryEmbedding.Angles rotary, int position, int t,
+			DataType type) {
 		int end = position + t;
 		int start = keyStart(window, position);
 		NDArray mask;

@@ -33,6 +33,12 @@ public final class CausalLm {
 
 	private final RotaryEmbedding rotary;
 
+	/**
+	 * The windowed layers' rotation when it differs (Gemma 3's local layers), else
+	 * rotary.
+	 */
+	private final RotaryEmbedding windowedRotary;
+
 	private final List<DecoderLayer> layers;
 
 	private final Kernels kernels;
@@ -42,16 +48,18 @@ public final class CausalLm {
 	/**
 	 * @param manager owner of every weight (closing the model closes it)
 	 * @param lmHead [V, D], the embedding itself when tied
+	 * @param windowedRotary the rotation of the layers that attend within the sliding
+	 * window, when the config gives them a rotary base of their own; else {@code rotary}
 	 */
 	public CausalLm(ModelConfig config, ModelOptions options, NDManager manager, NDArray embedding, NDArray lmHead,
-			RmsNorm finalNorm, RotaryEmbedding rotary, List<DecoderLayer> layers) {
-		this(config, options, manager, embedding, lmHead, Kernels.rowHalves(lmHead), finalNorm, rotary, layers,
-				Kernels.pool());
+			RmsNorm finalNorm, RotaryEmbedding rotary, RotaryEmbedding windowedRotary, List<DecoderLayer> layers) {
+		this(config, options, manager, embedding, lmHead, Kernels.rowHalves(lmHead), finalNorm, rotary, windowedRotary,
+				layers, Kernels.pool());
 	}
 
 	private CausalLm(ModelConfig config, ModelOptions options, NDManager manager, NDArray embedding, NDArray lmHead,
-			NDArray[] lmHeadHalves, RmsNorm finalNorm, RotaryEmbedding rotary, List<DecoderLayer> layers,
-			Kernels kernels) {
+			NDArray[] lmHeadHalves, RmsNorm finalNorm, RotaryEmbedding rotary, RotaryEmbedding windowedRotary,
+			List<DecoderLayer> layers, Kernels kernels) {
 		this.config = config;
 		this.options = options;
 		this.manager = manager;
@@ -59,6 +67,7 @@ public final class CausalLm {
 		this.lmHead = lmHead;
 		this.finalNorm = finalNorm;
 		this.rotary = rotary;
+		this.windowedRotary = windowedRotary;
 		this.layers = Collections.unmodifiableList(layers);
 		this.lmHeadHalves = lmHeadHalves;
 		this.kernels = kernels;
@@ -124,7 +133,7 @@ public final class CausalLm {
 	/** This model's weights with other layers (over the same weights) or kernels. */
 	private CausalLm with(List<DecoderLayer> layers, Kernels kernels) {
 		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
-				this.finalNorm, this.rotary, layers, kernels);
+				this.finalNorm, this.rotary, this.windowedRotary, layers, kernels);
 	}
 
 	public ModelConfig config() {
@@ -162,14 +171,28 @@ public final class CausalLm {
 		NDArray x = embed(tokens); // [T, D]
 		long t = x.getShape().get(0);
 		this.kernels.enter((int) t);
-		Positions positions = Attention.positions(this.config, x.getManager(), this.rotary.angles(position, (int) t),
-				position, (int) t, this.options.attentionDataType());
+		DataType type = this.options.attentionDataType();
+		Positions positions;
+		Positions windowedPositions;
+		if (this.config.mixesLayers()) {
+			// global layers see every earlier key, local ones those within the window
+			positions = Attention.positions(0, x.getManager(), this.rotary.angles(position, (int) t), position, (int) t,
+					type);
+			windowedPositions = Attention.positions(this.config.slidingWindow(), x.getManager(),
+					this.windowedRotary.angles(position, (int) t), position, (int) t, type);
+		}
+		else {
+			positions = Attention.positions(this.config.slidingWindow(), x.getManager(),
+					this.rotary.angles(position, (int) t), position, (int) t, type);
+			windowedPositions = positions;
+		}
 		for (int i = 0; i < this.layers.size(); i++) {
 			DecoderLayer layer = this.layers.get(i);
 			FeedForward.State state = states[i];
 			NDArray input = x;
-			x = inLayerScope(() -> layer.forward(input, positions, cache, phase, state, this.kernels)); // [T,
-																										// D]
+			Positions at = this.config.windowed(i) ? windowedPositions : positions;
+			x = inLayerScope(() -> layer.forward(input, at, cache, phase, state, this.kernels)); // [T,
+																									// D]
 		}
 		if (!allLogits && t > 1) {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
@@ -237,7 +260,19 @@ public final class CausalLm {
 		Kernels plan = this.kernels.batchDecode(this.options.oneDnnApplies());
 		plan.enter(b);
 		RotaryEmbedding.Angles rotary = this.rotary.angles(positions, x.getManager());
-		BatchKv kv = new BatchKv(positions, caches, this.config.slidingWindow(), x.getManager());
+		BatchKv kv;
+		RotaryEmbedding.Angles windowedRotary;
+		BatchKv windowedKv;
+		if (this.config.mixesLayers()) {
+			kv = new BatchKv(positions, caches, 0, x.getManager());
+			windowedRotary = this.windowedRotary.angles(positions, x.getManager());
+			windowedKv = new BatchKv(positions, caches, this.config.slidingWindow(), x.getManager());
+		}
+		else {
+			kv = new BatchKv(positions, caches, this.config.slidingWindow(), x.getManager());
+			windowedRotary = rotary;
+			windowedKv = kv;
+		}
 		for (int i = 0; i < this.layers.size(); i++) {
 			DecoderLayer layer = this.layers.get(i);
 			FeedForward.State[] layerStates = new FeedForward.State[b];
@@ -245,8 +280,11 @@ public final class CausalLm {
 				layerStates[row] = states[row][i];
 			}
 			NDArray input = x;
-			x = inLayerScope(() -> layer.forwardBatch(input, kv, rotary, layerStates, plan)); // [B,
-																								// D]
+			boolean windowed = this.config.windowed(i);
+			BatchKv layerKv = windowed ? windowedKv : kv;
+			RotaryEmbedding.Angles layerRotary = windowed ? windowedRotary : rotary;
+			x = inLayerScope(() -> layer.forwardBatch(input, layerKv, layerRotary, layerStates, plan)); // [B,
+																										// D]
 		}
 		return logits(x, plan); // [B, V], the head's products in the batch's form too
 	}

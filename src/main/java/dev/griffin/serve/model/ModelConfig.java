@@ -23,12 +23,19 @@ package dev.griffin.serve.model;
  * @param bosTokenId beginning-of-sequence token, -1 if none
  * @param eosTokenIds tokens that end generation
  * @param hiddenActivation the activation on the feed-forward block's gate
+ * @param windowedLayers which layers attend within {@code slidingWindow} (Gemma 3's local
+ * layers), or null when every layer does (none without a window)
+ * @param windowedRopeTheta the rotary base of the windowed layers when it differs from
+ * {@code ropeTheta} (they take no rope scaling then), else 0
+ * @param queryPreAttentionScalar the scores are scaled by its inverse square root (Gemma
+ * 3's {@code query_pre_attn_scalar}), 0 for the head dimension
  */
 public record ModelConfig(Architecture architecture, int hiddenSize, int intermediateSize, int numberOfLayers,
 		int numberOfAttentionHeads, int numberOfKeyValueHeads, int headDimension, int vocabularySize,
 		int maxPositionEmbeddings, double rmsNormEpsilon, double ropeTheta, RopeScaling ropeScaling,
 		boolean tieWordEmbeddings, boolean attentionBias, int slidingWindow, int bosTokenId, int[] eosTokenIds,
-		HiddenActivation hiddenActivation) {
+		HiddenActivation hiddenActivation, boolean[] windowedLayers, double windowedRopeTheta,
+		double queryPreAttentionScalar) {
 
 	public ModelConfig {
 		if (architecture == null) {
@@ -60,6 +67,14 @@ public record ModelConfig(Architecture architecture, int hiddenSize, int interme
 		if (slidingWindow < 0) {
 			throw new IllegalArgumentException("slidingWindow must be >= 0, got " + slidingWindow);
 		}
+		if (windowedLayers != null && windowedLayers.length != numberOfLayers) {
+			throw new IllegalArgumentException(
+					"windowedLayers has %d entries for %d layers".formatted(windowedLayers.length, numberOfLayers));
+		}
+		if (windowedRopeTheta < 0 || queryPreAttentionScalar < 0) {
+			throw new IllegalArgumentException("windowedRopeTheta and queryPreAttentionScalar must be >= 0");
+		}
+		windowedLayers = (windowedLayers != null) ? windowedLayers.clone() : null;
 		ropeScaling = (ropeScaling != null) ? ropeScaling : RopeScaling.NONE;
 		eosTokenIds = (eosTokenIds != null) ? eosTokenIds.clone() : new int[0];
 	}
@@ -76,6 +91,30 @@ public record ModelConfig(Architecture architecture, int hiddenSize, int interme
 	 */
 	public float embeddingScale() {
 		return this.architecture.scalesEmbeddings() ? (float) Math.sqrt(this.hiddenSize) : 1f;
+	}
+
+	/**
+	 * Whether layers differ in their attention: some attend within the sliding window
+	 * with their own rotary base, the others over the whole context.
+	 */
+	public boolean mixesLayers() {
+		return this.windowedLayers != null;
+	}
+
+	/** Whether layer {@code layer} attends within the sliding window. */
+	public boolean windowed(int layer) {
+		return this.slidingWindow > 0 && (this.windowedLayers == null || this.windowedLayers[layer]);
+	}
+
+	/** The attention scores' scale: 1 / sqrt(query_pre_attn_scalar, else Dh). */
+	public float attentionScale() {
+		double scalar = (this.queryPreAttentionScalar > 0) ? this.queryPreAttentionScalar : this.headDimension;
+		return (float) Math.pow(scalar, -0.5);
+	}
+
+	@Override
+	public boolean[] windowedLayers() {
+		return (this.windowedLayers != null) ? this.windowedLayers.clone() : null;
 	}
 
 	/** Query heads that share one key/value head. */

@@ -23,9 +23,16 @@ public final class RotaryEmbedding {
 	private final NDArray identity; // [Dh, Dh]
 
 	public RotaryEmbedding(ModelConfig config, NDManager manager, DataType type) {
+		this(config, config.ropeTheta(), config.ropeScaling(), manager, type);
+	}
+
+	/**
+	 * With a rotary base and scaling of its own (Gemma 3's local layers).
+	 */
+	public RotaryEmbedding(ModelConfig config, double theta, RopeScaling scaling, NDManager manager, DataType type) {
 		int dim = config.headDimension();
 		int positions = config.maxPositionEmbeddings();
-		float[] inverseFrequencies = inverseFrequencies(config);
+		float[] inverseFrequencies = inverseFrequencies(dim, theta, scaling);
 		// Angles in float32 from the same float32 operands Hugging Face uses, then cos
 		// and sin by libtorch.
 		try (NDManager scratch = manager.newSubManager()) {
@@ -56,14 +63,12 @@ public final class RotaryEmbedding {
 		this.identity = manager.eye(dim).toType(type, false);
 	}
 
-	static float[] inverseFrequencies(ModelConfig config) {
-		int dim = config.headDimension();
+	static float[] inverseFrequencies(int dim, double theta, RopeScaling scaling) {
 		float[] inv = new float[dim / 2];
 		for (int i = 0; i < inv.length; i++) {
 			float exponent = (float) (2 * i) / dim;
-			inv[i] = (float) (1.0 / (float) Math.pow(config.ropeTheta(), exponent));
+			inv[i] = (float) (1.0 / (float) Math.pow(theta, exponent));
 		}
-		RopeScaling scaling = config.ropeScaling();
 		if (scaling.type() == RopeScaling.Type.LLAMA3) {
 			float factor = (float) scaling.factor();
 			float low = (float) scaling.lowFrequencyFactor();

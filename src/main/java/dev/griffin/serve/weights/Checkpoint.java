@@ -95,15 +95,22 @@ public abstract class Checkpoint implements AutoCloseable {
 		ModelConfig c = config();
 		long d = c.hiddenSize();
 		long f = c.intermediateSize();
-		long q = (long) c.numberOfAttentionHeads() * c.headDimension();
-		long kv = (long) c.numberOfKeyValueHeads() * c.headDimension();
+		long dh = c.headDimension();
+		long q = (long) c.numberOfAttentionHeads() * dh;
+		long kv = (long) c.numberOfKeyValueHeads() * dh;
 		boolean bias = c.attentionBias();
+		boolean outputs = c.architecture().normsSublayerOutputs();
 		return new LayerTensors(norm(layerTensor(i, LayerTensor.ATTENTION_NORM, d)), query(i, q, d), key(i, kv, d),
 				layerTensor(i, LayerTensor.VALUE, kv, d), bias ? layerTensor(i, LayerTensor.QUERY_BIAS, q) : null,
 				bias ? layerTensor(i, LayerTensor.KEY_BIAS, kv) : null,
 				bias ? layerTensor(i, LayerTensor.VALUE_BIAS, kv) : null, layerTensor(i, LayerTensor.OUTPUT, d, q),
-				norm(layerTensor(i, LayerTensor.FFN_NORM, d)), layerTensor(i, LayerTensor.GATE, f, d),
-				layerTensor(i, LayerTensor.UP, f, d), layerTensor(i, LayerTensor.DOWN, d, f));
+				norm(layerTensor(i, outputs ? LayerTensor.PRE_FFN_NORM : LayerTensor.FFN_NORM, d)),
+				layerTensor(i, LayerTensor.GATE, f, d), layerTensor(i, LayerTensor.UP, f, d),
+				layerTensor(i, LayerTensor.DOWN, d, f),
+				outputs ? norm(layerTensor(i, LayerTensor.POST_ATTENTION_NORM, d)) : null,
+				outputs ? norm(layerTensor(i, LayerTensor.POST_FFN_NORM, d)) : null,
+				outputs ? norm(layerTensor(i, LayerTensor.QUERY_NORM, dh)) : null,
+				outputs ? norm(layerTensor(i, LayerTensor.KEY_NORM, dh)) : null);
 	}
 
 	protected TensorRows query(int layer, long rows, long columns) {

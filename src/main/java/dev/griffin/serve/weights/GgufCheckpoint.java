@@ -88,7 +88,7 @@ public final class GgufCheckpoint extends Checkpoint {
 				// GGUF has no activation key: llama.cpp's graphs run Gemma's gate through
 				// GELU (tanh) and the others' through SiLU
 				eos.stream().mapToInt(Integer::intValue).toArray(),
-				(architecture == Architecture.GEMMA) ? HiddenActivation.GELU_TANH : HiddenActivation.SILU);
+				(architecture == Architecture.GEMMA) ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, null, 0, 0);
 	}
 
 	private static int required(GgufFile file, String key) {

@@ -97,7 +97,8 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		JsonNode c = readJson(path);
 		try {
 			Architecture architecture = Architecture.of(c.path("model_type").asText(null), path.toString());
-			boolean gemma = architecture == Architecture.GEMMA;
+			boolean gemma = architecture == Architecture.GEMMA || architecture == Architecture.GEMMA3;
+			boolean gemma3 = architecture == Architecture.GEMMA3;
 			// transformers' defaults for each family where the file leaves a field out;
 			// Gemma's files name the gate's activation in hidden_activation (hidden_act
 			// there says "gelu", which transformers overrides)
@@ -107,16 +108,39 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 			if (c.path("mlp_bias").asBoolean(false)) {
 				throw new CheckpointException(path + ": mlp_bias true is not supported");
 			}
+			for (String softCap : List.of("attn_logit_softcapping", "final_logit_softcapping")) {
+				if (c.hasNonNull(softCap)) {
+					throw new CheckpointException(path + ": " + softCap + " is not supported");
+				}
+			}
 			int hidden = requiredInt(c, "hidden_size", path);
 			int heads = requiredInt(c, "num_attention_heads", path);
+			int layers = requiredInt(c, "num_hidden_layers", path);
 			JsonNode rope = c.has("rope_parameters") ? c.get("rope_parameters") : c.path("rope_scaling");
-			double theta = rope.has("rope_theta") ? rope.get("rope_theta").asDouble()
-					: c.path("rope_theta").asDouble(10000);
-			RopeScaling scaling = ropeScaling(rope, path);
+			boolean perLayerType = rope.has("full_attention");
+			// Gemma 3 names a rotary base per kind of layer (older files: rope_theta for
+			// the global layers, rope_local_base_freq for the local ones)
+			JsonNode globalRope = perLayerType ? rope.get("full_attention") : rope;
+			double theta = globalRope.has("rope_theta") ? globalRope.get("rope_theta").asDouble()
+					: c.path("rope_theta").asDouble(gemma3 ? 1_000_000 : 10000);
+			RopeScaling scaling = ropeScaling(globalRope, path);
 			int window = 0;
+			boolean[] windowed = null;
+			double windowedTheta = 0;
 			if (architecture == Architecture.MISTRAL
 					|| (architecture == Architecture.QWEN2 && c.path("use_sliding_window").asBoolean(false))) {
 				window = c.path("sliding_window").isNumber() ? c.get("sliding_window").asInt() : 0;
+			}
+			if (gemma3) {
+				window = requiredInt(c, "sliding_window", path);
+				windowed = layerTypes(c, layers, path);
+				JsonNode localRope = perLayerType ? rope.path("sliding_attention") : c;
+				if (perLayerType && ropeScaling(localRope, path) != RopeScaling.NONE) {
+					throw new CheckpointException(
+							path + ": rope scaling of the sliding-window layers is not supported");
+				}
+				windowedTheta = perLayerType ? localRope.path("rope_theta").asDouble(10000)
+						: c.path("rope_local_base_freq").asDouble(10000);
 			}
 			boolean bias = (architecture == Architecture.QWEN2) || c.path("attention_bias").asBoolean(false);
 			Set<Integer> eos = new LinkedHashSet<>();
@@ -125,13 +149,14 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 			if (Files.exists(generation)) {
 				addIds(eos, readJson(generation).path("eos_token_id"));
 			}
-			return new ModelConfig(architecture, hidden, requiredInt(c, "intermediate_size", path),
-					requiredInt(c, "num_hidden_layers", path), heads, c.path("num_key_value_heads").asInt(heads),
+			return new ModelConfig(architecture, hidden, requiredInt(c, "intermediate_size", path), layers, heads,
+					c.path("num_key_value_heads").asInt(heads),
 					c.path("head_dim").isNumber() ? c.get("head_dim").asInt() : (gemma ? 256 : hidden / heads),
 					requiredInt(c, "vocab_size", path), c.path("max_position_embeddings").asInt(2048),
 					c.path("rms_norm_eps").asDouble(1e-6), theta, scaling,
 					c.path("tie_word_embeddings").asBoolean(gemma), bias, window, c.path("bos_token_id").asInt(-1),
-					eos.stream().mapToInt(Integer::intValue).toArray(), activation);
+					eos.stream().mapToInt(Integer::intValue).toArray(), activation, windowed, windowedTheta,
+					gemma3 ? c.path("query_pre_attn_scalar").asDouble(256) : 0);
 		}
 		catch (IllegalArgumentException ex) {
 			throw new CheckpointException(path + ": " + ex.getMessage(), ex);
@@ -156,6 +181,37 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		else if (node.isArray()) {
 			node.forEach((id) -> ids.add(id.asInt()));
 		}
+	}
+
+	/**
+	 * Which layers attend within the sliding window: {@code layer_types}, or every layer
+	 * but each {@code sliding_window_pattern}-th (older files; 6 by default).
+	 */
+	private static boolean[] layerTypes(JsonNode c, int layers, Path path) {
+		boolean[] windowed = new boolean[layers];
+		JsonNode types = c.path("layer_types");
+		if (types.isArray()) {
+			if (types.size() != layers) {
+				throw new CheckpointException(
+						"%s: layer_types has %d entries for %d layers".formatted(path, types.size(), layers));
+			}
+			for (int i = 0; i < layers; i++) {
+				String type = types.get(i).asText();
+				windowed[i] = switch (type) {
+					case "sliding_attention" -> true;
+					case "full_attention" -> false;
+					default -> throw new CheckpointException(
+							"%s: layer type '%s' is not supported (supported: sliding_attention, full_attention)"
+								.formatted(path, type));
+				};
+			}
+			return windowed;
+		}
+		int pattern = c.path("sliding_window_pattern").asInt(6);
+		for (int i = 0; i < layers; i++) {
+			windowed[i] = (i + 1) % pattern != 0;
+		}
+		return windowed;
 	}
 
 	private static String text(JsonNode node, String field, String fallback) {

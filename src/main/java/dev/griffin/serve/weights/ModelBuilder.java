@@ -21,6 +21,7 @@ import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.model.PackedWeights;
 import dev.griffin.serve.model.RmsNorm;
+import dev.griffin.serve.model.RopeScaling;
 import dev.griffin.serve.model.RotaryEmbedding;
 
 /**
@@ -33,6 +34,11 @@ public final class ModelBuilder {
 	private static final Logger logger = LoggerFactory.getLogger(ModelBuilder.class);
 
 	private ModelBuilder() {
+	}
+
+	/** An RMS norm of the weight a checkpoint holds, or null where it holds none. */
+	private static RmsNorm norm(WeightUpload upload, TensorRows weight, double epsilon) {
+		return (weight == null) ? null : new RmsNorm(upload.stacked(weight), epsilon);
 	}
 
 	/**
@@ -52,6 +58,9 @@ public final class ModelBuilder {
 			NDArray lmHead = (head != null) ? upload.stacked(head) : embedding;
 			RmsNorm finalNorm = new RmsNorm(upload.stacked(checkpoint.finalNorm()), config.rmsNormEpsilon());
 			RotaryEmbedding rotary = new RotaryEmbedding(config, owner, options.attentionDataType());
+			RotaryEmbedding windowedRotary = (config.windowedRopeTheta() > 0) ? new RotaryEmbedding(config,
+					config.windowedRopeTheta(), RopeScaling.NONE, owner, options.attentionDataType()) : rotary;
+			double epsilon = config.rmsNormEpsilon();
 			List<DecoderLayer> layers = new ArrayList<>();
 			for (int i = 0; i < config.numberOfLayers(); i++) {
 				LayerTensors t = checkpoint.layer(i);
@@ -66,18 +75,20 @@ public final class ModelBuilder {
 				NDArray gateUp = upload.stacked(t.gate(), t.up()); // [2F, D]
 				Attention attention = new Attention(config, i,
 						new Attention.Weights(qkv, qkvBias, upload.stacked(t.output()), fold),
-						options.attentionDataType());
+						options.attentionDataType(), norm(upload, t.queryNorm(), epsilon),
+						norm(upload, t.keyNorm(), epsilon));
 				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload.stacked(t.down()),
 						config.intermediateSize(), config.hiddenActivation());
-				layers.add(new DecoderLayer(new RmsNorm(upload.stacked(t.attentionNorm()), config.rmsNormEpsilon()),
-						attention, new RmsNorm(upload.stacked(t.ffnNorm()), config.rmsNormEpsilon()),
-						new DenseFeedForward(ff)));
+				layers.add(new DecoderLayer(norm(upload, t.attentionNorm(), epsilon), attention,
+						norm(upload, t.ffnNorm(), epsilon), new DenseFeedForward(ff),
+						norm(upload, t.postAttentionNorm(), epsilon), norm(upload, t.postFfnNorm(), epsilon)));
 				progress.accept(i + 1);
 			}
 			logger.info("weights: {} MiB of {} on {} in {} s; {}", upload.bytes() >> 20,
 					type.name().toLowerCase(Locale.ROOT), device,
 					"%.1f".formatted((System.nanoTime() - startNanos) / 1e9), ResidentMemory.since(before));
-			CausalLm model = new CausalLm(config, options, owner, embedding, lmHead, finalNorm, rotary, layers);
+			CausalLm model = new CausalLm(config, options, owner, embedding, lmHead, finalNorm, rotary, windowedRotary,
+					layers);
 			if (options.packsWeights()) {
 				long packStart = System.nanoTime();
 				model = model.withPackedWeights();

@@ -24,7 +24,19 @@ public final class WeightNames {
 		QUERY_BIAS("self_attn.q_proj.bias", "attn_q.bias"), KEY_BIAS("self_attn.k_proj.bias", "attn_k.bias"),
 		VALUE_BIAS("self_attn.v_proj.bias", "attn_v.bias"), OUTPUT("self_attn.o_proj.weight", "attn_output.weight"),
 		FFN_NORM("post_attention_layernorm.weight", "ffn_norm.weight"), GATE("mlp.gate_proj.weight", "ffn_gate.weight"),
-		UP("mlp.up_proj.weight", "ffn_up.weight"), DOWN("mlp.down_proj.weight", "ffn_down.weight");
+		UP("mlp.up_proj.weight", "ffn_up.weight"), DOWN("mlp.down_proj.weight", "ffn_down.weight"),
+		/**
+		 * Gemma 3: attention's output norm (the name Llama gives its feed-forward norm).
+		 */
+		POST_ATTENTION_NORM("post_attention_layernorm.weight", "post_attention_norm.weight"),
+		/** Gemma 3: the feed-forward block's input norm. */
+		PRE_FFN_NORM("pre_feedforward_layernorm.weight", "ffn_norm.weight"),
+		/** Gemma 3: the feed-forward block's output norm. */
+		POST_FFN_NORM("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+		/** Gemma 3: the RMS norm of each query head. */
+		QUERY_NORM("self_attn.q_norm.weight", "attn_q_norm.weight"),
+		/** Gemma 3: the RMS norm of each key head. */
+		KEY_NORM("self_attn.k_norm.weight", "attn_k_norm.weight");
 
 		private final String huggingFace;
 

@@ -41,7 +41,8 @@ class BatchDecodeTests {
 
 	static Stream<Arguments> everyDecodeForm() {
 		List<Arguments> cases = new ArrayList<>();
-		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma")) {
+		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma",
+				"tiny-gemma3")) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				cases.add(Arguments.of(name, decode, true));
 				cases.add(Arguments.of(name, decode, false));

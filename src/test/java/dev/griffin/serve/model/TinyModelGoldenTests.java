@@ -76,7 +76,7 @@ class TinyModelGoldenTests {
 	static Stream<Arguments> everyKernelPlan() {
 		List<Arguments> cases = new ArrayList<>();
 		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma",
-				"tiny-gemma.gguf")) {
+				"tiny-gemma3", "tiny-gemma.gguf")) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
 					if (!prefill.exact()) {
@@ -150,8 +150,10 @@ class TinyModelGoldenTests {
 	/**
 	 * float16 on the CPU: half-precision projections and feed-forward, float32 attention
 	 * and KV cache. The prompt's logits stay within half precision's rounding of
-	 * transformers' float32 logits (measured 1.1e-3 to 1.5e-3 of their range; 3e-3
-	 * allowed), and greedy decoding picks the same tokens.
+	 * transformers' float32 logits: 3e-3 of their range (measured 1.1e-3 to 1.5e-3 on the
+	 * Llama-layout fixtures), or twice as far as transformers' own float16 run moves from
+	 * its float32 one where that is more (Gemma 3's: 7e-3 of the range, its norms after
+	 * every sublayer and its four layers). Greedy decoding picks the same tokens.
 	 */
 	@ParameterizedTest
 	@MethodSource("everyHalfPrecisionKernelPlan")
@@ -174,8 +176,11 @@ class TinyModelGoldenTests {
 				range = Math.max(range, Math.abs(want));
 			}
 		}
-		assertThat(maxDifference).as("max |logit difference| vs float32 reference, logits up to %.3f", range)
-			.isLessThanOrEqualTo(3e-3 * range);
+		double transformersHalf = reference.get("float16MaxDifference").asDouble();
+		assertThat(maxDifference)
+			.as("max |logit difference| vs float32 reference, logits up to %.3f, transformers' float16 %.4f", range,
+					transformersHalf)
+			.isLessThanOrEqualTo(Math.max(3e-3 * range, 2 * transformersHalf));
 		try (InferenceSession session = new InferenceSession(model, 64)) {
 			int[] greedy = Fixtures.ints(reference.get("greedy"));
 			assertThat(greedy(session, prompt, greedy.length)).containsExactly(greedy);
@@ -194,7 +199,7 @@ class TinyModelGoldenTests {
 	 */
 	@ParameterizedTest
 	@CsvSource({ "tiny-llama, true", "tiny-mistral, true", "tiny-qwen2, true", "tiny-relu-llama, true",
-			"tiny-gemma, true", "tiny-llama, false", "tiny-qwen2, false" })
+			"tiny-gemma, true", "tiny-gemma3, true", "tiny-llama, false", "tiny-qwen2, false" })
 	void float16LayerFormDecodesAsThePoolForm(String name, boolean packed) {
 		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
 		CausalLm pool = load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu").withPackWeights(packed),
@@ -308,7 +313,8 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma" })
+	@ValueSource(
+			strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma", "tiny-gemma3" })
 	void chunkedPrefillSelectsTheSameExperts(String name) {
 		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
 		CausalLm dense = load(name);

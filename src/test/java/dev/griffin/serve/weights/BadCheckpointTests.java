@@ -16,6 +16,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.model.HiddenActivation;
+import dev.griffin.serve.model.ModelConfig;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -118,7 +119,7 @@ class BadCheckpointTests {
 		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("config.json")
 			.hasMessageContaining(
-					"architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2, gemma])");
+					"architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2, gemma, gemma3_text])");
 	}
 
 	@Test
@@ -166,6 +167,41 @@ class BadCheckpointTests {
 		JSON.writeValue(model.resolve("config.json").toFile(), config);
 		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("hidden activation 'gelu' is not supported");
+	}
+
+	/**
+	 * Gemma 3's layer pattern and rotary bases, as transformers writes them now (a layer
+	 * type per layer, rotary parameters per type) and as older files did (a pattern
+	 * period, rope_theta and rope_local_base_freq), read the same.
+	 */
+	@Test
+	void gemma3sLayerPatternInBothSpellings() throws IOException {
+		Path model = copyOf("tiny-gemma3");
+		ModelConfig current;
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			current = checkpoint.config();
+		}
+		assertThat(current.windowedLayers()).containsExactly(true, false, true, false);
+		assertThat(current.slidingWindow()).isEqualTo(8);
+		assertThat(current.ropeTheta()).isEqualTo(1_000_000);
+		assertThat(current.windowedRopeTheta()).isEqualTo(10_000);
+		assertThat(current.attentionScale()).isEqualTo((float) Math.pow(24, -0.5));
+		ObjectNode config = (ObjectNode) JSON.readTree(model.resolve("config.json").toFile());
+		config.remove(List.of("layer_types", "rope_parameters"));
+		config.put("sliding_window_pattern", 2);
+		config.put("rope_theta", 1_000_000.0);
+		config.put("rope_local_base_freq", 10_000.0);
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			ModelConfig older = checkpoint.config();
+			assertThat(older.windowedLayers()).containsExactly(current.windowedLayers());
+			assertThat(older.ropeTheta()).isEqualTo(current.ropeTheta());
+			assertThat(older.windowedRopeTheta()).isEqualTo(current.windowedRopeTheta());
+		}
+		config.put("final_logit_softcapping", 30.0);
+		JSON.writeValue(model.resolve("config.json").toFile(), config);
+		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("final_logit_softcapping is not supported");
 	}
 
 	@Test
