@@ -8,7 +8,8 @@ Writes under src/test/resources/fixtures/:
   tiny-gemma.gguf                            tiny-gemma as llama.cpp's converter writes it
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
-  qwen2.5-coder-0.5b/, qwen2.5-coder-1.5b/   the same for the named models (scripts/fetch-model NAME)
+  qwen2.5-coder-0.5b/, qwen2.5-coder-1.5b/,  the same for the named models (scripts/fetch-model NAME)
+  gemma3-270m/
   gguf-dequant/                              small GGUF files of every supported type + dequantised values
   rouge/pairs.json                           ROUGE of the rouge-score package (make_rouge_fixtures.py)
 """
@@ -189,10 +190,10 @@ def chat_renderings(tokenizer, generation_prompts):
     return chats
 
 
-def reference_case(name, model, tokenizer, prompt, steps, extra=None):
-    """A prompt's ids, dense and GRIFFIN greedy continuations with their top-2 gaps, and GRIFFIN's experts;
-    extra(ids) adds fields right after the ids."""
-    ids = tokenizer.encode(prompt, add_special_tokens=False)
+def reference_case(name, model, tokenizer, prompt, steps, extra=None, bos=False):
+    """A prompt's ids (after the beginning-of-sequence token with bos), dense and GRIFFIN greedy continuations
+    with their top-2 gaps, and GRIFFIN's experts; extra(ids) adds fields right after the ids."""
+    ids = tokenizer.encode(prompt, add_special_tokens=bos)
     case = {"prompt": prompt, "ids": ids, **(extra(ids) if extra else {})}
     tokens, gaps = greedy(model, ids, steps)
     griffin_hf.apply_griffin(model, DENSITY)
@@ -227,19 +228,23 @@ def make_smollm2(model_path):
 
 # Larger real models (scripts/fetch-model NAME): fewer prompts and steps, as their reference runs take
 # longer and their experts fill more of the fixture.
-NAMED_MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
-NAMED_PROMPTS = PROMPTS[:3]
-NAMED_STEPS = 16
+# Gemma 3 270M is small enough for the checks the issue asks of it: 32 tokens on all five prompts, each
+# after the <bos> token Gemma expects (without it the model repeats itself from the first tokens on).
+NAMED_MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma3-270m")
+NAMED_CASES = {"qwen2.5-coder-0.5b": (PROMPTS[:3], 16, False), "qwen2.5-coder-1.5b": (PROMPTS[:3], 16, False),
+               "gemma3-270m": (PROMPTS, 32, True)}
 
 
 def make_named(name, model_path):
-    """Token ids, chat renderings, dense and GRIFFIN greedy continuations and experts of a named model."""
+    """Token ids, chat renderings (none for a base model without a template), dense and GRIFFIN greedy
+    continuations and experts of a named model."""
     folder, file = str(pathlib.Path(model_path).parent), pathlib.Path(model_path).name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-    chats = chat_renderings(tokenizer, (True,))
+    chats = chat_renderings(tokenizer, (True,)) if tokenizer.chat_template else []
     strings = [{"text": s, "ids": tokenizer.encode(s, add_special_tokens=False)} for s in HARD_STRINGS]
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32).eval()
-    cases = [reference_case(name, model, tokenizer, prompt, NAMED_STEPS) for prompt in NAMED_PROMPTS]
+    prompts, steps, bos = NAMED_CASES[name]
+    cases = [reference_case(name, model, tokenizer, prompt, steps, bos=bos) for prompt in prompts]
     dump(OUT / name / "reference.json", {"model": file, "density": DENSITY, "strings": strings, "chats": chats,
                                          "cases": cases})
 

@@ -22,15 +22,26 @@ public enum Architecture {
 	 * as well as before, RMS-normed queries and keys, and local (sliding-window) layers
 	 * with their own rotary base between global ones.
 	 */
-	GEMMA3("gemma3_text", "Gemma3ForCausalLM");
+	GEMMA3("gemma3_text", "Gemma3ForCausalLM", "gemma3");
 
 	private final String modelType;
 
 	private final String huggingFaceClass;
 
+	private final String ggufName;
+
 	Architecture(String modelType, String huggingFaceClass) {
+		this(modelType, huggingFaceClass, modelType);
+	}
+
+	/**
+	 * @param ggufName the GGUF file's {@code general.architecture}, where it differs from
+	 * the Hugging Face model type
+	 */
+	Architecture(String modelType, String huggingFaceClass, String ggufName) {
 		this.modelType = modelType;
 		this.huggingFaceClass = huggingFaceClass;
+		this.ggufName = ggufName;
 	}
 
 	public String modelType() {
@@ -66,9 +77,7 @@ public enum Architecture {
 		return this == LLAMA || this == MISTRAL;
 	}
 
-	/**
-	 * Resolves a Hugging Face {@code model_type} or GGUF {@code general.architecture}.
-	 */
+	/** Resolves a Hugging Face {@code model_type} (or model class). */
 	public static Architecture of(String name, String source) {
 		String key = (name == null) ? "" : name.toLowerCase(Locale.ROOT);
 		for (Architecture architecture : values()) {
@@ -76,7 +85,21 @@ public enum Architecture {
 				return architecture;
 			}
 		}
-		throw new IllegalArgumentException("%s: architecture '%s' is not supported (supported: %s)".formatted(source,
+		throw unsupported(name, source);
+	}
+
+	/** Resolves a GGUF file's {@code general.architecture}. */
+	public static Architecture ofGguf(String name, String source) {
+		for (Architecture architecture : values()) {
+			if (architecture.ggufName.equals(name)) {
+				return architecture;
+			}
+		}
+		throw unsupported(name, source);
+	}
+
+	private static IllegalArgumentException unsupported(String name, String source) {
+		return new IllegalArgumentException("%s: architecture '%s' is not supported (supported: %s)".formatted(source,
 				name, Arrays.stream(values()).map(Architecture::modelType).toList()));
 	}
 

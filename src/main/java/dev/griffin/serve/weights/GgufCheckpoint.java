@@ -46,7 +46,7 @@ public final class GgufCheckpoint extends Checkpoint {
 
 	private static ModelConfig readConfig(GgufFile file) {
 		String archName = file.string("general.architecture");
-		Architecture architecture = Architecture.of(archName, file.path().toString());
+		Architecture architecture = Architecture.ofGguf(archName, file.path().toString());
 		String p = archName + ".";
 		int hidden = required(file, p + "embedding_length");
 		int heads = required(file, p + "attention.head_count");
@@ -80,15 +80,44 @@ public final class GgufCheckpoint extends Checkpoint {
 			}
 		}
 		Number bos = file.number("tokenizer.ggml.bos_token_id");
-		return new ModelConfig(architecture, hidden, required(file, p + "feed_forward_length"),
-				required(file, p + "block_count"), heads, kvHeads, headDim, vocab,
-				optional(file, p + "context_length", 2048), epsilon.doubleValue(),
-				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias,
-				optional(file, p + "attention.sliding_window", 0), (bos != null) ? bos.intValue() : -1,
-				// GGUF has no activation key: llama.cpp's graphs run Gemma's gate through
-				// GELU (tanh) and the others' through SiLU
-				eos.stream().mapToInt(Integer::intValue).toArray(),
-				(architecture == Architecture.GEMMA) ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, null, 0, 0);
+		Number softCap = file.number(p + "final_logit_softcapping");
+		if (softCap != null && softCap.doubleValue() > 0) {
+			throw new CheckpointException(file.path() + ": final logit soft-capping is not supported");
+		}
+		int layers = required(file, p + "block_count");
+		int window = optional(file, p + "attention.sliding_window", 0);
+		boolean[] windowed = null;
+		double windowedTheta = 0;
+		double queryScalar = 0;
+		if (architecture == Architecture.GEMMA3) {
+			// llama.cpp's reading of these files: local layers but every sixth (or the
+			// file's pattern), a local rotary base of 10000 unless the file says, and
+			// the score scale of 1/sqrt(Dh) (1/sqrt(D/H) for the 27B model, 62 layers)
+			if (window > 0) {
+				windowed = new boolean[layers];
+				Object pattern = file.metadata().get(p + "attention.sliding_window_pattern");
+				if (pattern instanceof List<?> perLayer && perLayer.size() != layers) {
+					throw new CheckpointException("%s: %d sliding-window flags for %d layers".formatted(file.path(),
+							perLayer.size(), layers));
+				}
+				int period = (pattern instanceof Number n) ? n.intValue() : 6;
+				for (int i = 0; i < layers; i++) {
+					windowed[i] = (pattern instanceof List<?> perLayer) ? Boolean.TRUE.equals(perLayer.get(i))
+							: period == 0 || i % period < period - 1;
+				}
+				Number localTheta = file.number(p + "rope.freq_base_swa");
+				windowedTheta = (localTheta != null) ? localTheta.doubleValue() : 10000;
+			}
+			queryScalar = (layers == 62) ? (double) hidden / heads : headDim;
+		}
+		// GGUF has no activation key: llama.cpp's graphs run Gemma's gate through GELU
+		// (tanh) and the others' through SiLU
+		boolean gemma = architecture == Architecture.GEMMA || architecture == Architecture.GEMMA3;
+		return new ModelConfig(architecture, hidden, required(file, p + "feed_forward_length"), layers, heads, kvHeads,
+				headDim, vocab, optional(file, p + "context_length", 2048), epsilon.doubleValue(),
+				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias, window,
+				(bos != null) ? bos.intValue() : -1, eos.stream().mapToInt(Integer::intValue).toArray(),
+				gemma ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, windowed, windowedTheta, queryScalar);
 	}
 
 	private static int required(GgufFile file, String key) {
