@@ -139,12 +139,28 @@ public final class Tokenizer implements AutoCloseable {
 	/** Builds the tokenizer a GGUF file describes. */
 	public static Tokenizer fromGguf(GgufFile file) {
 		String model = file.string("tokenizer.ggml.model");
-		if (!"gpt2".equals(model)) {
-			throw new CheckpointException("%s: tokenizer model '%s' is not supported (supported: gpt2 byte-level BPE)"
-				.formatted(file.path(), model));
-		}
+		String architecture = file.string("general.architecture");
+		boolean gemma = architecture != null && architecture.startsWith("gemma");
 		List<?> tokens = (List<?>) file.metadata().get("tokenizer.ggml.tokens");
 		List<?> types = (List<?>) file.metadata().get("tokenizer.ggml.token_type");
+		if ("llama".equals(model) && gemma) {
+			if (tokens == null || types == null) {
+				throw new CheckpointException(
+						file.path() + ": missing tokenizer.ggml.tokens or tokenizer.ggml.token_type");
+			}
+			int unknown = number(file, "tokenizer.ggml.unknown_token_id", -1);
+			if (unknown < 0) {
+				throw new CheckpointException(file.path() + ": missing tokenizer.ggml.unknown_token_id");
+			}
+			List<String> pieces = tokens.stream().map(String.class::cast).toList();
+			List<Integer> kinds = types.stream().map((type) -> ((Number) type).intValue()).toList();
+			return withTemplate(GemmaVocabulary.tokenizerJson(pieces, kinds, pieces.get(unknown)), file, tokens);
+		}
+		if (!"gpt2".equals(model)) {
+			throw new CheckpointException(
+					"%s: tokenizer model '%s' is not supported (supported: gpt2 byte-level BPE, and Gemma's SentencePiece)"
+						.formatted(file.path(), model));
+		}
 		List<?> merges = (List<?>) file.metadata().get("tokenizer.ggml.merges");
 		if (tokens == null || merges == null) {
 			throw new CheckpointException(file.path() + ": missing tokenizer.ggml.tokens or tokenizer.ggml.merges");
@@ -185,7 +201,11 @@ public final class Tokenizer implements AutoCloseable {
 		bpe.set("vocab", vocab);
 		ArrayNode mergeList = bpe.putArray("merges");
 		merges.forEach((merge) -> mergeList.add((String) merge));
+		return withTemplate(root, file, tokens);
+	}
 
+	/** The tokenizer of {@code root} with the file's chat template and BOS/EOS rules. */
+	private static Tokenizer withTemplate(ObjectNode root, GgufFile file, List<?> tokens) {
 		String template = file.string("tokenizer.chat_template");
 		int bos = number(file, "tokenizer.ggml.bos_token_id", -1);
 		int eos = number(file, "tokenizer.ggml.eos_token_id", -1);

@@ -31,7 +31,7 @@ class NamedModelsIT {
 	void listsTheModelsItKnowsAndRefusesOthers() throws Exception {
 		Result list = fetch("--list");
 		assertThat(list.exit()).isZero();
-		assertThat(list.stdout()).contains("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b");
+		assertThat(list.stdout()).contains("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma3-270m");
 		Result unknown = fetch("qwen-9000b");
 		assertThat(unknown.exit()).isEqualTo(2);
 		assertThat(unknown.stdout()).isEmpty();
