@@ -79,6 +79,13 @@ public final class LoadedModel implements AutoCloseable {
 		NativeAllocator.tune();
 		NDManager manager = NDManager.newBaseManager(options.djlDevice());
 		try (Checkpoint checkpoint = Checkpoints.open(path)) {
+			if (options.dtype() == ModelOptions.Precision.FLOAT16
+					&& !checkpoint.config().architecture().fitsHalfPrecision()) {
+				throw new CheckpointException(("%s: %s's residual stream outgrows float16 (past 65504 within its first"
+						+ " layers, as in transformers' own float16 run), so its logits become infinite; load it in"
+						+ " float32")
+					.formatted(path, checkpoint.config().architecture().modelType()));
+			}
 			CausalLm built = ModelBuilder.build(checkpoint, options, manager, progress);
 			KernelCalibration.Result kernels = KernelCalibration.choose(built, options.decodeKernel(),
 					options.prefillKernel());

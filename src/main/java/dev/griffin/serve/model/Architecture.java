@@ -70,6 +70,15 @@ public enum Architecture {
 	}
 
 	/**
+	 * Whether its activations stay within float16's range. Gemma 3 270M's residual stream
+	 * passes 41 000 by its seventh layer and float16's 65504 by its ninth, in
+	 * transformers as here, so its logits come out infinite.
+	 */
+	public boolean fitsHalfPrecision() {
+		return this != GEMMA3;
+	}
+
+	/**
 	 * Whether llama.cpp's GGUF files store q and k with their rows interleaved within
 	 * each head (its converter does so for Llama-layout checkpoints only).
 	 */

@@ -13,11 +13,14 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.tokenizer.Tokenizer;
+import dev.griffin.serve.weights.CheckpointException;
 import dev.griffin.serve.weights.GgufCheckpoint;
 import dev.griffin.serve.weights.ModelBuilder;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * Gemma 3 270M (scripts/fetch-model gemma3-270m; Q4_K_M, mostly Q5_0, Q4_K, Q6_K and Q8_0
@@ -105,6 +108,19 @@ class Gemma3Golden270mIT {
 			assertThat(this.tokenizer.decode(ids, true)).as("round trip").isEqualTo(text);
 		}
 		assertThat(this.tokenizer.chatTemplate()).as("the base model's file has none").isNull();
+	}
+
+	/**
+	 * Its residual stream outgrows float16, so loading it so is refused with the reason.
+	 */
+	@Test
+	void float16IsRefusedWithTheReason() {
+		assertThatThrownBy(() -> LoadedModel.load(Fixtures.namedModel(NAME), "none",
+				new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"), (layers) -> {
+				}))
+			.isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("residual stream outgrows float16")
+			.hasMessageContaining("load it in float32");
 	}
 
 	/** The plain pool form, and the layer form calibration may pick. */
