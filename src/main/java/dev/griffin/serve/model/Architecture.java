@@ -71,8 +71,8 @@ public enum Architecture {
 
 	/**
 	 * Whether its activations stay within float16's range. Gemma 3 270M's residual stream
-	 * passes 41 000 by its seventh layer and float16's 65504 by its ninth, in
-	 * transformers as here, so its logits come out infinite.
+	 * passes 41 000 after its sixth layer and float16's 65504 in its eighth, in
+	 * transformers' float16 run as in ours, so its logits come out infinite.
 	 */
 	public boolean fitsHalfPrecision() {
 		return this != GEMMA3;

@@ -10,7 +10,7 @@ import ai.djl.nn.Activation;
 /**
  * The activation on the gate of a feed-forward block, {@code down(act(gate x) * up x)}: a
  * checkpoint's {@code hidden_act}, never assumed. SiLU for Llama, Mistral and Qwen2; ReLU
- * for ReLU-Llama, whose zeros make GRIFFIN's statistic sparse.
+ * for ReLU-Llama, whose zeros make GRIFFIN's statistic sparse; GELU (tanh) for Gemma.
  */
 public enum HiddenActivation {
 

@@ -30,9 +30,9 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 final class GemmaVocabulary {
 
 	/** llama.cpp's token types. */
-	static final int CONTROL = 3;
+	private static final int CONTROL = 3;
 
-	static final int USER_DEFINED = 4;
+	private static final int USER_DEFINED = 4;
 
 	private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -61,14 +61,7 @@ final class GemmaVocabulary {
 			// a user-defined piece is added under its stored spelling, where the
 			// vocabulary has it
 			if (control || (type == USER_DEFINED && vocab.containsKey(pieces.get(id)))) {
-				ObjectNode entry = added.addObject();
-				entry.put("id", vocab.getOrDefault(pieces.get(id), id));
-				entry.put("content", pieces.get(id));
-				entry.put("single_word", false);
-				entry.put("lstrip", false);
-				entry.put("rstrip", false);
-				entry.put("normalized", false);
-				entry.put("special", control);
+				Tokenizer.addedToken(added, vocab.getOrDefault(pieces.get(id), id), pieces.get(id), control);
 			}
 		}
 		ObjectNode normalizer = root.putObject("normalizer");

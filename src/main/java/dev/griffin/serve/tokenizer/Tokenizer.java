@@ -174,14 +174,7 @@ public final class Tokenizer implements AutoCloseable {
 			vocab.put(token, id);
 			int type = (types != null) ? ((Number) types.get(id)).intValue() : 1;
 			if (type == GGUF_CONTROL || type == GGUF_USER_DEFINED) {
-				ObjectNode entry = added.addObject();
-				entry.put("id", id);
-				entry.put("content", token);
-				entry.put("single_word", false);
-				entry.put("lstrip", false);
-				entry.put("rstrip", false);
-				entry.put("normalized", false);
-				entry.put("special", type == GGUF_CONTROL);
+				addedToken(added, id, token, type == GGUF_CONTROL);
 			}
 		}
 		root.putNull("normalizer");
@@ -202,6 +195,18 @@ public final class Tokenizer implements AutoCloseable {
 		ArrayNode mergeList = bpe.putArray("merges");
 		merges.forEach((merge) -> mergeList.add((String) merge));
 		return withTemplate(root, file, tokens);
+	}
+
+	/** An added token, matched whole and unnormalised, special or not. */
+	static void addedToken(ArrayNode added, int id, String content, boolean special) {
+		ObjectNode entry = added.addObject();
+		entry.put("id", id);
+		entry.put("content", content);
+		entry.put("single_word", false);
+		entry.put("lstrip", false);
+		entry.put("rstrip", false);
+		entry.put("normalized", false);
+		entry.put("special", special);
 	}
 
 	/** The tokenizer of {@code root} with the file's chat template and BOS/EOS rules. */

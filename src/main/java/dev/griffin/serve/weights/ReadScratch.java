@@ -6,10 +6,11 @@ import java.nio.ByteOrder;
 /**
  * The bytes a checkpoint file's positional reads land in, reused from one read to the
  * next while a model loads. A fresh buffer per read made every block of rows garbage, and
- * the Java heap grew to hold it: loading SmolLM2 grew resident memory by 1.4x its
- * weights, a tenth of that the collector's young generation. The buffer is direct, so a
- * read fills it without the JDK's hidden copy through a temporary direct buffer of the
- * same size. Not thread-safe: its file reads under its own lock.
+ * the Java heap grew to hold it: loading SmolLM2 grew resident memory by 1.35-1.4x its
+ * float32 weights, most of the excess pages the collector's young generation had touched.
+ * The buffer is direct, so a read fills it without the JDK's hidden copy through a
+ * temporary direct buffer of the same size. Not thread-safe: its file reads under its own
+ * lock.
  */
 final class ReadScratch {
 
