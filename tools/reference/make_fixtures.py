@@ -4,7 +4,8 @@
 
 Writes under src/test/resources/fixtures/:
   tiny-llama/, tiny-mistral/, tiny-qwen2/,  tiny random Hugging Face checkpoints (+ reference.json)
-  tiny-relu-llama/, tiny-gemma/, tiny-gemma3/
+  tiny-relu-llama/, tiny-gemma/, tiny-gemma2/,
+  tiny-gemma3/
   tiny-gemma.gguf                            tiny-gemma as llama.cpp's converter writes it
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
@@ -23,8 +24,8 @@ import sys
 
 import numpy as np
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, GemmaConfig,
-                          GemmaForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+from transformers import (AutoModelForCausalLM, AutoTokenizer, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,
+                          Gemma3TextConfig, GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM)
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -113,7 +114,17 @@ TINY = {
         rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                          "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
         bos_token_id=1, eos_token_id=2, pad_token_id=0), "float32", False),
+    # Gemma 2: norms after the sublayers too, alternate local layers, soft-capped scores and logits (caps far
+    # below the released 50 and 30, so that the random model's scores and logits reach into tanh's bend)
+    "tiny-gemma2": (Gemma2ForCausalLM, Gemma2Config(
+        vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6, sliding_window=8,
+        query_pre_attn_scalar=24, attn_logit_softcapping=1.5, final_logit_softcapping=2.0,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0), "float32", False),
 }
+
+# transformers' eager attention is the one that soft-caps scores
+ATTENTION = {"tiny-gemma2": {"attn_implementation": "eager"}}
 
 TINY_PROMPT = [1, 17, 200, 45, 3, 99, 128, 7, 64, 250, 31, 12, 90, 5]
 
@@ -130,11 +141,11 @@ def make_tiny():
         stored = model.to(getattr(torch, storage_dtype))
         stored.save_pretrained(target, max_shard_size="100KB" if sharded else "50MB")
         # The reference runs in float32 on exactly the stored (rounded) weights.
-        model = cls.from_pretrained(target, dtype=torch.float32).eval()
+        model = cls.from_pretrained(target, dtype=torch.float32, **ATTENTION.get(name, {})).eval()
         with torch.no_grad():
             logits = model(torch.tensor([TINY_PROMPT])).logits[0]
             # how far transformers' own float16 run moves from its float32 one: the tests' yardstick for ours
-            half = cls.from_pretrained(target, dtype=torch.float16).eval()
+            half = cls.from_pretrained(target, dtype=torch.float16, **ATTENTION.get(name, {})).eval()
             float16_difference = (half(torch.tensor([TINY_PROMPT])).logits[0].float() - logits).abs().max().item()
         tokens, gaps = greedy(model, TINY_PROMPT, 16)
         griffin_hf.apply_griffin(model, DENSITY)

@@ -23,8 +23,15 @@ import torch
 import scripted
 
 
+def capped(scores: torch.Tensor, softcap: float) -> torch.Tensor:
+    # Gemma 2's attention logit soft-capping, cap * tanh(scores / cap), after the scale; 0: none
+    if softcap > 0.0:
+        return torch.tanh(scores / softcap) * softcap
+    return scores
+
+
 def row_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                  position: int, start: int, scale: float, apply_scale: bool) -> torch.Tensor:
+                  position: int, start: int, scale: float, apply_scale: bool, softcap: float) -> torch.Tensor:
     """One sequence's generated token, as the engine's one-sequence step computes it: its key and value
     k, v [KVH, 1, Dh] written into its cache keys, values [KVH, capacity, Dh] at position, then its
     queries q [KVH, G, Dh] attend over [start, position] (softmax in float32). Returns [KVH, G, Dh]."""
@@ -33,6 +40,7 @@ def row_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch
     scores = torch.matmul(q, keys[:, start:position + 1].transpose(1, 2))
     if apply_scale:
         scores = scores * scale
+    scores = capped(scores, softcap)
     if scores.dtype == torch.float32:
         probabilities = scores.softmax(-1)
     else:
@@ -42,7 +50,7 @@ def row_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch
 
 def gathered_attention(qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                        write: torch.Tensor, gather: torch.Tensor, masked: torch.Tensor, heads: int, scale: float,
-                       apply_scale: bool) -> torch.Tensor:
+                       apply_scale: bool, softcap: float) -> torch.Tensor:
     """A batch's attention when its rows' caches are ranges of one arena: keys and values [KVH, tokens,
     Dh]; row i's new key and value (qk [B, H+KVH, Dh] rotated, v [B, KVH*Dh]) go to token write[i];
     gather [B*W] names, row after row, the W arena tokens each row attends over, and masked
@@ -62,6 +70,7 @@ def gathered_attention(qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, va
     scores = torch.matmul(q, k.transpose(2, 3))
     if apply_scale:
         scores = scores * scale
+    scores = capped(scores, softcap)
     if scores.dtype != torch.float32:
         scores = scores.float()
     probabilities = scores.masked_fill(masked, float("-inf")).softmax(-1).to(vs.dtype)
@@ -73,7 +82,7 @@ class BatchAttention(torch.nn.Module):
     @torch.jit.export
     def attend(self, qk: torch.Tensor, v: torch.Tensor, keys: List[torch.Tensor], values: List[torch.Tensor],
                positions: List[int], starts: List[int], heads: int, scale: float,
-               apply_scale: bool) -> torch.Tensor:
+               apply_scale: bool, softcap: float) -> torch.Tensor:
         """qk [B, H+KVH, Dh] (rotated queries then keys), v [B, KVH*Dh]; keys[i] and values[i]
         [KVH, capacity, Dh] are row i's cache, written at positions[i]; row i attends over
         [starts[i], positions[i]]. Returns [B, H*Dh]."""
@@ -86,15 +95,15 @@ class BatchAttention(torch.nn.Module):
             out.append(row_attention(qk[i, :heads].reshape(key_value_heads, group, dh),
                                      qk[i, heads:].reshape(key_value_heads, 1, dh),
                                      v[i].reshape(key_value_heads, 1, dh), keys[i], values[i], positions[i],
-                                     starts[i], scale, apply_scale).reshape(1, heads * dh))
+                                     starts[i], scale, apply_scale, softcap).reshape(1, heads * dh))
         return torch.cat(out, 0)
 
     @torch.jit.export
     def attend_gathered(self, qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                         write: torch.Tensor, gather: torch.Tensor, masked: torch.Tensor, heads: int, scale: float,
-                        apply_scale: bool) -> torch.Tensor:
+                        apply_scale: bool, softcap: float) -> torch.Tensor:
         """The same for rows whose caches are ranges of one arena (see gathered_attention)."""
-        return gathered_attention(qk, v, keys, values, write, gather, masked, heads, scale, apply_scale)
+        return gathered_attention(qk, v, keys, values, write, gather, masked, heads, scale, apply_scale, softcap)
 
     def forward(self, qk: torch.Tensor) -> torch.Tensor:
         return qk

@@ -90,7 +90,7 @@ class BatchLayer(torch.nn.Module):
         qk = torch.matmul(qkv[:, :(heads + key_value_heads) * dh].reshape(rows, heads + key_value_heads, dh),
                           rotation)
         v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
-        context = gathered_attention(qk, v, keys, values, write, gather, masked, heads, scale, apply_scale)
+        context = gathered_attention(qk, v, keys, values, write, gather, masked, heads, scale, apply_scale, 0.0)
         h = x + linear(context, output, None)
         z = gated(linear(rms_norm(h, ffn_norm, epsilon), gate_up, None), activation)
         if keep.numel() > 0:
@@ -123,7 +123,7 @@ class BatchLayer(torch.nn.Module):
         v = qkv[:, (heads + key_value_heads) * dh:(heads + 2 * key_value_heads) * dh]
         context = row_attention(qk[0, :heads].reshape(key_value_heads, group, dh),
                                 qk[0, heads:].reshape(key_value_heads, 1, dh), v.reshape(key_value_heads, 1, dh),
-                                keys, values, position, start, scale, apply_scale).reshape(1, heads * dh)
+                                keys, values, position, start, scale, apply_scale, 0.0).reshape(1, heads * dh)
         h = x + product(context.to(x.dtype), output, None)
         z = gated(product(typed_rms_norm(h, ffn_norm, epsilon), gate_up, None), activation)
         return h + product(z, down, None)

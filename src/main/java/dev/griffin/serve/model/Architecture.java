@@ -18,6 +18,12 @@ public enum Architecture {
 	 */
 	GEMMA("gemma", "GemmaForCausalLM"),
 	/**
+	 * Gemma 2: Gemma with norms after attention and the feed-forward block as well as
+	 * before, local (sliding-window) layers between global ones, and soft-capped
+	 * attention scores and logits. Its GGUF files are not read.
+	 */
+	GEMMA2("gemma2", "Gemma2ForCausalLM", null),
+	/**
 	 * Gemma 3's text model: Gemma with norms after attention and the feed-forward block
 	 * as well as before, RMS-normed queries and keys, and local (sliding-window) layers
 	 * with their own rotary base between global ones.
@@ -36,7 +42,7 @@ public enum Architecture {
 
 	/**
 	 * @param ggufName the GGUF file's {@code general.architecture}, where it differs from
-	 * the Hugging Face model type
+	 * the Hugging Face model type; null where its GGUF files are not read
 	 */
 	Architecture(String modelType, String huggingFaceClass, String ggufName) {
 		this.modelType = modelType;
@@ -50,7 +56,7 @@ public enum Architecture {
 
 	/** Whether the token embeddings are multiplied by sqrt(D) before the first layer. */
 	public boolean scalesEmbeddings() {
-		return this == GEMMA || this == GEMMA3;
+		return this == GEMMA || this == GEMMA2 || this == GEMMA3;
 	}
 
 	/**
@@ -58,14 +64,19 @@ public enum Architecture {
 	 * w (llama.cpp's GGUF files store 1 + w).
 	 */
 	public boolean offsetsNormWeights() {
-		return this == GEMMA || this == GEMMA3;
+		return this == GEMMA || this == GEMMA2 || this == GEMMA3;
 	}
 
 	/**
 	 * Whether each layer also norms attention's and the feed-forward block's outputs
-	 * before adding them to the residual stream, and norms each head's queries and keys.
+	 * before adding them to the residual stream.
 	 */
 	public boolean normsSublayerOutputs() {
+		return this == GEMMA2 || this == GEMMA3;
+	}
+
+	/** Whether each layer norms each head's queries and keys before the rotation. */
+	public boolean normsQueryKey() {
 		return this == GEMMA3;
 	}
 
@@ -100,7 +111,7 @@ public enum Architecture {
 	/** Resolves a GGUF file's {@code general.architecture}. */
 	public static Architecture ofGguf(String name, String source) {
 		for (Architecture architecture : values()) {
-			if (architecture.ggufName.equals(name)) {
+			if (architecture.ggufName != null && architecture.ggufName.equals(name)) {
 				return architecture;
 			}
 		}

@@ -53,6 +53,8 @@ public final class Attention {
 
 	private final RmsNorm keyNorm;
 
+	private final float softCap;
+
 	/**
 	 * @param arithmeticType the precision of rotary, scores, softmax and weighted values
 	 * (the KV cache's); the projections keep the weights' precision
@@ -76,6 +78,7 @@ public final class Attention {
 		}
 		this.queryNorm = queryNorm;
 		this.keyNorm = keyNorm;
+		this.softCap = (float) config.attentionSoftCap();
 		this.weights = weights;
 		this.arithmeticType = arithmeticType;
 		this.layer = layer;
@@ -124,7 +127,7 @@ public final class Attention {
 	 */
 	public static boolean scaleFoldsExactly(ModelConfig config) {
 		float scale = scale(config);
-		return scale == Math.scalb(1.0f, Math.getExponent(scale)) && !config.architecture().normsSublayerOutputs();
+		return scale == Math.scalb(1.0f, Math.getExponent(scale)) && !config.architecture().normsQueryKey();
 	}
 
 	/**
@@ -162,6 +165,7 @@ public final class Attention {
 			if (!this.weights.scaleFolded()) {
 				scores = scores.mul(this.scale);
 			}
+			scores = capped(scores);
 			// [KVH, G, T, M] += [T, M] in place over the last M keys (a view of the
 			// scores): one mask for every head
 			long s = end - start;
@@ -195,7 +199,7 @@ public final class Attention {
 		NDArray context; // [B, H*Dh]
 		if (kv.arena != null) {
 			context = BatchAttention.attendGathered(qk, v, kv.arena.keys(this.layer), kv.arena.values(this.layer),
-					kv.write, kv.gather, kv.masked, this.heads, scale);
+					kv.write, kv.gather, kv.masked, this.heads, scale, this.softCap);
 		}
 		else {
 			NDArray[] keys = new NDArray[b];
@@ -208,7 +212,7 @@ public final class Attention {
 			}
 			// each row's cache write and attention, as attendOne computes them, in one
 			// call
-			context = BatchAttention.attend(qk, v, keys, values, at, kv.starts, this.heads, scale);
+			context = BatchAttention.attend(qk, v, keys, values, at, kv.starts, this.heads, scale, this.softCap);
 		}
 		return output(context, projectionType, kernels); // [B, D]
 	}
@@ -244,7 +248,12 @@ public final class Attention {
 		if (!this.weights.scaleFolded()) {
 			scores = scores.mul(this.scale);
 		}
-		return weightedValues(scores, values).reshape(1, (long) this.heads * dh);
+		return weightedValues(capped(scores), values).reshape(1, (long) this.heads * dh);
+	}
+
+	/** The scaled scores soft-capped where the model caps them (Gemma 2). */
+	private NDArray capped(NDArray scores) {
+		return (this.softCap > 0) ? scores.div(this.softCap).tanh().mul(this.softCap) : scores;
 	}
 
 	/** softmax(scores) values, the softmax in float32. */

@@ -34,10 +34,11 @@ final class BatchAttention {
 	 * @param positions row i's position (where its key and value are written)
 	 * @param starts the first cached position row i attends to
 	 * @param scale the scores' scale, or NaN when the weights already carry it
+	 * @param softCap the scaled scores' soft cap (Gemma 2), 0 for none
 	 * @return [B, H*Dh]
 	 */
 	static NDArray attend(NDArray qk, NDArray v, NDArray[] keys, NDArray[] values, long[] positions, long[] starts,
-			int heads, double scale) {
+			int heads, double scale, double softCap) {
 		PtNDArray[] keyArrays = new PtNDArray[keys.length];
 		PtNDArray[] valueArrays = new PtNDArray[values.length];
 		for (int i = 0; i < keys.length; i++) {
@@ -46,7 +47,8 @@ final class BatchAttention {
 		}
 		IValue[] inputs = { IValue.from((PtNDArray) qk), IValue.from((PtNDArray) v), IValue.listFrom(keyArrays),
 				IValue.listFrom(valueArrays), IValue.listFrom(positions), IValue.listFrom(starts), IValue.from(heads),
-				IValue.from(Double.isNaN(scale) ? 1.0 : scale), IValue.from(!Double.isNaN(scale)) };
+				IValue.from(Double.isNaN(scale) ? 1.0 : scale), IValue.from(!Double.isNaN(scale)),
+				IValue.from(softCap) };
 		return ScriptedProducts.run(Module.INSTANCE, "attend", qk.getManager(), inputs);
 	}
 
@@ -62,11 +64,11 @@ final class BatchAttention {
 	 * @return [B, H*Dh]
 	 */
 	static NDArray attendGathered(NDArray qk, NDArray v, NDArray keys, NDArray values, NDArray write, NDArray gather,
-			NDArray masked, int heads, double scale) {
+			NDArray masked, int heads, double scale, double softCap) {
 		IValue[] inputs = { IValue.from((PtNDArray) qk), IValue.from((PtNDArray) v), IValue.from((PtNDArray) keys),
 				IValue.from((PtNDArray) values), IValue.from((PtNDArray) write), IValue.from((PtNDArray) gather),
 				IValue.from((PtNDArray) masked), IValue.from(heads), IValue.from(Double.isNaN(scale) ? 1.0 : scale),
-				IValue.from(!Double.isNaN(scale)) };
+				IValue.from(!Double.isNaN(scale)), IValue.from(softCap) };
 		return ScriptedProducts.run(Module.INSTANCE, "attend_gathered", qk.getManager(), inputs);
 	}
 

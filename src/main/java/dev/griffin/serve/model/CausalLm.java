@@ -236,7 +236,10 @@ public final class CausalLm {
 	private NDArray logits(NDArray x, Kernels plan) {
 		NDArray logits = plan.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves); // [N,
 																								// V]
-		return (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
+		NDArray float32 = (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
+		float cap = (float) this.config.finalSoftCap();
+		// Gemma 2 soft-caps its logits: cap * tanh(logits / cap)
+		return (cap > 0) ? float32.div(cap).tanh().mul(cap) : float32;
 	}
 
 	/**

@@ -35,7 +35,7 @@ public record ModelConfig(Architecture architecture, int hiddenSize, int interme
 		int maxPositionEmbeddings, double rmsNormEpsilon, double ropeTheta, RopeScaling ropeScaling,
 		boolean tieWordEmbeddings, boolean attentionBias, int slidingWindow, int bosTokenId, int[] eosTokenIds,
 		HiddenActivation hiddenActivation, boolean[] windowedLayers, double windowedRopeTheta,
-		double queryPreAttentionScalar) {
+		double queryPreAttentionScalar, double attentionSoftCap, double finalSoftCap) {
 
 	public ModelConfig {
 		if (architecture == null) {
@@ -71,8 +71,9 @@ public record ModelConfig(Architecture architecture, int hiddenSize, int interme
 			throw new IllegalArgumentException(
 					"windowedLayers has %d entries for %d layers".formatted(windowedLayers.length, numberOfLayers));
 		}
-		if (windowedRopeTheta < 0 || queryPreAttentionScalar < 0) {
-			throw new IllegalArgumentException("windowedRopeTheta and queryPreAttentionScalar must be >= 0");
+		if (windowedRopeTheta < 0 || queryPreAttentionScalar < 0 || attentionSoftCap < 0 || finalSoftCap < 0) {
+			throw new IllegalArgumentException(
+					"windowedRopeTheta, queryPreAttentionScalar and the soft caps must be >= 0");
 		}
 		windowedLayers = (windowedLayers != null) ? windowedLayers.clone() : null;
 		ropeScaling = (ropeScaling != null) ? ropeScaling : RopeScaling.NONE;

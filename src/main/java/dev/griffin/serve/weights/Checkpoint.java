@@ -100,6 +100,7 @@ public abstract class Checkpoint implements AutoCloseable {
 		long kv = (long) c.numberOfKeyValueHeads() * dh;
 		boolean bias = c.attentionBias();
 		boolean outputs = c.architecture().normsSublayerOutputs();
+		boolean queryKey = c.architecture().normsQueryKey();
 		return new LayerTensors(norm(layerTensor(i, LayerTensor.ATTENTION_NORM, d)), query(i, q, d), key(i, kv, d),
 				layerTensor(i, LayerTensor.VALUE, kv, d), bias ? layerTensor(i, LayerTensor.QUERY_BIAS, q) : null,
 				bias ? layerTensor(i, LayerTensor.KEY_BIAS, kv) : null,
@@ -109,8 +110,8 @@ public abstract class Checkpoint implements AutoCloseable {
 				layerTensor(i, LayerTensor.DOWN, d, f),
 				outputs ? norm(layerTensor(i, LayerTensor.POST_ATTENTION_NORM, d)) : null,
 				outputs ? norm(layerTensor(i, LayerTensor.POST_FFN_NORM, d)) : null,
-				outputs ? norm(layerTensor(i, LayerTensor.QUERY_NORM, dh)) : null,
-				outputs ? norm(layerTensor(i, LayerTensor.KEY_NORM, dh)) : null);
+				queryKey ? norm(layerTensor(i, LayerTensor.QUERY_NORM, dh)) : null,
+				queryKey ? norm(layerTensor(i, LayerTensor.KEY_NORM, dh)) : null);
 	}
 
 	protected TensorRows query(int layer, long rows, long columns) {

@@ -117,7 +117,7 @@ public final class GgufCheckpoint extends Checkpoint {
 				headDim, vocab, optional(file, p + "context_length", 2048), epsilon.doubleValue(),
 				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias, window,
 				(bos != null) ? bos.intValue() : -1, eos.stream().mapToInt(Integer::intValue).toArray(),
-				gemma ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, windowed, windowedTheta, queryScalar);
+				gemma ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, windowed, windowedTheta, queryScalar, 0, 0);
 	}
 
 	private static int required(GgufFile file, String key) {

@@ -97,8 +97,9 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		JsonNode c = readJson(path);
 		try {
 			Architecture architecture = Architecture.of(c.path("model_type").asText(null), path.toString());
-			boolean gemma = architecture == Architecture.GEMMA || architecture == Architecture.GEMMA3;
+			boolean gemma2 = architecture == Architecture.GEMMA2;
 			boolean gemma3 = architecture == Architecture.GEMMA3;
+			boolean gemma = architecture == Architecture.GEMMA || gemma2 || gemma3;
 			// transformers' defaults for each family where the file leaves a field out;
 			// Gemma's files name the gate's activation in hidden_activation (hidden_act
 			// there says "gelu", which transformers overrides)
@@ -108,8 +109,13 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 			if (c.path("mlp_bias").asBoolean(false)) {
 				throw new CheckpointException(path + ": mlp_bias true is not supported");
 			}
+			// Gemma 2 soft-caps its attention scores and logits (transformers' defaults
+			// 50
+			// and 30); no other family here does
+			double attentionSoftCap = gemma2 ? c.path("attn_logit_softcapping").asDouble(50) : 0;
+			double finalSoftCap = gemma2 ? c.path("final_logit_softcapping").asDouble(30) : 0;
 			for (String softCap : List.of("attn_logit_softcapping", "final_logit_softcapping")) {
-				if (c.hasNonNull(softCap)) {
+				if (!gemma2 && c.hasNonNull(softCap)) {
 					throw new CheckpointException(path + ": " + softCap + " is not supported");
 				}
 			}
@@ -131,9 +137,13 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 					|| (architecture == Architecture.QWEN2 && c.path("use_sliding_window").asBoolean(false))) {
 				window = c.path("sliding_window").isNumber() ? c.get("sliding_window").asInt() : 0;
 			}
+			if (gemma2) {
+				window = requiredInt(c, "sliding_window", path);
+				windowed = layerTypes(c, layers, 2, path);
+			}
 			if (gemma3) {
 				window = requiredInt(c, "sliding_window", path);
-				windowed = layerTypes(c, layers, path);
+				windowed = layerTypes(c, layers, 6, path);
 				JsonNode localRope = perLayerType ? rope.path("sliding_attention") : c;
 				if (perLayerType && ropeScaling(localRope, path) != RopeScaling.NONE) {
 					throw new CheckpointException(
@@ -156,7 +166,8 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 					c.path("rms_norm_eps").asDouble(1e-6), theta, scaling,
 					c.path("tie_word_embeddings").asBoolean(gemma), bias, window, c.path("bos_token_id").asInt(-1),
 					eos.stream().mapToInt(Integer::intValue).toArray(), activation, windowed, windowedTheta,
-					gemma3 ? c.path("query_pre_attn_scalar").asDouble(256) : 0);
+					(gemma2 || gemma3) ? c.path("query_pre_attn_scalar").asDouble(256) : 0, attentionSoftCap,
+					finalSoftCap);
 		}
 		catch (IllegalArgumentException ex) {
 			throw new CheckpointException(path + ": " + ex.getMessage(), ex);
@@ -185,9 +196,10 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 
 	/**
 	 * Which layers attend within the sliding window: {@code layer_types}, or every layer
-	 * but each {@code sliding_window_pattern}-th (older files; 6 by default).
+	 * but each {@code sliding_window_pattern}-th (older files; the family's period by
+	 * default: 2 for Gemma 2, 6 for Gemma 3).
 	 */
-	private static boolean[] layerTypes(JsonNode c, int layers, Path path) {
+	private static boolean[] layerTypes(JsonNode c, int layers, int period, Path path) {
 		boolean[] windowed = new boolean[layers];
 		JsonNode types = c.path("layer_types");
 		if (types.isArray()) {
@@ -207,7 +219,7 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 			}
 			return windowed;
 		}
-		int pattern = c.path("sliding_window_pattern").asInt(6);
+		int pattern = c.path("sliding_window_pattern").asInt(period);
 		for (int i = 0; i < layers; i++) {
 			windowed[i] = (i + 1) % pattern != 0;
 		}

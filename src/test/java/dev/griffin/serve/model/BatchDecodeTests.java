@@ -41,8 +41,7 @@ class BatchDecodeTests {
 
 	static Stream<Arguments> everyDecodeForm() {
 		List<Arguments> cases = new ArrayList<>();
-		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma",
-				"tiny-gemma3")) {
+		for (String name : TinyModelGoldenTests.CHECKPOINTS) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				cases.add(Arguments.of(name, decode, true));
 				cases.add(Arguments.of(name, decode, false));

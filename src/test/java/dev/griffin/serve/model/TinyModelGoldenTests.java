@@ -61,6 +61,10 @@ class TinyModelGoldenTests {
 		return Fixtures.tinyModel(name, options, owner);
 	}
 
+	/** The tiny random checkpoints, one per architecture and variant this engine runs. */
+	static final List<String> CHECKPOINTS = List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama",
+			"tiny-gemma", "tiny-gemma2", "tiny-gemma3");
+
 	/**
 	 * A fixture's transformers reference: a {@code .gguf} fixture is the Hugging Face
 	 * checkpoint of the same name as llama.cpp's converter writes it.
@@ -75,8 +79,9 @@ class TinyModelGoldenTests {
 	 */
 	static Stream<Arguments> everyKernelPlan() {
 		List<Arguments> cases = new ArrayList<>();
-		for (String name : List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma",
-				"tiny-gemma3", "tiny-gemma.gguf")) {
+		List<String> names = new ArrayList<>(CHECKPOINTS);
+		names.add("tiny-gemma.gguf");
+		for (String name : names) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
 					if (!prefill.exact()) {
@@ -195,13 +200,23 @@ class TinyModelGoldenTests {
 	 * after step: with plain weights (identical here, as both call the same libtorch
 	 * kernels) and with packed float16 copies, which its products and the output head
 	 * then read through oneDNN (GRIFFIN's gathered experts packed too, in place of their
-	 * plain copies). 2e-3 of the logits' range allowed, float16's rounding.
+	 * plain copies). 2e-3 of the logits' range allowed, float16's rounding, or as much as
+	 * transformers' own float16 run moves from its float32 one where that is more (Gemma
+	 * 2's soft-capped logits: 3.8e-3; the two forms differed by 2.3e-3).
 	 */
 	@ParameterizedTest
 	@CsvSource({ "tiny-llama, true", "tiny-mistral, true", "tiny-qwen2, true", "tiny-relu-llama, true",
-			"tiny-gemma, true", "tiny-gemma3, true", "tiny-llama, false", "tiny-qwen2, false" })
+			"tiny-gemma, true", "tiny-gemma2, true", "tiny-gemma3, true", "tiny-llama, false", "tiny-qwen2, false" })
 	void float16LayerFormDecodesAsThePoolForm(String name, boolean packed) {
-		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
+		JsonNode reference = reference(name);
+		int[] prompt = Fixtures.ints(reference.get("prompt"));
+		double range = 0;
+		for (JsonNode row : reference.get("logits")) {
+			for (JsonNode logit : row) {
+				range = Math.max(range, Math.abs(logit.asDouble()));
+			}
+		}
+		double allowed = Math.max(2e-3, reference.get("float16MaxDifference").asDouble() / range);
 		CausalLm pool = load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu").withPackWeights(packed),
 				Kernels.Decode.POOL, Kernels.Prefill.WEIGHTS);
 		assertThat(pool.kernels().packed().size() > 0).as("packed float16 copies").isEqualTo(packed);
@@ -223,7 +238,7 @@ class TinyModelGoldenTests {
 						want = expected.decode(token);
 						float[] got = actual.decode(token);
 						assertThat(KernelCalibration.difference(want, got)).as("density %.1f step %d", density, step)
-							.isLessThanOrEqualTo(2e-3);
+							.isLessThanOrEqualTo(allowed);
 					}
 					if (density < 1.0) {
 						for (int l = 0; l < layers; l++) {
@@ -313,8 +328,8 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(
-			strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma", "tiny-gemma3" })
+	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma", "tiny-gemma2",
+			"tiny-gemma3" })
 	void chunkedPrefillSelectsTheSameExperts(String name) {
 		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
 		CausalLm dense = load(name);

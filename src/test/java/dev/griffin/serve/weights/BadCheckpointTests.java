@@ -119,7 +119,7 @@ class BadCheckpointTests {
 		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("config.json")
 			.hasMessageContaining(
-					"architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2, gemma, gemma3_text])");
+					"architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2, gemma, gemma2, gemma3_text])");
 	}
 
 	@Test
