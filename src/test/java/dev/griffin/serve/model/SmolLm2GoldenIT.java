@@ -118,16 +118,13 @@ class SmolLm2GoldenIT {
 	}
 
 	/**
-	 * Each reference case's prompt encodes to its ids (unless {@code tokenizer} is null),
-	 * and {@code dense} continues it greedily with the reference's tokens (under the
-	 * near-tie rule).
+	 * Each reference case's prompt encodes to its ids, and {@code dense} continues it
+	 * greedily with the reference's tokens (under the near-tie rule).
 	 */
 	static void assertDenseGreedy(String what, CausalLm dense, Tokenizer tokenizer, JsonNode reference) {
 		for (JsonNode c : reference.get("cases")) {
 			int[] prompt = Fixtures.ints(c.get("ids"));
-			if (tokenizer != null) {
-				assertThat(tokenizer.encode(c.get("prompt").asText())).containsExactly(prompt);
-			}
+			assertThat(tokenizer.encode(c.get("prompt").asText())).containsExactly(prompt);
 			int[] expected = Fixtures.ints(c.get("greedy"));
 			try (InferenceSession session = new InferenceSession(dense, prompt.length + expected.length)) {
 				int[] tokens = TinyModelGoldenTests.greedy(session, prompt, expected.length);
