@@ -54,9 +54,14 @@ public enum Architecture {
 		return this.modelType;
 	}
 
+	/** Gemma, Gemma 2 or Gemma 3. */
+	public boolean isGemma() {
+		return this == GEMMA || this == GEMMA2 || this == GEMMA3;
+	}
+
 	/** Whether the token embeddings are multiplied by sqrt(D) before the first layer. */
 	public boolean scalesEmbeddings() {
-		return this == GEMMA || this == GEMMA2 || this == GEMMA3;
+		return isGemma();
 	}
 
 	/**
@@ -64,7 +69,7 @@ public enum Architecture {
 	 * w (llama.cpp's GGUF files store 1 + w).
 	 */
 	public boolean offsetsNormWeights() {
-		return this == GEMMA || this == GEMMA2 || this == GEMMA3;
+		return isGemma();
 	}
 
 	/**

@@ -112,12 +112,12 @@ public final class GgufCheckpoint extends Checkpoint {
 		}
 		// GGUF has no activation key: llama.cpp's graphs run Gemma's gate through GELU
 		// (tanh) and the others' through SiLU
-		boolean gemma = architecture == Architecture.GEMMA || architecture == Architecture.GEMMA3;
 		return new ModelConfig(architecture, hidden, required(file, p + "feed_forward_length"), layers, heads, kvHeads,
 				headDim, vocab, optional(file, p + "context_length", 2048), epsilon.doubleValue(),
 				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias, window,
 				(bos != null) ? bos.intValue() : -1, eos.stream().mapToInt(Integer::intValue).toArray(),
-				gemma ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, windowed, windowedTheta, queryScalar, 0, 0);
+				architecture.isGemma() ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, windowed, windowedTheta,
+				queryScalar, 0, 0);
 	}
 
 	private static int required(GgufFile file, String key) {

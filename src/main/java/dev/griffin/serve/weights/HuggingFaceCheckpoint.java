@@ -99,7 +99,7 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 			Architecture architecture = Architecture.of(c.path("model_type").asText(null), path.toString());
 			boolean gemma2 = architecture == Architecture.GEMMA2;
 			boolean gemma3 = architecture == Architecture.GEMMA3;
-			boolean gemma = architecture == Architecture.GEMMA || gemma2 || gemma3;
+			boolean gemma = architecture.isGemma();
 			// transformers' defaults for each family where the file leaves a field out;
 			// Gemma's files name the gate's activation in hidden_activation (hidden_act
 			// there says "gelu", which transformers overrides)
