@@ -5,7 +5,7 @@
 Writes under src/test/resources/fixtures/:
   tiny-llama/, tiny-mistral/, tiny-qwen2/,  tiny random Hugging Face checkpoints (+ reference.json)
   tiny-relu-llama/, tiny-gemma/, tiny-gemma2/,
-  tiny-gemma3/
+  tiny-gemma3/, tiny-opt/, tiny-opt-postnorm/
   tiny-gemma.gguf                            tiny-gemma as llama.cpp's converter writes it
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from transformers import (AutoModelForCausalLM, AutoTokenizer, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,
                           Gemma3TextConfig, GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
-                          Qwen2Config, Qwen2ForCausalLM)
+                          OPTConfig, OPTForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import griffin_hf  # noqa: E402
@@ -64,7 +64,7 @@ def greedy(model, prompt_ids, steps):
     return tokens, gaps
 
 
-def randomise(model, seed):
+def randomise(model, seed, scale=0.08):
     """Hugging Face initialises norms to one and biases to zero; random values make the tests see them."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -74,7 +74,7 @@ def randomise(model, seed):
             elif name.endswith(".bias"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
             else:
-                p.copy_(0.08 * torch.randn(p.shape, generator=g))
+                p.copy_(scale * torch.randn(p.shape, generator=g))
 
 
 TINY = {
@@ -121,7 +121,23 @@ TINY = {
         num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6, sliding_window=8,
         query_pre_attn_scalar=24, attn_logit_softcapping=1.5, final_logit_softcapping=2.0,
         bos_token_id=1, eos_token_id=2, pad_token_id=0), "float32", False),
+    # OPT: layer norms with biases, learned positions (offset 2), biases on every projection, a non-gated ReLU
+    # block fc2(relu(fc1 x))
+    "tiny-opt": (OPTForCausalLM, OPTConfig(
+        vocab_size=256, hidden_size=64, ffn_dim=160, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=256, word_embed_proj_dim=64, do_layer_norm_before=True,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0), "float32", False),
+    # OPT-350m's variant: norms after the sublayers (and no final norm), embeddings narrower than the
+    # residual stream, projected in and out
+    "tiny-opt-postnorm": (OPTForCausalLM, OPTConfig(
+        vocab_size=256, hidden_size=64, ffn_dim=160, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=256, word_embed_proj_dim=32, do_layer_norm_before=False,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0), "float16", False),
 }
+
+# weights larger than the default 0.08: at that scale tiny-opt's greedy continuation repeats one token from the
+# second on, with or without GRIFFIN, which would test little
+WEIGHT_SCALE = {"tiny-opt": 0.15}
 
 # transformers' eager attention is the one that soft-caps scores
 ATTENTION = {"tiny-gemma2": {"attn_implementation": "eager"}}
@@ -133,7 +149,7 @@ def make_tiny():
     for seed, (name, (cls, config, storage_dtype, sharded)) in enumerate(TINY.items()):
         torch.manual_seed(seed)
         model = cls(config).eval()
-        randomise(model, 1000 + seed)
+        randomise(model, 1000 + seed, WEIGHT_SCALE.get(name, 0.08))
         target = OUT / name
         target.mkdir(parents=True, exist_ok=True)
         for old in target.glob("*.safetensors*"):

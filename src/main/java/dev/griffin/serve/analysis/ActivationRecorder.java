@@ -30,7 +30,7 @@ abstract class ActivationRecorder implements FeedForward {
 	public NDArray forward(NDArray x, Phase phase, State state, Kernels kernels) {
 		NDArray z = kernels.activations(x, this.weights); // [T, F]
 		record(z, phase);
-		return kernels.output(z, this.weights.down()); // [T, D]
+		return kernels.output(z, this.weights); // [T, D]
 	}
 
 }

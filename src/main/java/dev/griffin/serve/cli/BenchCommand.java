@@ -397,7 +397,7 @@ public class BenchCommand implements Callable<Integer> {
 	 */
 	static long bytesPerToken(CausalLm dense, double density) {
 		ModelConfig c = dense.config();
-		long dropped = (long) c.numberOfLayers() * 3L * c.hiddenSize()
+		long dropped = (long) c.numberOfLayers() * c.feedForwardMatrices() * c.hiddenSize()
 				* (c.intermediateSize() - (long) Math.floor(c.intermediateSize() * density));
 		return dense.denseWeightBytesPerToken() - dropped * dense.options().dtype().bytes();
 	}

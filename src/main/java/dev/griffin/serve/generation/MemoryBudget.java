@@ -56,10 +56,13 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 		long queries = (long) config.numberOfAttentionHeads() * config.headDimension();
 		long keyValues = (long) config.numberOfKeyValueHeads() * config.headDimension();
 		long attention = d * queries * 2 + d * keyValues * 2;
-		long feedForward = 3 * d * config.intermediateSize();
-		long head = (long) config.vocabularySize() * d;
+		long feedForward = config.feedForwardMatrices() * d * config.intermediateSize();
+		long head = (long) config.vocabularySize() * config.wordEmbeddingSize();
 		long embedding = head * (config.tieWordEmbeddings() ? 1 : 2);
-		long parameters = embedding + config.numberOfLayers() * (attention + feedForward + 2 * d);
+		// OPT's learned positions and projections between the embeddings' width and D
+		long extra = (config.learnsPositions() ? (long) config.positionEmbeddingRows() * d : 0)
+				+ (config.projectsEmbeddings() ? 2L * d * config.wordEmbeddingSize() : 0);
+		long parameters = embedding + extra + config.numberOfLayers() * (attention + feedForward + 2 * d);
 		long packed = options.packsWeights() ? head + config.numberOfLayers() * (attention + feedForward) : 0;
 		return (parameters + packed) * options.dtype().bytes();
 	}
@@ -72,8 +75,8 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	public static long perSequence(ModelConfig config, ModelOptions options, int prefillChunk) {
 		long context = config.maxPositionEmbeddings();
 		long kv = KvCache.bytes(config, options.attentionDataType(), context);
-		long experts = 3L * config.hiddenSize() * config.intermediateSize() * config.numberOfLayers()
-				* options.dtype().bytes();
+		long experts = (long) config.feedForwardMatrices() * config.hiddenSize() * config.intermediateSize()
+				* config.numberOfLayers() * options.dtype().bytes();
 		long chunk = Math.min(prefillChunk, context);
 		// scores and their softmax, the feed-forward's three [T, F] products,
 		// the hidden states

@@ -14,8 +14,10 @@ import dev.griffin.serve.model.Kernels;
  * 1).
  * <ul>
  * <li>Prompt: the full block, {@code out = Z W_down^T} with
- * {@code Z = act(x W_gate^T) * (x W_up^T)}, and the statistic
- * {@code s_j^2 += sum_t (Z_t / ||Z_t||)^2} accumulated per sequence.</li>
+ * {@code Z = act(x W_gate^T) * (x W_up^T)} ({@code act(x W_up^T + b_up)} in a non-gated
+ * block, as the reference's OPT variant takes it; its {@code b_down} is added to every
+ * output), and the statistic {@code s_j^2 += sum_t (Z_t / ||Z_t||)^2} accumulated per
+ * sequence.</li>
  * <li>End of prompt: {@code E = topk(s, k)}, k = floor(F * density); W_gate[E], W_up[E]
  * and W_down[:, E] are gathered into the sequence's state when a product first needs them
  * ({@link LayerExperts}).</li>
@@ -115,7 +117,7 @@ public final class GriffinFeedForward implements FeedForward {
 				if (this.method.usesPrompt()) {
 					s.accumulate(ExpertSelector.sumOfSquares(z));
 				}
-				yield kernels.output(z, this.dense.down()); // [T, D]
+				yield kernels.output(z, this.dense); // [T, D]
 			}
 			case GENERATION -> {
 				LayerExperts e = s.experts();
@@ -129,7 +131,7 @@ public final class GriffinFeedForward implements FeedForward {
 
 	private static NDArray generate(NDArray x, LayerExperts e, Kernels kernels) {
 		if (e.count() == 0) {
-			return x.zerosLike(); // [T, D]
+			return Kernels.withoutNeurons(x, e); // [T, D]
 		}
 		return kernels.feedForward(x, e); // [T, D]
 	}
@@ -186,18 +188,20 @@ public final class GriffinFeedForward implements FeedForward {
 	}
 
 	/**
-	 * The static baseline: the k neurons with the largest ||W_gate row|| * ||W_up row||.
+	 * The static baseline: the k neurons with the largest ||W_gate row|| * ||W_up row||
+	 * (||W_up row|| for a non-gated block).
 	 */
 	private static int[] magnitudeIndices(Weights dense, int k, NDManager manager) {
 		double[] scores;
 		try (NDManager scratch = manager.newSubManager()) {
 			NDArray gateUp = dense.gateUp().toType(ai.djl.ndarray.types.DataType.FLOAT64, false);
 			gateUp.attach(scratch);
-			NDArray norms = gateUp.norm(new int[] { 1 }, false); // [2F]
+			NDArray norms = gateUp.norm(new int[] { 1 }, false); // [2F] or [F]
 			norms.attach(scratch);
 			int f = dense.intermediateSize();
-			NDArray product = norms.get(new NDIndex().addSliceDim(0, f))
-				.mul(norms.get(new NDIndex().addSliceDim(f, 2L * f)));
+			NDArray product = dense.gated()
+					? norms.get(new NDIndex().addSliceDim(0, f)).mul(norms.get(new NDIndex().addSliceDim(f, 2L * f)))
+					: norms;
 			product.attach(scratch);
 			scores = product.toDoubleArray(); // [F]
 		}

@@ -11,7 +11,8 @@ import dev.griffin.serve.model.Kernels;
 
 /**
  * One sequence's experts in one layer, and the weights gathered for them: W_gate[E] and
- * W_up[E] as one [2k, D] matrix, W_down[:, E] as [D, k]. The weights are gathered the
+ * W_up[E] as one [2k, D] matrix (a non-gated block's W_up[E] as [k, D], and b_up[E]),
+ * W_down[:, E] as [D, k]; b_down stays the dense block's. The weights are gathered the
  * first time a product asks for them, which only a product with the sequence's own
  * weights does (the batch-1 decode path, or a batch's per-row form); a batch that reads
  * the dense block masked to each row's experts needs the indices alone, so a sequence
@@ -22,7 +23,7 @@ import dev.griffin.serve.model.Kernels;
  * manager of their own under the dense weights' manager, freed by {@link #close}. Used by
  * one thread at a time (the sequence's).
  */
-public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
+public final class LayerExperts implements Kernels.BlockWeights, AutoCloseable {
 
 	private final FeedForward.Weights dense;
 
@@ -33,6 +34,8 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 	private NDArray gateUp;
 
 	private NDArray down;
+
+	private NDArray upBias;
 
 	private Kernels.Halves halves;
 
@@ -61,7 +64,10 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 		return this.indices.length;
 	}
 
-	/** [2k, D]: W_gate[E] then W_up[E], gathered now if not yet; null when k is 0. */
+	/**
+	 * [2k, D]: W_gate[E] then W_up[E] ([k, D], W_up[E], for a non-gated block), gathered
+	 * now if not yet; null when k is 0.
+	 */
 	@Override
 	public NDArray gateUp() {
 		gather();
@@ -79,6 +85,45 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 	@Override
 	public HiddenActivation activation() {
 		return this.dense.activation();
+	}
+
+	/** The dense block's. */
+	@Override
+	public boolean gated() {
+		return this.dense.gated();
+	}
+
+	/**
+	 * b_up[E], gathered now if not yet (and kept with the packed weights: it is k
+	 * values); null when k is 0 or the block has no bias.
+	 */
+	@Override
+	public NDArray upBias() {
+		if (this.upBias == null && this.dense.upBias() != null && this.indices.length > 0) {
+			if (this.owner == null) {
+				this.owner = this.dense.gateUp().getManager().newSubManager();
+			}
+			NDArray bias;
+			try (NDManager scratch = this.owner.newSubManager()) {
+				long[] neurons = new long[this.indices.length];
+				for (int i = 0; i < neurons.length; i++) {
+					neurons[i] = this.indices[i];
+				}
+				bias = Kernels.select(this.dense.upBias(), 0, scratch.create(neurons)); // [k]
+				bias.attach(this.owner);
+				NDScope.unregister(bias);
+			}
+			this.upBias = bias;
+		}
+		return this.upBias;
+	}
+
+	/**
+	 * The dense block's b_down: every expert's output adds it, as the dense block's does.
+	 */
+	@Override
+	public NDArray downBias() {
+		return this.dense.downBias();
 	}
 
 	/** Views of the two halves of the experts, or null for fewer than two. */
@@ -134,7 +179,7 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 	 */
 	public long bytes() {
 		long bytes = 0;
-		for (NDArray array : new NDArray[] { this.gateUp, this.down,
+		for (NDArray array : new NDArray[] { this.gateUp, this.down, this.upBias,
 				(this.packed == null) ? null : this.packed.gateUp(),
 				(this.packed == null) ? null : this.packed.down() }) {
 			bytes += (array == null) ? 0 : array.getShape().size() * array.getDataType().getNumOfBytes();
@@ -148,10 +193,14 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 		}
 		int f = this.dense.intermediateSize();
 		int k = this.indices.length;
-		long[] rows = new long[2 * k];
+		boolean gated = this.dense.gated();
+		// a gated block's gate rows E and up rows F + E; a non-gated block's up rows E
+		long[] rows = new long[gated ? 2 * k : k];
 		for (int i = 0; i < k; i++) {
 			rows[i] = this.indices[i];
-			rows[k + i] = (long) this.indices[i] + f;
+			if (gated) {
+				rows[k + i] = (long) this.indices[i] + f;
+			}
 		}
 		if (this.owner == null) {
 			this.owner = this.dense.gateUp().getManager().newSubManager();
@@ -163,13 +212,15 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 		try (NDManager scratch = gathered.newSubManager()) {
 			NDArray rowIndex = scratch.create(rows);
 			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, k));
-			gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex); // [2k, D]
+			gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex); // [2k, D] or [k,
+																		// D]
 			down = Kernels.select(this.dense.down(), 1, neuronIndex); // [D, k]
 			gateUp.attach(gathered);
 			down.attach(gathered);
 			// a pass's scope must not free them when it ends
 			NDScope.unregister(gateUp, down);
-			halves = Kernels.Halves.of(gateUp, down, k); // views, in gathered's care
+			// views, in gathered's care
+			halves = gated ? Kernels.Halves.of(gateUp, down, k) : null;
 		}
 		catch (RuntimeException ex) {
 			close();
@@ -204,6 +255,7 @@ public final class LayerExperts implements Kernels.GatedWeights, AutoCloseable {
 		}
 		this.gateUp = null;
 		this.down = null;
+		this.upBias = null;
 		this.halves = null;
 		this.packed = null;
 	}

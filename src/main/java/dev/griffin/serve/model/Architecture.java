@@ -3,7 +3,7 @@ package dev.griffin.serve.model;
 import java.util.Arrays;
 import java.util.Locale;
 
-/** Llama-family architectures this engine runs. */
+/** The decoder-only architectures this engine runs. */
 public enum Architecture {
 
 	/** Llama 2 and 3 (and SmolLM2, which is a Llama). */
@@ -28,7 +28,15 @@ public enum Architecture {
 	 * as well as before, RMS-normed queries and keys, and local (sliding-window) layers
 	 * with their own rotary base between global ones.
 	 */
-	GEMMA3("gemma3_text", "Gemma3ForCausalLM", "gemma3");
+	GEMMA3("gemma3_text", "Gemma3ForCausalLM", "gemma3"),
+	/**
+	 * OPT: layer norms with biases, learned positions instead of rotary ones, biases on
+	 * every projection and a non-gated feed-forward block {@code fc2(relu(fc1 x))}; the
+	 * norms before the sublayers or after them (OPT-350m), and embeddings of another
+	 * width than the residual stream projected in and out where the config says so.
+	 * llama.cpp reads no OPT file, so neither does this engine.
+	 */
+	OPT("opt", "OPTForCausalLM", null);
 
 	private final String modelType;
 
@@ -78,6 +86,22 @@ public enum Architecture {
 	 */
 	public boolean normsSublayerOutputs() {
 		return this == GEMMA2 || this == GEMMA3;
+	}
+
+	/**
+	 * Whether the model is OPT-like: layer norms with biases, learned absolute positions,
+	 * a bias on every projection and a non-gated feed-forward block.
+	 */
+	public boolean isOpt() {
+		return this == OPT;
+	}
+
+	/**
+	 * Whether each feed-forward block is gated ({@code down(act(gate x) * up x)}), not
+	 * {@code down(act(up x))}.
+	 */
+	public boolean gatesFeedForward() {
+		return this != OPT;
 	}
 
 	/** Whether each layer norms each head's queries and keys before the rotation. */

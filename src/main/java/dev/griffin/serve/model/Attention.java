@@ -7,12 +7,13 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 
 /**
- * Causal grouped-query self-attention with rotary embeddings and an optional sliding
- * window. The G = H / KVH query heads that share a key/value head are folded into the row
- * dimension, so keys and values are never repeated. A decode step (T = 1) takes a path
- * with no transposes: each operation costs microseconds of overhead, which a
- * 135M-parameter model notices. The projections run in the weights' precision; the
- * arithmetic between them (rotary, scores, softmax, weighted values) and the KV cache in
+ * Causal grouped-query self-attention with rotary embeddings (none where the model learns
+ * absolute positions instead, as OPT does) and an optional sliding window. The G = H /
+ * KVH query heads that share a key/value head are folded into the row dimension, so keys
+ * and values are never repeated. A decode step (T = 1) takes a path with no transposes:
+ * each operation costs microseconds of overhead, which a 135M-parameter model notices.
+ * The projections run in the weights' precision; the arithmetic between them (rotary,
+ * scores, softmax, weighted values) and the KV cache in
  * {@link ModelOptions#attentionDataType()}.
  */
 public final class Attention {
@@ -22,8 +23,15 @@ public final class Attention {
 	 * @param queryKeyValueBias [(H + 2*KVH)*Dh] or null
 	 * @param output [D, H*Dh]
 	 * @param scaleFolded whether the 1/sqrt(Dh) score scale is already in the query rows
+	 * @param outputBias [D] or null (OPT's output projection has one)
 	 */
-	public record Weights(NDArray queryKeyValue, NDArray queryKeyValueBias, NDArray output, boolean scaleFolded) {
+	public record Weights(NDArray queryKeyValue, NDArray queryKeyValueBias, NDArray output, boolean scaleFolded,
+			NDArray outputBias) {
+
+		/** Weights whose output projection has no bias. */
+		public Weights(NDArray queryKeyValue, NDArray queryKeyValueBias, NDArray output, boolean scaleFolded) {
+			this(queryKeyValue, queryKeyValueBias, output, scaleFolded, null);
+		}
 
 	}
 
@@ -55,6 +63,8 @@ public final class Attention {
 
 	private final float softCap;
 
+	private final boolean rotates;
+
 	/**
 	 * @param arithmeticType the precision of rotary, scores, softmax and weighted values
 	 * (the KV cache's); the projections keep the weights' precision
@@ -79,6 +89,7 @@ public final class Attention {
 		this.queryNorm = queryNorm;
 		this.keyNorm = keyNorm;
 		this.softCap = (float) config.attentionSoftCap();
+		this.rotates = !config.learnsPositions();
 		this.weights = weights;
 		this.arithmeticType = arithmeticType;
 		this.layer = layer;
@@ -106,9 +117,13 @@ public final class Attention {
 		return this.heads;
 	}
 
-	/** Whether the heads' queries and keys are normed before the rotation. */
-	boolean normsQueryKey() {
-		return this.queryNorm != null;
+	/**
+	 * Whether the fused layer module ({@link BatchLayer}) can compute this attention: it
+	 * knows rotated queries and keys that are not normed, and an output projection
+	 * without a bias.
+	 */
+	boolean fusable() {
+		return this.queryNorm == null && this.rotates && this.weights.outputBias() == null;
 	}
 
 	/** The scores' scale, or NaN when the query rows already carry it. */
@@ -222,13 +237,16 @@ public final class Attention {
 		return (qkv.getDataType() == this.arithmeticType) ? qkv : qkv.toType(this.arithmeticType, false);
 	}
 
-	/** q and k of T rows, normed where the layer norms them, rotated: [T, H+KVH, Dh]. */
+	/**
+	 * q and k of T rows, normed where the layer norms them, rotated where the model
+	 * rotates them: [T, H+KVH, Dh].
+	 */
 	private NDArray rotated(NDArray qkv, RotaryEmbedding.Angles rotary, int t) {
 		NDArray qk = qkv.get(this.queryKeyColumns).reshape(t, this.heads + this.keyValueHeads, this.headDimension);
 		if (this.queryNorm != null) {
 			qk = this.queryNorm.forward(qk.get(this.queryHeads)).concat(this.keyNorm.forward(qk.get(this.keyHeads)), 1);
 		}
-		return rotary.apply(qk);
+		return this.rotates ? rotary.apply(qk) : qk;
 	}
 
 	/**
@@ -268,7 +286,7 @@ public final class Attention {
 	 */
 	private NDArray output(NDArray context, DataType projectionType, Kernels kernels) {
 		NDArray c = (context.getDataType() == projectionType) ? context : context.toType(projectionType, false);
-		return kernels.linear(c, this.weights.output(), null);
+		return kernels.linear(c, this.weights.output(), this.weights.outputBias());
 	}
 
 	/**

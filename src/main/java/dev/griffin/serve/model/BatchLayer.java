@@ -46,7 +46,7 @@ final class BatchLayer {
 	 * caches are in one arena, and its feed-forward rows take the dense or masked form
 	 * ({@link Kernels#masksDense}, true whenever a row is dense).
 	 */
-	static boolean applies(BatchKv kv, Kernels kernels, Kernels.GatedWeights[] rows, int neurons) {
+	static boolean applies(BatchKv kv, Kernels kernels, Kernels.BlockWeights[] rows, int neurons) {
 		return kv.arena != null && kernels.prefill() == Kernels.Prefill.ONEDNN && Kernels.masksDense(rows, neurons);
 	}
 
@@ -85,7 +85,7 @@ final class BatchLayer {
 	 * on a 1.5B model
 	 */
 	static NDArray stepOne(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
-			Kernels.GatedWeights feedForward, Kernels.Packed packed, Positions positions, KvCache cache,
+			Kernels.BlockWeights feedForward, Kernels.Packed packed, Positions positions, KvCache cache,
 			Kernels kernels) {
 		Attention.Weights weights = attention.weights();
 		double scale = attention.scoreScale();

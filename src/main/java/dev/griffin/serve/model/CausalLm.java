@@ -13,7 +13,7 @@ import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 
 /**
- * A Llama-family causal language model on DJL NDArrays. Immutable once built and shared
+ * A decoder-only causal language model on DJL NDArrays. Immutable once built and shared
  * by all sequences; per-sequence state (KV cache, feed-forward state) is passed in by the
  * caller.
  */
@@ -29,9 +29,12 @@ public final class CausalLm {
 
 	private final NDArray lmHead; // [V, D], the embedding itself when tied
 
-	private final RmsNorm finalNorm;
+	private final Norm finalNorm; // null in a post-norm model
 
+	/** The rotation of every layer, or null where the model learns positions. */
 	private final RotaryEmbedding rotary;
+
+	private final LearnedPositions learned; // null where positions rotate
 
 	/**
 	 * The windowed layers' rotation when it differs (Gemma 3's local layers), else
@@ -46,20 +49,57 @@ public final class CausalLm {
 	private final NDArray[] lmHeadHalves; // views for the split decode form
 
 	/**
+	 * OPT's learned absolute positions, and the projections between its token embeddings'
+	 * width E and the residual stream's D where they differ.
+	 *
+	 * @param table [P + 2, D]: position p is row p + 2
+	 * @param projectIn [D, E], or null where E = D
+	 * @param projectOut [E, D], or null where E = D
+	 */
+	public record LearnedPositions(NDArray table, NDArray projectIn, NDArray projectOut) {
+
+		/** OPT skips the table's first two rows. */
+		static final int OFFSET = 2;
+
+		public LearnedPositions {
+			if ((projectIn == null) != (projectOut == null)) {
+				throw new IllegalArgumentException("embeddings are projected both in and out or neither");
+			}
+		}
+
+	}
+
+	/**
+	 * A model whose positions rotate queries and keys.
 	 * @param manager owner of every weight (closing the model closes it)
 	 * @param lmHead [V, D], the embedding itself when tied
 	 * @param windowedRotary the rotation of the layers that attend within the sliding
 	 * window, when the config gives them a rotary base of their own; else {@code rotary}
 	 */
 	public CausalLm(ModelConfig config, ModelOptions options, NDManager manager, NDArray embedding, NDArray lmHead,
-			RmsNorm finalNorm, RotaryEmbedding rotary, RotaryEmbedding windowedRotary, List<DecoderLayer> layers) {
+			Norm finalNorm, RotaryEmbedding rotary, RotaryEmbedding windowedRotary, List<DecoderLayer> layers) {
 		this(config, options, manager, embedding, lmHead, Kernels.rowHalves(lmHead), finalNorm, rotary, windowedRotary,
+				null, layers, Kernels.pool());
+	}
+
+	/**
+	 * A model that learns its positions (OPT).
+	 * @param embedding [V, E]
+	 * @param lmHead [V, E], the embedding itself when tied
+	 * @param finalNorm the norm of the last hidden state, or null (a post-norm model)
+	 */
+	public CausalLm(ModelConfig config, ModelOptions options, NDManager manager, NDArray embedding, NDArray lmHead,
+			Norm finalNorm, LearnedPositions learned, List<DecoderLayer> layers) {
+		this(config, options, manager, embedding, lmHead, Kernels.rowHalves(lmHead), finalNorm, null, null, learned,
 				layers, Kernels.pool());
 	}
 
 	private CausalLm(ModelConfig config, ModelOptions options, NDManager manager, NDArray embedding, NDArray lmHead,
-			NDArray[] lmHeadHalves, RmsNorm finalNorm, RotaryEmbedding rotary, RotaryEmbedding windowedRotary,
-			List<DecoderLayer> layers, Kernels kernels) {
+			NDArray[] lmHeadHalves, Norm finalNorm, RotaryEmbedding rotary, RotaryEmbedding windowedRotary,
+			LearnedPositions learned, List<DecoderLayer> layers, Kernels kernels) {
+		if ((rotary == null) == (learned == null)) {
+			throw new IllegalArgumentException("positions either rotate or are learned");
+		}
 		this.config = config;
 		this.options = options;
 		this.manager = manager;
@@ -68,6 +108,7 @@ public final class CausalLm {
 		this.finalNorm = finalNorm;
 		this.rotary = rotary;
 		this.windowedRotary = windowedRotary;
+		this.learned = learned;
 		this.layers = Collections.unmodifiableList(layers);
 		this.lmHeadHalves = lmHeadHalves;
 		this.kernels = kernels;
@@ -97,6 +138,10 @@ public final class CausalLm {
 			matrices.addAll(layer.matrices());
 		}
 		matrices.add(this.lmHead);
+		if (this.learned != null && this.learned.projectIn() != null) {
+			matrices.add(this.learned.projectIn());
+			matrices.add(this.learned.projectOut());
+		}
 		PackedWeights packed = PackedWeights.of(matrices);
 		return with(this.layers, this.kernels.withPacked(packed));
 	}
@@ -133,7 +178,7 @@ public final class CausalLm {
 	/** This model's weights with other layers (over the same weights) or kernels. */
 	private CausalLm with(List<DecoderLayer> layers, Kernels kernels) {
 		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
-				this.finalNorm, this.rotary, this.windowedRotary, layers, kernels);
+				this.finalNorm, this.rotary, this.windowedRotary, this.learned, layers, kernels);
 	}
 
 	public ModelConfig config() {
@@ -168,9 +213,17 @@ public final class CausalLm {
 	 */
 	public NDArray forward(NDArray tokens, int position, KvCache cache, FeedForward.Phase phase,
 			FeedForward.State[] states, boolean allLogits) {
-		NDArray x = embed(tokens); // [T, D]
-		long t = x.getShape().get(0);
+		long t = tokens.getShape().get(0);
 		this.kernels.enter((int) t);
+		NDArray x = embed(tokens, this.kernels); // [T, D]
+		if (this.learned != null) {
+			if (position + t > this.config.maxPositionEmbeddings()) {
+				throw new IllegalArgumentException("positions up to %d are past the model's %d learned ones"
+					.formatted(position + t, this.config.maxPositionEmbeddings()));
+			}
+			long row = (long) position + LearnedPositions.OFFSET;
+			x = x.add(this.learned.table().get(new NDIndex().addSliceDim(row, row + t)));
+		}
 		DataType type = this.options.attentionDataType();
 		Positions positions;
 		Positions windowedPositions;
@@ -182,8 +235,9 @@ public final class CausalLm {
 					this.windowedRotary.angles(position, (int) t), position, (int) t, type);
 		}
 		else {
-			positions = Attention.positions(this.config.slidingWindow(), x.getManager(),
-					this.rotary.angles(position, (int) t), position, (int) t, type);
+			RotaryEmbedding.Angles angles = (this.rotary != null) ? this.rotary.angles(position, (int) t) : null;
+			positions = Attention.positions(this.config.slidingWindow(), x.getManager(), angles, position, (int) t,
+					type);
 			windowedPositions = positions;
 		}
 		for (int i = 0; i < this.layers.size(); i++) {
@@ -201,11 +255,15 @@ public final class CausalLm {
 	}
 
 	/**
-	 * The tokens' embeddings, scaled where the architecture scales them: by the scale
-	 * rounded to the embeddings' type first, as transformers multiplies them.
+	 * The tokens' embeddings, scaled where the architecture scales them (by the scale
+	 * rounded to the embeddings' type first, as transformers multiplies them) and
+	 * projected to the residual stream's width where the model projects them.
 	 */
-	private NDArray embed(NDArray tokens) {
+	private NDArray embed(NDArray tokens, Kernels plan) {
 		NDArray x = this.embedding.get(tokens);
+		if (this.learned != null && this.learned.projectIn() != null) {
+			x = plan.linear(x, this.learned.projectIn(), null);
+		}
 		float scale = this.config.embeddingScale();
 		if (scale == 1f) {
 			return x;
@@ -234,8 +292,11 @@ public final class CausalLm {
 	 * says.
 	 */
 	private NDArray logits(NDArray x, Kernels plan) {
-		NDArray logits = plan.head(this.finalNorm.forward(x), this.lmHead, this.lmHeadHalves); // [N,
-																								// V]
+		NDArray last = (this.finalNorm != null) ? this.finalNorm.forward(x) : x;
+		if (this.learned != null && this.learned.projectOut() != null) {
+			last = plan.linear(last, this.learned.projectOut(), null); // [N, E]
+		}
+		NDArray logits = plan.head(last, this.lmHead, this.lmHeadHalves); // [N, V]
 		NDArray float32 = (logits.getDataType() == DataType.FLOAT32) ? logits : logits.toType(DataType.FLOAT32, false);
 		float cap = (float) this.config.finalSoftCap();
 		// Gemma 2 soft-caps its logits: cap * tanh(logits / cap)
@@ -259,10 +320,17 @@ public final class CausalLm {
 		if (tokens.getShape().get(0) != b || caches.length != b || states.length != b) {
 			throw new IllegalArgumentException("a batch needs a token, a position, a cache and states per row");
 		}
-		NDArray x = embed(tokens); // [B, D]
 		Kernels plan = this.kernels.batchDecode(this.options.oneDnnApplies());
 		plan.enter(b);
-		RotaryEmbedding.Angles rotary = this.rotary.angles(positions, x.getManager());
+		NDArray x = embed(tokens, plan); // [B, D]
+		if (this.learned != null) {
+			long[] rows = new long[b];
+			for (int i = 0; i < b; i++) {
+				rows[i] = (long) positions[i] + LearnedPositions.OFFSET;
+			}
+			x = x.add(this.learned.table().get(x.getManager().create(rows)));
+		}
+		RotaryEmbedding.Angles rotary = (this.rotary != null) ? this.rotary.angles(positions, x.getManager()) : null;
 		BatchKv kv;
 		RotaryEmbedding.Angles windowedRotary;
 		BatchKv windowedKv;
@@ -306,8 +374,10 @@ public final class CausalLm {
 		ModelConfig c = this.config;
 		long perLayer = (long) (c.numberOfAttentionHeads() + 2L * c.numberOfKeyValueHeads()) * c.headDimension()
 				* c.hiddenSize() + (long) c.hiddenSize() * c.numberOfAttentionHeads() * c.headDimension()
-				+ 3L * c.intermediateSize() * c.hiddenSize() + 2L * c.hiddenSize();
-		long total = perLayer * c.numberOfLayers() + (long) c.vocabularySize() * c.hiddenSize() + c.hiddenSize();
+				+ (long) c.feedForwardMatrices() * c.intermediateSize() * c.hiddenSize() + 2L * c.hiddenSize();
+		long projections = c.projectsEmbeddings() ? 2L * c.hiddenSize() * c.wordEmbeddingSize() : 0;
+		long total = perLayer * c.numberOfLayers() + (long) c.vocabularySize() * c.wordEmbeddingSize() + c.hiddenSize()
+				+ projections;
 		return total * this.options.dtype().bytes();
 	}
 

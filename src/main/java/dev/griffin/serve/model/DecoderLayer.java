@@ -1,6 +1,7 @@
 package dev.griffin.serve.model;
 
 import java.util.List;
+import java.util.function.UnaryOperator;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
@@ -10,35 +11,48 @@ import ai.djl.ndarray.types.DataType;
 /**
  * One pre-norm transformer block: {@code h = x + attention(norm(x))}, then
  * {@code h + ff(norm(h))}; where the architecture norms its sublayers' outputs too (Gemma
- * 3), each of the two is normed again before it is added.
+ * 3), each of the two is normed again before it is added. A post-norm block (OPT-350m)
+ * norms the sums instead: {@code h = norm(x + attention(x))}, then
+ * {@code norm(h + ff(h))}.
  */
 public final class DecoderLayer {
 
-	private final RmsNorm attentionNorm;
+	private final Norm attentionNorm;
 
 	private final Attention attention;
 
-	private final RmsNorm ffnNorm;
+	private final Norm ffnNorm;
 
 	private final FeedForward feedForward;
 
-	private final RmsNorm postAttentionNorm;
+	private final Norm postAttentionNorm;
 
-	private final RmsNorm postFfnNorm;
+	private final Norm postFfnNorm;
 
-	public DecoderLayer(RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm, FeedForward feedForward) {
-		this(attentionNorm, attention, ffnNorm, feedForward, null, null);
+	private final boolean postNorm;
+
+	public DecoderLayer(Norm attentionNorm, Attention attention, Norm ffnNorm, FeedForward feedForward) {
+		this(attentionNorm, attention, ffnNorm, feedForward, null, null, false);
 	}
 
 	/**
+	 * @param attentionNorm the norm of attention's input (of the residual stream after
+	 * attention in a post-norm block)
+	 * @param ffnNorm the norm of the feed-forward block's input (of the residual stream
+	 * after it in a post-norm block)
 	 * @param postAttentionNorm the norm of attention's output, or null
 	 * @param postFfnNorm the norm of the feed-forward block's output, null exactly when
 	 * postAttentionNorm is
+	 * @param postNorm whether the block norms the residual stream after each sublayer
+	 * instead of the sublayer's input
 	 */
-	public DecoderLayer(RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm, FeedForward feedForward,
-			RmsNorm postAttentionNorm, RmsNorm postFfnNorm) {
+	public DecoderLayer(Norm attentionNorm, Attention attention, Norm ffnNorm, FeedForward feedForward,
+			Norm postAttentionNorm, Norm postFfnNorm, boolean postNorm) {
 		if ((postAttentionNorm == null) != (postFfnNorm == null)) {
 			throw new IllegalArgumentException("sublayer outputs are normed both or neither");
+		}
+		if (postNorm && postAttentionNorm != null) {
+			throw new IllegalArgumentException("a post-norm block does not norm its sublayers' outputs as well");
 		}
 		this.attentionNorm = attentionNorm;
 		this.attention = attention;
@@ -46,18 +60,36 @@ public final class DecoderLayer {
 		this.feedForward = feedForward;
 		this.postAttentionNorm = postAttentionNorm;
 		this.postFfnNorm = postFfnNorm;
+		this.postNorm = postNorm;
 	}
 
 	/**
 	 * Whether the fused layer module ({@link BatchLayer}) computes this block: it knows
-	 * the plain pre-norm block only.
+	 * the plain pre-norm block with RMS norms, rotated attention without biases after the
+	 * product and a gated feed-forward block without biases.
 	 */
 	private boolean plain() {
-		return this.postAttentionNorm == null && !this.attention.normsQueryKey();
+		FeedForward.Weights ff = this.feedForward.weights();
+		return this.postAttentionNorm == null && !this.postNorm && this.attention.fusable()
+				&& this.attentionNorm instanceof RmsNorm && this.ffnNorm instanceof RmsNorm && ff.gated()
+				&& ff.downBias() == null;
 	}
 
-	private static NDArray normed(RmsNorm norm, NDArray x) {
+	private static NDArray normed(Norm norm, NDArray x) {
 		return (norm == null) ? x : norm.forward(x);
+	}
+
+	/**
+	 * The residual stream after a sublayer: {@code x + sublayer(norm(x))}, the sublayer's
+	 * output normed where the block norms outputs; in a post-norm block
+	 * {@code norm(x + sublayer(x))}.
+	 * @param sublayer what the sublayer computes of its input
+	 */
+	private NDArray residual(NDArray x, Norm norm, Norm outputNorm, UnaryOperator<NDArray> sublayer) {
+		if (this.postNorm) {
+			return norm.forward(x.add(sublayer.apply(x)));
+		}
+		return x.add(normed(outputNorm, sublayer.apply(norm.forward(x))));
 	}
 
 	public FeedForward feedForward() {
@@ -77,7 +109,7 @@ public final class DecoderLayer {
 	/** Same block, another feed-forward (the GRIFFIN transform). */
 	public DecoderLayer withFeedForward(FeedForward replacement) {
 		return new DecoderLayer(this.attentionNorm, this.attention, this.ffnNorm, replacement, this.postAttentionNorm,
-				this.postFfnNorm);
+				this.postFfnNorm, this.postNorm);
 	}
 
 	/** x: [T, D] -> [T, D]. */
@@ -86,19 +118,18 @@ public final class DecoderLayer {
 		if (kernels.decode() == Kernels.Decode.LAYER && phase == FeedForward.Phase.GENERATION
 				&& this.feedForward.fusable() && plain() && x.getShape().get(0) == 1
 				&& (x.getDataType() == DataType.FLOAT32 || x.getDataType() == DataType.FLOAT16)) {
-			Kernels.GatedWeights own = state.generationWeights();
-			Kernels.GatedWeights ff = Kernels.readsDense(own) ? this.feedForward.weights() : own;
+			Kernels.BlockWeights own = state.generationWeights();
+			Kernels.BlockWeights ff = Kernels.readsDense(own) ? this.feedForward.weights() : own;
 			// a sequence with no expert (k = 0) takes the path below, where its block
 			// adds nothing
 			if (ff.neurons() == null || ff.neurons().length > 0) {
-				return BatchLayer.stepOne(x, this.attentionNorm, this.attention, this.ffnNorm, ff,
+				return BatchLayer.stepOne(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm, ff,
 						kernels.halfPacked(ff), positions, cache, kernels);
 			}
 		}
-		NDArray h = x.add(normed(this.postAttentionNorm,
-				this.attention.forward(this.attentionNorm.forward(x), positions, cache, kernels)));
-		return h
-			.add(normed(this.postFfnNorm, this.feedForward.forward(this.ffnNorm.forward(h), phase, state, kernels)));
+		NDArray h = residual(x, this.attentionNorm, this.postAttentionNorm,
+				(in) -> this.attention.forward(in, positions, cache, kernels));
+		return residual(h, this.ffnNorm, this.postFfnNorm, (in) -> this.feedForward.forward(in, phase, state, kernels));
 	}
 
 	/**
@@ -111,29 +142,31 @@ public final class DecoderLayer {
 	 */
 	NDArray forwardBatch(NDArray x, BatchKv kv, RotaryEmbedding.Angles rotary, FeedForward.State[] states,
 			Kernels kernels) {
-		Kernels.GatedWeights[] rows = new Kernels.GatedWeights[states.length];
+		Kernels.BlockWeights[] rows = new Kernels.BlockWeights[states.length];
 		for (int i = 0; i < rows.length; i++) {
 			rows[i] = states[i].generationWeights();
 		}
 		FeedForward.Weights ff = this.feedForward.weights();
-		int neurons = (int) ff.gateUp().getShape().get(0) / 2;
+		int neurons = ff.intermediateSize();
 		boolean fusable = this.feedForward.fusable();
 		if (fusable && plain() && BatchLayer.applies(kv, kernels, rows, neurons)) {
 			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());
-			return BatchLayer.step(x, this.attentionNorm, this.attention, this.ffnNorm, ff, rotary, kv, kernels, keep);
+			return BatchLayer.step(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm, ff, rotary,
+					kv, kernels, keep);
 		}
-		NDArray h = x.add(normed(this.postAttentionNorm,
-				this.attention.forwardBatch(this.attentionNorm.forward(x), kv, rotary, kernels)));
-		NDArray normed = this.ffnNorm.forward(h);
-		if (fusable) {
-			return h.add(normed(this.postFfnNorm, kernels.feedForwardRows(normed, ff, rows)));
-		}
-		NDList outputs = new NDList(states.length);
-		for (int i = 0; i < states.length; i++) {
-			outputs.add(this.feedForward.forward(normed.get(i + ":" + (i + 1)), FeedForward.Phase.GENERATION, states[i],
-					kernels));
-		}
-		return h.add(normed(this.postFfnNorm, NDArrays.concat(outputs)));
+		NDArray h = residual(x, this.attentionNorm, this.postAttentionNorm,
+				(in) -> this.attention.forwardBatch(in, kv, rotary, kernels));
+		return residual(h, this.ffnNorm, this.postFfnNorm, (in) -> {
+			if (fusable) {
+				return kernels.feedForwardRows(in, ff, rows);
+			}
+			NDList outputs = new NDList(states.length);
+			for (int i = 0; i < states.length; i++) {
+				outputs.add(this.feedForward.forward(in.get(i + ":" + (i + 1)), FeedForward.Phase.GENERATION, states[i],
+						kernels));
+			}
+			return NDArrays.concat(outputs);
+		});
 	}
 
 }

@@ -69,7 +69,7 @@ public interface FeedForward {
 		 * sequence's own (GRIFFIN's gathered experts; none selected reads as no neuron).
 		 * @throws IllegalStateException before the prompt has fixed them
 		 */
-		default Kernels.GatedWeights generationWeights() {
+		default Kernels.BlockWeights generationWeights() {
 			return null;
 		}
 
@@ -107,9 +107,9 @@ public interface FeedForward {
 	}
 
 	/**
-	 * Whether a generated token's output is exactly {@code down(act(gate x) * up x)} over
-	 * the weights its state's {@link State#generationWeights} names, so that a decode
-	 * step may compute it inside a fused layer (the {@link Kernels.Decode#LAYER} form, a
+	 * Whether a generated token's output is exactly the block ({@link Weights}) over the
+	 * weights its state's {@link State#generationWeights} names, so that a decode step
+	 * may compute it inside a fused layer (the {@link Kernels.Decode#LAYER} form, a
 	 * batched step) without calling {@link #forward}. A block that does anything else in
 	 * generation (records activations, perturbs them) keeps the default: its generated
 	 * tokens then go through {@link #forward}, one sequence at a time.
@@ -125,23 +125,52 @@ public interface FeedForward {
 	Weights weights();
 
 	/**
-	 * Gated feed-forward weights: {@code down(act(gate x) * up x)}, every matrix in the
-	 * checkpoint's [out, in] layout, so that each projection is a {@code linear}: on the
-	 * CPU libtorch's float16 matrix-vector product runs about 1.7x faster in that form
-	 * than as {@code z.matMul(W^T)} with W^T stored contiguously (float32 runs the same
-	 * in both).
+	 * Feed-forward weights, every matrix in the checkpoint's [out, in] layout, so that
+	 * each projection is a {@code linear}: on the CPU libtorch's float16 matrix-vector
+	 * product runs about 1.7x faster in that form than as {@code z.matMul(W^T)} with W^T
+	 * stored contiguously (float32 runs the same in both). A gated block computes
+	 * {@code down(act(gate x) * up x)}; a non-gated one (OPT)
+	 * {@code down(act(up x + b_up)) + b_down}.
 	 *
-	 * @param gateUp [2F, D], gate rows then up rows
+	 * @param gateUp [2F, D], gate rows then up rows; for a non-gated block [F, D], the up
+	 * rows alone
 	 * @param down [D, F], W_down
 	 * @param intermediateSize F
-	 * @param activation act, on the gate
-	 * @param halves views of the two halves of neurons, for the split decode form
+	 * @param activation act, on the gate (on the up rows of a non-gated block)
+	 * @param halves views of the two halves of neurons, for the split decode form; null
+	 * for a non-gated block
+	 * @param gated whether gateUp holds gate and up rows
+	 * @param upBias [F] or null (gated blocks have none)
+	 * @param downBias [D] or null (gated blocks have none)
 	 */
 	record Weights(NDArray gateUp, NDArray down, int intermediateSize, HiddenActivation activation,
-			Kernels.Halves halves) implements Kernels.GatedWeights {
+			Kernels.Halves halves, boolean gated, NDArray upBias, NDArray downBias) implements Kernels.BlockWeights {
 
+		public Weights {
+			if (gated && (upBias != null || downBias != null)) {
+				throw new IllegalArgumentException("a gated block has no biases here");
+			}
+			if (!gated && halves != null) {
+				throw new IllegalArgumentException("the split decode form computes gated blocks only");
+			}
+		}
+
+		/** A gated block's weights, and their halves for the split decode form. */
 		public Weights(NDArray gateUp, NDArray down, int intermediateSize, HiddenActivation activation) {
-			this(gateUp, down, intermediateSize, activation, Kernels.Halves.of(gateUp, down, intermediateSize));
+			this(gateUp, down, intermediateSize, activation, Kernels.Halves.of(gateUp, down, intermediateSize), true,
+					null, null);
+		}
+
+		/**
+		 * A non-gated block's weights (OPT's fc1 and fc2).
+		 * @param up [F, D]
+		 * @param upBias [F] or null
+		 * @param down [D, F]
+		 * @param downBias [D] or null
+		 */
+		public static Weights ungated(NDArray up, NDArray upBias, NDArray down, NDArray downBias, int intermediateSize,
+				HiddenActivation activation) {
+			return new Weights(up, down, intermediateSize, activation, null, false, upBias, downBias);
 		}
 
 	}

@@ -16,9 +16,9 @@ import ai.djl.pytorch.jni.JniUtils;
 
 /**
  * How the model's products run on this machine: the one place that computes a projection,
- * a gated feed-forward block and the output head. Which form is fastest depends on the
- * CPU (and its libtorch kernels), so {@link KernelCalibration} times the candidates at
- * load and configuration can force one.
+ * a feed-forward block and the output head. Which form is fastest depends on the CPU (and
+ * its libtorch kernels), so {@link KernelCalibration} times the candidates at load and
+ * configuration can force one.
  *
  * @param decode the form of a one-token pass
  * @param prefill the form of a pass of several tokens
@@ -197,13 +197,13 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	}
 
 	/**
-	 * The packed float16 copies one row's product with a gated block reads in the
+	 * The packed float16 copies one row's product with a feed-forward block reads in the
 	 * {@link Decode#LAYER} form, or null when it reads the plain weights: for the layer's
 	 * dense block the model's copies; for a sequence's own weights (GRIFFIN's experts)
-	 * copies of their own, which {@link GatedWeights#packed} makes the first time, when
+	 * copies of their own, which {@link BlockWeights#packed} makes the first time, when
 	 * the model packs its dense block.
 	 */
-	public Packed halfPacked(GatedWeights weights) {
+	public Packed halfPacked(BlockWeights weights) {
 		if (readsDense(weights)) {
 			NDArray gateUp = halfPacked(weights.gateUp());
 			NDArray down = halfPacked(weights.down());
@@ -258,32 +258,39 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	}
 
 	/**
-	 * Z = act(x W_gate^T) * (x W_up^T) for a block's stacked gate/up weights [2K, D]: x
-	 * [T, D] -> [T, K].
+	 * A block's activations Z: {@code act(x W_gate^T) * (x W_up^T)} for stacked gate/up
+	 * weights [2K, D], {@code act(x W_up^T + b_up)} for a non-gated block's [K, D]: x [T,
+	 * D] -> [T, K].
 	 */
-	public NDArray activations(NDArray x, GatedWeights weights) {
-		return gated(linear(x, weights.gateUp(), null), weights.activation());
+	public NDArray activations(NDArray x, BlockWeights weights) {
+		return activated(linear(x, weights.gateUp(), weights.upBias()), weights);
 	}
 
-	/** act(gate) * up for the stacked products [T, 2K] -> [T, K]. */
-	private static NDArray gated(NDArray gateUp, HiddenActivation activation) {
-		NDList halves = gateUp.split(2, 1); // 2 x [T, K]
-		return activation.apply(halves.get(0)).mul(halves.get(1)); // [T, K]
+	/**
+	 * act(gate) * up for the stacked products [T, 2K] of a gated block, act(up) for a
+	 * non-gated block's [T, K]: [T, K].
+	 */
+	private static NDArray activated(NDArray products, BlockWeights weights) {
+		if (!weights.gated()) {
+			return weights.activation().apply(products);
+		}
+		NDList halves = products.split(2, 1); // 2 x [T, K]
+		return weights.activation().apply(halves.get(0)).mul(halves.get(1)); // [T, K]
 	}
 
-	/** Z W_down^T for W_down [D, K]: Z [T, K] -> [T, D]. */
-	public NDArray output(NDArray z, NDArray down) {
-		return linear(z, down, null);
+	/** Z W_down^T (+ b_down) for the block's W_down [D, K]: Z [T, K] -> [T, D]. */
+	public NDArray output(NDArray z, BlockWeights weights) {
+		return linear(z, weights.down(), weights.downBias());
 	}
 
-	/** A gated feed-forward block: x [T, D] -> [T, D]. */
-	public NDArray feedForward(NDArray x, GatedWeights weights) {
+	/** A feed-forward block: x [T, D] -> [T, D]. */
+	public NDArray feedForward(NDArray x, BlockWeights weights) {
 		if (x.getShape().get(0) == 1 && this.decode == Decode.LAYER) {
 			Packed packed = halfPacked(weights);
 			if (packed != null) {
 				ScriptedProducts oneDnn = ScriptedProducts.oneDnn();
-				return oneDnn.linear(gated(oneDnn.linear(x, packed.gateUp(), null), weights.activation()),
-						packed.down(), null);
+				return oneDnn.linear(activated(oneDnn.linear(x, packed.gateUp(), weights.upBias()), weights),
+						packed.down(), weights.downBias());
 			}
 		}
 		if (x.getShape().get(0) == 1 && this.decode == Decode.SPLIT && weights.halves() != null) {
@@ -293,44 +300,44 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 					() -> half(x, h.gateB(), h.upB(), h.downB(), activation));
 			return parts[0].add(parts[1]);
 		}
-		return output(activations(x, weights), weights.down());
+		return output(activations(x, weights), weights);
 	}
 
 	/**
-	 * A gated feed-forward block over B rows that read different weights (one generated
-	 * token of each of B sequences): x [B, D] -> [B, D]. A row whose entry in
-	 * {@code rows} is null reads {@code dense}; any other row reads only its own neurons
-	 * (GRIFFIN's experts; none: a zero row). Two forms give that output, and the one that
-	 * reads fewer weight bytes runs ({@link #masksDense}): the dense block once for every
-	 * row, each row's activations masked to its neurons before the down projection; or
-	 * the dense rows' one product plus each other row's product with its gathered
-	 * experts, as its sequence's one-token step computes it.
+	 * A feed-forward block over B rows that read different weights (one generated token
+	 * of each of B sequences): x [B, D] -> [B, D]. A row whose entry in {@code rows} is
+	 * null reads {@code dense}; any other row reads only its own neurons (GRIFFIN's
+	 * experts; none: a zero row, or the down bias alone). Two forms give that output, and
+	 * the one that reads fewer weight bytes runs ({@link #masksDense}): the dense block
+	 * once for every row, each row's activations masked to its neurons before the down
+	 * projection; or the dense rows' one product plus each other row's product with its
+	 * gathered experts, as its sequence's one-token step computes it.
 	 */
-	public NDArray feedForwardRows(NDArray x, GatedWeights dense, GatedWeights[] rows) {
+	public NDArray feedForwardRows(NDArray x, FeedForward.Weights dense, BlockWeights[] rows) {
 		int b = (int) x.getShape().get(0);
 		int denseRows = 0;
-		for (GatedWeights row : rows) {
+		for (BlockWeights row : rows) {
 			denseRows += (row == null) ? 1 : 0;
 		}
 		if (denseRows == b) {
 			return feedForward(x, dense);
 		}
-		int neurons = (int) dense.gateUp().getShape().get(0) / 2;
+		int neurons = dense.intermediateSize();
 		if (masksDense(rows, neurons)) {
 			NDArray z = activations(x, dense); // [B, F]
-			return output(z.mul(keep(rows, neurons, x.getManager()).toType(z.getDataType(), false)), dense.down());
+			return output(z.mul(keep(rows, neurons, x.getManager()).toType(z.getDataType(), false)), dense);
 		}
 		NDArray[] outputs = new NDArray[b];
 		long[] denseIndex = new long[denseRows];
 		int next = 0;
 		for (int i = 0; i < b; i++) {
-			GatedWeights own = rows[i];
+			BlockWeights own = rows[i];
 			if (own == null) {
 				denseIndex[next++] = i;
 				continue;
 			}
 			NDArray row = x.get(new NDIndex().addSliceDim(i, i + 1)); // [1, D]
-			outputs[i] = (own.gateUp() == null) ? row.zerosLike() : feedForward(row, own);
+			outputs[i] = (own.gateUp() == null) ? withoutNeurons(row, own) : feedForward(row, own);
 		}
 		if (denseRows > 0) {
 			NDArray index = x.getManager().create(denseIndex);
@@ -342,14 +349,23 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		return NDArrays.concat(new NDList(outputs), 0);
 	}
 
+	/**
+	 * A block's output with no neuron (GRIFFIN's k = 0): zero, plus the down projection's
+	 * bias where the block has one. x [T, D] -> [T, D].
+	 */
+	public static NDArray withoutNeurons(NDArray x, BlockWeights weights) {
+		NDArray zeros = x.zerosLike();
+		return (weights.downBias() == null) ? zeros : zeros.add(weights.downBias());
+	}
+
 	/** Whether a row reads the dense block: a null entry, or one without neurons. */
-	static boolean readsDense(GatedWeights row) {
+	static boolean readsDense(BlockWeights row) {
 		return row == null || row.neurons() == null;
 	}
 
 	/** Whether every row reads the dense block. */
-	static boolean allDense(GatedWeights[] rows) {
-		for (GatedWeights row : rows) {
+	static boolean allDense(BlockWeights[] rows) {
+		for (BlockWeights row : rows) {
 			if (!readsDense(row)) {
 				return false;
 			}
@@ -361,7 +377,7 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	 * The masked form's mask: [B, F] float32, 1 where row i reads neuron j (every neuron
 	 * for a dense row, its experts for a GRIFFIN one).
 	 */
-	static NDArray keep(GatedWeights[] rows, int neurons, NDManager manager) {
+	static NDArray keep(BlockWeights[] rows, int neurons, NDManager manager) {
 		int b = rows.length;
 		float[] mask = new float[b * neurons];
 		for (int i = 0; i < b; i++) {
@@ -384,10 +400,10 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	 * Decode is bound by reading the weights, so with B rows of density d this picks the
 	 * masked form once B x d >= 1.
 	 */
-	static boolean masksDense(GatedWeights[] rows, int neurons) {
+	static boolean masksDense(BlockWeights[] rows, int neurons) {
 		long perRow = 0;
 		boolean anyDense = false;
-		for (GatedWeights row : rows) {
+		for (BlockWeights row : rows) {
 			if (readsDense(row)) {
 				anyDense = true;
 			}
@@ -443,22 +459,43 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	}
 
 	/**
-	 * The weights of a gated feed-forward block, and their two halves of neurons for the
-	 * split decode form.
+	 * The weights of a feed-forward block (see {@link FeedForward.Weights}), and their
+	 * two halves of neurons for the split decode form.
 	 */
-	public interface GatedWeights {
+	public interface BlockWeights {
 
-		/** [2K, D], gate rows then up rows. */
+		/**
+		 * [2K, D], gate rows then up rows; for a non-gated block ({@link #gated} false)
+		 * [K, D], the up rows alone.
+		 */
 		NDArray gateUp();
 
 		/** [D, K]. */
 		NDArray down();
 
-		/** Views of the two halves of neurons, or null when there are fewer than two. */
+		/**
+		 * Views of the two halves of neurons, or null when there are fewer than two or
+		 * the block is not gated.
+		 */
 		Halves halves();
 
-		/** The activation on the gate. */
+		/** The activation on the gate (on the up rows of a non-gated block). */
 		HiddenActivation activation();
+
+		/** Whether {@link #gateUp} stacks gate and up rows. */
+		default boolean gated() {
+			return true;
+		}
+
+		/** The bias of the {@link #gateUp} rows, [K], or null. */
+		default NDArray upBias() {
+			return null;
+		}
+
+		/** The down projection's bias, [D], or null. */
+		default NDArray downBias() {
+			return null;
+		}
 
 		/**
 		 * Which of the layer's neurons these weights hold, ascending (GRIFFIN's experts),
@@ -481,10 +518,10 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	}
 
 	/**
-	 * oneDNN-packed copies of a gated block's two matrices ({@link PackedWeights}), which
-	 * only oneDNN's product reads.
+	 * oneDNN-packed copies of a block's two matrices ({@link PackedWeights}), which only
+	 * oneDNN's product reads.
 	 *
-	 * @param gateUp [2K, D] packed
+	 * @param gateUp [2K, D] (a non-gated block's [K, D]) packed
 	 * @param down [D, K] packed
 	 */
 	public record Packed(NDArray gateUp, NDArray down) {

@@ -7,7 +7,7 @@ import ai.djl.ndarray.types.DataType;
  * Root-mean-square layer norm, computed in float32 whatever the model's precision, as
  * Hugging Face does: {@code weight * (x / sqrt(mean(x^2) + eps))}.
  */
-public final class RmsNorm {
+public final class RmsNorm implements Norm {
 
 	private final NDArray weight; // [D]
 
@@ -30,6 +30,7 @@ public final class RmsNorm {
 	}
 
 	/** x: [T, D] -> [T, D]. */
+	@Override
 	public NDArray forward(NDArray x) {
 		DataType type = x.getDataType();
 		NDArray x32 = (type == DataType.FLOAT32) ? x : x.toType(DataType.FLOAT32, false);

@@ -63,14 +63,68 @@ public abstract class Checkpoint implements AutoCloseable {
 		return new TensorRows(shape, (from, count, out) -> readRows(name, from, count, out));
 	}
 
-	/** The token embedding, read in blocks of rows: it is the largest tensor. */
+	/** The token embedding [V, E], read in blocks of rows: it is the largest tensor. */
 	public TensorRows embedding() {
 		ModelConfig c = config();
-		return rows(WeightNames.embedding(this.format), c.vocabularySize(), c.hiddenSize());
+		String name = opt() ? WeightNames.optDecoder(optDecoder(), "embed_tokens.weight")
+				: WeightNames.embedding(this.format);
+		return rows(name, c.vocabularySize(), c.wordEmbeddingSize());
 	}
 
+	/** The final norm's weight, or null where the model has none (a post-norm OPT). */
 	public TensorRows finalNorm() {
-		return norm(rows(WeightNames.finalNorm(this.format), config().hiddenSize()));
+		ModelConfig c = config();
+		if (opt()) {
+			return c.postNorm() ? null
+					: rows(WeightNames.optDecoder(optDecoder(), "final_layer_norm.weight"), c.hiddenSize());
+		}
+		return norm(rows(WeightNames.finalNorm(this.format), c.hiddenSize()));
+	}
+
+	/** The final layer norm's bias (OPT), or null. */
+	public TensorRows finalNormBias() {
+		ModelConfig c = config();
+		return (opt() && !c.postNorm())
+				? rows(WeightNames.optDecoder(optDecoder(), "final_layer_norm.bias"), c.hiddenSize()) : null;
+	}
+
+	/** OPT's learned positions [P + 2, D]; null for a model whose positions rotate. */
+	public TensorRows positionEmbedding() {
+		ModelConfig c = config();
+		return opt() ? rows(WeightNames.optDecoder(optDecoder(), "embed_positions.weight"), c.positionEmbeddingRows(),
+				c.hiddenSize()) : null;
+	}
+
+	/** The projection of embeddings to the residual stream [D, E], or null. */
+	public TensorRows projectIn() {
+		ModelConfig c = config();
+		return c.projectsEmbeddings()
+				? rows(WeightNames.optDecoder(optDecoder(), "project_in.weight"), c.hiddenSize(), c.wordEmbeddingSize())
+				: null;
+	}
+
+	/** The projection of the last hidden state to the head's input [E, D], or null. */
+	public TensorRows projectOut() {
+		ModelConfig c = config();
+		return c.projectsEmbeddings() ? rows(WeightNames.optDecoder(optDecoder(), "project_out.weight"),
+				c.wordEmbeddingSize(), c.hiddenSize()) : null;
+	}
+
+	private boolean opt() {
+		return config().architecture().isOpt();
+	}
+
+	/** The prefix an OPT checkpoint's decoder tensors carry. */
+	private String optDecoder() {
+		for (String prefix : WeightNames.OPT_DECODER_PREFIXES) {
+			if (contains(WeightNames.optDecoder(prefix, "embed_tokens.weight"))) {
+				return prefix;
+			}
+		}
+		throw new CheckpointException("%s: no OPT decoder: neither of %s".formatted(this.path,
+				WeightNames.OPT_DECODER_PREFIXES.stream()
+					.map((prefix) -> WeightNames.optDecoder(prefix, "embed_tokens.weight"))
+					.toList()));
 	}
 
 	/** An RMSNorm's weight as the norm multiplies by it. */
@@ -88,11 +142,14 @@ public abstract class Checkpoint implements AutoCloseable {
 		if (c.tieWordEmbeddings() || (this.format == Format.GGUF && !contains(name))) {
 			return null;
 		}
-		return rows(name, c.vocabularySize(), c.hiddenSize());
+		return rows(name, c.vocabularySize(), c.wordEmbeddingSize());
 	}
 
 	public LayerTensors layer(int i) {
 		ModelConfig c = config();
+		if (opt()) {
+			return optLayer(i);
+		}
 		long d = c.hiddenSize();
 		long f = c.intermediateSize();
 		long dh = c.headDimension();
@@ -112,6 +169,36 @@ public abstract class Checkpoint implements AutoCloseable {
 				outputs ? norm(layerTensor(i, LayerTensor.POST_FFN_NORM, d)) : null,
 				queryKey ? norm(layerTensor(i, LayerTensor.QUERY_NORM, dh)) : null,
 				queryKey ? norm(layerTensor(i, LayerTensor.KEY_NORM, dh)) : null);
+	}
+
+	/**
+	 * An OPT layer: layer norms with biases, biases on every projection where enabled.
+	 */
+	private LayerTensors optLayer(int i) {
+		ModelConfig c = config();
+		String decoder = optDecoder();
+		long d = c.hiddenSize();
+		long f = c.intermediateSize();
+		long q = (long) c.numberOfAttentionHeads() * c.headDimension();
+		boolean bias = c.attentionBias();
+		java.util.function.BiFunction<WeightNames.OptTensor, long[], TensorRows> tensor = (kind,
+				shape) -> rows(WeightNames.optLayer(decoder, i, kind), shape);
+		return new LayerTensors(tensor.apply(WeightNames.OptTensor.ATTENTION_NORM, new long[] { d }),
+				tensor.apply(WeightNames.OptTensor.QUERY, new long[] { q, d }),
+				tensor.apply(WeightNames.OptTensor.KEY, new long[] { q, d }),
+				tensor.apply(WeightNames.OptTensor.VALUE, new long[] { q, d }),
+				bias ? tensor.apply(WeightNames.OptTensor.QUERY_BIAS, new long[] { q }) : null,
+				bias ? tensor.apply(WeightNames.OptTensor.KEY_BIAS, new long[] { q }) : null,
+				bias ? tensor.apply(WeightNames.OptTensor.VALUE_BIAS, new long[] { q }) : null,
+				tensor.apply(WeightNames.OptTensor.OUTPUT, new long[] { d, q }),
+				tensor.apply(WeightNames.OptTensor.FFN_NORM, new long[] { d }), null,
+				tensor.apply(WeightNames.OptTensor.UP, new long[] { f, d }),
+				tensor.apply(WeightNames.OptTensor.DOWN, new long[] { d, f }), null, null, null, null,
+				tensor.apply(WeightNames.OptTensor.ATTENTION_NORM_BIAS, new long[] { d }),
+				bias ? tensor.apply(WeightNames.OptTensor.OUTPUT_BIAS, new long[] { d }) : null,
+				tensor.apply(WeightNames.OptTensor.FFN_NORM_BIAS, new long[] { d }),
+				bias ? tensor.apply(WeightNames.OptTensor.UP_BIAS, new long[] { f }) : null,
+				bias ? tensor.apply(WeightNames.OptTensor.DOWN_BIAS, new long[] { d }) : null);
 	}
 
 	protected TensorRows query(int layer, long rows, long columns) {

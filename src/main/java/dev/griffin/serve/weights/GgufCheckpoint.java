@@ -117,7 +117,7 @@ public final class GgufCheckpoint extends Checkpoint {
 				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias, window,
 				(bos != null) ? bos.intValue() : -1, eos.stream().mapToInt(Integer::intValue).toArray(),
 				architecture.isGemma() ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, windowed, windowedTheta,
-				queryScalar, 0, 0);
+				queryScalar, 0, 0, false, 0);
 	}
 
 	private static int required(GgufFile file, String key) {

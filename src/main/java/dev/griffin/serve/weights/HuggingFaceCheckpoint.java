@@ -97,6 +97,9 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		JsonNode c = readJson(path);
 		try {
 			Architecture architecture = Architecture.of(c.path("model_type").asText(null), path.toString());
+			if (architecture.isOpt()) {
+				return optConfig(c, path, eosTokenIds(c, directory));
+			}
 			boolean gemma2 = architecture == Architecture.GEMMA2;
 			boolean gemma3 = architecture == Architecture.GEMMA3;
 			boolean gemma = architecture.isGemma();
@@ -153,25 +156,59 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 						: c.path("rope_local_base_freq").asDouble(10000);
 			}
 			boolean bias = (architecture == Architecture.QWEN2) || c.path("attention_bias").asBoolean(false);
-			Set<Integer> eos = new LinkedHashSet<>();
-			addIds(eos, c.path("eos_token_id"));
-			Path generation = directory.resolve("generation_config.json");
-			if (Files.exists(generation)) {
-				addIds(eos, readJson(generation).path("eos_token_id"));
-			}
 			return new ModelConfig(architecture, hidden, requiredInt(c, "intermediate_size", path), layers, heads,
 					c.path("num_key_value_heads").asInt(heads),
 					c.path("head_dim").isNumber() ? c.get("head_dim").asInt() : (gemma ? 256 : hidden / heads),
 					requiredInt(c, "vocab_size", path), c.path("max_position_embeddings").asInt(2048),
 					c.path("rms_norm_eps").asDouble(1e-6), theta, scaling,
 					c.path("tie_word_embeddings").asBoolean(gemma), bias, window, c.path("bos_token_id").asInt(-1),
-					eos.stream().mapToInt(Integer::intValue).toArray(), activation, windowed, windowedTheta,
+					eosTokenIds(c, directory), activation, windowed, windowedTheta,
 					(gemma2 || gemma3) ? c.path("query_pre_attn_scalar").asDouble(256) : 0, attentionSoftCap,
-					finalSoftCap);
+					finalSoftCap, false, 0);
 		}
 		catch (IllegalArgumentException ex) {
 			throw new CheckpointException(path + ": " + ex.getMessage(), ex);
 		}
+	}
+
+	/**
+	 * An OPT config, with transformers' defaults where the file leaves a field out: ReLU,
+	 * norms before the sublayers, biases on every projection, tied embeddings, token 2 as
+	 * both BOS and EOS, and nn.LayerNorm's epsilon.
+	 */
+	private static ModelConfig optConfig(JsonNode c, Path path, int[] eos) {
+		if (!c.path("layer_norm_elementwise_affine").asBoolean(true)) {
+			throw new CheckpointException(path + ": layer_norm_elementwise_affine false is not supported");
+		}
+		boolean postNorm = !c.path("do_layer_norm_before").asBoolean(true);
+		if (!postNorm && c.path("_remove_final_layer_norm").asBoolean(false)) {
+			throw new CheckpointException(path + ": _remove_final_layer_norm true is not supported");
+		}
+		int hidden = requiredInt(c, "hidden_size", path);
+		int heads = requiredInt(c, "num_attention_heads", path);
+		if (hidden % heads != 0) {
+			throw new CheckpointException(
+					"%s: hidden_size %d is not a multiple of num_attention_heads %d".formatted(path, hidden, heads));
+		}
+		HiddenActivation activation = HiddenActivation.of(text(c, "activation_function", "relu"), path.toString());
+		int[] eosIds = (eos.length > 0) ? eos : new int[] { 2 };
+		return new ModelConfig(Architecture.OPT, hidden, requiredInt(c, "ffn_dim", path),
+				requiredInt(c, "num_hidden_layers", path), heads, heads, hidden / heads,
+				requiredInt(c, "vocab_size", path), c.path("max_position_embeddings").asInt(2048), 1e-5, 10000,
+				RopeScaling.NONE, c.path("tie_word_embeddings").asBoolean(true), c.path("enable_bias").asBoolean(true),
+				0, c.path("bos_token_id").asInt(2), eosIds, activation, null, 0, 0, 0, 0, postNorm,
+				c.path("word_embed_proj_dim").asInt(hidden));
+	}
+
+	/** eos_token_id of the config and of generation_config.json, in that order. */
+	private static int[] eosTokenIds(JsonNode c, Path directory) {
+		Set<Integer> eos = new LinkedHashSet<>();
+		addIds(eos, c.path("eos_token_id"));
+		Path generation = directory.resolve("generation_config.json");
+		if (Files.exists(generation)) {
+			addIds(eos, readJson(generation).path("eos_token_id"));
+		}
+		return eos.stream().mapToInt(Integer::intValue).toArray();
 	}
 
 	private static RopeScaling ropeScaling(JsonNode rope, Path path) {

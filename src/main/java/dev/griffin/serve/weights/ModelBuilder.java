@@ -17,8 +17,10 @@ import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.DecoderLayer;
 import dev.griffin.serve.model.DenseFeedForward;
 import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.LayerNorm;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.model.ModelOptions;
+import dev.griffin.serve.model.Norm;
 import dev.griffin.serve.model.PackedWeights;
 import dev.griffin.serve.model.RmsNorm;
 import dev.griffin.serve.model.RopeScaling;
@@ -42,6 +44,21 @@ public final class ModelBuilder {
 	}
 
 	/**
+	 * A layer norm of the weight and bias a checkpoint holds where it holds a bias, else
+	 * an RMS norm of the weight (or null where it holds none).
+	 */
+	private static Norm norm(WeightUpload upload, TensorRows weight, TensorRows bias, double epsilon) {
+		if (bias == null) {
+			return norm(upload, weight, epsilon);
+		}
+		return new LayerNorm(upload.stacked(weight), upload.stacked(bias), epsilon);
+	}
+
+	private static NDArray optional(WeightUpload upload, TensorRows tensor) {
+		return (tensor == null) ? null : upload.stacked(tensor);
+	}
+
+	/**
 	 * Builds the dense model from a checkpoint, one layer at a time.
 	 * @param progress told the number of layers loaded so far
 	 */
@@ -56,11 +73,20 @@ public final class ModelBuilder {
 			NDArray embedding = upload.stacked(checkpoint.embedding());
 			TensorRows head = checkpoint.lmHead();
 			NDArray lmHead = (head != null) ? upload.stacked(head) : embedding;
-			RmsNorm finalNorm = new RmsNorm(upload.stacked(checkpoint.finalNorm()), config.rmsNormEpsilon());
-			RotaryEmbedding rotary = new RotaryEmbedding(config, owner, options.attentionDataType());
-			RotaryEmbedding windowedRotary = (config.windowedRopeTheta() > 0) ? new RotaryEmbedding(config,
-					config.windowedRopeTheta(), RopeScaling.NONE, owner, options.attentionDataType()) : rotary;
 			double epsilon = config.rmsNormEpsilon();
+			Norm finalNorm = norm(upload, checkpoint.finalNorm(), checkpoint.finalNormBias(), epsilon);
+			RotaryEmbedding rotary = null;
+			RotaryEmbedding windowedRotary = null;
+			CausalLm.LearnedPositions learned = null;
+			if (config.learnsPositions()) {
+				learned = new CausalLm.LearnedPositions(upload.stacked(checkpoint.positionEmbedding()),
+						optional(upload, checkpoint.projectIn()), optional(upload, checkpoint.projectOut()));
+			}
+			else {
+				rotary = new RotaryEmbedding(config, owner, options.attentionDataType());
+				windowedRotary = (config.windowedRopeTheta() > 0) ? new RotaryEmbedding(config,
+						config.windowedRopeTheta(), RopeScaling.NONE, owner, options.attentionDataType()) : rotary;
+			}
 			List<DecoderLayer> layers = new ArrayList<>();
 			for (int i = 0; i < config.numberOfLayers(); i++) {
 				LayerTensors t = checkpoint.layer(i);
@@ -72,23 +98,35 @@ public final class ModelBuilder {
 				NDArray qkv = upload.stacked(t.query().scaled(scale), t.key(), t.value());
 				NDArray qkvBias = t.hasAttentionBias()
 						? upload.stacked(t.queryBias().scaled(scale), t.keyBias(), t.valueBias()) : null;
-				NDArray gateUp = upload.stacked(t.gate(), t.up()); // [2F, D]
 				Attention attention = new Attention(config, i,
-						new Attention.Weights(qkv, qkvBias, upload.stacked(t.output()), fold),
+						new Attention.Weights(qkv, qkvBias, upload.stacked(t.output()), fold,
+								optional(upload, t.outputBias())),
 						options.attentionDataType(), norm(upload, t.queryNorm(), epsilon),
 						norm(upload, t.keyNorm(), epsilon));
-				FeedForward.Weights ff = new FeedForward.Weights(gateUp, upload.stacked(t.down()),
-						config.intermediateSize(), config.hiddenActivation());
-				layers.add(new DecoderLayer(norm(upload, t.attentionNorm(), epsilon), attention,
-						norm(upload, t.ffnNorm(), epsilon), new DenseFeedForward(ff),
-						norm(upload, t.postAttentionNorm(), epsilon), norm(upload, t.postFfnNorm(), epsilon)));
+				FeedForward.Weights ff;
+				if (t.gate() != null) {
+					NDArray gateUp = upload.stacked(t.gate(), t.up()); // [2F, D]
+					ff = new FeedForward.Weights(gateUp, upload.stacked(t.down()), config.intermediateSize(),
+							config.hiddenActivation());
+				}
+				else {
+					ff = FeedForward.Weights.ungated(upload.stacked(t.up()), optional(upload, t.upBias()),
+							upload.stacked(t.down()), optional(upload, t.downBias()), config.intermediateSize(),
+							config.hiddenActivation());
+				}
+				layers.add(new DecoderLayer(norm(upload, t.attentionNorm(), t.attentionNormBias(), epsilon), attention,
+						norm(upload, t.ffnNorm(), t.ffnNormBias(), epsilon), new DenseFeedForward(ff),
+						norm(upload, t.postAttentionNorm(), epsilon), norm(upload, t.postFfnNorm(), epsilon),
+						config.postNorm()));
 				progress.accept(i + 1);
 			}
 			logger.info("weights: {} MiB of {} on {} in {} s; {}", upload.bytes() >> 20,
 					type.name().toLowerCase(Locale.ROOT), device,
 					"%.1f".formatted((System.nanoTime() - startNanos) / 1e9), ResidentMemory.since(before));
-			CausalLm model = new CausalLm(config, options, owner, embedding, lmHead, finalNorm, rotary, windowedRotary,
-					layers);
+			CausalLm model = (learned != null)
+					? new CausalLm(config, options, owner, embedding, lmHead, finalNorm, learned, layers)
+					: new CausalLm(config, options, owner, embedding, lmHead, finalNorm, rotary, windowedRotary,
+							layers);
 			if (options.packsWeights()) {
 				long packStart = System.nanoTime();
 				model = model.withPackedWeights();

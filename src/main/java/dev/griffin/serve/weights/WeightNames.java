@@ -49,6 +49,48 @@ public final class WeightNames {
 
 	}
 
+	/**
+	 * OPT's tensors of one decoder layer (Hugging Face naming only: llama.cpp reads no
+	 * OPT file).
+	 */
+	public enum OptTensor {
+
+		ATTENTION_NORM("self_attn_layer_norm.weight"), ATTENTION_NORM_BIAS("self_attn_layer_norm.bias"),
+		QUERY("self_attn.q_proj.weight"), KEY("self_attn.k_proj.weight"), VALUE("self_attn.v_proj.weight"),
+		QUERY_BIAS("self_attn.q_proj.bias"), KEY_BIAS("self_attn.k_proj.bias"), VALUE_BIAS("self_attn.v_proj.bias"),
+		OUTPUT("self_attn.out_proj.weight"), OUTPUT_BIAS("self_attn.out_proj.bias"),
+		FFN_NORM("final_layer_norm.weight"), FFN_NORM_BIAS("final_layer_norm.bias"), UP("fc1.weight"),
+		UP_BIAS("fc1.bias"), DOWN("fc2.weight"), DOWN_BIAS("fc2.bias");
+
+		private final String name;
+
+		OptTensor(String name) {
+			this.name = name;
+		}
+
+	}
+
+	/**
+	 * Where an OPT checkpoint keeps its decoder: {@code model.decoder.} as
+	 * {@code OPTForCausalLM} saves it, {@code decoder.} as the original releases (saved
+	 * from {@code OPTModel}) do.
+	 */
+	public static final java.util.List<String> OPT_DECODER_PREFIXES = java.util.List.of("model.decoder.", "decoder.");
+
+	/** An OPT layer's tensor under the checkpoint's decoder prefix. */
+	public static String optLayer(String decoder, int layer, OptTensor tensor) {
+		return decoder + "layers." + layer + "." + tensor.name;
+	}
+
+	/**
+	 * An OPT tensor outside the layers ({@code embed_tokens.weight},
+	 * {@code embed_positions.weight}, {@code final_layer_norm.weight},
+	 * {@code project_in.weight}...) under the checkpoint's decoder prefix.
+	 */
+	public static String optDecoder(String decoder, String name) {
+		return decoder + name;
+	}
+
 	public static String layer(Format format, int layer, LayerTensor tensor) {
 		return switch (format) {
 			case HUGGING_FACE -> "model.layers." + layer + "." + tensor.huggingFace;

@@ -133,7 +133,7 @@ class HelmChartTests {
 		// the service's own reckoning for the default model (SmolLM2-135M, float32) fits
 		// the chart's parts
 		ModelConfig smolLm2 = new ModelConfig(Architecture.LLAMA, 576, 1536, 30, 9, 3, 64, 49152, 8192, 1e-5, 100000,
-				null, true, false, 0, 1, new int[] { 2 }, HiddenActivation.SILU, null, 0, 0, 0, 0);
+				null, true, false, 0, 1, new int[] { 2 }, HiddenActivation.SILU, null, 0, 0, 0, 0, false, 0);
 		long weightsMi = MemoryBudget.weights(smolLm2, ModelOptions.CPU_FLOAT32) >> 20;
 		long perSequenceMi = MemoryBudget.perSequence(smolLm2, ModelOptions.CPU_FLOAT32, Generator.PREFILL_CHUNK) >> 20;
 		// with the packed copies oneDNN's products read; without them, half

@@ -152,6 +152,61 @@ class SelectionMethodsTests {
 			.isInstanceOf(IllegalArgumentException.class);
 	}
 
+	/**
+	 * OPT's non-gated block: every method selects k neurons and decodes; the static
+	 * baseline ranks by ||fc1 row|| alone (a gated block's gate x up norms have no
+	 * counterpart), and wina by fc2's column norms.
+	 */
+	@Test
+	void everyMethodRunsOnANonGatedBlock() {
+		try (NDManager opt = NDManager.newBaseManager()) {
+			CausalLm model = Fixtures.tinyModel("tiny-opt", ModelOptions.CPU_FLOAT32, opt);
+			int layers = model.config().numberOfLayers();
+			int f = model.config().intermediateSize();
+			int[] optPrompt = Fixtures.ints(Fixtures.json("tiny-opt/reference.json").get("prompt"));
+			NeuronPrior prior = prior(layers, f, (layer) -> new SplittableRandom(layer).doubles(f, 0, 1).toArray());
+			for (SelectionMethod method : SelectionMethod.values()) {
+				// layerwise's spread needs measured sensitivities; its selection is
+				// topk's
+				DensitySchedule schedule = DensitySchedule.uniform(0.5, layers);
+				CausalLm griffin = GriffinTransform.apply(model, schedule, method, method.usesPrior() ? prior : null);
+				try (InferenceSession session = new InferenceSession(griffin, 64)) {
+					float[] logits = session.prefill(optPrompt, optPrompt.length);
+					for (int token : new int[] { 5, 77, 200 }) {
+						for (float logit : logits) {
+							assertThat(Float.isFinite(logit)).as(method.wireName()).isTrue();
+						}
+						logits = session.decode(token);
+					}
+					for (int layer = 0; layer < layers; layer++) {
+						assertThat(((GriffinState) session.state(layer)).experts().indices())
+							.as("%s, layer %d", method.wireName(), layer)
+							.hasSize(schedule.experts(layer, f));
+					}
+				}
+			}
+			FeedForward.Weights weights = model.layers().get(0).feedForward().weights();
+			assertThat(weights.gated()).isFalse();
+			float[] up = weights.gateUp().toFloatArray(); // [F, D]
+			int d = model.config().hiddenSize();
+			double[] norms = new double[f];
+			for (int j = 0; j < f; j++) {
+				for (int i = 0; i < d; i++) {
+					norms[j] += (double) up[j * d + i] * up[j * d + i];
+				}
+			}
+			int[] expected = ExpertSelector.top(norms, f / 2);
+			Arrays.sort(expected);
+			CausalLm magnitude = GriffinTransform.apply(model, DensitySchedule.uniform(0.5, layers),
+					SelectionMethod.MAGNITUDE);
+			try (InferenceSession session = new InferenceSession(magnitude, 64)) {
+				session.prefill(optPrompt, optPrompt.length);
+				session.finishPrompt();
+				assertThat(((GriffinState) session.state(0)).experts().indices()).containsExactly(expected);
+			}
+		}
+	}
+
 	private static NeuronPrior prior(int layers, int f, IntFunction<double[]> layer) {
 		double[][] values = new double[layers][];
 		for (int i = 0; i < layers; i++) {

@@ -175,7 +175,7 @@ class BatchDecodeTests {
 				List<InferenceSession> alone = new ArrayList<>();
 				try {
 					float[][] last = prefillEach(models, prompt, batch, alone);
-					Kernels.GatedWeights[] rows = new Kernels.GatedWeights[models.size()];
+					Kernels.BlockWeights[] rows = new Kernels.BlockWeights[models.size()];
 					for (int i = 0; i < rows.length; i++) {
 						rows[i] = batch.get(i).state(0).generationWeights();
 					}
@@ -243,7 +243,7 @@ class BatchDecodeTests {
 		try {
 			assertThat(dense.kernels().packed().size()).as("packed float16 copies").isPositive();
 			float[][] last = prefillEach(models, prompt, batch, alone);
-			Kernels.GatedWeights[] rows = { batch.get(0).state(0).generationWeights(),
+			Kernels.BlockWeights[] rows = { batch.get(0).state(0).generationWeights(),
 					batch.get(1).state(0).generationWeights() };
 			assertThat(Kernels.masksDense(rows, dense.config().intermediateSize())).as("per-row form").isFalse();
 			for (int step = 0; step < STEPS; step++) {

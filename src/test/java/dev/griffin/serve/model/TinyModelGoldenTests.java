@@ -5,6 +5,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Stream;
 
+import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -63,7 +64,7 @@ class TinyModelGoldenTests {
 
 	/** The tiny random checkpoints, one per architecture and variant this engine runs. */
 	static final List<String> CHECKPOINTS = List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama",
-			"tiny-gemma", "tiny-gemma2", "tiny-gemma3");
+			"tiny-gemma", "tiny-gemma2", "tiny-gemma3", "tiny-opt", "tiny-opt-postnorm");
 
 	/**
 	 * A fixture's transformers reference: a {@code .gguf} fixture is the Hugging Face
@@ -206,7 +207,8 @@ class TinyModelGoldenTests {
 	 */
 	@ParameterizedTest
 	@CsvSource({ "tiny-llama, true", "tiny-mistral, true", "tiny-qwen2, true", "tiny-relu-llama, true",
-			"tiny-gemma, true", "tiny-gemma2, true", "tiny-gemma3, true", "tiny-llama, false", "tiny-qwen2, false" })
+			"tiny-gemma, true", "tiny-gemma2, true", "tiny-gemma3, true", "tiny-opt, true", "tiny-opt-postnorm, true",
+			"tiny-llama, false", "tiny-qwen2, false" })
 	void float16LayerFormDecodesAsThePoolForm(String name, boolean packed) {
 		JsonNode reference = reference(name);
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
@@ -291,7 +293,7 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama", "tiny-qwen2" })
+	@ValueSource(strings = { "tiny-llama", "tiny-qwen2", "tiny-opt" })
 	void densityOneIsExactlyDense(String name) {
 		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
 		CausalLm dense = load(name);
@@ -308,7 +310,7 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama" })
+	@ValueSource(strings = { "tiny-llama", "tiny-opt" })
 	void densityZeroTurnsFeedForwardOff(String name) {
 		CausalLm dense = load(name);
 		CausalLm off = GriffinTransform.apply(dense, DensitySchedule.uniform(0.0, dense.config().numberOfLayers()),
@@ -321,7 +323,11 @@ class TinyModelGoldenTests {
 				var x = scratch.randomNormal(new ai.djl.ndarray.types.Shape(1, dense.config().hiddenSize()));
 				float[] out = ff.forward(x, FeedForward.Phase.GENERATION, session.state(layer), off.kernels())
 					.toFloatArray();
-				assertThat(out).containsOnly(0f);
+				// no neuron: nothing, or the down projection's bias alone (OPT's fc2)
+				NDArray bias = ff.weights().downBias();
+				float[] expected = (bias == null) ? new float[out.length]
+						: bias.toType(DataType.FLOAT32, false).toFloatArray();
+				assertThat(out).containsExactly(expected);
 			}
 		}
 		dense.close();
@@ -329,7 +335,7 @@ class TinyModelGoldenTests {
 
 	@ParameterizedTest
 	@ValueSource(strings = { "tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama", "tiny-gemma", "tiny-gemma2",
-			"tiny-gemma3" })
+			"tiny-gemma3", "tiny-opt", "tiny-opt-postnorm" })
 	void chunkedPrefillSelectsTheSameExperts(String name) {
 		int[] prompt = Fixtures.ints(reference(name).get("prompt"));
 		CausalLm dense = load(name);
@@ -350,7 +356,7 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama" })
+	@ValueSource(strings = { "tiny-llama", "tiny-opt" })
 	void oneTokenPromptWorks(String name) {
 		CausalLm dense = load(name);
 		CausalLm griffin = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, dense.config().numberOfLayers()),
@@ -376,7 +382,7 @@ class TinyModelGoldenTests {
 	}
 
 	@ParameterizedTest
-	@ValueSource(strings = { "tiny-llama" })
+	@ValueSource(strings = { "tiny-llama", "tiny-opt" })
 	void sharedWeightsAreNeverMutated(String name) {
 		CausalLm dense = load(name);
 		float[] before = dense.layers().get(0).feedForward().weights().gateUp().toFloatArray();

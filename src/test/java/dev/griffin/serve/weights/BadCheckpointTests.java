@@ -50,7 +50,7 @@ class BadCheckpointTests {
 
 	private static void loadAllTensors(Path path) {
 		try (Checkpoint checkpoint = Checkpoints.open(path)) {
-			checkpoint.embedding().readAll();
+			checkpoint.embedding().readAll().data();
 			checkpoint.finalNorm().readAll();
 			TensorRows head = checkpoint.lmHead();
 			if (head != null) {
@@ -119,7 +119,58 @@ class BadCheckpointTests {
 		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
 			.hasMessageContaining("config.json")
 			.hasMessageContaining(
-					"architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2, gemma, gemma2, gemma3_text])");
+					"architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2, gemma, gemma2, gemma3_text, opt])");
+	}
+
+	/** The OPT variants transformers can build and this engine does not compute. */
+	@Test
+	void unsupportedOptVariants() throws IOException {
+		Path model = copyOf("tiny-opt");
+		Path file = model.resolve("config.json");
+		ObjectNode original = (ObjectNode) JSON.readTree(file.toFile());
+		for (String[] change : new String[][] { { "layer_norm_elementwise_affine", "false" },
+				{ "_remove_final_layer_norm", "true" }, { "activation_function", "\"gelu\"" } }) {
+			ObjectNode config = original.deepCopy();
+			config.set(change[0], JSON.readTree(change[1]));
+			JSON.writeValue(file.toFile(), config);
+			assertThatThrownBy(() -> Checkpoints.open(model)).as(change[0])
+				.isInstanceOf(CheckpointException.class)
+				.hasMessageContaining("config.json")
+				.hasMessageContaining(
+						change[0].equals("activation_function") ? "hidden activation 'gelu' is not supported"
+								: change[0] + " " + change[1] + " is not supported");
+		}
+	}
+
+	/**
+	 * OPT's original releases were saved from {@code OPTModel}: their tensors are named
+	 * {@code decoder.*}, not {@code model.decoder.*}; both load, to the same values.
+	 */
+	@Test
+	void optTensorsUnderEitherDecoderPrefix() throws IOException {
+		Path model = copyOf("tiny-opt");
+		float[] embedding;
+		float[] fc1;
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			embedding = checkpoint.embedding().readAll().data();
+			fc1 = checkpoint.layer(1).up().readAll().data();
+		}
+		Path file = model.resolve("model.safetensors");
+		ByteBuffer bytes = ByteBuffer.wrap(Files.readAllBytes(file)).order(ByteOrder.LITTLE_ENDIAN);
+		int headerLength = (int) bytes.getLong(0);
+		String header = new String(bytes.array(), 8, headerLength, StandardCharsets.UTF_8);
+		byte[] renamed = header.replace("\"model.decoder.", "\"decoder.").getBytes(StandardCharsets.UTF_8);
+		ByteBuffer rewritten = ByteBuffer.allocate(8 + renamed.length + bytes.capacity() - 8 - headerLength)
+			.order(ByteOrder.LITTLE_ENDIAN);
+		rewritten.putLong(renamed.length)
+			.put(renamed)
+			.put(bytes.array(), 8 + headerLength, bytes.capacity() - 8 - headerLength);
+		Files.write(file, rewritten.array());
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			assertThat(checkpoint.embedding().readAll().data()).containsExactly(embedding);
+			assertThat(checkpoint.layer(1).up().readAll().data()).containsExactly(fc1);
+			assertThat(checkpoint.layer(1).downBias()).isNotNull();
+		}
 	}
 
 	@Test
