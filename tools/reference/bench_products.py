@@ -8,7 +8,8 @@ Needs torch==2.7.1 (tools/reference/requirements.txt), the libtorch DJL bundles.
 multiplies one activation row by `--copies` copies of each of a layer's matrices (more than the
 caches hold), `--threads` threads; prints GB/s of weight bytes and billions of weights per second.
 Formats: float32 and float16 through F.linear; float16 and bfloat16 packed once for oneDNN
-(`_reorder_linear_weight`, then `_linear_pointwise`, as the engine's packed copies); int8 weights
+(`_reorder_linear_weight`, then `_linear_pointwise`, as the engine's packed copies); float16 packed
+for fbgemm (`linear_prepack_fp16`, then `linear_dynamic_fp16`, float32 activations); int8 weights
 with one float scale per output row through `_weight_int8pack_mm` (activations in bfloat16) and
 through fbgemm's dynamically quantised linear on prepacked weights (`quantized.linear_dynamic`).
 The int8 formats quantise per row, coarser than GGUF's Q8_0 (a scale per 32 weights).
@@ -60,6 +61,9 @@ def formats():
         "float16 F.linear": (2, lambda w: w.half(), lambda x, w: torch.nn.functional.linear(x.half(), w)),
         "float16 oneDNN packed": onednn(torch.float16),
         "bfloat16 oneDNN packed": onednn(torch.bfloat16),
+        # fbgemm's float16 product: weights packed once as float16, float32 activations and sums
+        "float16 fbgemm packed": (2, lambda w: torch.ops.quantized.linear_prepack_fp16(w, None),
+                                  lambda x, p: torch.ops.quantized.linear_dynamic_fp16(x, p)),
         "int8 _weight_int8pack_mm": (1, int8_weight_only,
                                      lambda x, p: torch._weight_int8pack_mm(x.to(torch.bfloat16), p[0], p[1])),
         "int8 fbgemm linear_dynamic": (1, fbgemm, lambda x, p: torch.ops.quantized.linear_dynamic(x, p)),

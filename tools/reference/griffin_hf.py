@@ -102,6 +102,8 @@ class GriffinFc2(torch.nn.Module):
 
 def _layers(model):
     inner = model.model
+    if hasattr(inner, "language_model"):  # a multimodal model's language model
+        return inner.language_model.layers
     return inner.decoder.layers if hasattr(inner, "decoder") else inner.layers
 
 

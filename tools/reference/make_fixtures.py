@@ -5,7 +5,8 @@
 Writes under src/test/resources/fixtures/:
   tiny-llama/, tiny-mistral/, tiny-qwen2/,  tiny random Hugging Face checkpoints (+ reference.json)
   tiny-relu-llama/, tiny-gemma/, tiny-gemma2/,
-  tiny-gemma3/, tiny-opt/, tiny-opt-postnorm/
+  tiny-gemma3/, tiny-opt/, tiny-opt-postnorm/,
+  tiny-gemma3-vision/                        Gemma 3's multimodal checkpoint (a tiny vision tower beside)
   tiny-gemma.gguf                            tiny-gemma as llama.cpp's converter writes it
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
@@ -24,8 +25,8 @@ import sys
 
 import numpy as np
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,
-                          Gemma3TextConfig, GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+from transformers import (AutoModelForCausalLM, AutoTokenizer, Gemma2Config, Gemma2ForCausalLM, Gemma3Config,
+                          Gemma3ForCausalLM, Gemma3ForConditionalGeneration, Gemma3TextConfig, SiglipVisionConfig, GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
                           OPTConfig, OPTForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -133,6 +134,20 @@ TINY = {
         vocab_size=256, hidden_size=64, ffn_dim=160, num_hidden_layers=2, num_attention_heads=4,
         max_position_embeddings=256, word_embed_proj_dim=32, do_layer_norm_before=False,
         bos_token_id=1, eos_token_id=2, pad_token_id=0), "float16", False),
+    # Gemma 3's multimodal checkpoint: the language model under language_model.*, its config under
+    # text_config, a tiny vision tower the engine does not read; the global layer's rotation linearly
+    # scaled (factor 8), as in the 4B and larger models
+    "tiny-gemma3-vision": (Gemma3ForConditionalGeneration, Gemma3Config(
+        text_config=Gemma3TextConfig(
+            vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6, sliding_window=8,
+            query_pre_attn_scalar=24, layer_types=["sliding_attention", "full_attention"],
+            rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                             "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 8.0}},
+            bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, image_size=28, patch_size=14),
+        mm_tokens_per_image=4, boi_token_index=297, eoi_token_index=298, image_token_index=299), "float32", False),
 }
 
 # weights larger than the default 0.08: at that scale tiny-opt's greedy continuation repeats one token from the

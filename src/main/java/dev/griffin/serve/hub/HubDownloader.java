@@ -55,7 +55,7 @@ public final class HubDownloader {
 		.compile("hf://([\\w.-]+/[\\w.-]+)(?:@([\\w./-]+?))?(?:/([\\w./-]+\\.gguf))?");
 
 	private static final List<String> OPTIONAL_FILES = List.of("generation_config.json", "tokenizer_config.json",
-			"special_tokens_map.json");
+			"special_tokens_map.json", "chat_template.jinja", "chat_template.json");
 
 	private final URI endpoint;
 

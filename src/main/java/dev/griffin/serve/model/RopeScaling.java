@@ -2,7 +2,8 @@ package dev.griffin.serve.model;
 
 /**
  * Rotary embedding frequency scaling. {@code DEFAULT} leaves the frequencies as they are;
- * {@code LLAMA3} is Llama 3.1's wavelength-dependent scaling.
+ * {@code LINEAR} divides every frequency by the factor (position interpolation, Gemma 3's
+ * global layers); {@code LLAMA3} is Llama 3.1's wavelength-dependent scaling.
  *
  * @param type the scaling kind
  * @param factor how much longer the context is than the original one
@@ -15,7 +16,7 @@ public record RopeScaling(Type type, double factor, double lowFrequencyFactor, d
 
 	public enum Type {
 
-		DEFAULT, LLAMA3
+		DEFAULT, LINEAR, LLAMA3
 
 	}
 
@@ -24,6 +25,9 @@ public record RopeScaling(Type type, double factor, double lowFrequencyFactor, d
 	public RopeScaling {
 		if (type == null) {
 			throw new IllegalArgumentException("rope scaling type is required");
+		}
+		if (type == Type.LINEAR && !(factor > 0)) {
+			throw new IllegalArgumentException("linear rope scaling needs factor > 0");
 		}
 		if (type == Type.LLAMA3) {
 			if (!(factor > 0) || !(lowFrequencyFactor > 0) || !(highFrequencyFactor > lowFrequencyFactor)

@@ -69,6 +69,12 @@ public final class RotaryEmbedding {
 			float exponent = (float) (2 * i) / dim;
 			inv[i] = (float) (1.0 / (float) Math.pow(theta, exponent));
 		}
+		if (scaling.type() == RopeScaling.Type.LINEAR) {
+			float factor = (float) scaling.factor();
+			for (int i = 0; i < inv.length; i++) {
+				inv[i] /= factor;
+			}
+		}
 		if (scaling.type() == RopeScaling.Type.LLAMA3) {
 			float factor = (float) scaling.factor();
 			float low = (float) scaling.lowFrequencyFactor();

@@ -272,7 +272,9 @@ public final class Tokenizer implements AutoCloseable {
 
 	/**
 	 * Loads {@code tokenizer.json} and {@code tokenizer_config.json} from a Hugging Face
-	 * directory.
+	 * directory, and the chat template from the latter or, where it has none, from
+	 * {@code chat_template.jinja} (as transformers 5 saves it) or
+	 * {@code chat_template.json} (as multimodal processors save it).
 	 */
 	public static Tokenizer fromHuggingFace(Path directory) {
 		Path path = directory.resolve("tokenizer.json");
@@ -285,8 +287,8 @@ public final class Tokenizer implements AutoCloseable {
 			JsonNode config = Files.exists(configPath) ? JSON.readTree(configPath.toFile()) : JSON.createObjectNode();
 			String bos = tokenText(config.path("bos_token"));
 			String eos = tokenText(config.path("eos_token"));
-			ChatTemplate chat = config.path("chat_template").isTextual()
-					? new ChatTemplate(config.get("chat_template").asText(), bos, eos) : null;
+			String template = chatTemplate(directory, config);
+			ChatTemplate chat = (template != null) ? new ChatTemplate(template, bos, eos) : null;
 			int bosId = -1;
 			for (JsonNode added : root.path("added_tokens")) {
 				if (added.get("content").asText().equals(bos)) {
@@ -298,6 +300,36 @@ public final class Tokenizer implements AutoCloseable {
 		catch (IOException ex) {
 			throw new CheckpointException("cannot read " + path + ": " + ex.getMessage(), ex);
 		}
+	}
+
+	/** The directory's chat template, or null where it has none. */
+	private static String chatTemplate(Path directory, JsonNode tokenizerConfig) throws IOException {
+		String inConfig = templateText(tokenizerConfig.path("chat_template"));
+		if (inConfig != null) {
+			return inConfig;
+		}
+		Path jinja = directory.resolve("chat_template.jinja");
+		if (Files.exists(jinja)) {
+			return Files.readString(jinja);
+		}
+		Path json = directory.resolve("chat_template.json");
+		return Files.exists(json) ? templateText(JSON.readTree(json.toFile()).path("chat_template")) : null;
+	}
+
+	/**
+	 * A template's text: a string, or the one named {@code default} in a list of named
+	 * templates.
+	 */
+	private static String templateText(JsonNode node) {
+		if (node.isTextual()) {
+			return node.asText();
+		}
+		for (JsonNode named : node) {
+			if ("default".equals(named.path("name").asText()) && named.path("template").isTextual()) {
+				return named.get("template").asText();
+			}
+		}
+		return null;
 	}
 
 	private static String tokenText(JsonNode node) {

@@ -13,6 +13,7 @@ import java.util.Set;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import dev.griffin.serve.model.Architecture;
 import dev.griffin.serve.model.HiddenActivation;
@@ -33,6 +34,13 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 	private final List<SafetensorsFile> files = new ArrayList<>();
 
 	private final Map<String, SafetensorsFile> fileByTensor = new HashMap<>();
+
+	/**
+	 * Where the text model's tensors live: "model." for a causal LM's own checkpoint, or
+	 * the language model's place inside a multimodal checkpoint (Gemma 3's
+	 * {@code language_model.model.} or {@code model.language_model.}).
+	 */
+	private String textModel = "model.";
 
 	public HuggingFaceCheckpoint(Path directory) {
 		super(directory, Format.HUGGING_FACE);
@@ -78,6 +86,30 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 			close();
 			throw ex;
 		}
+		for (String prefix : MULTIMODAL_TEXT_MODELS) {
+			if (!this.fileByTensor.containsKey("model.embed_tokens.weight")
+					&& this.fileByTensor.containsKey(prefix + "embed_tokens.weight")) {
+				this.textModel = prefix;
+			}
+		}
+	}
+
+	/**
+	 * Where multimodal checkpoints keep their language model's {@code model.*} tensors.
+	 */
+	private static final List<String> MULTIMODAL_TEXT_MODELS = List.of("language_model.model.",
+			"model.language_model.");
+
+	/** The stored name of a text model's tensor. */
+	private String stored(String name) {
+		if (this.textModel.equals("model.")) {
+			return name;
+		}
+		if (name.startsWith("model.")) {
+			return this.textModel + name.substring("model.".length());
+		}
+		// an untied head beside the language model
+		return this.textModel.startsWith("language_model.") ? "language_model." + name : name;
 	}
 
 	private static JsonNode readJson(Path path) {
@@ -96,6 +128,9 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		}
 		JsonNode c = readJson(path);
 		try {
+			if ("gemma3".equals(c.path("model_type").asText(null))) {
+				c = gemma3TextConfig(c, path);
+			}
 			Architecture architecture = Architecture.of(c.path("model_type").asText(null), path.toString());
 			if (architecture.isOpt()) {
 				return optConfig(c, path, eosTokenIds(c, directory));
@@ -172,6 +207,34 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 	}
 
 	/**
+	 * Gemma 3's multimodal checkpoints ({@code Gemma3ForConditionalGeneration}, model
+	 * type {@code gemma3}): the language model is read, the vision tower is not. Its
+	 * config is {@code text_config}, which the published files write sparsely:
+	 * transformers' Gemma3TextConfig defaults fill what it leaves out.
+	 */
+	private static JsonNode gemma3TextConfig(JsonNode c, Path path) {
+		if (!c.path("text_config").isObject()) {
+			throw new CheckpointException(path + ": a gemma3 (multimodal) config without text_config");
+		}
+		ObjectNode text = ((ObjectNode) c.get("text_config")).deepCopy();
+		text.put("model_type", "gemma3_text");
+		Map<String, Number> defaults = Map.ofEntries(Map.entry("vocab_size", 262208), Map.entry("hidden_size", 2304),
+				Map.entry("intermediate_size", 9216), Map.entry("num_hidden_layers", 26),
+				Map.entry("num_attention_heads", 8), Map.entry("num_key_value_heads", 4), Map.entry("head_dim", 256),
+				Map.entry("max_position_embeddings", 131072), Map.entry("query_pre_attn_scalar", 256),
+				Map.entry("sliding_window", 4096), Map.entry("bos_token_id", 2), Map.entry("eos_token_id", 1));
+		defaults.forEach((field, value) -> {
+			if (!text.has(field)) {
+				text.set(field, JSON.getNodeFactory().numberNode(value.intValue()));
+			}
+		});
+		if (!text.has("tie_word_embeddings")) {
+			text.put("tie_word_embeddings", c.path("tie_word_embeddings").asBoolean(true));
+		}
+		return text;
+	}
+
+	/**
 	 * An OPT config, with transformers' defaults where the file leaves a field out: ReLU,
 	 * norms before the sublayers, biases on every projection, tied embeddings, token 2 as
 	 * both BOS and EOS, and nn.LayerNorm's epsilon.
@@ -215,6 +278,7 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 		String type = rope.path("rope_type").asText(rope.path("type").asText("default"));
 		return switch (type) {
 			case "default" -> RopeScaling.NONE;
+			case "linear" -> new RopeScaling(RopeScaling.Type.LINEAR, rope.path("factor").asDouble(), 0, 0, 0);
 			case "llama3" -> new RopeScaling(RopeScaling.Type.LLAMA3, rope.path("factor").asDouble(),
 					rope.path("low_freq_factor").asDouble(), rope.path("high_freq_factor").asDouble(),
 					rope.path("original_max_position_embeddings").asInt());
@@ -287,22 +351,24 @@ public final class HuggingFaceCheckpoint extends Checkpoint {
 
 	@Override
 	protected boolean contains(String name) {
-		return this.fileByTensor.containsKey(name);
+		return this.fileByTensor.containsKey(stored(name));
 	}
 
 	@Override
 	protected long[] shapeOf(String name) {
-		return this.fileByTensor.get(name).shape(name);
+		String stored = stored(name);
+		return this.fileByTensor.get(stored).shape(stored);
 	}
 
 	@Override
 	protected void readRows(String name, long from, int count, float[] out) {
-		this.fileByTensor.get(name).readRows(name, from, count, out);
+		String stored = stored(name);
+		this.fileByTensor.get(stored).readRows(stored, from, count, out);
 	}
 
 	@Override
 	protected Path fileOf(String name) {
-		SafetensorsFile file = this.fileByTensor.get(name);
+		SafetensorsFile file = this.fileByTensor.get(stored(name));
 		return (file != null) ? file.path() : path();
 	}
 

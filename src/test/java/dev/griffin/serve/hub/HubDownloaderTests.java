@@ -61,6 +61,7 @@ class HubDownloaderTests {
 			this.files.put(name, Files.readAllBytes(Fixtures.path("tiny-mistral/" + name)));
 		}
 		this.files.put("tokenizer.json", "{}".getBytes(StandardCharsets.UTF_8));
+		this.files.put("chat_template.jinja", "{{ messages[0]['content'] }}".getBytes(StandardCharsets.UTF_8));
 		this.server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
 		this.server.createContext("/", this::handle);
 		this.server.start();
@@ -162,6 +163,9 @@ class HubDownloaderTests {
 		assertThat(Files.isSymbolicLink(snapshot.resolve("model.safetensors"))).isTrue();
 		assertThat(repo.resolve("blobs").resolve(etag(this.files.get("model.safetensors"), true))).exists();
 		assertThat(Files.readAllBytes(snapshot.resolve("config.json"))).isEqualTo(this.files.get("config.json"));
+		assertThat(Files.readAllBytes(snapshot.resolve("chat_template.jinja")))
+			.as("the chat template transformers 5 saves beside the tokenizer")
+			.isEqualTo(this.files.get("chat_template.jinja"));
 		try (Checkpoint checkpoint = Checkpoints.open(snapshot)) {
 			assertThat(checkpoint.config().hiddenSize()).isEqualTo(64);
 			checkpoint.layer(1);
@@ -193,7 +197,7 @@ class HubDownloaderTests {
 		downloader(null).fetch("hf://org/tiny@main");
 		int first = this.downloads.get();
 		downloader(null).fetch("hf://org/tiny@main");
-		assertThat(first).isEqualTo(4);
+		assertThat(first).as("the five files served").isEqualTo(5);
 		assertThat(this.downloads.get()).isEqualTo(first);
 	}
 

@@ -64,7 +64,7 @@ class TinyModelGoldenTests {
 
 	/** The tiny random checkpoints, one per architecture and variant this engine runs. */
 	static final List<String> CHECKPOINTS = List.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama",
-			"tiny-gemma", "tiny-gemma2", "tiny-gemma3", "tiny-opt", "tiny-opt-postnorm");
+			"tiny-gemma", "tiny-gemma2", "tiny-gemma3", "tiny-gemma3-vision", "tiny-opt", "tiny-opt-postnorm");
 
 	/**
 	 * A fixture's transformers reference: a {@code .gguf} fixture is the Hugging Face

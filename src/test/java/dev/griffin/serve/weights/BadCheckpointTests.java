@@ -122,6 +122,42 @@ class BadCheckpointTests {
 					"architecture 'gpt_neox' is not supported (supported: [llama, mistral, qwen2, gemma, gemma2, gemma3_text, opt])");
 	}
 
+	/**
+	 * Gemma 3's multimodal checkpoints: the language model's config is text_config, which
+	 * the published files write sparsely (transformers' defaults fill the rest), and its
+	 * tensors live under language_model.*.
+	 */
+	@Test
+	void gemma3sMultimodalCheckpointIsReadForItsLanguageModel() throws IOException {
+		Path model = copyOf("tiny-gemma3-vision");
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			ModelConfig c = checkpoint.config();
+			assertThat(c.architecture()).isEqualTo(dev.griffin.serve.model.Architecture.GEMMA3);
+			assertThat(c.vocabularySize()).isEqualTo(300);
+			assertThat(c.windowedLayers()).containsExactly(true, false);
+			assertThat(c.ropeScaling().type()).isEqualTo(dev.griffin.serve.model.RopeScaling.Type.LINEAR);
+			assertThat(c.ropeScaling().factor()).isEqualTo(8.0);
+			assertThat(checkpoint.layer(1).queryNorm().readAll().data()).hasSize(32);
+		}
+		Path file = model.resolve("config.json");
+		ObjectNode config = (ObjectNode) JSON.readTree(file.toFile());
+		((ObjectNode) config.get("text_config")).remove(List.of("num_attention_heads", "num_key_value_heads",
+				"head_dim", "vocab_size", "query_pre_attn_scalar"));
+		JSON.writeValue(file.toFile(), config);
+		try (Checkpoint checkpoint = Checkpoints.open(model)) {
+			ModelConfig c = checkpoint.config();
+			assertThat(c.numberOfAttentionHeads()).isEqualTo(8);
+			assertThat(c.numberOfKeyValueHeads()).isEqualTo(4);
+			assertThat(c.headDimension()).isEqualTo(256);
+			assertThat(c.vocabularySize()).isEqualTo(262208);
+			assertThat(c.attentionScale()).isEqualTo((float) Math.pow(256, -0.5));
+		}
+		config.remove("text_config");
+		JSON.writeValue(file.toFile(), config);
+		assertThatThrownBy(() -> Checkpoints.open(model)).isInstanceOf(CheckpointException.class)
+			.hasMessageContaining("a gemma3 (multimodal) config without text_config");
+	}
+
 	/** The OPT variants transformers can build and this engine does not compute. */
 	@Test
 	void unsupportedOptVariants() throws IOException {
