@@ -7,7 +7,7 @@ Writes under src/test/resources/fixtures/:
   tiny-relu-llama/, tiny-gemma/, tiny-gemma2/,
   tiny-gemma3/, tiny-opt/, tiny-opt-postnorm/,
   tiny-gemma3-vision/                        Gemma 3's multimodal checkpoint (a tiny vision tower beside)
-  tiny-gemma.gguf                            tiny-gemma as llama.cpp's converter writes it
+  tiny-gemma.gguf, tiny-gemma2.gguf          tiny-gemma and tiny-gemma2 as llama.cpp's converter writes them
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
   qwen2.5-coder-0.5b/, qwen2.5-coder-1.5b/,  the same for the named models (scripts/fetch-model NAME)
@@ -117,10 +117,12 @@ TINY = {
         bos_token_id=1, eos_token_id=2, pad_token_id=0), "float32", False),
     # Gemma 2: norms after the sublayers too, alternate local layers, soft-capped scores and logits (caps far
     # below the released 50 and 30, so that the random model's scores and logits reach into tanh's bend)
+    # The score scale is head_dim^-0.5 (query_pre_attn_scalar = head_dim, as in the released 2B and 9B), the
+    # one llama.cpp gives these files' GGUF form: tiny-gemma2.gguf holds to the same reference
     "tiny-gemma2": (Gemma2ForCausalLM, Gemma2Config(
         vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6, sliding_window=8,
-        query_pre_attn_scalar=24, attn_logit_softcapping=1.5, final_logit_softcapping=2.0,
+        query_pre_attn_scalar=32, attn_logit_softcapping=1.5, final_logit_softcapping=2.0,
         bos_token_id=1, eos_token_id=2, pad_token_id=0), "float32", False),
     # OPT: layer norms with biases, learned positions (offset 2), biases on every projection, a non-gated ReLU
     # block fc2(relu(fc1 x))
@@ -292,17 +294,24 @@ def make_named(name, model_path):
 
 
 def make_tiny_gguf(name="tiny-gemma"):
-    """The tiny Gemma checkpoint as llama.cpp's converter (conversion/gemma.py in its source) writes a GGUF:
-    its tensor names, each RMSNorm weight stored as 1 + w, q and k in the Hugging Face row order, float32
-    values. The tests hold it to the same reference.json as the Hugging Face directory."""
+    """A tiny Gemma or Gemma 2 checkpoint as llama.cpp's converter (conversion/gemma.py in its source) writes a
+    GGUF: its tensor names, each RMSNorm weight stored as 1 + w, q and k in the Hugging Face row order, Gemma 2's
+    soft caps and window, float32 values. The tests hold it to the same reference.json as the Hugging Face
+    directory."""
     import gguf
     from safetensors.torch import load_file
 
     source = OUT / name
     config = json.loads((source / "config.json").read_text())
     tensors = load_file(str(source / "model.safetensors"))
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA, config["num_hidden_layers"])
-    writer = gguf.GGUFWriter(str(OUT / f"{name}.gguf"), "gemma")
+    gemma2 = config["model_type"] == "gemma2"
+    arch = gguf.MODEL_ARCH.GEMMA2 if gemma2 else gguf.MODEL_ARCH.GEMMA
+    names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
+    writer = gguf.GGUFWriter(str(OUT / f"{name}.gguf"), gguf.MODEL_ARCH_NAMES[arch])
+    if gemma2:
+        writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
+        writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+        writer.add_sliding_window(config["sliding_window"])
     writer.add_context_length(config["max_position_embeddings"])
     writer.add_embedding_length(config["hidden_size"])
     writer.add_block_count(config["num_hidden_layers"])
@@ -378,6 +387,7 @@ def main():
     if args.only in (None, "tiny"):
         make_tiny()
         make_tiny_gguf()
+        make_tiny_gguf("tiny-gemma2")
     if args.only in (None, "smollm2"):
         make_smollm2(args.model)
     for name in NAMED_MODELS:

@@ -20,9 +20,9 @@ public enum Architecture {
 	/**
 	 * Gemma 2: Gemma with norms after attention and the feed-forward block as well as
 	 * before, local (sliding-window) layers between global ones, and soft-capped
-	 * attention scores and logits. Its GGUF files are not read.
+	 * attention scores and logits.
 	 */
-	GEMMA2("gemma2", "Gemma2ForCausalLM", null),
+	GEMMA2("gemma2", "Gemma2ForCausalLM"),
 	/**
 	 * Gemma 3's text model: Gemma with norms after attention and the feed-forward block
 	 * as well as before, RMS-normed queries and keys, and local (sliding-window) layers

@@ -80,19 +80,27 @@ public final class GgufCheckpoint extends Checkpoint {
 			}
 		}
 		Number bos = file.number("tokenizer.ggml.bos_token_id");
-		Number softCap = file.number(p + "final_logit_softcapping");
-		if (softCap != null && softCap.doubleValue() > 0) {
-			throw new CheckpointException(file.path() + ": final logit soft-capping is not supported");
+		boolean gemma2 = architecture == Architecture.GEMMA2;
+		Number finalCap = file.number(p + "final_logit_softcapping");
+		Number attentionCap = file.number(p + "attn_logit_softcapping");
+		if (!gemma2 && ((finalCap != null && finalCap.doubleValue() > 0)
+				|| (attentionCap != null && attentionCap.doubleValue() > 0))) {
+			throw new CheckpointException(file.path() + ": logit soft-capping is not supported for " + archName);
 		}
 		int layers = required(file, p + "block_count");
-		int window = optional(file, p + "attention.sliding_window", 0);
+		int window = optional(file, p + "attention.sliding_window", gemma2 ? 4096 : 0);
 		boolean[] windowed = null;
 		double windowedTheta = 0;
 		double queryScalar = 0;
-		if (architecture == Architecture.GEMMA3) {
-			// llama.cpp's reading of these files: local layers but every sixth (or the
-			// file's pattern), a local rotary base of 10000 unless the file says, and
-			// the score scale of 1/sqrt(Dh) (1/sqrt(D/H) for the 27B model, 62 layers)
+		double attentionSoftCap = 0;
+		double finalSoftCap = 0;
+		if (gemma2 || architecture == Architecture.GEMMA3) {
+			// llama.cpp's reading of these files: local layers but every second (Gemma 2)
+			// or sixth (Gemma 3), or the file's pattern; Gemma 3's local rotary base
+			// 10000 unless the file says (Gemma 2's: the global one); the score scale of
+			// 1/sqrt(Dh), 1/sqrt(D/H) for the 27B models (46 and 62 layers); Gemma 2's
+			// soft caps 50 and 30 unless the file says
+			int bigModelLayers = gemma2 ? 46 : 62;
 			if (window > 0) {
 				windowed = new boolean[layers];
 				Object pattern = file.metadata().get(p + "attention.sliding_window_pattern");
@@ -100,15 +108,19 @@ public final class GgufCheckpoint extends Checkpoint {
 					throw new CheckpointException("%s: %d sliding-window flags for %d layers".formatted(file.path(),
 							perLayer.size(), layers));
 				}
-				int period = (pattern instanceof Number n) ? n.intValue() : 6;
+				int period = (pattern instanceof Number n) ? n.intValue() : (gemma2 ? 2 : 6);
 				for (int i = 0; i < layers; i++) {
 					windowed[i] = (pattern instanceof List<?> perLayer) ? Boolean.TRUE.equals(perLayer.get(i))
 							: period == 0 || i % period < period - 1;
 				}
 				Number localTheta = file.number(p + "rope.freq_base_swa");
-				windowedTheta = (localTheta != null) ? localTheta.doubleValue() : 10000;
+				windowedTheta = (localTheta != null) ? localTheta.doubleValue() : (gemma2 ? 0 : 10000);
 			}
-			queryScalar = (layers == 62) ? (double) hidden / heads : headDim;
+			queryScalar = (layers == bigModelLayers) ? (double) hidden / heads : headDim;
+			if (gemma2) {
+				attentionSoftCap = (attentionCap != null) ? attentionCap.doubleValue() : 50;
+				finalSoftCap = (finalCap != null) ? finalCap.doubleValue() : 30;
+			}
 		}
 		// GGUF has no activation key: llama.cpp's graphs run Gemma's gate through GELU
 		// (tanh) and the others' through SiLU
@@ -117,7 +129,7 @@ public final class GgufCheckpoint extends Checkpoint {
 				(theta != null) ? theta.doubleValue() : 10000.0, scaling, tied, bias, window,
 				(bos != null) ? bos.intValue() : -1, eos.stream().mapToInt(Integer::intValue).toArray(),
 				architecture.isGemma() ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, windowed, windowedTheta,
-				queryScalar, 0, 0, false, 0);
+				queryScalar, attentionSoftCap, finalSoftCap, false, 0);
 	}
 
 	private static int required(GgufFile file, String key) {

@@ -82,6 +82,7 @@ class TinyModelGoldenTests {
 		List<Arguments> cases = new ArrayList<>();
 		List<String> names = new ArrayList<>(CHECKPOINTS);
 		names.add("tiny-gemma.gguf");
+		names.add("tiny-gemma2.gguf");
 		for (String name : names) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
