@@ -7,7 +7,8 @@ Writes under src/test/resources/fixtures/:
   tiny-relu-llama/, tiny-gemma/, tiny-gemma2/,
   tiny-gemma3/, tiny-opt/, tiny-opt-postnorm/,
   tiny-gemma3-vision/                        Gemma 3's multimodal checkpoint (a tiny vision tower beside)
-  tiny-gemma.gguf, tiny-gemma2.gguf          tiny-gemma and tiny-gemma2 as llama.cpp's converter writes them
+  tiny-gemma.gguf, tiny-gemma2.gguf,         tiny-gemma, tiny-gemma2 and tiny-gemma3-vision's language model as
+  tiny-gemma3-vision.gguf                    llama.cpp's converter writes them
   smollm2/reference.json                     dense and GRIFFIN greedy continuations, selected experts
   smollm2/tokenizer.json                     token ids of hard strings and chat template renderings
   qwen2.5-coder-0.5b/, qwen2.5-coder-1.5b/,  the same for the named models (scripts/fetch-model NAME)
@@ -138,12 +139,13 @@ TINY = {
         bos_token_id=1, eos_token_id=2, pad_token_id=0), "float16", False),
     # Gemma 3's multimodal checkpoint: the language model under language_model.*, its config under
     # text_config, a tiny vision tower the engine does not read; the global layer's rotation linearly
-    # scaled (factor 8), as in the 4B and larger models
+    # scaled (factor 8), as in the 4B and larger models; the score scale head_dim^-0.5, as llama.cpp gives
+    # its GGUF form (tiny-gemma3-vision.gguf)
     "tiny-gemma3-vision": (Gemma3ForConditionalGeneration, Gemma3Config(
         text_config=Gemma3TextConfig(
             vocab_size=300, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-6, sliding_window=8,
-            query_pre_attn_scalar=24, layer_types=["sliding_attention", "full_attention"],
+            query_pre_attn_scalar=32, layer_types=["sliding_attention", "full_attention"],
             rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                              "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 8.0}},
             bos_token_id=1, eos_token_id=2, pad_token_id=0),
@@ -305,13 +307,29 @@ def make_tiny_gguf(name="tiny-gemma"):
     config = json.loads((source / "config.json").read_text())
     tensors = load_file(str(source / "model.safetensors"))
     gemma2 = config["model_type"] == "gemma2"
-    arch = gguf.MODEL_ARCH.GEMMA2 if gemma2 else gguf.MODEL_ARCH.GEMMA
+    gemma3 = config["model_type"] == "gemma3"
+    if gemma3:
+        # the language model of a multimodal checkpoint; the vision tower stays out (llama.cpp puts it in a
+        # separate projector file)
+        config = config["text_config"]
+        tensors = {k.removeprefix("language_model."): v for k, v in tensors.items() if k.startswith("language_model.")}
+    arch = gguf.MODEL_ARCH.GEMMA3 if gemma3 else gguf.MODEL_ARCH.GEMMA2 if gemma2 else gguf.MODEL_ARCH.GEMMA
     names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
     writer = gguf.GGUFWriter(str(OUT / f"{name}.gguf"), gguf.MODEL_ARCH_NAMES[arch])
     if gemma2:
         writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
         writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+    if gemma2 or gemma3:
         writer.add_sliding_window(config["sliding_window"])
+    if gemma3:
+        rope = config["rope_parameters"]
+        writer.add_rope_freq_base(rope["full_attention"]["rope_theta"])
+        writer.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(rope["full_attention"]["factor"])
+        # llama.cpp's converter leaves the pattern to its default (every sixth layer global); this two-layer
+        # model names its own
+        writer.add_sliding_window_pattern([t == "sliding_attention" for t in config["layer_types"]])
     writer.add_context_length(config["max_position_embeddings"])
     writer.add_embedding_length(config["hidden_size"])
     writer.add_block_count(config["num_hidden_layers"])
@@ -388,6 +406,7 @@ def main():
         make_tiny()
         make_tiny_gguf()
         make_tiny_gguf("tiny-gemma2")
+        make_tiny_gguf("tiny-gemma3-vision")
     if args.only in (None, "smollm2"):
         make_smollm2(args.model)
     for name in NAMED_MODELS:

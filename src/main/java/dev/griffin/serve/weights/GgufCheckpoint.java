@@ -65,7 +65,19 @@ public final class GgufCheckpoint extends Checkpoint {
 		Number theta = file.number(p + "rope.freq_base");
 		RopeScaling scaling = RopeScaling.NONE;
 		String scalingType = file.string(p + "rope.scaling.type");
-		if (scalingType != null && !scalingType.equals("none")) {
+		Number scalingFactor = file.number(p + "rope.scaling.factor");
+		if (scalingFactor == null) {
+			scalingFactor = file.number(p + "rope.scale_linear"); // the older key
+		}
+		if (scalingType == null || scalingType.equals("linear")) {
+			// linear is llama.cpp's type where the file names none; Gemma 3's local
+			// layers
+			// keep their rotation unscaled (ModelBuilder), as in llama.cpp
+			if (scalingFactor != null && scalingFactor.doubleValue() != 0 && scalingFactor.doubleValue() != 1) {
+				scaling = new RopeScaling(RopeScaling.Type.LINEAR, scalingFactor.doubleValue(), 0, 0, 0);
+			}
+		}
+		else if (!scalingType.equals("none")) {
 			throw new CheckpointException(
 					file.path() + ": rope scaling '" + scalingType + "' in GGUF metadata is not supported");
 		}

@@ -83,6 +83,7 @@ class TinyModelGoldenTests {
 		List<String> names = new ArrayList<>(CHECKPOINTS);
 		names.add("tiny-gemma.gguf");
 		names.add("tiny-gemma2.gguf");
+		names.add("tiny-gemma3-vision.gguf");
 		for (String name : names) {
 			for (Kernels.Decode decode : Kernels.Decode.values()) {
 				for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
