@@ -6,6 +6,7 @@ import java.util.Arrays;
 import dev.griffin.serve.model.ModelConfig;
 import dev.griffin.serve.weights.WeightNames.Format;
 import dev.griffin.serve.weights.WeightNames.LayerTensor;
+import dev.griffin.serve.weights.WeightNames.OptTensor;
 
 /**
  * An opened checkpoint: its configuration and tensors, each read a block of rows at a
@@ -181,24 +182,21 @@ public abstract class Checkpoint implements AutoCloseable {
 		long f = c.intermediateSize();
 		long q = (long) c.numberOfAttentionHeads() * c.headDimension();
 		boolean bias = c.attentionBias();
-		java.util.function.BiFunction<WeightNames.OptTensor, long[], TensorRows> tensor = (kind,
-				shape) -> rows(WeightNames.optLayer(decoder, i, kind), shape);
-		return new LayerTensors(tensor.apply(WeightNames.OptTensor.ATTENTION_NORM, new long[] { d }),
-				tensor.apply(WeightNames.OptTensor.QUERY, new long[] { q, d }),
-				tensor.apply(WeightNames.OptTensor.KEY, new long[] { q, d }),
-				tensor.apply(WeightNames.OptTensor.VALUE, new long[] { q, d }),
-				bias ? tensor.apply(WeightNames.OptTensor.QUERY_BIAS, new long[] { q }) : null,
-				bias ? tensor.apply(WeightNames.OptTensor.KEY_BIAS, new long[] { q }) : null,
-				bias ? tensor.apply(WeightNames.OptTensor.VALUE_BIAS, new long[] { q }) : null,
-				tensor.apply(WeightNames.OptTensor.OUTPUT, new long[] { d, q }),
-				tensor.apply(WeightNames.OptTensor.FFN_NORM, new long[] { d }), null,
-				tensor.apply(WeightNames.OptTensor.UP, new long[] { f, d }),
-				tensor.apply(WeightNames.OptTensor.DOWN, new long[] { d, f }), null, null, null, null,
-				tensor.apply(WeightNames.OptTensor.ATTENTION_NORM_BIAS, new long[] { d }),
-				bias ? tensor.apply(WeightNames.OptTensor.OUTPUT_BIAS, new long[] { d }) : null,
-				tensor.apply(WeightNames.OptTensor.FFN_NORM_BIAS, new long[] { d }),
-				bias ? tensor.apply(WeightNames.OptTensor.UP_BIAS, new long[] { f }) : null,
-				bias ? tensor.apply(WeightNames.OptTensor.DOWN_BIAS, new long[] { d }) : null);
+		return new LayerTensors(opt(decoder, i, OptTensor.ATTENTION_NORM, d), opt(decoder, i, OptTensor.QUERY, q, d),
+				opt(decoder, i, OptTensor.KEY, q, d), opt(decoder, i, OptTensor.VALUE, q, d),
+				bias ? opt(decoder, i, OptTensor.QUERY_BIAS, q) : null,
+				bias ? opt(decoder, i, OptTensor.KEY_BIAS, q) : null,
+				bias ? opt(decoder, i, OptTensor.VALUE_BIAS, q) : null, opt(decoder, i, OptTensor.OUTPUT, d, q),
+				opt(decoder, i, OptTensor.FFN_NORM, d), null, opt(decoder, i, OptTensor.UP, f, d),
+				opt(decoder, i, OptTensor.DOWN, d, f), null, null, null, null,
+				opt(decoder, i, OptTensor.ATTENTION_NORM_BIAS, d),
+				bias ? opt(decoder, i, OptTensor.OUTPUT_BIAS, d) : null, opt(decoder, i, OptTensor.FFN_NORM_BIAS, d),
+				bias ? opt(decoder, i, OptTensor.UP_BIAS, f) : null,
+				bias ? opt(decoder, i, OptTensor.DOWN_BIAS, d) : null);
+	}
+
+	private TensorRows opt(String decoder, int layer, OptTensor kind, long... shape) {
+		return rows(WeightNames.optLayer(decoder, layer, kind), shape);
 	}
 
 	protected TensorRows query(int layer, long rows, long columns) {
