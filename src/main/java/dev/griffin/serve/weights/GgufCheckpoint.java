@@ -71,8 +71,7 @@ public final class GgufCheckpoint extends Checkpoint {
 		}
 		if (scalingType == null || scalingType.equals("linear")) {
 			// linear is llama.cpp's type where the file names none; Gemma 3's local
-			// layers
-			// keep their rotation unscaled (ModelBuilder), as in llama.cpp
+			// layers keep their rotation unscaled (ModelBuilder), as in llama.cpp
 			if (scalingFactor != null && scalingFactor.doubleValue() != 0 && scalingFactor.doubleValue() != 1) {
 				scaling = new RopeScaling(RopeScaling.Type.LINEAR, scalingFactor.doubleValue(), 0, 0, 0);
 			}
