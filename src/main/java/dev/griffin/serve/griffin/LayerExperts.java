@@ -212,8 +212,8 @@ public final class LayerExperts implements Kernels.BlockWeights, AutoCloseable {
 		try (NDManager scratch = gathered.newSubManager()) {
 			NDArray rowIndex = scratch.create(rows);
 			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, k));
-			gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex); // [2k, D] or [k,
-																		// D]
+			// [2k, D], or [k, D] for a non-gated block
+			gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex);
 			down = Kernels.select(this.dense.down(), 1, neuronIndex); // [D, k]
 			gateUp.attach(gathered);
 			down.attach(gathered);
