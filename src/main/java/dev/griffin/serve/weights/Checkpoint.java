@@ -182,20 +182,22 @@ public abstract class Checkpoint implements AutoCloseable {
 		long f = c.intermediateSize();
 		long q = (long) c.numberOfAttentionHeads() * c.headDimension();
 		boolean bias = c.attentionBias();
-		return new LayerTensors(opt(decoder, i, OptTensor.ATTENTION_NORM, d), opt(decoder, i, OptTensor.QUERY, q, d),
-				opt(decoder, i, OptTensor.KEY, q, d), opt(decoder, i, OptTensor.VALUE, q, d),
-				bias ? opt(decoder, i, OptTensor.QUERY_BIAS, q) : null,
-				bias ? opt(decoder, i, OptTensor.KEY_BIAS, q) : null,
-				bias ? opt(decoder, i, OptTensor.VALUE_BIAS, q) : null, opt(decoder, i, OptTensor.OUTPUT, d, q),
-				opt(decoder, i, OptTensor.FFN_NORM, d), null, opt(decoder, i, OptTensor.UP, f, d),
-				opt(decoder, i, OptTensor.DOWN, d, f), null, null, null, null,
-				opt(decoder, i, OptTensor.ATTENTION_NORM_BIAS, d),
-				bias ? opt(decoder, i, OptTensor.OUTPUT_BIAS, d) : null, opt(decoder, i, OptTensor.FFN_NORM_BIAS, d),
-				bias ? opt(decoder, i, OptTensor.UP_BIAS, f) : null,
-				bias ? opt(decoder, i, OptTensor.DOWN_BIAS, d) : null);
+		return new LayerTensors(optTensor(decoder, i, OptTensor.ATTENTION_NORM, d),
+				optTensor(decoder, i, OptTensor.QUERY, q, d), optTensor(decoder, i, OptTensor.KEY, q, d),
+				optTensor(decoder, i, OptTensor.VALUE, q, d),
+				bias ? optTensor(decoder, i, OptTensor.QUERY_BIAS, q) : null,
+				bias ? optTensor(decoder, i, OptTensor.KEY_BIAS, q) : null,
+				bias ? optTensor(decoder, i, OptTensor.VALUE_BIAS, q) : null,
+				optTensor(decoder, i, OptTensor.OUTPUT, d, q), optTensor(decoder, i, OptTensor.FFN_NORM, d), null,
+				optTensor(decoder, i, OptTensor.UP, f, d), optTensor(decoder, i, OptTensor.DOWN, d, f), null, null,
+				null, null, optTensor(decoder, i, OptTensor.ATTENTION_NORM_BIAS, d),
+				bias ? optTensor(decoder, i, OptTensor.OUTPUT_BIAS, d) : null,
+				optTensor(decoder, i, OptTensor.FFN_NORM_BIAS, d),
+				bias ? optTensor(decoder, i, OptTensor.UP_BIAS, f) : null,
+				bias ? optTensor(decoder, i, OptTensor.DOWN_BIAS, d) : null);
 	}
 
-	private TensorRows opt(String decoder, int layer, OptTensor kind, long... shape) {
+	private TensorRows optTensor(String decoder, int layer, OptTensor kind, long... shape) {
 		return rows(WeightNames.optLayer(decoder, layer, kind), shape);
 	}
 
