@@ -100,17 +100,15 @@ public final class LayerExperts implements Kernels.BlockWeights, AutoCloseable {
 	@Override
 	public NDArray upBias() {
 		if (this.upBias == null && this.dense.upBias() != null && this.indices.length > 0) {
-			if (this.owner == null) {
-				this.owner = this.dense.gateUp().getManager().newSubManager();
-			}
+			NDManager owner = owner();
 			NDArray bias;
-			try (NDManager scratch = this.owner.newSubManager()) {
+			try (NDManager scratch = owner.newSubManager()) {
 				long[] neurons = new long[this.indices.length];
 				for (int i = 0; i < neurons.length; i++) {
 					neurons[i] = this.indices[i];
 				}
 				bias = Kernels.select(this.dense.upBias(), 0, scratch.create(neurons)); // [k]
-				bias.attach(this.owner);
+				bias.attach(owner);
 				NDScope.unregister(bias);
 			}
 			this.upBias = bias;
@@ -202,10 +200,7 @@ public final class LayerExperts implements Kernels.BlockWeights, AutoCloseable {
 				rows[k + i] = (long) this.indices[i] + f;
 			}
 		}
-		if (this.owner == null) {
-			this.owner = this.dense.gateUp().getManager().newSubManager();
-		}
-		NDManager gathered = this.owner;
+		NDManager gathered = owner();
 		NDArray gateUp;
 		NDArray down;
 		Kernels.Halves halves;
@@ -229,6 +224,17 @@ public final class LayerExperts implements Kernels.BlockWeights, AutoCloseable {
 		this.gateUp = gateUp;
 		this.down = down;
 		this.halves = halves;
+	}
+
+	/**
+	 * The manager of this sequence's gathered weights, under the dense weights' manager,
+	 * made on first use.
+	 */
+	private NDManager owner() {
+		if (this.owner == null) {
+			this.owner = this.dense.gateUp().getManager().newSubManager();
+		}
+		return this.owner;
 	}
 
 	/** Frees the plain gathered weights and their views, keeping the packed copies. */
