@@ -105,8 +105,9 @@ public class BenchCommand implements Callable<Integer> {
 			throw new CommandLine.ParameterException(new CommandLine(this), "--batch sizes must be at least 1");
 		}
 		double machine = ReadBandwidth.measure();
-		System.out.printf("machine read bandwidth: %.1f GB/s (libtorch sum of a 1 GiB buffer, %d threads)%n", machine,
-				ai.djl.pytorch.jni.JniUtils.getNumThreads());
+		System.out.printf(
+				"machine read bandwidth: %.1f GB/s (libtorch's fastest read of a 1 GiB buffer, sum or matrix-vector product, %d threads)%n",
+				machine, ai.djl.pytorch.jni.JniUtils.getNumThreads());
 		for (String dtype : this.dtypes) {
 			this.model.dtype = dtype;
 			try (LoadedModel loaded = this.model.load((layers) -> {
