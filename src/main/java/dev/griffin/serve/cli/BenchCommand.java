@@ -360,15 +360,18 @@ public class BenchCommand implements Callable<Integer> {
 
 	/**
 	 * Weights a batched decode step reads: everything but the feed-forward blocks once,
-	 * then the feed-forward weights once for a dense batch, or each sequence's own
-	 * experts for a GRIFFIN one (one sequence after another).
+	 * then, for the feed-forward blocks, whichever the engine reads
+	 * ({@code Kernels.masksDense}): each sequence's own experts one sequence after
+	 * another, or the dense blocks once with each row masked to its experts when the
+	 * sequences' experts together are at least as many as the block's neurons.
 	 */
 	static long batchStepBytes(CausalLm dense, double density, int batch) {
-		if (density == 1.0) {
-			return bytesPerToken(dense, 1.0);
-		}
 		long rest = bytesPerToken(dense, 0.0);
-		return rest + batch * (bytesPerToken(dense, density) - rest);
+		long denseBlocks = bytesPerToken(dense, 1.0) - rest;
+		if (density == 1.0) {
+			return rest + denseBlocks;
+		}
+		return rest + Math.min(denseBlocks, batch * (bytesPerToken(dense, density) - rest));
 	}
 
 	/** One measured configuration; {@code method} is "dense" at density 1. */

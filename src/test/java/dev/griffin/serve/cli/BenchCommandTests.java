@@ -16,7 +16,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 class BenchCommandTests {
 
 	@Test
-	void aBatchedStepReadsTheSharedWeightsOnceAndEachSequencesExperts() {
+	void aBatchedStepReadsTheSharedWeightsOnceAndTheFewerOfEachSequencesExpertsAndTheDenseBlocks() {
 		try (NDManager manager = NDManager.newBaseManager();
 				Checkpoint checkpoint = Checkpoints.open(Fixtures.path("tiny-llama"))) {
 			CausalLm dense = ModelBuilder.build(checkpoint, ModelOptions.CPU_FLOAT32, manager, (layers) -> {
@@ -29,7 +29,14 @@ class BenchCommandTests {
 			assertThat(BenchCommand.batchStepBytes(dense, 1.0, 16)).isEqualTo(all);
 			assertThat(BenchCommand.batchStepBytes(dense, 0.5, 1)).isEqualTo(BenchCommand.bytesPerToken(dense, 0.5))
 				.isEqualTo(all - feedForward + experts);
-			assertThat(BenchCommand.batchStepBytes(dense, 0.5, 4)).isEqualTo(all - feedForward + 4 * experts);
+			long quarter = (long) c.numberOfLayers() * 3 * c.hiddenSize() * (c.intermediateSize() / 4) * 4;
+			assertThat(c.intermediateSize() % 4).isZero();
+			// two sequences' quarters are fewer neurons than a block: each reads its own
+			assertThat(BenchCommand.batchStepBytes(dense, 0.25, 2)).isEqualTo(all - feedForward + 2 * quarter);
+			// four halves are more: the engine reads the dense blocks once, masked per
+			// row
+			assertThat(BenchCommand.batchStepBytes(dense, 0.5, 4)).isEqualTo(all);
+			assertThat(BenchCommand.batchStepBytes(dense, 0.5, 2)).isEqualTo(all);
 		}
 	}
 
