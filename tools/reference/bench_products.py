@@ -1,13 +1,16 @@
-"""One-row weight products in libtorch, by weight format: how fast each reads a model's matrices on
-this CPU, beside a plain read of memory. It informs which formats the engine could decode with; the
+"""Weight products in libtorch, by weight format: how fast each reads a model's matrices on this CPU
+for one activation row (a decode step) or a few (a batched step), beside a plain read of memory. It informs which formats the engine could decode with; the
 engine itself does not run this.
 
     python tools/reference/bench_products.py --hidden 1536 --intermediate 8960   # Qwen2.5 1.5B shapes
+    python tools/reference/bench_products.py --hidden 576 --intermediate 1536 --qkv-rows 960 --rows 4
+                                                                 # SmolLM2-135M, 4 rows per product
 
 Needs torch==2.7.1 (tools/reference/requirements.txt), the libtorch DJL bundles. Each format
 multiplies one activation row by `--copies` copies of each of a layer's matrices (more than the
-caches hold), `--threads` threads; prints GB/s of weight bytes and billions of weights per second.
-Formats: float32 and float16 through F.linear; float16 and bfloat16 packed once for oneDNN
+caches hold), `--threads` threads, `--rows` activation rows at once; prints milliseconds for one pass
+over a layer's matrices, GB/s of weight bytes and billions of weights per second.
+Formats: float32 and float16 through F.linear; float32, float16 and bfloat16 packed once for oneDNN
 (`_reorder_linear_weight`, then `_linear_pointwise`, as the engine's packed copies); float16 packed
 for fbgemm (`linear_prepack_fp16`, then `linear_dynamic_fp16`, float32 activations); int8 weights
 with one float scale per output row through `_weight_int8pack_mm` (activations in bfloat16) and
@@ -32,16 +35,19 @@ def timed(run, repeats: int) -> float:
 
 
 def read_bandwidth(repeats: int) -> float:
-    """GB/s of a sum over a 1 GiB buffer."""
+    """GB/s of the faster of a sum over a 1 GiB buffer and the buffer, as 1024-wide rows, times a
+    vector (as `bench` measures it: on some CPUs the sum runs below memory speed)."""
     buffer = torch.ones(1 << 28)
-    return buffer.numel() * 4 / timed(buffer.sum, repeats) / 1e9
+    rows, vector = buffer.view(-1, 1024), torch.ones(1024)
+    fastest = min(timed(buffer.sum, repeats), timed(lambda: torch.mv(rows, vector), repeats))
+    return buffer.numel() * 4 / fastest / 1e9
 
 
 def formats():
     """name -> (bytes per weight, make(matrix float32 [out, in]) -> prepared, multiply(x float32, prepared))."""
 
     def onednn(dtype):
-        return (2, lambda w: torch.ops.mkldnn._reorder_linear_weight(w.to(dtype), 16),
+        return (torch.finfo(dtype).bits // 8, lambda w: torch.ops.mkldnn._reorder_linear_weight(w.to(dtype), 16),
                 lambda x, p: torch.ops.mkldnn._linear_pointwise(x.to(dtype), p, None, "none", [], ""))
 
     def per_row_scales(w):
@@ -59,6 +65,7 @@ def formats():
     return {
         "float32 F.linear": (4, lambda w: w, lambda x, w: torch.nn.functional.linear(x, w)),
         "float16 F.linear": (2, lambda w: w.half(), lambda x, w: torch.nn.functional.linear(x.half(), w)),
+        "float32 oneDNN packed": onednn(torch.float32),
         "float16 oneDNN packed": onednn(torch.float16),
         "bfloat16 oneDNN packed": onednn(torch.bfloat16),
         # fbgemm's float16 product: weights packed once as float16, float32 activations and sums
@@ -77,25 +84,31 @@ def main():
     parser.add_argument("--copies", type=int, default=8, help="copies of each matrix (default 8)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=1, help="activation rows per product (default 1)")
+    parser.add_argument("--qkv-rows", type=int, help="rows of the fused q/k/v matrix (default: Qwen2.5's, "
+                        "hidden + 2 * hidden / 6)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     d, f = args.hidden, args.intermediate
-    shapes = [(2 * f, d), (d, f), (d + 2 * (d // 6), d), (d, d)]  # gate/up, down, q/k/v, output
-    print(f"torch {torch.__version__}, {args.threads} threads, shapes {shapes}, {args.copies} copies each")
-    print(f"read bandwidth (sum of 1 GiB): {read_bandwidth(args.repeats):.1f} GB/s")
+    qkv = args.qkv_rows or d + 2 * (d // 6)
+    shapes = [(2 * f, d), (d, f), (qkv, d), (d, d)]  # gate/up, down, q/k/v, output
+    print(f"torch {torch.__version__}, {args.threads} threads, shapes {shapes}, {args.copies} copies each, "
+          f"{args.rows} activation rows")
+    print(f"read bandwidth (1 GiB): {read_bandwidth(args.repeats):.1f} GB/s")
     for name, (width, make, multiply) in formats().items():
         seconds, weights = 0.0, 0
         try:
             for out, inp in shapes:
                 prepared = [make(torch.randn(out, inp)) for _ in range(args.copies)]
-                x = torch.randn(1, inp)
+                x = torch.randn(args.rows, inp)
                 seconds += timed(lambda: [multiply(x, p) for p in prepared], args.repeats)
                 weights += out * inp * args.copies
         except RuntimeError as ex:
             print(f"{name:28s} fails: {str(ex).splitlines()[0][:120]}")
             continue
-        print(f"{name:28s} {weights * width / seconds / 1e9:6.1f} GB/s {weights / seconds / 1e9:6.1f} G weights/s")
+        print(f"{name:28s} {seconds / args.copies * 1e3:7.2f} ms per layer {weights * width / seconds / 1e9:6.1f} GB/s "
+              f"{weights / seconds / 1e9:6.1f} G weights/s")
 
 
 if __name__ == "__main__":
