@@ -51,10 +51,10 @@ public final class ExpertSelector {
 			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(f, k));
 		}
 		int[] selected = switch (method) {
-			case TOPK, MAGNITUDE, WINA, GLASS, LAYERWISE -> top(sumOfSquares, k);
+			case TOPK, MAGNITUDE, WINA, GLASS, LAYERWISE -> largest(sumOfSquares, k);
 			case SAMPLE -> sample(sumOfSquares, k, new boolean[f], random);
 			case TOPK_SAMPLE -> {
-				int[] head = top(sumOfSquares, k / 2);
+				int[] head = largest(sumOfSquares, k / 2);
 				boolean[] taken = new boolean[f];
 				for (int index : head) {
 					taken[index] = true;
@@ -70,21 +70,79 @@ public final class ExpertSelector {
 		return selected;
 	}
 
-	/** Indices of the k largest values, larger first, ties to the lower index. */
+	/**
+	 * The indices {@link #top} picks, in ascending order, without ordering them by value:
+	 * every value above the k-th largest, then those equal to it from the lowest index
+	 * (values ordered as {@link Double#compare} orders them). One sort of a copy of the
+	 * values on primitive arrays: sorting boxed indices with a comparator, as selection
+	 * did, took 0.7-1.5 ms per layer of 1536 neurons on a 2-core machine, 21-44 ms for
+	 * SmolLM2's 30 layers at the end of every prompt.
+	 */
+	public static int[] largest(double[] values, int k) {
+		int n = values.length;
+		if (k < 0 || k > n) {
+			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(n, k));
+		}
+		if (k == 0) {
+			return new int[0];
+		}
+		double[] sorted = values.clone();
+		Arrays.sort(sorted);
+		double threshold = sorted[n - k];
+		// how many of the k largest equal the k-th: the run of it from n - k up
+		int ties = 1;
+		for (int i = n - k + 1; i < n && Double.compare(sorted[i], threshold) == 0; i++) {
+			ties++;
+		}
+		int[] chosen = new int[k];
+		int count = 0;
+		for (int i = 0; i < n; i++) {
+			int byValue = Double.compare(values[i], threshold);
+			if (byValue > 0 || (byValue == 0 && ties-- > 0)) {
+				chosen[count++] = i;
+			}
+		}
+		return chosen;
+	}
+
+	/**
+	 * Indices of the k largest values, larger first, ties to the lower index (values
+	 * ordered as {@link Double#compare} orders them): a stable merge sort of the indices.
+	 */
 	public static int[] top(double[] values, int k) {
-		Integer[] order = new Integer[values.length];
-		for (int i = 0; i < order.length; i++) {
+		int n = values.length;
+		if (k < 0 || k > n) {
+			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(n, k));
+		}
+		int[] order = new int[n];
+		for (int i = 0; i < n; i++) {
 			order[i] = i;
 		}
-		Arrays.sort(order, (a, b) -> {
-			int byValue = Double.compare(values[b], values[a]);
-			return (byValue != 0) ? byValue : Integer.compare(a, b);
-		});
-		int[] result = new int[k];
-		for (int i = 0; i < k; i++) {
-			result[i] = order[i];
+		int[] merged = new int[n];
+		for (int width = 1; width < n; width *= 2) {
+			for (int low = 0; low < n - width; low += 2 * width) {
+				merge(values, order, merged, low, low + width, Math.min(low + 2 * width, n));
+			}
 		}
-		return result;
+		return Arrays.copyOf(order, k);
+	}
+
+	/**
+	 * Merges the runs [low, middle) and [middle, high) of {@code order}, each sorted by
+	 * value descending, taking from the first run on ties (stable).
+	 */
+	private static void merge(double[] values, int[] order, int[] merged, int low, int middle, int high) {
+		int left = low;
+		int right = middle;
+		int out = low;
+		while (left < middle && right < high) {
+			merged[out++] = (Double.compare(values[order[right]], values[order[left]]) > 0) ? order[right++]
+					: order[left++];
+		}
+		System.arraycopy(order, left, merged, out, middle - left);
+		out += middle - left;
+		System.arraycopy(order, right, merged, out, high - right);
+		System.arraycopy(merged, low, order, low, high - low);
 	}
 
 	/**
@@ -106,7 +164,7 @@ public final class ExpertSelector {
 			// weight
 			keys[j] = taken[j] ? Double.NEGATIVE_INFINITY : (weight <= 0) ? -Double.MAX_VALUE : Math.log(u) / weight;
 		}
-		return top(keys, k);
+		return largest(keys, k);
 	}
 
 }

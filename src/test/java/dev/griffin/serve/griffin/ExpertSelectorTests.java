@@ -89,6 +89,43 @@ class ExpertSelectorTests {
 	}
 
 	@Test
+	void topAndLargestOrderByValueDescendingWithTiesToTheLowerIndex() {
+		SplittableRandom random = new SplittableRandom(11);
+		double[] specials = { 0.0, -0.0, Double.NaN, Double.POSITIVE_INFINITY, Double.NEGATIVE_INFINITY,
+				-Double.MAX_VALUE, Double.MIN_VALUE, 1.0, 1.0 };
+		for (int trial = 0; trial < 200; trial++) {
+			int n = 1 + random.nextInt(300);
+			double[] values = new double[n];
+			for (int i = 0; i < n; i++) {
+				int kind = random.nextInt(4);
+				// few distinct values: many ties
+				values[i] = (kind == 0) ? specials[random.nextInt(specials.length)]
+						: (kind == 1) ? random.nextInt(5) : random.nextDouble();
+			}
+			Integer[] expected = new Integer[n];
+			for (int i = 0; i < n; i++) {
+				expected[i] = i;
+			}
+			Arrays.sort(expected, (a, b) -> {
+				int byValue = Double.compare(values[b], values[a]);
+				return (byValue != 0) ? byValue : Integer.compare(a, b);
+			});
+			int k = random.nextInt(n + 1);
+			int[] picked = Arrays.stream(expected, 0, k).mapToInt(Integer::intValue).toArray();
+			assertThat(ExpertSelector.top(values, k)).as("n %d, k %d", n, k).containsExactly(picked);
+			Arrays.sort(picked);
+			assertThat(ExpertSelector.largest(values, k)).as("n %d, k %d", n, k).containsExactly(picked);
+		}
+		assertThat(ExpertSelector.top(new double[] { 2, 5, 5, 1, 5 }, 4)).containsExactly(1, 2, 4, 0);
+		assertThat(ExpertSelector.top(new double[] { 2, 5, 5, 1, 5 }, 2)).containsExactly(1, 2);
+		assertThat(ExpertSelector.largest(new double[] { 2, 5, 5, 1, 5 }, 2)).containsExactly(1, 2);
+		assertThat(ExpertSelector.largest(new double[] { 5, 2, 5, 1, 5 }, 4)).containsExactly(0, 1, 2, 4);
+		assertThatThrownBy(() -> ExpertSelector.top(new double[3], 4)).isInstanceOf(IllegalArgumentException.class);
+		assertThatThrownBy(() -> ExpertSelector.largest(new double[3], -1))
+			.isInstanceOf(IllegalArgumentException.class);
+	}
+
+	@Test
 	void densityScheduleAndMethodParsing() {
 		DensitySchedule schedule = DensitySchedule.uniform(0.5, 4);
 		assertThat(schedule.experts(0, 1536)).isEqualTo(768);
