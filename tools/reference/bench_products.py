@@ -1,15 +1,15 @@
 """Weight products in libtorch, by weight format: how fast each reads a model's matrices on this CPU
-for one activation row (a decode step) or a few (a batched step), beside a plain read of memory. It informs which formats the engine could decode with; the
-engine itself does not run this.
+for one activation row (a decode step) or a few (a batched step), beside a plain read of memory. It
+informs which formats the engine could decode with; the engine itself does not run this.
 
     python tools/reference/bench_products.py --hidden 1536 --intermediate 8960   # Qwen2.5 1.5B shapes
     python tools/reference/bench_products.py --hidden 576 --intermediate 1536 --qkv-rows 960 --rows 4
                                                                  # SmolLM2-135M, 4 rows per product
 
 Needs torch==2.7.1 (tools/reference/requirements.txt), the libtorch DJL bundles. Each format
-multiplies one activation row by `--copies` copies of each of a layer's matrices (more than the
-caches hold), `--threads` threads, `--rows` activation rows at once; prints milliseconds for one pass
-over a layer's matrices, GB/s of weight bytes and billions of weights per second.
+multiplies `--rows` activation rows (default 1) by `--copies` copies of each of a layer's matrices
+(more than the caches hold), on `--threads` threads; prints milliseconds for one pass over a layer's
+matrices, GB/s of weight bytes and billions of weights per second.
 Formats: float32 and float16 through F.linear; float32, float16 and bfloat16 packed once for oneDNN
 (`_reorder_linear_weight`, then `_linear_pointwise`, as the engine's packed copies); float16 packed
 for fbgemm (`linear_prepack_fp16`, then `linear_dynamic_fp16`, float32 activations); int8 weights

@@ -33,8 +33,7 @@ class BenchCommandTests {
 			assertThat(c.intermediateSize() % 4).isZero();
 			// two sequences' quarters are fewer neurons than a block: each reads its own
 			assertThat(BenchCommand.batchStepBytes(dense, 0.25, 2)).isEqualTo(all - feedForward + 2 * quarter);
-			// four halves are more: the engine reads the dense blocks once, masked per
-			// row
+			// four halves are more: the dense blocks once, masked per row
 			assertThat(BenchCommand.batchStepBytes(dense, 0.5, 4)).isEqualTo(all);
 			assertThat(BenchCommand.batchStepBytes(dense, 0.5, 2)).isEqualTo(all);
 		}
