@@ -368,9 +368,7 @@ public class BenchCommand implements Callable<Integer> {
 	static long batchStepBytes(CausalLm dense, double density, int batch) {
 		long rest = bytesPerToken(dense, 0.0);
 		long denseBlocks = bytesPerToken(dense, 1.0) - rest;
-		if (density == 1.0) {
-			return rest + denseBlocks;
-		}
+		// a dense batch (density 1) reads the dense blocks once: the minimum is theirs
 		return rest + Math.min(denseBlocks, batch * (bytesPerToken(dense, density) - rest));
 	}
 

@@ -47,9 +47,7 @@ public final class ExpertSelector {
 	 */
 	public static int[] select(double[] sumOfSquares, int k, SelectionMethod method, SplittableRandom random) {
 		int f = sumOfSquares.length;
-		if (k < 0 || k > f) {
-			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(f, k));
-		}
+		checkCount(f, k);
 		int[] selected = switch (method) {
 			case TOPK, MAGNITUDE, WINA, GLASS, LAYERWISE -> largest(sumOfSquares, k);
 			case SAMPLE -> sample(sumOfSquares, k, new boolean[f], random);
@@ -70,6 +68,12 @@ public final class ExpertSelector {
 		return selected;
 	}
 
+	private static void checkCount(int n, int k) {
+		if (k < 0 || k > n) {
+			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(n, k));
+		}
+	}
+
 	/**
 	 * The indices {@link #top} picks, in ascending order, without ordering them by value:
 	 * every value above the k-th largest, then those equal to it from the lowest index
@@ -80,9 +84,7 @@ public final class ExpertSelector {
 	 */
 	public static int[] largest(double[] values, int k) {
 		int n = values.length;
-		if (k < 0 || k > n) {
-			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(n, k));
-		}
+		checkCount(n, k);
 		if (k == 0) {
 			return new int[0];
 		}
@@ -111,9 +113,7 @@ public final class ExpertSelector {
 	 */
 	public static int[] top(double[] values, int k) {
 		int n = values.length;
-		if (k < 0 || k > n) {
-			throw new IllegalArgumentException("k must be in [0, %d], got %d".formatted(n, k));
-		}
+		checkCount(n, k);
 		int[] order = new int[n];
 		for (int i = 0; i < n; i++) {
 			order[i] = i;
