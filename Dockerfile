@@ -10,6 +10,8 @@
 ARG FLAVOR=cpu
 
 FROM maven:3.9-eclipse-temurin-17 AS build
+# the build compiles the native products (src/main/native) with the C compiler
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pom.xml .
 RUN mvn -B -q dependency:go-offline

@@ -27,8 +27,8 @@ public class ModelOptionsMixin {
 	Integer threads;
 
 	@Option(names = "--decode-kernel", defaultValue = "auto",
-			description = "auto (fastest measured at load), pool, single, split, onednn (float32 weights) or layer "
-					+ "(default: ${DEFAULT-VALUE}).")
+			description = "auto (fastest measured at load), pool, single, split, onednn (float32 weights), layer or "
+					+ "native (the project's own products; CPUs with AVX2) (default: ${DEFAULT-VALUE}).")
 	String decodeKernel;
 
 	@Option(names = "--prefill-kernel", defaultValue = "auto",

@@ -43,7 +43,7 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param device cpu or gpu[:N]
 	 * @param threads engine compute threads, 0 for the engine's default
 	 * @param decodeKernel auto (measured at load), pool, single, split, onednn (float32
-	 * weights) or layer
+	 * weights), layer or native
 	 * @param prefillKernel auto (measured at load), weights, float32, onednn (float32
 	 * weights) or bfloat16 (only when named: it rounds beyond float tolerance)
 	 * @param packWeights whether weights on the CPU get oneDNN-packed copies: faster

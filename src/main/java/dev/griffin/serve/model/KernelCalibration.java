@@ -91,6 +91,9 @@ public final class KernelCalibration {
 			}
 			ScriptedProducts.bfloat16(); // loads its module now: a problem shows at start
 		}
+		if (decode == Kernels.Decode.NATIVE && NativeKernels.unavailable() != null) {
+			throw new IllegalArgumentException("decode kernel native cannot run here: " + NativeKernels.unavailable());
+		}
 		DataType weights = model.options().dtype().dataType();
 		boolean oneDnn = model.options().oneDnnApplies();
 		if (decode == Kernels.Decode.ONEDNN || prefill == Kernels.Prefill.ONEDNN) {
@@ -111,6 +114,10 @@ public final class KernelCalibration {
 				}
 				if (!oneDnn) {
 					candidates.remove(Kernels.Decode.ONEDNN);
+				}
+				if (NativeKernels.unavailable() != null) {
+					logger.warn("decode kernel native is left out: {}", NativeKernels.unavailable());
+					candidates.remove(Kernels.Decode.NATIVE);
 				}
 				chosenDecode = fastest(model, candidates, (form) -> new Kernels(form, Kernels.Prefill.WEIGHTS, threads),
 						1, decodeTimes);

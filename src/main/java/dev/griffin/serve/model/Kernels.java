@@ -59,11 +59,21 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		 * packed copies ({@link PackedWeights}) multiply through oneDNN, the layers' and
 		 * the output head's alike.
 		 */
-		LAYER;
+		LAYER,
+		/**
+		 * Every one-row product through the project's own kernels
+		 * ({@link NativeKernels}): float16 or float32 weights widened in registers,
+		 * float32 accumulation, on a team of {@code threads} native threads; the gated
+		 * feed-forward block is one call. The rest of the step (norms, rotation,
+		 * attention) runs on one intra-op thread, so that libtorch's OpenMP team does not
+		 * spin beside the native one. CPUs with AVX2, FMA and F16C only
+		 * ({@link NativeKernels#unavailable}).
+		 */
+		NATIVE;
 
 		/** Whether a pass of one token runs on one intra-op thread. */
 		boolean singleThreaded() {
-			return this == SINGLE || this == SPLIT;
+			return this == SINGLE || this == SPLIT || this == NATIVE;
 		}
 
 		public static Decode parse(String name) {
@@ -140,6 +150,11 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 
 		static final int THREADS = JniUtils.getNumThreads();
 
+	}
+
+	/** The engine's intra-op threads as configured (the native products' team size). */
+	static int engineThreads() {
+		return Engine.THREADS;
 	}
 
 	/** libtorch's own pool for everything: the engine without a plan. */
@@ -233,6 +248,10 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	/** x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. */
 	public NDArray linear(NDArray x, NDArray weight, NDArray bias) {
 		boolean rows = x.getShape().get(0) > 1;
+		if (!rows && this.decode == Decode.NATIVE && NativeKernels.reads(weight)) {
+			NDArray product = NativeKernels.linear(x, weight);
+			return (bias == null) ? product : product.add(bias);
+		}
 		if (rows ? this.prefill == Prefill.ONEDNN : this.decode == Decode.ONEDNN) {
 			return ScriptedProducts.oneDnn().linear(x, this.packed.of(weight), bias);
 		}
@@ -285,6 +304,11 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 
 	/** A feed-forward block: x [T, D] -> [T, D]. */
 	public NDArray feedForward(NDArray x, BlockWeights weights) {
+		if (x.getShape().get(0) == 1 && this.decode == Decode.NATIVE && weights.gated() && weights.gateUp() != null
+				&& weights.upBias() == null && weights.downBias() == null && NativeKernels.reads(weights.gateUp())
+				&& NativeKernels.reads(weights.down())) {
+			return NativeKernels.gated(x, weights.gateUp(), weights.down(), weights.activation());
+		}
 		if (x.getShape().get(0) == 1 && this.decode == Decode.LAYER) {
 			Packed packed = halfPacked(weights);
 			if (packed != null) {

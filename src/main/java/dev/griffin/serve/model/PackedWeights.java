@@ -5,7 +5,14 @@ import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 
+import ai.djl.engine.Engine;
+import ai.djl.engine.EngineException;
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * oneDNN's blocked copies of a model's weight matrices, for the products that go through
@@ -38,6 +45,8 @@ public final class PackedWeights {
 	 */
 	static final int ROWS = 16;
 
+	private static final Logger logger = LoggerFactory.getLogger(PackedWeights.class);
+
 	private final Map<NDArray, NDArray> packed;
 
 	private final long bytes;
@@ -47,14 +56,49 @@ public final class PackedWeights {
 		this.bytes = bytes;
 	}
 
+	/** Whether oneDNN packs float16 matrices on this CPU, probed once per process. */
+	private static final class Half {
+
+		static final boolean PACKS = probe();
+
+		private static boolean probe() {
+			try (NDManager manager = Engine.getEngine("PyTorch").newBaseManager()) {
+				ScriptedProducts.oneDnn().pack(manager.zeros(new Shape(ROWS, ROWS), DataType.FLOAT16), ROWS);
+				return true;
+			}
+			catch (EngineException ex) {
+				// measured: an AVX2 CPU without AVX-512 refuses, saying the float16 path
+				// needs AVX512-FP16 or AVX-NE-CONVERT; CPUs with AVX-512 pack
+				logger.info("oneDNN packs no float16 weights on this CPU; float16 products read plain weights ({})",
+						ex.getMessage()
+							.lines()
+							.filter((line) -> line.startsWith("RuntimeError"))
+							.findFirst()
+							.orElse("its reorder failed"));
+				return false;
+			}
+		}
+
+	}
+
+	/** Whether oneDNN packs float16 matrices on this CPU. */
+	public static boolean packsHalf() {
+		return Half.PACKS;
+	}
+
 	/**
 	 * Packs each matrix (float32 or float16 on the CPU) into the manager that owns it; a
-	 * matrix listed twice (a tied output head) is packed once.
+	 * matrix listed twice (a tied output head) is packed once. Float16 matrices stay
+	 * unpacked where oneDNN cannot pack them (CPUs without AVX-512): then every product
+	 * with them reads the plain matrix.
 	 */
 	static PackedWeights of(List<NDArray> matrices) {
 		Map<NDArray, NDArray> packed = new IdentityHashMap<>();
 		long bytes = 0;
 		for (NDArray matrix : matrices) {
+			if (matrix.getDataType() == DataType.FLOAT16 && !Half.PACKS) {
+				continue;
+			}
 			if (!packed.containsKey(matrix)) {
 				packed.put(matrix, ScriptedProducts.oneDnn().pack(matrix, ROWS));
 				bytes += matrix.getShape().size() * matrix.getDataType().getNumOfBytes();

@@ -241,7 +241,10 @@ class BatchDecodeTests {
 		List<InferenceSession> batch = new ArrayList<>();
 		List<InferenceSession> alone = new ArrayList<>();
 		try {
-			assertThat(dense.kernels().packed().size()).as("packed float16 copies").isPositive();
+			// oneDNN packs float16 on CPUs with AVX-512 only; elsewhere every row reads
+			// plain weights, and the outputs must agree all the same
+			boolean halves = PackedWeights.packsHalf();
+			assertThat(dense.kernels().packed().size() > 0).as("packed float16 copies").isEqualTo(halves);
 			float[][] last = prefillEach(models, prompt, batch, alone);
 			Kernels.BlockWeights[] rows = { batch.get(0).state(0).generationWeights(),
 					batch.get(1).state(0).generationWeights() };
@@ -257,7 +260,8 @@ class BatchDecodeTests {
 			}
 			for (InferenceSession session : batch) {
 				for (int layer = 0; layer < layers; layer++) {
-					assertThat(((GriffinState) session.state(layer)).experts().packed()).as("layer %d", layer).isTrue();
+					assertThat(((GriffinState) session.state(layer)).experts().packed()).as("layer %d", layer)
+						.isEqualTo(halves);
 				}
 			}
 		}

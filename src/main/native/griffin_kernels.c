@@ -1,0 +1,476 @@
+/*
+ * griffin-serve's native products for a one-token decode step on the CPU.
+ *
+ * libtorch's one-row float16 products multiply about as many weights per second as its
+ * float32 ones on the CPUs this project is measured on, so a float16 step reads half the
+ * bytes and takes nearly as long, and its OpenMP team spends much of a step waiting at
+ * barriers. These kernels widen float16 weights to float32 in registers (F16C) and
+ * multiply with FMA, accumulating in float32, on the calling thread plus helper threads
+ * that wait by spinning (then sleeping when a step is over). They read weights where
+ * libtorch keeps them: the engine passes tensors' data addresses.
+ *
+ * The engine calls them through JNA (dev.griffin.serve.model.NativeKernels); the Maven
+ * build compiles this file with the C compiler into the jar. Every entry point checks
+ * nothing: the Java side validates shapes, types and addresses before calling.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <immintrin.h>
+
+#define MAX_THREADS 64
+#define TYPE_FLOAT32 0
+#define TYPE_FLOAT16 1
+#define ACT_SILU 0
+#define ACT_RELU 1
+#define ACT_GELU_TANH 2
+
+/* ---------------------------------------------------------------------------------- */
+/* dot products of one weight row with x, by instruction set                           */
+
+typedef float (*dot_fn)(const void *row, const float *x, int n);
+
+__attribute__((target("avx2,fma,f16c"))) static float hsum256(__m256 v) {
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const void *row, const float *x, int n) {
+	const uint16_t *w = (const uint16_t *) row;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int c = 0;
+	for (; c + 32 <= n; c += 32) {
+		a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c))), _mm256_loadu_ps(x + c), a0);
+		a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c + 8))),
+				_mm256_loadu_ps(x + c + 8), a1);
+		a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c + 16))),
+				_mm256_loadu_ps(x + c + 16), a2);
+		a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c + 24))),
+				_mm256_loadu_ps(x + c + 24), a3);
+	}
+	for (; c + 8 <= n; c += 8) {
+		a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c))), _mm256_loadu_ps(x + c), a0);
+	}
+	float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; c < n; c++) {
+		s += _cvtsh_ss(w[c]) * x[c];
+	}
+	return s;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float dot_f32_avx2(const void *row, const float *x, int n) {
+	const float *w = (const float *) row;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int c = 0;
+	for (; c + 32 <= n; c += 32) {
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 24), _mm256_loadu_ps(x + c + 24), a3);
+	}
+	for (; c + 8 <= n; c += 8) {
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
+	}
+	float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; c < n; c++) {
+		s += w[c] * x[c];
+	}
+	return s;
+}
+
+__attribute__((target("avx512f,f16c"))) static float dot_f16_avx512(const void *row, const float *x, int n) {
+	const uint16_t *w = (const uint16_t *) row;
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0;
+	int c = 0;
+	for (; c + 32 <= n; c += 32) {
+		a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + c))), _mm512_loadu_ps(x + c),
+				a0);
+		a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + c + 16))),
+				_mm512_loadu_ps(x + c + 16), a1);
+	}
+	for (; c + 16 <= n; c += 16) {
+		a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + c))), _mm512_loadu_ps(x + c),
+				a0);
+	}
+	float s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+	for (; c < n; c++) {
+		s += _cvtsh_ss(w[c]) * x[c];
+	}
+	return s;
+}
+
+__attribute__((target("avx512f"))) static float dot_f32_avx512(const void *row, const float *x, int n) {
+	const float *w = (const float *) row;
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0;
+	int c = 0;
+	for (; c + 32 <= n; c += 32) {
+		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
+		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 16), _mm512_loadu_ps(x + c + 16), a1);
+	}
+	for (; c + 16 <= n; c += 16) {
+		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
+	}
+	float s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+	for (; c < n; c++) {
+		s += w[c] * x[c];
+	}
+	return s;
+}
+
+/* two rows at once, sharing the loads of x: two streams of weights in flight */
+typedef void (*dot2_fn)(const void *row0, const void *row1, const float *x, int n, float *out);
+
+__attribute__((target("avx2,fma,f16c"))) static void dot2_f16_avx2(const void *r0, const void *r1, const float *x,
+		int n, float *out) {
+	const uint16_t *w0 = (const uint16_t *) r0, *w1 = (const uint16_t *) r1;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+	int c = 0;
+	for (; c + 16 <= n; c += 16) {
+		__m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+		a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w0 + c))), x0, a0);
+		b0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w1 + c))), x0, b0);
+		a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w0 + c + 8))), x1, a1);
+		b1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w1 + c + 8))), x1, b1);
+	}
+	float s0 = hsum256(_mm256_add_ps(a0, a1)), s1 = hsum256(_mm256_add_ps(b0, b1));
+	for (; c < n; c++) {
+		s0 += _cvtsh_ss(w0[c]) * x[c];
+		s1 += _cvtsh_ss(w1[c]) * x[c];
+	}
+	out[0] = s0;
+	out[1] = s1;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void dot2_f32_avx2(const void *r0, const void *r1, const float *x,
+		int n, float *out) {
+	const float *w0 = (const float *) r0, *w1 = (const float *) r1;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+	int c = 0;
+	for (; c + 16 <= n; c += 16) {
+		__m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c), x0, a0);
+		b0 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + c), x0, b0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c + 8), x1, a1);
+		b1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + c + 8), x1, b1);
+	}
+	float s0 = hsum256(_mm256_add_ps(a0, a1)), s1 = hsum256(_mm256_add_ps(b0, b1));
+	for (; c < n; c++) {
+		s0 += w0[c] * x[c];
+		s1 += w1[c] * x[c];
+	}
+	out[0] = s0;
+	out[1] = s1;
+}
+
+__attribute__((target("avx512f,f16c"))) static void dot2_f16_avx512(const void *r0, const void *r1, const float *x,
+		int n, float *out) {
+	const uint16_t *w0 = (const uint16_t *) r0, *w1 = (const uint16_t *) r1;
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+	int c = 0;
+	for (; c + 32 <= n; c += 32) {
+		__m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+		a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w0 + c))), x0, a0);
+		b0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w1 + c))), x0, b0);
+		a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w0 + c + 16))), x1, a1);
+		b1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w1 + c + 16))), x1, b1);
+	}
+	float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), s1 = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
+	for (; c < n; c++) {
+		s0 += _cvtsh_ss(w0[c]) * x[c];
+		s1 += _cvtsh_ss(w1[c]) * x[c];
+	}
+	out[0] = s0;
+	out[1] = s1;
+}
+
+__attribute__((target("avx512f"))) static void dot2_f32_avx512(const void *r0, const void *r1, const float *x, int n,
+		float *out) {
+	const float *w0 = (const float *) r0, *w1 = (const float *) r1;
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+	int c = 0;
+	for (; c + 32 <= n; c += 32) {
+		__m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
+		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + c), x0, a0);
+		b0 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + c), x0, b0);
+		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + c + 16), x1, a1);
+		b1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + c + 16), x1, b1);
+	}
+	float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), s1 = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
+	for (; c < n; c++) {
+		s0 += w0[c] * x[c];
+		s1 += w1[c] * x[c];
+	}
+	out[0] = s0;
+	out[1] = s1;
+}
+
+static dot2_fn dot2s[2];
+static dot_fn dots[2];
+static int level; /* 0: unsupported, 2: AVX2 + FMA + F16C, 3: AVX-512F */
+
+/* ---------------------------------------------------------------------------------- */
+/* a team of the calling thread and helpers                                            */
+
+typedef struct {
+	int kind; /* 0: matrix-vector, 1: gated block's first half, 2: its second half */
+	int type, rows, cols, activation;
+	const char *w, *w2;
+	const float *x;
+	float *y;
+} task;
+
+static int team = 1;
+static pthread_t helpers[MAX_THREADS];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static const task *posted_task;
+static volatile unsigned long generation;
+static volatile int done;
+static volatile int sleepers;
+/* how long a helper spins for the next task before it sleeps */
+static const double SPIN_SECONDS = 2e-3;
+/* one product at a time: the team is the process's, and engine threads may share it */
+static pthread_mutex_t calls = PTHREAD_MUTEX_INITIALIZER;
+
+static float activate(float g, int activation) {
+	switch (activation) {
+	case ACT_SILU:
+		return g / (1.0f + expf(-g));
+	case ACT_RELU:
+		return g > 0.0f ? g : 0.0f;
+	default: {
+		const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+		return 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
+	}
+	}
+}
+
+/* rows [r0, r1) of the task */
+static void work(const task *t, int r0, int r1) {
+	dot_fn dot = dots[t->type];
+	dot2_fn dot2 = dot2s[t->type];
+	size_t stride = (size_t) t->cols * (t->type == TYPE_FLOAT16 ? 2 : 4);
+	float s[2];
+	if (t->kind == 1) {
+		/* z[i] = act(gate_i . x) * (up_i . x), gate rows [0, F), up rows [F, 2F) */
+		for (int r = r0; r < r1; r++) {
+			dot2(t->w + stride * r, t->w + stride * ((size_t) t->rows + r), t->x, t->cols, s);
+			t->y[r] = activate(s[0], t->activation) * s[1];
+		}
+		return;
+	}
+	int r = r0;
+	for (; r + 2 <= r1; r += 2) {
+		dot2(t->w + stride * r, t->w + stride * (r + 1), t->x, t->cols, s);
+		t->y[r] = s[0];
+		t->y[r + 1] = s[1];
+	}
+	for (; r < r1; r++) {
+		t->y[r] = dot(t->w + stride * r, t->x, t->cols);
+	}
+}
+
+static int bound(int rows, int part, int parts) {
+	return (int) ((long long) rows * part / parts);
+}
+
+static double seconds(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *helper(void *arg) {
+	int me = (int) (intptr_t) arg;
+	unsigned long seen = 0;
+	for (;;) {
+		double start = seconds();
+		int spins = 0;
+		while (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen) {
+			_mm_pause();
+			if (++spins % 1024 == 0 && seconds() - start > SPIN_SECONDS) {
+				pthread_mutex_lock(&lock);
+				__atomic_add_fetch(&sleepers, 1, __ATOMIC_ACQ_REL);
+				while (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen) {
+					pthread_cond_wait(&wake, &lock);
+				}
+				__atomic_sub_fetch(&sleepers, 1, __ATOMIC_ACQ_REL);
+				pthread_mutex_unlock(&lock);
+				break;
+			}
+		}
+		seen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+		const task *t = posted_task;
+		work(t, bound(t->rows, me, team), bound(t->rows, me + 1, team));
+		__atomic_add_fetch(&done, 1, __ATOMIC_ACQ_REL);
+	}
+	return NULL;
+}
+
+static void run(const task *t) {
+	if (team == 1 || t->rows < 4 * team) {
+		work(t, 0, t->rows);
+		return;
+	}
+	posted_task = t;
+	__atomic_store_n(&done, 0, __ATOMIC_RELEASE);
+	/* under the lock: a helper that is about to sleep rechecks generation holding it */
+	pthread_mutex_lock(&lock);
+	__atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
+	if (__atomic_load_n(&sleepers, __ATOMIC_ACQUIRE) > 0) {
+		pthread_cond_broadcast(&wake);
+	}
+	pthread_mutex_unlock(&lock);
+	work(t, 0, bound(t->rows, 1, team));
+	while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) != team - 1) {
+		_mm_pause();
+	}
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* entry points                                                                        */
+
+/*
+ * Starts the team once: threads - 1 helpers beside the caller. Returns the instruction
+ * set level (2: AVX2 with FMA and F16C, 3: AVX-512F), 0 when this CPU has neither (then
+ * nothing else may be called), or -1 when a helper could not start.
+ */
+int griffin_init(int threads) {
+	static int started = 0;
+	pthread_mutex_lock(&lock);
+	if (!started) {
+		__builtin_cpu_init();
+		if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("f16c")) {
+			dots[TYPE_FLOAT32] = dot_f32_avx512;
+			dots[TYPE_FLOAT16] = dot_f16_avx512;
+			dot2s[TYPE_FLOAT32] = dot2_f32_avx512;
+			dot2s[TYPE_FLOAT16] = dot2_f16_avx512;
+			level = 3;
+		}
+		else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+			dots[TYPE_FLOAT32] = dot_f32_avx2;
+			dots[TYPE_FLOAT16] = dot_f16_avx2;
+			dot2s[TYPE_FLOAT32] = dot2_f32_avx2;
+			dot2s[TYPE_FLOAT16] = dot2_f16_avx2;
+			level = 2;
+		}
+		else {
+			level = 0;
+		}
+		if (level > 0) {
+			team = threads < 1 ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
+			for (int i = 1; i < team; i++) {
+				if (pthread_create(&helpers[i], NULL, helper, (void *) (intptr_t) i) != 0) {
+					team = i;
+					level = -1;
+					break;
+				}
+			}
+		}
+		started = 1;
+	}
+	pthread_mutex_unlock(&lock);
+	return level;
+}
+
+/* The threads of the team (the caller included). */
+int griffin_threads(void) {
+	return team;
+}
+
+/* scratch of the entry points, grown under the calls lock */
+static float *scratch_x, *scratch_y, *scratch_z;
+static size_t capacity_x, capacity_y, capacity_z;
+
+static float *grown(float **buffer, size_t *capacity, size_t n) {
+	if (n > *capacity) {
+		float *bigger = realloc(*buffer, n * sizeof(float));
+		if (bigger == NULL) {
+			return NULL;
+		}
+		*buffer = bigger;
+		*capacity = n;
+	}
+	return *buffer;
+}
+
+__attribute__((target("f16c"))) static void widen(const uint16_t *in, float *out, int n) {
+	for (int i = 0; i < n; i++) {
+		out[i] = _cvtsh_ss(in[i]);
+	}
+}
+
+__attribute__((target("f16c"))) static void narrow(const float *in, uint16_t *out, int n) {
+	for (int i = 0; i < n; i++) {
+		out[i] = _cvtss_sh(in[i], _MM_FROUND_TO_NEAREST_INT);
+	}
+}
+
+/* x in float32, widened into scratch when it is float16 (io_type) */
+static const float *input(const void *x, int io_type, int n) {
+	if (io_type == TYPE_FLOAT32) {
+		return (const float *) x;
+	}
+	float *wide = grown(&scratch_x, &capacity_x, (size_t) n);
+	if (wide != NULL) {
+		widen((const uint16_t *) x, wide, n);
+	}
+	return wide;
+}
+
+/*
+ * y[rows] = w[rows, cols] x[cols]: w float32 or float16 (type), row-major; x and y in
+ * io_type (float32 or float16: y rounded to nearest). Returns 0, or -1 when scratch memory
+ * could not be allocated (nothing computed).
+ */
+int griffin_gemv(const void *w, int type, const void *x, void *y, int io_type, int rows, int cols) {
+	int status = 0;
+	pthread_mutex_lock(&calls);
+	const float *in = input(x, io_type, cols);
+	float *out = (io_type == TYPE_FLOAT32) ? (float *) y : grown(&scratch_y, &capacity_y, (size_t) rows);
+	if (in == NULL || out == NULL) {
+		status = -1;
+	}
+	else {
+		task t = { 0, type, rows, cols, 0, (const char *) w, NULL, in, out };
+		run(&t);
+		if (io_type == TYPE_FLOAT16) {
+			narrow(out, (uint16_t *) y, rows);
+		}
+	}
+	pthread_mutex_unlock(&calls);
+	return status;
+}
+
+/*
+ * A gated feed-forward block of one token: y[d] = down[d, f] (act(gate x) * (up x)), with
+ * gate_up [2f, d] (gate rows first) and down of one type (type); x and y in io_type, the
+ * activations in float32. Returns 0, or -1 when scratch memory could not be allocated.
+ */
+int griffin_gated(const void *gate_up, const void *down, int type, const void *x, void *y, int io_type, int d, int f,
+		int activation) {
+	int status = 0;
+	pthread_mutex_lock(&calls);
+	const float *in = input(x, io_type, d);
+	float *z = grown(&scratch_z, &capacity_z, (size_t) (f > 0 ? f : 1));
+	float *out = (io_type == TYPE_FLOAT32) ? (float *) y : grown(&scratch_y, &capacity_y, (size_t) d);
+	if (in == NULL || z == NULL || out == NULL) {
+		status = -1;
+	}
+	else {
+		task first = { 1, type, f, d, activation, (const char *) gate_up, NULL, in, z };
+		task second = { 0, type, d, f, 0, (const char *) down, NULL, z, out };
+		run(&first);
+		run(&second);
+		if (io_type == TYPE_FLOAT16) {
+			narrow(out, (uint16_t *) y, d);
+		}
+	}
+	pthread_mutex_unlock(&calls);
+	return status;
+}

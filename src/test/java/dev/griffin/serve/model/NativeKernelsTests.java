@@ -1,0 +1,133 @@
+package dev.griffin.serve.model;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.core.Linear;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * The project's native one-row products against libtorch's in float32, for both weight
+ * types, shapes that are and are not multiples of the vector width, every activation, and
+ * the thread team's split of rows (fewer rows than threads included).
+ */
+class NativeKernelsTests {
+
+	private static NDManager manager;
+
+	@BeforeAll
+	static void start() {
+		manager = NDManager.newBaseManager();
+	}
+
+	@AfterAll
+	static void stop() {
+		manager.close();
+	}
+
+	@Test
+	void theLibraryRunsOnTheBuildMachine() {
+		// the build compiles it into the jar; a missing library or an unsupported CPU
+		// must
+		// show here, not as a silently absent calibration candidate
+		assertThat(NativeKernels.unavailable()).isNull();
+	}
+
+	@ParameterizedTest
+	@CsvSource({ "1, 1", "3, 5", "7, 17", "64, 576", "130, 33", "1536, 576", "255, 1000" })
+	void aProductEqualsLibtorchsInFloat32(int rows, int columns) {
+		try (NDScope scope = new NDScope()) {
+			NDArray weight = manager.randomNormal(new Shape(rows, columns));
+			NDArray x = manager.randomNormal(new Shape(1, columns));
+			for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+				NDArray w = weight.toType(type, false);
+				// the reference: the same (rounded) weights, widened, in float32
+				float[] want = Linear.linear(x, w.toType(DataType.FLOAT32, false)).singletonOrThrow().toFloatArray();
+				NDArray got = NativeKernels.linear(x, w);
+				assertThat(got.getShape()).isEqualTo(new Shape(1, rows));
+				assertThat(got.getDataType()).isEqualTo(DataType.FLOAT32);
+				assertThat(KernelCalibration.difference(want, got.toFloatArray())).as("%s", type).isLessThan(1e-5);
+			}
+		}
+	}
+
+	@ParameterizedTest
+	@CsvSource({ "SILU, 8, 16", "RELU, 24, 37", "GELU_TANH, 40, 96", "SILU, 576, 1536", "SILU, 33, 1" })
+	void aGatedBlockEqualsTheKernelsOfLibtorch(HiddenActivation activation, int d, int k) {
+		try (NDScope scope = new NDScope()) {
+			NDArray gateUp = manager.randomNormal(new Shape(2L * k, d));
+			NDArray down = manager.randomNormal(new Shape(d, k));
+			NDArray x = manager.randomNormal(new Shape(1, d));
+			Kernels pool = new Kernels(Kernels.Decode.POOL, Kernels.Prefill.WEIGHTS, 2);
+			Kernels nativeForm = new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.WEIGHTS, 2);
+			for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+				FeedForward.Weights weights = new FeedForward.Weights(gateUp.toType(type, false),
+						down.toType(type, false), k, activation);
+				FeedForward.Weights wide = new FeedForward.Weights(weights.gateUp().toType(DataType.FLOAT32, false),
+						weights.down().toType(DataType.FLOAT32, false), k, activation);
+				float[] want = pool.feedForward(x, wide).toFloatArray();
+				NDArray input = x.toType(type, false);
+				NDArray got = nativeForm.feedForward(input, weights);
+				assertThat(got.getDataType()).isEqualTo(type);
+				// float16 output: its rounding, 2^-11 of the largest value
+				double allowed = (type == DataType.FLOAT16) ? 2e-3 : 1e-5;
+				float[] reference = (type == DataType.FLOAT16)
+						? pool.feedForward(input.toType(DataType.FLOAT32, false), wide).toFloatArray() : want;
+				assertThat(KernelCalibration.difference(reference, got.toType(DataType.FLOAT32, false).toFloatArray()))
+					.as("%s", type)
+					.isLessThan(allowed);
+			}
+		}
+	}
+
+	@Test
+	void theNativeFormRoutesOneRowProductsAndLeavesPromptsToLibtorch() {
+		try (NDScope scope = new NDScope()) {
+			NDArray weight = manager.randomNormal(new Shape(48, 32));
+			NDArray bias = manager.randomNormal(new Shape(48));
+			Kernels nativeForm = new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.WEIGHTS, 2);
+			NDArray one = manager.randomNormal(new Shape(1, 32));
+			float[] want = Linear.linear(one, weight, bias).singletonOrThrow().toFloatArray();
+			assertThat(KernelCalibration.difference(want, nativeForm.linear(one, weight, bias).toFloatArray()))
+				.isLessThan(1e-5);
+			NDArray rows = manager.randomNormal(new Shape(5, 32));
+			assertThat(nativeForm.linear(rows, weight, null).toFloatArray())
+				.containsExactly(Linear.linear(rows, weight).singletonOrThrow().toFloatArray());
+		}
+	}
+
+	@Test
+	void wrongShapesAndTypesAreRefusedBeforeAnyNativeCall() {
+		try (NDScope scope = new NDScope()) {
+			NDArray weight = manager.randomNormal(new Shape(8, 16));
+			assertThatThrownBy(() -> NativeKernels.linear(manager.randomNormal(new Shape(1, 15)), weight))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("one row of 16");
+			assertThatThrownBy(() -> NativeKernels.linear(manager.randomNormal(new Shape(2, 16)), weight))
+				.isInstanceOf(IllegalArgumentException.class);
+			assertThatThrownBy(() -> NativeKernels.linear(manager.randomNormal(new Shape(1, 16)),
+					weight.toType(DataType.FLOAT64, false)))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("float16 or float32");
+			assertThatThrownBy(() -> NativeKernels
+				.linear(manager.randomNormal(new Shape(1, 16)).toType(DataType.FLOAT64, false), weight))
+				.isInstanceOf(IllegalArgumentException.class);
+			NDArray gateUp = manager.randomNormal(new Shape(10, 16));
+			assertThatThrownBy(() -> NativeKernels.gated(manager.randomNormal(new Shape(1, 16)), gateUp,
+					manager.randomNormal(new Shape(16, 4)), HiddenActivation.SILU))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("gate_up [2K, D] and down [D, K]");
+			assertThat(NativeKernels.reads(weight.toType(DataType.INT32, false))).isFalse();
+		}
+	}
+
+}
