@@ -210,6 +210,66 @@ __attribute__((target("avx512f"))) static void dot2_f32_avx512(const void *r0, c
 }
 
 static dot2_fn dot2s[2];
+/*
+ * Several activation rows at once (a prompt chunk, or a batch of sequences' tokens): two
+ * weight rows times four activation rows per pass, so that each weight is read once for
+ * four rows. out[2 i + j] = row j of the weights . xs[i].
+ */
+typedef void (*tile_fn)(const void *row0, const void *row1, const float *const *xs, int n, float *out);
+
+#define DEFINE_TILE(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, HSUM, SCALARW, WTYPE)                     \
+	__attribute__((target(TARGET))) static void NAME(const void *r0, const void *r1, const float *const *xs,     \
+			int n, float *out) {                                                                               \
+		const WTYPE *w0 = (const WTYPE *) r0, *w1 = (const WTYPE *) r1;                                       \
+		VEC a00 = ZERO, a01 = ZERO, a10 = ZERO, a11 = ZERO, a20 = ZERO, a21 = ZERO, a30 = ZERO, a31 = ZERO;      \
+		int c = 0;                                                                                         \
+		for (; c + WIDTH <= n; c += WIDTH) {                                                               \
+			VEC v0 = LOADW(w0 + c), v1 = LOADW(w1 + c), x;                                                 \
+			x = LOADX(xs[0] + c);                                                                          \
+			a00 = FMA(v0, x, a00);                                                                         \
+			a01 = FMA(v1, x, a01);                                                                         \
+			x = LOADX(xs[1] + c);                                                                          \
+			a10 = FMA(v0, x, a10);                                                                         \
+			a11 = FMA(v1, x, a11);                                                                         \
+			x = LOADX(xs[2] + c);                                                                          \
+			a20 = FMA(v0, x, a20);                                                                         \
+			a21 = FMA(v1, x, a21);                                                                         \
+			x = LOADX(xs[3] + c);                                                                          \
+			a30 = FMA(v0, x, a30);                                                                         \
+			a31 = FMA(v1, x, a31);                                                                         \
+		}                                                                                                  \
+		out[0] = HSUM(a00);                                                                                \
+		out[1] = HSUM(a01);                                                                                \
+		out[2] = HSUM(a10);                                                                                \
+		out[3] = HSUM(a11);                                                                                \
+		out[4] = HSUM(a20);                                                                                \
+		out[5] = HSUM(a21);                                                                                \
+		out[6] = HSUM(a30);                                                                                \
+		out[7] = HSUM(a31);                                                                                \
+		for (; c < n; c++) {                                                                               \
+			float u0 = SCALARW(w0[c]), u1 = SCALARW(w1[c]);                                                \
+			for (int i = 0; i < 4; i++) {                                                                  \
+				out[2 * i] += u0 * xs[i][c];                                                               \
+				out[2 * i + 1] += u1 * xs[i][c];                                                           \
+			}                                                                                              \
+		}                                                                                                  \
+	}
+
+#define LOAD_F16_256(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (p)))
+#define LOAD_F16_512(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (p)))
+#define SAME(v) (v)
+
+DEFINE_TILE(tile_f16_avx2, "avx2,fma,f16c", __m256, 8, _mm256_setzero_ps(), LOAD_F16_256, _mm256_loadu_ps,
+		_mm256_fmadd_ps, hsum256, _cvtsh_ss, uint16_t)
+DEFINE_TILE(tile_f32_avx2, "avx2,fma,f16c", __m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_loadu_ps,
+		_mm256_fmadd_ps, hsum256, SAME, float)
+DEFINE_TILE(tile_f16_avx512, "avx512f,f16c", __m512, 16, _mm512_setzero_ps(), LOAD_F16_512, _mm512_loadu_ps,
+		_mm512_fmadd_ps, _mm512_reduce_add_ps, _cvtsh_ss, uint16_t)
+DEFINE_TILE(tile_f32_avx512, "avx512f,f16c", __m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_loadu_ps,
+		_mm512_fmadd_ps, _mm512_reduce_add_ps, SAME, float)
+
+static tile_fn tiles[2];
+
 static dot_fn dots[2];
 static int level; /* 0: unsupported, 2: AVX2 + FMA + F16C, 3: AVX-512F */
 
@@ -217,9 +277,10 @@ static int level; /* 0: unsupported, 2: AVX2 + FMA + F16C, 3: AVX-512F */
 /* a team of the calling thread and helpers                                            */
 
 typedef struct {
-	int kind; /* 0: matrix-vector, 1: gated block's first half, 2: its second half */
+	int kind; /* 0: matrix-vector, 1: gated block's first half, 2: several activation rows */
 	int type, rows, cols, activation;
-	const char *w, *w2;
+	int tokens; /* kind 2: activation rows x [tokens, cols], outputs y [tokens, rows] */
+	const char *w;
 	const float *x;
 	float *y;
 } task;
@@ -251,11 +312,17 @@ static float activate(float g, int activation) {
 }
 
 /* rows [r0, r1) of the task */
+static void work_rows(const task *t, int r0, int r1);
+
 static void work(const task *t, int r0, int r1) {
 	dot_fn dot = dots[t->type];
 	dot2_fn dot2 = dot2s[t->type];
 	size_t stride = (size_t) t->cols * (t->type == TYPE_FLOAT16 ? 2 : 4);
 	float s[2];
+	if (t->kind == 2) {
+		work_rows(t, r0, r1);
+		return;
+	}
 	if (t->kind == 1) {
 		/* z[i] = act(gate_i . x) * (up_i . x), gate rows [0, F), up rows [F, 2F) */
 		for (int r = r0; r < r1; r++) {
@@ -272,6 +339,40 @@ static void work(const task *t, int r0, int r1) {
 	}
 	for (; r < r1; r++) {
 		t->y[r] = dot(t->w + stride * r, t->x, t->cols);
+	}
+}
+
+/* weight rows [r0, r1) times every activation row */
+static void work_rows(const task *t, int r0, int r1) {
+	tile_fn tile = tiles[t->type];
+	dot_fn dot = dots[t->type];
+	size_t stride = (size_t) t->cols * (t->type == TYPE_FLOAT16 ? 2 : 4);
+	float out[8];
+	/* blocks of weight rows small enough to stay in the L2 cache across the token groups */
+	int block = (int) (256 * 1024 / (stride > 0 ? stride : 1));
+	block = block < 2 ? 2 : (block & ~1);
+	for (int b0 = r0; b0 < r1; b0 += block) {
+		int b1 = (b0 + block < r1) ? b0 + block : r1;
+		for (int i0 = 0; i0 < t->tokens; i0 += 4) {
+			int count = (t->tokens - i0 < 4) ? t->tokens - i0 : 4;
+			const float *xs[4];
+			for (int i = 0; i < 4; i++) {
+				xs[i] = t->x + (size_t) t->cols * (i0 + (i < count ? i : 0));
+			}
+			int r = b0;
+			for (; r + 2 <= b1; r += 2) {
+				tile(t->w + stride * r, t->w + stride * (r + 1), xs, t->cols, out);
+				for (int i = 0; i < count; i++) {
+					t->y[(size_t) t->rows * (i0 + i) + r] = out[2 * i];
+					t->y[(size_t) t->rows * (i0 + i) + r + 1] = out[2 * i + 1];
+				}
+			}
+			for (; r < b1; r++) {
+				for (int i = 0; i < count; i++) {
+					t->y[(size_t) t->rows * (i0 + i) + r] = dot(t->w + stride * r, xs[i], t->cols);
+				}
+			}
+		}
 	}
 }
 
@@ -350,6 +451,8 @@ int griffin_init(int threads) {
 			dots[TYPE_FLOAT16] = dot_f16_avx512;
 			dot2s[TYPE_FLOAT32] = dot2_f32_avx512;
 			dot2s[TYPE_FLOAT16] = dot2_f16_avx512;
+			tiles[TYPE_FLOAT32] = tile_f32_avx512;
+			tiles[TYPE_FLOAT16] = tile_f16_avx512;
 			level = 3;
 		}
 		else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
@@ -357,6 +460,8 @@ int griffin_init(int threads) {
 			dots[TYPE_FLOAT16] = dot_f16_avx2;
 			dot2s[TYPE_FLOAT32] = dot2_f32_avx2;
 			dot2s[TYPE_FLOAT16] = dot2_f16_avx2;
+			tiles[TYPE_FLOAT32] = tile_f32_avx2;
+			tiles[TYPE_FLOAT16] = tile_f16_avx2;
 			level = 2;
 		}
 		else {
@@ -399,24 +504,24 @@ static float *grown(float **buffer, size_t *capacity, size_t n) {
 	return *buffer;
 }
 
-__attribute__((target("f16c"))) static void widen(const uint16_t *in, float *out, int n) {
-	for (int i = 0; i < n; i++) {
+__attribute__((target("f16c"))) static void widen(const uint16_t *in, float *out, size_t n) {
+	for (size_t i = 0; i < n; i++) {
 		out[i] = _cvtsh_ss(in[i]);
 	}
 }
 
-__attribute__((target("f16c"))) static void narrow(const float *in, uint16_t *out, int n) {
-	for (int i = 0; i < n; i++) {
+__attribute__((target("f16c"))) static void narrow(const float *in, uint16_t *out, size_t n) {
+	for (size_t i = 0; i < n; i++) {
 		out[i] = _cvtss_sh(in[i], _MM_FROUND_TO_NEAREST_INT);
 	}
 }
 
 /* x in float32, widened into scratch when it is float16 (io_type) */
-static const float *input(const void *x, int io_type, int n) {
+static const float *input(const void *x, int io_type, size_t n) {
 	if (io_type == TYPE_FLOAT32) {
 		return (const float *) x;
 	}
-	float *wide = grown(&scratch_x, &capacity_x, (size_t) n);
+	float *wide = grown(&scratch_x, &capacity_x, n);
 	if (wide != NULL) {
 		widen((const uint16_t *) x, wide, n);
 	}
@@ -437,7 +542,7 @@ int griffin_gemv(const void *w, int type, const void *x, void *y, int io_type, i
 		status = -1;
 	}
 	else {
-		task t = { 0, type, rows, cols, 0, (const char *) w, NULL, in, out };
+		task t = { .kind = 0, .type = type, .rows = rows, .cols = cols, .w = (const char *) w, .x = in, .y = out };
 		run(&t);
 		if (io_type == TYPE_FLOAT16) {
 			narrow(out, (uint16_t *) y, rows);
@@ -463,12 +568,38 @@ int griffin_gated(const void *gate_up, const void *down, int type, const void *x
 		status = -1;
 	}
 	else {
-		task first = { 1, type, f, d, activation, (const char *) gate_up, NULL, in, z };
-		task second = { 0, type, d, f, 0, (const char *) down, NULL, z, out };
+		task first = { .kind = 1, .type = type, .rows = f, .cols = d, .activation = activation, .w = (const char *) gate_up, .x = in, .y = z };
+		task second = { .kind = 0, .type = type, .rows = d, .cols = f, .w = (const char *) down, .x = z, .y = out };
 		run(&first);
 		run(&second);
 		if (io_type == TYPE_FLOAT16) {
 			narrow(out, (uint16_t *) y, d);
+		}
+	}
+	pthread_mutex_unlock(&calls);
+	return status;
+}
+
+/*
+ * y[tokens, rows] = x[tokens, cols] w[rows, cols]^T: several activation rows, each weight
+ * read once for every four of them; w float32 or float16 (type), x and y in io_type.
+ * Returns 0, or -1 when scratch memory could not be allocated.
+ */
+int griffin_rows(const void *w, int type, const void *x, void *y, int io_type, int tokens, int rows, int cols) {
+	int status = 0;
+	size_t in_size = (size_t) tokens * cols, out_size = (size_t) tokens * rows;
+	pthread_mutex_lock(&calls);
+	const float *in = input(x, io_type, in_size);
+	float *out = (io_type == TYPE_FLOAT32) ? (float *) y : grown(&scratch_y, &capacity_y, out_size);
+	if (in == NULL || out == NULL) {
+		status = -1;
+	}
+	else {
+		task t = { .kind = 2, .type = type, .rows = rows, .cols = cols, .tokens = tokens, .w = (const char *) w,
+			.x = in, .y = out };
+		run(&t);
+		if (io_type == TYPE_FLOAT16) {
+			narrow(out, (uint16_t *) y, out_size);
 		}
 	}
 	pthread_mutex_unlock(&calls);

@@ -32,7 +32,8 @@ public class ModelOptionsMixin {
 	String decodeKernel;
 
 	@Option(names = "--prefill-kernel", defaultValue = "auto",
-			description = "auto (fastest measured at load), weights, float32, onednn (float32 weights) or bfloat16 "
+			description = "auto (fastest measured at load), weights, float32, onednn (float32 weights), native "
+					+ "(the project's own products; CPUs with AVX2) or bfloat16 "
 					+ "(faster on CPUs with AVX512-BF16, rounds prompt products to bfloat16; never chosen by auto) "
 					+ "(default: ${DEFAULT-VALUE}).")
 	String prefillKernel;

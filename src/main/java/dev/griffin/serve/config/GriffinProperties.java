@@ -45,7 +45,7 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param decodeKernel auto (measured at load), pool, single, split, onednn (float32
 	 * weights), layer or native
 	 * @param prefillKernel auto (measured at load), weights, float32, onednn (float32
-	 * weights) or bfloat16 (only when named: it rounds beyond float tolerance)
+	 * weights), native or bfloat16 (only when named: it rounds beyond float tolerance)
 	 * @param packWeights whether weights on the CPU get oneDNN-packed copies: faster
 	 * products, as much memory again for the packed matrices (float16: only for the layer
 	 * decode form, freed when calibration picks another)

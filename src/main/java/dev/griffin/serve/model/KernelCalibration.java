@@ -91,8 +91,12 @@ public final class KernelCalibration {
 			}
 			ScriptedProducts.bfloat16(); // loads its module now: a problem shows at start
 		}
-		if (decode == Kernels.Decode.NATIVE && NativeKernels.unavailable() != null) {
-			throw new IllegalArgumentException("decode kernel native cannot run here: " + NativeKernels.unavailable());
+		if (prefill == Kernels.Prefill.NATIVE && !cpu) {
+			throw new IllegalArgumentException("prefill kernel native runs on the CPU only");
+		}
+		if ((decode == Kernels.Decode.NATIVE || prefill == Kernels.Prefill.NATIVE)
+				&& NativeKernels.unavailable() != null) {
+			throw new IllegalArgumentException("the native kernels cannot run here: " + NativeKernels.unavailable());
 		}
 		DataType weights = model.options().dtype().dataType();
 		boolean oneDnn = model.options().oneDnnApplies();
@@ -133,6 +137,7 @@ public final class KernelCalibration {
 				List<Kernels.Prefill> candidates = Arrays.stream(Kernels.Prefill.values())
 					.filter(Kernels.Prefill::exact)
 					.filter((form) -> half ? form != Kernels.Prefill.ONEDNN : form != Kernels.Prefill.FLOAT32)
+					.filter((form) -> form != Kernels.Prefill.NATIVE || NativeKernels.unavailable() == null)
 					.toList();
 				chosenPrefill = fastest(model, candidates, (form) -> new Kernels(Kernels.Decode.POOL, form, threads),
 						PREFILL_TOKENS, prefillTimes);

@@ -104,7 +104,13 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		 * Products through oneDNN's float32 inner product, as {@link Decode#ONEDNN}
 		 * computes one-token products. Float32 weights only.
 		 */
-		ONEDNN;
+		ONEDNN,
+		/**
+		 * Products through the project's own kernels ({@link NativeKernels#rows}):
+		 * float16 or float32 weights widened in registers, each read once for every four
+		 * rows, float32 accumulation. CPUs with AVX2, FMA and F16C only.
+		 */
+		NATIVE;
 
 		/**
 		 * Whether calibration may choose the form: it computes within float tolerance.
@@ -248,8 +254,8 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	/** x W^T + b for x [T, in] and W [out, in] (b may be null): [T, out] in x's type. */
 	public NDArray linear(NDArray x, NDArray weight, NDArray bias) {
 		boolean rows = x.getShape().get(0) > 1;
-		if (!rows && this.decode == Decode.NATIVE && NativeKernels.reads(weight)) {
-			NDArray product = NativeKernels.linear(x, weight);
+		if ((rows ? this.prefill == Prefill.NATIVE : this.decode == Decode.NATIVE) && NativeKernels.reads(weight)) {
+			NDArray product = rows ? NativeKernels.rows(x, weight) : NativeKernels.linear(x, weight);
 			return (bias == null) ? product : product.add(bias);
 		}
 		if (rows ? this.prefill == Prefill.ONEDNN : this.decode == Decode.ONEDNN) {

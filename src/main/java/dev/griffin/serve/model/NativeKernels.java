@@ -100,6 +100,25 @@ public final class NativeKernels {
 	}
 
 	/**
+	 * x W^T for several rows x [T, in] (float32 or float16, a prompt chunk) and W [out,
+	 * in]: [T, out] in x's type, each weight read once for every four rows.
+	 */
+	static NDArray rows(NDArray x, NDArray weight) {
+		require();
+		long out = weight.getShape().get(0);
+		long in = weight.getShape().get(1);
+		Shape shape = x.getShape();
+		if (shape.dimension() != 2 || shape.get(1) != in) {
+			throw new IllegalArgumentException("native products take rows of %d values, not %s".formatted(in, shape));
+		}
+		int weightType = type(weight);
+		NDArray y = x.getManager().create(new Shape(shape.get(0), out), x.getDataType());
+		succeeded(griffin_rows(memory(weight), weightType, memory(x), memory(y), type(x), Math.toIntExact(shape.get(0)),
+				Math.toIntExact(out), Math.toIntExact(in)));
+		return y;
+	}
+
+	/**
 	 * A gated block for one row: {@code act(x G^T) * (x U^T)} times D^T, for gate_up [2K,
 	 * in] (G's rows first) and down [in, K] of one type: x [1, in] -> [1, in] in x's type
 	 * (float32 or float16), the activations in float32.
@@ -173,6 +192,9 @@ public final class NativeKernels {
 
 	private static native int griffin_gemv(Buffer weight, int type, Buffer x, Buffer y, int ioType, int rows,
 			int columns);
+
+	private static native int griffin_rows(Buffer weight, int type, Buffer x, Buffer y, int ioType, int tokens,
+			int rows, int columns);
 
 	private static native int griffin_gated(Buffer gateUp, Buffer down, int type, Buffer x, Buffer y, int ioType, int d,
 			int k, int activation);

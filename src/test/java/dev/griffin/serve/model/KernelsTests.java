@@ -138,7 +138,8 @@ class KernelsTests {
 				.hasMessageContaining("float32 weights only");
 			// the bfloat16 form rounds beyond float tolerance: only configuration selects
 			// it
-			assertThat(measured.prefillMillis()).containsOnlyKeys(Kernels.Prefill.WEIGHTS, Kernels.Prefill.FLOAT32);
+			assertThat(measured.prefillMillis()).containsOnlyKeys(Kernels.Prefill.WEIGHTS, Kernels.Prefill.FLOAT32,
+					Kernels.Prefill.NATIVE);
 			assertThat(measured.decodeMillis().values()).allMatch((ms) -> ms > 0);
 			assertThat(measured.toString()).contains("decode step ms");
 			// calibration leaves the thread with the engine's threads
@@ -164,9 +165,10 @@ class KernelsTests {
 		CausalLm model = load("tiny-llama", ModelOptions.CPU_FLOAT32);
 		try {
 			KernelCalibration.Result result = KernelCalibration.choose(model, null, null);
-			// a prompt's products run through MKL or oneDNN; widening applies to
-			// float16 only
-			assertThat(result.prefillMillis()).containsOnlyKeys(Kernels.Prefill.WEIGHTS, Kernels.Prefill.ONEDNN);
+			// a prompt's products run through MKL, oneDNN or the native kernels;
+			// widening applies to float16 only
+			assertThat(result.prefillMillis()).containsOnlyKeys(Kernels.Prefill.WEIGHTS, Kernels.Prefill.ONEDNN,
+					Kernels.Prefill.NATIVE);
 			// every decode form is a candidate for float32 weights, oneDNN's included
 			assertThat(result.decodeMillis()).containsOnlyKeys(Kernels.Decode.values());
 			// the chosen plan reads the model's packed weights

@@ -89,8 +89,31 @@ class NativeKernelsTests {
 		}
 	}
 
+	@ParameterizedTest
+	@CsvSource({ "1, 3, 5", "2, 64, 576", "4, 130, 33", "5, 1536, 576", "7, 255, 1000", "9, 17, 7" })
+	void rowsEqualLibtorchsProductInFloat32(int tokens, int rows, int columns) {
+		try (NDScope scope = new NDScope()) {
+			NDArray weight = manager.randomNormal(new Shape(rows, columns));
+			NDArray x = manager.randomNormal(new Shape(tokens, columns));
+			for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+				NDArray w = weight.toType(type, false);
+				NDArray input = x.toType(type, false);
+				float[] want = Linear.linear(input.toType(DataType.FLOAT32, false), w.toType(DataType.FLOAT32, false))
+					.singletonOrThrow()
+					.toFloatArray();
+				NDArray got = NativeKernels.rows(input, w);
+				assertThat(got.getShape()).isEqualTo(new Shape(tokens, rows));
+				assertThat(got.getDataType()).isEqualTo(type);
+				double allowed = (type == DataType.FLOAT16) ? 2e-3 : 1e-5;
+				assertThat(KernelCalibration.difference(want, got.toType(DataType.FLOAT32, false).toFloatArray()))
+					.as("%s", type)
+					.isLessThan(allowed);
+			}
+		}
+	}
+
 	@Test
-	void theNativeFormRoutesOneRowProductsAndLeavesPromptsToLibtorch() {
+	void theNativeFormsRouteProductsByRows() {
 		try (NDScope scope = new NDScope()) {
 			NDArray weight = manager.randomNormal(new Shape(48, 32));
 			NDArray bias = manager.randomNormal(new Shape(48));
@@ -99,9 +122,14 @@ class NativeKernelsTests {
 			float[] want = Linear.linear(one, weight, bias).singletonOrThrow().toFloatArray();
 			assertThat(KernelCalibration.difference(want, nativeForm.linear(one, weight, bias).toFloatArray()))
 				.isLessThan(1e-5);
+			// prompts go where the prefill form says: libtorch's product here, the native
+			// one with the native prefill form
 			NDArray rows = manager.randomNormal(new Shape(5, 32));
-			assertThat(nativeForm.linear(rows, weight, null).toFloatArray())
-				.containsExactly(Linear.linear(rows, weight).singletonOrThrow().toFloatArray());
+			float[] libtorch = Linear.linear(rows, weight, bias).singletonOrThrow().toFloatArray();
+			assertThat(nativeForm.linear(rows, weight, bias).toFloatArray()).containsExactly(libtorch);
+			Kernels nativePrefill = new Kernels(Kernels.Decode.POOL, Kernels.Prefill.NATIVE, 2);
+			assertThat(KernelCalibration.difference(libtorch, nativePrefill.linear(rows, weight, bias).toFloatArray()))
+				.isLessThan(1e-5);
 		}
 	}
 

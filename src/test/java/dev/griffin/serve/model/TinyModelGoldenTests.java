@@ -191,9 +191,41 @@ class TinyModelGoldenTests {
 			.isLessThanOrEqualTo(Math.max(3e-3 * range, 2 * transformersHalf));
 		try (InferenceSession session = new InferenceSession(model, 64)) {
 			int[] greedy = Fixtures.ints(reference.get("greedy"));
-			assertThat(greedy(session, prompt, greedy.length)).containsExactly(greedy);
+			assertGreedyUntilATie(session, prompt, greedy);
 		}
 		model.close();
+	}
+
+	/**
+	 * Greedy decoding in float16 picks the reference's tokens, up to the first step whose
+	 * two best logits lie within float16's rounding of each other (2e-3 of the step's
+	 * largest logit): there either token is right, and which one a form picks depends on
+	 * its order of rounding (tiny-gemma2 has such a step, 223 against 229 at 1.8567 both
+	 * under libtorch's own products), so the comparison ends with that step.
+	 */
+	static void assertGreedyUntilATie(InferenceSession session, int[] prompt, int[] expected) {
+		float[] logits = session.prefill(prompt, prompt.length);
+		for (int i = 0; i < expected.length; i++) {
+			int best = argmax(logits);
+			float largest = 0;
+			float runnerUp = Float.NEGATIVE_INFINITY;
+			for (int v = 0; v < logits.length; v++) {
+				largest = Math.max(largest, Math.abs(logits[v]));
+				if (v != best) {
+					runnerUp = Math.max(runnerUp, logits[v]);
+				}
+			}
+			boolean tie = logits[best] - runnerUp <= 2e-3 * largest;
+			if (tie) {
+				assertThat(logits[expected[i]]).as("step %d: the reference's token is one of the tied best", i)
+					.isGreaterThanOrEqualTo(runnerUp);
+				return;
+			}
+			assertThat(best).as("step %d", i).isEqualTo(expected[i]);
+			if (i + 1 < expected.length) {
+				logits = session.decode(best);
+			}
+		}
 	}
 
 	/**
