@@ -170,10 +170,13 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 
 	/**
 	 * Sets the calling thread's libtorch intra-op threads for a pass of {@code tokens}
-	 * tokens (libtorch keeps the count per thread).
+	 * tokens (libtorch keeps the count per thread): one where the pass's products run on
+	 * another team (a helper thread, or the native kernels' threads), so that no OpenMP
+	 * thread spins on the core they need.
 	 */
 	void enter(int tokens) {
-		useThreads((tokens == 1 && this.decode.singleThreaded()) ? 1 : this.threads);
+		boolean single = (tokens == 1) ? this.decode.singleThreaded() : this.prefill == Prefill.NATIVE;
+		useThreads(single ? 1 : this.threads);
 	}
 
 	/**
@@ -182,11 +185,16 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	 * or widens the weights. Where oneDNN's float32 product applies (float32 weights on
 	 * the CPU) the rows go through it whatever the one-row form: with 2 threads a SmolLM2
 	 * step of 4 rows took 137 ms with it against 300 ms with MKL's, and 493 against 553
-	 * ms at 16 rows ({@code bench --batch}).
+	 * ms at 16 rows ({@code bench --batch}). Otherwise, with the {@link Decode#NATIVE}
+	 * form, the rows go through the native several-row product, which reads each weight
+	 * once for every four rows. For float32 oneDNN stays: its batched layer runs in one
+	 * call, and a SmolLM2 step of 4 rows took 72.6 ms that way against 89.1 ms with
+	 * native products among the step's other operations.
 	 * @param oneDnn whether oneDNN's float32 product applies to the weights
 	 */
 	Kernels batchDecode(boolean oneDnn) {
-		Prefill rows = (oneDnn || this.decode == Decode.ONEDNN) ? Prefill.ONEDNN : Prefill.WEIGHTS;
+		Prefill rows = (oneDnn || this.decode == Decode.ONEDNN) ? Prefill.ONEDNN
+				: (this.decode == Decode.NATIVE) ? Prefill.NATIVE : Prefill.WEIGHTS;
 		return (rows == this.prefill) ? this : new Kernels(this.decode, rows, this.threads, this.packed);
 	}
 
