@@ -115,7 +115,8 @@ public final class DecoderLayer {
 	/** x: [T, D] -> [T, D]. */
 	public NDArray forward(NDArray x, Positions positions, KvCache cache, FeedForward.Phase phase,
 			FeedForward.State state, Kernels kernels) {
-		if (kernels.decode() == Kernels.Decode.LAYER && phase == FeedForward.Phase.GENERATION
+		Kernels.Decode form = kernels.decode();
+		if ((form == Kernels.Decode.LAYER || form == Kernels.Decode.NATIVE) && phase == FeedForward.Phase.GENERATION
 				&& this.feedForward.fusable() && plain() && x.getShape().get(0) == 1
 				&& (x.getDataType() == DataType.FLOAT32 || x.getDataType() == DataType.FLOAT16)) {
 			Kernels.BlockWeights own = state.generationWeights();
@@ -123,8 +124,11 @@ public final class DecoderLayer {
 			// a sequence with no expert (k = 0) takes the path below, where its block
 			// adds nothing
 			if (ff.neurons() == null || ff.neurons().length > 0) {
-				return BatchLayer.stepOne(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm, ff,
-						kernels.halfPacked(ff), positions, cache, kernels);
+				return (form == Kernels.Decode.NATIVE)
+						? BatchLayer.stepOneNative(x, (RmsNorm) this.attentionNorm, this.attention,
+								(RmsNorm) this.ffnNorm, ff, positions, cache)
+						: BatchLayer.stepOne(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm,
+								ff, kernels.halfPacked(ff), positions, cache, kernels);
 			}
 		}
 		NDArray h = residual(x, this.attentionNorm, this.postAttentionNorm,
