@@ -1,5 +1,6 @@
 /*
- * griffin-serve's native products for a one-token decode step on the CPU.
+ * griffin-serve's native products on the CPU: one activation row (a decode step) and
+ * several (a prompt chunk, a batch of sequences' tokens).
  *
  * libtorch's one-row float16 products multiply about as many weights per second as its
  * float32 ones on the CPUs this project is measured on, so a float16 step reads half the
@@ -33,6 +34,9 @@
 
 typedef float (*dot_fn)(const void *row, const float *x, int n);
 
+/* two rows at once, sharing the loads of x: two streams of weights in flight */
+typedef void (*dot2_fn)(const void *row0, const void *row1, const float *x, int n, float *out);
+
 __attribute__((target("avx2,fma,f16c"))) static float hsum256(__m256 v) {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -40,174 +44,70 @@ __attribute__((target("avx2,fma,f16c"))) static float hsum256(__m256 v) {
 	return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const void *row, const float *x, int n) {
-	const uint16_t *w = (const uint16_t *) row;
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-	int c = 0;
-	for (; c + 32 <= n; c += 32) {
-		a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c))), _mm256_loadu_ps(x + c), a0);
-		a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c + 8))),
-				_mm256_loadu_ps(x + c + 8), a1);
-		a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c + 16))),
-				_mm256_loadu_ps(x + c + 16), a2);
-		a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c + 24))),
-				_mm256_loadu_ps(x + c + 24), a3);
-	}
-	for (; c + 8 <= n; c += 8) {
-		a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w + c))), _mm256_loadu_ps(x + c), a0);
-	}
-	float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-	for (; c < n; c++) {
-		s += _cvtsh_ss(w[c]) * x[c];
-	}
-	return s;
-}
+#define LOAD_F16_256(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (p)))
+#define LOAD_F16_512(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (p)))
+#define SAME(v) (v)
 
-__attribute__((target("avx2,fma,f16c"))) static float dot_f32_avx2(const void *row, const float *x, int n) {
-	const float *w = (const float *) row;
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-	int c = 0;
-	for (; c + 32 <= n; c += 32) {
-		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
-		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
-		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
-		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 24), _mm256_loadu_ps(x + c + 24), a3);
+/* one row . x: two accumulators of WIDTH lanes */
+#define DEFINE_DOT(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, ADD, HSUM, SCALARW, WTYPE)                  \
+	__attribute__((target(TARGET))) static float NAME(const void *row, const float *x, int n) {              \
+		const WTYPE *w = (const WTYPE *) row;                                                              \
+		VEC a0 = ZERO, a1 = ZERO;                                                                          \
+		int c = 0;                                                                                         \
+		for (; c + 2 * WIDTH <= n; c += 2 * WIDTH) {                                                       \
+			a0 = FMA(LOADW(w + c), LOADX(x + c), a0);                                                      \
+			a1 = FMA(LOADW(w + c + WIDTH), LOADX(x + c + WIDTH), a1);                                      \
+		}                                                                                                  \
+		for (; c + WIDTH <= n; c += WIDTH) {                                                               \
+			a0 = FMA(LOADW(w + c), LOADX(x + c), a0);                                                      \
+		}                                                                                                  \
+		float s = HSUM(ADD(a0, a1));                                                                       \
+		for (; c < n; c++) {                                                                               \
+			s += SCALARW(w[c]) * x[c];                                                                     \
+		}                                                                                                  \
+		return s;                                                                                          \
 	}
-	for (; c + 8 <= n; c += 8) {
-		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
-	}
-	float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-	for (; c < n; c++) {
-		s += w[c] * x[c];
-	}
-	return s;
-}
 
-__attribute__((target("avx512f,f16c"))) static float dot_f16_avx512(const void *row, const float *x, int n) {
-	const uint16_t *w = (const uint16_t *) row;
-	__m512 a0 = _mm512_setzero_ps(), a1 = a0;
-	int c = 0;
-	for (; c + 32 <= n; c += 32) {
-		a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + c))), _mm512_loadu_ps(x + c),
-				a0);
-		a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + c + 16))),
-				_mm512_loadu_ps(x + c + 16), a1);
+/* two rows . x: out[0], out[1] */
+#define DEFINE_DOT2(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, ADD, HSUM, SCALARW, WTYPE)                 \
+	__attribute__((target(TARGET))) static void NAME(const void *r0, const void *r1, const float *x, int n,  \
+			float *out) {                                                                                      \
+		const WTYPE *w0 = (const WTYPE *) r0, *w1 = (const WTYPE *) r1;                                     \
+		VEC a0 = ZERO, a1 = ZERO, b0 = ZERO, b1 = ZERO;                                                    \
+		int c = 0;                                                                                         \
+		for (; c + 2 * WIDTH <= n; c += 2 * WIDTH) {                                                       \
+			VEC x0 = LOADX(x + c), x1 = LOADX(x + c + WIDTH);                                              \
+			a0 = FMA(LOADW(w0 + c), x0, a0);                                                               \
+			b0 = FMA(LOADW(w1 + c), x0, b0);                                                               \
+			a1 = FMA(LOADW(w0 + c + WIDTH), x1, a1);                                                       \
+			b1 = FMA(LOADW(w1 + c + WIDTH), x1, b1);                                                       \
+		}                                                                                                  \
+		float s0 = HSUM(ADD(a0, a1)), s1 = HSUM(ADD(b0, b1));                                              \
+		for (; c < n; c++) {                                                                               \
+			s0 += SCALARW(w0[c]) * x[c];                                                                   \
+			s1 += SCALARW(w1[c]) * x[c];                                                                   \
+		}                                                                                                  \
+		out[0] = s0;                                                                                       \
+		out[1] = s1;                                                                                       \
 	}
-	for (; c + 16 <= n; c += 16) {
-		a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w + c))), _mm512_loadu_ps(x + c),
-				a0);
-	}
-	float s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-	for (; c < n; c++) {
-		s += _cvtsh_ss(w[c]) * x[c];
-	}
-	return s;
-}
 
-__attribute__((target("avx512f"))) static float dot_f32_avx512(const void *row, const float *x, int n) {
-	const float *w = (const float *) row;
-	__m512 a0 = _mm512_setzero_ps(), a1 = a0;
-	int c = 0;
-	for (; c + 32 <= n; c += 32) {
-		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
-		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c + 16), _mm512_loadu_ps(x + c + 16), a1);
-	}
-	for (; c + 16 <= n; c += 16) {
-		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a0);
-	}
-	float s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-	for (; c < n; c++) {
-		s += w[c] * x[c];
-	}
-	return s;
-}
+#define AVX2_OPS(LOADW, SCALARW, WTYPE)                                                                       \
+	"avx2,fma,f16c", __m256, 8, _mm256_setzero_ps(), LOADW, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_add_ps,   \
+			hsum256, SCALARW, WTYPE
+#define AVX512_OPS(LOADW, SCALARW, WTYPE)                                                                     \
+	"avx512f,f16c", __m512, 16, _mm512_setzero_ps(), LOADW, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_add_ps,   \
+			_mm512_reduce_add_ps, SCALARW, WTYPE
 
-/* two rows at once, sharing the loads of x: two streams of weights in flight */
-typedef void (*dot2_fn)(const void *row0, const void *row1, const float *x, int n, float *out);
+#define EXPAND(MACRO, NAME, ...) MACRO(NAME, __VA_ARGS__)
 
-__attribute__((target("avx2,fma,f16c"))) static void dot2_f16_avx2(const void *r0, const void *r1, const float *x,
-		int n, float *out) {
-	const uint16_t *w0 = (const uint16_t *) r0, *w1 = (const uint16_t *) r1;
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-	int c = 0;
-	for (; c + 16 <= n; c += 16) {
-		__m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-		a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w0 + c))), x0, a0);
-		b0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w1 + c))), x0, b0);
-		a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w0 + c + 8))), x1, a1);
-		b1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (w1 + c + 8))), x1, b1);
-	}
-	float s0 = hsum256(_mm256_add_ps(a0, a1)), s1 = hsum256(_mm256_add_ps(b0, b1));
-	for (; c < n; c++) {
-		s0 += _cvtsh_ss(w0[c]) * x[c];
-		s1 += _cvtsh_ss(w1[c]) * x[c];
-	}
-	out[0] = s0;
-	out[1] = s1;
-}
-
-__attribute__((target("avx2,fma,f16c"))) static void dot2_f32_avx2(const void *r0, const void *r1, const float *x,
-		int n, float *out) {
-	const float *w0 = (const float *) r0, *w1 = (const float *) r1;
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-	int c = 0;
-	for (; c + 16 <= n; c += 16) {
-		__m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c), x0, a0);
-		b0 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + c), x0, b0);
-		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c + 8), x1, a1);
-		b1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + c + 8), x1, b1);
-	}
-	float s0 = hsum256(_mm256_add_ps(a0, a1)), s1 = hsum256(_mm256_add_ps(b0, b1));
-	for (; c < n; c++) {
-		s0 += w0[c] * x[c];
-		s1 += w1[c] * x[c];
-	}
-	out[0] = s0;
-	out[1] = s1;
-}
-
-__attribute__((target("avx512f,f16c"))) static void dot2_f16_avx512(const void *r0, const void *r1, const float *x,
-		int n, float *out) {
-	const uint16_t *w0 = (const uint16_t *) r0, *w1 = (const uint16_t *) r1;
-	__m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-	int c = 0;
-	for (; c + 32 <= n; c += 32) {
-		__m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
-		a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w0 + c))), x0, a0);
-		b0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w1 + c))), x0, b0);
-		a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w0 + c + 16))), x1, a1);
-		b1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (w1 + c + 16))), x1, b1);
-	}
-	float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), s1 = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
-	for (; c < n; c++) {
-		s0 += _cvtsh_ss(w0[c]) * x[c];
-		s1 += _cvtsh_ss(w1[c]) * x[c];
-	}
-	out[0] = s0;
-	out[1] = s1;
-}
-
-__attribute__((target("avx512f"))) static void dot2_f32_avx512(const void *r0, const void *r1, const float *x, int n,
-		float *out) {
-	const float *w0 = (const float *) r0, *w1 = (const float *) r1;
-	__m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-	int c = 0;
-	for (; c + 32 <= n; c += 32) {
-		__m512 x0 = _mm512_loadu_ps(x + c), x1 = _mm512_loadu_ps(x + c + 16);
-		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + c), x0, a0);
-		b0 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + c), x0, b0);
-		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + c + 16), x1, a1);
-		b1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + c + 16), x1, b1);
-	}
-	float s0 = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), s1 = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
-	for (; c < n; c++) {
-		s0 += w0[c] * x[c];
-		s1 += w1[c] * x[c];
-	}
-	out[0] = s0;
-	out[1] = s1;
-}
+EXPAND(DEFINE_DOT, dot_f16_avx2, AVX2_OPS(LOAD_F16_256, _cvtsh_ss, uint16_t))
+EXPAND(DEFINE_DOT, dot_f32_avx2, AVX2_OPS(_mm256_loadu_ps, SAME, float))
+EXPAND(DEFINE_DOT, dot_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t))
+EXPAND(DEFINE_DOT, dot_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float))
+EXPAND(DEFINE_DOT2, dot2_f16_avx2, AVX2_OPS(LOAD_F16_256, _cvtsh_ss, uint16_t))
+EXPAND(DEFINE_DOT2, dot2_f32_avx2, AVX2_OPS(_mm256_loadu_ps, SAME, float))
+EXPAND(DEFINE_DOT2, dot2_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t))
+EXPAND(DEFINE_DOT2, dot2_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float))
 
 static dot2_fn dot2s[2];
 /*
@@ -226,7 +126,7 @@ typedef void (*tile_fn)(const void *row0, const void *row1, const void *row2, co
 	B = FMA(v1, x, B);                                                                                         \
 	C = FMA(v2, x, C);
 
-#define DEFINE_TILE(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, HSUM, SCALARW, WTYPE)                     \
+#define DEFINE_TILE(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, ADD, HSUM, SCALARW, WTYPE)                  \
 	__attribute__((target(TARGET))) static void NAME(const void *r0, const void *r1, const void *r2,           \
 			const float *const *xs, int n, float *out) {                                                       \
 		const WTYPE *w0 = (const WTYPE *) r0, *w1 = (const WTYPE *) r1, *w2 = (const WTYPE *) r2;              \
@@ -262,18 +162,10 @@ typedef void (*tile_fn)(const void *row0, const void *row1, const void *row2, co
 		}                                                                                                  \
 	}
 
-#define LOAD_F16_256(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (p)))
-#define LOAD_F16_512(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (p)))
-#define SAME(v) (v)
-
-DEFINE_TILE(tile_f16_avx2, "avx2,fma,f16c", __m256, 8, _mm256_setzero_ps(), LOAD_F16_256, _mm256_loadu_ps,
-		_mm256_fmadd_ps, hsum256, _cvtsh_ss, uint16_t)
-DEFINE_TILE(tile_f32_avx2, "avx2,fma,f16c", __m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_loadu_ps,
-		_mm256_fmadd_ps, hsum256, SAME, float)
-DEFINE_TILE(tile_f16_avx512, "avx512f,f16c", __m512, 16, _mm512_setzero_ps(), LOAD_F16_512, _mm512_loadu_ps,
-		_mm512_fmadd_ps, _mm512_reduce_add_ps, _cvtsh_ss, uint16_t)
-DEFINE_TILE(tile_f32_avx512, "avx512f,f16c", __m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_loadu_ps,
-		_mm512_fmadd_ps, _mm512_reduce_add_ps, SAME, float)
+EXPAND(DEFINE_TILE, tile_f16_avx2, AVX2_OPS(LOAD_F16_256, _cvtsh_ss, uint16_t))
+EXPAND(DEFINE_TILE, tile_f32_avx2, AVX2_OPS(_mm256_loadu_ps, SAME, float))
+EXPAND(DEFINE_TILE, tile_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t))
+EXPAND(DEFINE_TILE, tile_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float))
 
 static tile_fn tiles[2];
 

@@ -12,13 +12,15 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The project's own one-row products ({@code src/main/native/griffin_kernels.c}) for the
- * {@link Kernels.Decode#NATIVE} form: float16 or float32 weights read where libtorch
- * keeps them, widened in registers and multiplied with FMA, accumulated in float32, on a
- * team of threads that this library starts once per process. libtorch's one-row float16
- * product multiplies about as many weights per second as its float32 one on the CPUs this
- * project is measured on, so a float16 decode step read half the bytes and took nearly as
- * long.
+ * The project's own products ({@code src/main/native/griffin_kernels.c}) for the
+ * {@link Kernels.Decode#NATIVE} and {@link Kernels.Prefill#NATIVE} forms: float16 or
+ * float32 weights read where libtorch keeps them, widened in registers and multiplied
+ * with FMA, accumulated in float32, on a team of threads that this library starts once
+ * per process (helpers that spin between products and sleep after 2 ms idle, for the life
+ * of the process). Calls from several engine threads take turns. libtorch's one-row
+ * float16 product multiplies about as many weights per second as its float32 one on the
+ * CPUs this project is measured on, so a float16 decode step read half the bytes and took
+ * nearly as long.
  * <p>
  * The Maven build compiles the C file into the jar ({@code linux-x86-64/}), and JNA loads
  * it from there. The products need a CPU with AVX2, FMA and F16C (AVX-512F is used where
