@@ -6,7 +6,7 @@ A batched decode step's layer is about thirty small libtorch operations when Jav
 one through DJL (norms, rotation, slices, the gated activation, residual adds), each a JNI call with
 its own bookkeeping; at a few rows they cost as much as a large part of the weight reads. This module
 runs the same layer in one call (step; step_one does the same for one sequence's generated token,
-the LAYER decode form; norm_one and attend_one are its pieces between the NATIVE form's own products): RMS norm, the q/k/v product, the rotation, the attention of rows
+the LAYER decode form): RMS norm, the q/k/v product, the rotation, the attention of rows
 whose KV caches are ranges of one arena (make_batch_attention.gathered_attention), the output
 product and residual, RMS norm, the gated feed-forward block (its gate's activation SiLU, ReLU or GELU,
 optionally masked per row to GRIFFIN's experts) and residual. Products go through oneDNN (torch.ops.mkldnn._linear_pointwise) on the
@@ -136,19 +136,6 @@ class BatchLayer(torch.nn.Module):
         h = x + product(context, output, None)
         z = gated(product(typed_rms_norm(h, ffn_norm, epsilon), gate_up, None), activation)
         return h + product(z, down, None)
-
-    @torch.jit.export
-    def norm_one(self, x: torch.Tensor, weight: torch.Tensor, epsilon: torch.Tensor) -> torch.Tensor:
-        """The RMS norm of step_one (x [1, D] in float32 or float16, normalised in float32): the
-        Kernels.Decode.NATIVE form runs a layer as these scripted pieces around its own products."""
-        return typed_rms_norm(x, weight, epsilon)
-
-    @torch.jit.export
-    def attend_one(self, qkv: torch.Tensor, rotation: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                   position: int, start: int, heads: int, scale: float, apply_scale: bool) -> torch.Tensor:
-        """The attention of step_one after its q/k/v product, for the NATIVE form: qkv [1, (H + 2 KVH)
-        Dh] in the residual stream's type -> the context [1, H Dh] in that type."""
-        return attend_one_token(qkv, rotation, keys, values, position, start, heads, scale, apply_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

@@ -1,6 +1,8 @@
 /*
  * griffin-serve's native products on the CPU: one activation row (a decode step) and
- * several (a prompt chunk, a batch of sequences' tokens).
+ * several (a prompt chunk, a batch of sequences' tokens); and a whole decoder layer for
+ * one generated token (griffin_layer), so that a decode step makes one call per layer
+ * instead of dozens of small libtorch operations, each with its own JNI crossing.
  *
  * libtorch's one-row float16 products multiply about as many weights per second as its
  * float32 ones on the CPUs this project is measured on, so a float16 step reads half the
@@ -175,13 +177,27 @@ static int level; /* 0: unsupported, 2: AVX2 + FMA + F16C, 3: AVX-512F */
 /* ---------------------------------------------------------------------------------- */
 /* a team of the calling thread and helpers                                            */
 
+/* one token's attention over its cache (task kind 3, its rows the query heads) */
 typedef struct {
-	int kind; /* 0: matrix-vector, 1: gated block's first half, 2: several activation rows */
+	const float *q;          /* [heads, dh], rotated */
+	float *context;          /* [heads, dh] */
+	const float *keys;       /* [kv_heads][head_stride]: token t of head g at g * head_stride + t * dh */
+	const float *values;
+	size_t head_stride;
+	int start, position;     /* the attended tokens [start, position] */
+	int group, dh;           /* query heads per key-value head */
+	float scale;
+	float *scores;           /* [heads, position - start + 1] */
+} attention;
+
+typedef struct {
+	int kind; /* 0: matrix-vector, 1: gated block's first half, 2: several activation rows, 3: attention */
 	int type, rows, cols, activation;
 	int tokens; /* kind 2: activation rows x [tokens, cols], outputs y [tokens, rows] */
 	const char *w;
 	const float *x;
 	float *y;
+	const attention *a;
 } task;
 
 static int team = 1;
@@ -213,6 +229,8 @@ static float activate(float g, int activation) {
 /* rows [r0, r1) of the task */
 static void work_rows(const task *t, int r0, int r1);
 
+static void attend(const attention *a, int h0, int h1);
+
 static void work(const task *t, int r0, int r1) {
 	dot_fn dot = dots[t->type];
 	dot2_fn dot2 = dot2s[t->type];
@@ -220,6 +238,10 @@ static void work(const task *t, int r0, int r1) {
 	float s[2];
 	if (t->kind == 2) {
 		work_rows(t, r0, r1);
+		return;
+	}
+	if (t->kind == 3) {
+		attend(t->a, r0, r1);
 		return;
 	}
 	if (t->kind == 1) {
@@ -287,6 +309,42 @@ static void work_rows(const task *t, int r0, int r1) {
 						t->y[(size_t) t->rows * (i0 + i) + r] += dot(w + stride * r, xs[i], n);
 					}
 				}
+			}
+		}
+	}
+}
+
+/*
+ * Query heads [h0, h1) of one token: scores against the cached keys [start, position],
+ * a softmax in float32, and the context, the weighted sum of the cached values.
+ */
+__attribute__((target("avx2,fma"))) static void attend(const attention *a, int h0, int h1) {
+	int span = a->position - a->start + 1;
+	int dh = a->dh;
+	dot_fn dot = dots[TYPE_FLOAT32];
+	for (int h = h0; h < h1; h++) {
+		const float *q = a->q + (size_t) h * dh;
+		size_t head = (size_t) (h / a->group) * a->head_stride + (size_t) a->start * dh;
+		const float *k = a->keys + head;
+		const float *v = a->values + head;
+		float *s = a->scores + (size_t) h * span;
+		float max = -INFINITY;
+		for (int t = 0; t < span; t++) {
+			s[t] = dot(k + (size_t) t * dh, q, dh) * a->scale;
+			max = (s[t] > max) ? s[t] : max;
+		}
+		float sum = 0.0f;
+		for (int t = 0; t < span; t++) {
+			s[t] = expf(s[t] - max);
+			sum += s[t];
+		}
+		float *c = a->context + (size_t) h * dh;
+		memset(c, 0, sizeof(float) * (size_t) dh);
+		for (int t = 0; t < span; t++) {
+			float p = s[t] / sum;
+			const float *row = v + (size_t) t * dh;
+			for (int i = 0; i < dh; i++) {
+				c[i] += p * row[i];
 			}
 		}
 	}
@@ -520,4 +578,145 @@ int griffin_rows(const void *w, int type, const void *x, void *y, int io_type, i
 	}
 	pthread_mutex_unlock(&calls);
 	return status;
+}
+
+/* v rounded to io_type's precision in place (float16: to nearest; float32: as is) */
+__attribute__((target("f16c"))) static void rounded(float *v, size_t n, int io_type) {
+	if (io_type == TYPE_FLOAT16) {
+		for (size_t i = 0; i < n; i++) {
+			v[i] = _cvtsh_ss(_cvtss_sh(v[i], _MM_FROUND_TO_NEAREST_INT));
+		}
+	}
+}
+
+/* n values of io_type at p, as float32 */
+static void loaded(const void *p, int io_type, float *out, size_t n) {
+	if (io_type == TYPE_FLOAT16) {
+		widen((const uint16_t *) p, out, n);
+	}
+	else {
+		memcpy(out, p, n * sizeof(float));
+	}
+}
+
+/*
+ * The RMS norm of a decoder layer: x / sqrt(mean(x^2) + epsilon) in float32, rounded to
+ * io_type, times the weight (io_type), rounded again; the weight is widened into out first.
+ */
+static void normed(const float *x, const void *weight, float epsilon, int io_type, float *out, int d) {
+	double squares = 0.0;
+	for (int i = 0; i < d; i++) {
+		squares += (double) x[i] * x[i];
+	}
+	float norm = sqrtf((float) (squares / d) + epsilon);
+	loaded(weight, io_type, out, (size_t) d);
+	for (int i = 0; i < d; i++) {
+		float v = x[i] / norm;
+		rounded(&v, 1, io_type);
+		out[i] *= v;
+	}
+	rounded(out, (size_t) d, io_type);
+}
+
+/*
+ * One generated token through a whole pre-norm decoder layer with a gated feed-forward
+ * block, the arithmetic of the engine's step (BatchLayer.step_one): y = h + ff(norm(h))
+ * with h = x + attention(norm(x)). x, y, the norm weights and the q/k/v bias (null: none)
+ * in io_type; each product's result, the context and every residual sum rounded to
+ * io_type. The attention's weights (q/k/v stacked [(H + 2 KVH) dh, d], output [d, H dh])
+ * are of attention_type, the block's (gate_up [2f, d], down [d, f]) of ff_type. rotation
+ * [dh, dh] rotates this position's queries and keys (row times matrix); the rotated key
+ * and the value are written at token position of the float32 caches keys and values
+ * (head g's token t at offset + g * head_stride + t * dh), and the heads attend over tokens
+ * [start, position], their scores times scale. Returns 0, or -1 when scratch memory could
+ * not be allocated (nothing computed or written).
+ */
+int griffin_layer(void *y, const void *x, int io_type, int d, const void *attention_norm, const void *ffn_norm,
+		float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight, int attention_type,
+		const float *rotation, float *keys, float *values, long offset, long head_stride, int position, int start,
+		int heads, int kv_heads, int dh, float scale, const void *gate_up, const void *down, int ff_type, int f,
+		int activation) {
+	static float *scratch;
+	static size_t capacity;
+	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh, span = position - start + 1;
+	size_t sizes[] = { (size_t) d, (size_t) d, (size_t) projected, (size_t) (heads + kv_heads) * dh,
+		(size_t) width, (size_t) d, (size_t) (f > 0 ? f : 1), (size_t) heads * span, (size_t) projected };
+	size_t total = 0;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		total += sizes[i];
+	}
+	pthread_mutex_lock(&calls);
+	float *base = grown(&scratch, &capacity, total);
+	if (base == NULL) {
+		pthread_mutex_unlock(&calls);
+		return -1;
+	}
+	float *h = base, *in = h + d, *qkv = in + d, *turned = qkv + projected, *context = turned + sizes[3],
+			*out = context + width, *z = out + d, *scores = z + sizes[6], *bias = scores + sizes[7];
+
+	loaded(x, io_type, h, (size_t) d);
+	normed(h, attention_norm, epsilon, io_type, in, d);
+	task product = { .kind = 0, .type = attention_type, .rows = projected, .cols = d,
+		.w = (const char *) qkv_weight, .x = in, .y = qkv };
+	run(&product);
+	rounded(qkv, (size_t) projected, io_type);
+	if (qkv_bias != NULL) {
+		loaded(qkv_bias, io_type, bias, (size_t) projected);
+		for (int i = 0; i < projected; i++) {
+			qkv[i] += bias[i];
+		}
+		rounded(qkv, (size_t) projected, io_type);
+	}
+	/* queries and keys rotated: each head's row times the rotation */
+	for (int r = 0; r < heads + kv_heads; r++) {
+		const float *row = qkv + (size_t) r * dh;
+		float *to = turned + (size_t) r * dh;
+		memset(to, 0, sizeof(float) * (size_t) dh);
+		for (int i = 0; i < dh; i++) {
+			const float *column = rotation + (size_t) i * dh;
+			for (int j = 0; j < dh; j++) {
+				to[j] += row[i] * column[j];
+			}
+		}
+	}
+	keys += offset;
+	values += offset;
+	for (int g = 0; g < kv_heads; g++) {
+		size_t slot = (size_t) g * head_stride + (size_t) position * dh;
+		memcpy(keys + slot, turned + (size_t) (heads + g) * dh, sizeof(float) * (size_t) dh);
+		memcpy(values + slot, qkv + (size_t) (heads + kv_heads + g) * dh, sizeof(float) * (size_t) dh);
+	}
+	attention a = { .q = turned, .context = context, .keys = keys, .values = values,
+		.head_stride = (size_t) head_stride, .start = start, .position = position, .group = heads / kv_heads,
+		.dh = dh, .scale = scale, .scores = scores };
+	task heads_task = { .kind = 3, .rows = heads, .a = &a };
+	run(&heads_task);
+	rounded(context, (size_t) width, io_type);
+	task projection = { .kind = 0, .type = attention_type, .rows = d, .cols = width,
+		.w = (const char *) output_weight, .x = context, .y = out };
+	run(&projection);
+	rounded(out, (size_t) d, io_type);
+	for (int i = 0; i < d; i++) {
+		h[i] += out[i];
+	}
+	rounded(h, (size_t) d, io_type);
+
+	normed(h, ffn_norm, epsilon, io_type, in, d);
+	task first = { .kind = 1, .type = ff_type, .rows = f, .cols = d, .activation = activation,
+		.w = (const char *) gate_up, .x = in, .y = z };
+	task second = { .kind = 0, .type = ff_type, .rows = d, .cols = f, .w = (const char *) down, .x = z, .y = out };
+	run(&first);
+	run(&second);
+	rounded(out, (size_t) d, io_type);
+	for (int i = 0; i < d; i++) {
+		h[i] += out[i];
+	}
+	if (io_type == TYPE_FLOAT16) {
+		narrow(h, (uint16_t *) y, (size_t) d);
+	}
+	else {
+		memcpy(y, h, sizeof(float) * (size_t) d);
+	}
+	pthread_mutex_unlock(&calls);
+	return 0;
 }

@@ -2,7 +2,6 @@ package dev.griffin.serve.model;
 
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtSymbolBlock;
@@ -107,11 +106,10 @@ final class BatchLayer {
 
 	/**
 	 * One generated token of one sequence in the {@link Kernels.Decode#NATIVE} form: the
-	 * module's norm and attention pieces ({@code norm_one}, {@code attend_one}) around
-	 * the native products (q/k/v, output, the gated block), three scripted calls per
-	 * layer instead of about fifty DJL operations. x [1, D] -> [1, D] in x's type, the
-	 * sequence's cache written at {@code positions.position()}; the arithmetic is
-	 * {@link #stepOne}'s.
+	 * whole layer in one native call ({@link NativeKernels#layer}: norms, products,
+	 * rotation, attention over the cache, residuals) instead of about fifty DJL
+	 * operations. x [1, D] -> [1, D] in x's type, the sequence's cache written at
+	 * {@code positions.position()}; the arithmetic is {@link #stepOne}'s.
 	 * @param feedForward the weights the token's feed-forward block reads (the dense
 	 * block, or the sequence's gathered experts), gated and without biases
 	 */
@@ -119,25 +117,12 @@ final class BatchLayer {
 			Kernels.BlockWeights feedForward, Positions positions, KvCache cache) {
 		Attention.Weights weights = attention.weights();
 		double scale = attention.scoreScale();
-		NDArray bias = weights.queryKeyValueBias();
 		int layer = attention.layer();
-		NDManager manager = x.getManager();
-		NDArray qkv = NativeKernels.linear(normOne(x, attentionNorm), weights.queryKeyValue());
-		if (bias != null) {
-			qkv = qkv.add(bias);
-		}
-		NDArray context = ScriptedProducts.run(Module.INSTANCE, "attend_one", manager, tensor(qkv),
-				tensor(positions.rotary().rotation()), tensor(cache.layerKeys(layer)), tensor(cache.layerValues(layer)),
-				IValue.from(positions.position()), IValue.from(positions.keyStart()), IValue.from(attention.heads()),
-				IValue.from(Double.isNaN(scale) ? 1.0 : scale), IValue.from(!Double.isNaN(scale)));
-		NDArray h = x.add(NativeKernels.linear(context, weights.output()));
-		return h.add(NativeKernels.gated(normOne(h, ffnNorm), feedForward.gateUp(), feedForward.down(),
-				feedForward.activation()));
-	}
-
-	private static NDArray normOne(NDArray x, RmsNorm norm) {
-		return ScriptedProducts.run(Module.INSTANCE, "norm_one", x.getManager(), tensor(x), tensor(norm.weight()),
-				tensor(norm.epsilon()));
+		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
+				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), positions.rotary().rotation(),
+				cache.storedKeys(layer), cache.storedValues(layer), cache.storedFirst(), positions.position(),
+				positions.keyStart(), attention.heads(), Double.isNaN(scale) ? 1f : (float) scale, feedForward.gateUp(),
+				feedForward.down(), feedForward.activation());
 	}
 
 	/**

@@ -65,8 +65,9 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		 * ({@link NativeKernels}): float16 or float32 weights widened in registers,
 		 * float32 accumulation, on a team of {@code threads} native threads; the gated
 		 * feed-forward block is one call. Where the {@link #LAYER} form would run a layer
-		 * in one call, a layer is the module's norm and attention pieces around the
-		 * native products ({@link BatchLayer#stepOneNative}). The rest of the step runs
+		 * in one call, the whole layer is one native call: norms, products, rotation,
+		 * attention over the cache and residuals ({@link BatchLayer#stepOneNative}), 1.5
+		 * libtorch operations per SmolLM2 layer instead of 8.5. The rest of the step runs
 		 * on one intra-op thread, so that libtorch's OpenMP team does not spin beside the
 		 * native one. CPUs with AVX2, FMA and F16C only
 		 * ({@link NativeKernels#unavailable}).

@@ -135,6 +135,26 @@ public final class KvCache {
 		return this.values[layer];
 	}
 
+	/**
+	 * The whole tensor that holds a layer's keys: the cache's own, or its arena's [KVH,
+	 * arena tokens, Dh], the cache's position 0 at token {@link #storedFirst()}. Created
+	 * whole, so it is contiguous: code that writes its memory directly sees libtorch's
+	 * storage.
+	 */
+	NDArray storedKeys(int layer) {
+		return (this.arena == null) ? this.keys[layer] : this.arena.keys(layer);
+	}
+
+	/** The whole tensor that holds a layer's values; see {@link #storedKeys}. */
+	NDArray storedValues(int layer) {
+		return (this.arena == null) ? this.values[layer] : this.arena.values(layer);
+	}
+
+	/** The token of {@link #storedKeys} where this cache's position 0 is. */
+	int storedFirst() {
+		return (this.arena == null) ? 0 : this.base;
+	}
+
 	/** Keys of a layer for positions [from, to): [KVH, to - from, Dh], a view. */
 	public NDArray keys(int layer, int from, int to) {
 		return this.keys[layer].get(new NDIndex().addAllDim().addSliceDim(from, to));

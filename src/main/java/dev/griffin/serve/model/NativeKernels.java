@@ -143,6 +143,85 @@ public final class NativeKernels {
 		return y;
 	}
 
+	/**
+	 * One generated token through a whole pre-norm decoder layer in one call (the
+	 * arithmetic of {@link BatchLayer#stepOne}): x [1, D] (float32 or float16) -> [1, D]
+	 * in x's type. The norm weights [D] and the q/k/v bias ([(H + 2 KVH) Dh], or null)
+	 * are in x's type; the attention's weights (queryKeyValue [(H + 2 KVH) Dh, D], output
+	 * [D, H Dh]) share one type, the block's (gateUp [2K, D], down [D, K]) another or the
+	 * same. rotation [1, Dh, Dh] or [Dh, Dh] (float32) rotates this position's queries
+	 * and keys. keys and values are the float32 tensors [KVH, tokens, Dh] that hold the
+	 * sequence's cache, created whole (contiguous: the call writes the new key and value
+	 * into their memory), the sequence's token 0 at token {@code first} of them; the
+	 * token is written at {@code position} and attends over [{@code start},
+	 * {@code position}], its scores times {@code scale}.
+	 */
+	static NDArray layer(NDArray x, NDArray attentionNorm, NDArray ffnNorm, float epsilon, NDArray queryKeyValue,
+			NDArray bias, NDArray output, NDArray rotation, NDArray keys, NDArray values, int first, int position,
+			int start, int heads, float scale, NDArray gateUp, NDArray down, HiddenActivation activation) {
+		require();
+		Shape cache = keys.getShape();
+		if (cache.dimension() != 3 || !cache.equals(values.getShape()) || keys.getDataType() != DataType.FLOAT32
+				|| values.getDataType() != DataType.FLOAT32) {
+			throw new IllegalArgumentException("a native layer needs float32 caches [KVH, tokens, Dh], not %s and %s"
+				.formatted(cache, values.getShape()));
+		}
+		int kvHeads = Math.toIntExact(cache.get(0));
+		long tokens = cache.get(1);
+		int dh = Math.toIntExact(cache.get(2));
+		long d = queryKeyValue.getShape().get(1);
+		long projected = (long) (heads + 2 * kvHeads) * dh;
+		if (heads <= 0 || heads % kvHeads != 0 || start < 0 || start > position || first < 0
+				|| first + (long) position >= tokens) {
+			throw new IllegalArgumentException(
+					"a native layer cannot attend %d heads over %d key-value heads at tokens %d..%d of %d from %d"
+						.formatted(heads, kvHeads, start, position, tokens, first));
+		}
+		check(x, d);
+		DataType io = x.getDataType();
+		requireShape(queryKeyValue, projected, d, "q/k/v");
+		requireShape(output, d, (long) heads * dh, "output");
+		requireVector(attentionNorm, d, io, "attention norm");
+		requireVector(ffnNorm, d, io, "feed-forward norm");
+		if (bias != null) {
+			requireVector(bias, projected, io, "q/k/v bias");
+		}
+		Shape turn = rotation.getShape();
+		if (rotation.getDataType() != DataType.FLOAT32 || turn.size() != (long) dh * dh
+				|| turn.get(turn.dimension() - 1) != dh) {
+			throw new IllegalArgumentException("a native layer needs a float32 rotation [Dh, Dh], not " + turn);
+		}
+		long k = gateUp.getShape().get(0) / 2;
+		requireShape(gateUp, 2 * k, d, "gate/up");
+		requireShape(down, d, k, "down");
+		if (queryKeyValue.getDataType() != output.getDataType() || gateUp.getDataType() != down.getDataType()) {
+			throw new IllegalArgumentException(
+					"a native layer's attention weights share one type, and so do its block's");
+		}
+		NDArray y = x.getManager().create(new Shape(1, d), io);
+		succeeded(griffin_layer(memory(y), memory(x), type(x), Math.toIntExact(d), memory(attentionNorm),
+				memory(ffnNorm), epsilon, memory(queryKeyValue), (bias == null) ? null : memory(bias), memory(output),
+				type(queryKeyValue), memory(rotation), memory(keys), memory(values), (long) first * dh, tokens * dh,
+				position, start, heads, kvHeads, dh, scale, memory(gateUp), memory(down), type(gateUp),
+				Math.toIntExact(k), activation.code()));
+		return y;
+	}
+
+	private static void requireShape(NDArray weight, long rows, long columns, String what) {
+		Shape shape = weight.getShape();
+		if (shape.dimension() != 2 || shape.get(0) != rows || shape.get(1) != columns) {
+			throw new IllegalArgumentException(
+					"a native layer's %s weight must be [%d, %d], not %s".formatted(what, rows, columns, shape));
+		}
+	}
+
+	private static void requireVector(NDArray vector, long size, DataType type, String what) {
+		if (vector.getShape().dimension() != 1 || vector.getShape().get(0) != size || vector.getDataType() != type) {
+			throw new IllegalArgumentException("a native layer's %s must be [%d] of %s, not %s of %s".formatted(what,
+					size, type, vector.getShape(), vector.getDataType()));
+		}
+	}
+
 	private static void succeeded(int status) {
 		if (status != 0) {
 			throw new OutOfMemoryError("native products: no memory for their scratch buffers");
@@ -200,5 +279,10 @@ public final class NativeKernels {
 
 	private static native int griffin_gated(Buffer gateUp, Buffer down, int type, Buffer x, Buffer y, int ioType, int d,
 			int k, int activation);
+
+	private static native int griffin_layer(Buffer y, Buffer x, int ioType, int d, Buffer attentionNorm, Buffer ffnNorm,
+			float epsilon, Buffer queryKeyValue, Buffer bias, Buffer output, int attentionType, Buffer rotation,
+			Buffer keys, Buffer values, long offset, long headStride, int position, int start, int heads, int kvHeads,
+			int dh, float scale, Buffer gateUp, Buffer down, int ffType, int k, int activation);
 
 }

@@ -14,9 +14,12 @@ public final class RmsNorm implements Norm {
 	private final NDArray epsilon; // [1]: an array operand saves creating a scalar array
 									// per call
 
+	private final float epsilonValue;
+
 	public RmsNorm(NDArray weight, double epsilon) {
 		this.weight = weight;
-		this.epsilon = weight.getManager().create(new float[] { (float) epsilon });
+		this.epsilonValue = (float) epsilon;
+		this.epsilon = weight.getManager().create(new float[] { this.epsilonValue });
 	}
 
 	/** The scale, [D]. */
@@ -27,6 +30,11 @@ public final class RmsNorm implements Norm {
 	/** Epsilon as a [1] float32 array. */
 	NDArray epsilon() {
 		return this.epsilon;
+	}
+
+	/** Epsilon in float32, as {@link #epsilon()} holds it. */
+	float epsilonValue() {
+		return this.epsilonValue;
 	}
 
 	/** x: [T, D] -> [T, D]. */

@@ -155,6 +155,43 @@ class BatchDecodeTests {
 	}
 
 	/**
+	 * A sequence that runs alone decodes one token at a time even when its cache is a
+	 * range of an arena (the engine's lone stream): the range after another sequence's
+	 * gives the same logits as a cache of its own, dense and GRIFFIN, in every decode
+	 * form (the native layer writes and reads the arena's memory at the range's offset).
+	 */
+	@ParameterizedTest(name = "{0} {1} griffin={2}")
+	@MethodSource("everyDecodeForm")
+	void aLoneSequenceInAnArenaDecodesAsWithItsOwnCache(String name, Kernels.Decode decode, boolean griffin) {
+		CausalLm dense = load(name, decode);
+		CausalLm model = griffin ? GriffinTransform.apply(dense,
+				DensitySchedule.uniform(0.5, dense.config().numberOfLayers()), SelectionMethod.TOPK) : dense;
+		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		try (KvArena arena = new KvArena(dense, 2 * 64);
+				InferenceSession before = new InferenceSession(model, 64, 0, arena);
+				InferenceSession ranged = new InferenceSession(model, 64, 0, arena);
+				InferenceSession own = new InferenceSession(model, 64)) {
+			assertThat(ranged.inArena()).isTrue();
+			before.prefill(Arrays.copyOf(prompt, 3), 3);
+			float[] inArena = ranged.prefill(prompt, prompt.length);
+			float[] alone = own.prefill(prompt, prompt.length);
+			double worst = maxDifference(inArena, alone);
+			for (int step = 0; step < STEPS; step++) {
+				int token = TinyModelGoldenTests.argmax(alone);
+				assertThat(TinyModelGoldenTests.argmax(inArena)).as("token %d", step).isEqualTo(token);
+				inArena = ranged.decode(token);
+				alone = own.decode(token);
+				worst = Math.max(worst, maxDifference(inArena, alone));
+			}
+			assertThat(worst).as("max |logit difference|, arena range against own cache")
+				.isLessThanOrEqualTo(TOLERANCE);
+		}
+		finally {
+			dense.close();
+		}
+	}
+
+	/**
 	 * Both forms of a batch's GRIFFIN feed-forward block give each row what its gathered
 	 * experts give alone: the per-row form (two GRIFFIN rows whose densities sum below 1)
 	 * and the masked dense form (densities summing to 1 or more, or a dense row in the

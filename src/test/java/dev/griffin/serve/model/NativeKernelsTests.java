@@ -158,4 +158,43 @@ class NativeKernelsTests {
 		}
 	}
 
+	@Test
+	void aLayerRefusesCachesItCannotWriteAndTokensOutsideThem() {
+		try (NDScope scope = new NDScope()) {
+			// D 16, 2 heads over 1 key-value head of 8, a block of 4 neurons
+			NDArray x = manager.randomNormal(new Shape(1, 16));
+			NDArray norm = manager.ones(new Shape(16));
+			NDArray qkv = manager.randomNormal(new Shape(32, 16));
+			NDArray output = manager.randomNormal(new Shape(16, 16));
+			NDArray rotation = manager.eye(8);
+			NDArray gateUp = manager.randomNormal(new Shape(8, 16));
+			NDArray down = manager.randomNormal(new Shape(16, 4));
+			NDArray keys = manager.zeros(new Shape(1, 6, 8));
+			NDArray values = manager.zeros(new Shape(1, 6, 8));
+			NDArray y = NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, keys, values, 2, 3, 0, 2,
+					1f, gateUp, down, HiddenActivation.SILU);
+			assertThat(y.getShape()).isEqualTo(new Shape(1, 16));
+			// the key went to token first + position of the tensor, nowhere else
+			float[] written = keys.toFloatArray();
+			for (int t = 0; t < 6; t++) {
+				float sum = 0;
+				for (int i = 0; i < 8; i++) {
+					sum += Math.abs(written[t * 8 + i]);
+				}
+				assertThat(sum > 0).as("token %d written", t).isEqualTo(t == 5);
+			}
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, keys,
+					values, 3, 3, 0, 2, 1f, gateUp, down, HiddenActivation.SILU))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("cannot attend");
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation,
+					keys.toType(DataType.FLOAT16, false), values, 0, 3, 0, 2, 1f, gateUp, down, HiddenActivation.SILU))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("float32 caches");
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, keys,
+					values, 0, 3, 0, 3, 1f, gateUp, down, HiddenActivation.SILU))
+				.isInstanceOf(IllegalArgumentException.class);
+		}
+	}
+
 }
