@@ -177,17 +177,19 @@ static int level; /* 0: unsupported, 2: AVX2 + FMA + F16C, 3: AVX-512F */
 /* ---------------------------------------------------------------------------------- */
 /* a team of the calling thread and helpers                                            */
 
-/* one token's attention over its cache (task kind 3, its rows the query heads) */
+/* one token of each of several sequences attending over its cache (task kind 3, its rows
+ * the rows' query heads, row after row) */
 typedef struct {
-	const float *q;          /* [heads, dh], rotated */
-	float *context;          /* [heads, dh] */
-	const float *keys;       /* [kv_heads][head_stride]: token t of head g at g * head_stride + t * dh */
-	const float *values;
-	size_t head_stride;
-	int start, position;     /* the attended tokens [start, position] */
-	int group, dh;           /* query heads per key-value head */
+	const float *q;          /* [rows, heads, dh], rotated */
+	float *context;          /* [rows, heads, dh] */
+	const int64_t *keys;     /* per row, the address of its cache's token 0 of head 0: token t */
+	const int64_t *values;   /* of head g at g * head_strides[row] + t * dh (float32) */
+	const int64_t *head_strides;
+	const int *starts, *positions; /* each row attends over its tokens [start, position] */
+	int heads, group, dh;    /* group: query heads per key-value head */
 	float scale;
-	float *scores;           /* [heads, position - start + 1] */
+	float *scores;           /* [rows, heads, span], span the longest row's */
+	int span;
 } attention;
 
 typedef struct {
@@ -315,19 +317,21 @@ static void work_rows(const task *t, int r0, int r1) {
 }
 
 /*
- * Query heads [h0, h1) of one token: scores against the cached keys [start, position],
- * a softmax in float32, and the context, the weighted sum of the cached values.
+ * Query heads [h0, h1) of the rows, row after row: scores against the row's cached keys
+ * [start, position], a softmax in float32, and the context, the weighted sum of the
+ * cached values.
  */
 __attribute__((target("avx2,fma"))) static void attend(const attention *a, int h0, int h1) {
-	int span = a->position - a->start + 1;
 	int dh = a->dh;
 	dot_fn dot = dots[TYPE_FLOAT32];
-	for (int h = h0; h < h1; h++) {
-		const float *q = a->q + (size_t) h * dh;
-		size_t head = (size_t) (h / a->group) * a->head_stride + (size_t) a->start * dh;
-		const float *k = a->keys + head;
-		const float *v = a->values + head;
-		float *s = a->scores + (size_t) h * span;
+	for (int rh = h0; rh < h1; rh++) {
+		int row = rh / a->heads, h = rh % a->heads;
+		int span = a->positions[row] - a->starts[row] + 1;
+		const float *q = a->q + (size_t) rh * dh;
+		size_t head = (size_t) (h / a->group) * (size_t) a->head_strides[row] + (size_t) a->starts[row] * dh;
+		const float *k = (const float *) (intptr_t) a->keys[row] + head;
+		const float *v = (const float *) (intptr_t) a->values[row] + head;
+		float *s = a->scores + (size_t) rh * a->span;
 		float max = -INFINITY;
 		for (int t = 0; t < span; t++) {
 			s[t] = dot(k + (size_t) t * dh, q, dh) * a->scale;
@@ -338,13 +342,13 @@ __attribute__((target("avx2,fma"))) static void attend(const attention *a, int h
 			s[t] = expf(s[t] - max);
 			sum += s[t];
 		}
-		float *c = a->context + (size_t) h * dh;
+		float *c = a->context + (size_t) rh * dh;
 		memset(c, 0, sizeof(float) * (size_t) dh);
 		for (int t = 0; t < span; t++) {
 			float p = s[t] / sum;
-			const float *row = v + (size_t) t * dh;
+			const float *token = v + (size_t) t * dh;
 			for (int i = 0; i < dh; i++) {
-				c[i] += p * row[i];
+				c[i] += p * token[i];
 			}
 		}
 	}
@@ -600,47 +604,67 @@ static void loaded(const void *p, int io_type, float *out, size_t n) {
 }
 
 /*
- * The RMS norm of a decoder layer: x / sqrt(mean(x^2) + epsilon) in float32, rounded to
- * io_type, times the weight (io_type), rounded again; the weight is widened into out first.
+ * The RMS norm of a decoder layer, row by row ([rows, d]): x / sqrt(mean(x^2) + epsilon)
+ * in float32, rounded to io_type, times the weight (io_type), rounded again.
  */
-static void normed(const float *x, const void *weight, float epsilon, int io_type, float *out, int d) {
-	double squares = 0.0;
-	for (int i = 0; i < d; i++) {
-		squares += (double) x[i] * x[i];
+static void normed(const float *x, const void *weight, float epsilon, int io_type, float *out, int rows, int d) {
+	for (int r = 0; r < rows; r++) {
+		const float *in = x + (size_t) r * d;
+		float *to = out + (size_t) r * d;
+		double squares = 0.0;
+		for (int i = 0; i < d; i++) {
+			squares += (double) in[i] * in[i];
+		}
+		float norm = sqrtf((float) (squares / d) + epsilon);
+		loaded(weight, io_type, to, (size_t) d);
+		for (int i = 0; i < d; i++) {
+			float v = in[i] / norm;
+			rounded(&v, 1, io_type);
+			to[i] *= v;
+		}
 	}
-	float norm = sqrtf((float) (squares / d) + epsilon);
-	loaded(weight, io_type, out, (size_t) d);
-	for (int i = 0; i < d; i++) {
-		float v = x[i] / norm;
-		rounded(&v, 1, io_type);
-		out[i] *= v;
-	}
-	rounded(out, (size_t) d, io_type);
+	rounded(out, (size_t) rows * d, io_type);
+}
+
+/* y[rows, out] = x[rows, cols] w[out, cols]^T: one row's two-row kernel, several rows' tiles */
+static void product(const void *w, int type, const float *x, float *y, int rows, int out, int cols) {
+	task t = { .kind = (rows == 1) ? 0 : 2, .type = type, .rows = out, .cols = cols, .tokens = rows,
+		.w = (const char *) w, .x = x, .y = y };
+	run(&t);
 }
 
 /*
- * One generated token through a whole pre-norm decoder layer with a gated feed-forward
- * block, the arithmetic of the engine's step (BatchLayer.step_one): y = h + ff(norm(h))
- * with h = x + attention(norm(x)). x, y, the norm weights and the q/k/v bias (null: none)
- * in io_type; each product's result, the context and every residual sum rounded to
- * io_type. The attention's weights (q/k/v stacked [(H + 2 KVH) dh, d], output [d, H dh])
- * are of attention_type, the block's (gate_up [2f, d], down [d, f]) of ff_type. rotation
- * [dh, dh] rotates this position's queries and keys (row times matrix); the rotated key
- * and the value are written at token position of the float32 caches keys and values
- * (head g's token t at offset + g * head_stride + t * dh), and the heads attend over tokens
- * [start, position], their scores times scale. Returns 0, or -1 when scratch memory could
- * not be allocated (nothing computed or written).
+ * One generated token of each of `rows` sequences through a whole pre-norm decoder layer
+ * with a gated feed-forward block, the arithmetic of the engine's step
+ * (BatchLayer.step_one): y = h + ff(norm(h)) with h = x + attention(norm(x)), row by row.
+ * x and y [rows, d], the norm weights and the q/k/v bias (null: none) in io_type; each
+ * product's result, the context and every residual sum rounded to io_type. The
+ * attention's weights (q/k/v stacked [(H + 2 KVH) dh, d], output [d, H dh]) are of
+ * attention_type, the block's (gate_up [2f, d], down [d, f]) of ff_type; every row reads
+ * the same weights, each once for all the rows. rotation [rows, dh, dh] rotates each
+ * row's queries and keys (row times matrix). Row r's float32 cache is at the addresses
+ * keys[r] and values[r] (head g's token t at g * head_strides[r] + t * dh); its rotated
+ * key and its value are written at token positions[r], and its heads attend over tokens
+ * [starts[r], positions[r]], their scores times scale. keep [rows, f] (null: every row
+ * dense) masks each row's activations to the neurons it reads (1 or 0): GRIFFIN's experts
+ * read out of the dense block. Returns 0, or -1 when scratch memory could not be allocated
+ * (nothing computed or written).
  */
-int griffin_layer(void *y, const void *x, int io_type, int d, const void *attention_norm, const void *ffn_norm,
-		float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight, int attention_type,
-		const float *rotation, float *keys, float *values, long offset, long head_stride, int position, int start,
-		int heads, int kv_heads, int dh, float scale, const void *gate_up, const void *down, int ff_type, int f,
-		int activation) {
+int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
+		const void *ffn_norm, float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight,
+		int attention_type, const float *rotation, const int64_t *keys, const int64_t *values,
+		const int64_t *head_strides, const int *positions, const int *starts, int heads, int kv_heads, int dh,
+		float scale, const void *gate_up, const void *down, int ff_type, int f, int activation, const float *keep) {
 	static float *scratch;
 	static size_t capacity;
-	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh, span = position - start + 1;
-	size_t sizes[] = { (size_t) d, (size_t) d, (size_t) projected, (size_t) (heads + kv_heads) * dh,
-		(size_t) width, (size_t) d, (size_t) (f > 0 ? f : 1), (size_t) heads * span, (size_t) projected };
+	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh, span = 1;
+	for (int r = 0; r < rows; r++) {
+		int own = positions[r] - starts[r] + 1;
+		span = (own > span) ? own : span;
+	}
+	size_t n = (size_t) rows;
+	size_t sizes[] = { n * d, n * d, n * projected, n * (heads + kv_heads) * dh, n * width, n * d,
+		n * 2 * (f > 0 ? f : 1), n * heads * span, (size_t) projected };
 	size_t total = 0;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		total += sizes[i];
@@ -651,71 +675,90 @@ int griffin_layer(void *y, const void *x, int io_type, int d, const void *attent
 		pthread_mutex_unlock(&calls);
 		return -1;
 	}
-	float *h = base, *in = h + d, *qkv = in + d, *turned = qkv + projected, *context = turned + sizes[3],
-			*out = context + width, *z = out + d, *scores = z + sizes[6], *bias = scores + sizes[7];
+	float *h = base, *in = h + sizes[0], *qkv = in + sizes[1], *turned = qkv + sizes[2], *context = turned + sizes[3],
+			*out = context + sizes[4], *z = out + sizes[5], *scores = z + sizes[6], *bias = scores + sizes[7];
 
-	loaded(x, io_type, h, (size_t) d);
-	normed(h, attention_norm, epsilon, io_type, in, d);
-	task product = { .kind = 0, .type = attention_type, .rows = projected, .cols = d,
-		.w = (const char *) qkv_weight, .x = in, .y = qkv };
-	run(&product);
-	rounded(qkv, (size_t) projected, io_type);
+	loaded(x, io_type, h, n * d);
+	normed(h, attention_norm, epsilon, io_type, in, rows, d);
+	product(qkv_weight, attention_type, in, qkv, rows, projected, d);
+	rounded(qkv, n * projected, io_type);
 	if (qkv_bias != NULL) {
 		loaded(qkv_bias, io_type, bias, (size_t) projected);
-		for (int i = 0; i < projected; i++) {
-			qkv[i] += bias[i];
+		for (size_t i = 0; i < n * projected; i++) {
+			qkv[i] += bias[i % projected];
 		}
-		rounded(qkv, (size_t) projected, io_type);
+		rounded(qkv, n * projected, io_type);
 	}
-	/* queries and keys rotated: each head's row times the rotation */
-	for (int r = 0; r < heads + kv_heads; r++) {
-		const float *row = qkv + (size_t) r * dh;
-		float *to = turned + (size_t) r * dh;
-		memset(to, 0, sizeof(float) * (size_t) dh);
-		for (int i = 0; i < dh; i++) {
-			const float *column = rotation + (size_t) i * dh;
-			for (int j = 0; j < dh; j++) {
-				to[j] += row[i] * column[j];
+	for (int r = 0; r < rows; r++) {
+		/* queries and keys rotated: each head's row times the row's rotation */
+		const float *turn = rotation + (size_t) r * dh * dh;
+		for (int k = 0; k < heads + kv_heads; k++) {
+			const float *from = qkv + (size_t) r * projected + (size_t) k * dh;
+			float *to = turned + ((size_t) r * (heads + kv_heads) + k) * dh;
+			memset(to, 0, sizeof(float) * (size_t) dh);
+			for (int i = 0; i < dh; i++) {
+				const float *column = turn + (size_t) i * dh;
+				for (int j = 0; j < dh; j++) {
+					to[j] += from[i] * column[j];
+				}
+			}
+		}
+		for (int g = 0; g < kv_heads; g++) {
+			size_t slot = (size_t) g * (size_t) head_strides[r] + (size_t) positions[r] * dh;
+			memcpy((float *) (intptr_t) keys[r] + slot, turned + ((size_t) r * (heads + kv_heads) + heads + g) * dh,
+					sizeof(float) * (size_t) dh);
+			memcpy((float *) (intptr_t) values[r] + slot,
+					qkv + (size_t) r * projected + (size_t) (heads + kv_heads + g) * dh, sizeof(float) * (size_t) dh);
+		}
+		/* the queries packed row after row for the attention: [rows, heads, dh] */
+		memmove(turned + (size_t) r * width, turned + (size_t) r * (heads + kv_heads) * dh,
+				sizeof(float) * (size_t) width);
+	}
+	attention a = { .q = turned, .context = context, .keys = keys, .values = values, .head_strides = head_strides,
+		.starts = starts, .positions = positions, .heads = heads, .group = heads / kv_heads, .dh = dh,
+		.scale = scale, .scores = scores, .span = span };
+	task attend_task = { .kind = 3, .rows = rows * heads, .a = &a };
+	run(&attend_task);
+	rounded(context, n * width, io_type);
+	product(output_weight, attention_type, context, out, rows, d, width);
+	rounded(out, n * d, io_type);
+	for (size_t i = 0; i < n * d; i++) {
+		h[i] += out[i];
+	}
+	rounded(h, n * d, io_type);
+
+	normed(h, ffn_norm, epsilon, io_type, in, rows, d);
+	if (rows == 1) {
+		task first = { .kind = 1, .type = ff_type, .rows = f, .cols = d, .activation = activation,
+			.w = (const char *) gate_up, .x = in, .y = z };
+		run(&first);
+	}
+	else {
+		/* gate and up rows [rows, 2f], then act(gate) * up packed into [rows, f] */
+		product(gate_up, ff_type, in, z, rows, 2 * f, d);
+		for (int r = 0; r < rows; r++) {
+			const float *both = z + (size_t) r * 2 * f;
+			float *active = z + (size_t) r * f;
+			for (int i = 0; i < f; i++) {
+				active[i] = activate(both[i], activation) * both[f + i];
 			}
 		}
 	}
-	keys += offset;
-	values += offset;
-	for (int g = 0; g < kv_heads; g++) {
-		size_t slot = (size_t) g * head_stride + (size_t) position * dh;
-		memcpy(keys + slot, turned + (size_t) (heads + g) * dh, sizeof(float) * (size_t) dh);
-		memcpy(values + slot, qkv + (size_t) (heads + kv_heads + g) * dh, sizeof(float) * (size_t) dh);
+	if (keep != NULL) {
+		for (size_t i = 0; i < n * f; i++) {
+			z[i] *= keep[i];
+		}
 	}
-	attention a = { .q = turned, .context = context, .keys = keys, .values = values,
-		.head_stride = (size_t) head_stride, .start = start, .position = position, .group = heads / kv_heads,
-		.dh = dh, .scale = scale, .scores = scores };
-	task heads_task = { .kind = 3, .rows = heads, .a = &a };
-	run(&heads_task);
-	rounded(context, (size_t) width, io_type);
-	task projection = { .kind = 0, .type = attention_type, .rows = d, .cols = width,
-		.w = (const char *) output_weight, .x = context, .y = out };
-	run(&projection);
-	rounded(out, (size_t) d, io_type);
-	for (int i = 0; i < d; i++) {
-		h[i] += out[i];
-	}
-	rounded(h, (size_t) d, io_type);
-
-	normed(h, ffn_norm, epsilon, io_type, in, d);
-	task first = { .kind = 1, .type = ff_type, .rows = f, .cols = d, .activation = activation,
-		.w = (const char *) gate_up, .x = in, .y = z };
-	task second = { .kind = 0, .type = ff_type, .rows = d, .cols = f, .w = (const char *) down, .x = z, .y = out };
-	run(&first);
-	run(&second);
-	rounded(out, (size_t) d, io_type);
-	for (int i = 0; i < d; i++) {
+	product(down, ff_type, z, out, rows, d, f);
+	rounded(out, n * d, io_type);
+	for (size_t i = 0; i < n * d; i++) {
 		h[i] += out[i];
 	}
 	if (io_type == TYPE_FLOAT16) {
-		narrow(h, (uint16_t *) y, (size_t) d);
+		narrow(h, (uint16_t *) y, n * d);
 	}
 	else {
-		memcpy(y, h, sizeof(float) * (size_t) d);
+		memcpy(y, h, sizeof(float) * n * d);
 	}
 	pthread_mutex_unlock(&calls);
 	return 0;

@@ -3,6 +3,7 @@ package dev.griffin.serve.model;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
@@ -120,9 +121,52 @@ final class BatchLayer {
 		int layer = attention.layer();
 		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
 				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), positions.rotary().rotation(),
-				cache.storedKeys(layer), cache.storedValues(layer), cache.storedFirst(), positions.position(),
-				positions.keyStart(), attention.heads(), Double.isNaN(scale) ? 1f : (float) scale, feedForward.gateUp(),
-				feedForward.down(), feedForward.activation());
+				new NDArray[] { cache.storedKeys(layer) }, new NDArray[] { cache.storedValues(layer) },
+				new int[] { cache.storedFirst() }, new int[] { positions.position() },
+				new int[] { positions.keyStart() }, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale,
+				feedForward.gateUp(), feedForward.down(), feedForward.activation(), null);
+	}
+
+	/**
+	 * Whether {@link #stepNative} can run a batch's layer: float32 or float16 rows, the
+	 * dense block's weights readable by the native products, and the masked dense
+	 * feed-forward form the cheaper one for these rows ({@link Kernels#masksDense}).
+	 */
+	static boolean nativeApplies(NDArray x, FeedForward.Weights ff, Kernels.BlockWeights[] rows) {
+		DataType type = x.getDataType();
+		return (type == DataType.FLOAT32 || type == DataType.FLOAT16) && NativeKernels.reads(ff.gateUp())
+				&& NativeKernels.reads(ff.down()) && Kernels.masksDense(rows, ff.intermediateSize());
+	}
+
+	/**
+	 * One generated token of each of B sequences in the {@link Kernels.Decode#NATIVE}
+	 * form: the whole layer in one native call ({@link NativeKernels#layer}), each weight
+	 * read once for all the rows, each row attending over its own cache wherever it lives
+	 * (its own tensors or an arena's range). x [B, D] -> [B, D] in x's type.
+	 * @param ff the dense block, which every row reads
+	 * @param keep [B, F] float32 (1: the row reads that neuron), or null when every row
+	 * is dense
+	 */
+	static NDArray stepNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
+			FeedForward.Weights ff, RotaryEmbedding.Angles rotary, BatchKv kv, NDArray keep) {
+		Attention.Weights weights = attention.weights();
+		double scale = attention.scoreScale();
+		int layer = attention.layer();
+		int b = kv.positions.length;
+		NDArray[] keys = new NDArray[b];
+		NDArray[] values = new NDArray[b];
+		int[] firsts = new int[b];
+		int[] starts = new int[b];
+		for (int i = 0; i < b; i++) {
+			keys[i] = kv.caches[i].storedKeys(layer);
+			values[i] = kv.caches[i].storedValues(layer);
+			firsts[i] = kv.caches[i].storedFirst();
+			starts[i] = Math.toIntExact(kv.starts[i]);
+		}
+		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
+				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), rotary.rotation(), keys, values,
+				firsts, kv.positions, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale, ff.gateUp(),
+				ff.down(), ff.activation(), keep);
 	}
 
 	/**

@@ -153,6 +153,11 @@ public final class DecoderLayer {
 		FeedForward.Weights ff = this.feedForward.weights();
 		int neurons = ff.intermediateSize();
 		boolean fusable = this.feedForward.fusable();
+		if (fusable && plain() && kernels.decode() == Kernels.Decode.NATIVE && BatchLayer.nativeApplies(x, ff, rows)) {
+			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());
+			return BatchLayer.stepNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm, ff,
+					rotary, kv, keep);
+		}
 		if (fusable && plain() && BatchLayer.applies(kv, kernels, rows, neurons)) {
 			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());
 			return BatchLayer.step(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm, ff, rotary,

@@ -220,10 +220,16 @@ public final class KernelCalibration {
 		return best;
 	}
 
+	/**
+	 * A pass as the engine runs it: one token in the generation phase, where the layer
+	 * and native decode forms run a layer in one call, several as a prompt chunk.
+	 */
 	private static float[] run(CausalLm model, NDArray tokens, int position, KvCache cache,
 			FeedForward.State[] states) {
+		FeedForward.Phase phase = (tokens.getShape().get(0) == 1) ? FeedForward.Phase.GENERATION
+				: FeedForward.Phase.PROMPT;
 		try (NDScope scope = new NDScope()) {
-			return model.forward(tokens, position, cache, FeedForward.Phase.PROMPT, states, false).toFloatArray();
+			return model.forward(tokens, position, cache, phase, states, false).toFloatArray();
 		}
 	}
 

@@ -190,9 +190,10 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	 * step of 4 rows took 137 ms with it against 300 ms with MKL's, and 493 against 553
 	 * ms at 16 rows ({@code bench --batch}). Otherwise, with the {@link Decode#NATIVE}
 	 * form, the rows go through the native several-row product, which reads each weight
-	 * once for every four rows. For float32 oneDNN stays: its batched layer runs in one
-	 * call, and a SmolLM2 step of 4 rows took 72.6 ms that way against 89.1 ms with
-	 * native products among the step's other operations.
+	 * once for every four rows. Either way, with the {@link Decode#NATIVE} form a plain
+	 * layer whose rows read the dense block (masked to GRIFFIN's experts where the cost
+	 * model picks that form) is one native call for all the rows
+	 * ({@link BatchLayer#stepNative}), whatever this plan says of products.
 	 * @param oneDnn whether oneDNN's float32 product applies to the weights
 	 */
 	Kernels batchDecode(boolean oneDnn) {

@@ -8,6 +8,7 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import com.sun.jna.Native;
 import com.sun.jna.NativeLibrary;
+import com.sun.jna.Pointer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -144,40 +145,68 @@ public final class NativeKernels {
 	}
 
 	/**
-	 * One generated token through a whole pre-norm decoder layer in one call (the
-	 * arithmetic of {@link BatchLayer#stepOne}): x [1, D] (float32 or float16) -> [1, D]
-	 * in x's type. The norm weights [D] and the q/k/v bias ([(H + 2 KVH) Dh], or null)
-	 * are in x's type; the attention's weights (queryKeyValue [(H + 2 KVH) Dh, D], output
-	 * [D, H Dh]) share one type, the block's (gateUp [2K, D], down [D, K]) another or the
-	 * same. rotation [1, Dh, Dh] or [Dh, Dh] (float32) rotates this position's queries
-	 * and keys. keys and values are the float32 tensors [KVH, tokens, Dh] that hold the
-	 * sequence's cache, created whole (contiguous: the call writes the new key and value
-	 * into their memory), the sequence's token 0 at token {@code first} of them; the
-	 * token is written at {@code position} and attends over [{@code start},
-	 * {@code position}], its scores times {@code scale}.
+	 * One generated token of each of B sequences through a whole pre-norm decoder layer
+	 * in one call (the arithmetic of {@link BatchLayer#stepOne}, row by row, each weight
+	 * read once for all the rows): x [B, D] (float32 or float16) -> [B, D] in x's type.
+	 * The norm weights [D] and the q/k/v bias ([(H + 2 KVH) Dh], or null) are in x's
+	 * type; the attention's weights (queryKeyValue [(H + 2 KVH) Dh, D], output [D, H Dh])
+	 * share one type, the block's (gateUp [2K, D], down [D, K]) another or the same.
+	 * rotation [B, Dh, Dh] (float32; [Dh, Dh] for one row) rotates each row's queries and
+	 * keys. Row b's cache is keys[b] and values[b], float32 tensors [KVH, tokens, Dh]
+	 * created whole (contiguous: the call writes the new key and value into their
+	 * memory), the sequence's token 0 at token {@code firsts[b]} of them; its token is
+	 * written at {@code positions[b]} and attends over [{@code starts[b]},
+	 * {@code positions[b]}], its scores times {@code scale}. keep [B, K] (float32, 1 or
+	 * 0; null when every row is dense) masks each row's activations to the neurons it
+	 * reads.
 	 */
 	static NDArray layer(NDArray x, NDArray attentionNorm, NDArray ffnNorm, float epsilon, NDArray queryKeyValue,
-			NDArray bias, NDArray output, NDArray rotation, NDArray keys, NDArray values, int first, int position,
-			int start, int heads, float scale, NDArray gateUp, NDArray down, HiddenActivation activation) {
+			NDArray bias, NDArray output, NDArray rotation, NDArray[] keys, NDArray[] values, int[] firsts,
+			int[] positions, int[] starts, int heads, float scale, NDArray gateUp, NDArray down,
+			HiddenActivation activation, NDArray keep) {
 		require();
-		Shape cache = keys.getShape();
-		if (cache.dimension() != 3 || !cache.equals(values.getShape()) || keys.getDataType() != DataType.FLOAT32
-				|| values.getDataType() != DataType.FLOAT32) {
-			throw new IllegalArgumentException("a native layer needs float32 caches [KVH, tokens, Dh], not %s and %s"
-				.formatted(cache, values.getShape()));
+		int rows = Math.toIntExact(x.getShape().get(0));
+		if (keys.length != rows || values.length != rows || firsts.length != rows || positions.length != rows
+				|| starts.length != rows) {
+			throw new IllegalArgumentException("a native layer needs a cache, a position and a window per row");
 		}
-		int kvHeads = Math.toIntExact(cache.get(0));
-		long tokens = cache.get(1);
-		int dh = Math.toIntExact(cache.get(2));
+		Shape first = keys[0].getShape();
+		if (first.dimension() != 3 || heads <= 0 || heads % first.get(0) != 0) {
+			throw new IllegalArgumentException(
+					"a native layer cannot attend %d heads with caches %s".formatted(heads, first));
+		}
+		int kvHeads = Math.toIntExact(first.get(0));
+		int dh = Math.toIntExact(first.get(2));
+		long[] keyAddresses = new long[rows];
+		long[] valueAddresses = new long[rows];
+		long[] strides = new long[rows];
+		for (int b = 0; b < rows; b++) {
+			Shape cache = keys[b].getShape();
+			if (cache.dimension() != 3 || cache.get(0) != kvHeads || cache.get(2) != dh
+					|| !cache.equals(values[b].getShape()) || keys[b].getDataType() != DataType.FLOAT32
+					|| values[b].getDataType() != DataType.FLOAT32) {
+				throw new IllegalArgumentException(
+						"a native layer needs float32 caches [%d, tokens, %d], not %s and %s of %s and %s".formatted(
+								kvHeads, dh, cache, values[b].getShape(), keys[b].getDataType(),
+								values[b].getDataType()));
+			}
+			long tokens = cache.get(1);
+			if (starts[b] < 0 || starts[b] > positions[b] || firsts[b] < 0
+					|| firsts[b] + (long) positions[b] >= tokens) {
+				throw new IllegalArgumentException("a native layer cannot attend tokens %d..%d of %d from %d"
+					.formatted(starts[b], positions[b], tokens, firsts[b]));
+			}
+			long offset = (long) firsts[b] * dh * Float.BYTES;
+			keyAddresses[b] = address(keys[b]) + offset;
+			valueAddresses[b] = address(values[b]) + offset;
+			strides[b] = tokens * dh;
+		}
 		long d = queryKeyValue.getShape().get(1);
 		long projected = (long) (heads + 2 * kvHeads) * dh;
-		if (heads <= 0 || heads % kvHeads != 0 || start < 0 || start > position || first < 0
-				|| first + (long) position >= tokens) {
-			throw new IllegalArgumentException(
-					"a native layer cannot attend %d heads over %d key-value heads at tokens %d..%d of %d from %d"
-						.formatted(heads, kvHeads, start, position, tokens, first));
+		Shape shape = x.getShape();
+		if (shape.dimension() != 2 || shape.get(1) != d) {
+			throw new IllegalArgumentException("a native layer takes rows of %d values, not %s".formatted(d, shape));
 		}
-		check(x, d);
 		DataType io = x.getDataType();
 		requireShape(queryKeyValue, projected, d, "q/k/v");
 		requireShape(output, d, (long) heads * dh, "output");
@@ -187,9 +216,10 @@ public final class NativeKernels {
 			requireVector(bias, projected, io, "q/k/v bias");
 		}
 		Shape turn = rotation.getShape();
-		if (rotation.getDataType() != DataType.FLOAT32 || turn.size() != (long) dh * dh
+		if (rotation.getDataType() != DataType.FLOAT32 || turn.size() != (long) rows * dh * dh
 				|| turn.get(turn.dimension() - 1) != dh) {
-			throw new IllegalArgumentException("a native layer needs a float32 rotation [Dh, Dh], not " + turn);
+			throw new IllegalArgumentException(
+					"a native layer needs a float32 rotation [%d, %d, %d], not %s".formatted(rows, dh, dh, turn));
 		}
 		long k = gateUp.getShape().get(0) / 2;
 		requireShape(gateUp, 2 * k, d, "gate/up");
@@ -198,13 +228,22 @@ public final class NativeKernels {
 			throw new IllegalArgumentException(
 					"a native layer's attention weights share one type, and so do its block's");
 		}
-		NDArray y = x.getManager().create(new Shape(1, d), io);
-		succeeded(griffin_layer(memory(y), memory(x), type(x), Math.toIntExact(d), memory(attentionNorm),
+		if (keep != null && (keep.getDataType() != DataType.FLOAT32 || !keep.getShape().equals(new Shape(rows, k)))) {
+			throw new IllegalArgumentException("a native layer's mask must be float32 [%d, %d], not %s of %s"
+				.formatted(rows, k, keep.getShape(), keep.getDataType()));
+		}
+		NDArray y = x.getManager().create(new Shape(rows, d), io);
+		succeeded(griffin_layer(memory(y), memory(x), type(x), rows, Math.toIntExact(d), memory(attentionNorm),
 				memory(ffnNorm), epsilon, memory(queryKeyValue), (bias == null) ? null : memory(bias), memory(output),
-				type(queryKeyValue), memory(rotation), memory(keys), memory(values), (long) first * dh, tokens * dh,
-				position, start, heads, kvHeads, dh, scale, memory(gateUp), memory(down), type(gateUp),
-				Math.toIntExact(k), activation.code()));
+				type(queryKeyValue), memory(rotation), keyAddresses, valueAddresses, strides, positions, starts, heads,
+				kvHeads, dh, scale, memory(gateUp), memory(down), type(gateUp), Math.toIntExact(k), activation.code(),
+				(keep == null) ? null : memory(keep)));
 		return y;
+	}
+
+	/** The address of a tensor's memory, which must stay open while it is used. */
+	private static long address(NDArray array) {
+		return Pointer.nativeValue(Native.getDirectBufferPointer(memory(array)));
 	}
 
 	private static void requireShape(NDArray weight, long rows, long columns, String what) {
@@ -280,9 +319,10 @@ public final class NativeKernels {
 	private static native int griffin_gated(Buffer gateUp, Buffer down, int type, Buffer x, Buffer y, int ioType, int d,
 			int k, int activation);
 
-	private static native int griffin_layer(Buffer y, Buffer x, int ioType, int d, Buffer attentionNorm, Buffer ffnNorm,
-			float epsilon, Buffer queryKeyValue, Buffer bias, Buffer output, int attentionType, Buffer rotation,
-			Buffer keys, Buffer values, long offset, long headStride, int position, int start, int heads, int kvHeads,
-			int dh, float scale, Buffer gateUp, Buffer down, int ffType, int k, int activation);
+	private static native int griffin_layer(Buffer y, Buffer x, int ioType, int rows, int d, Buffer attentionNorm,
+			Buffer ffnNorm, float epsilon, Buffer queryKeyValue, Buffer bias, Buffer output, int attentionType,
+			Buffer rotation, long[] keys, long[] values, long[] headStrides, int[] positions, int[] starts, int heads,
+			int kvHeads, int dh, float scale, Buffer gateUp, Buffer down, int ffType, int k, int activation,
+			Buffer keep);
 
 }

@@ -258,6 +258,48 @@ class BatchDecodeTests {
 	}
 
 	/**
+	 * With float16 weights and the native form, a batch of a dense row and a GRIFFIN row
+	 * (the masked dense form) runs each layer as one native call for both rows: each
+	 * row's logits stay within float16's rounding (2e-3 of their range) of its lone
+	 * steps', in every plain architecture's fixture.
+	 */
+	@ParameterizedTest
+	@MethodSource("plainCheckpoints")
+	void aNativeFloat16BatchKeepsEachRowsLogits(String name) {
+		CausalLm loaded = TinyModelGoldenTests.load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"),
+				NDManager.newBaseManager());
+		CausalLm dense = loaded
+			.withKernels(new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.WEIGHTS, loaded.kernels().threads()));
+		int layers = dense.config().numberOfLayers();
+		List<CausalLm> models = List.of(dense,
+				GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK));
+		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		List<InferenceSession> batch = new ArrayList<>();
+		List<InferenceSession> alone = new ArrayList<>();
+		try {
+			float[][] last = prefillEach(models, prompt, batch, alone);
+			for (int step = 0; step < STEPS; step++) {
+				int[] tokens = { TinyModelGoldenTests.argmax(last[0]), TinyModelGoldenTests.argmax(last[1]) };
+				last = InferenceSession.decodeBatch(batch, tokens);
+				for (int i = 0; i < tokens.length; i++) {
+					assertThat(KernelCalibration.difference(alone.get(i).decode(tokens[i]), last[i]))
+						.as("row %d step %d", i, step)
+						.isLessThanOrEqualTo(2e-3);
+				}
+			}
+		}
+		finally {
+			batch.forEach(InferenceSession::close);
+			alone.forEach(InferenceSession::close);
+			dense.close();
+		}
+	}
+
+	static Stream<String> plainCheckpoints() {
+		return Stream.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama");
+	}
+
+	/**
 	 * With float16 weights packed for the layer form, a batch's per-row form multiplies
 	 * each GRIFFIN row by its experts' packed copies, as the row's lone steps do: the
 	 * logits stay within float16's rounding (2e-3 of their range) of the lone steps', and

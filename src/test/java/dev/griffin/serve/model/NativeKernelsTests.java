@@ -1,5 +1,8 @@
 package dev.griffin.serve.model;
 
+import java.util.ArrayList;
+import java.util.List;
+
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
@@ -159,42 +162,69 @@ class NativeKernelsTests {
 	}
 
 	@Test
-	void aLayerRefusesCachesItCannotWriteAndTokensOutsideThem() {
+	void aLayerWritesEachRowsCacheAtItsTokenAndRefusesWhatItCannotWrite() {
 		try (NDScope scope = new NDScope()) {
-			// D 16, 2 heads over 1 key-value head of 8, a block of 4 neurons
-			NDArray x = manager.randomNormal(new Shape(1, 16));
+			// D 16, 2 heads over 1 key-value head of 8, a block of 4 neurons; two rows,
+			// the second's cache a range of a shared tensor from its token 2
+			NDArray x = manager.randomNormal(new Shape(2, 16));
 			NDArray norm = manager.ones(new Shape(16));
 			NDArray qkv = manager.randomNormal(new Shape(32, 16));
 			NDArray output = manager.randomNormal(new Shape(16, 16));
-			NDArray rotation = manager.eye(8);
+			NDArray rotation = manager.eye(8).expandDims(0).repeat(0, 2);
 			NDArray gateUp = manager.randomNormal(new Shape(8, 16));
 			NDArray down = manager.randomNormal(new Shape(16, 4));
+			NDArray ownKeys = manager.zeros(new Shape(1, 4, 8));
+			NDArray ownValues = manager.zeros(new Shape(1, 4, 8));
 			NDArray keys = manager.zeros(new Shape(1, 6, 8));
 			NDArray values = manager.zeros(new Shape(1, 6, 8));
-			NDArray y = NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, keys, values, 2, 3, 0, 2,
-					1f, gateUp, down, HiddenActivation.SILU);
-			assertThat(y.getShape()).isEqualTo(new Shape(1, 16));
-			// the key went to token first + position of the tensor, nowhere else
-			float[] written = keys.toFloatArray();
-			for (int t = 0; t < 6; t++) {
-				float sum = 0;
-				for (int i = 0; i < 8; i++) {
-					sum += Math.abs(written[t * 8 + i]);
-				}
-				assertThat(sum > 0).as("token %d written", t).isEqualTo(t == 5);
-			}
-			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, keys,
-					values, 3, 3, 0, 2, 1f, gateUp, down, HiddenActivation.SILU))
+			NDArray[] rowKeys = { ownKeys, keys };
+			NDArray[] rowValues = { ownValues, values };
+			NDArray y = NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys, rowValues,
+					new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null);
+			assertThat(y.getShape()).isEqualTo(new Shape(2, 16));
+			// each key went to token first + position of its tensor, nowhere else
+			assertThat(writtenTokens(ownKeys, 4)).containsExactly(1);
+			assertThat(writtenTokens(ownValues, 4)).containsExactly(1);
+			assertThat(writtenTokens(keys, 6)).containsExactly(5);
+			assertThat(writtenTokens(values, 6)).containsExactly(5);
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
+					rowValues, new int[] { 0, 3 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null))
 				.isInstanceOf(IllegalArgumentException.class)
-				.hasMessageContaining("cannot attend");
-			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation,
-					keys.toType(DataType.FLOAT16, false), values, 0, 3, 0, 2, 1f, gateUp, down, HiddenActivation.SILU))
+				.hasMessageContaining("cannot attend tokens");
+			NDArray[] halfKeys = { ownKeys, keys.toType(DataType.FLOAT16, false) };
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, halfKeys,
+					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("float32 caches");
-			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, keys,
-					values, 0, 3, 0, 3, 1f, gateUp, down, HiddenActivation.SILU))
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
+					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 3, 1f, gateUp, down,
+					HiddenActivation.SILU, null))
 				.isInstanceOf(IllegalArgumentException.class);
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
+					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, manager.ones(new Shape(2, 5))))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("mask");
 		}
+	}
+
+	/** The tokens of a [1, tokens, 8] cache that hold anything but zeros. */
+	private static List<Integer> writtenTokens(NDArray cache, int tokens) {
+		float[] values = cache.toFloatArray();
+		List<Integer> written = new ArrayList<>();
+		for (int t = 0; t < tokens; t++) {
+			float sum = 0;
+			for (int i = 0; i < 8; i++) {
+				sum += Math.abs(values[t * 8 + i]);
+			}
+			if (sum > 0) {
+				written.add(t);
+			}
+		}
+		return written;
 	}
 
 }
