@@ -185,20 +185,22 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	/**
 	 * The plan for a batched decode pass (one token of each of several sequences): its
 	 * several rows are one-token products, so they never take a prompt form that rounds
-	 * or widens the weights. Where oneDNN's float32 product applies (float32 weights on
-	 * the CPU) the rows go through it whatever the one-row form: with 2 threads a SmolLM2
+	 * or widens the weights. With the {@link Decode#NATIVE} form the rows go through the
+	 * native several-row product, which reads each weight once for every four rows, and a
+	 * plain layer whose rows read the dense block (masked to GRIFFIN's experts where the
+	 * cost model picks that form) is one native call for all the rows
+	 * ({@link BatchLayer#stepNative}); the pass then runs on one intra-op thread, as the
+	 * one-row form does (with oneDNN's product for the output head, libtorch's OpenMP
+	 * threads spun beside the native team: a third of a 4-row SmolLM2 step went to
+	 * waiting). Otherwise, where oneDNN's float32 product applies (float32 weights on the
+	 * CPU) the rows go through it whatever the one-row form: with 2 threads a SmolLM2
 	 * step of 4 rows took 137 ms with it against 300 ms with MKL's, and 493 against 553
-	 * ms at 16 rows ({@code bench --batch}). Otherwise, with the {@link Decode#NATIVE}
-	 * form, the rows go through the native several-row product, which reads each weight
-	 * once for every four rows. Either way, with the {@link Decode#NATIVE} form a plain
-	 * layer whose rows read the dense block (masked to GRIFFIN's experts where the cost
-	 * model picks that form) is one native call for all the rows
-	 * ({@link BatchLayer#stepNative}), whatever this plan says of products.
+	 * ms at 16 rows ({@code bench --batch}).
 	 * @param oneDnn whether oneDNN's float32 product applies to the weights
 	 */
 	Kernels batchDecode(boolean oneDnn) {
-		Prefill rows = (oneDnn || this.decode == Decode.ONEDNN) ? Prefill.ONEDNN
-				: (this.decode == Decode.NATIVE) ? Prefill.NATIVE : Prefill.WEIGHTS;
+		Prefill rows = (this.decode == Decode.NATIVE) ? Prefill.NATIVE
+				: (oneDnn || this.decode == Decode.ONEDNN) ? Prefill.ONEDNN : Prefill.WEIGHTS;
 		return (rows == this.prefill) ? this : new Kernels(this.decode, rows, this.threads, this.packed);
 	}
 
