@@ -166,8 +166,8 @@ public final class NativeKernels {
 			HiddenActivation activation, NDArray keep) {
 		require();
 		int rows = Math.toIntExact(x.getShape().get(0));
-		if (keys.length != rows || values.length != rows || firsts.length != rows || positions.length != rows
-				|| starts.length != rows) {
+		if (rows < 1 || keys.length != rows || values.length != rows || firsts.length != rows
+				|| positions.length != rows || starts.length != rows) {
 			throw new IllegalArgumentException("a native layer needs a cache, a position and a window per row");
 		}
 		Shape first = keys[0].getShape();
