@@ -466,6 +466,46 @@ int griffin_threads(void) {
 	return team;
 }
 
+/* y[rows, out] = x[rows, cols] w[out, cols]^T: one row's two-row kernel, several rows' tiles */
+static void product(const void *w, int type, const float *x, float *y, int rows, int out, int cols) {
+	task t = { .kind = (rows == 1) ? 0 : 2, .type = type, .rows = out, .cols = cols, .tokens = rows,
+		.w = (const char *) w, .x = x, .y = y };
+	run(&t);
+}
+
+/*
+ * A gated feed-forward block of `rows` rows: out[rows, d] = (act(in gate^T) * (in up^T))
+ * down^T, with gate_up [2f, d] (gate rows first) and down [d, f] of one type; in, the
+ * activations and out in float32. z holds the activations: f values for one row (the
+ * gate and up rows read together), 2f per row for several. keep [rows, f] (null: none)
+ * masks each row's activations.
+ */
+static void block(const void *gate_up, const void *down, int type, const float *in, float *z, float *out, int rows,
+		int d, int f, int activation, const float *keep) {
+	if (rows == 1) {
+		task first = { .kind = 1, .type = type, .rows = f, .cols = d, .activation = activation,
+			.w = (const char *) gate_up, .x = in, .y = z };
+		run(&first);
+	}
+	else {
+		/* gate and up rows [rows, 2f], then act(gate) * up packed into [rows, f] */
+		product(gate_up, type, in, z, rows, 2 * f, d);
+		for (int r = 0; r < rows; r++) {
+			const float *both = z + (size_t) r * 2 * f;
+			float *active = z + (size_t) r * f;
+			for (int i = 0; i < f; i++) {
+				active[i] = activate(both[i], activation) * both[f + i];
+			}
+		}
+	}
+	if (keep != NULL) {
+		for (size_t i = 0; i < (size_t) rows * f; i++) {
+			z[i] *= keep[i];
+		}
+	}
+	product(down, type, z, out, rows, d, f);
+}
+
 /* scratch of the entry points, grown under the calls lock */
 static float *scratch_x, *scratch_y, *scratch_z;
 static size_t capacity_x, capacity_y, capacity_z;
@@ -506,28 +546,36 @@ static const float *input(const void *x, int io_type, size_t n) {
 	return wide;
 }
 
+/* griffin_gemv's and griffin_rows' work: y = x w^T through a task of the given kind (0 or 2) */
+static int products(int kind, const void *w, int type, const void *x, void *y, int io_type, int tokens, int rows,
+		int cols) {
+	int status = 0;
+	size_t in_size = (size_t) tokens * cols, out_size = (size_t) tokens * rows;
+	pthread_mutex_lock(&calls);
+	const float *in = input(x, io_type, in_size);
+	float *out = (io_type == TYPE_FLOAT32) ? (float *) y : grown(&scratch_y, &capacity_y, out_size);
+	if (in == NULL || out == NULL) {
+		status = -1;
+	}
+	else {
+		task t = { .kind = kind, .type = type, .rows = rows, .cols = cols, .tokens = tokens, .w = (const char *) w,
+			.x = in, .y = out };
+		run(&t);
+		if (io_type == TYPE_FLOAT16) {
+			narrow(out, (uint16_t *) y, out_size);
+		}
+	}
+	pthread_mutex_unlock(&calls);
+	return status;
+}
+
 /*
  * y[rows] = w[rows, cols] x[cols]: w float32 or float16 (type), row-major; x and y in
  * io_type (float32 or float16: y rounded to nearest). Returns 0, or -1 when scratch memory
  * could not be allocated (nothing computed).
  */
 int griffin_gemv(const void *w, int type, const void *x, void *y, int io_type, int rows, int cols) {
-	int status = 0;
-	pthread_mutex_lock(&calls);
-	const float *in = input(x, io_type, cols);
-	float *out = (io_type == TYPE_FLOAT32) ? (float *) y : grown(&scratch_y, &capacity_y, (size_t) rows);
-	if (in == NULL || out == NULL) {
-		status = -1;
-	}
-	else {
-		task t = { .kind = 0, .type = type, .rows = rows, .cols = cols, .w = (const char *) w, .x = in, .y = out };
-		run(&t);
-		if (io_type == TYPE_FLOAT16) {
-			narrow(out, (uint16_t *) y, rows);
-		}
-	}
-	pthread_mutex_unlock(&calls);
-	return status;
+	return products(0, w, type, x, y, io_type, 1, rows, cols);
 }
 
 /*
@@ -546,10 +594,7 @@ int griffin_gated(const void *gate_up, const void *down, int type, const void *x
 		status = -1;
 	}
 	else {
-		task first = { .kind = 1, .type = type, .rows = f, .cols = d, .activation = activation, .w = (const char *) gate_up, .x = in, .y = z };
-		task second = { .kind = 0, .type = type, .rows = d, .cols = f, .w = (const char *) down, .x = z, .y = out };
-		run(&first);
-		run(&second);
+		block(gate_up, down, type, in, z, out, 1, d, f, activation, NULL);
 		if (io_type == TYPE_FLOAT16) {
 			narrow(out, (uint16_t *) y, d);
 		}
@@ -564,24 +609,7 @@ int griffin_gated(const void *gate_up, const void *down, int type, const void *x
  * Returns 0, or -1 when scratch memory could not be allocated.
  */
 int griffin_rows(const void *w, int type, const void *x, void *y, int io_type, int tokens, int rows, int cols) {
-	int status = 0;
-	size_t in_size = (size_t) tokens * cols, out_size = (size_t) tokens * rows;
-	pthread_mutex_lock(&calls);
-	const float *in = input(x, io_type, in_size);
-	float *out = (io_type == TYPE_FLOAT32) ? (float *) y : grown(&scratch_y, &capacity_y, out_size);
-	if (in == NULL || out == NULL) {
-		status = -1;
-	}
-	else {
-		task t = { .kind = 2, .type = type, .rows = rows, .cols = cols, .tokens = tokens, .w = (const char *) w,
-			.x = in, .y = out };
-		run(&t);
-		if (io_type == TYPE_FLOAT16) {
-			narrow(out, (uint16_t *) y, out_size);
-		}
-	}
-	pthread_mutex_unlock(&calls);
-	return status;
+	return products(2, w, type, x, y, io_type, tokens, rows, cols);
 }
 
 /* v rounded to io_type's precision in place (float16: to nearest; float32: as is) */
@@ -624,13 +652,6 @@ static void normed(const float *x, const void *weight, float epsilon, int io_typ
 		}
 	}
 	rounded(out, (size_t) rows * d, io_type);
-}
-
-/* y[rows, out] = x[rows, cols] w[out, cols]^T: one row's two-row kernel, several rows' tiles */
-static void product(const void *w, int type, const float *x, float *y, int rows, int out, int cols) {
-	task t = { .kind = (rows == 1) ? 0 : 2, .type = type, .rows = out, .cols = cols, .tokens = rows,
-		.w = (const char *) w, .x = x, .y = y };
-	run(&t);
 }
 
 /*
@@ -728,28 +749,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 	rounded(h, n * d, io_type);
 
 	normed(h, ffn_norm, epsilon, io_type, in, rows, d);
-	if (rows == 1) {
-		task first = { .kind = 1, .type = ff_type, .rows = f, .cols = d, .activation = activation,
-			.w = (const char *) gate_up, .x = in, .y = z };
-		run(&first);
-	}
-	else {
-		/* gate and up rows [rows, 2f], then act(gate) * up packed into [rows, f] */
-		product(gate_up, ff_type, in, z, rows, 2 * f, d);
-		for (int r = 0; r < rows; r++) {
-			const float *both = z + (size_t) r * 2 * f;
-			float *active = z + (size_t) r * f;
-			for (int i = 0; i < f; i++) {
-				active[i] = activate(both[i], activation) * both[f + i];
-			}
-		}
-	}
-	if (keep != NULL) {
-		for (size_t i = 0; i < n * f; i++) {
-			z[i] *= keep[i];
-		}
-	}
-	product(down, ff_type, z, out, rows, d, f);
+	block(gate_up, down, ff_type, in, z, out, rows, d, f, activation, keep);
 	rounded(out, n * d, io_type);
 	for (size_t i = 0; i < n * d; i++) {
 		h[i] += out[i];
