@@ -188,18 +188,33 @@ typedef struct {
 	const int *starts, *positions; /* each row attends over its tokens [start, position] */
 	int heads, group, dh;    /* group: query heads per key-value head */
 	float scale;
-	float *scores;           /* [rows, heads, span], span the longest row's */
+	float *scores;           /* [team, span]: each thread's, span the longest row's */
 	int span;
 } attention;
 
+/*
+ * A gated block's activations for several rows (task kind 4, its rows the activation
+ * rows) and, optionally, GRIFFIN's prompt statistic (task kind 5, its rows the neurons).
+ */
 typedef struct {
-	int kind; /* 0: matrix-vector, 1: gated block's first half, 2: several activation rows, 3: attention */
+	const float *both;  /* [rows, 2f]: gate . x, then up . x */
+	float *active;      /* [rows, f]: act(gate) * up, times keep */
+	const float *keep;  /* [rows, f] of 1 or 0, or null */
+	float *squares;     /* [rows]: each row's sum of active^2 (kind 4 writes it when non-null) */
+	double *statistic;  /* [f]: += active^2 / squares over the rows (kind 5) */
+	int rows, f, activation;
+} gating;
+
+typedef struct {
+	int kind; /* 0: matrix-vector, 1: gated block's first half, 2: several activation rows, 3: attention,
+	             4: activations of several rows, 5: GRIFFIN's prompt statistic */
 	int type, rows, cols, activation;
 	int tokens; /* kind 2: activation rows x [tokens, cols], outputs y [tokens, rows] */
 	const char *w;
 	const float *x;
 	float *y;
 	const attention *a;
+	const gating *g;
 } task;
 
 static int team = 1;
@@ -228,22 +243,35 @@ static float activate(float g, int activation) {
 	}
 }
 
-/* rows [r0, r1) of the task */
-static void work_rows(const task *t, int r0, int r1);
+/* rows [r0, r1) of the task on the team's thread me */
+static void work_rows(const task *t, int r0, int r1, int me);
 
-static void attend(const attention *a, int h0, int h1);
+static void attend(const attention *a, int h0, int h1, int me);
 
-static void work(const task *t, int r0, int r1) {
+static void gate_rows(const gating *g, int r0, int r1);
+
+static void gather_statistic(const gating *g, int c0, int c1);
+
+/* rows [r0, r1) of the task on the team's thread me (0: the caller) */
+static void work(const task *t, int r0, int r1, int me) {
 	dot_fn dot = dots[t->type];
 	dot2_fn dot2 = dot2s[t->type];
 	size_t stride = (size_t) t->cols * (t->type == TYPE_FLOAT16 ? 2 : 4);
 	float s[2];
 	if (t->kind == 2) {
-		work_rows(t, r0, r1);
+		work_rows(t, r0, r1, me);
 		return;
 	}
 	if (t->kind == 3) {
-		attend(t->a, r0, r1);
+		attend(t->a, r0, r1, me);
+		return;
+	}
+	if (t->kind == 4) {
+		gate_rows(t->g, r0, r1);
+		return;
+	}
+	if (t->kind == 5) {
+		gather_statistic(t->g, r0, r1);
 		return;
 	}
 	if (t->kind == 1) {
@@ -268,22 +296,74 @@ static void work(const task *t, int r0, int r1) {
 /* columns per pass of work_rows: four activation rows' share (16 KiB) stays in the L1 cache */
 #define COLUMN_BLOCK 1024
 
+/* bytes of weight rows work_rows keeps in the L2 cache across the activation rows */
+#define WEIGHT_BLOCK (256 * 1024)
+
+/*
+ * float16 products of at least this many activation rows widen each block of weight rows
+ * to float32 once, in the thread's panel, and multiply from there: the widening is paid
+ * once per block instead of once per four rows
+ */
+#define WIDEN_ROWS 16
+
+/* each team thread's float32 panel (work_rows), grown by that thread only */
+static float *panels[MAX_THREADS];
+static size_t panel_sizes[MAX_THREADS];
+
+__attribute__((target("avx2,fma,f16c"))) static void widen_rows(const uint16_t *w, size_t n, float *out) {
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		_mm256_storeu_ps(out + i, LOAD_F16_256(w + i));
+	}
+	for (; i < n; i++) {
+		out[i] = _cvtsh_ss(w[i]);
+	}
+}
+
 /*
  * weight rows [r0, r1) times every activation row. Weight rows go in blocks that stay in
  * the L2 cache across the groups of four activation rows, and each group's columns in
  * blocks that stay in the L1 cache across the block's weight rows; partial sums add up in
- * y.
+ * y. A float16 block of many rows' product is widened to float32 first (WIDEN_ROWS).
  */
-static void work_rows(const task *t, int r0, int r1) {
-	tile_fn tile = tiles[t->type];
-	dot_fn dot = dots[t->type];
-	size_t element = (t->type == TYPE_FLOAT16) ? 2 : 4;
+static void work_rows(const task *t, int r0, int r1, int me) {
+	int type = t->type;
+	size_t element = (type == TYPE_FLOAT16) ? 2 : 4;
 	size_t stride = (size_t) t->cols * element;
+	int widens = type == TYPE_FLOAT16 && t->tokens >= WIDEN_ROWS;
+	size_t block_stride = widens ? (size_t) t->cols * 4 : stride;
 	float out[12];
-	int block = (int) (256 * 1024 / (stride > 0 ? stride : 1));
+	int block = (int) (WEIGHT_BLOCK / (block_stride > 0 ? block_stride : 1));
 	block = block < 3 ? 3 : block - block % 3;
+	if (widens) {
+		size_t need = (size_t) block * t->cols;
+		if (panel_sizes[me] < need) {
+			float *bigger = realloc(panels[me], need * sizeof(float));
+			if (bigger == NULL) {
+				widens = 0; /* the product is still right, widened in registers */
+				block_stride = stride;
+				block = (int) (WEIGHT_BLOCK / (stride > 0 ? stride : 1));
+				block = block < 3 ? 3 : block - block % 3;
+			}
+			else {
+				panels[me] = bigger;
+				panel_sizes[me] = need;
+			}
+		}
+	}
+	tile_fn tile = tiles[widens ? TYPE_FLOAT32 : type];
+	dot_fn dot = dots[widens ? TYPE_FLOAT32 : type];
+	element = widens ? 4 : element;
 	for (int b0 = r0; b0 < r1; b0 += block) {
 		int b1 = (b0 + block < r1) ? b0 + block : r1;
+		/* the block's rows, at weights + stride * (r - b0) */
+		const char *weights = t->w + stride * b0;
+		size_t row_bytes = stride;
+		if (widens) {
+			widen_rows((const uint16_t *) weights, (size_t) (b1 - b0) * t->cols, panels[me]);
+			weights = (const char *) panels[me];
+			row_bytes = (size_t) t->cols * 4;
+		}
 		for (int i0 = 0; i0 < t->tokens; i0 += 4) {
 			int count = (t->tokens - i0 < 4) ? t->tokens - i0 : 4;
 			for (int i = 0; i < count; i++) {
@@ -295,10 +375,11 @@ static void work_rows(const task *t, int r0, int r1) {
 				for (int i = 0; i < 4; i++) {
 					xs[i] = t->x + (size_t) t->cols * (i0 + (i < count ? i : 0)) + c0;
 				}
-				const char *w = t->w + element * c0;
+				const char *w = weights + element * c0;
 				int r = b0;
 				for (; r + 3 <= b1; r += 3) {
-					tile(w + stride * r, w + stride * (r + 1), w + stride * (r + 2), xs, n, out);
+					const char *at = w + row_bytes * (r - b0);
+					tile(at, at + row_bytes, at + 2 * row_bytes, xs, n, out);
 					for (int i = 0; i < count; i++) {
 						float *row = t->y + (size_t) t->rows * (i0 + i) + r;
 						row[0] += out[3 * i];
@@ -308,7 +389,7 @@ static void work_rows(const task *t, int r0, int r1) {
 				}
 				for (; r < b1; r++) {
 					for (int i = 0; i < count; i++) {
-						t->y[(size_t) t->rows * (i0 + i) + r] += dot(w + stride * r, xs[i], n);
+						t->y[(size_t) t->rows * (i0 + i) + r] += dot(w + row_bytes * (r - b0), xs[i], n);
 					}
 				}
 			}
@@ -317,13 +398,130 @@ static void work_rows(const task *t, int r0, int r1) {
 }
 
 /*
- * Query heads [h0, h1) of the rows, row after row: scores against the row's cached keys
- * [start, position], a softmax in float32, and the context, the weighted sum of the
- * cached values.
+ * e^x in eight lanes, within a few ulp of expf (Cephes' polynomial after reducing by
+ * ln 2). x is clamped to [-87.34, 88]: below that the result is the smallest normal float
+ * (about 1.2e-38), not a denormal or 0.
  */
-__attribute__((target("avx2,fma"))) static void attend(const attention *a, int h0, int h1) {
-	int dh = a->dh;
+__attribute__((target("avx2,fma,f16c"))) static inline __m256 exp256(__m256 x) {
+	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.0f));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+			_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	__m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+}
+
+/* s[t] = (k_t . q) * scale for the span's keys k_t (dh apart); returns the largest */
+__attribute__((target("avx2,fma,f16c"))) static float scored(const float *k, const float *q, int span, int dh, float scale,
+		float *s) {
+	float max = -INFINITY;
+	int t = 0;
+	if (dh % 8 == 0) {
+		/* four keys at once, their four sums gathered by horizontal adds */
+		for (; t + 4 <= span; t += 4) {
+			const float *k0 = k + (size_t) t * dh;
+			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+			for (int i = 0; i < dh; i += 8) {
+				__m256 x = _mm256_loadu_ps(q + i);
+				a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + i), x, a0);
+				a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + dh + i), x, a1);
+				a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 2 * dh + i), x, a2);
+				a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 3 * dh + i), x, a3);
+			}
+			__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+			__m128 four = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)),
+					_mm_set1_ps(scale));
+			_mm_storeu_ps(s + t, four);
+		}
+	}
 	dot_fn dot = dots[TYPE_FLOAT32];
+	for (; t < span; t++) {
+		s[t] = dot(k + (size_t) t * dh, q, dh) * scale;
+	}
+	for (t = 0; t < span; t++) {
+		max = (s[t] > max) ? s[t] : max;
+	}
+	return max;
+}
+
+/* s[t] = e^(s[t] - max) over the span; returns their sum */
+__attribute__((target("avx2,fma,f16c"))) static float exponentiated(float *s, int span, float max) {
+	__m256 top = _mm256_set1_ps(max), total = _mm256_setzero_ps();
+	int t = 0;
+	for (; t + 8 <= span; t += 8) {
+		__m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + t), top));
+		_mm256_storeu_ps(s + t, e);
+		total = _mm256_add_ps(total, e);
+	}
+	float sum = hsum256(total);
+	for (; t < span; t++) {
+		s[t] = expf(s[t] - max);
+		sum += s[t];
+	}
+	return sum;
+}
+
+/* c[dh] = (sum_t p[t] v_t) * factor for the span's values v_t (dh apart) */
+__attribute__((target("avx2,fma,f16c"))) static void weighted(const float *v, const float *p, int span, int dh, float factor,
+		float *c) {
+	int i0 = 0;
+	__m256 by = _mm256_set1_ps(factor);
+	/* 64 columns at a time in eight accumulators, then 8 */
+	for (; i0 + 64 <= dh; i0 += 64) {
+		__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+		for (int t = 0; t < span; t++) {
+			const float *token = v + (size_t) t * dh + i0;
+			__m256 w = _mm256_set1_ps(p[t]);
+			c0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token), c0);
+			c1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 8), c1);
+			c2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 16), c2);
+			c3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 24), c3);
+			c4 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 32), c4);
+			c5 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 40), c5);
+			c6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 48), c6);
+			c7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 56), c7);
+		}
+		_mm256_storeu_ps(c + i0, _mm256_mul_ps(c0, by));
+		_mm256_storeu_ps(c + i0 + 8, _mm256_mul_ps(c1, by));
+		_mm256_storeu_ps(c + i0 + 16, _mm256_mul_ps(c2, by));
+		_mm256_storeu_ps(c + i0 + 24, _mm256_mul_ps(c3, by));
+		_mm256_storeu_ps(c + i0 + 32, _mm256_mul_ps(c4, by));
+		_mm256_storeu_ps(c + i0 + 40, _mm256_mul_ps(c5, by));
+		_mm256_storeu_ps(c + i0 + 48, _mm256_mul_ps(c6, by));
+		_mm256_storeu_ps(c + i0 + 56, _mm256_mul_ps(c7, by));
+	}
+	for (; i0 + 8 <= dh; i0 += 8) {
+		__m256 c0 = _mm256_setzero_ps();
+		for (int t = 0; t < span; t++) {
+			c0 = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(v + (size_t) t * dh + i0), c0);
+		}
+		_mm256_storeu_ps(c + i0, _mm256_mul_ps(c0, by));
+	}
+	for (; i0 < dh; i0++) {
+		float sum = 0.0f;
+		for (int t = 0; t < span; t++) {
+			sum += p[t] * v[(size_t) t * dh + i0];
+		}
+		c[i0] = sum * factor;
+	}
+}
+
+/*
+ * Query heads [h0, h1) of the rows, row after row, on the team's thread me: scores
+ * against the row's cached keys [start, position], a softmax in float32, and the context,
+ * the weighted sum of the cached values.
+ */
+static void attend(const attention *a, int h0, int h1, int me) {
+	int dh = a->dh;
+	float *s = a->scores + (size_t) me * a->span;
 	for (int rh = h0; rh < h1; rh++) {
 		int row = rh / a->heads, h = rh % a->heads;
 		int span = a->positions[row] - a->starts[row] + 1;
@@ -331,25 +529,72 @@ __attribute__((target("avx2,fma"))) static void attend(const attention *a, int h
 		size_t head = (size_t) (h / a->group) * (size_t) a->head_strides[row] + (size_t) a->starts[row] * dh;
 		const float *k = (const float *) (intptr_t) a->keys[row] + head;
 		const float *v = (const float *) (intptr_t) a->values[row] + head;
-		float *s = a->scores + (size_t) rh * a->span;
-		float max = -INFINITY;
-		for (int t = 0; t < span; t++) {
-			s[t] = dot(k + (size_t) t * dh, q, dh) * a->scale;
-			max = (s[t] > max) ? s[t] : max;
-		}
-		float sum = 0.0f;
-		for (int t = 0; t < span; t++) {
-			s[t] = expf(s[t] - max);
-			sum += s[t];
-		}
-		float *c = a->context + (size_t) rh * dh;
-		memset(c, 0, sizeof(float) * (size_t) dh);
-		for (int t = 0; t < span; t++) {
-			float p = s[t] / sum;
-			const float *token = v + (size_t) t * dh;
-			for (int i = 0; i < dh; i++) {
-				c[i] += p * token[i];
+		float max = scored(k, q, span, dh, a->scale, s);
+		float sum = exponentiated(s, span, max);
+		weighted(v, s, span, dh, 1.0f / sum, a->context + (size_t) rh * dh);
+	}
+}
+
+/*
+ * The sum of a row's squares, floored at the smallest normal float as the engine's
+ * statistic floors it (a row of zeros then adds nothing)
+ */
+__attribute__((target("avx2,fma,f16c"))) static float floored_squares(const float *a, int f) {
+	__m256 total = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 8 <= f; i += 8) {
+		__m256 x = _mm256_loadu_ps(a + i);
+		total = _mm256_fmadd_ps(x, x, total);
+	}
+	float sum = hsum256(total);
+	for (; i < f; i++) {
+		sum += a[i] * a[i];
+	}
+	return (sum > 1.17549435e-38f) ? sum : 1.17549435e-38f;
+}
+
+/* a gated block's activations of rows [r0, r1): see gating */
+__attribute__((target("avx2,fma,f16c"))) static void gate_rows(const gating *g, int r0, int r1) {
+	int f = g->f;
+	for (int r = r0; r < r1; r++) {
+		const float *gate = g->both + (size_t) r * 2 * f, *up = gate + f;
+		float *out = g->active + (size_t) r * f;
+		int i = 0;
+		if (g->activation == ACT_SILU) {
+			__m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+			for (; i + 8 <= f; i += 8) {
+				__m256 x = _mm256_loadu_ps(gate + i);
+				__m256 silu = _mm256_div_ps(x, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, x))));
+				_mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
 			}
+		}
+		for (; i < f; i++) {
+			out[i] = activate(gate[i], g->activation) * up[i];
+		}
+		if (g->keep != NULL) {
+			const float *keep = g->keep + (size_t) r * f;
+			for (i = 0; i < f; i++) {
+				out[i] *= keep[i];
+			}
+		}
+		if (g->squares != NULL) {
+			g->squares[r] = floored_squares(out, f);
+		}
+	}
+}
+
+/*
+ * GRIFFIN's prompt statistic for neurons [c0, c1): statistic[j] += active[r][j]^2 /
+ * squares[r] over the rows, each quotient in float32, their sum in float64 (the engine's
+ * ExpertSelector.sumOfSquares).
+ */
+static void gather_statistic(const gating *g, int c0, int c1) {
+	for (int r = 0; r < g->rows; r++) {
+		const float *a = g->active + (size_t) r * g->f;
+		float norm = g->squares[r];
+		for (int j = c0; j < c1; j++) {
+			float square = a[j] * a[j];
+			g->statistic[j] += (double) (square / norm);
 		}
 	}
 }
@@ -385,7 +630,7 @@ static void *helper(void *arg) {
 		}
 		seen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
 		const task *t = posted_task;
-		work(t, bound(t->rows, me, team), bound(t->rows, me + 1, team));
+		work(t, bound(t->rows, me, team), bound(t->rows, me + 1, team), me);
 		__atomic_add_fetch(&done, 1, __ATOMIC_ACQ_REL);
 	}
 	return NULL;
@@ -393,7 +638,7 @@ static void *helper(void *arg) {
 
 static void run(const task *t) {
 	if (team == 1 || t->rows < 4 * team) {
-		work(t, 0, t->rows);
+		work(t, 0, t->rows, 0);
 		return;
 	}
 	posted_task = t;
@@ -405,7 +650,7 @@ static void run(const task *t) {
 		pthread_cond_broadcast(&wake);
 	}
 	pthread_mutex_unlock(&lock);
-	work(t, 0, bound(t->rows, 1, team));
+	work(t, 0, bound(t->rows, 1, team), 0);
 	while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) != team - 1) {
 		_mm_pause();
 	}
@@ -476,34 +721,39 @@ static void product(const void *w, int type, const float *x, float *y, int rows,
 /*
  * A gated feed-forward block of `rows` rows: out[rows, d] = (act(in gate^T) * (in up^T))
  * down^T, with gate_up [2f, d] (gate rows first) and down [d, f] of one type; in, the
- * activations and out in float32. z holds the activations: f values for one row (the
- * gate and up rows read together), 2f per row for several. keep [rows, f] (null: none)
- * masks each row's activations.
+ * activations and out in float32. active [rows, f] holds the activations; z [rows, 2f]
+ * the gate and up products of several rows (unused for one). keep [rows, f] (null: none)
+ * masks each row's activations. With statistic non-null, GRIFFIN's prompt statistic of
+ * the rows is added to it ([f]; squares [rows] is scratch for it).
  */
-static void block(const void *gate_up, const void *down, int type, const float *in, float *z, float *out, int rows,
-		int d, int f, int activation, const float *keep) {
+static void block(const void *gate_up, const void *down, int type, const float *in, float *z, float *active,
+		float *out, int rows, int d, int f, int activation, const float *keep, float *squares, double *statistic) {
+	gating g = { .both = z, .active = active, .keep = keep, .squares = (statistic != NULL) ? squares : NULL,
+		.statistic = statistic, .rows = rows, .f = f, .activation = activation };
 	if (rows == 1) {
+		/* the gate and up rows read together, act(gate) * up as each pair is done */
 		task first = { .kind = 1, .type = type, .rows = f, .cols = d, .activation = activation,
-			.w = (const char *) gate_up, .x = in, .y = z };
+			.w = (const char *) gate_up, .x = in, .y = active };
 		run(&first);
-	}
-	else {
-		/* gate and up rows [rows, 2f], then act(gate) * up packed into [rows, f] */
-		product(gate_up, type, in, z, rows, 2 * f, d);
-		for (int r = 0; r < rows; r++) {
-			const float *both = z + (size_t) r * 2 * f;
-			float *active = z + (size_t) r * f;
+		if (keep != NULL) {
 			for (int i = 0; i < f; i++) {
-				active[i] = activate(both[i], activation) * both[f + i];
+				active[i] *= keep[i];
 			}
 		}
-	}
-	if (keep != NULL) {
-		for (size_t i = 0; i < (size_t) rows * f; i++) {
-			z[i] *= keep[i];
+		if (statistic != NULL) {
+			squares[0] = floored_squares(active, f);
 		}
 	}
-	product(down, type, z, out, rows, d, f);
+	else {
+		product(gate_up, type, in, z, rows, 2 * f, d);
+		task gated = { .kind = 4, .rows = rows, .g = &g };
+		run(&gated);
+	}
+	if (statistic != NULL) {
+		task gather = { .kind = 5, .rows = f, .g = &g };
+		run(&gather);
+	}
+	product(down, type, active, out, rows, d, f);
 }
 
 /* scratch of the entry points, grown under the calls lock */
@@ -594,7 +844,7 @@ int griffin_gated(const void *gate_up, const void *down, int type, const void *x
 		status = -1;
 	}
 	else {
-		block(gate_up, down, type, in, z, out, 1, d, f, activation, NULL);
+		block(gate_up, down, type, in, NULL, z, out, 1, d, f, activation, NULL, NULL, NULL);
 		if (io_type == TYPE_FLOAT16) {
 			narrow(out, (uint16_t *) y, d);
 		}
@@ -654,50 +904,22 @@ static void normed(const float *x, const void *weight, float epsilon, int io_typ
 	rounded(out, (size_t) rows * d, io_type);
 }
 
-/*
- * One generated token of each of `rows` sequences through a whole pre-norm decoder layer
- * with a gated feed-forward block, the arithmetic of the engine's step
- * (BatchLayer.step_one): y = h + ff(norm(h)) with h = x + attention(norm(x)), row by row.
- * x and y [rows, d], the norm weights and the q/k/v bias (null: none) in io_type; each
- * product's result, the context and every residual sum rounded to io_type. The
- * attention's weights (q/k/v stacked [(H + 2 KVH) dh, d], output [d, H dh]) are of
- * attention_type, the block's (gate_up [2f, d], down [d, f]) of ff_type; every row reads
- * the same weights, each once for all the rows. rotation [rows, dh, dh] rotates each
- * row's queries and keys (row times matrix). Row r's float32 cache is at the addresses
- * keys[r] and values[r] (head g's token t at g * head_strides[r] + t * dh); its rotated
- * key and its value are written at token positions[r], and its heads attend over tokens
- * [starts[r], positions[r]], their scores times scale. keep [rows, f] (null: every row
- * dense) masks each row's activations to the neurons it reads (1 or 0): GRIFFIN's experts
- * read out of the dense block. Returns 0, or -1 when scratch memory could not be allocated
- * (nothing computed or written).
- */
-int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
+/* rows a layer call computes at a time: its scratch stays bounded whatever the prompt */
+#define LAYER_ROWS 256
+
+/* the rows [0, rows) of griffin_layer (at most LAYER_ROWS), its scratch at base */
+static void layer_rows(float *base, void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
 		const void *ffn_norm, float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight,
 		int attention_type, const float *rotation, const int64_t *keys, const int64_t *values,
 		const int64_t *head_strides, const int *positions, const int *starts, int heads, int kv_heads, int dh,
-		float scale, const void *gate_up, const void *down, int ff_type, int f, int activation, const float *keep) {
-	static float *scratch;
-	static size_t capacity;
-	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh, span = 1;
-	for (int r = 0; r < rows; r++) {
-		int own = positions[r] - starts[r] + 1;
-		span = (own > span) ? own : span;
-	}
+		float scale, const void *gate_up, const void *down, int ff_type, int f, int activation, const float *keep,
+		double *statistic, int span) {
+	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh;
 	size_t n = (size_t) rows;
-	size_t sizes[] = { n * d, n * d, n * projected, n * (heads + kv_heads) * dh, n * width, n * d,
-		n * 2 * (f > 0 ? f : 1), n * heads * span, (size_t) projected };
-	size_t total = 0;
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		total += sizes[i];
-	}
-	pthread_mutex_lock(&calls);
-	float *base = grown(&scratch, &capacity, total);
-	if (base == NULL) {
-		pthread_mutex_unlock(&calls);
-		return -1;
-	}
-	float *h = base, *in = h + sizes[0], *qkv = in + sizes[1], *turned = qkv + sizes[2], *context = turned + sizes[3],
-			*out = context + sizes[4], *z = out + sizes[5], *scores = z + sizes[6], *bias = scores + sizes[7];
+	float *h = base, *in = h + n * d, *qkv = in + n * d, *turned = qkv + n * projected,
+			*context = turned + n * (heads + kv_heads) * dh, *out = context + n * width, *z = out + n * d,
+			*active = z + n * 2 * f, *squares = active + n * f, *scores = squares + n,
+			*bias = scores + (size_t) team * span, *angles = bias + projected;
 
 	loaded(x, io_type, h, n * d);
 	normed(h, attention_norm, epsilon, io_type, in, rows, d);
@@ -710,18 +932,25 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 		}
 		rounded(qkv, n * projected, io_type);
 	}
+	int half = dh / 2;
 	for (int r = 0; r < rows; r++) {
-		/* queries and keys rotated: each head's row times the row's rotation */
+		/*
+		 * queries and keys rotated, each head's row times the row's rotation M in the
+		 * rotate-half form: out[j] = x[j] M[j][j] + x[o] M[o][j], o = j + dh / 2 mod dh
+		 */
 		const float *turn = rotation + (size_t) r * dh * dh;
+		float *cosine = angles, *sine = angles + dh;
+		for (int j = 0; j < dh; j++) {
+			int other = (j < half) ? j + half : j - half;
+			cosine[j] = turn[(size_t) j * dh + j];
+			sine[j] = turn[(size_t) other * dh + j];
+		}
 		for (int k = 0; k < heads + kv_heads; k++) {
 			const float *from = qkv + (size_t) r * projected + (size_t) k * dh;
 			float *to = turned + ((size_t) r * (heads + kv_heads) + k) * dh;
-			memset(to, 0, sizeof(float) * (size_t) dh);
-			for (int i = 0; i < dh; i++) {
-				const float *column = turn + (size_t) i * dh;
-				for (int j = 0; j < dh; j++) {
-					to[j] += from[i] * column[j];
-				}
+			for (int j = 0; j < half; j++) {
+				to[j] = from[j] * cosine[j] + from[j + half] * sine[j];
+				to[j + half] = from[j + half] * cosine[j + half] + from[j] * sine[j + half];
 			}
 		}
 		for (int g = 0; g < kv_heads; g++) {
@@ -735,6 +964,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 		memmove(turned + (size_t) r * width, turned + (size_t) r * (heads + kv_heads) * dh,
 				sizeof(float) * (size_t) width);
 	}
+	/* every row's key and value are in the cache now: rows of one sequence see each other */
 	attention a = { .q = turned, .context = context, .keys = keys, .values = values, .head_strides = head_strides,
 		.starts = starts, .positions = positions, .heads = heads, .group = heads / kv_heads, .dh = dh,
 		.scale = scale, .scores = scores, .span = span };
@@ -749,7 +979,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 	rounded(h, n * d, io_type);
 
 	normed(h, ffn_norm, epsilon, io_type, in, rows, d);
-	block(gate_up, down, ff_type, in, z, out, rows, d, f, activation, keep);
+	block(gate_up, down, ff_type, in, z, active, out, rows, d, f, activation, keep, squares, statistic);
 	rounded(out, n * d, io_type);
 	for (size_t i = 0; i < n * d; i++) {
 		h[i] += out[i];
@@ -759,6 +989,62 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 	}
 	else {
 		memcpy(y, h, sizeof(float) * n * d);
+	}
+}
+
+/*
+ * `rows` tokens through a whole pre-norm decoder layer with a gated feed-forward block,
+ * the arithmetic of the engine's step (BatchLayer.step_one): y = h + ff(norm(h)) with
+ * h = x + attention(norm(x)), row by row. The rows are one generated token of each of
+ * several sequences, or a prompt chunk's tokens of one sequence (the same cache, positions
+ * in order): each row's key and value are written before any row attends, so a row sees
+ * the rows before it. x and y [rows, d], the norm weights and the q/k/v bias (null: none)
+ * in io_type; each product's result, the context and every residual sum rounded to
+ * io_type. The attention's weights (q/k/v stacked [(H + 2 KVH) dh, d], output
+ * [d, H dh]) are of attention_type, the block's (gate_up [2f, d], down [d, f]) of
+ * ff_type; every row reads the same weights, each once for all the rows (for every
+ * LAYER_ROWS of them). rotation [rows, dh, dh] rotates each row's queries and keys (row
+ * times matrix), in the rotate-half form (RotaryEmbedding): only its diagonal and the
+ * entries [j + dh/2 mod dh][j] are read. Row r's float32 cache is at the addresses keys[r]
+ * and values[r] (head g's token t at g * head_strides[r] + t * dh); its rotated key and
+ * its value are written at token positions[r], and its heads attend over tokens
+ * [starts[r], positions[r]], their scores times scale. keep [rows, f] (null: every row
+ * dense) masks each row's activations to the neurons it reads (1 or 0): GRIFFIN's experts
+ * read out of the dense block. statistic [f] (null: none) accumulates GRIFFIN's prompt
+ * statistic of the rows' activations (see gather_statistic). Returns 0, or -1 when
+ * scratch memory could not be allocated (nothing computed or written).
+ */
+int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
+		const void *ffn_norm, float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight,
+		int attention_type, const float *rotation, const int64_t *keys, const int64_t *values,
+		const int64_t *head_strides, const int *positions, const int *starts, int heads, int kv_heads, int dh,
+		float scale, const void *gate_up, const void *down, int ff_type, int f, int activation, const float *keep,
+		double *statistic) {
+	static float *scratch;
+	static size_t capacity;
+	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh, span = 1;
+	for (int r = 0; r < rows; r++) {
+		int own = positions[r] - starts[r] + 1;
+		span = (own > span) ? own : span;
+	}
+	size_t n = (size_t) ((rows < LAYER_ROWS) ? rows : LAYER_ROWS), wide = (size_t) (f > 0 ? f : 1);
+	size_t total = n * d * 3 + n * projected + n * (heads + kv_heads) * dh + n * width + n * 3 * wide + n
+			+ (size_t) team * span + (size_t) projected + 2 * (size_t) dh;
+	size_t element = (io_type == TYPE_FLOAT16) ? 2 : 4;
+	pthread_mutex_lock(&calls);
+	float *base = grown(&scratch, &capacity, total);
+	if (base == NULL) {
+		pthread_mutex_unlock(&calls);
+		return -1;
+	}
+	for (int r0 = 0; r0 < rows; r0 += LAYER_ROWS) {
+		int count = (rows - r0 < LAYER_ROWS) ? rows - r0 : LAYER_ROWS;
+		size_t at = (size_t) r0;
+		layer_rows(base, (char *) y + at * d * element, (const char *) x + at * d * element, io_type, count, d,
+				attention_norm, ffn_norm, epsilon, qkv_weight, qkv_bias, output_weight, attention_type,
+				rotation + at * dh * dh, keys + at, values + at, head_strides + at, positions + at, starts + at,
+				heads, kv_heads, dh, scale, gate_up, down, ff_type, f, activation,
+				(keep == NULL) ? NULL : keep + at * f, statistic, span);
 	}
 	pthread_mutex_unlock(&calls);
 	return 0;

@@ -104,14 +104,37 @@ public final class GriffinFeedForward implements FeedForward {
 		return new GriffinState(this, new SplittableRandom(seed));
 	}
 
+	/** The prompt runs the dense block; its statistic is all GRIFFIN records. */
+	@Override
+	public boolean promptFusable() {
+		return true;
+	}
+
+	@Override
+	public boolean recordsPrompt(State state) {
+		checkPrompt((GriffinState) state);
+		return this.method.usesPrompt();
+	}
+
+	@Override
+	public void recordPrompt(State state, double[] sumOfSquares) {
+		GriffinState s = (GriffinState) state;
+		checkPrompt(s);
+		s.accumulate(sumOfSquares);
+	}
+
+	private static void checkPrompt(GriffinState s) {
+		if (s.experts() != null) {
+			throw new IllegalStateException("prompt tokens after the experts were selected");
+		}
+	}
+
 	@Override
 	public NDArray forward(NDArray x, Phase phase, State state, Kernels kernels) {
 		GriffinState s = (GriffinState) state;
 		return switch (phase) {
 			case PROMPT -> {
-				if (s.experts() != null) {
-					throw new IllegalStateException("prompt tokens after the experts were selected");
-				}
+				checkPrompt(s);
 				// [T, F]
 				NDArray z = kernels.activations(x, this.dense);
 				if (this.method.usesPrompt()) {

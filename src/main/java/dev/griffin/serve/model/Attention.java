@@ -119,11 +119,11 @@ public final class Attention {
 
 	/**
 	 * Whether the fused layer module ({@link BatchLayer}) can compute this attention: it
-	 * knows rotated queries and keys that are not normed, and an output projection
-	 * without a bias.
+	 * knows rotated queries and keys that are not normed, scores without a soft cap, and
+	 * an output projection without a bias.
 	 */
 	boolean fusable() {
-		return this.queryNorm == null && this.rotates && this.weights.outputBias() == null;
+		return this.queryNorm == null && this.rotates && this.softCap == 0 && this.weights.outputBias() == null;
 	}
 
 	/** The scores' scale, or NaN when the query rows already carry it. */
@@ -311,7 +311,7 @@ public final class Attention {
 		else {
 			mask = mask(manager, t, position, position, end, 0, type);
 		}
-		return new Positions(position, rotary, start, mask);
+		return new Positions(position, rotary, start, mask, window);
 	}
 
 	/**

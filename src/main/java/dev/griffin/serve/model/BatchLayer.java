@@ -1,5 +1,7 @@
 package dev.griffin.serve.model;
 
+import java.util.Arrays;
+
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
@@ -124,7 +126,46 @@ final class BatchLayer {
 				new NDArray[] { cache.storedKeys(layer) }, new NDArray[] { cache.storedValues(layer) },
 				new int[] { cache.storedFirst() }, new int[] { positions.position() },
 				new int[] { positions.keyStart() }, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale,
-				feedForward.gateUp(), feedForward.down(), feedForward.activation(), null);
+				feedForward.gateUp(), feedForward.down(), feedForward.activation(), null, null);
+	}
+
+	/**
+	 * T tokens of one sequence's prompt in the {@link Kernels.Prefill#NATIVE} form: the
+	 * whole layer in one native call ({@link NativeKernels#layer}), each row a token at
+	 * its position, attending over the cache up to itself (within the sliding window, if
+	 * any), each weight read once for all the rows. x [T, D] -> [T, D] in x's type; the
+	 * cache written at [position, position + T).
+	 * @param ff the dense block, which a prompt runs whole
+	 * @param statistic [F] that the call adds GRIFFIN's prompt statistic of the T tokens
+	 * to, or null
+	 */
+	static NDArray promptNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
+			FeedForward.Weights ff, Positions positions, KvCache cache, double[] statistic) {
+		int t = Math.toIntExact(x.getShape().get(0));
+		int position = positions.position();
+		if (position + (long) t > cache.capacity()) {
+			throw new IllegalStateException("KV cache overflow: position %d + %d tokens > capacity %d"
+				.formatted(position, t, cache.capacity()));
+		}
+		Attention.Weights weights = attention.weights();
+		double scale = attention.scoreScale();
+		int layer = attention.layer();
+		NDArray[] keys = new NDArray[t];
+		NDArray[] values = new NDArray[t];
+		Arrays.fill(keys, cache.storedKeys(layer));
+		Arrays.fill(values, cache.storedValues(layer));
+		int[] firsts = new int[t];
+		Arrays.fill(firsts, cache.storedFirst());
+		int[] at = new int[t];
+		int[] starts = new int[t];
+		for (int i = 0; i < t; i++) {
+			at[i] = position + i;
+			starts[i] = positions.keyStart(i);
+		}
+		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
+				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), positions.rotary().rotation(),
+				keys, values, firsts, at, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale,
+				ff.gateUp(), ff.down(), ff.activation(), null, statistic);
 	}
 
 	/**
@@ -166,7 +207,7 @@ final class BatchLayer {
 		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
 				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), rotary.rotation(), keys, values,
 				firsts, kv.positions, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale, ff.gateUp(),
-				ff.down(), ff.activation(), keep);
+				ff.down(), ff.activation(), keep, null);
 	}
 
 	/**

@@ -131,9 +131,40 @@ public final class DecoderLayer {
 								ff, kernels.halfPacked(ff), positions, cache, kernels);
 			}
 		}
+		if (phase == FeedForward.Phase.PROMPT && nativePrompt(x, cache, kernels)) {
+			FeedForward.Weights ff = this.feedForward.weights();
+			double[] statistic = this.feedForward.recordsPrompt(state) ? new double[ff.intermediateSize()] : null;
+			NDArray y = BatchLayer.promptNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm,
+					ff, positions, cache, statistic);
+			if (statistic != null) {
+				this.feedForward.recordPrompt(state, statistic);
+			}
+			return y;
+		}
 		NDArray h = residual(x, this.attentionNorm, this.postAttentionNorm,
 				(in) -> this.attention.forward(in, positions, cache, kernels));
 		return residual(h, this.ffnNorm, this.postFfnNorm, (in) -> this.feedForward.forward(in, phase, state, kernels));
+	}
+
+	/**
+	 * Whether a prompt pass of T > 1 tokens runs this layer in one native call
+	 * ({@link BatchLayer#promptNative}): the {@link Kernels.Prefill#NATIVE} form, a plain
+	 * block whose prompt pass is the dense feed-forward block, float32 or float16 rows,
+	 * weights the native products read and a float32 cache.
+	 */
+	private boolean nativePrompt(NDArray x, KvCache cache, Kernels kernels) {
+		DataType type = x.getDataType();
+		if (kernels.prefill() != Kernels.Prefill.NATIVE || x.getShape().get(0) < 2
+				|| !(type == DataType.FLOAT32 || type == DataType.FLOAT16) || !this.feedForward.promptFusable()
+				|| !plain() || cache.storedKeys(this.attention.layer()).getDataType() != DataType.FLOAT32) {
+			return false;
+		}
+		for (NDArray weight : matrices()) {
+			if (!NativeKernels.reads(weight)) {
+				return false;
+			}
+		}
+		return NativeKernels.unavailable() == null;
 	}
 
 	/**

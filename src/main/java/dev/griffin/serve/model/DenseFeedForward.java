@@ -20,6 +20,11 @@ public final class DenseFeedForward implements FeedForward {
 	}
 
 	@Override
+	public boolean promptFusable() {
+		return true;
+	}
+
+	@Override
 	public Weights weights() {
 		return this.weights;
 	}

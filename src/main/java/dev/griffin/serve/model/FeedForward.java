@@ -118,6 +118,35 @@ public interface FeedForward {
 		return false;
 	}
 
+	/**
+	 * Whether a prompt pass of this block is exactly the dense block ({@link Weights})
+	 * over every token, apart from the statistic {@link #recordPrompt} takes, so that a
+	 * prompt pass may compute it inside a fused layer (the native prefill form) without
+	 * calling {@link #forward}. A block that does anything else with a prompt keeps the
+	 * default.
+	 */
+	default boolean promptFusable() {
+		return false;
+	}
+
+	/**
+	 * Whether a fused prompt pass hands this sequence's state the prompt statistic of the
+	 * block's activations ({@link #recordPrompt}).
+	 * @throws IllegalStateException where {@link #forward} would refuse prompt tokens
+	 */
+	default boolean recordsPrompt(State state) {
+		return false;
+	}
+
+	/**
+	 * Takes what a fused prompt pass computed of this block's activations for a sequence:
+	 * GRIFFIN's statistic of the pass's tokens, {@code s_j^2} summed over them as
+	 * {@code ExpertSelector.sumOfSquares} sums it.
+	 */
+	default void recordPrompt(State state, double[] sumOfSquares) {
+		throw new UnsupportedOperationException("this feed-forward block records nothing of a prompt");
+	}
+
 	/** x: [T, D] -> [T, D], its products computed as {@code kernels} says. */
 	NDArray forward(NDArray x, Phase phase, State state, Kernels kernels);
 

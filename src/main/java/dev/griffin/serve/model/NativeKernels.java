@@ -145,25 +145,30 @@ public final class NativeKernels {
 	}
 
 	/**
-	 * One generated token of each of B sequences through a whole pre-norm decoder layer
-	 * in one call (the arithmetic of {@link BatchLayer#stepOne}, row by row, each weight
-	 * read once for all the rows): x [B, D] (float32 or float16) -> [B, D] in x's type.
-	 * The norm weights [D] and the q/k/v bias ([(H + 2 KVH) Dh], or null) are in x's
-	 * type; the attention's weights (queryKeyValue [(H + 2 KVH) Dh, D], output [D, H Dh])
-	 * share one type, the block's (gateUp [2K, D], down [D, K]) another or the same.
-	 * rotation [B, Dh, Dh] (float32; [Dh, Dh] for one row) rotates each row's queries and
-	 * keys. Row b's cache is keys[b] and values[b], float32 tensors [KVH, tokens, Dh]
-	 * created whole (contiguous: the call writes the new key and value into their
-	 * memory), the sequence's token 0 at token {@code firsts[b]} of them; its token is
-	 * written at {@code positions[b]} and attends over [{@code starts[b]},
-	 * {@code positions[b]}], its scores times {@code scale}. keep [B, K] (float32, 1 or
-	 * 0; null when every row is dense) masks each row's activations to the neurons it
-	 * reads.
+	 * B rows through a whole pre-norm decoder layer in one call (the arithmetic of
+	 * {@link BatchLayer#stepOne}, row by row, each weight read once for all the rows):
+	 * one generated token of each of B sequences, or B prompt tokens of one sequence (one
+	 * cache, consecutive positions: every row's key and value are written before any row
+	 * attends, so each row sees the rows before it). x [B, D] (float32 or float16) -> [B,
+	 * D] in x's type. The norm weights [D] and the q/k/v bias ([(H + 2 KVH) Dh], or null)
+	 * are in x's type; the attention's weights (queryKeyValue [(H + 2 KVH) Dh, D], output
+	 * [D, H Dh]) share one type, the block's (gateUp [2K, D], down [D, K]) another or the
+	 * same. rotation [B, Dh, Dh] (float32; [Dh, Dh] for one row) rotates each row's
+	 * queries and keys; it has {@link RotaryEmbedding}'s rotate-half form, of which only
+	 * the diagonal and the entries [(j + Dh/2) mod Dh, j] are read. Row b's cache is
+	 * keys[b] and values[b], float32 tensors [KVH, tokens, Dh] created whole (contiguous:
+	 * the call writes the new key and value into their memory), the sequence's token 0 at
+	 * token {@code firsts[b]} of them; its token is written at {@code positions[b]} and
+	 * attends over [{@code starts[b]}, {@code positions[b]}], its scores times
+	 * {@code scale}. keep [B, K] (float32, 1 or 0; null when every row is dense) masks
+	 * each row's activations to the neurons it reads. statistic (null: none) accumulates
+	 * GRIFFIN's prompt statistic of the rows' activations,
+	 * {@code ExpertSelector.sumOfSquares}, over the K neurons.
 	 */
 	static NDArray layer(NDArray x, NDArray attentionNorm, NDArray ffnNorm, float epsilon, NDArray queryKeyValue,
 			NDArray bias, NDArray output, NDArray rotation, NDArray[] keys, NDArray[] values, int[] firsts,
 			int[] positions, int[] starts, int heads, float scale, NDArray gateUp, NDArray down,
-			HiddenActivation activation, NDArray keep) {
+			HiddenActivation activation, NDArray keep, double[] statistic) {
 		require();
 		int rows = Math.toIntExact(x.getShape().get(0));
 		if (rows < 1 || keys.length != rows || values.length != rows || firsts.length != rows
@@ -171,7 +176,8 @@ public final class NativeKernels {
 			throw new IllegalArgumentException("a native layer needs a cache, a position and a window per row");
 		}
 		Shape first = keys[0].getShape();
-		if (first.dimension() != 3 || heads <= 0 || heads % first.get(0) != 0) {
+		if (first.dimension() != 3 || heads <= 0 || heads % first.get(0) != 0 || first.get(2) <= 0
+				|| first.get(2) % 2 != 0) {
 			throw new IllegalArgumentException(
 					"a native layer cannot attend %d heads with caches %s".formatted(heads, first));
 		}
@@ -181,25 +187,33 @@ public final class NativeKernels {
 		long[] valueAddresses = new long[rows];
 		long[] strides = new long[rows];
 		for (int b = 0; b < rows; b++) {
-			Shape cache = keys[b].getShape();
-			if (cache.dimension() != 3 || cache.get(0) != kvHeads || cache.get(2) != dh
-					|| !cache.equals(values[b].getShape()) || keys[b].getDataType() != DataType.FLOAT32
-					|| values[b].getDataType() != DataType.FLOAT32) {
-				throw new IllegalArgumentException(
-						"a native layer needs float32 caches [%d, tokens, %d], not %s and %s of %s and %s".formatted(
-								kvHeads, dh, cache, values[b].getShape(), keys[b].getDataType(),
-								values[b].getDataType()));
+			if (b > 0 && keys[b] == keys[b - 1] && values[b] == values[b - 1] && firsts[b] == firsts[b - 1]) {
+				// a prompt's rows share one cache: checked and located once
+				keyAddresses[b] = keyAddresses[b - 1];
+				valueAddresses[b] = valueAddresses[b - 1];
+				strides[b] = strides[b - 1];
 			}
-			long tokens = cache.get(1);
+			else {
+				Shape cache = keys[b].getShape();
+				if (cache.dimension() != 3 || cache.get(0) != kvHeads || cache.get(2) != dh
+						|| !cache.equals(values[b].getShape()) || keys[b].getDataType() != DataType.FLOAT32
+						|| values[b].getDataType() != DataType.FLOAT32) {
+					throw new IllegalArgumentException(
+							"a native layer needs float32 caches [%d, tokens, %d], not %s and %s of %s and %s"
+								.formatted(kvHeads, dh, cache, values[b].getShape(), keys[b].getDataType(),
+										values[b].getDataType()));
+				}
+				long offset = (long) Math.max(firsts[b], 0) * dh * Float.BYTES;
+				keyAddresses[b] = address(keys[b]) + offset;
+				valueAddresses[b] = address(values[b]) + offset;
+				strides[b] = cache.get(1) * dh;
+			}
+			long tokens = strides[b] / dh;
 			if (starts[b] < 0 || starts[b] > positions[b] || firsts[b] < 0
 					|| firsts[b] + (long) positions[b] >= tokens) {
 				throw new IllegalArgumentException("a native layer cannot attend tokens %d..%d of %d from %d"
 					.formatted(starts[b], positions[b], tokens, firsts[b]));
 			}
-			long offset = (long) firsts[b] * dh * Float.BYTES;
-			keyAddresses[b] = address(keys[b]) + offset;
-			valueAddresses[b] = address(values[b]) + offset;
-			strides[b] = tokens * dh;
 		}
 		long d = queryKeyValue.getShape().get(1);
 		long projected = (long) (heads + 2 * kvHeads) * dh;
@@ -232,12 +246,16 @@ public final class NativeKernels {
 			throw new IllegalArgumentException("a native layer's mask must be float32 [%d, %d], not %s of %s"
 				.formatted(rows, k, keep.getShape(), keep.getDataType()));
 		}
+		if (statistic != null && statistic.length != k) {
+			throw new IllegalArgumentException(
+					"a native layer's statistic needs %d neurons, not %d".formatted(k, statistic.length));
+		}
 		NDArray y = x.getManager().create(new Shape(rows, d), io);
 		succeeded(griffin_layer(memory(y), memory(x), type(x), rows, Math.toIntExact(d), memory(attentionNorm),
 				memory(ffnNorm), epsilon, memory(queryKeyValue), (bias == null) ? null : memory(bias), memory(output),
 				type(queryKeyValue), memory(rotation), keyAddresses, valueAddresses, strides, positions, starts, heads,
 				kvHeads, dh, scale, memory(gateUp), memory(down), type(gateUp), Math.toIntExact(k), activation.code(),
-				(keep == null) ? null : memory(keep)));
+				(keep == null) ? null : memory(keep), statistic));
 		return y;
 	}
 
@@ -323,6 +341,6 @@ public final class NativeKernels {
 			Buffer ffnNorm, float epsilon, Buffer queryKeyValue, Buffer bias, Buffer output, int attentionType,
 			Buffer rotation, long[] keys, long[] values, long[] headStrides, int[] positions, int[] starts, int heads,
 			int kvHeads, int dh, float scale, Buffer gateUp, Buffer down, int ffType, int k, int activation,
-			Buffer keep);
+			Buffer keep, double[] statistic);
 
 }

@@ -13,7 +13,16 @@ import ai.djl.ndarray.NDArray;
  * @param mask additive attention mask [T, M] over the last M keys of [keyStart, position
  * + T) (every key before them is visible to every query), or null where every key is
  * visible (a decode step without a sliding window)
+ * @param window the sliding window the pass's queries attend within (0: none)
  */
-public record Positions(int position, RotaryEmbedding.Angles rotary, int keyStart, NDArray mask) {
+public record Positions(int position, RotaryEmbedding.Angles rotary, int keyStart, NDArray mask, int window) {
+
+	/**
+	 * The first cached position the query at {@code position + row} attends to: 0, or
+	 * with a sliding window the first key within it.
+	 */
+	int keyStart(int row) {
+		return Attention.keyStart(this.window, this.position + row);
+	}
 
 }

@@ -1,6 +1,7 @@
 package dev.griffin.serve.model;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 import ai.djl.ndarray.NDArray;
@@ -17,6 +18,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
 
 /**
  * The project's native one-row products against libtorch's in float32, for both weight
@@ -181,7 +183,7 @@ class NativeKernelsTests {
 			NDArray[] rowValues = { ownValues, values };
 			NDArray y = NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys, rowValues,
 					new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null);
+					HiddenActivation.SILU, null, null);
 			assertThat(y.getShape()).isEqualTo(new Shape(2, 16));
 			// each key went to token first + position of its tensor, nowhere else
 			assertThat(writtenTokens(ownKeys, 4)).containsExactly(1);
@@ -190,25 +192,120 @@ class NativeKernelsTests {
 			assertThat(writtenTokens(values, 6)).containsExactly(5);
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 3 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null))
+					HiddenActivation.SILU, null, null))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("cannot attend tokens");
 			NDArray[] halfKeys = { ownKeys, keys.toType(DataType.FLOAT16, false) };
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, halfKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null))
+					HiddenActivation.SILU, null, null))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("float32 caches");
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 3, 1f, gateUp, down,
-					HiddenActivation.SILU, null))
+					HiddenActivation.SILU, null, null))
 				.isInstanceOf(IllegalArgumentException.class);
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, manager.ones(new Shape(2, 5))))
+					HiddenActivation.SILU, manager.ones(new Shape(2, 5)), null))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("mask");
 		}
+	}
+
+	@Test
+	void aPromptsRowsInOneCallMatchTheSameRowsInTwo() {
+		// more rows than one pass of the native layer computes (256), the later ones
+		// attending within a sliding window of 100 tokens: D 16, 2 heads over 1 key-value
+		// head of 8, a block of 12 neurons, float16 weights
+		int t = 300;
+		int split = 137;
+		int window = 100;
+		try (NDScope scope = new NDScope()) {
+			NDArray x = manager.randomNormal(new Shape(t, 16));
+			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(16));
+			NDArray qkv = manager.randomNormal(0f, 0.3f, new Shape(32, 16), DataType.FLOAT32)
+				.toType(DataType.FLOAT16, false);
+			NDArray output = manager.randomNormal(0f, 0.3f, new Shape(16, 16), DataType.FLOAT32)
+				.toType(DataType.FLOAT16, false);
+			NDArray gateUp = manager.randomNormal(0f, 0.3f, new Shape(24, 16), DataType.FLOAT32)
+				.toType(DataType.FLOAT16, false);
+			NDArray down = manager.randomNormal(0f, 0.3f, new Shape(16, 12), DataType.FLOAT32)
+				.toType(DataType.FLOAT16, false);
+			NDArray rotation = rotateHalf(t, 8);
+			int[] positions = new int[t];
+			int[] starts = new int[t];
+			for (int i = 0; i < t; i++) {
+				positions[i] = i;
+				starts[i] = Attention.keyStart(window, i);
+			}
+			Prompt once = new Prompt(t);
+			NDArray all = once.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, 0, t);
+			Prompt twice = new Prompt(t);
+			NDArray first = twice.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, 0, split);
+			NDArray second = twice.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, split, t);
+			float[] want = first.concat(second).toFloatArray();
+			float[] got = all.toFloatArray();
+			for (int i = 0; i < got.length; i++) {
+				assertThat(got[i]).as("value %d", i).isCloseTo(want[i], within(1e-5f));
+			}
+			assertThat(once.keys.toFloatArray()).containsExactly(twice.keys.toFloatArray(), within(1e-6f));
+			assertThat(once.values.toFloatArray()).containsExactly(twice.values.toFloatArray(), within(1e-6f));
+			for (int j = 0; j < 12; j++) {
+				assertThat(once.statistic[j]).as("neuron %d", j).isCloseTo(twice.statistic[j], within(1e-9));
+			}
+			assertThat(Arrays.stream(once.statistic).min().orElseThrow()).as("every neuron's share of the rows")
+				.isPositive();
+		}
+	}
+
+	/** One sequence's cache and prompt statistic, which prompt calls fill. */
+	private static final class Prompt {
+
+		final NDArray keys;
+
+		final NDArray values;
+
+		final double[] statistic = new double[12];
+
+		Prompt(int tokens) {
+			this.keys = manager.zeros(new Shape(1, tokens, 8));
+			this.values = manager.zeros(new Shape(1, tokens, 8));
+		}
+
+		/** Rows [from, to) of the prompt in one call. */
+		NDArray run(NDArray x, NDArray norm, NDArray qkv, NDArray output, NDArray rotation, NDArray gateUp,
+				NDArray down, int[] positions, int[] starts, int from, int to) {
+			int n = to - from;
+			NDArray[] keyRows = new NDArray[n];
+			NDArray[] valueRows = new NDArray[n];
+			Arrays.fill(keyRows, this.keys);
+			Arrays.fill(valueRows, this.values);
+			String rows = from + ":" + to;
+			return NativeKernels.layer(x.get(rows).duplicate(), norm, norm, 1e-6f, qkv, null, output,
+					rotation.get(rows).duplicate(), keyRows, valueRows, new int[n],
+					Arrays.copyOfRange(positions, from, to), Arrays.copyOfRange(starts, from, to), 2, 0.35f, gateUp,
+					down, HiddenActivation.SILU, null, this.statistic);
+		}
+
+	}
+
+	/**
+	 * Rotary matrices of positions [0, t) in the rotate-half form, {@code I cos + R sin},
+	 * with Hugging Face's frequencies for base 10000: [t, dh, dh].
+	 */
+	private static NDArray rotateHalf(int t, int dh) {
+		int half = dh / 2;
+		float[] m = new float[t * dh * dh];
+		for (int p = 0; p < t; p++) {
+			for (int j = 0; j < dh; j++) {
+				double angle = p / Math.pow(10000, (double) (2 * (j % half)) / dh);
+				int other = (j < half) ? j + half : j - half;
+				m[(p * dh + j) * dh + j] = (float) Math.cos(angle);
+				m[(p * dh + other) * dh + j] = (float) ((j < half) ? -Math.sin(angle) : Math.sin(angle));
+			}
+		}
+		return manager.create(m, new Shape(t, dh, dh));
 	}
 
 	/** The tokens of a [1, tokens, 8] cache that hold anything but zeros. */
