@@ -190,38 +190,44 @@ typedef struct {
 	float scale;
 	float *scores;           /* [team, span]: each thread's, span the longest row's */
 	int span;
+	int io_type;             /* each context row is rounded to it */
 } attention;
 
 /*
- * A gated block's activations for several rows (task kind 4, its rows the activation
- * rows) and, optionally, GRIFFIN's prompt statistic (task kind 5, its rows the neurons).
+ * A gated block's activations for several rows (gate_rows, over the activation rows)
+ * and, optionally, GRIFFIN's prompt statistic (gather_statistic, over the neurons).
  */
 typedef struct {
 	const float *both;  /* [rows, 2f]: gate . x, then up . x */
 	float *active;      /* [rows, f]: act(gate) * up, times keep */
 	const float *keep;  /* [rows, f] of 1 or 0, or null */
-	float *squares;     /* [rows]: each row's sum of active^2 (kind 4 writes it when non-null) */
-	double *statistic;  /* [f]: += active^2 / squares over the rows (kind 5) */
+	float *squares;     /* [rows]: each row's sum of active^2 (gate_rows writes it when non-null) */
+	double *statistic;  /* [f]: += active^2 / squares over the rows (gather_statistic) */
 	int rows, f, activation;
 } gating;
 
+/* work on rows [r0, r1) of something (task kind 4) */
+typedef void (*rows_fn)(const void *context, int r0, int r1);
+
 typedef struct {
 	int kind; /* 0: matrix-vector, 1: gated block's first half, 2: several activation rows, 3: attention,
-	             4: activations of several rows, 5: GRIFFIN's prompt statistic */
+	             4: a function of rows */
 	int type, rows, cols, activation;
 	int tokens; /* kind 2: activation rows x [tokens, cols], outputs y [tokens, rows] */
 	const char *w;
 	const float *x;
 	float *y;
-	const attention *a;
-	const gating *g;
+	attention *a;
+	rows_fn each;        /* kind 4, with its context */
+	const void *context;
+	int taken;           /* kinds 2 and 3: rows handed out so far (threads take shares as they go) */
 } task;
 
 static int team = 1;
 static pthread_t helpers[MAX_THREADS];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static const task *posted_task;
+static task *posted_task;
 static volatile unsigned long generation;
 static volatile int done;
 static volatile int sleepers;
@@ -248,30 +254,48 @@ static void work_rows(const task *t, int r0, int r1, int me);
 
 static void attend(const attention *a, int h0, int h1, int me);
 
-static void gate_rows(const gating *g, int r0, int r1);
+static void rounded(float *v, size_t n, int io_type);
 
-static void gather_statistic(const gating *g, int c0, int c1);
+/* the rows' heads a thread takes at a time in an attention task */
+#define ATTEND_SHARE 4
 
 /* rows [r0, r1) of the task on the team's thread me (0: the caller) */
-static void work(const task *t, int r0, int r1, int me) {
+static void work(task *t, int r0, int r1, int me) {
 	dot_fn dot = dots[t->type];
 	dot2_fn dot2 = dot2s[t->type];
 	size_t stride = (size_t) t->cols * (t->type == TYPE_FLOAT16 ? 2 : 4);
 	float s[2];
 	if (t->kind == 2) {
-		work_rows(t, r0, r1, me);
-		return;
+		/*
+		 * the threads take a share of the weight rows at a time (about an eighth of a
+		 * thread's part): a thread that runs slower, for whatever reason, takes fewer
+		 */
+		int share = (t->rows + 8 * team - 1) / (8 * team);
+		share = (share + 2) / 3 * 3;
+		for (;;) {
+			int first = __atomic_fetch_add(&t->taken, share, __ATOMIC_RELAXED);
+			if (first >= t->rows) {
+				return;
+			}
+			work_rows(t, first, (first + share < t->rows) ? first + share : t->rows, me);
+		}
 	}
 	if (t->kind == 3) {
-		attend(t->a, r0, r1, me);
-		return;
+		/*
+		 * the threads take a few heads at a time, the last rows first: a prompt's later
+		 * rows attend over more keys, so equal shares of rows would not be equal work
+		 */
+		for (;;) {
+			int first = __atomic_fetch_add(&t->taken, ATTEND_SHARE, __ATOMIC_RELAXED);
+			if (first >= t->rows) {
+				return;
+			}
+			int last = (first + ATTEND_SHARE < t->rows) ? first + ATTEND_SHARE : t->rows;
+			attend(t->a, t->rows - last, t->rows - first, me);
+		}
 	}
 	if (t->kind == 4) {
-		gate_rows(t->g, r0, r1);
-		return;
-	}
-	if (t->kind == 5) {
-		gather_statistic(t->g, r0, r1);
+		t->each(t->context, r0, r1);
 		return;
 	}
 	if (t->kind == 1) {
@@ -366,10 +390,10 @@ static void work_rows(const task *t, int r0, int r1, int me) {
 		}
 		for (int i0 = 0; i0 < t->tokens; i0 += 4) {
 			int count = (t->tokens - i0 < 4) ? t->tokens - i0 : 4;
-			for (int i = 0; i < count; i++) {
-				memset(t->y + (size_t) t->rows * (i0 + i) + b0, 0, sizeof(float) * (size_t) (b1 - b0));
-			}
 			for (int c0 = 0; c0 < t->cols; c0 += COLUMN_BLOCK) {
+				/* the first column block's sums are written (y may hold anything), the later
+				 * ones' added */
+				int first = c0 == 0;
 				int n = (t->cols - c0 < COLUMN_BLOCK) ? t->cols - c0 : COLUMN_BLOCK;
 				const float *xs[4];
 				for (int i = 0; i < 4; i++) {
@@ -382,14 +406,16 @@ static void work_rows(const task *t, int r0, int r1, int me) {
 					tile(at, at + row_bytes, at + 2 * row_bytes, xs, n, out);
 					for (int i = 0; i < count; i++) {
 						float *row = t->y + (size_t) t->rows * (i0 + i) + r;
-						row[0] += out[3 * i];
-						row[1] += out[3 * i + 1];
-						row[2] += out[3 * i + 2];
+						row[0] = first ? out[3 * i] : row[0] + out[3 * i];
+						row[1] = first ? out[3 * i + 1] : row[1] + out[3 * i + 1];
+						row[2] = first ? out[3 * i + 2] : row[2] + out[3 * i + 2];
 					}
 				}
 				for (; r < b1; r++) {
 					for (int i = 0; i < count; i++) {
-						t->y[(size_t) t->rows * (i0 + i) + r] += dot(w + row_bytes * (r - b0), xs[i], n);
+						float *to = t->y + (size_t) t->rows * (i0 + i) + r;
+						float sum = dot(w + row_bytes * (r - b0), xs[i], n);
+						*to = first ? sum : *to + sum;
 					}
 				}
 			}
@@ -531,7 +557,9 @@ static void attend(const attention *a, int h0, int h1, int me) {
 		const float *v = (const float *) (intptr_t) a->values[row] + head;
 		float max = scored(k, q, span, dh, a->scale, s);
 		float sum = exponentiated(s, span, max);
-		weighted(v, s, span, dh, 1.0f / sum, a->context + (size_t) rh * dh);
+		float *c = a->context + (size_t) rh * dh;
+		weighted(v, s, span, dh, 1.0f / sum, c);
+		rounded(c, (size_t) dh, a->io_type);
 	}
 }
 
@@ -554,7 +582,8 @@ __attribute__((target("avx2,fma,f16c"))) static float floored_squares(const floa
 }
 
 /* a gated block's activations of rows [r0, r1): see gating */
-__attribute__((target("avx2,fma,f16c"))) static void gate_rows(const gating *g, int r0, int r1) {
+__attribute__((target("avx2,fma,f16c"))) static void gate_rows(const void *context, int r0, int r1) {
+	const gating *g = context;
 	int f = g->f;
 	for (int r = r0; r < r1; r++) {
 		const float *gate = g->both + (size_t) r * 2 * f, *up = gate + f;
@@ -588,11 +617,22 @@ __attribute__((target("avx2,fma,f16c"))) static void gate_rows(const gating *g, 
  * squares[r] over the rows, each quotient in float32, their sum in float64 (the engine's
  * ExpertSelector.sumOfSquares).
  */
-static void gather_statistic(const gating *g, int c0, int c1) {
+__attribute__((target("avx2,fma,f16c"))) static void gather_statistic(const void *context, int c0, int c1) {
+	const gating *g = context;
 	for (int r = 0; r < g->rows; r++) {
 		const float *a = g->active + (size_t) r * g->f;
 		float norm = g->squares[r];
-		for (int j = c0; j < c1; j++) {
+		__m256 by = _mm256_set1_ps(norm);
+		int j = c0;
+		for (; j + 8 <= c1; j += 8) {
+			__m256 x = _mm256_loadu_ps(a + j);
+			__m256 share = _mm256_div_ps(_mm256_mul_ps(x, x), by);
+			double *to = g->statistic + j;
+			_mm256_storeu_pd(to, _mm256_add_pd(_mm256_loadu_pd(to), _mm256_cvtps_pd(_mm256_castps256_ps128(share))));
+			_mm256_storeu_pd(to + 4,
+					_mm256_add_pd(_mm256_loadu_pd(to + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(share, 1))));
+		}
+		for (; j < c1; j++) {
 			float square = a[j] * a[j];
 			g->statistic[j] += (double) (square / norm);
 		}
@@ -629,14 +669,14 @@ static void *helper(void *arg) {
 			}
 		}
 		seen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
-		const task *t = posted_task;
+		task *t = posted_task;
 		work(t, bound(t->rows, me, team), bound(t->rows, me + 1, team), me);
 		__atomic_add_fetch(&done, 1, __ATOMIC_ACQ_REL);
 	}
 	return NULL;
 }
 
-static void run(const task *t) {
+static void run(task *t) {
 	if (team == 1 || t->rows < 4 * team) {
 		work(t, 0, t->rows, 0);
 		return;
@@ -746,11 +786,11 @@ static void block(const void *gate_up, const void *down, int type, const float *
 	}
 	else {
 		product(gate_up, type, in, z, rows, 2 * f, d);
-		task gated = { .kind = 4, .rows = rows, .g = &g };
+		task gated = { .kind = 4, .rows = rows, .each = gate_rows, .context = &g };
 		run(&gated);
 	}
 	if (statistic != NULL) {
-		task gather = { .kind = 5, .rows = f, .g = &g };
+		task gather = { .kind = 4, .rows = f, .each = gather_statistic, .context = &g };
 		run(&gather);
 	}
 	product(down, type, active, out, rows, d, f);
@@ -863,9 +903,14 @@ int griffin_rows(const void *w, int type, const void *x, void *y, int io_type, i
 }
 
 /* v rounded to io_type's precision in place (float16: to nearest; float32: as is) */
-__attribute__((target("f16c"))) static void rounded(float *v, size_t n, int io_type) {
+__attribute__((target("avx2,f16c"))) static void rounded(float *v, size_t n, int io_type) {
 	if (io_type == TYPE_FLOAT16) {
-		for (size_t i = 0; i < n; i++) {
+		size_t i = 0;
+		for (; i + 8 <= n; i += 8) {
+			__m128i half = _mm256_cvtps_ph(_mm256_loadu_ps(v + i), _MM_FROUND_TO_NEAREST_INT);
+			_mm256_storeu_ps(v + i, _mm256_cvtph_ps(half));
+		}
+		for (; i < n; i++) {
 			v[i] = _cvtsh_ss(_cvtss_sh(v[i], _MM_FROUND_TO_NEAREST_INT));
 		}
 	}
@@ -882,114 +927,162 @@ static void loaded(const void *p, int io_type, float *out, size_t n) {
 }
 
 /*
- * The RMS norm of a decoder layer, row by row ([rows, d]): x / sqrt(mean(x^2) + epsilon)
- * in float32, rounded to io_type, times the weight (io_type), rounded again.
+ * One row's RMS norm in a decoder layer: x / sqrt(mean(x^2) + epsilon) in float32,
+ * rounded to io_type, times the weight w (float32), rounded again.
  */
-static void normed(const float *x, const void *weight, float epsilon, int io_type, float *out, int rows, int d) {
-	for (int r = 0; r < rows; r++) {
-		const float *in = x + (size_t) r * d;
-		float *to = out + (size_t) r * d;
-		double squares = 0.0;
-		for (int i = 0; i < d; i++) {
-			squares += (double) in[i] * in[i];
-		}
-		float norm = sqrtf((float) (squares / d) + epsilon);
-		loaded(weight, io_type, to, (size_t) d);
-		for (int i = 0; i < d; i++) {
-			float v = in[i] / norm;
-			rounded(&v, 1, io_type);
-			to[i] *= v;
-		}
+static void norm_row(const float *x, const float *w, float epsilon, int io_type, float *to, int d) {
+	double squares = 0.0;
+	for (int i = 0; i < d; i++) {
+		squares += (double) x[i] * x[i];
 	}
-	rounded(out, (size_t) rows * d, io_type);
+	float norm = sqrtf((float) (squares / d) + epsilon);
+	for (int i = 0; i < d; i++) {
+		to[i] = x[i] / norm;
+	}
+	rounded(to, (size_t) d, io_type);
+	for (int i = 0; i < d; i++) {
+		to[i] *= w[i];
+	}
+	rounded(to, (size_t) d, io_type);
 }
 
 /* rows a layer call computes at a time: its scratch stays bounded whatever the prompt */
 #define LAYER_ROWS 256
 
-/* the rows [0, rows) of griffin_layer (at most LAYER_ROWS), its scratch at base */
-static void layer_rows(float *base, void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
-		const void *ffn_norm, float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight,
-		int attention_type, const float *rotation, const int64_t *keys, const int64_t *values,
-		const int64_t *head_strides, const int *positions, const int *starts, int heads, int kv_heads, int dh,
-		float scale, const void *gate_up, const void *down, int ff_type, int f, int activation, const float *keep,
-		double *statistic, int span) {
-	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh;
-	size_t n = (size_t) rows;
-	float *h = base, *in = h + n * d, *qkv = in + n * d, *turned = qkv + n * projected,
-			*context = turned + n * (heads + kv_heads) * dh, *out = context + n * width, *z = out + n * d,
-			*active = z + n * 2 * f, *squares = active + n * f, *scores = squares + n,
-			*bias = scores + (size_t) team * span, *angles = bias + projected;
+/* what griffin_layer's row functions share: its arguments and scratch, [rows, ...] each */
+typedef struct {
+	const char *x;
+	char *y;
+	int io_type, d, heads, kv_heads, dh;
+	float epsilon;
+	const float *attention_norm, *ffn_norm; /* the norms' weights, widened */
+	const float *bias;                      /* [(heads + 2 kv_heads) dh] widened, or null */
+	const float *rotation;
+	const int64_t *keys, *values, *head_strides;
+	const int *positions;
+	float *h;   /* [rows, d]: the residual stream */
+	float *in;  /* [rows, d]: a sublayer's normed input */
+	float *qkv; /* [rows, (heads + 2 kv_heads) dh] */
+	float *q;   /* [rows, heads, dh]: the rotated queries */
+	float *out; /* [rows, d]: a sublayer's output */
+} layer;
 
-	loaded(x, io_type, h, n * d);
-	normed(h, attention_norm, epsilon, io_type, in, rows, d);
-	product(qkv_weight, attention_type, in, qkv, rows, projected, d);
-	rounded(qkv, n * projected, io_type);
-	if (qkv_bias != NULL) {
-		loaded(qkv_bias, io_type, bias, (size_t) projected);
-		for (size_t i = 0; i < n * projected; i++) {
-			qkv[i] += bias[i % projected];
-		}
-		rounded(qkv, n * projected, io_type);
+/* rows [r0, r1): the input widened into the residual stream, and its attention norm */
+static void enter_rows(const void *context, int r0, int r1) {
+	const layer *l = context;
+	size_t element = (l->io_type == TYPE_FLOAT16) ? 2 : 4;
+	for (int r = r0; r < r1; r++) {
+		float *h = l->h + (size_t) r * l->d;
+		loaded(l->x + (size_t) r * l->d * element, l->io_type, h, (size_t) l->d);
+		norm_row(h, l->attention_norm, l->epsilon, l->io_type, l->in + (size_t) r * l->d, l->d);
 	}
-	int half = dh / 2;
-	for (int r = 0; r < rows; r++) {
-		/*
-		 * queries and keys rotated, each head's row times the row's rotation M in the
-		 * rotate-half form: out[j] = x[j] M[j][j] + x[o] M[o][j], o = j + dh / 2 mod dh
-		 */
-		const float *turn = rotation + (size_t) r * dh * dh;
-		float *cosine = angles, *sine = angles + dh;
-		for (int j = 0; j < dh; j++) {
-			int other = (j < half) ? j + half : j - half;
-			cosine[j] = turn[(size_t) j * dh + j];
-			sine[j] = turn[(size_t) other * dh + j];
+}
+
+/*
+ * rows [r0, r1): q, k and v rounded (with the bias added, and rounded again), the queries
+ * and keys rotated (each head's row times the row's rotation M in the rotate-half form:
+ * out[j] = x[j] M[j][j] + x[o] M[o][j], o = j + dh/2 mod dh), the queries into q, the key
+ * and the value into the row's cache at its position
+ */
+static void turn_rows(const void *context, int r0, int r1) {
+	const layer *l = context;
+	int dh = l->dh, half = dh / 2, projected = (l->heads + 2 * l->kv_heads) * dh;
+	for (int r = r0; r < r1; r++) {
+		float *qkv = l->qkv + (size_t) r * projected;
+		rounded(qkv, (size_t) projected, l->io_type);
+		if (l->bias != NULL) {
+			for (int j = 0; j < projected; j++) {
+				qkv[j] += l->bias[j];
+			}
+			rounded(qkv, (size_t) projected, l->io_type);
 		}
-		for (int k = 0; k < heads + kv_heads; k++) {
-			const float *from = qkv + (size_t) r * projected + (size_t) k * dh;
-			float *to = turned + ((size_t) r * (heads + kv_heads) + k) * dh;
+		const float *turn = l->rotation + (size_t) r * dh * dh;
+		float *keys = (float *) (intptr_t) l->keys[r], *values = (float *) (intptr_t) l->values[r];
+		size_t token = (size_t) l->positions[r] * dh;
+		for (int k = 0; k < l->heads + l->kv_heads; k++) {
+			const float *from = qkv + (size_t) k * dh;
+			float *to = (k < l->heads) ? l->q + ((size_t) r * l->heads + k) * dh
+					: keys + (size_t) (k - l->heads) * (size_t) l->head_strides[r] + token;
 			for (int j = 0; j < half; j++) {
-				to[j] = from[j] * cosine[j] + from[j + half] * sine[j];
-				to[j + half] = from[j + half] * cosine[j + half] + from[j] * sine[j + half];
+				const float *column = turn + j, *other = turn + j + half;
+				to[j] = from[j] * column[(size_t) j * dh] + from[j + half] * column[(size_t) (j + half) * dh];
+				to[j + half] = from[j + half] * other[(size_t) (j + half) * dh] + from[j] * other[(size_t) j * dh];
 			}
 		}
-		for (int g = 0; g < kv_heads; g++) {
-			size_t slot = (size_t) g * (size_t) head_strides[r] + (size_t) positions[r] * dh;
-			memcpy((float *) (intptr_t) keys[r] + slot, turned + ((size_t) r * (heads + kv_heads) + heads + g) * dh,
-					sizeof(float) * (size_t) dh);
-			memcpy((float *) (intptr_t) values[r] + slot,
-					qkv + (size_t) r * projected + (size_t) (heads + kv_heads + g) * dh, sizeof(float) * (size_t) dh);
+		for (int g = 0; g < l->kv_heads; g++) {
+			memcpy(values + (size_t) g * (size_t) l->head_strides[r] + token,
+					qkv + (size_t) (l->heads + l->kv_heads + g) * dh, sizeof(float) * (size_t) dh);
 		}
-		/* the queries packed row after row for the attention: [rows, heads, dh] */
-		memmove(turned + (size_t) r * width, turned + (size_t) r * (heads + kv_heads) * dh,
-				sizeof(float) * (size_t) width);
 	}
+}
+
+/* rows [r0, r1): the attention's output added to the residual stream, and its norm */
+static void middle_rows(const void *context, int r0, int r1) {
+	const layer *l = context;
+	for (int r = r0; r < r1; r++) {
+		float *h = l->h + (size_t) r * l->d, *out = l->out + (size_t) r * l->d;
+		rounded(out, (size_t) l->d, l->io_type);
+		for (int i = 0; i < l->d; i++) {
+			h[i] += out[i];
+		}
+		rounded(h, (size_t) l->d, l->io_type);
+		norm_row(h, l->ffn_norm, l->epsilon, l->io_type, l->in + (size_t) r * l->d, l->d);
+	}
+}
+
+/* rows [r0, r1): the block's output added to the residual stream, written to y */
+static void leave_rows(const void *context, int r0, int r1) {
+	const layer *l = context;
+	for (int r = r0; r < r1; r++) {
+		float *h = l->h + (size_t) r * l->d, *out = l->out + (size_t) r * l->d;
+		rounded(out, (size_t) l->d, l->io_type);
+		for (int i = 0; i < l->d; i++) {
+			h[i] += out[i];
+		}
+		if (l->io_type == TYPE_FLOAT16) {
+			narrow(h, (uint16_t *) l->y + (size_t) r * l->d, (size_t) l->d);
+		}
+		else {
+			memcpy((float *) l->y + (size_t) r * l->d, h, sizeof(float) * (size_t) l->d);
+		}
+	}
+}
+
+/* a function over all the rows, split across the team */
+static void each_row(rows_fn each, const layer *l, int rows) {
+	task t = { .kind = 4, .rows = rows, .each = each, .context = l };
+	run(&t);
+}
+
+/* the rows [0, rows) of griffin_layer (at most LAYER_ROWS), its scratch at base */
+static void layer_rows(float *base, void *y, const void *x, int io_type, int rows, int d, const float *norms,
+		const void *qkv_weight, const float *bias, const void *output_weight, int attention_type, float epsilon,
+		const float *rotation, const int64_t *keys, const int64_t *values, const int64_t *head_strides,
+		const int *positions, const int *starts, int heads, int kv_heads, int dh, float scale, const void *gate_up,
+		const void *down, int ff_type, int f, int activation, const float *keep, double *statistic, int span) {
+	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh;
+	size_t n = (size_t) rows;
+	float *h = base, *in = h + n * d, *qkv = in + n * d, *q = qkv + n * projected, *context = q + n * width,
+			*out = context + n * width, *z = out + n * d, *active = z + n * 2 * f, *squares = active + n * f,
+			*scores = squares + n;
+	layer l = { .x = x, .y = y, .io_type = io_type, .d = d, .heads = heads, .kv_heads = kv_heads, .dh = dh,
+		.epsilon = epsilon, .attention_norm = norms, .ffn_norm = norms + d, .bias = bias, .rotation = rotation,
+		.keys = keys, .values = values, .head_strides = head_strides, .positions = positions, .h = h, .in = in,
+		.qkv = qkv, .q = q, .out = out };
+
+	each_row(enter_rows, &l, rows);
+	product(qkv_weight, attention_type, in, qkv, rows, projected, d);
+	each_row(turn_rows, &l, rows);
 	/* every row's key and value are in the cache now: rows of one sequence see each other */
-	attention a = { .q = turned, .context = context, .keys = keys, .values = values, .head_strides = head_strides,
+	attention a = { .q = q, .context = context, .keys = keys, .values = values, .head_strides = head_strides,
 		.starts = starts, .positions = positions, .heads = heads, .group = heads / kv_heads, .dh = dh,
-		.scale = scale, .scores = scores, .span = span };
+		.scale = scale, .scores = scores, .span = span, .io_type = io_type };
 	task attend_task = { .kind = 3, .rows = rows * heads, .a = &a };
 	run(&attend_task);
-	rounded(context, n * width, io_type);
 	product(output_weight, attention_type, context, out, rows, d, width);
-	rounded(out, n * d, io_type);
-	for (size_t i = 0; i < n * d; i++) {
-		h[i] += out[i];
-	}
-	rounded(h, n * d, io_type);
-
-	normed(h, ffn_norm, epsilon, io_type, in, rows, d);
+	each_row(middle_rows, &l, rows);
 	block(gate_up, down, ff_type, in, z, active, out, rows, d, f, activation, keep, squares, statistic);
-	rounded(out, n * d, io_type);
-	for (size_t i = 0; i < n * d; i++) {
-		h[i] += out[i];
-	}
-	if (io_type == TYPE_FLOAT16) {
-		narrow(h, (uint16_t *) y, n * d);
-	}
-	else {
-		memcpy(y, h, sizeof(float) * n * d);
-	}
+	each_row(leave_rows, &l, rows);
 }
 
 /*
@@ -1028,8 +1121,9 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 		span = (own > span) ? own : span;
 	}
 	size_t n = (size_t) ((rows < LAYER_ROWS) ? rows : LAYER_ROWS), wide = (size_t) (f > 0 ? f : 1);
-	size_t total = n * d * 3 + n * projected + n * (heads + kv_heads) * dh + n * width + n * 3 * wide + n
-			+ (size_t) team * span + (size_t) projected + 2 * (size_t) dh;
+	/* the rows' scratch (see layer_rows), then the norms' weights and the bias widened */
+	size_t per_rows = n * d * 3 + n * projected + n * width * 2 + n * 3 * wide + n + (size_t) team * span;
+	size_t total = per_rows + 2 * (size_t) d + (size_t) projected;
 	size_t element = (io_type == TYPE_FLOAT16) ? 2 : 4;
 	pthread_mutex_lock(&calls);
 	float *base = grown(&scratch, &capacity, total);
@@ -1037,11 +1131,17 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 		pthread_mutex_unlock(&calls);
 		return -1;
 	}
+	float *norms = base + per_rows, *bias = norms + 2 * d;
+	loaded(attention_norm, io_type, norms, (size_t) d);
+	loaded(ffn_norm, io_type, norms + d, (size_t) d);
+	if (qkv_bias != NULL) {
+		loaded(qkv_bias, io_type, bias, (size_t) projected);
+	}
 	for (int r0 = 0; r0 < rows; r0 += LAYER_ROWS) {
 		int count = (rows - r0 < LAYER_ROWS) ? rows - r0 : LAYER_ROWS;
 		size_t at = (size_t) r0;
 		layer_rows(base, (char *) y + at * d * element, (const char *) x + at * d * element, io_type, count, d,
-				attention_norm, ffn_norm, epsilon, qkv_weight, qkv_bias, output_weight, attention_type,
+				norms, qkv_weight, (qkv_bias == NULL) ? NULL : bias, output_weight, attention_type, epsilon,
 				rotation + at * dh * dh, keys + at, values + at, head_strides + at, positions + at, starts + at,
 				heads, kv_heads, dh, scale, gate_up, down, ff_type, f, activation,
 				(keep == NULL) ? NULL : keep + at * f, statistic, span);
