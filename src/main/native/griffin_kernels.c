@@ -220,7 +220,7 @@ typedef struct {
 	attention *a;
 	rows_fn each;        /* kind 4, with its context */
 	const void *context;
-	int taken;           /* kinds 2 and 3: rows handed out so far (threads take shares as they go) */
+	int taken;           /* kinds 0 to 3: rows handed out so far (threads take shares as they go) */
 } task;
 
 static int team = 1;
@@ -259,45 +259,12 @@ static void rounded(float *v, size_t n, int io_type);
 /* the rows' heads a thread takes at a time in an attention task */
 #define ATTEND_SHARE 4
 
-/* rows [r0, r1) of the task on the team's thread me (0: the caller) */
-static void work(task *t, int r0, int r1, int me) {
+/* rows [r0, r1) of a one-row product: kind 0 (y = w x) or 1 (gated pairs) */
+static void one_row(const task *t, int r0, int r1) {
 	dot_fn dot = dots[t->type];
 	dot2_fn dot2 = dot2s[t->type];
 	size_t stride = (size_t) t->cols * (t->type == TYPE_FLOAT16 ? 2 : 4);
 	float s[2];
-	if (t->kind == 2) {
-		/*
-		 * the threads take a share of the weight rows at a time (about an eighth of a
-		 * thread's part): a thread that runs slower, for whatever reason, takes fewer
-		 */
-		int share = (t->rows + 8 * team - 1) / (8 * team);
-		share = (share + 2) / 3 * 3;
-		for (;;) {
-			int first = __atomic_fetch_add(&t->taken, share, __ATOMIC_RELAXED);
-			if (first >= t->rows) {
-				return;
-			}
-			work_rows(t, first, (first + share < t->rows) ? first + share : t->rows, me);
-		}
-	}
-	if (t->kind == 3) {
-		/*
-		 * the threads take a few heads at a time, the last rows first: a prompt's later
-		 * rows attend over more keys, so equal shares of rows would not be equal work
-		 */
-		for (;;) {
-			int first = __atomic_fetch_add(&t->taken, ATTEND_SHARE, __ATOMIC_RELAXED);
-			if (first >= t->rows) {
-				return;
-			}
-			int last = (first + ATTEND_SHARE < t->rows) ? first + ATTEND_SHARE : t->rows;
-			attend(t->a, t->rows - last, t->rows - first, me);
-		}
-	}
-	if (t->kind == 4) {
-		t->each(t->context, r0, r1);
-		return;
-	}
 	if (t->kind == 1) {
 		/* z[i] = act(gate_i . x) * (up_i . x), gate rows [0, F), up rows [F, 2F) */
 		for (int r = r0; r < r1; r++) {
@@ -314,6 +281,42 @@ static void work(task *t, int r0, int r1, int me) {
 	}
 	for (; r < r1; r++) {
 		t->y[r] = dot(t->w + stride * r, t->x, t->cols);
+	}
+}
+
+/*
+ * The task's work on the team's thread me (0: the caller): rows [r0, r1) of a function
+ * of rows; a product's or an attention's rows in shares taken from a counter until none
+ * is left, so that a thread the machine slows takes fewer. An attention's shares are a
+ * few heads, the last rows first: a prompt's later rows attend over more keys.
+ */
+static void work(task *t, int r0, int r1, int me) {
+	if (t->kind == 4) {
+		t->each(t->context, r0, r1);
+		return;
+	}
+	int share = ATTEND_SHARE;
+	if (t->kind != 3) {
+		/* about an eighth of a thread's part, in whole tiles (3 rows) or row pairs */
+		int unit = (t->kind == 2) ? 3 : 2;
+		share = (t->rows + 8 * team - 1) / (8 * team);
+		share = (share + unit - 1) / unit * unit;
+	}
+	for (;;) {
+		int first = __atomic_fetch_add(&t->taken, share, __ATOMIC_RELAXED);
+		if (first >= t->rows) {
+			return;
+		}
+		int last = (first + share < t->rows) ? first + share : t->rows;
+		if (t->kind == 3) {
+			attend(t->a, t->rows - last, t->rows - first, me);
+		}
+		else if (t->kind == 2) {
+			work_rows(t, first, last, me);
+		}
+		else {
+			one_row(t, first, last);
+		}
 	}
 }
 
@@ -1146,6 +1149,65 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 				heads, kv_heads, dh, scale, gate_up, down, ff_type, f, activation,
 				(keep == NULL) ? NULL : keep + at * f, statistic, span);
 	}
+	pthread_mutex_unlock(&calls);
+	return 0;
+}
+
+/* what griffin_gather's row functions read and write */
+typedef struct {
+	const char *gate_up, *down;
+	char *gate_up_out, *down_out;
+	const int *neurons;
+	int k, f, d;
+	size_t element;
+} gathering;
+
+/* rows [r0, r1) of the gathered gate and up rows: gate rows [0, k), then up rows [k, 2k) */
+static void gather_gate_up(const void *context, int r0, int r1) {
+	const gathering *g = context;
+	size_t row = (size_t) g->d * g->element;
+	for (int r = r0; r < r1; r++) {
+		size_t from = (size_t) g->neurons[r % g->k] + ((r >= g->k) ? (size_t) g->f : 0);
+		memcpy(g->gate_up_out + (size_t) r * row, g->gate_up + from * row, row);
+	}
+}
+
+/* rows [r0, r1) of the gathered down columns */
+static void gather_down(const void *context, int r0, int r1) {
+	const gathering *g = context;
+	for (int r = r0; r < r1; r++) {
+		if (g->element == 2) {
+			const uint16_t *in = (const uint16_t *) g->down + (size_t) r * g->f;
+			uint16_t *out = (uint16_t *) g->down_out + (size_t) r * g->k;
+			for (int j = 0; j < g->k; j++) {
+				out[j] = in[g->neurons[j]];
+			}
+		}
+		else {
+			const float *in = (const float *) g->down + (size_t) r * g->f;
+			float *out = (float *) g->down_out + (size_t) r * g->k;
+			for (int j = 0; j < g->k; j++) {
+				out[j] = in[g->neurons[j]];
+			}
+		}
+	}
+}
+
+/*
+ * GRIFFIN's experts of a gated block, copied by the team: gate_up_out [2k, d] = the gate
+ * rows neurons[j] then the up rows f + neurons[j] of gate_up [2f, d], and down_out [d, k]
+ * = the columns neurons[j] of down [d, f]; every array of one type (float32 or float16),
+ * each neuron in [0, f). Returns 0.
+ */
+int griffin_gather(const void *gate_up, const void *down, int type, const int *neurons, int k, int f, int d,
+		void *gate_up_out, void *down_out) {
+	gathering g = { .gate_up = gate_up, .down = down, .gate_up_out = gate_up_out, .down_out = down_out,
+		.neurons = neurons, .k = k, .f = f, .d = d, .element = (type == TYPE_FLOAT16) ? 2 : 4 };
+	pthread_mutex_lock(&calls);
+	task rows = { .kind = 4, .rows = 2 * k, .each = gather_gate_up, .context = &g };
+	run(&rows);
+	task columns = { .kind = 4, .rows = d, .each = gather_down, .context = &g };
+	run(&columns);
 	pthread_mutex_unlock(&calls);
 	return 0;
 }

@@ -189,29 +189,32 @@ public final class LayerExperts implements Kernels.BlockWeights, AutoCloseable {
 		if (this.gateUp != null || this.indices.length == 0) {
 			return;
 		}
-		int f = this.dense.intermediateSize();
 		int k = this.indices.length;
 		boolean gated = this.dense.gated();
-		// a gated block's gate rows E and up rows F + E; a non-gated block's up rows E
-		long[] rows = new long[gated ? 2 * k : k];
-		for (int i = 0; i < k; i++) {
-			rows[i] = this.indices[i];
-			if (gated) {
-				rows[k + i] = (long) this.indices[i] + f;
-			}
-		}
 		NDManager gathered = owner();
 		NDArray gateUp;
 		NDArray down;
 		Kernels.Halves halves;
-		try (NDManager scratch = gathered.newSubManager()) {
-			NDArray rowIndex = scratch.create(rows);
-			NDArray neuronIndex = rowIndex.get(new NDIndex().addSliceDim(0, k));
-			// [2k, D], or [k, D] for a non-gated block
-			gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex);
-			down = Kernels.select(this.dense.down(), 1, neuronIndex); // [D, k]
-			gateUp.attach(gathered);
-			down.attach(gathered);
+		try {
+			if (gated) {
+				// [2k, D]: gate rows E then up rows F + E; [D, k]
+				NDArray[] both = Kernels.gatherExperts(this.dense.gateUp(), this.dense.down(), this.indices, gathered);
+				gateUp = both[0];
+				down = both[1];
+			}
+			else {
+				try (NDManager scratch = gathered.newSubManager()) {
+					long[] rows = new long[k];
+					for (int i = 0; i < k; i++) {
+						rows[i] = this.indices[i];
+					}
+					NDArray rowIndex = scratch.create(rows);
+					gateUp = Kernels.select(this.dense.gateUp(), 0, rowIndex); // [k, D]
+					down = Kernels.select(this.dense.down(), 1, rowIndex); // [D, k]
+					gateUp.attach(gathered);
+					down.attach(gathered);
+				}
+			}
 			// a pass's scope must not free them when it ends
 			NDScope.unregister(gateUp, down);
 			// views, in gathered's care

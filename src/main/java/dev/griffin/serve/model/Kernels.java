@@ -490,6 +490,37 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 		return ScriptedProducts.indexSelect(weight, axis, index);
 	}
 
+	/**
+	 * GRIFFIN's experts of a gated block: the gate rows E then the up rows F + E of
+	 * gateUp [2F, D] as [2k, D], and the columns E of down [D, F] as [D, k], new
+	 * contiguous arrays in {@code manager}. The native team copies them where it reads
+	 * the weights (a float16 SmolLM2 layer's experts in a fraction of a millisecond;
+	 * libtorch's index_select of down's columns runs on one thread in the native forms),
+	 * else libtorch's index_select does; either way an exact copy.
+	 * @param neurons E, k >= 1 of them, each in [0, F)
+	 */
+	public static NDArray[] gatherExperts(NDArray gateUp, NDArray down, int[] neurons, NDManager manager) {
+		if (NativeKernels.unavailable() == null && NativeKernels.reads(gateUp) && NativeKernels.reads(down)
+				&& gateUp.getDataType() == down.getDataType()) {
+			return NativeKernels.gather(gateUp, down, neurons, manager);
+		}
+		int f = Math.toIntExact(gateUp.getShape().get(0) / 2);
+		int k = neurons.length;
+		long[] rows = new long[2 * k];
+		for (int i = 0; i < k; i++) {
+			rows[i] = neurons[i];
+			rows[k + i] = (long) neurons[i] + f;
+		}
+		try (NDManager scratch = manager.newSubManager()) {
+			NDArray rowIndex = scratch.create(rows);
+			NDArray gathered = select(gateUp, 0, rowIndex);
+			NDArray columns = select(down, 1, rowIndex.get(new NDIndex().addSliceDim(0, k)));
+			gathered.attach(manager);
+			columns.attach(manager);
+			return new NDArray[] { gathered, columns };
+		}
+	}
+
 	/** Two row halves of W (views), or null for a single row. */
 	static NDArray[] rowHalves(NDArray weight) {
 		long rows = weight.getShape().get(0);

@@ -259,6 +259,38 @@ public final class NativeKernels {
 		return y;
 	}
 
+	/**
+	 * GRIFFIN's experts of a gated block, copied by the native team: the gate rows E and
+	 * the up rows F + E of gateUp [2F, D] as [2k, D], and the columns E of down [D, F] as
+	 * [D, k], new arrays of the weights' type in {@code manager}.
+	 * @param neurons E, each in [0, F), k >= 1 of them
+	 */
+	static NDArray[] gather(NDArray gateUp, NDArray down, int[] neurons, NDManager manager) {
+		require();
+		Shape shape = gateUp.getShape();
+		long d = shape.get(1);
+		long f = shape.get(0) / 2;
+		if (shape.dimension() != 2 || shape.get(0) != 2 * f || !down.getShape().equals(new Shape(d, f))
+				|| gateUp.getDataType() != down.getDataType()) {
+			throw new IllegalArgumentException("gathering experts needs gate_up [2F, D] and down [D, F] of one type, "
+					+ "not %s and %s".formatted(shape, down.getShape()));
+		}
+		if (neurons.length == 0) {
+			throw new IllegalArgumentException("gathering no expert");
+		}
+		for (int neuron : neurons) {
+			if (neuron < 0 || neuron >= f) {
+				throw new IllegalArgumentException("neuron %d is outside [0, %d)".formatted(neuron, f));
+			}
+		}
+		int k = neurons.length;
+		NDArray rows = manager.create(new Shape(2L * k, d), gateUp.getDataType());
+		NDArray columns = manager.create(new Shape(d, k), down.getDataType());
+		succeeded(griffin_gather(memory(gateUp), memory(down), type(gateUp), neurons, k, Math.toIntExact(f),
+				Math.toIntExact(d), memory(rows), memory(columns)));
+		return new NDArray[] { rows, columns };
+	}
+
 	/** The address of a tensor's memory, which must stay open while it is used. */
 	private static long address(NDArray array) {
 		return Pointer.nativeValue(Native.getDirectBufferPointer(memory(array)));
@@ -336,6 +368,9 @@ public final class NativeKernels {
 
 	private static native int griffin_gated(Buffer gateUp, Buffer down, int type, Buffer x, Buffer y, int ioType, int d,
 			int k, int activation);
+
+	private static native int griffin_gather(Buffer gateUp, Buffer down, int type, int[] neurons, int k, int f, int d,
+			Buffer gateUpOut, Buffer downOut);
 
 	private static native int griffin_layer(Buffer y, Buffer x, int ioType, int rows, int d, Buffer attentionNorm,
 			Buffer ffnNorm, float epsilon, Buffer queryKeyValue, Buffer bias, Buffer output, int attentionType,

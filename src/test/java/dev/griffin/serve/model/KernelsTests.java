@@ -56,6 +56,40 @@ class KernelsTests {
 	}
 
 	@Test
+	void gatheredExpertsAreWhatIndexSelectCopies() {
+		try (NDScope scope = new NDScope()) {
+			int d = 13;
+			int f = 40;
+			int[] neurons = { 39, 0, 17, 5, 18, 38, 2 }; // any order, the ends included
+			long[] rows = new long[neurons.length];
+			for (int i = 0; i < neurons.length; i++) {
+				rows[i] = neurons[i];
+			}
+			for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+				NDArray gateUp = manager.randomNormal(new Shape(2L * f, d)).toType(type, false);
+				NDArray down = manager.randomNormal(new Shape(d, f)).toType(type, false);
+				NDArray index = manager.create(rows);
+				NDArray wantRows = Kernels.select(gateUp, 0, index.concat(index.add(f)));
+				NDArray wantColumns = Kernels.select(down, 1, index);
+				NDArray[] got = Kernels.gatherExperts(gateUp, down, neurons, manager);
+				assertThat(got[0].getDataType()).isEqualTo(type);
+				assertThat(got[0].getShape()).isEqualTo(new Shape(2L * neurons.length, d));
+				assertThat(got[1].getShape()).isEqualTo(new Shape(d, neurons.length));
+				assertThat(got[0].toType(DataType.FLOAT32, false).toFloatArray())
+					.containsExactly(wantRows.toType(DataType.FLOAT32, false).toFloatArray());
+				assertThat(got[1].toType(DataType.FLOAT32, false).toFloatArray())
+					.containsExactly(wantColumns.toType(DataType.FLOAT32, false).toFloatArray());
+				got[0].close();
+				got[1].close();
+			}
+			assertThatThrownBy(() -> NativeKernels.gather(manager.zeros(new Shape(8, 3)),
+					manager.zeros(new Shape(3, 4)), new int[] { 4 }, manager))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("outside");
+		}
+	}
+
+	@Test
 	void float32PrefillOfHalfWeightsKeepsTheirType() {
 		try (NDScope scope = new NDScope()) {
 			NDArray w = manager.randomNormal(new Shape(16, 8)).toType(DataType.FLOAT16, false);
