@@ -1,8 +1,9 @@
 /*
  * griffin-serve's native products on the CPU: one activation row (a decode step) and
- * several (a prompt chunk, a batch of sequences' tokens); and a whole decoder layer for
- * one generated token (griffin_layer), so that a decode step makes one call per layer
- * instead of dozens of small libtorch operations, each with its own JNI crossing.
+ * several (a prompt chunk, a batch of sequences' tokens); a whole decoder layer for
+ * generated tokens or a prompt chunk (griffin_layer), so that a pass makes one call per
+ * layer instead of dozens of small libtorch operations, each with its own JNI crossing;
+ * and the copy of GRIFFIN's experts (griffin_gather).
  *
  * libtorch's one-row float16 products multiply about as many weights per second as its
  * float32 ones on the CPUs this project is measured on, so a float16 step reads half the
@@ -177,8 +178,8 @@ static int level; /* 0: unsupported, 2: AVX2 + FMA + F16C, 3: AVX-512F */
 /* ---------------------------------------------------------------------------------- */
 /* a team of the calling thread and helpers                                            */
 
-/* one token of each of several sequences attending over its cache (task kind 3, its rows
- * the rows' query heads, row after row) */
+/* rows attending over their caches (task kind 3, its rows the rows' query heads, row after
+ * row): one token of each of several sequences, or a prompt chunk's tokens of one */
 typedef struct {
 	const float *q;          /* [rows, heads, dh], rotated */
 	float *context;          /* [rows, heads, dh] */
@@ -1019,15 +1020,21 @@ static void turn_rows(const void *context, int r0, int r1) {
 	}
 }
 
+/* row r's sublayer output, rounded, added to its residual stream; returns the stream's row */
+static float *added(const layer *l, int r) {
+	float *h = l->h + (size_t) r * l->d, *out = l->out + (size_t) r * l->d;
+	rounded(out, (size_t) l->d, l->io_type);
+	for (int i = 0; i < l->d; i++) {
+		h[i] += out[i];
+	}
+	return h;
+}
+
 /* rows [r0, r1): the attention's output added to the residual stream, and its norm */
 static void middle_rows(const void *context, int r0, int r1) {
 	const layer *l = context;
 	for (int r = r0; r < r1; r++) {
-		float *h = l->h + (size_t) r * l->d, *out = l->out + (size_t) r * l->d;
-		rounded(out, (size_t) l->d, l->io_type);
-		for (int i = 0; i < l->d; i++) {
-			h[i] += out[i];
-		}
+		float *h = added(l, r);
 		rounded(h, (size_t) l->d, l->io_type);
 		norm_row(h, l->ffn_norm, l->epsilon, l->io_type, l->in + (size_t) r * l->d, l->d);
 	}
@@ -1037,11 +1044,7 @@ static void middle_rows(const void *context, int r0, int r1) {
 static void leave_rows(const void *context, int r0, int r1) {
 	const layer *l = context;
 	for (int r = r0; r < r1; r++) {
-		float *h = l->h + (size_t) r * l->d, *out = l->out + (size_t) r * l->d;
-		rounded(out, (size_t) l->d, l->io_type);
-		for (int i = 0; i < l->d; i++) {
-			h[i] += out[i];
-		}
+		float *h = added(l, r);
 		if (l->io_type == TYPE_FLOAT16) {
 			narrow(h, (uint16_t *) l->y + (size_t) r * l->d, (size_t) l->d);
 		}

@@ -494,9 +494,8 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 	 * GRIFFIN's experts of a gated block: the gate rows E then the up rows F + E of
 	 * gateUp [2F, D] as [2k, D], and the columns E of down [D, F] as [D, k], new
 	 * contiguous arrays in {@code manager}. The native team copies them where it reads
-	 * the weights (a float16 SmolLM2 layer's experts in a fraction of a millisecond;
-	 * libtorch's index_select of down's columns runs on one thread in the native forms),
-	 * else libtorch's index_select does; either way an exact copy.
+	 * the weights (libtorch's index_select, which does it otherwise, runs on one thread
+	 * in the native forms); either way an exact copy.
 	 * @param neurons E, k >= 1 of them, each in [0, F)
 	 */
 	public static NDArray[] gatherExperts(NDArray gateUp, NDArray down, int[] neurons, NDManager manager) {
