@@ -338,6 +338,12 @@ static void work(task *t, int r0, int r1, int me) {
 static float *panels[MAX_THREADS];
 static size_t panel_sizes[MAX_THREADS];
 
+/* weight rows of row_bytes each that fit WEIGHT_BLOCK, in whole tiles (at least one) */
+static int rows_per_block(size_t row_bytes) {
+	int block = (int) (WEIGHT_BLOCK / (row_bytes > 0 ? row_bytes : 1));
+	return block < 3 ? 3 : block - block % 3;
+}
+
 __attribute__((target("avx2,fma,f16c"))) static void widen_rows(const uint16_t *w, size_t n, float *out) {
 	size_t i = 0;
 	for (; i + 8 <= n; i += 8) {
@@ -359,24 +365,17 @@ static void work_rows(const task *t, int r0, int r1, int me) {
 	size_t element = (type == TYPE_FLOAT16) ? 2 : 4;
 	size_t stride = (size_t) t->cols * element;
 	int widens = type == TYPE_FLOAT16 && t->tokens >= WIDEN_ROWS;
-	size_t block_stride = widens ? (size_t) t->cols * 4 : stride;
 	float out[12];
-	int block = (int) (WEIGHT_BLOCK / (block_stride > 0 ? block_stride : 1));
-	block = block < 3 ? 3 : block - block % 3;
-	if (widens) {
-		size_t need = (size_t) block * t->cols;
-		if (panel_sizes[me] < need) {
-			float *bigger = realloc(panels[me], need * sizeof(float));
-			if (bigger == NULL) {
-				widens = 0; /* the product is still right, widened in registers */
-				block_stride = stride;
-				block = (int) (WEIGHT_BLOCK / (stride > 0 ? stride : 1));
-				block = block < 3 ? 3 : block - block % 3;
-			}
-			else {
-				panels[me] = bigger;
-				panel_sizes[me] = need;
-			}
+	int block = rows_per_block(widens ? (size_t) t->cols * 4 : stride);
+	if (widens && panel_sizes[me] < (size_t) block * t->cols) {
+		float *bigger = realloc(panels[me], (size_t) block * t->cols * sizeof(float));
+		if (bigger == NULL) {
+			widens = 0; /* the product is still right, widened in registers */
+			block = rows_per_block(stride);
+		}
+		else {
+			panels[me] = bigger;
+			panel_sizes[me] = (size_t) block * t->cols;
 		}
 	}
 	tile_fn tile = tiles[widens ? TYPE_FLOAT32 : type];
@@ -384,7 +383,7 @@ static void work_rows(const task *t, int r0, int r1, int me) {
 	element = widens ? 4 : element;
 	for (int b0 = r0; b0 < r1; b0 += block) {
 		int b1 = (b0 + block < r1) ? b0 + block : r1;
-		/* the block's rows, at weights + stride * (r - b0) */
+		/* the block's rows, row r at weights + row_bytes * (r - b0) */
 		const char *weights = t->w + stride * b0;
 		size_t row_bytes = stride;
 		if (widens) {
