@@ -274,13 +274,18 @@ static void one_row(const task *t, int r0, int r1) {
 		}
 		return;
 	}
-	int r = r0;
-	for (; r + 2 <= r1; r += 2) {
-		dot2(t->w + stride * r, t->w + stride * (r + 1), t->x, t->cols, s);
+	/*
+	 * rows r and r + half together: two streams of weights a share apart. Adjacent rows
+	 * read as one stream ran at half the rate (8 against 17 GB/s for float16 rows of
+	 * 576 on the AVX2 EPYC, 2 threads).
+	 */
+	int half = (r1 - r0) / 2, r = r0;
+	for (; r < r0 + half; r++) {
+		dot2(t->w + stride * r, t->w + stride * (r + half), t->x, t->cols, s);
 		t->y[r] = s[0];
-		t->y[r + 1] = s[1];
+		t->y[r + half] = s[1];
 	}
-	for (; r < r1; r++) {
+	for (r = r0 + 2 * half; r < r1; r++) {
 		t->y[r] = dot(t->w + stride * r, t->x, t->cols);
 	}
 }
