@@ -17,6 +17,7 @@
  * build compiles this file with the C compiler into the jar. Every entry point checks
  * nothing: the Java side validates shapes, types and addresses before calling.
  */
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -189,10 +190,21 @@ typedef struct {
 	const int *starts, *positions; /* each row attends over its tokens [start, position] */
 	int heads, group, dh;    /* group: query heads per key-value head */
 	float scale;
-	float *scores;           /* [team, span]: each thread's, span the longest row's */
-	int span;
+	float *scratch;          /* [team, ATTEND_SCRATCH(group, dh)]: each thread's */
+	int chunks;              /* key ranges per row and key-value head (attention_chunks) */
+	float *partial;          /* chunks > 1: [rows, kv heads, chunks, group, dh + 2], merged after */
 	int io_type;             /* each context row is rounded to it */
 } attention;
+
+/* keys per block of a unit's online softmax: a block's keys and values stay in the L2 cache
+ * while the group's query heads read them */
+#define KEY_BLOCK 256
+
+/* the fewest keys of a chunk (attention_chunks) */
+#define MIN_CHUNK_KEYS 128
+
+/* floats of one thread's attention scratch: the group's scores, sums and running values */
+#define ATTEND_SCRATCH(group, dh) ((size_t) (group) * (KEY_BLOCK + (dh) + 2) + (size_t) (dh))
 
 /*
  * A gated block's activations for several rows (gate_rows, over the activation rows)
@@ -301,7 +313,8 @@ static void work(task *t, int r0, int r1, int me) {
 		t->each(t->context, r0, r1);
 		return;
 	}
-	int share = ATTEND_SHARE;
+	/* an attention's units one at a time when there are few (a decode step's) */
+	int share = (t->rows < 4 * ATTEND_SHARE * team) ? 1 : ATTEND_SHARE;
 	if (t->kind != 3) {
 		/* about an eighth of a thread's part, in whole tiles (3 rows) or row pairs */
 		int unit = (t->kind == 2) ? 3 : 2;
@@ -465,7 +478,28 @@ __attribute__((target("avx2,fma,f16c"))) static float scored(const float *k, con
 	float max = -INFINITY;
 	int t = 0;
 	if (dh % 8 == 0) {
-		/* four keys at once, their four sums gathered by horizontal adds */
+		/* eight keys at once (eight independent sums hide the multiply-adds' latency),
+		 * their sums gathered by horizontal adds */
+		for (; t + 8 <= span; t += 8) {
+			const float *k0 = k + (size_t) t * dh;
+			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+			for (int i = 0; i < dh; i += 8) {
+				__m256 x = _mm256_loadu_ps(q + i);
+				a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + i), x, a0);
+				a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + dh + i), x, a1);
+				a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 2 * dh + i), x, a2);
+				a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 3 * dh + i), x, a3);
+				a4 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 4 * dh + i), x, a4);
+				a5 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 5 * dh + i), x, a5);
+				a6 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 6 * dh + i), x, a6);
+				a7 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 7 * dh + i), x, a7);
+			}
+			/* lanes [sums of a0..a3 over the low halves | over the high halves], then a4..a7 */
+			__m256 low = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+			__m256 high = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
+			__m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
+			_mm256_storeu_ps(s + t, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+		}
 		for (; t + 4 <= span; t += 4) {
 			const float *k0 = k + (size_t) t * dh;
 			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -555,25 +589,117 @@ __attribute__((target("avx2,fma,f16c"))) static void weighted(const float *v, co
 }
 
 /*
- * Query heads [h0, h1) of the rows, row after row, on the team's thread me: scores
- * against the row's cached keys [start, position], a softmax in float32, and the context,
- * the weighted sum of the cached values.
+ * Key ranges per row and key-value head: one for many rows; for few, enough that the
+ * team has at least four units each (a lone sequence's decode step would otherwise leave
+ * threads idle), each unit's range merged with the others' after the task.
  */
-static void attend(const attention *a, int h0, int h1, int me) {
-	int dh = a->dh;
-	float *s = a->scores + (size_t) me * a->span;
-	for (int rh = h0; rh < h1; rh++) {
-		int row = rh / a->heads, h = rh % a->heads;
-		int span = a->positions[row] - a->starts[row] + 1;
-		const float *q = a->q + (size_t) rh * dh;
-		size_t head = (size_t) (h / a->group) * (size_t) a->head_strides[row] + (size_t) a->starts[row] * dh;
-		const float *k = (const float *) (intptr_t) a->keys[row] + head;
-		const float *v = (const float *) (intptr_t) a->values[row] + head;
-		float max = scored(k, q, span, dh, a->scale, s);
-		float sum = exponentiated(s, span, max);
-		float *c = a->context + (size_t) rh * dh;
-		weighted(v, s, span, dh, 1.0f / sum, c);
-		rounded(c, (size_t) dh, a->io_type);
+static int attention_chunks(int rows, int kv_heads, int span) {
+	int units = rows * kv_heads, wanted = 4 * team;
+	int chunks = (units >= wanted) ? 1 : (wanted + units - 1) / units;
+	/* no fewer than MIN_CHUNK_KEYS keys a chunk: shorter ones cost more to merge than they save */
+	int most = (int) (((long long) span + MIN_CHUNK_KEYS - 1) / MIN_CHUNK_KEYS);
+	return (chunks < most) ? chunks : ((most > 1) ? most : 1);
+}
+
+/*
+ * Attention units [u0, u1) on the team's thread me: unit u is a row's key-value head g
+ * over its chunk of the row's cached keys [start, position], for the group of query heads
+ * that share g. The keys and values are read once for the group, KEY_BLOCK of them at a
+ * time, with an online softmax in float32 (each block's exponentials taken from the
+ * running maximum, the earlier sums rescaled when it grows). With one chunk the context
+ * (the weighted sum of the values over the sum of the weights) is written, rounded;
+ * otherwise each head's maximum, sum and unscaled values go to the partials.
+ */
+static void attend(const attention *a, int u0, int u1, int me) {
+	int dh = a->dh, group = a->group, chunks = a->chunks, kv_heads = a->heads / group;
+	float *s = a->scratch + (size_t) me * ATTEND_SCRATCH(group, dh);
+	float *sums = s + (size_t) group * KEY_BLOCK, *maxima = sums + group, *values = maxima + group;
+	float *block = values + (size_t) group * dh;
+	for (int u = u0; u < u1; u++) {
+		int row = u / (kv_heads * chunks), g = u / chunks % kv_heads, c = u % chunks;
+		int first = a->starts[row], span = a->positions[row] - first + 1;
+		int t0 = first + (int) ((long long) span * c / chunks), t1 = first + (int) ((long long) span * (c + 1) / chunks);
+		size_t head = (size_t) g * (size_t) a->head_strides[row];
+		const float *keys = (const float *) (intptr_t) a->keys[row] + head;
+		const float *vals = (const float *) (intptr_t) a->values[row] + head;
+		for (int h = 0; h < group; h++) {
+			sums[h] = 0.0f;
+			maxima[h] = -INFINITY;
+			memset(values + (size_t) h * dh, 0, sizeof(float) * (size_t) dh);
+		}
+		for (int b0 = t0; b0 < t1; b0 += KEY_BLOCK) {
+			int n = (t1 - b0 < KEY_BLOCK) ? t1 - b0 : KEY_BLOCK;
+			const float *k = keys + (size_t) b0 * dh, *v = vals + (size_t) b0 * dh;
+			for (int h = 0; h < group; h++) {
+				const float *q = a->q + ((size_t) row * a->heads + (size_t) g * group + h) * dh;
+				float *sh = s + (size_t) h * KEY_BLOCK, *vh = values + (size_t) h * dh;
+				float top = scored(k, q, n, dh, a->scale, sh);
+				float max = (top > maxima[h]) ? top : maxima[h];
+				float rescale = (maxima[h] == -INFINITY) ? 0.0f : expf(maxima[h] - max);
+				sums[h] = sums[h] * rescale + exponentiated(sh, n, max);
+				maxima[h] = max;
+				weighted(v, sh, n, dh, 1.0f, block);
+				for (int i = 0; i < dh; i++) {
+					vh[i] = vh[i] * rescale + block[i];
+				}
+			}
+		}
+		for (int h = 0; h < group; h++) {
+			const float *vh = values + (size_t) h * dh;
+			if (chunks == 1) {
+				float *context = a->context + ((size_t) row * a->heads + (size_t) g * group + h) * dh;
+				for (int i = 0; i < dh; i++) {
+					context[i] = vh[i] / sums[h];
+				}
+				rounded(context, (size_t) dh, a->io_type);
+			}
+			else {
+				float *part = a->partial + ((size_t) u * group + h) * (dh + 2);
+				part[0] = maxima[h];
+				part[1] = sums[h];
+				memcpy(part + 2, vh, sizeof(float) * (size_t) dh);
+			}
+		}
+	}
+}
+
+/* floats of an attention's scratch for `rows` rows: the team's, then the partials */
+static size_t attention_floats(int rows, int heads, int kv_heads, int dh) {
+	int group = heads / kv_heads, chunks = attention_chunks(rows, kv_heads, INT_MAX);
+	size_t partials = (chunks == 1) ? 0 : (size_t) rows * heads * chunks * (size_t) (dh + 2);
+	return (size_t) team * ATTEND_SCRATCH(group, dh) + partials;
+}
+
+/* the rows' contexts from their chunks' partials (chunks > 1), rounded */
+static void merge_chunks(const attention *a, int rows) {
+	int dh = a->dh, group = a->group, chunks = a->chunks, kv_heads = a->heads / group;
+	for (int row = 0; row < rows; row++) {
+		for (int qh = 0; qh < a->heads; qh++) {
+			int g = qh / group, h = qh % group;
+			const float *parts = a->partial + (((size_t) row * kv_heads + g) * chunks * group + h) * (dh + 2);
+			size_t apart = (size_t) group * (dh + 2);
+			float max = -INFINITY, sum = 0.0f;
+			for (int c = 0; c < chunks; c++) {
+				max = (parts[c * apart] > max) ? parts[c * apart] : max;
+			}
+			float *context = a->context + ((size_t) row * a->heads + qh) * dh;
+			memset(context, 0, sizeof(float) * (size_t) dh);
+			for (int c = 0; c < chunks; c++) {
+				const float *part = parts + c * apart;
+				if (part[0] == -INFINITY) {
+					continue; /* an empty chunk */
+				}
+				float scale = expf(part[0] - max);
+				sum += part[1] * scale;
+				for (int i = 0; i < dh; i++) {
+					context[i] += part[2 + i] * scale;
+				}
+			}
+			for (int i = 0; i < dh; i++) {
+				context[i] /= sum;
+			}
+			rounded(context, (size_t) dh, a->io_type);
+		}
 	}
 }
 
@@ -691,7 +817,8 @@ static void *helper(void *arg) {
 }
 
 static void run(task *t) {
-	if (team == 1 || t->rows < 4 * team) {
+	/* the team for a few attention units, each a head over many keys, not for a few rows */
+	if (team == 1 || t->rows < ((t->kind == 3) ? 2 : 4 * team)) {
 		work(t, 0, t->rows, 0);
 		return;
 	}
@@ -1075,7 +1202,7 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 		const void *qkv_weight, const float *bias, const void *output_weight, int attention_type, float epsilon,
 		const float *rotation, const int64_t *keys, const int64_t *values, const int64_t *head_strides,
 		const int *positions, const int *starts, int heads, int kv_heads, int dh, float scale, const void *gate_up,
-		const void *down, int ff_type, int f, int activation, const float *keep, double *statistic, int span) {
+		const void *down, int ff_type, int f, int activation, const float *keep, double *statistic) {
 	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh;
 	size_t n = (size_t) rows;
 	float *h = base, *in = h + n * d, *qkv = in + n * d, *q = qkv + n * projected, *context = q + n * width,
@@ -1090,11 +1217,20 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 	product(qkv_weight, attention_type, in, qkv, rows, projected, d);
 	each_row(turn_rows, &l, rows);
 	/* every row's key and value are in the cache now: rows of one sequence see each other */
+	int span = 1;
+	for (int r = 0; r < rows; r++) {
+		span = (positions[r] - starts[r] + 1 > span) ? positions[r] - starts[r] + 1 : span;
+	}
+	int chunks = attention_chunks(rows, kv_heads, span);
 	attention a = { .q = q, .context = context, .keys = keys, .values = values, .head_strides = head_strides,
 		.starts = starts, .positions = positions, .heads = heads, .group = heads / kv_heads, .dh = dh,
-		.scale = scale, .scores = scores, .span = span, .io_type = io_type };
-	task attend_task = { .kind = 3, .rows = rows * heads, .a = &a };
+		.scale = scale, .scratch = scores, .chunks = chunks,
+		.partial = scores + (size_t) team * ATTEND_SCRATCH(heads / kv_heads, dh), .io_type = io_type };
+	task attend_task = { .kind = 3, .rows = rows * kv_heads * chunks, .a = &a };
 	run(&attend_task);
+	if (chunks > 1) {
+		merge_chunks(&a, rows);
+	}
 	product(output_weight, attention_type, context, out, rows, d, width);
 	each_row(middle_rows, &l, rows);
 	block(gate_up, down, ff_type, in, z, active, out, rows, d, f, activation, keep, squares, statistic);
@@ -1131,14 +1267,16 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 		double *statistic) {
 	static float *scratch;
 	static size_t capacity;
-	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh, span = 1;
-	for (int r = 0; r < rows; r++) {
-		int own = positions[r] - starts[r] + 1;
-		span = (own > span) ? own : span;
-	}
+	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh;
 	size_t n = (size_t) ((rows < LAYER_ROWS) ? rows : LAYER_ROWS), wide = (size_t) (f > 0 ? f : 1);
+	/* the attention's scratch for the larger of the passes (the last may be shorter) */
+	size_t attending = attention_floats((int) n, heads, kv_heads, dh);
+	if (rows % LAYER_ROWS != 0 && rows > LAYER_ROWS) {
+		size_t last = attention_floats(rows % LAYER_ROWS, heads, kv_heads, dh);
+		attending = (last > attending) ? last : attending;
+	}
 	/* the rows' scratch (see layer_rows), then the norms' weights and the bias widened */
-	size_t per_rows = n * d * 3 + n * projected + n * width * 2 + n * 3 * wide + n + (size_t) team * span;
+	size_t per_rows = n * d * 3 + n * projected + n * width * 2 + n * 3 * wide + n + attending;
 	size_t total = per_rows + 2 * (size_t) d + (size_t) projected;
 	size_t element = (io_type == TYPE_FLOAT16) ? 2 : 4;
 	pthread_mutex_lock(&calls);
@@ -1160,7 +1298,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 				norms, qkv_weight, (qkv_bias == NULL) ? NULL : bias, output_weight, attention_type, epsilon,
 				rotation + at * dh * dh, keys + at, values + at, head_strides + at, positions + at, starts + at,
 				heads, kv_heads, dh, scale, gate_up, down, ff_type, f, activation,
-				(keep == NULL) ? NULL : keep + at * f, statistic, span);
+				(keep == NULL) ? NULL : keep + at * f, statistic);
 	}
 	pthread_mutex_unlock(&calls);
 	return 0;

@@ -265,6 +265,39 @@ class NativeKernelsTests {
 		}
 	}
 
+	@Test
+	void aLoneRowOverManyKeysMatchesTheSameRowInAPrompt() {
+		// a lone row's attention over 700 keys is split into key ranges across the team
+		// and merged; the prompt's last row attends over the same keys in one range
+		int t = 700;
+		try (NDScope scope = new NDScope()) {
+			NDArray x = manager.randomNormal(new Shape(t, 16));
+			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(16));
+			NDArray qkv = manager.randomNormal(0f, 0.3f, new Shape(32, 16), DataType.FLOAT32)
+				.toType(DataType.FLOAT16, false);
+			NDArray output = manager.randomNormal(0f, 0.3f, new Shape(16, 16), DataType.FLOAT32)
+				.toType(DataType.FLOAT16, false);
+			NDArray gateUp = manager.randomNormal(0f, 0.3f, new Shape(24, 16), DataType.FLOAT32)
+				.toType(DataType.FLOAT16, false);
+			NDArray down = manager.randomNormal(0f, 0.3f, new Shape(16, 12), DataType.FLOAT32)
+				.toType(DataType.FLOAT16, false);
+			NDArray rotation = rotateHalf(t, 8);
+			int[] positions = new int[t];
+			for (int i = 0; i < t; i++) {
+				positions[i] = i;
+			}
+			int[] starts = new int[t];
+			float[] want = new Prompt(t).run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, 0, t)
+				.get((t - 1) + ":")
+				.toFloatArray();
+			Prompt decoded = new Prompt(t);
+			decoded.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, 0, t - 1);
+			float[] got = decoded.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, t - 1, t)
+				.toFloatArray();
+			assertThat(got).containsExactly(want, within(1e-5f));
+		}
+	}
+
 	/** One sequence's cache and prompt statistic, which prompt calls fill. */
 	private static final class Prompt {
 
