@@ -1,11 +1,15 @@
 package dev.griffin.serve.model;
 
+import java.lang.ref.WeakReference;
 import java.nio.Buffer;
+import java.util.LinkedHashMap;
+import java.util.Map;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.engine.PtNDArray;
 import com.sun.jna.Native;
 import com.sun.jna.NativeLibrary;
 import com.sun.jna.Pointer;
@@ -97,7 +101,7 @@ public final class NativeKernels {
 		check(x, in);
 		int weightType = type(weight);
 		NDArray y = x.getManager().create(new Shape(1, out), x.getDataType());
-		succeeded(griffin_gemv(memory(weight), weightType, memory(x), memory(y), type(x), Math.toIntExact(out),
+		succeeded(griffin_gemv(lasting(weight), weightType, memory(x), memory(y), type(x), Math.toIntExact(out),
 				Math.toIntExact(in)));
 		return y;
 	}
@@ -116,8 +120,8 @@ public final class NativeKernels {
 		}
 		int weightType = type(weight);
 		NDArray y = x.getManager().create(new Shape(shape.get(0), out), x.getDataType());
-		succeeded(griffin_rows(memory(weight), weightType, memory(x), memory(y), type(x), Math.toIntExact(shape.get(0)),
-				Math.toIntExact(out), Math.toIntExact(in)));
+		succeeded(griffin_rows(lasting(weight), weightType, memory(x), memory(y), type(x),
+				Math.toIntExact(shape.get(0)), Math.toIntExact(out), Math.toIntExact(in)));
 		return y;
 	}
 
@@ -139,7 +143,7 @@ public final class NativeKernels {
 		check(x, d);
 		int weightType = type(gateUp);
 		NDArray y = x.getManager().create(new Shape(1, d), x.getDataType());
-		succeeded(griffin_gated(memory(gateUp), memory(down), weightType, memory(x), memory(y), type(x),
+		succeeded(griffin_gated(lasting(gateUp), lasting(down), weightType, memory(x), memory(y), type(x),
 				Math.toIntExact(d), Math.toIntExact(k), activation.code()));
 		return y;
 	}
@@ -251,11 +255,11 @@ public final class NativeKernels {
 					"a native layer's statistic needs %d neurons, not %d".formatted(k, statistic.length));
 		}
 		NDArray y = x.getManager().create(new Shape(rows, d), io);
-		succeeded(griffin_layer(memory(y), memory(x), type(x), rows, Math.toIntExact(d), memory(attentionNorm),
-				memory(ffnNorm), epsilon, memory(queryKeyValue), (bias == null) ? null : memory(bias), memory(output),
-				type(queryKeyValue), memory(rotation), keyAddresses, valueAddresses, strides, positions, starts, heads,
-				kvHeads, dh, scale, memory(gateUp), memory(down), type(gateUp), Math.toIntExact(k), activation.code(),
-				(keep == null) ? null : memory(keep), statistic));
+		succeeded(griffin_layer(memory(y), memory(x), type(x), rows, Math.toIntExact(d), lasting(attentionNorm),
+				lasting(ffnNorm), epsilon, lasting(queryKeyValue), (bias == null) ? null : lasting(bias),
+				lasting(output), type(queryKeyValue), memory(rotation), keyAddresses, valueAddresses, strides,
+				positions, starts, heads, kvHeads, dh, scale, lasting(gateUp), lasting(down), type(gateUp),
+				Math.toIntExact(k), activation.code(), (keep == null) ? null : memory(keep), statistic));
 		return y;
 	}
 
@@ -286,15 +290,57 @@ public final class NativeKernels {
 		int k = neurons.length;
 		NDArray rows = manager.create(new Shape(2L * k, d), gateUp.getDataType());
 		NDArray columns = manager.create(new Shape(d, k), down.getDataType());
-		succeeded(griffin_gather(memory(gateUp), memory(down), type(gateUp), neurons, k, Math.toIntExact(f),
+		succeeded(griffin_gather(lasting(gateUp), lasting(down), type(gateUp), neurons, k, Math.toIntExact(f),
 				Math.toIntExact(d), memory(rows), memory(columns)));
 		return new NDArray[] { rows, columns };
 	}
 
-	/** The address of a tensor's memory, which must stay open while it is used. */
+	/** The address of a cache's memory, which must stay open while it is used. */
 	private static long address(NDArray array) {
-		return Pointer.nativeValue(Native.getDirectBufferPointer(memory(array)));
+		return Pointer.nativeValue(Native.getDirectBufferPointer(lasting(array)));
 	}
+
+	/**
+	 * {@link #memory} of a tensor that outlives many calls (a weight, GRIFFIN's gathered
+	 * experts, a KV cache), kept by its libtorch handle: a layer's call passes about a
+	 * dozen of them, and asking libtorch for each costs a few microseconds (a few percent
+	 * of a SmolLM2 decode step). An entry counts only for the very array it was made for,
+	 * while that array is open; the least recently used go beyond {@link #LASTING}.
+	 */
+	private static Buffer lasting(NDArray array) {
+		if (!(array instanceof PtNDArray tensor) || array.isReleased()) {
+			return memory(array); // which refuses what it cannot read
+		}
+		Long handle = tensor.getHandle();
+		synchronized (LOCATED) {
+			Located known = LOCATED.get(handle);
+			if (known != null && known.array().get() == array) {
+				return known.buffer();
+			}
+		}
+		Buffer buffer = memory(array);
+		synchronized (LOCATED) {
+			LOCATED.put(handle, new Located(new WeakReference<>(array), buffer));
+		}
+		return buffer;
+	}
+
+	/** A tensor and the buffer over its memory. */
+	private record Located(WeakReference<NDArray> array, Buffer buffer) {
+	}
+
+	/** The most tensors {@link #lasting} keeps buffers for. */
+	private static final int LASTING = 4096;
+
+	/** {@link #lasting}'s buffers by libtorch handle, least recently used first. */
+	private static final Map<Long, Located> LOCATED = new LinkedHashMap<>(256, 0.75f, true) {
+
+		@Override
+		protected boolean removeEldestEntry(Map.Entry<Long, Located> eldest) {
+			return size() > LASTING;
+		}
+
+	};
 
 	private static void requireShape(NDArray weight, long rows, long columns, String what) {
 		Shape shape = weight.getShape();
