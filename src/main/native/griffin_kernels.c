@@ -478,28 +478,7 @@ __attribute__((target("avx2,fma,f16c"))) static float scored(const float *k, con
 	float max = -INFINITY;
 	int t = 0;
 	if (dh % 8 == 0) {
-		/* eight keys at once (eight independent sums hide the multiply-adds' latency),
-		 * their sums gathered by horizontal adds */
-		for (; t + 8 <= span; t += 8) {
-			const float *k0 = k + (size_t) t * dh;
-			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-			for (int i = 0; i < dh; i += 8) {
-				__m256 x = _mm256_loadu_ps(q + i);
-				a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + i), x, a0);
-				a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + dh + i), x, a1);
-				a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 2 * dh + i), x, a2);
-				a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 3 * dh + i), x, a3);
-				a4 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 4 * dh + i), x, a4);
-				a5 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 5 * dh + i), x, a5);
-				a6 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 6 * dh + i), x, a6);
-				a7 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 7 * dh + i), x, a7);
-			}
-			/* lanes [sums of a0..a3 over the low halves | over the high halves], then a4..a7 */
-			__m256 low = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-			__m256 high = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
-			__m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31));
-			_mm256_storeu_ps(s + t, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
-		}
+		/* four keys at once, their four sums gathered by horizontal adds */
 		for (; t + 4 <= span; t += 4) {
 			const float *k0 = k + (size_t) t * dh;
 			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;

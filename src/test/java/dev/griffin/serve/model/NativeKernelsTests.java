@@ -244,17 +244,7 @@ class NativeKernelsTests {
 		int split = 137;
 		int window = 100;
 		try (NDScope scope = new NDScope()) {
-			NDArray x = manager.randomNormal(new Shape(t, 16));
-			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(16));
-			NDArray qkv = manager.randomNormal(0f, 0.3f, new Shape(32, 16), DataType.FLOAT32)
-				.toType(DataType.FLOAT16, false);
-			NDArray output = manager.randomNormal(0f, 0.3f, new Shape(16, 16), DataType.FLOAT32)
-				.toType(DataType.FLOAT16, false);
-			NDArray gateUp = manager.randomNormal(0f, 0.3f, new Shape(24, 16), DataType.FLOAT32)
-				.toType(DataType.FLOAT16, false);
-			NDArray down = manager.randomNormal(0f, 0.3f, new Shape(16, 12), DataType.FLOAT32)
-				.toType(DataType.FLOAT16, false);
-			NDArray rotation = rotateHalf(t, 8);
+			Prompt.Layer layer = Prompt.Layer.random(t);
 			int[] positions = new int[t];
 			int[] starts = new int[t];
 			for (int i = 0; i < t; i++) {
@@ -262,10 +252,10 @@ class NativeKernelsTests {
 				starts[i] = Attention.keyStart(window, i);
 			}
 			Prompt once = new Prompt(t);
-			NDArray all = once.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, 0, t);
+			NDArray all = once.run(layer, positions, starts, 0, t);
 			Prompt twice = new Prompt(t);
-			NDArray first = twice.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, 0, split);
-			NDArray second = twice.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, split, t);
+			NDArray first = twice.run(layer, positions, starts, 0, split);
+			NDArray second = twice.run(layer, positions, starts, split, t);
 			float[] want = first.concat(second).toFloatArray();
 			float[] got = all.toFloatArray();
 			for (int i = 0; i < got.length; i++) {
@@ -287,29 +277,16 @@ class NativeKernelsTests {
 		// and merged; the prompt's last row attends over the same keys in one range
 		int t = 700;
 		try (NDScope scope = new NDScope()) {
-			NDArray x = manager.randomNormal(new Shape(t, 16));
-			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(16));
-			NDArray qkv = manager.randomNormal(0f, 0.3f, new Shape(32, 16), DataType.FLOAT32)
-				.toType(DataType.FLOAT16, false);
-			NDArray output = manager.randomNormal(0f, 0.3f, new Shape(16, 16), DataType.FLOAT32)
-				.toType(DataType.FLOAT16, false);
-			NDArray gateUp = manager.randomNormal(0f, 0.3f, new Shape(24, 16), DataType.FLOAT32)
-				.toType(DataType.FLOAT16, false);
-			NDArray down = manager.randomNormal(0f, 0.3f, new Shape(16, 12), DataType.FLOAT32)
-				.toType(DataType.FLOAT16, false);
-			NDArray rotation = rotateHalf(t, 8);
+			Prompt.Layer layer = Prompt.Layer.random(t);
 			int[] positions = new int[t];
 			for (int i = 0; i < t; i++) {
 				positions[i] = i;
 			}
 			int[] starts = new int[t];
-			float[] want = new Prompt(t).run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, 0, t)
-				.get((t - 1) + ":")
-				.toFloatArray();
+			float[] want = new Prompt(t).run(layer, positions, starts, 0, t).get((t - 1) + ":").toFloatArray();
 			Prompt decoded = new Prompt(t);
-			decoded.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, 0, t - 1);
-			float[] got = decoded.run(x, norm, qkv, output, rotation, gateUp, down, positions, starts, t - 1, t)
-				.toFloatArray();
+			decoded.run(layer, positions, starts, 0, t - 1);
+			float[] got = decoded.run(layer, positions, starts, t - 1, t).toFloatArray();
 			assertThat(got).containsExactly(want, within(1e-5f));
 		}
 	}
@@ -328,19 +305,38 @@ class NativeKernelsTests {
 			this.values = manager.zeros(new Shape(1, tokens, 8));
 		}
 
+		/**
+		 * A layer of D 16, 2 heads over 1 key-value head of 8 and a block of 12 neurons
+		 * (float16 weights), and t tokens' inputs and rotations.
+		 */
+		record Layer(NDArray x, NDArray norm, NDArray qkv, NDArray output, NDArray rotation, NDArray gateUp,
+				NDArray down) {
+
+			static Layer random(int t) {
+				return new Layer(manager.randomNormal(new Shape(t, 16)),
+						manager.randomUniform(0.5f, 1.5f, new Shape(16)), half(32, 16), half(16, 16), rotateHalf(t, 8),
+						half(24, 16), half(16, 12));
+			}
+
+			private static NDArray half(int rows, int columns) {
+				return manager.randomNormal(0f, 0.3f, new Shape(rows, columns), DataType.FLOAT32)
+					.toType(DataType.FLOAT16, false);
+			}
+
+		}
+
 		/** Rows [from, to) of the prompt in one call. */
-		NDArray run(NDArray x, NDArray norm, NDArray qkv, NDArray output, NDArray rotation, NDArray gateUp,
-				NDArray down, int[] positions, int[] starts, int from, int to) {
+		NDArray run(Layer layer, int[] positions, int[] starts, int from, int to) {
 			int n = to - from;
 			NDArray[] keyRows = new NDArray[n];
 			NDArray[] valueRows = new NDArray[n];
 			Arrays.fill(keyRows, this.keys);
 			Arrays.fill(valueRows, this.values);
 			String rows = from + ":" + to;
-			return NativeKernels.layer(x.get(rows).duplicate(), norm, norm, 1e-6f, qkv, null, output,
-					rotation.get(rows).duplicate(), keyRows, valueRows, new int[n],
-					Arrays.copyOfRange(positions, from, to), Arrays.copyOfRange(starts, from, to), 2, 0.35f, gateUp,
-					down, HiddenActivation.SILU, null, this.statistic);
+			return NativeKernels.layer(layer.x().get(rows).duplicate(), layer.norm(), layer.norm(), 1e-6f, layer.qkv(),
+					null, layer.output(), layer.rotation().get(rows).duplicate(), keyRows, valueRows, new int[n],
+					Arrays.copyOfRange(positions, from, to), Arrays.copyOfRange(starts, from, to), 2, 0.35f,
+					layer.gateUp(), layer.down(), HiddenActivation.SILU, null, this.statistic);
 		}
 
 	}
