@@ -179,8 +179,9 @@ static int level; /* 0: unsupported, 2: AVX2 + FMA + F16C, 3: AVX-512F */
 /* ---------------------------------------------------------------------------------- */
 /* a team of the calling thread and helpers                                            */
 
-/* rows attending over their caches (task kind 3, its rows the rows' query heads, row after
- * row): one token of each of several sequences, or a prompt chunk's tokens of one */
+/* rows attending over their caches (task kind 3, its rows the units of attend: a row's
+ * key-value head over a range of its keys, row after row): one token of each of several
+ * sequences, or a prompt chunk's tokens of one */
 typedef struct {
 	const float *q;          /* [rows, heads, dh], rotated */
 	float *context;          /* [rows, heads, dh] */
@@ -269,7 +270,7 @@ static void attend(const attention *a, int h0, int h1, int me);
 
 static void rounded(float *v, size_t n, int io_type);
 
-/* the rows' heads a thread takes at a time in an attention task */
+/* the units a thread takes at a time in an attention task with many of them */
 #define ATTEND_SHARE 4
 
 /* rows [r0, r1) of a one-row product: kind 0 (y = w x) or 1 (gated pairs) */
@@ -306,7 +307,7 @@ static void one_row(const task *t, int r0, int r1) {
  * The task's work on the team's thread me (0: the caller): rows [r0, r1) of a function
  * of rows; a product's or an attention's rows in shares taken from a counter until none
  * is left, so that a thread the machine slows takes fewer. An attention's shares are a
- * few heads, the last rows first: a prompt's later rows attend over more keys.
+ * few units, the last rows first: a prompt's later rows attend over more keys.
  */
 static void work(task *t, int r0, int r1, int me) {
 	if (t->kind == 4) {
