@@ -114,14 +114,12 @@ class NativeKernelsTests {
 	}
 
 	@ParameterizedTest
-	// from 16 rows on, the panel form (on AVX2 machines) or float16 weights widened a
-	// block
-	// at a time: 16 and 37 rows, one panel and several with a partial last; 33 rows of
-	// 4100
-	// columns, rows in three parts whose sums add up, 97 weight rows, not whole kernels
-	// of 6
+	// from 16 rows on, float16 weights are widened a block at a time (16 rows); from
+	// 32 on (AVX2), the panel form: 37 rows, three panels with a partial last; 33
+	// rows of 4100 columns, in three parts whose sums add up, 97 weight rows (not
+	// whole kernels of 6); 40 rows of 5 weight rows and 13 columns (a partial octet)
 	@CsvSource({ "1, 3, 5", "2, 64, 576", "4, 130, 33", "5, 1536, 576", "7, 255, 1000", "9, 17, 7", "16, 200, 300",
-			"37, 1537, 576", "33, 97, 4100", "20, 5, 13" })
+			"37, 1537, 576", "33, 97, 4100", "40, 5, 13" })
 	void rowsEqualLibtorchsProductInFloat32(int tokens, int rows, int columns) {
 		try (NDScope scope = new NDScope()) {
 			NDArray weight = manager.randomNormal(new Shape(rows, columns));
