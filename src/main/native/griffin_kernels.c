@@ -464,20 +464,18 @@ static void work_rows(const task *t, int r0, int r1, int me) {
 
 /*
  * Products of many activation rows (PACKED_FROM or more: a prompt chunk's) on AVX2
- * machines take another form: the rows go in panels of PANEL_TOKENS, stored column by column (the panel's
- * column c holds its sixteen rows' x[c] side by side), and a kernel multiplies six weight
- * rows by a panel, broadcasting each weight to the sixteen rows' lanes. Per column it
- * loads two panel vectors and six weights for twelve multiply-adds, where a tile loads
- * seven vectors; the panel's columns for a pass stay in the L1 cache across the weight
- * rows, and the six rows' sums come out as vectors of the panel's rows. On the AVX2 EPYC
- * (Zen 3), two threads: products of 256 rows by the 1.5B model's weights went from 68-98
- * to 88-127 GFLOP/s (float16), the kernel alone in the L1 cache runs 71-73 GFLOP/s per
- * thread against the tile's 52-60. AVX-512 machines keep the tiles (not measured there).
- */
-/*
- * At 16 rows (a batched decode step of 16 sequences) the tiles decoded SmolLM2 4-16%
- * faster in float32 (three pairs of runs), the packing's extra pass costing more than
- * the kernel saves when each weight meets only 16 rows; the panels win from about 32.
+ * machines take another form: the rows go in panels of PANEL_TOKENS, stored column by
+ * column (the panel's column c holds its sixteen rows' x[c] side by side), and a kernel
+ * multiplies six weight rows by a panel, broadcasting each weight to the sixteen rows'
+ * lanes. Per column it loads two panel vectors and six weights for twelve multiply-adds,
+ * where a tile loads seven vectors; the panel's columns for a pass stay in the L1 cache
+ * across the weight rows, and the six rows' sums come out as vectors of the panel's rows.
+ * On the AVX2 EPYC (Zen 3), two threads, products of 256 rows by the 1.5B model's weights
+ * ran at 51-106 GFLOP/s in tiles and 83-130 in panels (float16; docs/results.md); the
+ * kernel alone in the L1 cache runs 71-73 GFLOP/s per thread against the tile's 52-60.
+ * At 16 rows (a batched decode step of 16 sequences) the engine decoded SmolLM2 4-16%
+ * faster with the tiles, each weight meeting too few rows to pay for the packing's pass.
+ * AVX-512 machines keep the tiles (the panels were not measured on one).
  */
 #define PACKED_FROM 32
 #define PANEL_TOKENS 16
