@@ -268,6 +268,75 @@ public final class InferenceSession implements AutoCloseable {
 		return rows(flat, b, first.model.config().vocabularySize());
 	}
 
+	/**
+	 * Whether this session's next prompt chunk can share a {@link #prefillBatch} pass:
+	 * the prompt is not finished, and the model runs its prompt chunk in the native form
+	 * with nothing of the prompt recorded (a dense sequence).
+	 */
+	public boolean prefillsTogether() {
+		return !this.promptFinished && this.model.promptsTogether(this.cache, this.states);
+	}
+
+	/**
+	 * Runs a prompt chunk of each session in one pass and returns each one's logits after
+	 * its chunk's last token, as {@link #prefill} of each would (within float tolerance:
+	 * the products of more rows may take another blocked form). Every session must
+	 * {@link #prefillsTogether}, of one model or its variants.
+	 * @return logits[s] for sessions.get(s)
+	 */
+	public static float[][] prefillBatch(List<InferenceSession> sessions, List<int[]> chunks) {
+		int b = sessions.size();
+		if (b == 0 || chunks.size() != b) {
+			throw new IllegalArgumentException("a prompt batch needs at least one session and one chunk per session");
+		}
+		InferenceSession first = sessions.get(0);
+		int rows = 0;
+		for (int i = 0; i < b; i++) {
+			InferenceSession session = sessions.get(i);
+			if (!first.model.sharesWeights(session.model)) {
+				throw new IllegalArgumentException("sessions of different models cannot share a pass");
+			}
+			for (int j = 0; j < i; j++) {
+				if (sessions.get(j) == session) {
+					throw new IllegalArgumentException("a session appears twice in one pass");
+				}
+			}
+			if (chunks.get(i).length == 0) {
+				throw new IllegalArgumentException("a prompt needs at least one token");
+			}
+			if (!session.prefillsTogether()) {
+				throw new IllegalArgumentException("a session whose prompt cannot share a pass");
+			}
+			session.check(chunks.get(i));
+			rows += chunks.get(i).length;
+		}
+		int[] tokens = new int[rows];
+		int[] positions = new int[rows];
+		KvCache[] caches = new KvCache[rows];
+		long[] lasts = new long[b];
+		int row = 0;
+		for (int i = 0; i < b; i++) {
+			InferenceSession session = sessions.get(i);
+			int[] chunk = chunks.get(i);
+			for (int t = 0; t < chunk.length; t++, row++) {
+				tokens[row] = chunk[t];
+				positions[row] = session.position + t;
+				caches[row] = session.cache;
+			}
+			lasts[i] = row - 1;
+		}
+		float[] flat;
+		try (NDScope scope = new NDScope()) {
+			flat = first.model.promptBatch(first.ids(tokens), positions, caches, lasts)
+				.toType(DataType.FLOAT32, false)
+				.toFloatArray();
+		}
+		for (int i = 0; i < b; i++) {
+			sessions.get(i).position += chunks.get(i).length;
+		}
+		return rows(flat, b, first.model.config().vocabularySize());
+	}
+
 	/** Checks that {@code tokens} are in the vocabulary and fit this session. */
 	private void check(int[] tokens) {
 		if (this.position + tokens.length > this.cache.capacity()) {

@@ -190,24 +190,53 @@ final class BatchLayer {
 	 */
 	static NDArray stepNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
 			FeedForward.Weights ff, RotaryEmbedding.Angles rotary, BatchKv kv, NDArray keep) {
+		int b = kv.positions.length;
+		int[] starts = new int[b];
+		for (int i = 0; i < b; i++) {
+			starts[i] = Math.toIntExact(kv.starts[i]);
+		}
+		return rowsNative(x, attentionNorm, attention, ffnNorm, ff, rotary.rotation(), kv.caches, kv.positions, starts,
+				keep);
+	}
+
+	/**
+	 * The prompt chunks of several sequences in the {@link Kernels.Prefill#NATIVE} form:
+	 * the whole layer in one native call, each weight read once for all their tokens. Row
+	 * r is a token at {@code positions[r]} of the cache {@code caches[r]}; a sequence's
+	 * rows are consecutive and in order, and every row's key and value are written before
+	 * any row attends, so each row sees its own sequence's earlier rows. x [R, D] -> [R,
+	 * D] in x's type.
+	 * @param ff the dense block, which a prompt runs whole (no row records GRIFFIN's
+	 * statistic: it would be summed across the sequences)
+	 * @param rotation [R, Dh, Dh], each row's
+	 */
+	static NDArray promptsNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
+			FeedForward.Weights ff, NDArray rotation, KvCache[] caches, int[] positions, int[] starts) {
+		return rowsNative(x, attentionNorm, attention, ffnNorm, ff, rotation, caches, positions, starts, null);
+	}
+
+	/**
+	 * Rows of one call, each at its position of its own cache
+	 * ({@link NativeKernels#layer}).
+	 */
+	private static NDArray rowsNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
+			FeedForward.Weights ff, NDArray rotation, KvCache[] caches, int[] positions, int[] starts, NDArray keep) {
 		Attention.Weights weights = attention.weights();
 		double scale = attention.scoreScale();
 		int layer = attention.layer();
-		int b = kv.positions.length;
+		int b = positions.length;
 		NDArray[] keys = new NDArray[b];
 		NDArray[] values = new NDArray[b];
 		int[] firsts = new int[b];
-		int[] starts = new int[b];
 		for (int i = 0; i < b; i++) {
-			keys[i] = kv.caches[i].storedKeys(layer);
-			values[i] = kv.caches[i].storedValues(layer);
-			firsts[i] = kv.caches[i].storedFirst();
-			starts[i] = Math.toIntExact(kv.starts[i]);
+			keys[i] = caches[i].storedKeys(layer);
+			values[i] = caches[i].storedValues(layer);
+			firsts[i] = caches[i].storedFirst();
 		}
 		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
-				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), rotary.rotation(), keys, values,
-				firsts, kv.positions, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale, ff.gateUp(),
-				ff.down(), ff.activation(), keep, null);
+				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), rotation, keys, values, firsts,
+				positions, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale, ff.gateUp(), ff.down(),
+				ff.activation(), keep, null);
 	}
 
 	/**

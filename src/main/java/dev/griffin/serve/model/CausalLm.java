@@ -361,6 +361,60 @@ public final class CausalLm {
 	}
 
 	/**
+	 * Whether a sequence with this cache and these feed-forward states can run its prompt
+	 * chunk in a {@link #promptBatch} pass: rotary positions, one kind of layer, and
+	 * every layer's native prompt call applies with nothing of the prompt recorded (a
+	 * dense sequence; GRIFFIN's selection needs its own prompt's statistic).
+	 */
+	public boolean promptsTogether(KvCache cache, FeedForward.State[] states) {
+		if (this.learned != null || this.rotary == null || this.config.mixesLayers()
+				|| states.length != this.layers.size()) {
+			return false;
+		}
+		for (int i = 0; i < this.layers.size(); i++) {
+			if (!this.layers.get(i).promptsTogether(this.embedding.getDataType(), cache, states[i], this.kernels)) {
+				return false;
+			}
+		}
+		return true;
+	}
+
+	/**
+	 * The prompt chunks of several sequences in one pass ({@link #promptsTogether} for
+	 * each): the products read the weights once for all their tokens, and each token
+	 * attends over its own sequence's cache.
+	 * @param tokens every sequence's chunk, one after another, on the model's device, [R]
+	 * int64
+	 * @param positions each row's position (a sequence's rows consecutive)
+	 * @param caches each row's KV cache (a sequence's rows share one)
+	 * @param lasts the row of each sequence's last token, in order
+	 * @return float32 logits after each sequence's last token, [S, V]
+	 */
+	public NDArray promptBatch(NDArray tokens, int[] positions, KvCache[] caches, long[] lasts) {
+		int rows = positions.length;
+		if (tokens.getShape().get(0) != rows || caches.length != rows || lasts.length == 0) {
+			throw new IllegalArgumentException("a prompt batch needs a token, a position and a cache per row");
+		}
+		this.kernels.enter(rows);
+		NDArray x = embed(tokens, this.kernels); // [R, D]
+		NDArray rotation = this.rotary.angles(positions, x.getManager()).rotation();
+		int[] starts = new int[rows];
+		for (int r = 0; r < rows; r++) {
+			if (positions[r] >= caches[r].capacity()) {
+				throw new IllegalStateException("KV cache overflow: position %d of a cache of %d"
+					.formatted(positions[r], caches[r].capacity()));
+			}
+			starts[r] = Attention.keyStart(this.config.slidingWindow(), positions[r]);
+		}
+		for (DecoderLayer layer : this.layers) {
+			NDArray input = x;
+			x = inLayerScope(() -> layer.forwardPrompts(input, rotation, caches, positions, starts)); // [R,
+																										// D]
+		}
+		return logits(x.get(x.getManager().create(lasts)), this.kernels); // [S, V]
+	}
+
+	/**
 	 * Whether {@code other} computes with this model's weights (it is this model, or a
 	 * variant with other kernels or feed-forward blocks over the same weights), so that
 	 * their sequences can share a {@link #decodeBatch} pass.

@@ -153,10 +153,33 @@ public final class DecoderLayer {
 	 * weights the native products read and a float32 cache.
 	 */
 	private boolean nativePrompt(NDArray x, KvCache cache, Kernels kernels) {
-		DataType type = x.getDataType();
-		if (kernels.prefill() != Kernels.Prefill.NATIVE || x.getShape().get(0) < 2
-				|| !(type == DataType.FLOAT32 || type == DataType.FLOAT16) || !this.feedForward.promptFusable()
-				|| !plain() || cache.storedKeys(this.attention.layer()).getDataType() != DataType.FLOAT32) {
+		return x.getShape().get(0) >= 2 && nativePrompt(x.getDataType(), cache, kernels);
+	}
+
+	/**
+	 * Whether prompt rows of this type, of a sequence with this cache and state, can run
+	 * this layer with other sequences' rows ({@link #forwardPrompts}): the layer's native
+	 * prompt call applies, and the state records nothing of the prompt (GRIFFIN's
+	 * statistic is per sequence, and one call sums it over every row).
+	 */
+	boolean promptsTogether(DataType type, KvCache cache, FeedForward.State state, Kernels kernels) {
+		return !this.feedForward.recordsPrompt(state) && nativePrompt(type, cache, kernels);
+	}
+
+	/**
+	 * Prompt rows of several sequences ({@link #promptsTogether}): x [R, D] -> [R, D],
+	 * row r at {@code positions[r]} of {@code caches[r]}, attending from
+	 * {@code starts[r]}.
+	 */
+	NDArray forwardPrompts(NDArray x, NDArray rotation, KvCache[] caches, int[] positions, int[] starts) {
+		return BatchLayer.promptsNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm,
+				this.feedForward.weights(), rotation, caches, positions, starts);
+	}
+
+	private boolean nativePrompt(DataType type, KvCache cache, Kernels kernels) {
+		if (kernels.prefill() != Kernels.Prefill.NATIVE || !(type == DataType.FLOAT32 || type == DataType.FLOAT16)
+				|| !this.feedForward.promptFusable() || !plain()
+				|| cache.storedKeys(this.attention.layer()).getDataType() != DataType.FLOAT32) {
 			return false;
 		}
 		for (NDArray weight : matrices()) {

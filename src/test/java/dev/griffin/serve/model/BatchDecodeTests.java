@@ -286,6 +286,102 @@ class BatchDecodeTests {
 		}
 	}
 
+	static Stream<Arguments> plainCheckpointsInBothPrecisions() {
+		return plainCheckpoints().flatMap((name) -> Stream.of(Arguments.of(name, ModelOptions.Precision.FLOAT32),
+				Arguments.of(name, ModelOptions.Precision.FLOAT16)));
+	}
+
+	/**
+	 * Dense sequences' prompts in the native prefill form run together, in one pass per
+	 * chunk: prompts of unequal lengths (one token among them; in two chunks, the second
+	 * at later positions), in caches of their own or an arena's ranges. Each sequence's
+	 * logits after its chunk stay within rounding (1e-4 in float32, 2e-3 of their range
+	 * in float16) of its prompt run alone, and it then decodes the same greedy tokens:
+	 * its keys and values went into its own cache. A GRIFFIN sequence (its selection
+	 * needs its own prompt's statistic) cannot join such a pass.
+	 */
+	@ParameterizedTest(name = "{0} {1}")
+	@MethodSource("plainCheckpointsInBothPrecisions")
+	void promptsOfSeveralSequencesInOnePassMatchEachAlone(String name, ModelOptions.Precision precision) {
+		CausalLm loaded = TinyModelGoldenTests.load(name, new ModelOptions(precision, "cpu"),
+				NDManager.newBaseManager());
+		CausalLm dense = loaded
+			.withKernels(new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.NATIVE, loaded.kernels().threads()));
+		int[] prompt = Fixtures.ints(Fixtures.json(name + "/reference.json").get("prompt"));
+		int[] reversed = new int[prompt.length - 2];
+		for (int i = 0; i < reversed.length; i++) {
+			reversed[i] = prompt[prompt.length - 1 - i];
+		}
+		List<int[]> prompts = List.of(prompt, Arrays.copyOf(prompt, 5), new int[] { prompt[3] }, reversed);
+		int split = 3; // the chunks: tokens [0, split) of each, then the rest
+		KvArena arena = new KvArena(dense, prompts.size() * 64);
+		List<InferenceSession> together = new ArrayList<>();
+		try {
+			for (int[] own : prompts) {
+				together.add(new InferenceSession(dense, 64, 0, (together.size() % 2 == 0) ? arena : null));
+			}
+			List<int[]> firsts = new ArrayList<>();
+			List<int[]> rests = new ArrayList<>();
+			List<InferenceSession> second = new ArrayList<>();
+			for (int i = 0; i < prompts.size(); i++) {
+				int[] own = prompts.get(i);
+				assertThat(together.get(i).prefillsTogether()).isTrue();
+				firsts.add(Arrays.copyOf(own, Math.min(split, own.length)));
+				if (own.length > split) {
+					rests.add(Arrays.copyOfRange(own, split, own.length));
+					second.add(together.get(i));
+				}
+			}
+			float[][] last = InferenceSession.prefillBatch(together, firsts);
+			float[][] after = InferenceSession.prefillBatch(second, rests);
+			for (int i = 0, j = 0; i < prompts.size(); i++) {
+				if (prompts.get(i).length > split) {
+					last[i] = after[j++];
+				}
+			}
+			double worst = 0;
+			for (int i = 0; i < prompts.size(); i++) {
+				int[] own = prompts.get(i);
+				try (InferenceSession alone = new InferenceSession(dense, 64)) {
+					float[] want = alone.prefill(own, own.length);
+					float[] got = last[i];
+					worst = Math.max(worst, beyond(precision, got, want));
+					for (int step = 0; step < 4; step++) {
+						int token = TinyModelGoldenTests.argmax(want);
+						assertThat(TinyModelGoldenTests.argmax(got)).as("sequence %d token %d", i, step)
+							.isEqualTo(token);
+						want = alone.decode(token);
+						got = together.get(i).decode(token);
+						worst = Math.max(worst, beyond(precision, got, want));
+					}
+				}
+			}
+			assertThat(worst).as("max |logit difference| over what is allowed").isLessThanOrEqualTo(1.0);
+			CausalLm half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, dense.config().numberOfLayers()),
+					SelectionMethod.TOPK);
+			try (InferenceSession griffin = new InferenceSession(half, 64)) {
+				assertThat(griffin.prefillsTogether()).isFalse();
+				assertThatThrownBy(() -> InferenceSession.prefillBatch(List.of(griffin), List.of(prompt)))
+					.isInstanceOf(IllegalArgumentException.class)
+					.hasMessageContaining("cannot share a pass");
+			}
+		}
+		finally {
+			together.forEach(InferenceSession::close);
+			arena.close();
+			dense.close();
+		}
+	}
+
+	/**
+	 * How far logits are apart, as a fraction of what rounding allows: 1e-4 in float32,
+	 * 2e-3 of their range in float16.
+	 */
+	private static double beyond(ModelOptions.Precision precision, float[] got, float[] want) {
+		return (precision == ModelOptions.Precision.FLOAT32) ? maxDifference(got, want) / TOLERANCE
+				: KernelCalibration.difference(want, got) / 2e-3;
+	}
+
 	static Stream<String> plainCheckpoints() {
 		return Stream.of("tiny-llama", "tiny-mistral", "tiny-qwen2", "tiny-relu-llama");
 	}
