@@ -271,24 +271,78 @@ public final class EngineLoop implements AutoCloseable {
 	/**
 	 * Runs prompt chunks of the requests still processing their prompt, oldest first,
 	 * within one chunk's budget of tokens per step: a long prompt takes the whole budget,
-	 * several short ones share it (each a pass of its own, charged at least
-	 * {@link #PASS_TOKENS}), so that a burst of short prompts reaches its first tokens in
-	 * one step instead of one step each, and running streams still wait for at most about
-	 * one chunk's work.
+	 * several short ones share it, so that a burst of short prompts reaches its first
+	 * tokens in one step instead of one step each, and running streams still wait for at
+	 * most about one chunk's work. The short prompts of dense sequences whose rest fits
+	 * the budget run together in one pass ({@link InferenceSession#prefillBatch}), which
+	 * reads the weights once for all of them; the others each take a pass of their own,
+	 * charged at least {@link #PASS_TOKENS}, as is the shared pass.
 	 */
 	private boolean prefill() {
 		int budget = this.prefillChunk;
 		boolean worked = false;
+		List<Sequence> together = new ArrayList<>();
 		for (Request request : this.running) {
 			if (budget <= 0) {
 				break;
 			}
-			if (request.prefilling()) {
+			if (!request.prefilling()) {
+				continue;
+			}
+			worked = true;
+			Sequence first = request.choices[0];
+			int left = first.promptLeft();
+			boolean shares = left <= budget && request.prefillsTogether();
+			if (!request.prefilling()) {
+				continue; // it failed
+			}
+			if (shares) {
+				budget -= together.isEmpty() ? Math.max(PASS_TOKENS, left) : left;
+				together.add(first);
+			}
+			else {
 				budget -= Math.max(PASS_TOKENS, request.prefillChunk(budget));
-				worked = true;
 			}
 		}
+		if (together.size() == 1) {
+			together.get(0).request.prefillChunk(together.get(0).promptLeft());
+		}
+		else if (!together.isEmpty()) {
+			prefillTogether(together);
+		}
 		return worked;
+	}
+
+	/**
+	 * The rest of each sequence's prompt in one pass. A failure of the pass is one engine
+	 * failure for the breaker, however many requests it ends.
+	 */
+	private void prefillTogether(List<Sequence> sequences) {
+		List<InferenceSession> sessions = new ArrayList<>(sequences.size());
+		List<int[]> chunks = new ArrayList<>(sequences.size());
+		for (Sequence sequence : sequences) {
+			sessions.add(sequence.session);
+			chunks.add(sequence.promptRest());
+		}
+		float[][] logits;
+		try {
+			logits = engine(sequences.get(0).request.submission.probe(), "prefill",
+					() -> InferenceSession.prefillBatch(sessions, chunks));
+		}
+		catch (RuntimeException ex) {
+			logger.error("a prompt pass of {} sequences failed: {}", sequences.size(), ex.toString(), ex);
+			boolean counted = false;
+			for (Sequence sequence : sequences) {
+				if (sequence.request.failure == null) {
+					sequence.request.fail(ex, !counted);
+					counted = true;
+				}
+			}
+			return;
+		}
+		for (int i = 0; i < sequences.size(); i++) {
+			sequences.get(i).request.chunkDone(chunks.get(i).length, logits[i]);
+		}
 	}
 
 	/** One decode pass over every sequence that has a token to run. */
@@ -496,6 +550,27 @@ public final class EngineLoop implements AutoCloseable {
 			}
 		}
 
+		/** Whether the rest of the prompt can run in a pass with other prompts. */
+		boolean prefillsTogether() {
+			try {
+				return this.choices[0].session.prefillsTogether();
+			}
+			catch (RuntimeException ex) {
+				fail(ex, true);
+				return false;
+			}
+		}
+
+		/** Takes the logits after a chunk of the prompt that ran in a shared pass. */
+		void chunkDone(int ran, float[] logits) {
+			try {
+				this.choices[0].chunkDone(ran, logits);
+			}
+			catch (RuntimeException ex) {
+				fail(ex, true);
+			}
+		}
+
 		void emit(GenerationEvent event) {
 			this.pending.add(event);
 			flush(System.nanoTime());
@@ -695,9 +770,31 @@ public final class EngineLoop implements AutoCloseable {
 			int size = Math.min(budget, EngineLoop.this.prefillChunk);
 			int[] chunk = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + size));
 			float[] logits = engine(s.probe(), "prefill", () -> this.session.prefill(chunk, size));
-			this.request.promptOffset = from + chunk.length;
+			chunkDone(chunk.length, logits);
+			return chunk.length;
+		}
+
+		/** Prompt tokens not yet run. */
+		int promptLeft() {
+			return submission().job().prompt().length - this.request.promptOffset;
+		}
+
+		/** The prompt's tokens not yet run. */
+		int[] promptRest() {
+			int[] prompt = submission().job().prompt();
+			return Arrays.copyOfRange(prompt, this.request.promptOffset, prompt.length);
+		}
+
+		/**
+		 * Moves past a chunk of {@code ran} prompt tokens, with the logits after its
+		 * last; after the prompt's last chunk, ends the prompt phase.
+		 */
+		void chunkDone(int ran, float[] logits) {
+			Submission s = submission();
+			int[] prompt = s.job().prompt();
+			this.request.promptOffset += ran;
 			if (this.request.promptOffset < prompt.length) {
-				return chunk.length;
+				return;
 			}
 			this.request.promptOffset = -1;
 			promptProcessed(engine(s.probe(), "prefill", () -> {
@@ -713,7 +810,6 @@ public final class EngineLoop implements AutoCloseable {
 				}
 				return new PromptCache.Processed(logits, false, null);
 			}));
-			return chunk.length;
 		}
 
 		private void promptProcessed(PromptCache.Processed processed) {

@@ -45,10 +45,10 @@ import static org.awaitility.Awaitility.await;
  * The engine loop on a tiny checkpoint: requests that join and leave a running batch
  * (dense and GRIFFIN variants of two densities, prompts of unequal lengths, prompts
  * prefilled over several steps) produce what each produces alone through the sequential
- * {@link Generator}; n choices share one prefill; a fault ends its own request only, and
- * a failed batched pass counts once for the breaker; cancellation, stalled readers and
- * deadlines end a request within a step and return its permits; native memory is flat
- * over thousands of batched steps.
+ * {@link Generator}; dense short prompts arriving together run in one pass; n choices
+ * share one prefill; a fault ends its own request only, and a failed batched pass counts
+ * once for the breaker; cancellation, stalled readers and deadlines end a request within
+ * a step and return its permits; native memory is flat over thousands of batched steps.
  */
 class EngineLoopTests {
 
@@ -246,6 +246,78 @@ class EngineLoopTests {
 		var passes = this.registry.get("griffin.engine.batch.size").summary();
 		assertThat(passes.count()).as("decode passes").isEqualTo(4);
 		assertThat(passes.totalAmount()).as("sequences over those passes").isEqualTo(16);
+	}
+
+	/**
+	 * Dense requests' short prompts arriving together, with the native prefill form: one
+	 * pass runs all four (each prompt's end then its own step of the "prefill" phase),
+	 * and each request generates what it generates alone. When that pass fails, all four
+	 * fail and the breaker counts one failure.
+	 */
+	@Test
+	void denseShortPromptsArrivingTogetherRunInOnePass() throws Exception {
+		CausalLm fused = dense.withKernels(new Kernels(Kernels.Decode.SINGLE, Kernels.Prefill.NATIVE, 1));
+		List<Ask> asks = List.of(new Ask(fused, "one", greedy(5), 1), new Ask(fused, "two prompts", greedy(5), 1),
+				new Ask(fused, "t", greedy(5), 1), new Ask(fused, "and a fourth", greedy(5), 1));
+		AtomicInteger prefills = new AtomicInteger();
+		EngineProbe counting = (phase) -> {
+			if (phase.equals("prefill")) {
+				prefills.incrementAndGet();
+			}
+		};
+		List<List<GenerationEvent>> results = new ArrayList<>();
+		for (List<GenerationEvent> events : heldUntilAllQueued(asks, counting)) {
+			assertThat(events).as("a request failed").isNotNull();
+			results.add(events);
+		}
+		for (int i = 0; i < asks.size(); i++) {
+			assertThat(tokens(results.get(i)).get(0)).as("request %d", i).isEqualTo(alone(asks.get(i), 0));
+		}
+		assertThat(prefills.get()).as("the shared pass, then each prompt's end").isEqualTo(1 + asks.size());
+
+		EngineProbe failing = (phase) -> {
+			if (phase.equals("prefill")) {
+				throw new IllegalStateException("injected fault in a shared prompt pass");
+			}
+		};
+		assertThat(heldUntilAllQueued(asks, failing)).as("every request failed").containsOnlyNulls();
+		assertThat(this.breaker.getMetrics().getNumberOfFailedCalls()).isEqualTo(1);
+	}
+
+	/**
+	 * Submits the asks while the loop is held, so that all of them are queued before its
+	 * next step; each one's events, or null where it failed with an engine failure.
+	 */
+	private List<List<GenerationEvent>> heldUntilAllQueued(List<Ask> asks, EngineProbe probe) throws Exception {
+		List<List<GenerationEvent>> results = new ArrayList<>();
+		try (EngineLoop loop = new EngineLoop(4, 4 * EngineLoop.PASS_TOKENS, null, this.metrics,
+				Duration.ofSeconds(30))) {
+			CountDownLatch holding = new CountDownLatch(1);
+			CountDownLatch release = new CountDownLatch(1);
+			loop.execute("test", () -> {
+				holding.countDown();
+				try {
+					release.await();
+				}
+				catch (InterruptedException ex) {
+					Thread.currentThread().interrupt();
+				}
+			});
+			assertThat(holding.await(10, TimeUnit.SECONDS)).isTrue();
+			List<java.util.concurrent.CompletableFuture<List<GenerationEvent>>> running = new ArrayList<>();
+			for (Ask ask : asks) {
+				running.add(events(loop, submission(ask, probe, null, 0)).collectList().onErrorResume((ex) -> {
+					assertThat(ex).isInstanceOf(EngineFailureException.class);
+					return reactor.core.publisher.Mono.empty();
+				}).toFuture());
+			}
+			await().atMost(Duration.ofSeconds(10)).until(() -> loop.queued() == asks.size());
+			release.countDown();
+			for (var events : running) {
+				results.add(events.get(60, TimeUnit.SECONDS));
+			}
+		}
+		return results;
 	}
 
 	@Test
