@@ -240,16 +240,9 @@ public final class InferenceSession implements AutoCloseable {
 		int[] positions = new int[b];
 		KvCache[] caches = new KvCache[b];
 		FeedForward.State[][] states = new FeedForward.State[b][];
+		requireOneModelEachOnce(sessions);
 		for (int i = 0; i < b; i++) {
 			InferenceSession session = sessions.get(i);
-			if (!first.model.sharesWeights(session.model)) {
-				throw new IllegalArgumentException("sessions of different models cannot share a batch");
-			}
-			for (int j = 0; j < i; j++) {
-				if (sessions.get(j) == session) {
-					throw new IllegalArgumentException("a session appears twice in one batch");
-				}
-			}
 			session.check(new int[] { tokens[i] });
 			if (!session.promptFinished) {
 				session.finishPrompt();
@@ -291,16 +284,9 @@ public final class InferenceSession implements AutoCloseable {
 		}
 		InferenceSession first = sessions.get(0);
 		int rows = 0;
+		requireOneModelEachOnce(sessions);
 		for (int i = 0; i < b; i++) {
 			InferenceSession session = sessions.get(i);
-			if (!first.model.sharesWeights(session.model)) {
-				throw new IllegalArgumentException("sessions of different models cannot share a pass");
-			}
-			for (int j = 0; j < i; j++) {
-				if (sessions.get(j) == session) {
-					throw new IllegalArgumentException("a session appears twice in one pass");
-				}
-			}
 			if (chunks.get(i).length == 0) {
 				throw new IllegalArgumentException("a prompt needs at least one token");
 			}
@@ -335,6 +321,22 @@ public final class InferenceSession implements AutoCloseable {
 			sessions.get(i).position += chunks.get(i).length;
 		}
 		return rows(flat, b, first.model.config().vocabularySize());
+	}
+
+	/** Checks that the sessions compute with one model's weights, each session once. */
+	private static void requireOneModelEachOnce(List<InferenceSession> sessions) {
+		InferenceSession first = sessions.get(0);
+		for (int i = 0; i < sessions.size(); i++) {
+			InferenceSession session = sessions.get(i);
+			if (!first.model.sharesWeights(session.model)) {
+				throw new IllegalArgumentException("sessions of different models cannot share a batch");
+			}
+			for (int j = 0; j < i; j++) {
+				if (sessions.get(j) == session) {
+					throw new IllegalArgumentException("a session appears twice in one batch");
+				}
+			}
+		}
 	}
 
 	/** Checks that {@code tokens} are in the vocabulary and fit this session. */

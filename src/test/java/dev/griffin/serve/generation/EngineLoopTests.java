@@ -212,33 +212,8 @@ class EngineLoopTests {
 		// a budget of 4 passes (EngineLoop.PASS_TOKENS each) per step
 		List<Ask> asks = List.of(new Ask(dense, "one", greedy(5), 1), new Ask(half, "two prompts", greedy(5), 1),
 				new Ask(quarter, "three", greedy(5), 1), new Ask(dense, "and a fourth", greedy(5), 1));
-		List<List<GenerationEvent>> results = new ArrayList<>();
-		try (EngineLoop loop = new EngineLoop(4, 4 * EngineLoop.PASS_TOKENS, null, this.metrics,
-				Duration.ofSeconds(30))) {
-			// hold the loop so that the four arrive before its next step
-			java.util.concurrent.CountDownLatch holding = new java.util.concurrent.CountDownLatch(1);
-			java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
-			loop.execute("test", () -> {
-				holding.countDown();
-				try {
-					release.await();
-				}
-				catch (InterruptedException ex) {
-					Thread.currentThread().interrupt();
-				}
-			});
-			assertThat(holding.await(10, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
-			List<reactor.core.publisher.Mono<List<GenerationEvent>>> running = new ArrayList<>();
-			for (Ask ask : asks) {
-				running.add(events(loop, submission(ask, EngineProbe.NONE, null, 0)).collectList().cache());
-				running.get(running.size() - 1).subscribe();
-			}
-			await().atMost(Duration.ofSeconds(10)).until(() -> loop.queued() == asks.size());
-			release.countDown();
-			for (var events : running) {
-				results.add(events.block(Duration.ofSeconds(60)));
-			}
-		}
+		// the four arrive before the loop's next step
+		List<List<GenerationEvent>> results = heldUntilAllQueued(asks, EngineProbe.NONE);
 		for (int i = 0; i < asks.size(); i++) {
 			assertThat(tokens(results.get(i)).get(0)).as("request %d", i).isEqualTo(alone(asks.get(i), 0));
 		}
