@@ -636,22 +636,25 @@ static void work_packed_rows(const task *t, int r0, int r1, int me) {
 	int part = ((t->cols + parts - 1) / parts + 7) / 8 * 8;
 	int block = (int) (WEIGHT_BLOCK / ((size_t) part * sizeof(float)));
 	block = (block < PANEL_ROWS) ? PANEL_ROWS : block - block % PANEL_ROWS;
-	if ((type == TYPE_FLOAT16 && panel_sizes[me] < (size_t) block * part)
-			|| sums_sizes[me] < (size_t) block * PANEL_TOKENS) {
-		float *widened = (type == TYPE_FLOAT16) ? realloc(panels[me], (size_t) block * part * sizeof(float)) : NULL;
-		if (widened != NULL) {
-			panels[me] = widened;
-			panel_sizes[me] = (size_t) block * part;
-		}
-		float *bigger = realloc(sums[me], (size_t) block * PANEL_TOKENS * sizeof(float));
-		if (bigger != NULL) {
-			sums[me] = bigger;
-			sums_sizes[me] = (size_t) block * PANEL_TOKENS;
-		}
-		if ((type == TYPE_FLOAT16 && widened == NULL) || bigger == NULL) {
-			work_rows(t, r0, r1, me); /* the same product, in tiles */
+	/* the thread's buffers grown as needed; where memory runs out, the same product in tiles */
+	size_t widened = (size_t) block * part, summed = (size_t) block * PANEL_TOKENS;
+	if (type == TYPE_FLOAT16 && panel_sizes[me] < widened) {
+		float *bigger = realloc(panels[me], widened * sizeof(float));
+		if (bigger == NULL) {
+			work_rows(t, r0, r1, me);
 			return;
 		}
+		panels[me] = bigger;
+		panel_sizes[me] = widened;
+	}
+	if (sums_sizes[me] < summed) {
+		float *bigger = realloc(sums[me], summed * sizeof(float));
+		if (bigger == NULL) {
+			work_rows(t, r0, r1, me);
+			return;
+		}
+		sums[me] = bigger;
+		sums_sizes[me] = summed;
 	}
 	float *acc = sums[me];
 	int count = (t->tokens + PANEL_TOKENS - 1) / PANEL_TOKENS;

@@ -407,9 +407,9 @@ public final class CausalLm {
 			starts[r] = Attention.keyStart(this.config.slidingWindow(), positions[r]);
 		}
 		for (DecoderLayer layer : this.layers) {
+			// [R, D] -> [R, D]
 			NDArray input = x;
-			x = inLayerScope(() -> layer.forwardPrompts(input, rotation, caches, positions, starts)); // [R,
-																										// D]
+			x = inLayerScope(() -> layer.forwardPrompts(input, rotation, caches, positions, starts));
 		}
 		return logits(x.get(x.getManager().create(lasts)), this.kernels); // [S, V]
 	}
