@@ -216,7 +216,8 @@ typedef struct {
 	float *active;      /* [rows, f]: act(gate) * up, times keep */
 	const float *keep;  /* [rows, f] of 1 or 0, or null */
 	float *squares;     /* [rows]: each row's sum of active^2 (gate_rows writes it when non-null) */
-	double *statistic;  /* [f]: += active^2 / squares over the rows (gather_statistic) */
+	double *statistic;  /* [f], or [sequences, f] with owners: += active^2 / squares over the rows (gather_statistic) */
+	const int *owners;  /* [rows]: the statistic row each row adds to, or null: every row to the one row */
 	int rows, f, activation;
 } gating;
 
@@ -985,26 +986,27 @@ __attribute__((target("avx2,fma,f16c"))) static void gate_rows(const void *conte
 /*
  * GRIFFIN's prompt statistic for neurons [c0, c1): statistic[j] += active[r][j]^2 /
  * squares[r] over the rows, each quotient in float32, their sum in float64 (the engine's
- * ExpertSelector.sumOfSquares).
+ * ExpertSelector.sumOfSquares); with owners, row r adds to statistic row owners[r].
  */
 __attribute__((target("avx2,fma,f16c"))) static void gather_statistic(const void *context, int c0, int c1) {
 	const gating *g = context;
 	for (int r = 0; r < g->rows; r++) {
 		const float *a = g->active + (size_t) r * g->f;
 		float norm = g->squares[r];
+		double *statistic = g->statistic + ((g->owners != NULL) ? (size_t) g->owners[r] * g->f : 0);
 		__m256 by = _mm256_set1_ps(norm);
 		int j = c0;
 		for (; j + 8 <= c1; j += 8) {
 			__m256 x = _mm256_loadu_ps(a + j);
 			__m256 share = _mm256_div_ps(_mm256_mul_ps(x, x), by);
-			double *to = g->statistic + j;
+			double *to = statistic + j;
 			_mm256_storeu_pd(to, _mm256_add_pd(_mm256_loadu_pd(to), _mm256_cvtps_pd(_mm256_castps256_ps128(share))));
 			_mm256_storeu_pd(to + 4,
 					_mm256_add_pd(_mm256_loadu_pd(to + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(share, 1))));
 		}
 		for (; j < c1; j++) {
 			float square = a[j] * a[j];
-			g->statistic[j] += (double) (square / norm);
+			statistic[j] += (double) (square / norm);
 		}
 	}
 }
@@ -1135,12 +1137,14 @@ static void product(const void *w, int type, const float *x, float *y, int rows,
  * activations and out in float32. active [rows, f] holds the activations; z [rows, 2f]
  * the gate and up products of several rows (unused for one). keep [rows, f] (null: none)
  * masks each row's activations. With statistic non-null, GRIFFIN's prompt statistic of
- * the rows is added to it ([f]; squares [rows] is scratch for it).
+ * the rows is added to it ([f], or row owners[r] of it for row r; squares [rows] is
+ * scratch for it).
  */
 static void block(const void *gate_up, const void *down, int type, const float *in, float *z, float *active,
-		float *out, int rows, int d, int f, int activation, const float *keep, float *squares, double *statistic) {
+		float *out, int rows, int d, int f, int activation, const float *keep, float *squares, double *statistic,
+		const int *owners) {
 	gating g = { .both = z, .active = active, .keep = keep, .squares = (statistic != NULL) ? squares : NULL,
-		.statistic = statistic, .rows = rows, .f = f, .activation = activation };
+		.statistic = statistic, .owners = owners, .rows = rows, .f = f, .activation = activation };
 	if (rows == 1) {
 		/* the gate and up rows read together, act(gate) * up as each pair is done */
 		task first = { .kind = 1, .type = type, .rows = f, .cols = d, .activation = activation,
@@ -1255,7 +1259,7 @@ int griffin_gated(const void *gate_up, const void *down, int type, const void *x
 		status = -1;
 	}
 	else {
-		block(gate_up, down, type, in, NULL, z, out, 1, d, f, activation, NULL, NULL, NULL);
+		block(gate_up, down, type, in, NULL, z, out, 1, d, f, activation, NULL, NULL, NULL, NULL);
 		if (io_type == TYPE_FLOAT16) {
 			narrow(out, (uint16_t *) y, d);
 		}
@@ -1432,7 +1436,8 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 		const void *qkv_weight, const float *bias, const void *output_weight, int attention_type, float epsilon,
 		const float *rotation, const int64_t *keys, const int64_t *values, const int64_t *head_strides,
 		const int *positions, const int *starts, int heads, int kv_heads, int dh, float scale, const void *gate_up,
-		const void *down, int ff_type, int f, int activation, const float *keep, double *statistic) {
+		const void *down, int ff_type, int f, int activation, const float *keep, double *statistic,
+		const int *owners) {
 	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh;
 	size_t n = (size_t) rows;
 	float *h = base, *in = h + n * d, *qkv = in + n * d, *q = qkv + n * projected, *context = q + n * width,
@@ -1463,7 +1468,7 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 	}
 	product(output_weight, attention_type, context, out, rows, d, width);
 	each_row(middle_rows, &l, rows);
-	block(gate_up, down, ff_type, in, z, active, out, rows, d, f, activation, keep, squares, statistic);
+	block(gate_up, down, ff_type, in, z, active, out, rows, d, f, activation, keep, squares, statistic, owners);
 	each_row(leave_rows, &l, rows);
 }
 
@@ -1486,7 +1491,9 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
  * [starts[r], positions[r]], their scores times scale. keep [rows, f] (null: every row
  * dense) masks each row's activations to the neurons it reads (1 or 0): GRIFFIN's experts
  * read out of the dense block. statistic [f] (null: none) accumulates GRIFFIN's prompt
- * statistic of the rows' activations (see gather_statistic). Returns 0, or -1 when
+ * statistic of the rows' activations (see gather_statistic); with owners [rows] non-null,
+ * statistic is [sequences, f] and row r's activations go to its row owners[r] (the
+ * prompt rows of several sequences in one call). Returns 0, or -1 when
  * scratch memory could not be allocated (nothing computed or written).
  */
 int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
@@ -1494,7 +1501,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 		int attention_type, const float *rotation, const int64_t *keys, const int64_t *values,
 		const int64_t *head_strides, const int *positions, const int *starts, int heads, int kv_heads, int dh,
 		float scale, const void *gate_up, const void *down, int ff_type, int f, int activation, const float *keep,
-		double *statistic) {
+		double *statistic, const int *owners) {
 	static float *scratch;
 	static size_t capacity;
 	int projected = (heads + 2 * kv_heads) * dh, width = heads * dh;
@@ -1528,7 +1535,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 				norms, qkv_weight, (qkv_bias == NULL) ? NULL : bias, output_weight, attention_type, epsilon,
 				rotation + at * dh * dh, keys + at, values + at, head_strides + at, positions + at, starts + at,
 				heads, kv_heads, dh, scale, gate_up, down, ff_type, f, activation,
-				(keep == NULL) ? NULL : keep + at * f, statistic);
+				(keep == NULL) ? NULL : keep + at * f, statistic, (owners == NULL) ? NULL : owners + at);
 	}
 	pthread_mutex_unlock(&calls);
 	return 0;

@@ -263,11 +263,10 @@ public final class InferenceSession implements AutoCloseable {
 
 	/**
 	 * Whether this session's next prompt chunk can share a {@link #prefillBatch} pass:
-	 * the prompt is not finished, and the model runs its prompt chunk in the native form
-	 * with nothing of the prompt recorded (a dense sequence).
+	 * the prompt is not finished, and the model runs its prompt chunk in the native form.
 	 */
 	public boolean prefillsTogether() {
-		return !this.promptFinished && this.model.promptsTogether(this.cache, this.states);
+		return !this.promptFinished && this.model.promptsTogether(this.cache);
 	}
 
 	/**
@@ -299,6 +298,9 @@ public final class InferenceSession implements AutoCloseable {
 		int[] tokens = new int[rows];
 		int[] positions = new int[rows];
 		KvCache[] caches = new KvCache[rows];
+		int[] owners = new int[rows];
+		CausalLm[] models = new CausalLm[b];
+		FeedForward.State[][] states = new FeedForward.State[b][];
 		long[] lasts = new long[b];
 		int row = 0;
 		for (int i = 0; i < b; i++) {
@@ -308,12 +310,15 @@ public final class InferenceSession implements AutoCloseable {
 				tokens[row] = chunk[t];
 				positions[row] = session.position + t;
 				caches[row] = session.cache;
+				owners[row] = i;
 			}
+			models[i] = session.model;
+			states[i] = session.states;
 			lasts[i] = row - 1;
 		}
 		float[] flat;
 		try (NDScope scope = new NDScope()) {
-			flat = first.model.promptBatch(first.ids(tokens), positions, caches, lasts)
+			flat = first.model.promptBatch(first.ids(tokens), positions, caches, owners, models, states, lasts)
 				.toType(DataType.FLOAT32, false)
 				.toFloatArray();
 		}

@@ -126,7 +126,7 @@ final class BatchLayer {
 				new NDArray[] { cache.storedKeys(layer) }, new NDArray[] { cache.storedValues(layer) },
 				new int[] { cache.storedFirst() }, new int[] { positions.position() },
 				new int[] { positions.keyStart() }, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale,
-				feedForward.gateUp(), feedForward.down(), feedForward.activation(), null, null);
+				feedForward.gateUp(), feedForward.down(), feedForward.activation(), null, null, null);
 	}
 
 	/**
@@ -165,7 +165,7 @@ final class BatchLayer {
 		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
 				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), positions.rotary().rotation(),
 				keys, values, firsts, at, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale,
-				ff.gateUp(), ff.down(), ff.activation(), null, statistic);
+				ff.gateUp(), ff.down(), ff.activation(), null, statistic, null);
 	}
 
 	/**
@@ -196,7 +196,7 @@ final class BatchLayer {
 			starts[i] = Math.toIntExact(kv.starts[i]);
 		}
 		return rowsNative(x, attentionNorm, attention, ffnNorm, ff, rotary.rotation(), kv.caches, kv.positions, starts,
-				keep);
+				keep, null, null);
 	}
 
 	/**
@@ -206,13 +206,16 @@ final class BatchLayer {
 	 * rows are consecutive and in order, and every row's key and value are written before
 	 * any row attends, so each row sees its own sequence's earlier rows. x [R, D] -> [R,
 	 * D] in x's type.
-	 * @param ff the dense block, which a prompt runs whole (no row records GRIFFIN's
-	 * statistic: it would be summed across the sequences)
+	 * @param ff the dense block, which a prompt runs whole
 	 * @param rotation [R, Dh, Dh], each row's
+	 * @param statistic [S F] that the call adds GRIFFIN's prompt statistic of each
+	 * sequence's rows to, its part {@code owners[r]} for row r; or null (with owners)
 	 */
 	static NDArray promptsNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
-			FeedForward.Weights ff, NDArray rotation, KvCache[] caches, int[] positions, int[] starts) {
-		return rowsNative(x, attentionNorm, attention, ffnNorm, ff, rotation, caches, positions, starts, null);
+			FeedForward.Weights ff, NDArray rotation, KvCache[] caches, int[] positions, int[] starts,
+			double[] statistic, int[] owners) {
+		return rowsNative(x, attentionNorm, attention, ffnNorm, ff, rotation, caches, positions, starts, null,
+				statistic, owners);
 	}
 
 	/**
@@ -220,7 +223,8 @@ final class BatchLayer {
 	 * ({@link NativeKernels#layer}).
 	 */
 	private static NDArray rowsNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
-			FeedForward.Weights ff, NDArray rotation, KvCache[] caches, int[] positions, int[] starts, NDArray keep) {
+			FeedForward.Weights ff, NDArray rotation, KvCache[] caches, int[] positions, int[] starts, NDArray keep,
+			double[] statistic, int[] owners) {
 		Attention.Weights weights = attention.weights();
 		double scale = attention.scoreScale();
 		int layer = attention.layer();
@@ -236,7 +240,7 @@ final class BatchLayer {
 		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
 				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), rotation, keys, values, firsts,
 				positions, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale, ff.gateUp(), ff.down(),
-				ff.activation(), keep, null);
+				ff.activation(), keep, statistic, owners);
 	}
 
 	/**

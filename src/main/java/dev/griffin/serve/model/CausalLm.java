@@ -361,18 +361,16 @@ public final class CausalLm {
 	}
 
 	/**
-	 * Whether a sequence with this cache and these feed-forward states can run its prompt
-	 * chunk in a {@link #promptBatch} pass: rotary positions, one kind of layer, and
-	 * every layer's native prompt call applies with nothing of the prompt recorded (a
-	 * dense sequence; GRIFFIN's selection needs its own prompt's statistic).
+	 * Whether a sequence with this cache can run its prompt chunk in a
+	 * {@link #promptBatch} pass: rotary positions, one kind of layer, and every layer's
+	 * native prompt call applies.
 	 */
-	public boolean promptsTogether(KvCache cache, FeedForward.State[] states) {
-		if (this.learned != null || this.rotary == null || this.config.mixesLayers()
-				|| states.length != this.layers.size()) {
+	public boolean promptsTogether(KvCache cache) {
+		if (this.learned != null || this.rotary == null || this.config.mixesLayers()) {
 			return false;
 		}
-		for (int i = 0; i < this.layers.size(); i++) {
-			if (!this.layers.get(i).promptsTogether(this.embedding.getDataType(), cache, states[i], this.kernels)) {
+		for (DecoderLayer layer : this.layers) {
+			if (!layer.promptsTogether(this.embedding.getDataType(), cache, this.kernels)) {
 				return false;
 			}
 		}
@@ -381,19 +379,34 @@ public final class CausalLm {
 
 	/**
 	 * The prompt chunks of several sequences in one pass ({@link #promptsTogether} for
-	 * each): the products read the weights once for all their tokens, and each token
-	 * attends over its own sequence's cache.
+	 * each): the products read the weights once for all their tokens, each token attends
+	 * over its own sequence's cache, and each sequence's feed-forward blocks record the
+	 * statistic of its own tokens (GRIFFIN's).
 	 * @param tokens every sequence's chunk, one after another, on the model's device, [R]
 	 * int64
 	 * @param positions each row's position (a sequence's rows consecutive)
 	 * @param caches each row's KV cache (a sequence's rows share one)
+	 * @param owners each row's sequence, in [0, S)
+	 * @param models each sequence's model: this one or a variant over its weights
+	 * ({@link #sharesWeights})
+	 * @param states each sequence's feed-forward states, by layer
 	 * @param lasts the row of each sequence's last token, in order
 	 * @return float32 logits after each sequence's last token, [S, V]
 	 */
-	public NDArray promptBatch(NDArray tokens, int[] positions, KvCache[] caches, long[] lasts) {
+	public NDArray promptBatch(NDArray tokens, int[] positions, KvCache[] caches, int[] owners, CausalLm[] models,
+			FeedForward.State[][] states, long[] lasts) {
 		int rows = positions.length;
-		if (tokens.getShape().get(0) != rows || caches.length != rows || lasts.length == 0) {
-			throw new IllegalArgumentException("a prompt batch needs a token, a position and a cache per row");
+		int sequences = models.length;
+		if (tokens.getShape().get(0) != rows || caches.length != rows || owners.length != rows || sequences == 0
+				|| states.length != sequences || lasts.length != sequences) {
+			throw new IllegalArgumentException(
+					"a prompt batch needs a token, a position, a cache and a sequence per row, and states and a last "
+							+ "row per sequence");
+		}
+		for (CausalLm model : models) {
+			if (!sharesWeights(model)) {
+				throw new IllegalArgumentException("sequences of different models cannot share a pass");
+			}
 		}
 		this.kernels.enter(rows);
 		NDArray x = embed(tokens, this.kernels); // [R, D]
@@ -406,10 +419,18 @@ public final class CausalLm {
 			}
 			starts[r] = Attention.keyStart(this.config.slidingWindow(), positions[r]);
 		}
-		for (DecoderLayer layer : this.layers) {
+		for (int i = 0; i < this.layers.size(); i++) {
+			DecoderLayer layer = this.layers.get(i);
+			DecoderLayer[] own = new DecoderLayer[sequences];
+			FeedForward.State[] layerStates = new FeedForward.State[sequences];
+			for (int s = 0; s < sequences; s++) {
+				own[s] = models[s].layers.get(i);
+				layerStates[s] = states[s][i];
+			}
 			// [R, D] -> [R, D]
 			NDArray input = x;
-			x = inLayerScope(() -> layer.forwardPrompts(input, rotation, caches, positions, starts));
+			x = inLayerScope(
+					() -> layer.forwardPrompts(input, rotation, caches, positions, starts, owners, own, layerStates));
 		}
 		return logits(x.get(x.getManager().create(lasts)), this.kernels); // [S, V]
 	}

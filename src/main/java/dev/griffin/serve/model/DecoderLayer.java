@@ -1,5 +1,6 @@
 package dev.griffin.serve.model;
 
+import java.util.Arrays;
 import java.util.List;
 import java.util.function.UnaryOperator;
 
@@ -157,23 +158,38 @@ public final class DecoderLayer {
 	}
 
 	/**
-	 * Whether prompt rows of this type, of a sequence with this cache and state, can run
-	 * this layer with other sequences' rows ({@link #forwardPrompts}): the layer's native
-	 * prompt call applies, and the state records nothing of the prompt (GRIFFIN's
-	 * statistic is per sequence, and one call sums it over every row).
+	 * Whether prompt rows of this type, of a sequence with this cache, can run this layer
+	 * with other sequences' rows ({@link #forwardPrompts}): the layer's native prompt
+	 * call applies.
 	 */
-	boolean promptsTogether(DataType type, KvCache cache, FeedForward.State state, Kernels kernels) {
-		return !this.feedForward.recordsPrompt(state) && nativePrompt(type, cache, kernels);
+	boolean promptsTogether(DataType type, KvCache cache, Kernels kernels) {
+		return nativePrompt(type, cache, kernels);
 	}
 
 	/**
 	 * Prompt rows of several sequences ({@link #promptsTogether}): x [R, D] -> [R, D],
 	 * row r at {@code positions[r]} of {@code caches[r]}, attending from
-	 * {@code starts[r]}.
+	 * {@code starts[r]}, sequence {@code owners[r]}'s. Each sequence's block (this
+	 * layer's in {@code layers[s]}, a variant over the same weights) records the
+	 * statistic of its own rows where it records the prompt (GRIFFIN).
 	 */
-	NDArray forwardPrompts(NDArray x, NDArray rotation, KvCache[] caches, int[] positions, int[] starts) {
-		return BatchLayer.promptsNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm,
-				this.feedForward.weights(), rotation, caches, positions, starts);
+	NDArray forwardPrompts(NDArray x, NDArray rotation, KvCache[] caches, int[] positions, int[] starts, int[] owners,
+			DecoderLayer[] layers, FeedForward.State[] states) {
+		FeedForward.Weights ff = this.feedForward.weights();
+		int f = ff.intermediateSize();
+		boolean records = false;
+		for (int s = 0; s < layers.length; s++) {
+			records |= layers[s].feedForward.recordsPrompt(states[s]);
+		}
+		double[] statistic = records ? new double[layers.length * f] : null;
+		NDArray y = BatchLayer.promptsNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm,
+				ff, rotation, caches, positions, starts, statistic, records ? owners : null);
+		for (int s = 0; s < layers.length && records; s++) {
+			if (layers[s].feedForward.recordsPrompt(states[s])) {
+				layers[s].feedForward.recordPrompt(states[s], Arrays.copyOfRange(statistic, s * f, (s + 1) * f));
+			}
+		}
+		return y;
 	}
 
 	private boolean nativePrompt(DataType type, KvCache cache, Kernels kernels) {

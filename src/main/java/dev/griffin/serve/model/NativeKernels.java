@@ -167,12 +167,14 @@ public final class NativeKernels {
 	 * {@code scale}. keep [B, K] (float32, 1 or 0; null when every row is dense) masks
 	 * each row's activations to the neurons it reads. statistic (null: none) accumulates
 	 * GRIFFIN's prompt statistic of the rows' activations,
-	 * {@code ExpertSelector.sumOfSquares}, over the K neurons.
+	 * {@code ExpertSelector.sumOfSquares}, over the K neurons: [K], or with owners (the
+	 * prompt rows of several sequences) [S K], row b's activations going to its part
+	 * {@code owners[b]}.
 	 */
 	static NDArray layer(NDArray x, NDArray attentionNorm, NDArray ffnNorm, float epsilon, NDArray queryKeyValue,
 			NDArray bias, NDArray output, NDArray rotation, NDArray[] keys, NDArray[] values, int[] firsts,
 			int[] positions, int[] starts, int heads, float scale, NDArray gateUp, NDArray down,
-			HiddenActivation activation, NDArray keep, double[] statistic) {
+			HiddenActivation activation, NDArray keep, double[] statistic, int[] owners) {
 		require();
 		int rows = Math.toIntExact(x.getShape().get(0));
 		if (rows < 1 || keys.length != rows || values.length != rows || firsts.length != rows
@@ -250,7 +252,22 @@ public final class NativeKernels {
 			throw new IllegalArgumentException("a native layer's mask must be float32 [%d, %d], not %s of %s"
 				.formatted(rows, k, keep.getShape(), keep.getDataType()));
 		}
-		if (statistic != null && statistic.length != k) {
+		long parts = 1;
+		if (owners != null) {
+			if (statistic == null || owners.length != rows || statistic.length % k != 0) {
+				throw new IllegalArgumentException(
+						"a native layer's owners need a statistic of whole parts of %d neurons and one owner per row"
+							.formatted(k));
+			}
+			parts = statistic.length / k;
+			for (int owner : owners) {
+				if (owner < 0 || owner >= parts) {
+					throw new IllegalArgumentException(
+							"a row's statistic part %d is outside [0, %d)".formatted(owner, parts));
+				}
+			}
+		}
+		if (statistic != null && statistic.length != parts * k) {
 			throw new IllegalArgumentException(
 					"a native layer's statistic needs %d neurons, not %d".formatted(k, statistic.length));
 		}
@@ -259,7 +276,7 @@ public final class NativeKernels {
 				lasting(ffnNorm), epsilon, lasting(queryKeyValue), (bias == null) ? null : lasting(bias),
 				lasting(output), type(queryKeyValue), memory(rotation), keyAddresses, valueAddresses, strides,
 				positions, starts, heads, kvHeads, dh, scale, lasting(gateUp), lasting(down), type(gateUp),
-				Math.toIntExact(k), activation.code(), (keep == null) ? null : memory(keep), statistic));
+				Math.toIntExact(k), activation.code(), (keep == null) ? null : memory(keep), statistic, owners));
 		return y;
 	}
 
@@ -422,6 +439,6 @@ public final class NativeKernels {
 			Buffer ffnNorm, float epsilon, Buffer queryKeyValue, Buffer bias, Buffer output, int attentionType,
 			Buffer rotation, long[] keys, long[] values, long[] headStrides, int[] positions, int[] starts, int heads,
 			int kvHeads, int dh, float scale, Buffer gateUp, Buffer down, int ffType, int k, int activation,
-			Buffer keep, double[] statistic);
+			Buffer keep, double[] statistic, int[] owners);
 
 }

@@ -45,10 +45,10 @@ import static org.awaitility.Awaitility.await;
  * The engine loop on a tiny checkpoint: requests that join and leave a running batch
  * (dense and GRIFFIN variants of two densities, prompts of unequal lengths, prompts
  * prefilled over several steps) produce what each produces alone through the sequential
- * {@link Generator}; dense short prompts arriving together run in one pass; n choices
- * share one prefill; a fault ends its own request only, and a failed batched pass counts
- * once for the breaker; cancellation, stalled readers and deadlines end a request within
- * a step and return its permits; native memory is flat over thousands of batched steps.
+ * {@link Generator}; short prompts arriving together run in one pass; n choices share one
+ * prefill; a fault ends its own request only, and a failed batched pass counts once for
+ * the breaker; cancellation, stalled readers and deadlines end a request within a step
+ * and return its permits; native memory is flat over thousands of batched steps.
  */
 class EngineLoopTests {
 
@@ -65,6 +65,11 @@ class EngineLoopTests {
 	private static CausalLm half;
 
 	private static CausalLm quarter;
+
+	/** The dense model and its GRIFFIN 0.5 variant with the native prefill form. */
+	private static CausalLm fused;
+
+	private static CausalLm fusedHalf;
 
 	private static Tokenizer tokenizer;
 
@@ -87,6 +92,8 @@ class EngineLoopTests {
 		int layers = dense.config().numberOfLayers();
 		half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
 		quarter = GriffinTransform.apply(dense, DensitySchedule.uniform(0.25, layers), SelectionMethod.TOPK);
+		fused = dense.withKernels(new Kernels(Kernels.Decode.SINGLE, Kernels.Prefill.NATIVE, 1));
+		fusedHalf = GriffinTransform.apply(fused, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
 		tokenizer = Fixtures.byteTokenizer(tokenizerDirectory);
 	}
 
@@ -117,7 +124,7 @@ class EngineLoopTests {
 	}
 
 	private static double density(CausalLm model) {
-		return (model == half) ? 0.5 : (model == quarter) ? 0.25 : 1.0;
+		return (model == half || model == fusedHalf) ? 0.5 : (model == quarter) ? 0.25 : 1.0;
 	}
 
 	/** A request of the test. */
@@ -224,16 +231,15 @@ class EngineLoopTests {
 	}
 
 	/**
-	 * Dense requests' short prompts arriving together, with the native prefill form: one
-	 * pass runs all four (each prompt's end then its own step of the "prefill" phase),
-	 * and each request generates what it generates alone. When that pass fails, all four
-	 * fail and the breaker counts one failure.
+	 * Dense and GRIFFIN requests' short prompts arriving together, with the native
+	 * prefill form: one pass runs all four (each prompt's end then its own step of the
+	 * "prefill" phase), and each request generates what it generates alone. When that
+	 * pass fails, all four fail and the breaker counts one failure.
 	 */
 	@Test
-	void denseShortPromptsArrivingTogetherRunInOnePass() throws Exception {
-		CausalLm fused = dense.withKernels(new Kernels(Kernels.Decode.SINGLE, Kernels.Prefill.NATIVE, 1));
-		List<Ask> asks = List.of(new Ask(fused, "one", greedy(5), 1), new Ask(fused, "two prompts", greedy(5), 1),
-				new Ask(fused, "t", greedy(5), 1), new Ask(fused, "and a fourth", greedy(5), 1));
+	void shortPromptsArrivingTogetherRunInOnePass() throws Exception {
+		List<Ask> asks = List.of(new Ask(fused, "one", greedy(5), 1), new Ask(fusedHalf, "two prompts", greedy(5), 1),
+				new Ask(fused, "t", greedy(5), 1), new Ask(fusedHalf, "and a fourth", greedy(5), 1));
 		AtomicInteger prefills = new AtomicInteger();
 		EngineProbe counting = (phase) -> {
 			if (phase.equals("prefill")) {

@@ -207,7 +207,7 @@ class NativeKernelsTests {
 			NDArray[] rowValues = { ownValues, values };
 			NDArray y = NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys, rowValues,
 					new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null, null);
+					HiddenActivation.SILU, null, null, null);
 			assertThat(y.getShape()).isEqualTo(new Shape(2, 16));
 			// each key went to token first + position of its tensor, nowhere else
 			assertThat(writtenTokens(ownKeys, 4)).containsExactly(1);
@@ -216,24 +216,35 @@ class NativeKernelsTests {
 			assertThat(writtenTokens(values, 6)).containsExactly(5);
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 3 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null, null))
+					HiddenActivation.SILU, null, null, null))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("cannot attend tokens");
 			NDArray[] halfKeys = { ownKeys, keys.toType(DataType.FLOAT16, false) };
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, halfKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null, null))
+					HiddenActivation.SILU, null, null, null))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("float32 caches");
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 3, 1f, gateUp, down,
-					HiddenActivation.SILU, null, null))
+					HiddenActivation.SILU, null, null, null))
 				.isInstanceOf(IllegalArgumentException.class);
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, manager.ones(new Shape(2, 5)), null))
+					HiddenActivation.SILU, manager.ones(new Shape(2, 5)), null, null))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("mask");
+			// two sequences' statistics of 4 neurons: a row's part must be one of them
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
+					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null, new double[8], new int[] { 0, 2 }))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("outside [0, 2)");
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
+					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null, new double[7], new int[] { 0, 1 }))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("whole parts");
 		}
 	}
 
@@ -338,7 +349,7 @@ class NativeKernelsTests {
 			return NativeKernels.layer(layer.x().get(rows).duplicate(), layer.norm(), layer.norm(), 1e-6f, layer.qkv(),
 					null, layer.output(), layer.rotation().get(rows).duplicate(), keyRows, valueRows, new int[n],
 					Arrays.copyOfRange(positions, from, to), Arrays.copyOfRange(starts, from, to), 2, 0.35f,
-					layer.gateUp(), layer.down(), HiddenActivation.SILU, null, this.statistic);
+					layer.gateUp(), layer.down(), HiddenActivation.SILU, null, this.statistic, null);
 		}
 
 	}
