@@ -273,10 +273,11 @@ public final class EngineLoop implements AutoCloseable {
 	 * within one chunk's budget of tokens per step: a long prompt takes the whole budget,
 	 * several short ones share it, so that a burst of short prompts reaches its first
 	 * tokens in one step instead of one step each, and running streams still wait for at
-	 * most about one chunk's work. The short prompts of dense sequences whose rest fits
-	 * the budget run together in one pass ({@link InferenceSession#prefillBatch}), which
-	 * reads the weights once for all of them; the others each take a pass of their own,
-	 * charged at least {@link #PASS_TOKENS}, as is the shared pass.
+	 * most about one chunk's work. The prompts whose rest fits the budget run together in
+	 * one pass ({@link InferenceSession#prefillBatch}: dense and GRIFFIN sequences whose
+	 * model prefills in the native form), which reads the weights once for all of them;
+	 * the others each take a pass of their own, charged at least {@link #PASS_TOKENS}, as
+	 * is the shared pass.
 	 */
 	private boolean prefill() {
 		int budget = this.prefillChunk;
