@@ -273,6 +273,9 @@ static void work_rows(const task *t, int r0, int r1, int me);
 
 static void work_packed_rows(const task *t, int r0, int r1, int me);
 
+/* *buffer with room for n floats at least (grown by realloc), or null when memory ran out */
+static float *grown(float **buffer, size_t *capacity, size_t n);
+
 static void run(task *t);
 
 static void attend(const attention *a, int h0, int h1, int me);
@@ -638,24 +641,10 @@ static void work_packed_rows(const task *t, int r0, int r1, int me) {
 	int block = (int) (WEIGHT_BLOCK / ((size_t) part * sizeof(float)));
 	block = (block < PANEL_ROWS) ? PANEL_ROWS : block - block % PANEL_ROWS;
 	/* the thread's buffers grown as needed; where memory runs out, the same product in tiles */
-	size_t widened = (size_t) block * part, summed = (size_t) block * PANEL_TOKENS;
-	if (type == TYPE_FLOAT16 && panel_sizes[me] < widened) {
-		float *bigger = realloc(panels[me], widened * sizeof(float));
-		if (bigger == NULL) {
-			work_rows(t, r0, r1, me);
-			return;
-		}
-		panels[me] = bigger;
-		panel_sizes[me] = widened;
-	}
-	if (sums_sizes[me] < summed) {
-		float *bigger = realloc(sums[me], summed * sizeof(float));
-		if (bigger == NULL) {
-			work_rows(t, r0, r1, me);
-			return;
-		}
-		sums[me] = bigger;
-		sums_sizes[me] = summed;
+	if ((type == TYPE_FLOAT16 && grown(&panels[me], &panel_sizes[me], (size_t) block * part) == NULL)
+			|| grown(&sums[me], &sums_sizes[me], (size_t) block * PANEL_TOKENS) == NULL) {
+		work_rows(t, r0, r1, me);
+		return;
 	}
 	float *acc = sums[me];
 	int count = (t->tokens + PANEL_TOKENS - 1) / PANEL_TOKENS;
