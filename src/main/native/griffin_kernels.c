@@ -1530,6 +1530,38 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 	return 0;
 }
 
+/*
+ * The RMS norm of each row of x [rows, d] (io_type) into y [rows, d] (io_type; y may be
+ * x), with the weight [d] in io_type: a layer's norm arithmetic (norm_row), for the norm
+ * before a model's head. Returns 0, or -1 when scratch memory could not be allocated.
+ */
+int griffin_norm(void *y, const void *x, int io_type, int rows, int d, const void *weight, float epsilon) {
+	static float *scratch;
+	static size_t capacity;
+	size_t element = (io_type == TYPE_FLOAT16) ? 2 : 4;
+	pthread_mutex_lock(&calls);
+	float *w = grown(&scratch, &capacity, 3 * (size_t) d);
+	if (w == NULL) {
+		pthread_mutex_unlock(&calls);
+		return -1;
+	}
+	float *row = w + d, *to = row + d;
+	loaded(weight, io_type, w, (size_t) d);
+	for (int r = 0; r < rows; r++) {
+		size_t at = (size_t) r * d;
+		loaded((const char *) x + at * element, io_type, row, (size_t) d);
+		norm_row(row, w, epsilon, io_type, to, d);
+		if (io_type == TYPE_FLOAT16) {
+			narrow(to, (uint16_t *) y + at, (size_t) d);
+		}
+		else {
+			memcpy((float *) y + at, to, sizeof(float) * (size_t) d);
+		}
+	}
+	pthread_mutex_unlock(&calls);
+	return 0;
+}
+
 /* what griffin_gather's row functions read and write */
 typedef struct {
 	const char *gate_up, *down;

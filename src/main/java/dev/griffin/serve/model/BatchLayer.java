@@ -115,9 +115,10 @@ final class BatchLayer {
 	 * {@code positions.position()}; the arithmetic is {@link #stepOne}'s.
 	 * @param feedForward the weights the token's feed-forward block reads (the dense
 	 * block, or the sequence's gathered experts), gated and without biases
+	 * @param overwrite write the result over x and return x ({@link NativeKernels#layer})
 	 */
 	static NDArray stepOneNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
-			Kernels.BlockWeights feedForward, Positions positions, KvCache cache) {
+			Kernels.BlockWeights feedForward, Positions positions, KvCache cache, boolean overwrite) {
 		Attention.Weights weights = attention.weights();
 		double scale = attention.scoreScale();
 		int layer = attention.layer();
@@ -126,7 +127,7 @@ final class BatchLayer {
 				new NDArray[] { cache.storedKeys(layer) }, new NDArray[] { cache.storedValues(layer) },
 				new int[] { cache.storedFirst() }, new int[] { positions.position() },
 				new int[] { positions.keyStart() }, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale,
-				feedForward.gateUp(), feedForward.down(), feedForward.activation(), null, null, null);
+				feedForward.gateUp(), feedForward.down(), feedForward.activation(), null, null, null, overwrite);
 	}
 
 	/**
@@ -165,7 +166,7 @@ final class BatchLayer {
 		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
 				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), positions.rotary().rotation(),
 				keys, values, firsts, at, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale,
-				ff.gateUp(), ff.down(), ff.activation(), null, statistic, null);
+				ff.gateUp(), ff.down(), ff.activation(), null, statistic, null, false);
 	}
 
 	/**
@@ -187,16 +188,17 @@ final class BatchLayer {
 	 * @param ff the dense block, which every row reads
 	 * @param keep [B, F] float32 (1: the row reads that neuron), or null when every row
 	 * is dense
+	 * @param overwrite write the result over x and return x ({@link NativeKernels#layer})
 	 */
 	static NDArray stepNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
-			FeedForward.Weights ff, RotaryEmbedding.Angles rotary, BatchKv kv, NDArray keep) {
+			FeedForward.Weights ff, RotaryEmbedding.Angles rotary, BatchKv kv, NDArray keep, boolean overwrite) {
 		int b = kv.positions.length;
 		int[] starts = new int[b];
 		for (int i = 0; i < b; i++) {
 			starts[i] = Math.toIntExact(kv.starts[i]);
 		}
 		return rowsNative(x, attentionNorm, attention, ffnNorm, ff, rotary.rotation(), kv.caches, kv.positions, starts,
-				keep, null, null);
+				keep, null, null, overwrite);
 	}
 
 	/**
@@ -215,7 +217,7 @@ final class BatchLayer {
 			FeedForward.Weights ff, NDArray rotation, KvCache[] caches, int[] positions, int[] starts,
 			double[] statistic, int[] owners) {
 		return rowsNative(x, attentionNorm, attention, ffnNorm, ff, rotation, caches, positions, starts, null,
-				statistic, owners);
+				statistic, owners, false);
 	}
 
 	/**
@@ -224,7 +226,7 @@ final class BatchLayer {
 	 */
 	private static NDArray rowsNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
 			FeedForward.Weights ff, NDArray rotation, KvCache[] caches, int[] positions, int[] starts, NDArray keep,
-			double[] statistic, int[] owners) {
+			double[] statistic, int[] owners, boolean overwrite) {
 		Attention.Weights weights = attention.weights();
 		double scale = attention.scoreScale();
 		int layer = attention.layer();
@@ -240,7 +242,7 @@ final class BatchLayer {
 		return NativeKernels.layer(x, attentionNorm.weight(), ffnNorm.weight(), attentionNorm.epsilonValue(),
 				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), rotation, keys, values, firsts,
 				positions, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale, ff.gateUp(), ff.down(),
-				ff.activation(), keep, statistic, owners);
+				ff.activation(), keep, statistic, owners, overwrite);
 	}
 
 	/**

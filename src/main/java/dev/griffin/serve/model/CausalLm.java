@@ -245,13 +245,19 @@ public final class CausalLm {
 			FeedForward.State state = states[i];
 			NDArray input = x;
 			Positions at = this.config.windowed(i) ? windowedPositions : positions;
-			x = inLayerScope(() -> layer.forward(input, at, cache, phase, state, this.kernels)); // [T,
-																									// D]
+			// from the second layer on, the input is an earlier layer's output: the
+			// pass's own
+			boolean own = i > 0;
+			x = inLayerScope(() -> layer.forward(input, at, cache, phase, state, this.kernels, own)); // [T,
+																										// D]
 		}
 		if (!allLogits && t > 1) {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
 		}
-		return logits(x, this.kernels); // [T, V] with allLogits, else [1, V]
+		// one generated token: the last layer's output is the pass's own
+		return logits(x, this.kernels, t == 1 && !this.layers.isEmpty()); // [T, V] with
+																			// allLogits,
+																			// else [1, V]
 	}
 
 	/**
@@ -290,9 +296,10 @@ public final class CausalLm {
 	/**
 	 * The head's float32 logits of hidden states x [N, D], its products as {@code plan}
 	 * says.
+	 * @param own whether x is the pass's own (no one reads it after the head)
 	 */
-	private NDArray logits(NDArray x, Kernels plan) {
-		NDArray last = (this.finalNorm != null) ? this.finalNorm.forward(x) : x;
+	private NDArray logits(NDArray x, Kernels plan, boolean own) {
+		NDArray last = (this.finalNorm != null) ? finalNorm(x, plan, own) : x;
 		if (this.learned != null && this.learned.projectOut() != null) {
 			last = plan.linear(last, this.learned.projectOut(), null); // [N, E]
 		}
@@ -301,6 +308,20 @@ public final class CausalLm {
 		float cap = (float) this.config.finalSoftCap();
 		// Gemma 2 soft-caps its logits: cap * tanh(logits / cap)
 		return (cap > 0) ? float32.div(cap).tanh().mul(cap) : float32;
+	}
+
+	/**
+	 * The norm before the head. A decode pass in the {@link Kernels.Decode#NATIVE} form
+	 * takes an RMS norm natively, over the pass's own x, where libtorch would run seven
+	 * operations and two new tensors.
+	 */
+	private NDArray finalNorm(NDArray x, Kernels plan, boolean own) {
+		if (own && plan.decode() == Kernels.Decode.NATIVE && this.finalNorm instanceof RmsNorm rms
+				&& NativeKernels.unavailable() == null && NativeKernels.reads(x)
+				&& rms.weight().getDataType() == x.getDataType()) {
+			return NativeKernels.norm(x, rms.weight(), rms.epsilonValue(), true);
+		}
+		return this.finalNorm.forward(x);
 	}
 
 	/**
@@ -354,10 +375,12 @@ public final class CausalLm {
 			boolean windowed = this.config.windowed(i);
 			BatchKv layerKv = windowed ? windowedKv : kv;
 			RotaryEmbedding.Angles layerRotary = windowed ? windowedRotary : rotary;
-			x = inLayerScope(() -> layer.forwardBatch(input, layerKv, layerRotary, layerStates, plan)); // [B,
-																										// D]
+			boolean own = i > 0; // an earlier layer's output
+			x = inLayerScope(() -> layer.forwardBatch(input, layerKv, layerRotary, layerStates, plan, own)); // [B,
+																												// D]
 		}
-		return logits(x, plan); // [B, V], the head's products in the batch's form too
+		// [B, V], the head's products in the batch's form too
+		return logits(x, plan, !this.layers.isEmpty());
 	}
 
 	/**
@@ -432,7 +455,7 @@ public final class CausalLm {
 			x = inLayerScope(
 					() -> layer.forwardPrompts(input, rotation, caches, positions, starts, owners, own, layerStates));
 		}
-		return logits(x.get(x.getManager().create(lasts)), this.kernels); // [S, V]
+		return logits(x.get(x.getManager().create(lasts)), this.kernels, false); // [S, V]
 	}
 
 	/**

@@ -116,6 +116,16 @@ public final class DecoderLayer {
 	/** x: [T, D] -> [T, D]. */
 	public NDArray forward(NDArray x, Positions positions, KvCache cache, FeedForward.Phase phase,
 			FeedForward.State state, Kernels kernels) {
+		return forward(x, positions, cache, phase, state, kernels, false);
+	}
+
+	/**
+	 * x: [T, D] -> [T, D].
+	 * @param overwrite whether x is the pass's own (no one reads it after this layer), so
+	 * that a layer in one native call may write its result over it
+	 */
+	NDArray forward(NDArray x, Positions positions, KvCache cache, FeedForward.Phase phase, FeedForward.State state,
+			Kernels kernels, boolean overwrite) {
 		Kernels.Decode form = kernels.decode();
 		if ((form == Kernels.Decode.LAYER || form == Kernels.Decode.NATIVE) && phase == FeedForward.Phase.GENERATION
 				&& this.feedForward.fusable() && plain() && x.getShape().get(0) == 1
@@ -127,7 +137,7 @@ public final class DecoderLayer {
 			if (ff.neurons() == null || ff.neurons().length > 0) {
 				return (form == Kernels.Decode.NATIVE)
 						? BatchLayer.stepOneNative(x, (RmsNorm) this.attentionNorm, this.attention,
-								(RmsNorm) this.ffnNorm, ff, positions, cache)
+								(RmsNorm) this.ffnNorm, ff, positions, cache, overwrite)
 						: BatchLayer.stepOne(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm,
 								ff, kernels.halfPacked(ff), positions, cache, kernels);
 			}
@@ -213,9 +223,11 @@ public final class DecoderLayer {
 	 * same dense weights): each row's feed-forward reads the weights its state names. A
 	 * block that is not {@link FeedForward#fusable} runs each row through its own
 	 * {@link FeedForward#forward}.
+	 * @param overwrite whether x is the pass's own, so that a layer in one native call
+	 * may write its result over it
 	 */
 	NDArray forwardBatch(NDArray x, BatchKv kv, RotaryEmbedding.Angles rotary, FeedForward.State[] states,
-			Kernels kernels) {
+			Kernels kernels, boolean overwrite) {
 		Kernels.BlockWeights[] rows = new Kernels.BlockWeights[states.length];
 		for (int i = 0; i < rows.length; i++) {
 			rows[i] = states[i].generationWeights();
@@ -226,7 +238,7 @@ public final class DecoderLayer {
 		if (fusable && plain() && kernels.decode() == Kernels.Decode.NATIVE && BatchLayer.nativeApplies(x, ff, rows)) {
 			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());
 			return BatchLayer.stepNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm, ff,
-					rotary, kv, keep);
+					rotary, kv, keep, overwrite);
 		}
 		if (fusable && plain() && BatchLayer.applies(kv, kernels, rows, neurons)) {
 			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());

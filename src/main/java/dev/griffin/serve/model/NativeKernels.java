@@ -169,12 +169,15 @@ public final class NativeKernels {
 	 * GRIFFIN's prompt statistic of the rows' activations,
 	 * {@code ExpertSelector.sumOfSquares}, over the K neurons: [K], or with owners (the
 	 * prompt rows of several sequences) [S K], row b's activations going to its part
-	 * {@code owners[b]}.
+	 * {@code owners[b]}. With {@code overwrite} the result is written over x, which is
+	 * returned (the call reads each row of x before it writes that row): a pass whose
+	 * residual stream is its own creates no tensor per layer, which through DJL costs
+	 * tens of microseconds each (see docs/results.md).
 	 */
 	static NDArray layer(NDArray x, NDArray attentionNorm, NDArray ffnNorm, float epsilon, NDArray queryKeyValue,
 			NDArray bias, NDArray output, NDArray rotation, NDArray[] keys, NDArray[] values, int[] firsts,
 			int[] positions, int[] starts, int heads, float scale, NDArray gateUp, NDArray down,
-			HiddenActivation activation, NDArray keep, double[] statistic, int[] owners) {
+			HiddenActivation activation, NDArray keep, double[] statistic, int[] owners, boolean overwrite) {
 		require();
 		int rows = Math.toIntExact(x.getShape().get(0));
 		if (rows < 1 || keys.length != rows || values.length != rows || firsts.length != rows
@@ -271,12 +274,36 @@ public final class NativeKernels {
 			throw new IllegalArgumentException(
 					"a native layer's statistic needs %d neurons, not %d".formatted(k, statistic.length));
 		}
-		NDArray y = x.getManager().create(new Shape(rows, d), io);
-		succeeded(griffin_layer(memory(y), memory(x), type(x), rows, Math.toIntExact(d), lasting(attentionNorm),
-				lasting(ffnNorm), epsilon, lasting(queryKeyValue), (bias == null) ? null : lasting(bias),
-				lasting(output), type(queryKeyValue), memory(rotation), keyAddresses, valueAddresses, strides,
-				positions, starts, heads, kvHeads, dh, scale, lasting(gateUp), lasting(down), type(gateUp),
-				Math.toIntExact(k), activation.code(), (keep == null) ? null : memory(keep), statistic, owners));
+		NDArray y = overwrite ? x : x.getManager().create(new Shape(rows, d), io);
+		Buffer in = memory(x);
+		succeeded(griffin_layer(overwrite ? in : memory(y), in, type(x), rows, Math.toIntExact(d),
+				lasting(attentionNorm), lasting(ffnNorm), epsilon, lasting(queryKeyValue),
+				(bias == null) ? null : lasting(bias), lasting(output), type(queryKeyValue), memory(rotation),
+				keyAddresses, valueAddresses, strides, positions, starts, heads, kvHeads, dh, scale, lasting(gateUp),
+				lasting(down), type(gateUp), Math.toIntExact(k), activation.code(),
+				(keep == null) ? null : memory(keep), statistic, owners));
+		return y;
+	}
+
+	/**
+	 * RMS norm of each row of x [T, D] (float32 or float16) with the weight [D] of x's
+	 * type, the arithmetic of a native layer's norms ({@link RmsNorm}'s, rounded to x's
+	 * type where it rounds): [T, D] in x's type, written over x (and x returned) with
+	 * {@code overwrite}.
+	 */
+	static NDArray norm(NDArray x, NDArray weight, float epsilon, boolean overwrite) {
+		require();
+		Shape shape = x.getShape();
+		if (shape.dimension() != 2) {
+			throw new IllegalArgumentException("a native norm takes rows, not " + shape);
+		}
+		long d = shape.get(1);
+		DataType io = x.getDataType();
+		requireVector(weight, d, io, "norm");
+		NDArray y = overwrite ? x : x.getManager().create(shape, io);
+		Buffer in = memory(x);
+		succeeded(griffin_norm(overwrite ? in : memory(y), in, type(x), Math.toIntExact(shape.get(0)),
+				Math.toIntExact(d), lasting(weight), epsilon));
 		return y;
 	}
 
@@ -431,6 +458,9 @@ public final class NativeKernels {
 
 	private static native int griffin_gated(Buffer gateUp, Buffer down, int type, Buffer x, Buffer y, int ioType, int d,
 			int k, int activation);
+
+	private static native int griffin_norm(Buffer y, Buffer x, int ioType, int rows, int d, Buffer weight,
+			float epsilon);
 
 	private static native int griffin_gather(Buffer gateUp, Buffer down, int type, int[] neurons, int k, int f, int d,
 			Buffer gateUpOut, Buffer downOut);

@@ -65,6 +65,33 @@ class NativeKernelsTests {
 		}
 	}
 
+	@ParameterizedTest
+	@CsvSource({ "1, 8", "3, 576", "16, 1536" })
+	void aNormEqualsRmsNorm(int rows, int d) {
+		try (NDScope scope = new NDScope()) {
+			NDArray x = manager.randomNormal(0f, 3f, new Shape(rows, d), DataType.FLOAT32);
+			NDArray weight = manager.randomUniform(0.5f, 1.5f, new Shape(d));
+			for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+				NDArray in = x.toType(type, false);
+				RmsNorm norm = new RmsNorm(weight.toType(type, false), 1e-5);
+				float[] want = norm.forward(in).toType(DataType.FLOAT32, false).toFloatArray();
+				float[] before = in.toFloatArray();
+				NDArray apart = NativeKernels.norm(in, norm.weight(), norm.epsilonValue(), false);
+				assertThat(in.toFloatArray()).containsExactly(before);
+				NDArray over = NativeKernels.norm(in, norm.weight(), norm.epsilonValue(), true);
+				assertThat(over).isSameAs(in);
+				for (NDArray got : new NDArray[] { apart, over }) {
+					assertThat(got.getDataType()).isEqualTo(type);
+					assertThat(KernelCalibration.difference(want, got.toType(DataType.FLOAT32, false).toFloatArray()))
+						.as("%s", type)
+						.isLessThan((type == DataType.FLOAT16) ? 2e-3 : 1e-6);
+				}
+			}
+			assertThatThrownBy(() -> NativeKernels.norm(x, manager.ones(new Shape(d + 1)), 1e-5f, false))
+				.isInstanceOf(IllegalArgumentException.class);
+		}
+	}
+
 	@Test
 	void aWeightClosedAndAnotherMadeIsReadAsTheNewOne() {
 		// libtorch hands a new tensor the handle of one just freed; the products keep the
@@ -205,44 +232,53 @@ class NativeKernelsTests {
 			NDArray values = manager.zeros(new Shape(1, 6, 8));
 			NDArray[] rowKeys = { ownKeys, keys };
 			NDArray[] rowValues = { ownValues, values };
+			float[] input = x.toFloatArray();
 			NDArray y = NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys, rowValues,
 					new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null, null, null);
+					HiddenActivation.SILU, null, null, null, false);
 			assertThat(y.getShape()).isEqualTo(new Shape(2, 16));
 			// each key went to token first + position of its tensor, nowhere else
 			assertThat(writtenTokens(ownKeys, 4)).containsExactly(1);
 			assertThat(writtenTokens(ownValues, 4)).containsExactly(1);
 			assertThat(writtenTokens(keys, 6)).containsExactly(5);
 			assertThat(writtenTokens(values, 6)).containsExactly(5);
+			// the same call writing over its input: the same result, in x itself
+			NDArray own = x.duplicate();
+			NDArray over = NativeKernels.layer(own, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys, rowValues,
+					new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null, null, null, true);
+			assertThat(over).isSameAs(own);
+			assertThat(own.toFloatArray()).containsExactly(y.toFloatArray());
+			assertThat(x.toFloatArray()).containsExactly(input);
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 3 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null, null, null))
+					HiddenActivation.SILU, null, null, null, false))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("cannot attend tokens");
 			NDArray[] halfKeys = { ownKeys, keys.toType(DataType.FLOAT16, false) };
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, halfKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null, null, null))
+					HiddenActivation.SILU, null, null, null, false))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("float32 caches");
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 3, 1f, gateUp, down,
-					HiddenActivation.SILU, null, null, null))
+					HiddenActivation.SILU, null, null, null, false))
 				.isInstanceOf(IllegalArgumentException.class);
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, manager.ones(new Shape(2, 5)), null, null))
+					HiddenActivation.SILU, manager.ones(new Shape(2, 5)), null, null, false))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("mask");
 			// two sequences' statistics of 4 neurons: a row's part must be one of them
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null, new double[8], new int[] { 0, 2 }))
+					HiddenActivation.SILU, null, new double[8], new int[] { 0, 2 }, false))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("outside [0, 2)");
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
-					HiddenActivation.SILU, null, new double[7], new int[] { 0, 1 }))
+					HiddenActivation.SILU, null, new double[7], new int[] { 0, 1 }, false))
 				.isInstanceOf(IllegalArgumentException.class)
 				.hasMessageContaining("whole parts");
 		}
@@ -349,7 +385,7 @@ class NativeKernelsTests {
 			return NativeKernels.layer(layer.x().get(rows).duplicate(), layer.norm(), layer.norm(), 1e-6f, layer.qkv(),
 					null, layer.output(), layer.rotation().get(rows).duplicate(), keyRows, valueRows, new int[n],
 					Arrays.copyOfRange(positions, from, to), Arrays.copyOfRange(starts, from, to), 2, 0.35f,
-					layer.gateUp(), layer.down(), HiddenActivation.SILU, null, this.statistic, null);
+					layer.gateUp(), layer.down(), HiddenActivation.SILU, null, this.statistic, null, false);
 		}
 
 	}
