@@ -245,19 +245,17 @@ public final class CausalLm {
 			FeedForward.State state = states[i];
 			NDArray input = x;
 			Positions at = this.config.windowed(i) ? windowedPositions : positions;
-			// from the second layer on, the input is an earlier layer's output: the
-			// pass's own
+			// from the second layer on, the input is the pass's own
 			boolean own = i > 0;
-			x = inLayerScope(() -> layer.forward(input, at, cache, phase, state, this.kernels, own)); // [T,
-																										// D]
+			// [T, D]
+			x = inLayerScope(() -> layer.forward(input, at, cache, phase, state, this.kernels, own));
 		}
 		if (!allLogits && t > 1) {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
 		}
-		// one generated token: the last layer's output is the pass's own
-		return logits(x, this.kernels, t == 1 && !this.layers.isEmpty()); // [T, V] with
-																			// allLogits,
-																			// else [1, V]
+		// [T, V] with allLogits, else [1, V]
+		// (one token: the last layer's output is the pass's own)
+		return logits(x, this.kernels, t == 1 && !this.layers.isEmpty());
 	}
 
 	/**
@@ -376,8 +374,8 @@ public final class CausalLm {
 			BatchKv layerKv = windowed ? windowedKv : kv;
 			RotaryEmbedding.Angles layerRotary = windowed ? windowedRotary : rotary;
 			boolean own = i > 0; // an earlier layer's output
-			x = inLayerScope(() -> layer.forwardBatch(input, layerKv, layerRotary, layerStates, plan, own)); // [B,
-																												// D]
+			// [B, D]
+			x = inLayerScope(() -> layer.forwardBatch(input, layerKv, layerRotary, layerStates, plan, own));
 		}
 		// [B, V], the head's products in the batch's form too
 		return logits(x, plan, !this.layers.isEmpty());
