@@ -1290,6 +1290,16 @@ static void loaded(const void *p, int io_type, float *out, size_t n) {
 	}
 }
 
+/* n float32 values written to p in io_type (float16: rounded to nearest) */
+static void stored(const float *in, int io_type, void *p, size_t n) {
+	if (io_type == TYPE_FLOAT16) {
+		narrow(in, (uint16_t *) p, n);
+	}
+	else {
+		memcpy(p, in, n * sizeof(float));
+	}
+}
+
 /*
  * One row's RMS norm in a decoder layer: x / sqrt(mean(x^2) + epsilon) in float32,
  * rounded to io_type, times the weight w (float32), rounded again.
@@ -1405,12 +1415,8 @@ static void leave_rows(const void *context, int r0, int r1) {
 	const layer *l = context;
 	for (int r = r0; r < r1; r++) {
 		float *h = added(l, r);
-		if (l->io_type == TYPE_FLOAT16) {
-			narrow(h, (uint16_t *) l->y + (size_t) r * l->d, (size_t) l->d);
-		}
-		else {
-			memcpy((float *) l->y + (size_t) r * l->d, h, sizeof(float) * (size_t) l->d);
-		}
+		size_t element = (l->io_type == TYPE_FLOAT16) ? 2 : 4;
+		stored(h, l->io_type, l->y + (size_t) r * l->d * element, (size_t) l->d);
 	}
 }
 
@@ -1551,12 +1557,7 @@ int griffin_norm(void *y, const void *x, int io_type, int rows, int d, const voi
 		size_t at = (size_t) r * d;
 		loaded((const char *) x + at * element, io_type, row, (size_t) d);
 		norm_row(row, w, epsilon, io_type, to, d);
-		if (io_type == TYPE_FLOAT16) {
-			narrow(to, (uint16_t *) y + at, (size_t) d);
-		}
-		else {
-			memcpy((float *) y + at, to, sizeof(float) * (size_t) d);
-		}
+		stored(to, io_type, (char *) y + at * element, (size_t) d);
 	}
 	pthread_mutex_unlock(&calls);
 	return 0;
