@@ -246,9 +246,9 @@ public final class CausalLm {
 			NDArray input = x;
 			Positions at = this.config.windowed(i) ? windowedPositions : positions;
 			// from the second layer on, the input is the pass's own
-			boolean own = i > 0;
+			boolean overwrite = i > 0;
 			// [T, D]
-			x = inLayerScope(() -> layer.forward(input, at, cache, phase, state, this.kernels, own));
+			x = inLayerScope(() -> layer.forward(input, at, cache, phase, state, this.kernels, overwrite));
 		}
 		if (!allLogits && t > 1) {
 			x = x.get(new NDIndex().addSliceDim(t - 1, t)); // [1, D]
@@ -373,9 +373,9 @@ public final class CausalLm {
 			boolean windowed = this.config.windowed(i);
 			BatchKv layerKv = windowed ? windowedKv : kv;
 			RotaryEmbedding.Angles layerRotary = windowed ? windowedRotary : rotary;
-			boolean own = i > 0; // an earlier layer's output
+			boolean overwrite = i > 0; // an earlier layer's output
 			// [B, D]
-			x = inLayerScope(() -> layer.forwardBatch(input, layerKv, layerRotary, layerStates, plan, own));
+			x = inLayerScope(() -> layer.forwardBatch(input, layerKv, layerRotary, layerStates, plan, overwrite));
 		}
 		// [B, V], the head's products in the batch's form too
 		return logits(x, plan, !this.layers.isEmpty());
