@@ -1,5 +1,6 @@
 package dev.griffin.serve.generation;
 
+import java.util.ArrayList;
 import java.util.List;
 
 import ai.djl.ndarray.NDArray;
@@ -209,19 +210,61 @@ public final class InferenceSession implements AutoCloseable {
 		if (!this.promptFinished) {
 			finishPrompt();
 		}
+		if (recordsGeneration()) {
+			return recordGenerated(token);
+		}
 		return run(new int[] { token }, FeedForward.Phase.GENERATION, false);
 	}
 
 	/**
+	 * Whether a feed-forward block waits for this sequence's next generated token before
+	 * it fixes what generation uses (GRIFFIN's {@code delayed} selection): the token then
+	 * runs as a prompt token does.
+	 */
+	private boolean recordsGeneration() {
+		for (FeedForward.State state : this.states) {
+			if (state.recordsGeneration()) {
+				return true;
+			}
+		}
+		return false;
+	}
+
+	/** A generated token through the prompt phase, for the blocks that wait on it. */
+	private float[] recordGenerated(int token) {
+		float[] logits = run(new int[] { token }, FeedForward.Phase.PROMPT, false);
+		try (NDScope scope = new NDScope()) {
+			for (FeedForward.State state : this.states) {
+				if (state.recordsGeneration()) {
+					state.generatedTokenRecorded(this.manager);
+				}
+			}
+		}
+		return logits;
+	}
+
+	/**
 	 * Runs generated tokens known in advance (teacher forcing: the evaluation of a given
-	 * continuation) in one pass; returns the next-token logits after each, [T][V].
+	 * continuation) in one pass, after the ones a block waits on one at a time; returns
+	 * the next-token logits after each, [T][V].
 	 */
 	public float[][] decodeAllLogits(int[] tokens) {
 		if (!this.promptFinished) {
 			finishPrompt();
 		}
-		return rows(run(tokens, FeedForward.Phase.GENERATION, true), tokens.length,
-				this.model.config().vocabularySize());
+		int vocabulary = this.model.config().vocabularySize();
+		float[][] logits = new float[tokens.length][];
+		int done = 0;
+		while (done < tokens.length && recordsGeneration()) {
+			logits[done] = recordGenerated(tokens[done]);
+			done++;
+		}
+		if (done < tokens.length) {
+			int[] rest = java.util.Arrays.copyOfRange(tokens, done, tokens.length);
+			float[][] after = rows(run(rest, FeedForward.Phase.GENERATION, true), rest.length, vocabulary);
+			System.arraycopy(after, 0, logits, done, after.length);
+		}
+		return logits;
 	}
 
 	/**
@@ -236,17 +279,52 @@ public final class InferenceSession implements AutoCloseable {
 		if (b == 0 || tokens.length != b) {
 			throw new IllegalArgumentException("a batch needs at least one session and one token per session");
 		}
+		requireOneModelEachOnce(sessions);
+		for (int i = 0; i < b; i++) {
+			if (!sessions.get(i).promptFinished) {
+				sessions.get(i).finishPrompt();
+			}
+		}
+		// a sequence whose selection waits on its first generated tokens runs them alone,
+		// as prompt tokens
+		List<Integer> batched = new ArrayList<>(b);
+		float[][] logits = new float[b][];
+		for (int i = 0; i < b; i++) {
+			if (sessions.get(i).recordsGeneration()) {
+				logits[i] = sessions.get(i).recordGenerated(tokens[i]);
+			}
+			else {
+				batched.add(i);
+			}
+		}
+		if (batched.size() == b) {
+			return decodeTogether(sessions, tokens);
+		}
+		if (!batched.isEmpty()) {
+			List<InferenceSession> rest = new ArrayList<>(batched.size());
+			int[] restTokens = new int[batched.size()];
+			for (int i = 0; i < restTokens.length; i++) {
+				rest.add(sessions.get(batched.get(i)));
+				restTokens[i] = tokens[batched.get(i)];
+			}
+			float[][] together = decodeTogether(rest, restTokens);
+			for (int i = 0; i < restTokens.length; i++) {
+				logits[batched.get(i)] = together[i];
+			}
+		}
+		return logits;
+	}
+
+	/** One pass of one generated token of each session, whose prompts are finished. */
+	private static float[][] decodeTogether(List<InferenceSession> sessions, int[] tokens) {
+		int b = sessions.size();
 		InferenceSession first = sessions.get(0);
 		int[] positions = new int[b];
 		KvCache[] caches = new KvCache[b];
 		FeedForward.State[][] states = new FeedForward.State[b][];
-		requireOneModelEachOnce(sessions);
 		for (int i = 0; i < b; i++) {
 			InferenceSession session = sessions.get(i);
 			session.check(new int[] { tokens[i] });
-			if (!session.promptFinished) {
-				session.finishPrompt();
-			}
 			positions[i] = session.position;
 			caches[i] = session.cache;
 			states[i] = session.states;

@@ -28,6 +28,15 @@ import dev.griffin.serve.model.Kernels;
  */
 public final class GriffinFeedForward implements FeedForward {
 
+	/** {@code delayed}: how many generated tokens run the full block before selection. */
+	public static final int DELAY_TOKENS = 8;
+
+	/**
+	 * {@code delayed}: the share of the statistic the generated tokens hold at selection
+	 * (each token's normalised activations sum to 1, so a prompt of P tokens holds P).
+	 */
+	public static final double REPLY_SHARE = 0.5;
+
 	private final Weights dense;
 
 	private final int expertCount;
@@ -191,6 +200,36 @@ public final class GriffinFeedForward implements FeedForward {
 			case GLASS -> this.prior.blend(this.layer, sumOfSquares);
 			default -> sumOfSquares;
 		};
+	}
+
+	/** Whether generated tokens join the statistic before selection ({@code delayed}). */
+	boolean delaysSelection() {
+		return this.method.delaysSelection();
+	}
+
+	/**
+	 * {@code delayed}'s statistic: the prompt's s^2 plus the generated tokens' weighted
+	 * to hold {@link #REPLY_SHARE} of the sum, or by 1 where that would weigh them less
+	 * than their count.
+	 * @param prompt the prompt's s^2
+	 * @param reply the generated tokens' s^2, or null when none ran
+	 */
+	static double[] withReply(double[] prompt, double[] reply) {
+		if (reply == null) {
+			return prompt;
+		}
+		double promptMass = 0;
+		double replyMass = 0;
+		for (int j = 0; j < prompt.length; j++) {
+			promptMass += prompt[j];
+			replyMass += reply[j];
+		}
+		double weight = (replyMass > 0) ? Math.max(1.0, REPLY_SHARE / (1 - REPLY_SHARE) * promptMass / replyMass) : 1.0;
+		double[] blended = new double[prompt.length];
+		for (int j = 0; j < prompt.length; j++) {
+			blended[j] = prompt[j] + weight * reply[j];
+		}
+		return blended;
 	}
 
 	/** A sequence's experts E over this block's dense weights, not gathered yet. */

@@ -44,7 +44,16 @@ public enum SelectionMethod {
 	 * densities, and {@link NeuronPrior#schedule} gives the layers that move them most
 	 * more of the neurons.
 	 */
-	LAYERWISE("layerwise");
+	LAYERWISE("layerwise"),
+	/**
+	 * {@code topk} over the statistic of the prompt and of the reply's first tokens: the
+	 * first {@link GriffinFeedForward#DELAY_TOKENS} generated tokens run the full block
+	 * and add their activations, weighted to hold {@link GriffinFeedForward#REPLY_SHARE}
+	 * of the statistic (never less than their own count), and only then are the experts
+	 * selected. A reply's first tokens tell more of the neurons the rest of it needs than
+	 * a prompt does, most of all a short prompt.
+	 */
+	DELAYED("delayed");
 
 	private final String wireName;
 
@@ -73,6 +82,14 @@ public enum SelectionMethod {
 	/** Whether each layer's density comes from the prior's layer sensitivities. */
 	public boolean spreadsDensity() {
 		return this == LAYERWISE;
+	}
+
+	/**
+	 * Whether the experts are selected after the first generated tokens, which run the
+	 * full block, instead of at the end of the prompt.
+	 */
+	public boolean delaysSelection() {
+		return this == DELAYED;
 	}
 
 	/** The wire names, in declaration order. */

@@ -33,6 +33,25 @@ public interface FeedForward {
 		}
 
 		/**
+		 * Whether this sequence's next generated token must run the full block and add to
+		 * the prompt statistic, as a prompt token does: a selection that waits for the
+		 * first generated tokens. The session then runs that token in the prompt phase
+		 * and calls {@link #generatedTokenRecorded} after it.
+		 */
+		default boolean recordsGeneration() {
+			return false;
+		}
+
+		/**
+		 * A generated token ran in the prompt phase ({@link #recordsGeneration}); the
+		 * state may now fix what the rest of generation uses, as {@link #finishPrompt}
+		 * does for the others.
+		 * @param manager the sequence's manager
+		 */
+		default void generatedTokenRecorded(NDManager manager) {
+		}
+
+		/**
 		 * Prepares now what this sequence's own one-token products read under
 		 * {@code kernels} (GRIFFIN gathers its experts' weights, and packs them where the
 		 * plan reads packed copies), which otherwise the first product that needs it

@@ -22,6 +22,8 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.reactivestreams.Subscription;
 import reactor.core.publisher.BaseSubscriber;
 import reactor.core.publisher.Flux;
@@ -66,6 +68,9 @@ class EngineLoopTests {
 
 	private static CausalLm quarter;
 
+	/** GRIFFIN 0.5 that selects after each reply's first tokens. */
+	private static CausalLm delayed;
+
 	/** The dense model and its GRIFFIN 0.5 variant with the native prefill form. */
 	private static CausalLm fused;
 
@@ -92,6 +97,7 @@ class EngineLoopTests {
 		int layers = dense.config().numberOfLayers();
 		half = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
 		quarter = GriffinTransform.apply(dense, DensitySchedule.uniform(0.25, layers), SelectionMethod.TOPK);
+		delayed = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.DELAYED);
 		fused = dense.withKernels(new Kernels(Kernels.Decode.SINGLE, Kernels.Prefill.NATIVE, 1));
 		fusedHalf = GriffinTransform.apply(fused, DensitySchedule.uniform(0.5, layers), SelectionMethod.TOPK);
 		tokenizer = Fixtures.byteTokenizer(tokenizerDirectory);
@@ -124,7 +130,7 @@ class EngineLoopTests {
 	}
 
 	private static double density(CausalLm model) {
-		return (model == half || model == fusedHalf) ? 0.5 : (model == quarter) ? 0.25 : 1.0;
+		return (model == half || model == fusedHalf || model == delayed) ? 0.5 : (model == quarter) ? 0.25 : 1.0;
 	}
 
 	/** A request of the test. */
@@ -132,7 +138,9 @@ class EngineLoopTests {
 
 		GenerationJob job() {
 			return new GenerationJob(bytes(this.prompt), this.params,
-					new GriffinSettings(density(this.model), SelectionMethod.TOPK), this.choices, -1, true, null, null);
+					new GriffinSettings(density(this.model),
+							(this.model == delayed) ? SelectionMethod.DELAYED : SelectionMethod.TOPK),
+					this.choices, -1, true, null, null);
 		}
 
 	}
@@ -190,7 +198,8 @@ class EngineLoopTests {
 				new Ask(quarter, "Pack my box with five dozen liquor jugs, then close it", greedy(7), 1),
 				new Ask(dense, "Sphinx of black quartz", sampled(15, 7), 2), new Ask(half, "Hello", greedy(9), 3),
 				new Ask(dense, "How vexingly quick daft zebras jump", greedy(25), 1),
-				new Ask(quarter, "xyz", sampled(11, 3), 1));
+				new Ask(quarter, "xyz", sampled(11, 3), 1), new Ask(delayed, "Waltz, bad nymph", greedy(16), 1),
+				new Ask(delayed, "for quick jigs vex", sampled(14, 5), 2));
 		List<List<GenerationEvent>> results = new ArrayList<>();
 		try (EngineLoop loop = loop(4, null, Duration.ofSeconds(30))) {
 			List<reactor.core.publisher.Mono<List<GenerationEvent>>> running = new ArrayList<>();
@@ -301,15 +310,20 @@ class EngineLoopTests {
 		return results;
 	}
 
-	@Test
-	void choicesShareOnePrefillAndTheCacheServesTheSecondRequest() {
+	/**
+	 * {@code delayed} shares the prompt's statistic, not experts: each choice and each
+	 * cached request selects after its own first tokens.
+	 */
+	@ParameterizedTest(name = "delayed={0}")
+	@ValueSource(booleans = { false, true })
+	void choicesShareOnePrefillAndTheCacheServesTheSecondRequest(boolean selectsLater) {
 		AtomicInteger prefills = new AtomicInteger();
 		EngineProbe counting = (phase) -> {
 			if (phase.equals("prefill")) {
 				prefills.incrementAndGet();
 			}
 		};
-		Ask ask = new Ask(half, "Jackdaws love my big sphinx of quartz", sampled(10, 11), 3);
+		Ask ask = new Ask(selectsLater ? delayed : half, "Jackdaws love my big sphinx of quartz", sampled(14, 11), 3);
 		int chunks = (bytes(ask.prompt()).length + PREFILL_CHUNK - 1) / PREFILL_CHUNK;
 		PromptCache cache = new PromptCache(64L << 20);
 		PromptCache.Key key = new PromptCache.Key(null, "jackdaws");
@@ -332,7 +346,7 @@ class EngineLoopTests {
 			Generator.Timings prefilled = timings(first).get(0);
 			assertThat(prefilled.selectionNanos()).isPositive().isLessThanOrEqualTo(prefilled.prefillNanos());
 			assertThat(timings(second).values()).allMatch((t) -> t.selectionNanos() == 0);
-			Generator.Timings sequential = new Generator(half, tokenizer)
+			Generator.Timings sequential = new Generator(ask.model(), tokenizer)
 				.generate(bytes(ask.prompt()), ask.params(), (token, text) -> true)
 				.timings();
 			assertThat(sequential.selectionNanos()).isPositive().isLessThanOrEqualTo(sequential.prefillNanos());

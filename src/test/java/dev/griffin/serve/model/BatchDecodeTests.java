@@ -15,6 +15,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.InferenceSession;
 import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinFeedForward;
 import dev.griffin.serve.griffin.GriffinState;
 import dev.griffin.serve.griffin.GriffinTransform;
 import dev.griffin.serve.griffin.SelectionMethod;
@@ -26,12 +27,16 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
  * A batched decode step against each sequence decoding alone, on the tiny checkpoints of
  * every architecture (the Mistral one's sliding window is shorter than its prompt) with
  * every decode form: sequences of unequal lengths, dense and GRIFFIN of two densities in
- * one batch, joining and leaving between steps.
+ * one batch (and a {@code delayed} one, whose first generated tokens run alone as prompt
+ * tokens), joining and leaving between steps.
  */
 class BatchDecodeTests {
 
-	/** Steps each sequence decodes. */
-	private static final int STEPS = 8;
+	/**
+	 * Steps each sequence decodes: a {@code delayed} sequence selects its experts after
+	 * its first generated tokens and decodes a few more with them.
+	 */
+	private static final int STEPS = GriffinFeedForward.DELAY_TOKENS + 4;
 
 	/**
 	 * Largest |logit difference| between a batched step and the same step alone: a batch
@@ -67,8 +72,10 @@ class BatchDecodeTests {
 		for (int i = 0; i < reversed.length; i++) {
 			reversed[i] = prompt[prompt.length - 1 - i];
 		}
+		CausalLm delayed = GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, layers), SelectionMethod.DELAYED);
 		List<Run> runs = List.of(new Run(dense, prompt, 0), new Run(half, Arrays.copyOf(prompt, 5), 0),
-				new Run(quarter, reversed, 2), new Run(dense, Arrays.copyOf(prompt, 2), 3), new Run(half, prompt, 5));
+				new Run(quarter, reversed, 2), new Run(dense, Arrays.copyOf(prompt, 2), 3), new Run(half, prompt, 5),
+				new Run(delayed, Arrays.copyOf(prompt, 4), 1));
 		try {
 			// alone: each sequence's greedy tokens and the logits that chose them
 			List<float[][]> alone = new ArrayList<>();

@@ -1,0 +1,178 @@
+package dev.griffin.serve.griffin;
+
+import java.util.Arrays;
+
+import ai.djl.ndarray.NDManager;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import dev.griffin.serve.Fixtures;
+import dev.griffin.serve.generation.InferenceSession;
+import dev.griffin.serve.generation.PromptCache;
+import dev.griffin.serve.generation.Sampler;
+import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.ModelOptions;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
+
+/**
+ * {@code delayed}: the first generated tokens run the full model and join the statistic,
+ * weighted to hold {@link GriffinFeedForward#REPLY_SHARE} of it, and only then are the
+ * experts selected; a prompt cache entry keeps the prompt's statistic.
+ */
+class DelayedSelectionTests {
+
+	private static final int R = GriffinFeedForward.DELAY_TOKENS;
+
+	private static NDManager manager;
+
+	private static CausalLm dense;
+
+	private static int[] prompt;
+
+	@BeforeAll
+	static void load() {
+		manager = NDManager.newBaseManager();
+		dense = Fixtures.tinyModel("tiny-llama", ModelOptions.CPU_FLOAT32, manager);
+		prompt = Fixtures.ints(Fixtures.json("tiny-llama/reference.json").get("prompt"));
+	}
+
+	@AfterAll
+	static void close() {
+		manager.close();
+	}
+
+	private static CausalLm variant(SelectionMethod method) {
+		return GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, dense.config().numberOfLayers()), method);
+	}
+
+	@Test
+	void theFirstGeneratedTokensRunTheFullModelThenTopkOfTheBlendedStatistic() {
+		int layers = dense.config().numberOfLayers();
+		int f = dense.config().intermediateSize();
+		int k = DensitySchedule.uniform(0.5, layers).experts(0, f);
+		int[] reply = new int[R + 3];
+		for (int i = 0; i < reply.length; i++) {
+			reply[i] = (7 + 31 * i) % dense.config().vocabularySize();
+		}
+		try (InferenceSession delayed = new InferenceSession(variant(SelectionMethod.DELAYED), 64);
+				InferenceSession full = new InferenceSession(dense, 64);
+				InferenceSession promptOnly = new InferenceSession(variant(SelectionMethod.TOPK), 64);
+				InferenceSession withReply = new InferenceSession(variant(SelectionMethod.TOPK), 64)) {
+			delayed.prefill(prompt, 5);
+			full.prefill(prompt, prompt.length);
+			promptOnly.prefill(prompt, prompt.length);
+			withReply.prefill(prompt, prompt.length);
+			withReply.prefill(Arrays.copyOf(reply, R), 1);
+			for (int i = 0; i < R; i++) {
+				for (int layer = 0; layer < layers; layer++) {
+					assertThat(((GriffinState) delayed.state(layer)).experts()).as("token %d, layer %d", i, layer)
+						.isNull();
+				}
+				float[] got = delayed.decode(reply[i]);
+				float[] want = full.decode(reply[i]);
+				for (int v = 0; v < want.length; v++) {
+					assertThat(got[v]).as("token %d: the full model's logits", i).isCloseTo(want[v], within(1e-4f));
+				}
+			}
+			for (int layer = 0; layer < layers; layer++) {
+				double[] promptSquares = ((GriffinState) promptOnly.state(layer)).promptStatistic();
+				double[] all = ((GriffinState) withReply.state(layer)).promptStatistic();
+				double promptMass = 0;
+				double replyMass = 0;
+				double[] replySquares = new double[f];
+				for (int j = 0; j < f; j++) {
+					replySquares[j] = all[j] - promptSquares[j];
+					promptMass += promptSquares[j];
+					replyMass += replySquares[j];
+				}
+				// each token's normalised activations hold 1 of the statistic
+				assertThat(promptMass).as("layer %d prompt mass", layer).isCloseTo(prompt.length, within(1e-6));
+				assertThat(replyMass).as("layer %d reply mass", layer).isCloseTo(R, within(1e-6));
+				double weight = Math.max(1,
+						GriffinFeedForward.REPLY_SHARE / (1 - GriffinFeedForward.REPLY_SHARE) * promptMass / replyMass);
+				double[] scores = new double[f];
+				for (int j = 0; j < f; j++) {
+					scores[j] = promptSquares[j] + weight * replySquares[j];
+				}
+				int[] expected = ExpertSelector.top(scores, k);
+				Arrays.sort(expected);
+				assertThat(((GriffinState) delayed.state(layer)).experts().indices()).as("layer %d", layer)
+					.containsExactly(expected);
+				assertThat(expected).as("layer %d: the reply changes the choice", layer)
+					.isNotEqualTo(sorted(ExpertSelector.top(promptSquares, k)));
+			}
+			// after selection a step reads the experts, not the full model
+			float[] got = delayed.decode(reply[R]);
+			float[] want = full.decode(reply[R]);
+			assertThat(maxDifference(got, want)).isGreaterThan(1e-3);
+		}
+	}
+
+	@Test
+	void aPromptCacheEntryHoldsThePromptsStatisticAndASequenceStartedFromItDecodesAlike() {
+		CausalLm model = variant(SelectionMethod.DELAYED);
+		int layers = dense.config().numberOfLayers();
+		try (InferenceSession first = new InferenceSession(model, 64);
+				InferenceSession second = new InferenceSession(model, 64)) {
+			float[] original = first.prefill(prompt, prompt.length);
+			first.finishPrompt();
+			try (PromptCache.Processed held = PromptCache.hold(first, prompt, original, manager);
+					PromptCache.Processed shared = PromptCache.share(held, second)) {
+				for (FeedForward.Prepared prepared : held.held().feedForward()) {
+					assertThat(prepared.bytes()).isEqualTo(8L * dense.config().intermediateSize());
+				}
+				float[] restored = shared.lastLogits();
+				for (int i = 0; i < R + 4; i++) {
+					int token = Sampler.argmax(original);
+					assertThat(Sampler.argmax(restored)).as("token %d", i).isEqualTo(token);
+					original = first.decode(token);
+					restored = second.decode(token);
+					assertThat(maxDifference(original, restored)).as("token %d", i).isLessThan(1e-4);
+				}
+				for (int layer = 0; layer < layers; layer++) {
+					assertThat(((GriffinState) second.state(layer)).experts().indices()).as("layer %d", layer)
+						.containsExactly(((GriffinState) first.state(layer)).experts().indices());
+				}
+				// once generated tokens have joined it, the statistic is not the prompt's
+				assertThatThrownBy(() -> first.state(0).share(manager)).isInstanceOf(IllegalStateException.class);
+			}
+		}
+	}
+
+	@Test
+	void aReplyThatEndsBeforeSelectionRanTheFullModelThroughout() {
+		try (InferenceSession delayed = new InferenceSession(variant(SelectionMethod.DELAYED), 64)) {
+			delayed.prefill(prompt, prompt.length);
+			delayed.decode(3);
+			assertThat(delayed.state(0).recordsGeneration()).isTrue();
+			assertThat(((GriffinState) delayed.state(0)).experts()).isNull();
+		}
+		try (InferenceSession topk = new InferenceSession(variant(SelectionMethod.TOPK), 64)) {
+			topk.prefill(prompt, prompt.length);
+			topk.decode(3);
+			assertThat(topk.state(0).recordsGeneration()).isFalse();
+			assertThatThrownBy(() -> topk.state(0).generatedTokenRecorded(manager))
+				.isInstanceOf(IllegalStateException.class);
+		}
+	}
+
+	private static int[] sorted(int[] values) {
+		int[] copy = values.clone();
+		Arrays.sort(copy);
+		return copy;
+	}
+
+	private static double maxDifference(float[] a, float[] b) {
+		double worst = 0;
+		for (int i = 0; i < a.length; i++) {
+			worst = Math.max(worst, Math.abs(a[i] - b[i]));
+		}
+		return worst;
+	}
+
+}
