@@ -15,6 +15,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 import dev.griffin.serve.generation.InferenceSession;
+import dev.griffin.serve.griffin.GriffinFeedForward;
 import dev.griffin.serve.model.CausalLm;
 
 /**
@@ -27,7 +28,10 @@ final class OpCount {
 	private OpCount() {
 	}
 
-	/** Top-level libtorch operations of one decode step after a short prompt. */
+	/**
+	 * Top-level libtorch operations of one decode step after a short prompt, once any
+	 * selection that waits on the first generated tokens ({@code delayed}) has run.
+	 */
 	static int decodeStep(CausalLm model) {
 		Path trace;
 		try {
@@ -36,13 +40,16 @@ final class OpCount {
 		catch (IOException ex) {
 			throw new UncheckedIOException(ex);
 		}
-		try (InferenceSession session = new InferenceSession(model, 16)) {
+		int warm = GriffinFeedForward.DELAY_TOKENS + 1;
+		try (InferenceSession session = new InferenceSession(model, 8 + warm + 1)) {
 			session.prefill(new int[] { 1, 2, 3, 4, 5, 6, 7, 8 }, 8);
 			session.finishPrompt();
-			session.decode(9); // warm
+			for (int i = 0; i < warm; i++) {
+				session.decode(9 + i);
+			}
 			JniUtils.startProfile(false, false, false);
 			try {
-				session.decode(10);
+				session.decode(9 + warm);
 			}
 			finally {
 				JniUtils.stopProfile(trace.toString());
