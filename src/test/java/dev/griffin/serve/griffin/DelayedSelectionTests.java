@@ -145,6 +145,29 @@ class DelayedSelectionTests {
 	}
 
 	@Test
+	void teacherForcedLogitsEqualOneTokenAtATime() {
+		int[] reply = new int[R + 4];
+		for (int i = 0; i < reply.length; i++) {
+			reply[i] = (11 + 17 * i) % dense.config().vocabularySize();
+		}
+		CausalLm model = variant(SelectionMethod.DELAYED);
+		try (InferenceSession forced = new InferenceSession(model, 64);
+				InferenceSession stepped = new InferenceSession(model, 64)) {
+			forced.prefill(prompt, prompt.length);
+			stepped.prefill(prompt, prompt.length);
+			float[][] together = forced.decodeAllLogits(reply);
+			assertThat(together.length).isEqualTo(reply.length);
+			for (int i = 0; i < reply.length; i++) {
+				assertThat(maxDifference(together[i], stepped.decode(reply[i]))).as("token %d", i).isLessThan(1e-4);
+			}
+			for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
+				assertThat(((GriffinState) forced.state(layer)).experts().indices()).as("layer %d", layer)
+					.containsExactly(((GriffinState) stepped.state(layer)).experts().indices());
+			}
+		}
+	}
+
+	@Test
 	void aReplyThatEndsBeforeSelectionRanTheFullModelThroughout() {
 		try (InferenceSession delayed = new InferenceSession(variant(SelectionMethod.DELAYED), 64)) {
 			delayed.prefill(prompt, prompt.length);
