@@ -158,13 +158,14 @@ public final class DecoderLayer {
 	}
 
 	/**
-	 * Whether a prompt pass of T > 1 tokens runs this layer in one native call
+	 * Whether a prompt pass of any number of tokens (one, for each generated token a
+	 * {@code delayed} selection records) runs this layer in one native call
 	 * ({@link BatchLayer#promptNative}): the {@link Kernels.Prefill#NATIVE} form, a plain
 	 * block whose prompt pass is the dense feed-forward block, float32 or float16 rows,
 	 * weights the native products read and a float32 cache.
 	 */
 	private boolean nativePrompt(NDArray x, KvCache cache, Kernels kernels) {
-		return x.getShape().get(0) >= 2 && nativePrompt(x.getDataType(), cache, kernels);
+		return nativePrompt(x.getDataType(), cache, kernels);
 	}
 
 	/**

@@ -6,6 +6,8 @@ import ai.djl.ndarray.NDManager;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.generation.InferenceSession;
@@ -13,6 +15,7 @@ import dev.griffin.serve.generation.PromptCache;
 import dev.griffin.serve.generation.Sampler;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.FeedForward;
+import dev.griffin.serve.model.Kernels;
 import dev.griffin.serve.model.ModelOptions;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -47,11 +50,21 @@ class DelayedSelectionTests {
 	}
 
 	private static CausalLm variant(SelectionMethod method) {
-		return GriffinTransform.apply(dense, DensitySchedule.uniform(0.5, dense.config().numberOfLayers()), method);
+		return variant(dense, method);
 	}
 
-	@Test
-	void theFirstGeneratedTokensRunTheFullModelThenTopkOfTheBlendedStatistic() {
+	private static CausalLm variant(CausalLm model, SelectionMethod method) {
+		return GriffinTransform.apply(model, DensitySchedule.uniform(0.5, model.config().numberOfLayers()), method);
+	}
+
+	/**
+	 * In both prompt forms: the generated tokens a delayed selection records run as
+	 * one-token prompt passes, through the native layer call in its form.
+	 */
+	@ParameterizedTest(name = "{0}")
+	@EnumSource(value = Kernels.Prefill.class, names = { "WEIGHTS", "NATIVE" })
+	void theFirstGeneratedTokensRunTheFullModelThenTopkOfTheBlendedStatistic(Kernels.Prefill form) {
+		CausalLm dense = DelayedSelectionTests.dense.withKernels(new Kernels(Kernels.Decode.SINGLE, form, 1));
 		int layers = dense.config().numberOfLayers();
 		int f = dense.config().intermediateSize();
 		int k = DensitySchedule.uniform(0.5, layers).experts(0, f);
@@ -59,10 +72,10 @@ class DelayedSelectionTests {
 		for (int i = 0; i < reply.length; i++) {
 			reply[i] = (7 + 31 * i) % dense.config().vocabularySize();
 		}
-		try (InferenceSession delayed = new InferenceSession(variant(SelectionMethod.DELAYED), 64);
+		try (InferenceSession delayed = new InferenceSession(variant(dense, SelectionMethod.DELAYED), 64);
 				InferenceSession full = new InferenceSession(dense, 64);
-				InferenceSession promptOnly = new InferenceSession(variant(SelectionMethod.TOPK), 64);
-				InferenceSession withReply = new InferenceSession(variant(SelectionMethod.TOPK), 64)) {
+				InferenceSession promptOnly = new InferenceSession(variant(dense, SelectionMethod.TOPK), 64);
+				InferenceSession withReply = new InferenceSession(variant(dense, SelectionMethod.TOPK), 64)) {
 			delayed.prefill(prompt, 5);
 			full.prefill(prompt, prompt.length);
 			promptOnly.prefill(prompt, prompt.length);
