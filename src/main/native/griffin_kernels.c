@@ -217,7 +217,7 @@ typedef struct {
 	const float *keep;  /* [rows, f] of 1 or 0, or null */
 	float *squares;     /* [rows]: each row's sum of active^2 (gate_rows writes it when non-null) */
 	double *statistic;  /* [f], or [sequences, f] with owners: += active^2 / squares over the rows (gather_statistic) */
-	const int *owners;  /* [rows]: the statistic row each row adds to, or null: every row to the one row */
+	const int *owners;  /* [rows]: the statistic row each row adds to (none when negative), or null: every row to the one row */
 	int rows, f, activation;
 } gating;
 
@@ -975,11 +975,15 @@ __attribute__((target("avx2,fma,f16c"))) static void gate_rows(const void *conte
 /*
  * GRIFFIN's prompt statistic for neurons [c0, c1): statistic[j] += active[r][j]^2 /
  * squares[r] over the rows, each quotient in float32, their sum in float64 (the engine's
- * ExpertSelector.sumOfSquares); with owners, row r adds to statistic row owners[r].
+ * ExpertSelector.sumOfSquares); with owners, row r adds to statistic row owners[r], or
+ * nothing when that is negative (a batch's rows whose sequences record nothing).
  */
 __attribute__((target("avx2,fma,f16c"))) static void gather_statistic(const void *context, int c0, int c1) {
 	const gating *g = context;
 	for (int r = 0; r < g->rows; r++) {
+		if (g->owners != NULL && g->owners[r] < 0) {
+			continue;
+		}
 		const float *a = g->active + (size_t) r * g->f;
 		float norm = g->squares[r];
 		double *statistic = g->statistic + ((g->owners != NULL) ? (size_t) g->owners[r] * g->f : 0);
@@ -1488,7 +1492,8 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
  * read out of the dense block. statistic [f] (null: none) accumulates GRIFFIN's prompt
  * statistic of the rows' activations (see gather_statistic); with owners [rows] non-null,
  * statistic is [sequences, f] and row r's activations go to its row owners[r] (the
- * prompt rows of several sequences in one call). Returns 0, or -1 when
+ * prompt rows of several sequences in one call), or nowhere when owners[r] is negative
+ * (the rows of a batched decode step that record nothing). Returns 0, or -1 when
  * scratch memory could not be allocated (nothing computed or written).
  */
 int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,

@@ -233,6 +233,15 @@ public final class InferenceSession implements AutoCloseable {
 	/** A generated token through the prompt phase, for the blocks that wait on it. */
 	private float[] recordGenerated(int token) {
 		float[] logits = run(new int[] { token }, FeedForward.Phase.PROMPT, false);
+		generatedTokensRecorded();
+		return logits;
+	}
+
+	/**
+	 * Tells the blocks that wait on generated tokens that one more has been recorded (in
+	 * the prompt pass, or as a row of a batched step).
+	 */
+	private void generatedTokensRecorded() {
 		try (NDScope scope = new NDScope()) {
 			for (FeedForward.State state : this.states) {
 				if (state.recordsGeneration()) {
@@ -240,7 +249,6 @@ public final class InferenceSession implements AutoCloseable {
 				}
 			}
 		}
-		return logits;
 	}
 
 	/**
@@ -271,7 +279,11 @@ public final class InferenceSession implements AutoCloseable {
 	 * Runs one generated token of each session in one pass and returns each one's
 	 * next-token logits, as {@link #decode(int)} of each would (within float tolerance:
 	 * the products of a batch round as matrix products, not matrix-vector ones). The
-	 * sessions must be of one model or its variants ({@link CausalLm#sharesWeights}).
+	 * sessions must be of one model or its variants ({@link CausalLm#sharesWeights}). A
+	 * session whose selection waits on its first generated tokens (GRIFFIN's
+	 * {@code delayed}) records them as a dense row of the pass where the model's batch
+	 * returns their statistic ({@link CausalLm#recordsInBatch}), else alone, through the
+	 * prompt pass.
 	 * @return logits[b] for sessions.get(b)
 	 */
 	public static float[][] decodeBatch(List<InferenceSession> sessions, int[] tokens) {
@@ -285,12 +297,14 @@ public final class InferenceSession implements AutoCloseable {
 				sessions.get(i).finishPrompt();
 			}
 		}
-		// a sequence whose selection waits on its first generated tokens runs them alone,
-		// as prompt tokens
+		// a sequence whose selection waits on its first generated tokens records them in
+		// the batch where the model's batched pass computes their statistic, else runs
+		// them alone, as prompt tokens
 		List<Integer> batched = new ArrayList<>(b);
 		float[][] logits = new float[b][];
+		boolean recordsInBatch = b > 1 && sessions.get(0).model.recordsInBatch();
 		for (int i = 0; i < b; i++) {
-			if (sessions.get(i).recordsGeneration()) {
+			if (!recordsInBatch && sessions.get(i).recordsGeneration()) {
 				logits[i] = sessions.get(i).recordGenerated(tokens[i]);
 			}
 			else {
@@ -298,7 +312,13 @@ public final class InferenceSession implements AutoCloseable {
 			}
 		}
 		if (batched.size() == b) {
-			return decodeTogether(sessions, tokens);
+			float[][] together = decodeTogether(sessions, tokens);
+			if (recordsInBatch) {
+				for (InferenceSession session : sessions) {
+					session.generatedTokensRecorded();
+				}
+			}
+			return together;
 		}
 		if (!batched.isEmpty()) {
 			List<InferenceSession> rest = new ArrayList<>(batched.size());

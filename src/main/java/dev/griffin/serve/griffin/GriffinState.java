@@ -140,6 +140,18 @@ public final class GriffinState implements FeedForward.State {
 	}
 
 	@Override
+	public void recordGenerated(double[] sumOfSquares) {
+		if (!recordsGeneration()) {
+			throw new IllegalStateException("no delayed selection is waiting for generated tokens");
+		}
+		if (sumOfSquares.length != this.block.weights().intermediateSize()) {
+			throw new IllegalArgumentException("a statistic of %d neurons for a block of %d"
+				.formatted(sumOfSquares.length, this.block.weights().intermediateSize()));
+		}
+		accumulate(sumOfSquares);
+	}
+
+	@Override
 	public void generatedTokenRecorded(NDManager manager) {
 		if (!recordsGeneration()) {
 			throw new IllegalStateException("no delayed selection is waiting for generated tokens");

@@ -188,17 +188,21 @@ final class BatchLayer {
 	 * @param ff the dense block, which every row reads
 	 * @param keep [B, F] float32 (1: the row reads that neuron), or null when every row
 	 * is dense
+	 * @param statistic [S F] that the call adds GRIFFIN's statistic of the recording
+	 * rows' activations to, row b's to its part {@code parts[b]}; or null (with parts)
+	 * @param parts each row's part of the statistic, -1 for a row that records nothing
 	 * @param overwrite write the result over x and return x ({@link NativeKernels#layer})
 	 */
 	static NDArray stepNative(NDArray x, RmsNorm attentionNorm, Attention attention, RmsNorm ffnNorm,
-			FeedForward.Weights ff, RotaryEmbedding.Angles rotary, BatchKv kv, NDArray keep, boolean overwrite) {
+			FeedForward.Weights ff, RotaryEmbedding.Angles rotary, BatchKv kv, NDArray keep, double[] statistic,
+			int[] parts, boolean overwrite) {
 		int b = kv.positions.length;
 		int[] starts = new int[b];
 		for (int i = 0; i < b; i++) {
 			starts[i] = Math.toIntExact(kv.starts[i]);
 		}
 		return rowsNative(x, attentionNorm, attention, ffnNorm, ff, rotary.rotation(), kv.caches, kv.positions, starts,
-				keep, null, null, overwrite);
+				keep, statistic, parts, overwrite);
 	}
 
 	/**

@@ -382,6 +382,23 @@ public final class CausalLm {
 	}
 
 	/**
+	 * Whether a {@link #decodeBatch} pass can carry rows that record their generated
+	 * token ({@link FeedForward.State#recordsGeneration}, GRIFFIN's {@code delayed}):
+	 * every layer of the batch runs in the native call, which returns their statistic.
+	 * Otherwise such a sequence runs that token alone, through the prompt pass.
+	 */
+	public boolean recordsInBatch() {
+		Kernels plan = this.kernels.batchDecode(this.options.oneDnnApplies());
+		DataType type = this.embedding.getDataType();
+		for (DecoderLayer layer : this.layers) {
+			if (!layer.recordsInBatch(type, plan)) {
+				return false;
+			}
+		}
+		return !this.layers.isEmpty();
+	}
+
+	/**
 	 * Whether a sequence with this cache can run its prompt chunk in a
 	 * {@link #promptBatch} pass: rotary positions, one kind of layer, and every layer's
 	 * native prompt call applies.

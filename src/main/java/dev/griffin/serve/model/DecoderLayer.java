@@ -203,6 +203,21 @@ public final class DecoderLayer {
 		return y;
 	}
 
+	/**
+	 * Whether a batched decode step of rows of this type under {@code kernels} runs this
+	 * layer in the native call, where a row may record its generated token's statistic
+	 * ({@link #forwardBatch}): the {@link Kernels.Decode#NATIVE} form, a plain block
+	 * whose feed-forward the batch fuses, float32 or float16 rows and a dense block the
+	 * native products read. (A recording row reads the dense block, so the batch takes
+	 * the masked form.)
+	 */
+	boolean recordsInBatch(DataType type, Kernels kernels) {
+		FeedForward.Weights ff = this.feedForward.weights();
+		return kernels.decode() == Kernels.Decode.NATIVE && this.feedForward.fusable() && plain()
+				&& (type == DataType.FLOAT32 || type == DataType.FLOAT16) && NativeKernels.unavailable() == null
+				&& NativeKernels.reads(ff.gateUp()) && NativeKernels.reads(ff.down());
+	}
+
 	private boolean nativePrompt(DataType type, KvCache cache, Kernels kernels) {
 		if (kernels.prefill() != Kernels.Prefill.NATIVE || !(type == DataType.FLOAT32 || type == DataType.FLOAT16)
 				|| !this.feedForward.promptFusable() || !plain()
@@ -223,23 +238,51 @@ public final class DecoderLayer {
 	 * may come from different variants of this layer (dense and GRIFFIN blocks over the
 	 * same dense weights): each row's feed-forward reads the weights its state names. A
 	 * block that is not {@link FeedForward#fusable} runs each row through its own
-	 * {@link FeedForward#forward}.
+	 * {@link FeedForward#forward}. A row whose state records its generated token
+	 * ({@link FeedForward.State#recordsGeneration}, GRIFFIN's {@code delayed}) reads the
+	 * dense block and hands the state its statistic; only the native layer call computes
+	 * that ({@link #recordsInBatch}).
 	 * @param overwrite whether x is the pass's own, so that a layer in one native call
 	 * may write its result over it
 	 */
 	NDArray forwardBatch(NDArray x, BatchKv kv, RotaryEmbedding.Angles rotary, FeedForward.State[] states,
 			Kernels kernels, boolean overwrite) {
 		Kernels.BlockWeights[] rows = new Kernels.BlockWeights[states.length];
+		// each recording row's part of the statistic, -1 for the others; null when none
+		// records
+		int[] parts = null;
+		int recording = 0;
 		for (int i = 0; i < rows.length; i++) {
-			rows[i] = states[i].generationWeights();
+			if (states[i].recordsGeneration()) {
+				if (parts == null) {
+					parts = new int[rows.length];
+					Arrays.fill(parts, -1);
+				}
+				parts[i] = recording++;
+			}
+			else {
+				rows[i] = states[i].generationWeights();
+			}
 		}
 		FeedForward.Weights ff = this.feedForward.weights();
 		int neurons = ff.intermediateSize();
 		boolean fusable = this.feedForward.fusable();
 		if (fusable && plain() && kernels.decode() == Kernels.Decode.NATIVE && BatchLayer.nativeApplies(x, ff, rows)) {
 			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());
-			return BatchLayer.stepNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm, ff,
-					rotary, kv, keep, overwrite);
+			double[] statistic = (parts == null) ? null : new double[recording * neurons];
+			NDArray y = BatchLayer.stepNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm,
+					ff, rotary, kv, keep, statistic, parts, overwrite);
+			for (int i = 0; parts != null && i < parts.length; i++) {
+				if (parts[i] >= 0) {
+					states[i]
+						.recordGenerated(Arrays.copyOfRange(statistic, parts[i] * neurons, (parts[i] + 1) * neurons));
+				}
+			}
+			return y;
+		}
+		if (parts != null) {
+			throw new IllegalStateException(
+					"a batched step records a generated token's statistic only in the native layer call");
 		}
 		if (fusable && plain() && BatchLayer.applies(kv, kernels, rows, neurons)) {
 			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());

@@ -35,11 +35,22 @@ public interface FeedForward {
 		/**
 		 * Whether this sequence's next generated token must run the full block and add to
 		 * the prompt statistic, as a prompt token does: a selection that waits for the
-		 * first generated tokens. The session then runs that token in the prompt phase
-		 * and calls {@link #generatedTokenRecorded} after it.
+		 * first generated tokens. The session then runs that token in the prompt phase,
+		 * or as a dense row of a batched decode step that hands its statistic to
+		 * {@link #recordGenerated}, and calls {@link #generatedTokenRecorded} after it.
 		 */
 		default boolean recordsGeneration() {
 			return false;
+		}
+
+		/**
+		 * Adds a generated token's statistic ({@code ExpertSelector.sumOfSquares} of its
+		 * activations in the full block), computed in a batched decode step, as its
+		 * prompt pass would have ({@link #recordsGeneration}).
+		 * @throws IllegalStateException when this state records no generated token
+		 */
+		default void recordGenerated(double[] sumOfSquares) {
+			throw new IllegalStateException("this feed-forward state records no generated token");
 		}
 
 		/**

@@ -168,11 +168,12 @@ public final class NativeKernels {
 	 * each row's activations to the neurons it reads. statistic (null: none) accumulates
 	 * GRIFFIN's prompt statistic of the rows' activations,
 	 * {@code ExpertSelector.sumOfSquares}, over the K neurons: [K], or with owners (the
-	 * prompt rows of several sequences) [S K], row b's activations going to its part
-	 * {@code owners[b]}. With {@code overwrite} the result is written over x, which is
-	 * returned (the call reads each row of x before it writes that row): a pass whose
-	 * residual stream is its own creates no tensor per layer, which through DJL costs
-	 * tens of microseconds each (see docs/results.md).
+	 * prompt rows of several sequences, or the rows of a batched decode step of which
+	 * some record) [S K], row b's activations going to its part {@code owners[b]}, or
+	 * nowhere where that is -1. With {@code overwrite} the result is written over x,
+	 * which is returned (the call reads each row of x before it writes that row): a pass
+	 * whose residual stream is its own creates no tensor per layer, which through DJL
+	 * costs tens of microseconds each (see docs/results.md).
 	 */
 	static NDArray layer(NDArray x, NDArray attentionNorm, NDArray ffnNorm, float epsilon, NDArray queryKeyValue,
 			NDArray bias, NDArray output, NDArray rotation, NDArray[] keys, NDArray[] values, int[] firsts,
@@ -264,9 +265,9 @@ public final class NativeKernels {
 			}
 			parts = statistic.length / k;
 			for (int owner : owners) {
-				if (owner < 0 || owner >= parts) {
+				if (owner < -1 || owner >= parts) {
 					throw new IllegalArgumentException(
-							"a row's statistic part %d is outside [0, %d)".formatted(owner, parts));
+							"a row's statistic part %d is neither -1 nor in [0, %d)".formatted(owner, parts));
 				}
 			}
 		}

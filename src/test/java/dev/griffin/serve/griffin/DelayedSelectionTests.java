@@ -1,6 +1,7 @@
 package dev.griffin.serve.griffin;
 
 import java.util.Arrays;
+import java.util.List;
 
 import ai.djl.ndarray.NDManager;
 import org.junit.jupiter.api.AfterAll;
@@ -123,6 +124,51 @@ class DelayedSelectionTests {
 			float[] got = delayed.decode(reply[R]);
 			float[] want = full.decode(reply[R]);
 			assertThat(maxDifference(got, want)).isGreaterThan(1e-3);
+		}
+	}
+
+	/**
+	 * In a batched decode step the recorded tokens are dense rows of the pass where the
+	 * native layer call returns their statistic (the {@code NATIVE} decode form), and run
+	 * alone through the prompt pass otherwise: either way each step's logits and then the
+	 * experts are those of the sequence decoding alone, beside a dense and a {@code topk}
+	 * sequence that keep their own.
+	 */
+	@ParameterizedTest(name = "{0}")
+	@EnumSource(value = Kernels.Decode.class, names = { "NATIVE", "SINGLE" })
+	void inABatchTheRecordedTokensSelectAsAlone(Kernels.Decode form) {
+		CausalLm dense = DelayedSelectionTests.dense.withKernels(new Kernels(form, Kernels.Prefill.NATIVE, 1));
+		CausalLm delayedModel = variant(dense, SelectionMethod.DELAYED);
+		assertThat(delayedModel.recordsInBatch()).as("the batch records").isEqualTo(form == Kernels.Decode.NATIVE);
+		int[] reply = new int[R + 3];
+		for (int i = 0; i < reply.length; i++) {
+			reply[i] = (5 + 23 * i) % dense.config().vocabularySize();
+		}
+		try (InferenceSession alone = new InferenceSession(delayedModel, 64);
+				InferenceSession delayed = new InferenceSession(delayedModel, 64);
+				InferenceSession full = new InferenceSession(dense, 64);
+				InferenceSession topk = new InferenceSession(variant(dense, SelectionMethod.TOPK), 64);
+				InferenceSession fullAlone = new InferenceSession(dense, 64);
+				InferenceSession topkAlone = new InferenceSession(variant(dense, SelectionMethod.TOPK), 64)) {
+			alone.prefill(prompt, prompt.length);
+			delayed.prefill(prompt, prompt.length);
+			full.prefill(Arrays.copyOf(prompt, 4), 4);
+			fullAlone.prefill(Arrays.copyOf(prompt, 4), 4);
+			topk.prefill(Arrays.copyOf(prompt, 6), 6);
+			topkAlone.prefill(Arrays.copyOf(prompt, 6), 6);
+			for (int i = 0; i < reply.length; i++) {
+				int other = reply[reply.length - 1 - i];
+				float[][] batch = InferenceSession.decodeBatch(List.of(full, delayed, topk),
+						new int[] { other, reply[i], other });
+				assertThat(maxDifference(batch[1], alone.decode(reply[i]))).as("token %d, delayed", i).isLessThan(1e-4);
+				assertThat(maxDifference(batch[0], fullAlone.decode(other))).as("token %d, dense", i).isLessThan(1e-4);
+				assertThat(maxDifference(batch[2], topkAlone.decode(other))).as("token %d, topk", i).isLessThan(1e-4);
+				assertThat(delayed.state(0).recordsGeneration()).as("token %d", i).isEqualTo(i + 1 < R);
+			}
+			for (int layer = 0; layer < dense.config().numberOfLayers(); layer++) {
+				assertThat(((GriffinState) delayed.state(layer)).experts().indices()).as("layer %d", layer)
+					.containsExactly(((GriffinState) alone.state(layer)).experts().indices());
+			}
 		}
 	}
 

@@ -27,8 +27,9 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
  * A batched decode step against each sequence decoding alone, on the tiny checkpoints of
  * every architecture (the Mistral one's sliding window is shorter than its prompt) with
  * every decode form: sequences of unequal lengths, dense and GRIFFIN of two densities in
- * one batch (and a {@code delayed} one, whose first generated tokens run alone as prompt
- * tokens), joining and leaving between steps.
+ * one batch (and a {@code delayed} one, whose first generated tokens are dense rows of
+ * the batch in the native form and run alone as prompt tokens in the others), joining and
+ * leaving between steps.
  */
 class BatchDecodeTests {
 

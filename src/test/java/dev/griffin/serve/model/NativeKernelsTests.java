@@ -275,7 +275,30 @@ class NativeKernelsTests {
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
 					HiddenActivation.SILU, null, new double[8], new int[] { 0, 2 }, false))
 				.isInstanceOf(IllegalArgumentException.class)
-				.hasMessageContaining("outside [0, 2)");
+				.hasMessageContaining("neither -1 nor in [0, 2)");
+			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
+					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null, new double[8], new int[] { -2, 1 }, false))
+				.isInstanceOf(IllegalArgumentException.class)
+				.hasMessageContaining("neither -1 nor in [0, 2)");
+			// a row whose part is -1 adds nothing; the other row's part is what it adds
+			// with a part of its own
+			double[] both = new double[8];
+			NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys, rowValues,
+					new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null, both, new int[] { 1, 0 }, false);
+			double[] second = new double[4];
+			NDArray skipping = NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
+					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null, second, new int[] { -1, 0 }, false);
+			assertThat(second).containsExactly(Arrays.copyOf(both, 4));
+			assertThat(Arrays.stream(both, 4, 8).sum()).as("the first row's part").isCloseTo(1.0, within(1e-6));
+			assertThat(skipping.toFloatArray()).containsExactly(y.toFloatArray());
+			double[] none = new double[4];
+			NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys, rowValues,
+					new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
+					HiddenActivation.SILU, null, none, new int[] { -1, -1 }, false);
+			assertThat(none).containsOnly(0.0);
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
 					HiddenActivation.SILU, null, new double[7], new int[] { 0, 1 }, false))
