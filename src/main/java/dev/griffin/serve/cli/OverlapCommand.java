@@ -11,7 +11,9 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import dev.griffin.serve.analysis.ExpertOverlap;
 import dev.griffin.serve.analysis.SummarizationEval;
@@ -25,6 +27,9 @@ import dev.griffin.serve.model.CausalLm;
 				+ "the union of their experts as a fraction of the feed-forward width (what a batch reading only "
 				+ "its sequences' experts would read), next to independent random sets of the same size.")
 public class OverlapCommand implements Callable<Integer> {
+
+	@Spec
+	CommandSpec spec;
 
 	@Mixin
 	ModelOptionsMixin model;
@@ -57,10 +62,21 @@ public class OverlapCommand implements Callable<Integer> {
 	@Override
 	public Integer call() throws IOException {
 		if (this.density <= 0 || this.density >= 1) {
-			throw new CommandLine.ParameterException(new CommandLine(this), "--density must be in (0, 1)");
+			throw new CommandLine.ParameterException(this.spec.commandLine(), "--density must be in (0, 1)");
 		}
 		if (this.groups < 1) {
-			throw new CommandLine.ParameterException(new CommandLine(this), "--groups must be at least 1");
+			throw new CommandLine.ParameterException(this.spec.commandLine(), "--groups must be at least 1");
+		}
+		SelectionMethod method;
+		try {
+			method = SelectionMethod.parse(this.method);
+		}
+		catch (IllegalArgumentException ex) {
+			throw new CommandLine.ParameterException(this.spec.commandLine(), ex.getMessage());
+		}
+		if (method.delaysSelection()) {
+			throw new CommandLine.ParameterException(this.spec.commandLine(), "--method " + this.method
+					+ " selects after the reply's first tokens; overlap measures what prompts select");
 		}
 		this.model.configureEngine();
 		List<SummarizationEval.Example> examples = SummarizationEval.read(this.input, this.prompts);
@@ -69,7 +85,7 @@ public class OverlapCommand implements Callable<Integer> {
 		List<Integer> lengths = new ArrayList<>();
 		try (LoadedModel loaded = Progress.load(this.model, System.err)) {
 			System.err.println();
-			CausalLm griffin = loaded.variant(this.density, SelectionMethod.parse(this.method));
+			CausalLm griffin = loaded.variant(this.density, method);
 			List<int[]> tokens = new ArrayList<>();
 			for (SummarizationEval.Example example : examples) {
 				int[] prompt = loaded.tokenizer().encode(example.prompt());
