@@ -14,14 +14,16 @@ public record EvalConfiguration(String name, DefaultDensity density, SelectionMe
 	/**
 	 * {@code full} (or {@code dense}); {@code method:density}, e.g. {@code topk:0.5};
 	 * {@code method:density:tokens}, dense for prompts of fewer tokens; or
-	 * {@code default}, the server's default rule ({@link DefaultDensity#SERVER}).
+	 * {@code default}, the server's default rule ({@link DefaultDensity#SERVER}) and
+	 * method ({@link SelectionMethod#SERVER_DEFAULT}).
 	 */
 	public static EvalConfiguration parse(String text) {
 		if (text.equals("full") || text.equals("dense")) {
 			return new EvalConfiguration("full", new DefaultDensity(1.0, 0), SelectionMethod.TOPK);
 		}
 		if (text.equals("default")) {
-			return new EvalConfiguration("default", DefaultDensity.SERVER, SelectionMethod.TOPK);
+			return new EvalConfiguration("default", DefaultDensity.SERVER,
+					SelectionMethod.parse(SelectionMethod.SERVER_DEFAULT));
 		}
 		String[] parts = text.split(":");
 		if (parts.length != 2 && parts.length != 3) {

@@ -158,9 +158,26 @@ public final class FidelityEval {
 	 * @param limit the first this many lines (0: all)
 	 */
 	public static List<int[]> prompts(Path file, int limit, LoadedModel model) throws IOException {
+		return prompts(file, limit, model, false);
+	}
+
+	/**
+	 * As {@link #prompts(Path, int, LoadedModel)}, but with {@code chat} an
+	 * {@code article} is asked for in the chat format of the summarisation evaluation
+	 * (its last article and the instruction as one user message, {@code eval --chat}): an
+	 * instruct model that stops after a few tokens of the raw prompt writes whole
+	 * sentences there, so the continuation scored is a summary.
+	 * @throws IllegalArgumentException with {@code chat}, for a model without a chat
+	 * template
+	 */
+	public static List<int[]> prompts(Path file, int limit, LoadedModel model, boolean chat) throws IOException {
+		if (chat && model.tokenizer().chatTemplate() == null) {
+			throw new IllegalArgumentException("the chat format needs a model with a chat template");
+		}
 		return JsonLines.read(file, limit, "'article' or 'question'", (row, index) -> {
 			if (row.hasNonNull("article")) {
-				return model.tokenizer().encode(row.get("article").asText());
+				String article = row.get("article").asText();
+				return chat ? SummarizationEval.chatPrompt(model, article) : model.tokenizer().encode(article);
 			}
 			if (row.hasNonNull("question")) {
 				return model.tokenizer()

@@ -92,8 +92,17 @@ public final class SummarizationEval {
 		if (!this.chat) {
 			return this.model.tokenizer().encode(example.prompt());
 		}
-		String message = article(example.prompt()) + "\n\n" + CHAT_INSTRUCTION;
-		return this.model.tokenizer().encodeChat(List.of(new ChatTemplate.Message("user", message)), true, false);
+		return chatPrompt(this.model, example.prompt());
+	}
+
+	/**
+	 * The chat format's prompt of a one-shot XSum prompt: its last article and
+	 * {@link #CHAT_INSTRUCTION} as one user message through the model's chat template.
+	 * @throws IllegalArgumentException when the prompt is not in the one-shot format
+	 */
+	static int[] chatPrompt(LoadedModel model, String oneShot) {
+		String message = article(oneShot) + "\n\n" + CHAT_INSTRUCTION;
+		return model.tokenizer().encodeChat(List.of(new ChatTemplate.Message("user", message)), true, false);
 	}
 
 	public static List<Example> read(Path file, int limit) throws IOException {

@@ -86,7 +86,8 @@ public class EvalCommand implements Callable<Integer> {
 	@Option(names = "--chat",
 			description = "xsum: ask for each summary in a chat message through the model's chat "
 					+ "template (the example's article, then \"" + SummarizationEval.CHAT_INSTRUCTION
-					+ "\") instead of the paper's one-shot prompt; for instruct models.")
+					+ "\") instead of the paper's one-shot prompt; for instruct models. fidelity: the same for "
+					+ "each article.")
 	boolean chat;
 
 	@Option(names = "--seed", defaultValue = "1234")
@@ -98,8 +99,9 @@ public class EvalCommand implements Callable<Integer> {
 
 	@Override
 	public Integer call() throws IOException {
-		if (this.chat && this.task != Task.xsum) {
-			throw new CommandLine.ParameterException(this.spec.commandLine(), "--chat applies to --task xsum only");
+		if (this.chat && this.task == Task.questions) {
+			throw new CommandLine.ParameterException(this.spec.commandLine(),
+					"--chat applies to --task xsum and fidelity only (questions always go through the chat template)");
 		}
 		this.model.configureEngine();
 		List<String> names = (this.configs != null) ? this.configs : switch (this.task) {
@@ -186,11 +188,11 @@ public class EvalCommand implements Callable<Integer> {
 
 	private int fidelity(List<EvalConfiguration> configurations) throws IOException {
 		int maxTokens = (this.maxTokens != null) ? this.maxTokens : 64;
-		Path output = this.output.resolve("fidelity");
+		Path output = this.output.resolve("fidelity" + (this.chat ? "-chat" : ""));
 		List<FidelityEval.Summary> summaries;
 		try (LoadedModel loaded = Progress.load(this.model, System.err)) {
 			System.err.println();
-			List<int[]> prompts = FidelityEval.prompts(this.input, this.examples, loaded);
+			List<int[]> prompts = FidelityEval.prompts(this.input, this.examples, loaded, this.chat);
 			summaries = new FidelityEval(loaded, maxTokens).run(prompts, configurations, output, System.err);
 		}
 		System.out.printf("%-28s %8s %8s %18s %22s%n", "configuration", "prompts", "tokens", "KL(full||c) nats",

@@ -6,6 +6,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -17,7 +18,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * The fidelity measure on the default model: the full model scored against itself, and
- * GRIFFIN at 0.5 against it, on an XSum prompt and a chat question.
+ * GRIFFIN at 0.5 against it, on an XSum prompt and a chat question; the article in the
+ * chat format too.
  */
 class FidelityEvalIT {
 
@@ -35,6 +37,15 @@ class FidelityEvalIT {
 			List<int[]> prompts = FidelityEval.prompts(input, 0, model);
 			assertThat(prompts).hasSize(2);
 			assertThat(prompts.get(0).length).as("the article's prompt").isGreaterThan(100);
+			// in the chat format the article is asked for as the summarisation evaluation
+			// asks; a question is a chat message either way
+			List<int[]> chat = FidelityEval.prompts(input, 0, model, true);
+			String article = new ObjectMapper().readTree(Files.readAllLines(Fixtures.path("xsum/two.jsonl")).get(0))
+				.get("article")
+				.asText();
+			assertThat(chat.get(0)).isEqualTo(SummarizationEval.chatPrompt(model, article))
+				.isNotEqualTo(prompts.get(0));
+			assertThat(chat.get(1)).isEqualTo(prompts.get(1));
 			List<FidelityEval.Summary> summaries = new FidelityEval(model, 12).run(prompts,
 					List.of(EvalConfiguration.parse("full"), EvalConfiguration.parse("topk:0.5")),
 					this.directory.resolve("out"), progress);
