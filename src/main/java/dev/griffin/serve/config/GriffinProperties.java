@@ -10,6 +10,7 @@ import org.springframework.boot.context.properties.bind.DefaultValue;
 import org.springframework.util.unit.DataSize;
 
 import dev.griffin.serve.griffin.DefaultDensity;
+import dev.griffin.serve.griffin.SelectionMethod;
 
 /**
  * Everything an operator tunes, under {@code griffin.*} in application.yaml (or GRIFFIN_*
@@ -82,7 +83,8 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * and its connection closed
 	 */
 	public record Generation(@DefaultValue("0.75") double defaultDensity,
-			@DefaultValue("256") int denseBelowPromptTokens, @DefaultValue("topk") String defaultMethod,
+			@DefaultValue("256") int denseBelowPromptTokens,
+			@DefaultValue(SelectionMethod.SERVER_DEFAULT) String defaultMethod,
 			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("4096") int maxTokensLimit,
 			@DefaultValue("1") int workers, @DefaultValue("2048") int kvArenaTokens,
 			@DefaultValue("16") int queueCapacity, @DefaultValue("10s") Duration keepAlive,

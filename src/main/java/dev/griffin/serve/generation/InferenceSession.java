@@ -302,7 +302,11 @@ public final class InferenceSession implements AutoCloseable {
 		// them alone, as prompt tokens
 		List<Integer> batched = new ArrayList<>(b);
 		float[][] logits = new float[b][];
-		boolean recordsInBatch = b > 1 && sessions.get(0).model.recordsInBatch();
+		boolean records = false;
+		for (InferenceSession session : sessions) {
+			records |= session.recordsGeneration();
+		}
+		boolean recordsInBatch = records && b > 1 && sessions.get(0).model.recordsInBatch();
 		for (int i = 0; i < b; i++) {
 			if (!recordsInBatch && sessions.get(i).recordsGeneration()) {
 				logits[i] = sessions.get(i).recordGenerated(tokens[i]);

@@ -55,6 +55,14 @@ public enum SelectionMethod {
 	 */
 	DELAYED("delayed");
 
+	/**
+	 * The server's method for requests that name none
+	 * ({@code griffin.generation.default-method}): {@code delayed}, which kept more of
+	 * the full model's answers and summaries than {@code topk} on every model and measure
+	 * in docs/results.md ("Selecting after the reply's first tokens").
+	 */
+	public static final String SERVER_DEFAULT = "delayed";
+
 	private final String wireName;
 
 	SelectionMethod(String wireName) {

@@ -81,7 +81,7 @@ class QuestionEvalTests {
 		assertThat(EvalConfiguration.parse("full"))
 			.isEqualTo(new EvalConfiguration("full", new DefaultDensity(1.0, 0), SelectionMethod.TOPK));
 		assertThat(EvalConfiguration.parse("default"))
-			.isEqualTo(new EvalConfiguration("default", DefaultDensity.SERVER, SelectionMethod.TOPK));
+			.isEqualTo(new EvalConfiguration("default", DefaultDensity.SERVER, SelectionMethod.DELAYED));
 		EvalConfiguration rule = EvalConfiguration.parse("topk:0.75:96");
 		assertThat(rule.name()).isEqualTo("griffin-0.75-dense-below-96");
 		assertThat(rule.densityFor(95)).isEqualTo(1.0);

@@ -69,7 +69,7 @@ class RequestMapperTests {
 		assertThat(job.params().topK()).isZero();
 		assertThat(job.params().maxNewTokens()).as("the default 256, cut to the context left").isEqualTo(CONTEXT - 3);
 		assertThat(job.griffin().density()).isEqualTo(DefaultDensity.SERVER.forPrompt(3));
-		assertThat(job.griffin().method()).isEqualTo(SelectionMethod.TOPK);
+		assertThat(job.griffin().method()).isEqualTo(SelectionMethod.DELAYED);
 		assertThat(job.choices()).isEqualTo(1);
 		assertThat(job.topLogprobs()).isEqualTo(-1);
 		assertThat(job.useCache()).isTrue();
@@ -81,6 +81,7 @@ class RequestMapperTests {
 		GriffinProperties bound = new Binder(new MapConfigurationPropertySource(Map.of())).bindOrCreate("griffin",
 				GriffinProperties.class);
 		assertThat(bound.generation().defaultDensityRule()).isEqualTo(DefaultDensity.SERVER);
+		assertThat(bound.generation().defaultMethod()).isEqualTo(SelectionMethod.SERVER_DEFAULT);
 	}
 
 	@Test

@@ -62,7 +62,7 @@ class ServiceIT extends ServiceTestBase {
 		assertThat(longer.get("usage").get("prompt_tokens").asInt()).isGreaterThanOrEqualTo(256);
 		assertThat(longer.get("griffin").get("density").asDouble()).as("the server default, 256 tokens or more")
 			.isEqualTo(0.75);
-		assertThat(longer.get("griffin").get("method").asText()).isEqualTo("topk");
+		assertThat(longer.get("griffin").get("method").asText()).isEqualTo("delayed");
 
 		request.put("stream", true);
 		request.put("stream_options", Map.of("include_usage", true));
