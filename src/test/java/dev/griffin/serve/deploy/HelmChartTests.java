@@ -21,6 +21,7 @@ import org.junit.jupiter.api.Test;
 
 import dev.griffin.serve.generation.Generator;
 import dev.griffin.serve.generation.MemoryBudget;
+import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.Architecture;
 import dev.griffin.serve.model.HiddenActivation;
 import dev.griffin.serve.model.Kernels;
@@ -263,6 +264,26 @@ class HelmChartTests {
 			.getData()
 			.get("application.yaml");
 		assertThat(set).contains("dense-below-prompt-tokens: 0");
+	}
+
+	/**
+	 * The chart's schema takes every method the server knows, and its default is the
+	 * server's; an unknown one is refused at install.
+	 */
+	@Test
+	void everySelectionMethodReachesTheApplication() throws Exception {
+		String defaults = only(parse(render(Map.of(), null)), io.fabric8.kubernetes.api.model.ConfigMap.class).getData()
+			.get("application.yaml");
+		assertThat(defaults).contains("default-method: \"" + SelectionMethod.SERVER_DEFAULT + "\"");
+		for (String method : SelectionMethod.wireNames()) {
+			String set = only(parse(render(Map.of("griffin.defaultMethod", method), null)),
+					io.fabric8.kubernetes.api.model.ConfigMap.class)
+				.getData()
+				.get("application.yaml");
+			assertThat(set).as(method).contains("default-method: \"" + method + "\"");
+		}
+		assertThatThrownBy(() -> render(Map.of("griffin.defaultMethod", "best"), null))
+			.hasMessageContaining("defaultMethod");
 	}
 
 	@Test
