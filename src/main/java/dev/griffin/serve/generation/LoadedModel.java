@@ -177,11 +177,11 @@ public final class LoadedModel implements AutoCloseable {
 	}
 
 	/**
-	 * The dense model for density 1 with {@code topk}, otherwise a GRIFFIN model over the
-	 * same weights.
+	 * The dense model for density 1 (every method keeps every neuron there), otherwise a
+	 * GRIFFIN model over the same weights.
 	 */
 	public CausalLm variant(double density, SelectionMethod method) {
-		if (density == 1.0 && method == SelectionMethod.TOPK) {
+		if (density == 1.0) {
 			return this.dense;
 		}
 		return GriffinTransform.apply(this.dense, schedule(density, method), method, this.prior);

@@ -1,7 +1,8 @@
 package dev.griffin.serve.griffin;
 
 /**
- * What a request asks of GRIFFIN: density 1 with {@code topk} is the dense model.
+ * What a request asks of GRIFFIN: density 1 is the dense model, whatever the method
+ * (every method keeps every neuron there), so it runs and is reported as dense.
  *
  * @param density fraction of feed-forward neurons generation keeps, in [0, 1] (see
  * {@link DensitySchedule#checkDensity})
@@ -17,13 +18,16 @@ public record GriffinSettings(double density, SelectionMethod method) {
 	}
 
 	public boolean isDense() {
-		return this.density == 1.0 && this.method == SelectionMethod.TOPK;
+		return this.density == 1.0;
 	}
 
-	/** Whether selection draws random numbers (its result then depends on the seed). */
+	/**
+	 * Whether selection draws random numbers (its result then depends on the seed); the
+	 * dense model selects nothing.
+	 */
 	public boolean isRandomized() {
-		return this.method == SelectionMethod.SAMPLE || this.method == SelectionMethod.TOPK_SAMPLE
-				|| this.method == SelectionMethod.RANDOM;
+		return !isDense() && (this.method == SelectionMethod.SAMPLE || this.method == SelectionMethod.TOPK_SAMPLE
+				|| this.method == SelectionMethod.RANDOM);
 	}
 
 }

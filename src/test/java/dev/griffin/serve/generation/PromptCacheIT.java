@@ -52,6 +52,15 @@ class PromptCacheIT {
 				new Generator.Options(-1, cache, key, 0), (Generator.Listener) (token) -> true);
 	}
 
+	/** Density 1 is the dense model whatever the method: no GRIFFIN copy of its block. */
+	@Test
+	void densityOneIsTheDenseModelWhateverTheMethod() {
+		for (SelectionMethod method : SelectionMethod.values()) {
+			assertThat(model.variant(1.0, method)).as(method.wireName()).isSameAs(model.dense());
+		}
+		assertThat(model.variant(0.75, SelectionMethod.DELAYED)).isNotSameAs(model.dense());
+	}
+
 	@Test
 	void anExactRepeatIsAHitWithTheSameOutput() {
 		PromptCache cache = new PromptCache(1L << 30);

@@ -137,4 +137,18 @@ class ExpertSelectorTests {
 		assertThatThrownBy(() -> SelectionMethod.parse("best")).hasMessageContaining("topk");
 	}
 
+	/**
+	 * Density 1 keeps every neuron whatever the method, so it is the dense model (run,
+	 * cached and reported as dense), and selects nothing at random.
+	 */
+	@Test
+	void densityOneIsTheDenseModelForEveryMethod() {
+		for (SelectionMethod method : SelectionMethod.values()) {
+			assertThat(new GriffinSettings(1.0, method).isDense()).as(method.wireName()).isTrue();
+			assertThat(new GriffinSettings(1.0, method).isRandomized()).as(method.wireName()).isFalse();
+			assertThat(new GriffinSettings(0.75, method).isDense()).as(method.wireName()).isFalse();
+		}
+		assertThat(new GriffinSettings(0.75, SelectionMethod.SAMPLE).isRandomized()).isTrue();
+	}
+
 }
