@@ -5,7 +5,6 @@ import java.util.Arrays;
 import ai.djl.engine.Engine;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDScope;
-import ai.djl.ndarray.types.DataType;
 import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
@@ -167,17 +166,6 @@ final class BatchLayer {
 				weights.queryKeyValue(), weights.queryKeyValueBias(), weights.output(), positions.rotary().rotation(),
 				keys, values, firsts, at, starts, attention.heads(), Double.isNaN(scale) ? 1f : (float) scale,
 				ff.gateUp(), ff.down(), ff.activation(), null, statistic, null, false);
-	}
-
-	/**
-	 * Whether {@link #stepNative} can run a batch's layer: float32 or float16 rows, the
-	 * dense block's weights readable by the native products, and the masked dense
-	 * feed-forward form the cheaper one for these rows ({@link Kernels#masksDense}).
-	 */
-	static boolean nativeApplies(NDArray x, FeedForward.Weights ff, Kernels.BlockWeights[] rows) {
-		DataType type = x.getDataType();
-		return (type == DataType.FLOAT32 || type == DataType.FLOAT16) && NativeKernels.reads(ff.gateUp())
-				&& NativeKernels.reads(ff.down()) && Kernels.masksDense(rows, ff.intermediateSize());
 	}
 
 	/**

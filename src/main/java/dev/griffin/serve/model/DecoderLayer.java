@@ -206,16 +206,25 @@ public final class DecoderLayer {
 	/**
 	 * Whether a batched decode step of rows of this type under {@code kernels} runs this
 	 * layer in the native call, where a row may record its generated token's statistic
-	 * ({@link #forwardBatch}): the {@link Kernels.Decode#NATIVE} form, a plain block
-	 * whose feed-forward the batch fuses, float32 or float16 rows and a dense block the
-	 * native products read. (A recording row reads the dense block, so the batch takes
-	 * the masked form.)
+	 * ({@link #forwardBatch}). A recording row reads the dense block, so the batch takes
+	 * the masked form, which the native call runs.
 	 */
 	boolean recordsInBatch(DataType type, Kernels kernels) {
+		return batchesNatively(type, kernels) && NativeKernels.unavailable() == null;
+	}
+
+	/**
+	 * Whether {@link BatchLayer#stepNative} can run a batch's layer in its masked dense
+	 * feed-forward form: the {@link Kernels.Decode#NATIVE} form, a plain block whose
+	 * feed-forward the batch fuses, float32 or float16 rows and a dense block the native
+	 * products read. (The batch takes that form where it is the cheaper one for its rows,
+	 * {@link Kernels#masksDense}.)
+	 */
+	private boolean batchesNatively(DataType type, Kernels kernels) {
 		FeedForward.Weights ff = this.feedForward.weights();
 		return kernels.decode() == Kernels.Decode.NATIVE && this.feedForward.fusable() && plain()
-				&& (type == DataType.FLOAT32 || type == DataType.FLOAT16) && NativeKernels.unavailable() == null
-				&& NativeKernels.reads(ff.gateUp()) && NativeKernels.reads(ff.down());
+				&& (type == DataType.FLOAT32 || type == DataType.FLOAT16) && NativeKernels.reads(ff.gateUp())
+				&& NativeKernels.reads(ff.down());
 	}
 
 	private boolean nativePrompt(DataType type, KvCache cache, Kernels kernels) {
@@ -267,7 +276,7 @@ public final class DecoderLayer {
 		FeedForward.Weights ff = this.feedForward.weights();
 		int neurons = ff.intermediateSize();
 		boolean fusable = this.feedForward.fusable();
-		if (fusable && plain() && kernels.decode() == Kernels.Decode.NATIVE && BatchLayer.nativeApplies(x, ff, rows)) {
+		if (batchesNatively(x.getDataType(), kernels) && Kernels.masksDense(rows, neurons)) {
 			NDArray keep = Kernels.allDense(rows) ? null : Kernels.keep(rows, neurons, x.getManager());
 			double[] statistic = (parts == null) ? null : new double[recording * neurons];
 			NDArray y = BatchLayer.stepNative(x, (RmsNorm) this.attentionNorm, this.attention, (RmsNorm) this.ffnNorm,
