@@ -81,6 +81,9 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * minute (0: no token budget)
 	 * @param stallTimeout a stream whose client reads nothing for this long is cancelled
 	 * and its connection closed
+	 * @param promptGather how long an engine with no sequence decoding holds a new
+	 * prompt's pass while other admitted requests are still being prepared, so that
+	 * requests sent together share one pass (0: never)
 	 */
 	public record Generation(@DefaultValue("0.75") double defaultDensity,
 			@DefaultValue("256") int denseBelowPromptTokens,
@@ -89,13 +92,15 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 			@DefaultValue("1") int workers, @DefaultValue("2048") int kvArenaTokens,
 			@DefaultValue("16") int queueCapacity, @DefaultValue("10s") Duration keepAlive,
 			@DefaultValue("true") boolean warmUp, @DefaultValue("8") int maxConcurrentPerKey,
-			@DefaultValue("200000") long tokensPerMinutePerKey, @DefaultValue("30s") Duration stallTimeout) {
+			@DefaultValue("200000") long tokensPerMinutePerKey, @DefaultValue("30s") Duration stallTimeout,
+			@DefaultValue("20ms") Duration promptGather) {
 
 		public Generation {
 			if (workers < 1 || kvArenaTokens < 0 || queueCapacity < 0 || defaultMaxTokens < 1 || maxTokensLimit < 1
-					|| denseBelowPromptTokens < 0) {
+					|| denseBelowPromptTokens < 0 || promptGather.isNegative()) {
 				throw new IllegalArgumentException("griffin.generation: workers >= 1, kv-arena-tokens >= 0, "
-						+ "queue-capacity >= 0, default-max-tokens >= 1 and dense-below-prompt-tokens >= 0 are required");
+						+ "queue-capacity >= 0, default-max-tokens >= 1, dense-below-prompt-tokens >= 0 and "
+						+ "prompt-gather >= 0 are required");
 			}
 			// the one density rule, at startup rather than at the first request
 			new DefaultDensity(defaultDensity, denseBelowPromptTokens);

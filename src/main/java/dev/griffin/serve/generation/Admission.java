@@ -12,7 +12,8 @@ import io.github.resilience4j.circuitbreaker.CircuitBreaker;
  * deadline counts from then). Whoever ends the request's life returns the permits, once:
  * the worker that ran it, or, for a request that never reached a worker (its client left
  * before the response body was subscribed, or preparing it failed), the web layer when
- * the exchange ends.
+ * the exchange ends. Until a worker claims it or its permits are returned, it counts as
+ * being prepared ({@link InferenceScheduler#preparing()}).
  */
 public final class Admission {
 
@@ -34,14 +35,23 @@ public final class Admission {
 
 	private final AtomicInteger state = new AtomicInteger(ADMITTED);
 
+	private final AtomicInteger preparing;
+
 	private volatile boolean outcomeRecorded;
 
-	Admission(String tenant, Bulkhead tenantBulkhead, Bulkhead bulkhead, CircuitBreaker circuitBreaker) {
+	/**
+	 * @param preparing the count of admissions neither claimed nor released, which this
+	 * one joins until it is either
+	 */
+	Admission(String tenant, Bulkhead tenantBulkhead, Bulkhead bulkhead, CircuitBreaker circuitBreaker,
+			AtomicInteger preparing) {
 		this.tenant = tenant;
 		this.admittedNanos = System.nanoTime();
 		this.tenantBulkhead = tenantBulkhead;
 		this.bulkhead = bulkhead;
 		this.circuitBreaker = circuitBreaker;
+		this.preparing = preparing;
+		preparing.incrementAndGet();
 	}
 
 	/** The API key the request is charged to, or null without keys. */
@@ -56,7 +66,11 @@ public final class Admission {
 
 	/** Hands the permits to a worker; false if they were already returned. */
 	boolean claim() {
-		return this.state.compareAndSet(ADMITTED, CLAIMED);
+		if (this.state.compareAndSet(ADMITTED, CLAIMED)) {
+			this.preparing.decrementAndGet();
+			return true;
+		}
+		return false;
 	}
 
 	/**
@@ -65,6 +79,7 @@ public final class Admission {
 	 */
 	public void releaseUnclaimed() {
 		if (this.state.compareAndSet(ADMITTED, RELEASED)) {
+			this.preparing.decrementAndGet();
 			returnPermits();
 		}
 	}

@@ -8,6 +8,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.locks.LockSupport;
+import java.util.function.IntSupplier;
 import java.util.function.Supplier;
 
 import org.slf4j.Logger;
@@ -76,6 +77,14 @@ public final class EngineLoop implements AutoCloseable {
 
 	private final long stallNanos;
 
+	/** Requests admitted and still being prepared (see {@link #promptHold}). */
+	private final IntSupplier preparing;
+
+	private final long gatherNanos;
+
+	/** How long the loop holds its prompts' pass from now; 0: not holding. */
+	private long holdNanos;
+
 	private final FairQueue<Object> waiting = new FairQueue<>();
 
 	/** Admitted requests, in admission order; the loop thread's alone. */
@@ -100,15 +109,20 @@ public final class EngineLoop implements AutoCloseable {
 	 */
 	public EngineLoop(int maxSequences, int prefillChunk, PromptCache cache, GenerationMetrics metrics,
 			Duration stallTimeout) {
-		this(maxSequences, ARENA_TOKENS_PER_SEQUENCE, prefillChunk, cache, metrics, stallTimeout);
+		this(maxSequences, ARENA_TOKENS_PER_SEQUENCE, prefillChunk, cache, metrics, stallTimeout, () -> 0,
+				Duration.ZERO);
 	}
 
 	/**
 	 * @param arenaTokensPerSequence the KV arena's tokens per sequence
 	 * ({@link #arenaFor}; 0: every sequence keeps a cache of its own)
+	 * @param preparing requests admitted and not yet submitted (being prepared)
+	 * @param promptGather how long a loop with no sequence decoding holds a new prompt's
+	 * pass while {@code preparing} is positive, counted from the oldest prompt's
+	 * submission, so that requests arriving together share a pass (zero: never)
 	 */
 	public EngineLoop(int maxSequences, int arenaTokensPerSequence, int prefillChunk, PromptCache cache,
-			GenerationMetrics metrics, Duration stallTimeout) {
+			GenerationMetrics metrics, Duration stallTimeout, IntSupplier preparing, Duration promptGather) {
 		if (maxSequences < 1 || prefillChunk < 1 || arenaTokensPerSequence < 0) {
 			throw new IllegalArgumentException(
 					"at least one sequence, one prompt token per step and no negative arena are required, "
@@ -120,6 +134,8 @@ public final class EngineLoop implements AutoCloseable {
 		this.cache = cache;
 		this.metrics = metrics;
 		this.stallNanos = stallTimeout.toNanos();
+		this.preparing = preparing;
+		this.gatherNanos = promptGather.toNanos();
 		this.thread = new Thread(this::loop, "engine");
 		this.thread.setDaemon(true);
 		this.thread.start();
@@ -146,13 +162,17 @@ public final class EngineLoop implements AutoCloseable {
 	 * {@code cancelled} (the client left) ends it within a step.
 	 */
 	public void submit(Submission submission, FluxSink<GenerationEvent> sink, AtomicBoolean cancelled) {
+		this.metrics.waiting(1);
+		// queued before the callbacks, whose registration may call them at once: a loop
+		// woken by the demand finds the request (a loop holding a prompt for requests
+		// being prepared, this one among them, would otherwise start the pass without it)
+		this.waiting.put(submission.admission().tenant(), new Request(submission, sink, cancelled));
 		sink.onRequest((n) -> wakeUp());
+		// registered after a cancellation, it runs at once
 		sink.onDispose(() -> {
 			cancelled.set(true);
 			wakeUp();
 		});
-		this.metrics.waiting(1);
-		this.waiting.put(submission.admission().tenant(), new Request(submission, sink, cancelled));
 		wakeUp();
 	}
 
@@ -176,7 +196,8 @@ public final class EngineLoop implements AutoCloseable {
 		while (!this.closed) {
 			try {
 				if (!step()) {
-					LockSupport.parkNanos(anyBlocked() ? BLOCKED_NANOS : IDLE_NANOS);
+					LockSupport
+						.parkNanos((this.holdNanos > 0) ? this.holdNanos : anyBlocked() ? BLOCKED_NANOS : IDLE_NANOS);
 				}
 			}
 			catch (Throwable ex) {
@@ -200,9 +221,32 @@ public final class EngineLoop implements AutoCloseable {
 	private boolean step() {
 		retire();
 		admit();
-		boolean worked = prefill();
+		this.holdNanos = promptHold(System.nanoTime());
+		boolean worked = (this.holdNanos == 0) && prefill();
 		worked |= decode();
 		return worked;
+	}
+
+	/**
+	 * How much longer to hold the prompts' pass: while no sequence decodes (a running
+	 * step is itself the time in which arrivals gather) and requests admitted with these
+	 * are still being prepared, up to the gathering time from the oldest prompt's
+	 * submission. Requests sent together reach the loop a few milliseconds apart, after
+	 * their preparation; without the hold the first starts a pass alone and the rest wait
+	 * for it and a decode step before their own.
+	 */
+	private long promptHold(long now) {
+		if (this.gatherNanos == 0 || this.preparing.getAsInt() == 0) {
+			return 0;
+		}
+		long oldest = Long.MAX_VALUE;
+		for (Request request : this.running) {
+			if (!request.prefilling()) {
+				return 0;
+			}
+			oldest = Math.min(oldest, request.submittedNanos);
+		}
+		return (oldest == Long.MAX_VALUE) ? 0 : Math.max(0, oldest + this.gatherNanos - now);
 	}
 
 	private boolean anyBlocked() {
@@ -469,6 +513,8 @@ public final class EngineLoop implements AutoCloseable {
 
 		/** Events the client has not asked for yet. */
 		private final ArrayDeque<GenerationEvent> pending = new ArrayDeque<>();
+
+		private final long submittedNanos = System.nanoTime();
 
 		private final Sequence[] choices;
 

@@ -55,13 +55,16 @@ public final class InferenceScheduler implements AutoCloseable {
 	 * for no budget
 	 * @param stallTimeout how long a stream may wait for a client that stopped reading
 	 * before it is cancelled
+	 * @param promptGather how long an idle engine holds a new prompt's pass for requests
+	 * still being prepared, so that a burst of arrivals shares one pass (0: never)
 	 */
-	public record Limits(int concurrentRequests, long tokensPerMinute, Duration stallTimeout) {
+	public record Limits(int concurrentRequests, long tokensPerMinute, Duration stallTimeout, Duration promptGather) {
 
 		public Limits {
-			if (concurrentRequests < 1 || tokensPerMinute < 0 || stallTimeout.isNegative() || stallTimeout.isZero()) {
-				throw new IllegalArgumentException(
-						"per-key concurrency >= 1, a token budget >= 0 and a positive stall timeout are required");
+			if (concurrentRequests < 1 || tokensPerMinute < 0 || stallTimeout.isNegative() || stallTimeout.isZero()
+					|| promptGather.isNegative()) {
+				throw new IllegalArgumentException("per-key concurrency >= 1, a token budget >= 0, a positive stall "
+						+ "timeout and a prompt gathering time >= 0 are required");
 			}
 		}
 
@@ -89,6 +92,8 @@ public final class InferenceScheduler implements AutoCloseable {
 
 	private final ExecutorService preparation;
 
+	private final AtomicInteger preparing = new AtomicInteger();
+
 	private final Scheduler preparationScheduler;
 
 	/**
@@ -111,7 +116,7 @@ public final class InferenceScheduler implements AutoCloseable {
 			.maxWaitDuration(Duration.ZERO)
 			.build());
 		this.engine = new EngineLoop(sequences, arenaTokensPerSequence, Generator.PREFILL_CHUNK, cache, metrics,
-				limits.stallTimeout());
+				limits.stallTimeout(), this::preparing, limits.promptGather());
 		// Admission bounds what waits here, so the queue never grows past the bulkhead.
 		AtomicInteger threads = new AtomicInteger();
 		int preparers = Math.max(1, Math.min(2, Runtime.getRuntime().availableProcessors()));
@@ -158,7 +163,15 @@ public final class InferenceScheduler implements AutoCloseable {
 			release(tenantBulkhead);
 			throw CallNotPermittedException.createCallNotPermittedException(this.circuitBreaker);
 		}
-		return new Admission(tenant, tenantBulkhead, this.bulkhead, this.circuitBreaker);
+		return new Admission(tenant, tenantBulkhead, this.bulkhead, this.circuitBreaker, this.preparing);
+	}
+
+	/**
+	 * Requests admitted and not yet handed to the engine or ended: being prepared, or
+	 * prepared and about to be queued.
+	 */
+	public int preparing() {
+		return this.preparing.get();
 	}
 
 	private static void release(Bulkhead bulkhead) {

@@ -115,7 +115,7 @@ class EngineLoopTests {
 	private Admission admit() {
 		assertThat(this.bulkhead.tryAcquirePermission()).isTrue();
 		assertThat(this.breaker.tryAcquirePermission()).isTrue();
-		Admission admission = new Admission(null, null, this.bulkhead, this.breaker);
+		Admission admission = new Admission(null, null, this.bulkhead, this.breaker, new AtomicInteger());
 		assertThat(admission.claim()).isTrue();
 		return admission;
 	}
@@ -272,6 +272,78 @@ class EngineLoopTests {
 		};
 		assertThat(heldUntilAllQueued(asks, failing)).as("every request failed").containsOnlyNulls();
 		assertThat(this.breaker.getMetrics().getNumberOfFailedCalls()).isEqualTo(1);
+	}
+
+	/**
+	 * A prompt that reaches an idle loop while another admitted request is still being
+	 * prepared waits for it, at most the gathering time, and the two then share one pass;
+	 * without a gathering time it starts its pass alone. A loop with a sequence decoding
+	 * holds nothing.
+	 */
+	@Test
+	void anIdleLoopHoldsAPromptForRequestsStillBeingPrepared() throws Exception {
+		Ask first = new Ask(fused, "one", greedy(5), 1);
+		Ask second = new Ask(fusedHalf, "two prompts", greedy(5), 1);
+		AtomicInteger prefills = new AtomicInteger();
+		EngineProbe counting = (phase) -> {
+			if (phase.equals("prefill")) {
+				prefills.incrementAndGet();
+			}
+		};
+		AtomicInteger preparing = new AtomicInteger();
+		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS, null,
+				this.metrics, Duration.ofSeconds(30), preparing::get, Duration.ofSeconds(30))) {
+			preparing.set(1);
+			var one = events(loop, submission(first, counting, null, 0)).collectList().toFuture();
+			Thread.sleep(300);
+			assertThat(prefills.get()).as("held while the other is prepared").isZero();
+			preparing.set(0);
+			var two = events(loop, submission(second, counting, null, 0)).collectList().toFuture();
+			assertThat(tokens(one.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(first, 0));
+			assertThat(tokens(two.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(second, 0));
+			assertThat(prefills.get()).as("one shared pass, then each prompt's end").isEqualTo(3);
+
+			// a request past its prompt (its client has read one event and waits): the
+			// next prompt runs at once though another request is being prepared
+			CountDownLatch decoding = new CountDownLatch(1);
+			BaseSubscriber<GenerationEvent> reader = new BaseSubscriber<>() {
+				@Override
+				protected void hookOnSubscribe(Subscription subscription) {
+					request(1);
+				}
+
+				@Override
+				protected void hookOnNext(GenerationEvent event) {
+					decoding.countDown();
+				}
+			};
+			events(loop, submission(new Ask(fused, "long", greedy(20), 1), EngineProbe.NONE, null, 0))
+				.subscribe(reader);
+			assertThat(decoding.await(30, TimeUnit.SECONDS)).isTrue();
+			preparing.set(1);
+			long start = System.nanoTime();
+			var late = events(loop, submission(first, EngineProbe.NONE, null, 0)).collectList().toFuture();
+			assertThat(tokens(late.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(first, 0));
+			assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(15));
+			reader.dispose();
+		}
+
+		// the hold ends after the gathering time even if nothing else arrives
+		prefills.set(0);
+		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS, null,
+				this.metrics, Duration.ofSeconds(30), () -> 1, Duration.ofMillis(100))) {
+			var one = events(loop, submission(first, counting, null, 0)).collectList().toFuture();
+			assertThat(tokens(one.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(first, 0));
+		}
+
+		// without a gathering time the first prompt does not wait
+		prefills.set(0);
+		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS, null,
+				this.metrics, Duration.ofSeconds(30), () -> 1, Duration.ZERO)) {
+			var one = events(loop, submission(first, counting, null, 0)).collectList().toFuture();
+			await().atMost(Duration.ofSeconds(10)).until(() -> prefills.get() > 0);
+			assertThat(tokens(one.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(first, 0));
+		}
 	}
 
 	/**
