@@ -1,5 +1,6 @@
 package dev.griffin.serve.web;
 
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 
@@ -82,6 +83,19 @@ class RequestMapperTests {
 				GriffinProperties.class);
 		assertThat(bound.generation().defaultDensityRule()).isEqualTo(DefaultDensity.SERVER);
 		assertThat(bound.generation().defaultMethod()).isEqualTo(SelectionMethod.SERVER_DEFAULT);
+	}
+
+	@Test
+	void thePromptGatheringTimeBindsAndIsNeverNegative() {
+		GriffinProperties defaults = new Binder(new MapConfigurationPropertySource(Map.of())).bindOrCreate("griffin",
+				GriffinProperties.class);
+		assertThat(defaults.generation().promptGather()).isEqualTo(Duration.ofMillis(20));
+		GriffinProperties off = new Binder(
+				new MapConfigurationPropertySource(Map.of("griffin.generation.prompt-gather", "0")))
+			.bindOrCreate("griffin", GriffinProperties.class);
+		assertThat(off.generation().promptGather()).isZero();
+		assertThatThrownBy(() -> mapper(Map.of("griffin.generation.prompt-gather", "-1ms")))
+			.hasStackTraceContaining("prompt-gather >= 0");
 	}
 
 	@Test
