@@ -142,9 +142,10 @@ class NativeKernelsTests {
 
 	@ParameterizedTest
 	// from 16 rows on, float16 weights are widened a block at a time (16 rows); from
-	// 32 on (AVX2), the panel form: 37 rows, three panels with a partial last; 33
-	// rows of 4100 columns, in three parts whose sums add up, 97 weight rows (not
-	// whole kernels of 6); 40 rows of 5 weight rows and 13 columns (a partial octet)
+	// 32 on, the panel form: 37 rows, three panels with a partial last; 33 rows of
+	// 4100 columns, in three parts whose sums add up, 97 and 1537 weight rows (not
+	// whole kernels of 6 or 12); 40 rows of 5 weight rows and 13 columns (fewer than
+	// one kernel's, and a partial octet)
 	@CsvSource({ "1, 3, 5", "2, 64, 576", "4, 130, 33", "5, 1536, 576", "7, 255, 1000", "9, 17, 7", "16, 200, 300",
 			"37, 1537, 576", "33, 97, 4100", "40, 5, 13" })
 	void rowsEqualLibtorchsProductInFloat32(int tokens, int rows, int columns) {
