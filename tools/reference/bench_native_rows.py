@@ -45,9 +45,14 @@ def main():
     pattern = [round(rng.uniform(-1, 1), 3) for _ in range(args.cols * 7)]
     pattern = list(struct.unpack(f"{len(pattern)}{fmt}", struct.pack(f"{len(pattern)}{fmt}", *pattern)))
     whole, rest = divmod(args.rows, 7)
+    # the weights as floats (for the check) and in their stored form (float16 as its bits)
     w = array.array("f", pattern) * whole + array.array("f", pattern[: rest * args.cols])
-    weights = (ctypes.c_uint16 * len(w))(*struct.unpack(f"{len(w)}H", struct.pack(f"{len(w)}e", *w))) \
-        if fmt == "e" else (ctypes.c_float * len(w)).from_buffer(w)
+    if fmt == "e":
+        bits = list(struct.unpack(f"{len(pattern)}H", struct.pack(f"{len(pattern)}e", *pattern)))
+        stored = array.array("H", bits) * whole + array.array("H", bits[: rest * args.cols])
+        weights = (ctypes.c_uint16 * len(stored)).from_buffer(stored)
+    else:
+        weights = (ctypes.c_float * len(w)).from_buffer(w)
     nbytes = len(w) * size
     for tokens in [int(t) for t in args.tokens.split(",")]:
         x = [rng.uniform(-1, 1) for _ in range(tokens * args.cols)]

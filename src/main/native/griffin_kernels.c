@@ -403,7 +403,7 @@ static void work(task *t, int r0, int r1, int me) {
 	/* an attention's units one at a time when there are few (a decode step's) */
 	int share = (t->rows < 4 * ATTEND_SHARE * team) ? 1 : ATTEND_SHARE;
 	if (t->kind != 3) {
-		/* about an eighth of a thread's part, in whole tiles (3 rows), panel kernels (6) or row pairs */
+		/* about an eighth of a thread's part, in whole tiles (3 or 6 rows), panel kernels (6 or 12) or row pairs */
 		int unit = (t->kind != 2) ? 2 : (t->panel != NULL) ? panel_rows : tile_ways;
 		share = (t->rows + 8 * team - 1) / (8 * team);
 		share = (share + unit - 1) / unit * unit;
