@@ -488,6 +488,7 @@ static void work_rows(const task *t, int r0, int r1, int me) {
 	}
 	tile_fn tile = tiles[widens ? TYPE_FLOAT32 : type];
 	tile6_fn tile6 = tile6s[widens ? TYPE_FLOAT32 : type];
+	int ways = (tile6 != NULL) ? 6 : 3;
 	dot_fn dot = dots[widens ? TYPE_FLOAT32 : type];
 	element = widens ? 4 : element;
 	for (int b0 = r0; b0 < r1; b0 += block) {
@@ -513,45 +514,29 @@ static void work_rows(const task *t, int r0, int r1, int me) {
 				}
 				const char *w = weights + element * c0;
 				/*
-				 * rows r, r + third and r + 2 third in a tile: three streams of weights,
-				 * for the first group's pass reads the block from memory (about twice
-				 * the rate of three adjacent rows for four activation rows of 576 columns)
+				 * rows r, r + part, r + 2 part (and on to r + 5 part with six-row tiles) in
+				 * a tile: three (six) streams of weights, for the first group's pass reads
+				 * the block from memory (about twice the rate of three adjacent rows for
+				 * four activation rows of 576 columns)
 				 */
-				if (tile6 != NULL) {
-					/* rows r, r + sixth, ..., r + 5 sixth: six streams */
-					int sixth = (b1 - b0) / 6;
-					size_t apart = row_bytes * sixth;
-					for (int r = b0; r < b0 + sixth; r++) {
-						tile6(w + row_bytes * (r - b0), apart, xs, n, out);
-						for (int i = 0; i < count; i++) {
-							float *row = t->y + (size_t) t->rows * (i0 + i) + r;
-							for (int j = 0; j < 6; j++) {
-								row[j * sixth] = first ? out[6 * i + j] : row[j * sixth] + out[6 * i + j];
-							}
-						}
-					}
-					for (int r = b0 + 6 * sixth; r < b1; r++) {
-						for (int i = 0; i < count; i++) {
-							float *to = t->y + (size_t) t->rows * (i0 + i) + r;
-							float sum = dot(w + row_bytes * (r - b0), xs[i], n);
-							*to = first ? sum : *to + sum;
-						}
-					}
-					continue;
-				}
-				int third = (b1 - b0) / 3;
-				size_t apart = row_bytes * third;
-				for (int r = b0; r < b0 + third; r++) {
+				int part = (b1 - b0) / ways;
+				size_t apart = row_bytes * part;
+				for (int r = b0; r < b0 + part; r++) {
 					const char *at = w + row_bytes * (r - b0);
-					tile(at, at + apart, at + 2 * apart, xs, n, out);
+					if (tile6 != NULL) {
+						tile6(at, apart, xs, n, out);
+					}
+					else {
+						tile(at, at + apart, at + 2 * apart, xs, n, out);
+					}
 					for (int i = 0; i < count; i++) {
 						float *row = t->y + (size_t) t->rows * (i0 + i) + r;
-						row[0] = first ? out[3 * i] : row[0] + out[3 * i];
-						row[third] = first ? out[3 * i + 1] : row[third] + out[3 * i + 1];
-						row[2 * third] = first ? out[3 * i + 2] : row[2 * third] + out[3 * i + 2];
+						for (int j = 0; j < ways; j++) {
+							row[j * part] = first ? out[ways * i + j] : row[j * part] + out[ways * i + j];
+						}
 					}
 				}
-				for (int r = b0 + 3 * third; r < b1; r++) {
+				for (int r = b0 + ways * part; r < b1; r++) {
 					for (int i = 0; i < count; i++) {
 						float *to = t->y + (size_t) t->rows * (i0 + i) + r;
 						float sum = dot(w + row_bytes * (r - b0), xs[i], n);
