@@ -17,6 +17,7 @@ import argparse
 import array
 import ctypes
 import math
+import os
 import random
 import struct
 import time
@@ -26,7 +27,10 @@ TYPES = {"float32": (0, "f", 4), "float16": (1, "e", 2)}
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--library", default="target/classes/linux-x86-64/libgriffin_kernels.so")
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    parser.add_argument("--library", default=os.path.join(root, "target", "classes", "linux-x86-64",
+                                                           "libgriffin_kernels.so"),
+                        help="the built library (default: the build's, in this checkout's target/classes)")
     parser.add_argument("--type", choices=sorted(TYPES), default="float32")
     parser.add_argument("--rows", type=int, default=200000)
     parser.add_argument("--cols", type=int, default=576)
