@@ -309,7 +309,7 @@ typedef struct {
 	attention *a;
 	rows_fn each;        /* kind 4, with its context */
 	const void *context;
-	int taken;           /* kinds 0 to 3: rows handed out so far (threads take shares as they go) */
+	int taken;           /* rows handed out so far (threads take shares as they go) */
 } task;
 
 static int team = 1;
@@ -318,7 +318,19 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static task *posted_task;
 static volatile unsigned long generation;
+/*
+ * Who works on the posted task: its generation (above the low byte), the helpers that
+ * joined it (the low seven bits) and whether the caller closed it (CLOSED). A helper
+ * joins only an open task of the generation it woke for; the caller closes the task once
+ * no share is left and waits for the helpers that joined, never for one the machine kept
+ * off its core while the task ran.
+ */
+static unsigned long joining;
+#define CLOSED 0x80UL
+/* helpers that joined the posted task and are done with it */
 static volatile int done;
+/* nonzero: helpers join no task (griffin_hold_helpers) */
+static volatile int held;
 static volatile int sleepers;
 /* how long a helper spins for the next task before it sleeps */
 static const double SPIN_SECONDS = 2e-3;
@@ -390,19 +402,19 @@ static void one_row(const task *t, int r0, int r1) {
 }
 
 /*
- * The task's work on the team's thread me (0: the caller): rows [r0, r1) of a function
- * of rows; a product's or an attention's rows in shares taken from a counter until none
- * is left, so that a thread the machine slows takes fewer. An attention's shares are a
- * few units, the last rows first: a prompt's later rows attend over more keys.
+ * The task's work on the team's thread me (0: the caller): its rows in shares taken from
+ * a counter until none is left, so that a thread the machine slows takes fewer, and one
+ * it keeps off its core takes none. An attention's shares are a few units, the last rows
+ * first: a prompt's later rows attend over more keys.
  */
-static void work(task *t, int r0, int r1, int me) {
-	if (t->kind == 4) {
-		t->each(t->context, r0, r1);
-		return;
-	}
+static void work(task *t, int me) {
 	/* an attention's units one at a time when there are few (a decode step's) */
 	int share = (t->rows < 4 * ATTEND_SHARE * team) ? 1 : ATTEND_SHARE;
-	if (t->kind != 3) {
+	if (t->kind == 4) {
+		/* a function of rows: about a quarter of a thread's part */
+		share = (t->rows + 4 * team - 1) / (4 * team);
+	}
+	else if (t->kind != 3) {
 		/* about an eighth of a thread's part, in whole tiles (3 or 6 rows), panel kernels (6 or 12) or row pairs */
 		int unit = (t->kind != 2) ? 2 : (t->panel != NULL) ? panel_rows : tile_ways;
 		share = (t->rows + 8 * team - 1) / (8 * team);
@@ -414,7 +426,10 @@ static void work(task *t, int r0, int r1, int me) {
 			return;
 		}
 		int last = (first + share < t->rows) ? first + share : t->rows;
-		if (t->kind == 3) {
+		if (t->kind == 4) {
+			t->each(t->context, first, last);
+		}
+		else if (t->kind == 3) {
 			attend(t->a, t->rows - last, t->rows - first, me);
 		}
 		else if (t->kind == 2 && t->panel != NULL) {
@@ -1156,10 +1171,6 @@ __attribute__((target("avx2,fma,f16c"))) static void gather_statistic(const void
 	}
 }
 
-static int bound(int rows, int part, int parts) {
-	return (int) ((long long) rows * part / parts);
-}
-
 static double seconds(void) {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1186,8 +1197,18 @@ static void *helper(void *arg) {
 			}
 		}
 		seen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
-		task *t = posted_task;
-		work(t, bound(t->rows, me, team), bound(t->rows, me + 1, team), me);
+		/* join the task of that generation if it is still open; else wait for the next */
+		unsigned long state = __atomic_load_n(&joining, __ATOMIC_ACQUIRE);
+		int joined = 0;
+		while (!joined && (state >> 8) == (seen & (ULONG_MAX >> 8)) && (state & CLOSED) == 0
+				&& !__atomic_load_n(&held, __ATOMIC_ACQUIRE)) {
+			joined = __atomic_compare_exchange_n(&joining, &state, state + 1, 0, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE);
+		}
+		if (!joined) {
+			continue;
+		}
+		work(posted_task, me);
 		__atomic_add_fetch(&done, 1, __ATOMIC_ACQ_REL);
 	}
 	return NULL;
@@ -1196,20 +1217,24 @@ static void *helper(void *arg) {
 static void run(task *t) {
 	/* the team for a few attention units, each a head over many keys, not for a few rows */
 	if (team == 1 || t->rows < ((t->kind == 3) ? 2 : 4 * team)) {
-		work(t, 0, t->rows, 0);
+		work(t, 0);
 		return;
 	}
 	posted_task = t;
 	__atomic_store_n(&done, 0, __ATOMIC_RELEASE);
 	/* under the lock: a helper that is about to sleep rechecks generation holding it */
 	pthread_mutex_lock(&lock);
-	__atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
+	unsigned long next = generation + 1;
+	__atomic_store_n(&joining, (next & (ULONG_MAX >> 8)) << 8, __ATOMIC_RELEASE);
+	__atomic_store_n(&generation, next, __ATOMIC_RELEASE);
 	if (__atomic_load_n(&sleepers, __ATOMIC_ACQUIRE) > 0) {
 		pthread_cond_broadcast(&wake);
 	}
 	pthread_mutex_unlock(&lock);
-	work(t, 0, bound(t->rows, 1, team), 0);
-	while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) != team - 1) {
+	work(t, 0);
+	/* no share is left: close the task to late helpers, and wait for those that joined */
+	int joined = (int) (__atomic_fetch_or(&joining, CLOSED, __ATOMIC_ACQ_REL) & (CLOSED - 1));
+	while (__atomic_load_n(&done, __ATOMIC_ACQUIRE) != joined) {
 		_mm_pause();
 	}
 }
@@ -1268,6 +1293,14 @@ int griffin_init(int threads) {
 	}
 	pthread_mutex_unlock(&lock);
 	return level;
+}
+
+/*
+ * Nonzero: the helpers join no task from now on, as when the machine keeps them off their
+ * cores; the caller then does every share itself. Zero: they join again. For tests.
+ */
+void griffin_hold_helpers(int hold) {
+	__atomic_store_n(&held, hold, __ATOMIC_RELEASE);
 }
 
 /* The threads of the team (the caller included). */

@@ -81,6 +81,16 @@ public final class NativeKernels {
 	}
 
 	/**
+	 * Holds the team's helper threads out of every task from now on (true), as when the
+	 * machine keeps them off their cores, or lets them join again (false). For tests: a
+	 * product must then complete on the calling thread alone.
+	 */
+	static void holdHelpers(boolean hold) {
+		require();
+		griffin_hold_helpers(hold ? 1 : 0);
+	}
+
+	/**
 	 * Whether a weight can be read by these products: float16 or float32, 2-D, on the
 	 * CPU.
 	 */
@@ -450,6 +460,8 @@ public final class NativeKernels {
 	private static native int griffin_init(int threads);
 
 	private static native int griffin_threads();
+
+	private static native void griffin_hold_helpers(int hold);
 
 	private static native int griffin_gemv(Buffer weight, int type, Buffer x, Buffer y, int ioType, int rows,
 			int columns);

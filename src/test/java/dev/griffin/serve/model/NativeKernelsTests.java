@@ -13,6 +13,7 @@ import ai.djl.nn.core.Linear;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -167,6 +168,53 @@ class NativeKernelsTests {
 					.isLessThan(allowed);
 			}
 		}
+	}
+
+	/**
+	 * The team's helpers held out of every task, as when the machine keeps them off their
+	 * cores: each product completes on the calling thread alone (it used to wait for
+	 * every helper to take part) and equals the same product with the team. The products
+	 * run on another thread, so that a wait that never ends fails the test.
+	 */
+	@Test
+	@Timeout(value = 60, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+	void productsCompleteOnTheCallingThreadWhileTheHelpersAreHeld() {
+		try (NDScope scope = new NDScope()) {
+			NDArray weight = manager.randomNormal(0f, 0.1f, new Shape(1536, 576), DataType.FLOAT32);
+			NDArray down = manager.randomNormal(0f, 0.1f, new Shape(576, 768), DataType.FLOAT32);
+			NDArray one = manager.randomNormal(new Shape(1, 576));
+			// 40 rows: packed into panels by a task of its own, then multiplied
+			NDArray many = manager.randomNormal(new Shape(40, 576));
+			List<float[]> team = products(weight, down, one, many);
+			NativeKernels.holdHelpers(true);
+			List<float[]> alone;
+			try {
+				alone = products(weight, down, one, many);
+			}
+			finally {
+				NativeKernels.holdHelpers(false);
+			}
+			for (int i = 0; i < team.size(); i++) {
+				assertThat(alone.get(i)).as("product %d", i).containsExactly(team.get(i));
+			}
+		}
+	}
+
+	/** A one-row product, a gated block's and several rows', in float32 and float16. */
+	private static List<float[]> products(NDArray weight, NDArray down, NDArray one, NDArray many) {
+		Kernels nativeForm = new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.WEIGHTS, 2);
+		List<float[]> results = new ArrayList<>();
+		for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+			NDArray w = weight.toType(type, false);
+			results.add(NativeKernels.linear(one, w).toFloatArray());
+			FeedForward.Weights block = new FeedForward.Weights(w, down.toType(type, false), 768,
+					HiddenActivation.SILU);
+			results.add(nativeForm.feedForward(one.toType(type, false), block)
+				.toType(DataType.FLOAT32, false)
+				.toFloatArray());
+			results.add(NativeKernels.rows(many.toType(type, false), w).toType(DataType.FLOAT32, false).toFloatArray());
+		}
+		return results;
 	}
 
 	@Test
