@@ -173,8 +173,9 @@ class NativeKernelsTests {
 	/**
 	 * The team's helpers held out of every task, as when the machine keeps them off their
 	 * cores: each product completes on the calling thread alone (it used to wait for
-	 * every helper to take part) and equals the same product with the team. The products
-	 * run on another thread, so that a wait that never ends fails the test.
+	 * every helper to take part) and equals the same product with the team. The test runs
+	 * on a thread of its own, so that a wait that never ends fails it after the timeout
+	 * (the stuck call keeps the team, and the tests after it wait too).
 	 */
 	@Test
 	@Timeout(value = 60, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
