@@ -327,6 +327,11 @@ static volatile unsigned long generation;
  */
 static unsigned long joining;
 #define CLOSED 0x80UL
+
+/* joining for generation g's task, open and joined by no helper yet */
+static unsigned long opened(unsigned long g) {
+	return g << 8;
+}
 /* helpers that joined the posted task and are done with it */
 static volatile int done;
 /* nonzero: helpers join no task (griffin_hold_helpers) */
@@ -1200,7 +1205,7 @@ static void *helper(void *arg) {
 		/* join the task of that generation if it is still open; else wait for the next */
 		unsigned long state = __atomic_load_n(&joining, __ATOMIC_ACQUIRE);
 		int joined = 0;
-		while (!joined && (state >> 8) == (seen & (ULONG_MAX >> 8)) && (state & CLOSED) == 0
+		while (!joined && (state & ~0xFFUL) == opened(seen) && (state & CLOSED) == 0
 				&& !__atomic_load_n(&held, __ATOMIC_ACQUIRE)) {
 			joined = __atomic_compare_exchange_n(&joining, &state, state + 1, 0, __ATOMIC_ACQ_REL,
 					__ATOMIC_ACQUIRE);
@@ -1225,7 +1230,7 @@ static void run(task *t) {
 	/* under the lock: a helper that is about to sleep rechecks generation holding it */
 	pthread_mutex_lock(&lock);
 	unsigned long next = generation + 1;
-	__atomic_store_n(&joining, (next & (ULONG_MAX >> 8)) << 8, __ATOMIC_RELEASE);
+	__atomic_store_n(&joining, opened(next), __ATOMIC_RELEASE);
 	__atomic_store_n(&generation, next, __ATOMIC_RELEASE);
 	if (__atomic_load_n(&sleepers, __ATOMIC_ACQUIRE) > 0) {
 		pthread_cond_broadcast(&wake);
