@@ -376,6 +376,8 @@ static void rounded(float *v, size_t n, int io_type);
 /* the units a thread takes at a time in an attention task with many of them */
 #define ATTEND_SHARE 4
 
+static void silu_times(const float *gate, const float *up, float *out, int n);
+
 /* rows [r0, r1) of a one-row product: kind 0 (y = w x) or 1 (gated pairs) */
 static void one_row(const task *t, int r0, int r1) {
 	dot_fn dot = dots[t->type];
@@ -383,10 +385,26 @@ static void one_row(const task *t, int r0, int r1) {
 	size_t stride = (size_t) t->cols * (t->type == TYPE_FLOAT16 ? 2 : 4);
 	float s[2];
 	if (t->kind == 1) {
-		/* z[i] = act(gate_i . x) * (up_i . x), gate rows [0, F), up rows [F, 2F) */
-		for (int r = r0; r < r1; r++) {
-			dot2(t->w + stride * r, t->w + stride * ((size_t) t->rows + r), t->x, t->cols, s);
-			t->y[r] = activate(s[0], t->activation) * s[1];
+		/*
+		 * z[i] = act(gate_i . x) * (up_i . x), gate rows [0, F), up rows [F, 2F): eight
+		 * pairs' products, then their activations together (SiLU in eight lanes)
+		 */
+		for (int r = r0; r < r1; r += 8) {
+			int n = (r1 - r < 8) ? r1 - r : 8;
+			float gate[8], up[8];
+			for (int i = 0; i < n; i++) {
+				dot2(t->w + stride * (r + i), t->w + stride * ((size_t) t->rows + r + i), t->x, t->cols, s);
+				gate[i] = s[0];
+				up[i] = s[1];
+			}
+			if (t->activation == ACT_SILU) {
+				silu_times(gate, up, t->y + r, n);
+			}
+			else {
+				for (int i = 0; i < n; i++) {
+					t->y[r + i] = activate(gate[i], t->activation) * up[i];
+				}
+			}
 		}
 		return;
 	}
@@ -885,6 +903,20 @@ __attribute__((target("avx2,fma,f16c"))) static inline __m256 exp256(__m256 x) {
 	return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
 }
 
+/* out[i] = silu(gate[i]) * up[i], i < n: eight lanes at a time (exp256), the rest with expf */
+__attribute__((target("avx2,fma,f16c"))) static void silu_times(const float *gate, const float *up, float *out, int n) {
+	__m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 x = _mm256_loadu_ps(gate + i);
+		__m256 silu = _mm256_div_ps(x, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, x))));
+		_mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+	}
+	for (; i < n; i++) {
+		out[i] = activate(gate[i], ACT_SILU) * up[i];
+	}
+}
+
 /* s[t] = (k_t . q) * scale for the span's keys k_t (dh apart); returns the largest */
 __attribute__((target("avx2,fma,f16c"))) static float scored(const float *k, const float *q, int span, int dh, float scale,
 		float *s) {
@@ -1120,21 +1152,17 @@ __attribute__((target("avx2,fma,f16c"))) static void gate_rows(const void *conte
 	for (int r = r0; r < r1; r++) {
 		const float *gate = g->both + (size_t) r * 2 * f, *up = gate + f;
 		float *out = g->active + (size_t) r * f;
-		int i = 0;
 		if (g->activation == ACT_SILU) {
-			__m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-			for (; i + 8 <= f; i += 8) {
-				__m256 x = _mm256_loadu_ps(gate + i);
-				__m256 silu = _mm256_div_ps(x, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, x))));
-				_mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
-			}
+			silu_times(gate, up, out, f);
 		}
-		for (; i < f; i++) {
-			out[i] = activate(gate[i], g->activation) * up[i];
+		else {
+			for (int i = 0; i < f; i++) {
+				out[i] = activate(gate[i], g->activation) * up[i];
+			}
 		}
 		if (g->keep != NULL) {
 			const float *keep = g->keep + (size_t) r * f;
-			for (i = 0; i < f; i++) {
+			for (int i = 0; i < f; i++) {
 				out[i] *= keep[i];
 			}
 		}

@@ -1,0 +1,92 @@
+/*
+ * The products of one decode step through the project's own native team
+ * (src/main/native/griffin_kernels.c, compiled into this program): every layer's q/k/v and
+ * output products of one activation row, and its gated block (the gate and up rows in
+ * pairs with their activation, then down), each matrix allocated on its own as the
+ * engine's weights are, with 64 MB read between steps so that no step starts from warm
+ * caches. No attention, norms, head or Java: what is left of a step when those are taken
+ * away, so that two versions of the kernels can be compared on it alone.
+ *
+ *   cc -O3 -std=gnu11 -pthread -o /tmp/step tools/reference/bench_native_step.c -lm
+ *   /tmp/step 576 1536 960 30 2 float16         # SmolLM2-135M dense: hidden, neurons, q+k+v rows, layers, threads
+ *   /tmp/step 576 768 960 30 2 float16          # the same at GRIFFIN's density 0.5 (half the neurons)
+ *
+ * Another version of the kernels: -DKERNELS='"/path/to/griffin_kernels.c"'. Prints the mean
+ * and the fastest of 200 steps (after 10 unmeasured ones), as ms and GB/s of weights.
+ */
+#ifndef KERNELS
+#define KERNELS "../../src/main/native/griffin_kernels.c"
+#endif
+#include KERNELS
+#include <stdio.h>
+
+/* what the reads between steps summed, kept so that they are not left out */
+volatile long kept;
+
+int main(int argc, char **argv) {
+	if (argc != 7) {
+		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32\n", argv[0]);
+		return 2;
+	}
+	int d = atoi(argv[1]), f = atoi(argv[2]), qkv = atoi(argv[3]), layers = atoi(argv[4]);
+	int threads = atoi(argv[5]), type = (strcmp(argv[6], "float16") == 0) ? TYPE_FLOAT16 : TYPE_FLOAT32;
+	size_t size = (type == TYPE_FLOAT16) ? 2 : 4;
+	if (d <= 0 || f <= 0 || qkv <= 0 || layers <= 0 || griffin_init(threads) < 2) {
+		fprintf(stderr, "bad shape, or this CPU lacks AVX2 with FMA and F16C\n");
+		return 2;
+	}
+	/* per layer: q/k/v [qkv, d], output [d, d], gate and up [2f, d], down [d, f] */
+	size_t rows[4] = { (size_t) qkv, (size_t) d, 2 * (size_t) f, (size_t) d };
+	size_t cols[4] = { (size_t) d, (size_t) d, (size_t) d, (size_t) f };
+	char **weights = malloc(sizeof(char *) * 4 * (size_t) layers);
+	size_t total = 0;
+	for (int i = 0; i < 4 * layers; i++) {
+		size_t bytes = rows[i % 4] * cols[i % 4] * size;
+		weights[i] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+		for (size_t j = 0; j < bytes / size; j++) {
+			if (type == TYPE_FLOAT16) {
+				((uint16_t *) weights[i])[j] = (uint16_t) (0x2c00 + j % 512); /* 0.0625 and up */
+			}
+			else {
+				((float *) weights[i])[j] = 0.0625f + 0.0001f * (float) (j % 512);
+			}
+		}
+		total += bytes;
+	}
+	size_t flush_bytes = (size_t) 64 << 20;
+	volatile char *flush = malloc(flush_bytes);
+	memset((char *) flush, 1, flush_bytes);
+	float *x = malloc(sizeof(float) * (size_t) (d + f + qkv)), *y = malloc(sizeof(float) * (size_t) (d + 2 * f + qkv));
+	for (int i = 0; i < d + f + qkv; i++) {
+		x[i] = 0.001f * (float) (i % 97);
+	}
+	double sum = 0, best = INFINITY;
+	int steps = 200, warm = 10;
+	long touched = 0;
+	for (int s = 0; s < warm + steps; s++) {
+		for (size_t i = 0; i < flush_bytes; i += 64) {
+			touched += flush[i];
+		}
+		double start = seconds();
+		for (int l = 0; l < layers; l++) {
+			char **w = weights + 4 * l;
+			product(w[0], type, x, y, 1, qkv, d);
+			product(w[1], type, x, y, 1, d, d);
+			task first = { .kind = 1, .type = type, .rows = f, .cols = d, .activation = ACT_SILU, .w = w[2], .x = x,
+				.y = y };
+			run(&first);
+			product(w[3], type, y, y + f, 1, d, f);
+		}
+		double ms = (seconds() - start) * 1e3;
+		kept = touched;
+		if (s >= warm) {
+			sum += ms;
+			best = (ms < best) ? ms : best;
+		}
+	}
+	double mean = sum / steps;
+	printf("%d layers, hidden %d, %d neurons, %s, %d threads: %.1f MB of weights a step; mean %.3f ms (%.1f GB/s), "
+		   "fastest %.3f ms (%.1f GB/s)\n",
+			layers, d, f, argv[6], threads, total / 1e6, mean, total / mean / 1e6, best, total / best / 1e6);
+	return 0;
+}
