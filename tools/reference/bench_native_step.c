@@ -12,7 +12,12 @@
  *   /tmp/step 576 768 960 30 2 float16          # the same at GRIFFIN's density 0.5 (half the neurons)
  *
  * Another version of the kernels: -DKERNELS='"/path/to/griffin_kernels.c"'. Prints the mean
- * and the fastest of 200 steps (after 10 unmeasured ones), as ms and GB/s of weights.
+ * and the fastest of 200 steps (after 10 unmeasured ones), as ms and GB/s of weights. With a
+ * seventh argument, float16 rows' prefetch distance in bytes (0: none), the steps alternate
+ * between the kernels' own distance and that one, and each is printed: a comparison in one
+ * process, which the machine's drift between processes does not blur.
+ *
+ *   /tmp/step 576 1536 960 30 2 float16 0       # with and without the prefetch
  */
 #ifndef KERNELS
 #define KERNELS "../../src/main/native/griffin_kernels.c"
@@ -24,8 +29,8 @@
 volatile long kept;
 
 int main(int argc, char **argv) {
-	if (argc != 7) {
-		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32\n", argv[0]);
+	if (argc != 7 && argc != 8) {
+		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32 [ahead]\n", argv[0]);
 		return 2;
 	}
 	int d = atoi(argv[1]), f = atoi(argv[2]), qkv = atoi(argv[3]), layers = atoi(argv[4]);
@@ -60,13 +65,16 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < d + f + qkv; i++) {
 		x[i] = 0.001f * (float) (i % 97);
 	}
-	double sum = 0, best = INFINITY;
-	int steps = 200, warm = 10;
+	int forms = (argc == 8) ? 2 : 1, aheads[2] = { f16_ahead, (argc == 8) ? atoi(argv[7]) : f16_ahead };
+	double sum[2] = { 0, 0 }, best[2] = { INFINITY, INFINITY };
+	int steps = 200 * forms, warm = 10;
 	long touched = 0;
 	for (int s = 0; s < warm + steps; s++) {
 		for (size_t i = 0; i < flush_bytes; i += 64) {
 			touched += flush[i];
 		}
+		int form = s % forms;
+		f16_ahead = aheads[form];
 		double start = seconds();
 		for (int l = 0; l < layers; l++) {
 			char **w = weights + 4 * l;
@@ -80,13 +88,16 @@ int main(int argc, char **argv) {
 		double ms = (seconds() - start) * 1e3;
 		kept = touched;
 		if (s >= warm) {
-			sum += ms;
-			best = (ms < best) ? ms : best;
+			sum[form] += ms;
+			best[form] = (ms < best[form]) ? ms : best[form];
 		}
 	}
-	double mean = sum / steps;
-	printf("%d layers, hidden %d, %d neurons, %s, %d threads: %.1f MB of weights a step; mean %.3f ms (%.1f GB/s), "
-		   "fastest %.3f ms (%.1f GB/s)\n",
-			layers, d, f, argv[6], threads, total / 1e6, mean, total / mean / 1e6, best, total / best / 1e6);
+	printf("%d layers, hidden %d, %d neurons, %s, %d threads: %.1f MB of weights a step\n", layers, d, f, argv[6],
+			threads, total / 1e6);
+	for (int form = 0; form < forms; form++) {
+		double mean = sum[form] / (steps / forms);
+		printf("  float16 prefetch %5d bytes ahead: mean %.3f ms (%.1f GB/s), fastest %.3f ms (%.1f GB/s)\n",
+				aheads[form], mean, total / mean / 1e6, best[form], total / best[form] / 1e6);
+	}
 	return 0;
 }
