@@ -2,8 +2,9 @@
  * The products of one decode step through the project's own native team
  * (src/main/native/griffin_kernels.c, compiled into this program): every layer's q/k/v and
  * output products of one activation row, and its gated block (the gate and up rows in
- * pairs with their activation, then down), each matrix allocated on its own as the
- * engine's weights are, with 64 MB read between steps so that no step starts from warm
+ * pairs with their activation, then down), or of several rows (a batched step: each
+ * product in the tiles of several rows, the block's activation left out), each matrix
+ * allocated on its own as the engine's weights are, with 64 MB read between steps so that no step starts from warm
  * caches. No attention, norms, head or Java: what is left of a step when those are taken
  * away, so that two versions of the kernels can be compared on it alone.
  *
@@ -15,9 +16,11 @@
  * and the fastest of 200 steps (after 10 unmeasured ones), as ms and GB/s of weights. With a
  * seventh argument, float16 rows' prefetch distance in bytes (0: none), the steps alternate
  * between the kernels' own distance and that one, and each is printed: a comparison in one
- * process, which the machine's drift between processes does not blur.
+ * process, which the machine's drift between processes does not blur. An eighth argument
+ * is the activation rows of a step (default 1).
  *
  *   /tmp/step 576 1536 960 30 2 float16 0       # with and without the prefetch
+ *   /tmp/step 576 1536 960 30 2 float16 0 4     # the same for a step of four sequences
  */
 #ifndef KERNELS
 #define KERNELS "../../src/main/native/griffin_kernels.c"
@@ -29,14 +32,15 @@
 volatile long kept;
 
 int main(int argc, char **argv) {
-	if (argc != 7 && argc != 8) {
-		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32 [ahead]\n", argv[0]);
+	if (argc < 7 || argc > 9) {
+		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32 [ahead [rows]]\n", argv[0]);
 		return 2;
 	}
 	int d = atoi(argv[1]), f = atoi(argv[2]), qkv = atoi(argv[3]), layers = atoi(argv[4]);
 	int threads = atoi(argv[5]), type = (strcmp(argv[6], "float16") == 0) ? TYPE_FLOAT16 : TYPE_FLOAT32;
 	size_t size = (type == TYPE_FLOAT16) ? 2 : 4;
-	if (d <= 0 || f <= 0 || qkv <= 0 || layers <= 0 || griffin_init(threads) < 2) {
+	int tokens = (argc == 9) ? atoi(argv[8]) : 1;
+	if (d <= 0 || f <= 0 || qkv <= 0 || layers <= 0 || tokens <= 0 || griffin_init(threads) < 2) {
 		fprintf(stderr, "bad shape, or this CPU lacks AVX2 with FMA and F16C\n");
 		return 2;
 	}
@@ -61,11 +65,12 @@ int main(int argc, char **argv) {
 	size_t flush_bytes = (size_t) 64 << 20;
 	volatile char *flush = malloc(flush_bytes);
 	memset((char *) flush, 1, flush_bytes);
-	float *x = malloc(sizeof(float) * (size_t) (d + f + qkv)), *y = malloc(sizeof(float) * (size_t) (d + 2 * f + qkv));
-	for (int i = 0; i < d + f + qkv; i++) {
+	size_t width = (size_t) tokens * (size_t) (d + 2 * f + qkv);
+	float *x = malloc(sizeof(float) * width), *y = malloc(sizeof(float) * width);
+	for (size_t i = 0; i < width; i++) {
 		x[i] = 0.001f * (float) (i % 97);
 	}
-	int forms = (argc == 8) ? 2 : 1, aheads[2] = { f16_ahead, (argc == 8) ? atoi(argv[7]) : f16_ahead };
+	int forms = (argc >= 8) ? 2 : 1, aheads[2] = { f16_ahead, (argc >= 8) ? atoi(argv[7]) : f16_ahead };
 	double sum[2] = { 0, 0 }, best[2] = { INFINITY, INFINITY };
 	int steps = 200 * forms, warm = 10;
 	long touched = 0;
@@ -78,12 +83,17 @@ int main(int argc, char **argv) {
 		double start = seconds();
 		for (int l = 0; l < layers; l++) {
 			char **w = weights + 4 * l;
-			product(w[0], type, x, y, 1, qkv, d);
-			product(w[1], type, x, y, 1, d, d);
-			task first = { .kind = 1, .type = type, .rows = f, .cols = d, .activation = ACT_SILU, .w = w[2], .x = x,
-				.y = y };
-			run(&first);
-			product(w[3], type, y, y + f, 1, d, f);
+			product(w[0], type, x, y, tokens, qkv, d);
+			product(w[1], type, x, y, tokens, d, d);
+			if (tokens == 1) {
+				task first = { .kind = 1, .type = type, .rows = f, .cols = d, .activation = ACT_SILU, .w = w[2],
+					.x = x, .y = y };
+				run(&first);
+			}
+			else {
+				product(w[2], type, x, y, tokens, 2 * f, d);
+			}
+			product(w[3], type, y, x, tokens, d, f);
 		}
 		double ms = (seconds() - start) * 1e3;
 		kept = touched;
@@ -92,8 +102,8 @@ int main(int argc, char **argv) {
 			best[form] = (ms < best[form]) ? ms : best[form];
 		}
 	}
-	printf("%d layers, hidden %d, %d neurons, %s, %d threads: %.1f MB of weights a step\n", layers, d, f, argv[6],
-			threads, total / 1e6);
+	printf("%d layers, hidden %d, %d neurons, %s, %d threads, %d rows: %.1f MB of weights a step\n", layers, d, f,
+			argv[6], threads, tokens, total / 1e6);
 	for (int form = 0; form < forms; form++) {
 		double mean = sum[form] / (steps / forms);
 		printf("  float16 prefetch %5d bytes ahead: mean %.3f ms (%.1f GB/s), fastest %.3f ms (%.1f GB/s)\n",

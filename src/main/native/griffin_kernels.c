@@ -117,13 +117,15 @@ EXPAND(DEFINE_DOT, dot_f32_avx2, AVX2_OPS(_mm256_loadu_ps, SAME, float))
 EXPAND(DEFINE_DOT, dot_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t))
 EXPAND(DEFINE_DOT, dot_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float))
 /*
- * How far ahead float16 rows prefetch, in bytes (0: not at all). A decode step's products
- * with and without it, step by step in one process (tools/reference/bench_native_step.c)
- * on the AMD EPYC with AVX-512: SmolLM2's shapes 3-8% less time (half its neurons, as
- * GRIFFIN 0.5 reads them, 5-8%), Qwen2.5-Coder 0.5B's and 1.5B's 1-5%. In trials of the
- * distance on SmolLM2's shapes 1 KB ahead gained less than 4 KB, and 8 KB no more; the AVX2
- * form (run on that CPU) gained 7-8%. float32 rows, read near that machine's limit
- * already, took 4-11% more time with it in the AVX-512 form, and do not prefetch.
+ * How far ahead float16 weight rows prefetch, in bytes (0: not at all): the row pairs of
+ * one-row products here, and the tiles of several rows below. A decode step's products with
+ * and without it, step by step in one process (tools/reference/bench_native_step.c) on the
+ * AMD EPYC with AVX-512: one row, SmolLM2's shapes 3-8% less time (half its neurons, as
+ * GRIFFIN 0.5 reads them, 5-8%), Qwen2.5-Coder 0.5B's and 1.5B's 1-5%; four rows, SmolLM2's
+ * 4-11%, the 0.5B's 1-4%; eight rows 5-7%. In trials of the distance on SmolLM2's shapes
+ * 1 KB ahead gained less than 4 KB, and 8 KB no more; the AVX2 form (run on that CPU) gained
+ * 7-8%. float32 rows, read near that machine's limit already, took 4-11% more time with it
+ * in the AVX-512 form, and do not prefetch.
  */
 static int f16_ahead = 4096;
 EXPAND(DEFINE_DOT2, dot2_f16_avx2, AVX2_OPS(LOAD_F16_256, _cvtsh_ss, uint16_t), f16_ahead)
@@ -148,7 +150,7 @@ typedef void (*tile_fn)(const void *row0, const void *row1, const void *row2, co
 	B = FMA(v1, x, B);                                                                                         \
 	C = FMA(v2, x, C);
 
-#define DEFINE_TILE(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, ADD, HSUM, SCALARW, WTYPE)                  \
+#define DEFINE_TILE(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, ADD, HSUM, SCALARW, WTYPE, AHEAD)           \
 	__attribute__((target(TARGET))) static void NAME(const void *r0, const void *r1, const void *r2,           \
 			const float *const *xs, int n, float *out) {                                                       \
 		const WTYPE *w0 = (const WTYPE *) r0, *w1 = (const WTYPE *) r1, *w2 = (const WTYPE *) r2;              \
@@ -156,6 +158,11 @@ typedef void (*tile_fn)(const void *row0, const void *row1, const void *row2, co
 		VEC a20 = ZERO, a21 = ZERO, a22 = ZERO, a30 = ZERO, a31 = ZERO, a32 = ZERO;                             \
 		int c = 0;                                                                                         \
 		for (; c + WIDTH <= n; c += WIDTH) {                                                               \
+			if ((AHEAD) > 0 && (c * sizeof(WTYPE)) % 64 == 0) {                                            \
+				_mm_prefetch((const char *) (w0 + c) + (AHEAD), _MM_HINT_T0);                               \
+				_mm_prefetch((const char *) (w1 + c) + (AHEAD), _MM_HINT_T0);                               \
+				_mm_prefetch((const char *) (w2 + c) + (AHEAD), _MM_HINT_T0);                               \
+			}                                                                                              \
 			VEC v0 = LOADW(w0 + c), v1 = LOADW(w1 + c), v2 = LOADW(w2 + c), x;                             \
 			TILE_ROW(LOADX, FMA, xs[0], a00, a01, a02)                                                                 \
 			TILE_ROW(LOADX, FMA, xs[1], a10, a11, a12)                                                                 \
@@ -184,10 +191,10 @@ typedef void (*tile_fn)(const void *row0, const void *row1, const void *row2, co
 		}                                                                                                  \
 	}
 
-EXPAND(DEFINE_TILE, tile_f16_avx2, AVX2_OPS(LOAD_F16_256, _cvtsh_ss, uint16_t))
-EXPAND(DEFINE_TILE, tile_f32_avx2, AVX2_OPS(_mm256_loadu_ps, SAME, float))
-EXPAND(DEFINE_TILE, tile_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t))
-EXPAND(DEFINE_TILE, tile_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float))
+EXPAND(DEFINE_TILE, tile_f16_avx2, AVX2_OPS(LOAD_F16_256, _cvtsh_ss, uint16_t), f16_ahead)
+EXPAND(DEFINE_TILE, tile_f32_avx2, AVX2_OPS(_mm256_loadu_ps, SAME, float), 0)
+EXPAND(DEFINE_TILE, tile_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t), f16_ahead)
+EXPAND(DEFINE_TILE, tile_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float), 0)
 
 static tile_fn tiles[2];
 
@@ -221,7 +228,7 @@ typedef void (*tile6_fn)(const void *row0, size_t apart, const float *const *xs,
 	out[6 * (I) + 4] = HSUM(A4);                                                                               \
 	out[6 * (I) + 5] = HSUM(A5);
 
-#define DEFINE_TILE6(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, ADD, HSUM, SCALARW, WTYPE)                 \
+#define DEFINE_TILE6(NAME, TARGET, VEC, WIDTH, ZERO, LOADW, LOADX, FMA, ADD, HSUM, SCALARW, WTYPE, AHEAD)          \
 	__attribute__((target(TARGET))) static void NAME(const void *r0, size_t apart, const float *const *xs, int n, \
 			float *out) {                                                                                      \
 		const WTYPE *w[6];                                                                                 \
@@ -234,6 +241,11 @@ typedef void (*tile6_fn)(const void *row0, size_t apart, const float *const *xs,
 		VEC a30 = ZERO, a31 = ZERO, a32 = ZERO, a33 = ZERO, a34 = ZERO, a35 = ZERO;                           \
 		int c = 0;                                                                                         \
 		for (; c + WIDTH <= n; c += WIDTH) {                                                               \
+			if ((AHEAD) > 0 && (c * sizeof(WTYPE)) % 64 == 0) {                                            \
+				for (int j = 0; j < 6; j++) {                                                              \
+					_mm_prefetch((const char *) (w[j] + c) + (AHEAD), _MM_HINT_T0);                         \
+				}                                                                                          \
+			}                                                                                              \
 			VEC v0 = LOADW(w[0] + c), v1 = LOADW(w[1] + c), v2 = LOADW(w[2] + c);                          \
 			VEC v3 = LOADW(w[3] + c), v4 = LOADW(w[4] + c), v5 = LOADW(w[5] + c), x;                       \
 			TILE6_ROW(LOADX, FMA, xs[0], a00, a01, a02, a03, a04, a05)                                     \
@@ -255,8 +267,8 @@ typedef void (*tile6_fn)(const void *row0, size_t apart, const float *const *xs,
 		}                                                                                                  \
 	}
 
-EXPAND(DEFINE_TILE6, tile6_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t))
-EXPAND(DEFINE_TILE6, tile6_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float))
+EXPAND(DEFINE_TILE6, tile6_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t), f16_ahead)
+EXPAND(DEFINE_TILE6, tile6_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float), 0)
 
 /* the six-row tiles, where this machine has them (null: the three-row ones) */
 static tile6_fn tile6s[2];
