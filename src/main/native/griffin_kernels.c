@@ -120,12 +120,13 @@ EXPAND(DEFINE_DOT, dot_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float))
  * How far ahead float16 weight rows prefetch, in bytes (0: not at all): the row pairs of
  * one-row products here, and the tiles of several rows below. A decode step's products with
  * and without it, step by step in one process (tools/reference/bench_native_step.c) on the
- * AMD EPYC with AVX-512: one row, SmolLM2's shapes 3-8% less time (half its neurons, as
- * GRIFFIN 0.5 reads them, 5-8%), Qwen2.5-Coder 0.5B's and 1.5B's 1-5%; four rows, SmolLM2's
- * 4-11%, the 0.5B's 1-4%; eight rows 5-7%. In trials of the distance on SmolLM2's shapes
- * 1 KB ahead gained less than 4 KB, and 8 KB no more; the AVX2 form (run on that CPU) gained
- * 7-8%. float32 rows, read near that machine's limit already, took 4-11% more time with it
- * in the AVX-512 form, and do not prefetch.
+ * AMD EPYC with AVX-512: one row, SmolLM2's shapes 3-8% less time in all runs but one (21%;
+ * half its neurons, as GRIFFIN 0.5 reads them, 5-8%), Qwen2.5-Coder 0.5B's and 1.5B's 1-5%;
+ * four rows, SmolLM2's 4-11%, the 0.5B's 1-4%; eight rows 5-7%. In trials of the distance on
+ * SmolLM2's shapes 1 KB ahead gained less than 4 KB, and 8 KB no more; the AVX2 form (run on
+ * that CPU) gained 7-8%. float32 rows, read near that machine's limit already, took 4-11% more
+ * time with it in the AVX-512 form (one-row pairs) and 0-2% more (tiles of four and eight
+ * rows), and do not prefetch.
  */
 static int f16_ahead = 4096;
 EXPAND(DEFINE_DOT2, dot2_f16_avx2, AVX2_OPS(LOAD_F16_256, _cvtsh_ss, uint16_t), f16_ahead)
