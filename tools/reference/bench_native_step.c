@@ -4,9 +4,9 @@
  * output products of one activation row, and its gated block (the gate and up rows in
  * pairs with their activation, then down), or of several rows (a batched step: each
  * product in the tiles of several rows, the block's activation left out), each matrix
- * allocated on its own as the engine's weights are, with 64 MB read between steps so that no step starts from warm
- * caches. No attention, norms, head or Java: what is left of a step when those are taken
- * away, so that two versions of the kernels can be compared on it alone.
+ * allocated on its own as the engine's weights are, with 64 MB read between steps so that no
+ * step starts from warm caches. No attention, norms, head or Java: what is left of a step
+ * when those are taken away, so that two versions of the kernels can be compared on it alone.
  *
  *   cc -O3 -std=gnu11 -pthread -o /tmp/step tools/reference/bench_native_step.c -lm
  *   /tmp/step 576 1536 960 30 2 float16         # SmolLM2-135M dense: hidden, neurons, q+k+v rows, layers, threads
@@ -106,8 +106,14 @@ int main(int argc, char **argv) {
 			argv[6], threads, tokens, total / 1e6);
 	for (int form = 0; form < forms; form++) {
 		double mean = sum[form] / (steps / forms);
-		printf("  float16 prefetch %5d bytes ahead: mean %.3f ms (%.1f GB/s), fastest %.3f ms (%.1f GB/s)\n",
-				aheads[form], mean, total / mean / 1e6, best[form], total / best[form] / 1e6);
+		if (type == TYPE_FLOAT16 || forms == 2) {
+			printf("  float16 rows prefetching %d bytes ahead:", aheads[form]);
+		}
+		else {
+			printf(" ");
+		}
+		printf(" mean %.3f ms (%.1f GB/s), fastest %.3f ms (%.1f GB/s)\n", mean, total / mean / 1e6, best[form],
+				total / best[form] / 1e6);
 	}
 	return 0;
 }
