@@ -407,7 +407,7 @@ static void rounded(float *v, size_t n, int io_type);
 /* the units a thread takes at a time in an attention task with many of them */
 #define ATTEND_SHARE 4
 
-static void silu_times(const float *gate, const float *up, float *out, int n);
+static void activated(const float *gate, const float *up, float *out, int n, int activation);
 
 /* rows [r0, r1) of a one-row product: kind 0 (y = w x) or 1 (gated pairs) */
 static void one_row(const task *t, int r0, int r1) {
@@ -428,14 +428,7 @@ static void one_row(const task *t, int r0, int r1) {
 				gate[i] = s[0];
 				up[i] = s[1];
 			}
-			if (t->activation == ACT_SILU) {
-				silu_times(gate, up, t->y + r, n);
-			}
-			else {
-				for (int i = 0; i < n; i++) {
-					t->y[r + i] = activate(gate[i], t->activation) * up[i];
-				}
-			}
+			activated(gate, up, t->y + r, n, t->activation);
 		}
 		return;
 	}
@@ -934,17 +927,21 @@ __attribute__((target("avx2,fma,f16c"))) static inline __m256 exp256(__m256 x) {
 	return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
 }
 
-/* out[i] = silu(gate[i]) * up[i], i < n: eight lanes at a time (exp256), the rest with expf */
-__attribute__((target("avx2,fma,f16c"))) static void silu_times(const float *gate, const float *up, float *out, int n) {
+/*
+ * out[i] = act(gate[i]) * up[i], i < n: SiLU eight lanes at a time (exp256), the rest of
+ * it and the other activations one at a time
+ */
+__attribute__((target("avx2,fma,f16c"))) static void activated(const float *gate, const float *up, float *out, int n,
+		int activation) {
 	__m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
 	int i = 0;
-	for (; i + 8 <= n; i += 8) {
+	for (; activation == ACT_SILU && i + 8 <= n; i += 8) {
 		__m256 x = _mm256_loadu_ps(gate + i);
 		__m256 silu = _mm256_div_ps(x, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, x))));
 		_mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
 	}
 	for (; i < n; i++) {
-		out[i] = activate(gate[i], ACT_SILU) * up[i];
+		out[i] = activate(gate[i], activation) * up[i];
 	}
 }
 
@@ -1183,14 +1180,7 @@ __attribute__((target("avx2,fma,f16c"))) static void gate_rows(const void *conte
 	for (int r = r0; r < r1; r++) {
 		const float *gate = g->both + (size_t) r * 2 * f, *up = gate + f;
 		float *out = g->active + (size_t) r * f;
-		if (g->activation == ACT_SILU) {
-			silu_times(gate, up, out, f);
-		}
-		else {
-			for (int i = 0; i < f; i++) {
-				out[i] = activate(gate[i], g->activation) * up[i];
-			}
-		}
+		activated(gate, up, out, f, g->activation);
 		if (g->keep != NULL) {
 			const float *keep = g->keep + (size_t) r * f;
 			for (int i = 0; i < f; i++) {
