@@ -89,7 +89,7 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 			@DefaultValue("256") int denseBelowPromptTokens,
 			@DefaultValue(SelectionMethod.SERVER_DEFAULT) String defaultMethod,
 			@DefaultValue("256") int defaultMaxTokens, @DefaultValue("4096") int maxTokensLimit,
-			@DefaultValue("1") int workers, @DefaultValue("2048") int kvArenaTokens,
+			@DefaultValue("4") int workers, @DefaultValue("2048") int kvArenaTokens,
 			@DefaultValue("16") int queueCapacity, @DefaultValue("10s") Duration keepAlive,
 			@DefaultValue("true") boolean warmUp, @DefaultValue("8") int maxConcurrentPerKey,
 			@DefaultValue("200000") long tokensPerMinutePerKey, @DefaultValue("30s") Duration stallTimeout,

@@ -115,9 +115,9 @@ class HelmChartTests {
 	@Test
 	void thePodsMemoryIsTheSumOfTheBudgetAndCoversTheServicesOwnReckoning() throws Exception {
 		List<HasMetadata> objects = parse(render(Map.of(), null));
-		// heap 1024 + direct 256 + overhead 768 + weights 1152 + cache 2048 + 1
-		// worker x 1024
-		assertThat(memoryMi(objects)).isEqualTo(1024 + 256 + 768 + 1152 + 2048 + 1024);
+		// heap 1024 + direct 256 + overhead 768 + weights 1152 + cache 2048 + 4
+		// workers x (1024 per sequence + 96 of the KV arena)
+		assertThat(memoryMi(objects)).isEqualTo(1024 + 256 + 768 + 1152 + 2048 + 4 * (1024 + 96));
 		// the weights live in libtorch's memory in every precision: the direct cap
 		// is Netty's and the load's staging
 		assertThat(javaToolOptions(objects)).contains("-Xmx1024m", "-XX:MaxDirectMemorySize=256m",
@@ -128,7 +128,11 @@ class HelmChartTests {
 			.get("application.yaml");
 		assertThat(config).contains("max-size: \"2048MB\"").contains("overhead: \"768MB\"");
 		// a worker more is a sequence more, and with several the KV arena's share each
-		assertThat(memoryMi(parse(render(Map.of("griffin.workers", "3"), null)))).isEqualTo(6272 + 2 * 1024 + 3 * 96);
+		assertThat(memoryMi(parse(render(Map.of("griffin.workers", "5"), null))))
+			.isEqualTo(1024 + 256 + 768 + 1152 + 2048 + 5 * (1024 + 96));
+		// one worker keeps no arena
+		assertThat(memoryMi(parse(render(Map.of("griffin.workers", "1"), null))))
+			.isEqualTo(1024 + 256 + 768 + 1152 + 2048 + 1024);
 		// on GPUs the model's memory is the GPU's
 		assertThat(memoryMi(parse(render(Map.of(), CHART.resolve("values-gpu.yaml"))))).isEqualTo(1024 + 256 + 4096);
 		// the service's own reckoning for the default model (SmolLM2-135M, float32) fits
