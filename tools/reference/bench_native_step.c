@@ -21,6 +21,13 @@
  *
  *   /tmp/step 576 1536 960 30 2 float16 0       # with and without the prefetch
  *   /tmp/step 576 1536 960 30 2 float16 0 4     # the same for a step of four sequences
+ *
+ * With "next" in place of the distance, the steps alternate between helpers that prefetch
+ * the next layer's q/k/v weights while the caller is alone and helpers that do not; a ninth
+ * argument leaves the caller alone that many microseconds after each layer, as the engine's
+ * Java between two layer calls does:
+ *
+ *   /tmp/step 576 768 960 30 2 float16 next 1 20
  */
 #ifndef KERNELS
 #define KERNELS "../../src/main/native/griffin_kernels.c"
@@ -32,14 +39,15 @@
 volatile long kept;
 
 int main(int argc, char **argv) {
-	if (argc < 7 || argc > 9) {
-		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32 [ahead [rows]]\n", argv[0]);
+	if (argc < 7 || argc > 10) {
+		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32 [ahead|next [rows [gap]]]\n",
+				argv[0]);
 		return 2;
 	}
 	int d = atoi(argv[1]), f = atoi(argv[2]), qkv = atoi(argv[3]), layers = atoi(argv[4]);
 	int threads = atoi(argv[5]), type = (strcmp(argv[6], "float16") == 0) ? TYPE_FLOAT16 : TYPE_FLOAT32;
 	size_t size = (type == TYPE_FLOAT16) ? 2 : 4;
-	int tokens = (argc == 9) ? atoi(argv[8]) : 1;
+	int tokens = (argc >= 9) ? atoi(argv[8]) : 1;
 	if (d <= 0 || f <= 0 || qkv <= 0 || layers <= 0 || tokens <= 0 || griffin_init(threads) < 2) {
 		fprintf(stderr, "bad shape, or this CPU lacks AVX2 with FMA and F16C\n");
 		return 2;
@@ -70,7 +78,11 @@ int main(int argc, char **argv) {
 	for (size_t i = 0; i < width; i++) {
 		x[i] = 0.001f * (float) (i % 97);
 	}
-	int forms = (argc >= 8) ? 2 : 1, aheads[2] = { f16_ahead, (argc >= 8) ? atoi(argv[7]) : f16_ahead };
+	/* "next": the forms differ in whether helpers prefetch the next layer's q/k/v weights */
+	int next = argc >= 8 && strcmp(argv[7], "next") == 0;
+	int gap_us = (argc == 10) ? atoi(argv[9]) : 0;
+	int forms = (argc >= 8) ? 2 : 1, aheads[2] = { f16_ahead, (argc >= 8 && !next) ? atoi(argv[7]) : f16_ahead };
+	size_t qkv_bytes = (size_t) qkv * (size_t) d * size;
 	double sum[2] = { 0, 0 }, best[2] = { INFINITY, INFINITY };
 	int steps = 200 * forms, warm = 10;
 	long touched = 0;
@@ -80,6 +92,7 @@ int main(int argc, char **argv) {
 		}
 		int form = s % forms;
 		f16_ahead = aheads[form];
+		ahead_enabled = next ? form == 0 : 1;
 		double start = seconds();
 		for (int l = 0; l < layers; l++) {
 			char **w = weights + 4 * l;
@@ -94,6 +107,15 @@ int main(int argc, char **argv) {
 				product(w[2], type, x, y, tokens, 2 * f, d);
 			}
 			product(w[3], type, y, x, tokens, d, f);
+			if (gap_us > 0) {
+				/* the caller alone, as in the engine's Java between two layer calls */
+				if (l + 1 < layers) {
+					post_ahead(weights[4 * (l + 1)], qkv_bytes);
+				}
+				double until = seconds() + gap_us * 1e-6;
+				while (seconds() < until) {
+				}
+			}
 		}
 		double ms = (seconds() - start) * 1e3;
 		kept = touched;
@@ -106,7 +128,10 @@ int main(int argc, char **argv) {
 			argv[6], threads, tokens, total / 1e6);
 	for (int form = 0; form < forms; form++) {
 		double mean = sum[form] / (steps / forms);
-		if (type == TYPE_FLOAT16 || forms == 2) {
+		if (next) {
+			printf("  %s:", (form == 0) ? "helpers prefetching the next layer" : "no prefetch of the next layer");
+		}
+		else if (type == TYPE_FLOAT16 || forms == 2) {
 			printf("  float16 rows prefetching %d bytes ahead:", aheads[form]);
 		}
 		else {

@@ -370,6 +370,19 @@ static volatile int held;
 static volatile int sleepers;
 /* how long a helper spins for the next task before it sleeps */
 static const double SPIN_SECONDS = 2e-3;
+/*
+ * Memory the caller reads next (the next layer's q/k/v weights), posted at the end of a
+ * layer call so that helpers waiting for a task prefetch it while the caller is alone (in
+ * the engine's Java between two layers): each helper asks for its slice a cache line at a
+ * time until the next task comes. Only prefetch instructions touch the region, and they
+ * never fault, so it may be freed or reused meanwhile: a stale region costs reads, not
+ * correctness. A seqlock: ahead_version is odd while the caller writes the region.
+ */
+static const char *ahead_from;
+static size_t ahead_bytes;
+static unsigned long ahead_version;
+/* nonzero: post regions (griffin_layer); zero: none (comparisons, tools/reference) */
+static int ahead_enabled = 1;
 /* one product at a time: the team is the process's, and engine threads may share it */
 static pthread_mutex_t calls = PTHREAD_MUTEX_INITIALIZER;
 
@@ -1231,13 +1244,54 @@ static double seconds(void) {
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* the caller's next region: r for helpers to prefetch (a seqlock's writer, see ahead_from) */
+static void post_ahead(const void *r, size_t bytes) {
+	if (!ahead_enabled || team == 1 || r == NULL) {
+		return;
+	}
+	__atomic_add_fetch(&ahead_version, 1, __ATOMIC_ACQ_REL);
+	__atomic_store_n(&ahead_from, (const char *) r, __ATOMIC_RELAXED);
+	__atomic_store_n(&ahead_bytes, bytes, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&ahead_version, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Helper me's slice [*from, *to) of a region posted since version *taken, if any: true,
+ * with *taken moved on; false when none is new or the caller is writing one
+ */
+static int took_ahead(int me, unsigned long *taken, const char **from, const char **to) {
+	unsigned long v = __atomic_load_n(&ahead_version, __ATOMIC_ACQUIRE);
+	if (v == *taken || (v & 1) != 0) {
+		return 0;
+	}
+	const char *r = __atomic_load_n(&ahead_from, __ATOMIC_RELAXED);
+	size_t bytes = __atomic_load_n(&ahead_bytes, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&ahead_version, __ATOMIC_RELAXED) != v) {
+		return 0;
+	}
+	*taken = v;
+	size_t slice = bytes / (size_t) (team - 1);
+	*from = r + slice * (size_t) (me - 1);
+	*to = (me == team - 1) ? r + bytes : *from + slice;
+	return 1;
+}
+
 static void *helper(void *arg) {
 	int me = (int) (intptr_t) arg;
-	unsigned long seen = 0;
+	unsigned long seen = 0, taken = 0;
+	const char *from = NULL, *to = NULL;
 	for (;;) {
 		double start = seconds();
 		int spins = 0;
 		while (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen) {
+			if (from < to || took_ahead(me, &taken, &from, &to)) {
+				/* eight cache lines, then another look at generation */
+				for (int i = 0; i < 8 && from < to; i++, from += 64) {
+					_mm_prefetch(from, _MM_HINT_T1);
+				}
+				continue;
+			}
 			_mm_pause();
 			if (++spins % 1024 == 0 && seconds() - start > SPIN_SECONDS) {
 				pthread_mutex_lock(&lock);
@@ -1251,6 +1305,8 @@ static void *helper(void *arg) {
 			}
 		}
 		seen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+		/* a task came: what is left of the region, the caller is reading now */
+		from = to = NULL;
 		/* join the task of that generation if it is still open; else wait for the next */
 		unsigned long state = __atomic_load_n(&joining, __ATOMIC_ACQUIRE);
 		int joined = 0;
@@ -1741,6 +1797,44 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
  * (the rows of a batched decode step that record nothing). Returns 0, or -1 when
  * scratch memory could not be allocated (nothing computed or written).
  */
+/*
+ * Which layer call follows which: the q/k/v weights of the call after one with weights
+ * w, learned from the calls as they come (a pass runs its layers in order, pass after
+ * pass), so that a layer call can post the next one's weights for the helpers to
+ * prefetch (post_ahead) without being told. Keyed by w's address; a collision or a stale
+ * entry only names the wrong memory to prefetch. Under the calls lock.
+ */
+#define SUCCESSORS 256
+static struct {
+	const void *w, *next;
+	size_t bytes;
+} successors[SUCCESSORS];
+static const void *last_qkv;
+
+static size_t successor_slot(const void *w) {
+	uintptr_t h = (uintptr_t) w;
+	return (size_t) ((h >> 6) ^ (h >> 14) ^ (h >> 22)) % SUCCESSORS;
+}
+
+/* a layer call with q/k/v weights w of `bytes`: learns it as the last call's successor,
+ * and posts its own successor's weights for the helpers */
+static void layer_called(const void *w, size_t bytes) {
+	if (last_qkv != NULL) {
+		size_t slot = successor_slot(last_qkv);
+		successors[slot].w = last_qkv;
+		successors[slot].next = w;
+		successors[slot].bytes = bytes;
+	}
+	last_qkv = w;
+}
+
+static void layer_leaves(const void *w) {
+	size_t slot = successor_slot(w);
+	if (successors[slot].w == w) {
+		post_ahead(successors[slot].next, successors[slot].bytes);
+	}
+}
+
 int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
 		const void *ffn_norm, float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight,
 		int attention_type, const float *rotation, const int64_t *keys, const int64_t *values,
@@ -1767,6 +1861,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 		pthread_mutex_unlock(&calls);
 		return -1;
 	}
+	layer_called(qkv_weight, (size_t) projected * (size_t) d * ((attention_type == TYPE_FLOAT16) ? 2 : 4));
 	float *norms = base + per_rows, *bias = norms + 2 * d;
 	loaded(attention_norm, io_type, norms, (size_t) d);
 	loaded(ffn_norm, io_type, norms + d, (size_t) d);
@@ -1782,6 +1877,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 				heads, kv_heads, dh, scale, gate_up, down, ff_type, f, activation,
 				(keep == NULL) ? NULL : keep + at * f, statistic, (owners == NULL) ? NULL : owners + at);
 	}
+	layer_leaves(qkv_weight);
 	pthread_mutex_unlock(&calls);
 	return 0;
 }
