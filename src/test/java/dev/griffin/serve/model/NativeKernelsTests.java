@@ -357,6 +357,49 @@ class NativeKernelsTests {
 		}
 	}
 
+	/**
+	 * A layer call posts the q/k/v weights of the call that followed it last time, for
+	 * the team's waiting helpers to prefetch while the caller is between calls. Those
+	 * weights may have been freed since (a closed model, a sequence's experts): the
+	 * helpers only prefetch, which never faults, and the results stay the same.
+	 */
+	@Test
+	void aLayerWhoseNextWasFreedRunsAsBefore() {
+		try (NDScope scope = new NDScope()) {
+			NDArray x = manager.randomNormal(new Shape(1, 16));
+			NDArray norm = manager.ones(new Shape(16));
+			NDArray qkv = manager.randomNormal(new Shape(32, 16));
+			NDArray output = manager.randomNormal(new Shape(16, 16));
+			NDArray rotation = manager.eye(8).expandDims(0);
+			NDArray gateUp = manager.randomNormal(new Shape(8, 16));
+			NDArray down = manager.randomNormal(new Shape(16, 4));
+			NDArray[] keys = { manager.zeros(new Shape(1, 4, 8)) };
+			NDArray[] values = { manager.zeros(new Shape(1, 4, 8)) };
+			java.util.function.Supplier<float[]> first = () -> NativeKernels
+				.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, keys, values, new int[] { 0 },
+						new int[] { 1 }, new int[] { 0 }, 2, 1f, gateUp, down, HiddenActivation.SILU, null, null, null,
+						false)
+				.toFloatArray();
+			float[] want = first.get();
+			try (NDManager next = manager.newSubManager()) {
+				// a wider layer after it, its q/k/v weights (64 MB) above the C library's
+				// largest threshold for memory mapped on its own: unmapped when freed
+				int d = 1 << 19;
+				NDArray wide = next.randomNormal(new Shape(1, d));
+				NDArray wideNorm = next.ones(new Shape(d));
+				NativeKernels.layer(wide, wideNorm, wideNorm, 1e-6f, next.randomNormal(new Shape(32, d)), null,
+						next.randomNormal(new Shape(d, 16)), rotation, new NDArray[] { next.zeros(new Shape(1, 4, 8)) },
+						new NDArray[] { next.zeros(new Shape(1, 4, 8)) }, new int[] { 0 }, new int[] { 1 },
+						new int[] { 0 }, 2, 1f, next.randomNormal(new Shape(8, d)), next.randomNormal(new Shape(d, 4)),
+						HiddenActivation.SILU, null, null, null, false);
+			}
+			// the first layer's call now posts the freed weights as its next
+			for (int i = 0; i < 3; i++) {
+				assertThat(first.get()).as("call %d", i).containsExactly(want);
+			}
+		}
+	}
+
 	@Test
 	void aPromptsRowsInOneCallMatchTheSameRowsInTwo() {
 		// more rows than one pass of the native layer computes (256), the later ones
