@@ -1773,31 +1773,6 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 }
 
 /*
- * `rows` tokens through a whole pre-norm decoder layer with a gated feed-forward block,
- * the arithmetic of the engine's step (BatchLayer.step_one): y = h + ff(norm(h)) with
- * h = x + attention(norm(x)), row by row. The rows are one generated token of each of
- * several sequences, or a prompt chunk's tokens of one sequence (the same cache, positions
- * in order): each row's key and value are written before any row attends, so a row sees
- * the rows before it. x and y [rows, d], the norm weights and the q/k/v bias (null: none)
- * in io_type; each product's result, the context and every residual sum rounded to
- * io_type. The attention's weights (q/k/v stacked [(H + 2 KVH) dh, d], output
- * [d, H dh]) are of attention_type, the block's (gate_up [2f, d], down [d, f]) of
- * ff_type; every row reads the same weights, each once for all the rows (for every
- * LAYER_ROWS of them). rotation [rows, dh, dh] rotates each row's queries and keys (row
- * times matrix), in the rotate-half form (RotaryEmbedding): only its diagonal and the
- * entries [j + dh/2 mod dh][j] are read. Row r's float32 cache is at the addresses keys[r]
- * and values[r] (head g's token t at g * head_strides[r] + t * dh); its rotated key and
- * its value are written at token positions[r], and its heads attend over tokens
- * [starts[r], positions[r]], their scores times scale. keep [rows, f] (null: every row
- * dense) masks each row's activations to the neurons it reads (1 or 0): GRIFFIN's experts
- * read out of the dense block. statistic [f] (null: none) accumulates GRIFFIN's prompt
- * statistic of the rows' activations (see gather_statistic); with owners [rows] non-null,
- * statistic is [sequences, f] and row r's activations go to its row owners[r] (the
- * prompt rows of several sequences in one call), or nowhere when owners[r] is negative
- * (the rows of a batched decode step that record nothing). Returns 0, or -1 when
- * scratch memory could not be allocated (nothing computed or written).
- */
-/*
  * Which layer call follows which: the q/k/v weights of the call after one with weights
  * w, learned from the calls as they come (a pass runs its layers in order, pass after
  * pass), so that a layer call can post the next one's weights for the helpers to
@@ -1835,6 +1810,31 @@ static void layer_leaves(const void *w) {
 	}
 }
 
+/*
+ * `rows` tokens through a whole pre-norm decoder layer with a gated feed-forward block,
+ * the arithmetic of the engine's step (BatchLayer.step_one): y = h + ff(norm(h)) with
+ * h = x + attention(norm(x)), row by row. The rows are one generated token of each of
+ * several sequences, or a prompt chunk's tokens of one sequence (the same cache, positions
+ * in order): each row's key and value are written before any row attends, so a row sees
+ * the rows before it. x and y [rows, d], the norm weights and the q/k/v bias (null: none)
+ * in io_type; each product's result, the context and every residual sum rounded to
+ * io_type. The attention's weights (q/k/v stacked [(H + 2 KVH) dh, d], output
+ * [d, H dh]) are of attention_type, the block's (gate_up [2f, d], down [d, f]) of
+ * ff_type; every row reads the same weights, each once for all the rows (for every
+ * LAYER_ROWS of them). rotation [rows, dh, dh] rotates each row's queries and keys (row
+ * times matrix), in the rotate-half form (RotaryEmbedding): only its diagonal and the
+ * entries [j + dh/2 mod dh][j] are read. Row r's float32 cache is at the addresses keys[r]
+ * and values[r] (head g's token t at g * head_strides[r] + t * dh); its rotated key and
+ * its value are written at token positions[r], and its heads attend over tokens
+ * [starts[r], positions[r]], their scores times scale. keep [rows, f] (null: every row
+ * dense) masks each row's activations to the neurons it reads (1 or 0): GRIFFIN's experts
+ * read out of the dense block. statistic [f] (null: none) accumulates GRIFFIN's prompt
+ * statistic of the rows' activations (see gather_statistic); with owners [rows] non-null,
+ * statistic is [sequences, f] and row r's activations go to its row owners[r] (the
+ * prompt rows of several sequences in one call), or nowhere when owners[r] is negative
+ * (the rows of a batched decode step that record nothing). Returns 0, or -1 when
+ * scratch memory could not be allocated (nothing computed or written).
+ */
 int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
 		const void *ffn_norm, float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight,
 		int attention_type, const float *rotation, const int64_t *keys, const int64_t *values,
