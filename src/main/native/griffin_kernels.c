@@ -1791,8 +1791,7 @@ static size_t successor_slot(const void *w) {
 	return (size_t) ((h >> 6) ^ (h >> 14) ^ (h >> 22)) % SUCCESSORS;
 }
 
-/* a layer call with q/k/v weights w of `bytes`: learns it as the last call's successor,
- * and posts its own successor's weights for the helpers */
+/* a layer call with q/k/v weights w of `bytes` begins: it is the last call's successor */
 static void layer_called(const void *w, size_t bytes) {
 	if (last_qkv != NULL) {
 		size_t slot = successor_slot(last_qkv);
@@ -1803,6 +1802,8 @@ static void layer_called(const void *w, size_t bytes) {
 	last_qkv = w;
 }
 
+/* the layer call with q/k/v weights w returns: its successor's weights, if known, go to the
+ * helpers to prefetch */
 static void layer_leaves(const void *w) {
 	size_t slot = successor_slot(w);
 	if (successors[slot].w == w) {
