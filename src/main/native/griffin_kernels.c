@@ -1053,6 +1053,105 @@ __attribute__((target("avx2,fma,f16c"))) static void weighted(const float *v, co
 	}
 }
 
+
+/* the upper eight lanes of v (AVX-512F alone has no float form of this) */
+__attribute__((target("avx512f"))) static inline __m256 upper256(__m512 v) {
+	return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* scored (above) with AVX-512: four keys at once, each sum folded to eight lanes, then the
+ * four gathered by horizontal adds as there */
+__attribute__((target("avx512f,avx2,fma"))) static float scored_avx512(const float *k, const float *q, int span, int dh,
+		float scale, float *s) {
+	float max = -INFINITY;
+	int t = 0;
+	if (dh % 16 == 0) {
+		for (; t + 4 <= span; t += 4) {
+			const float *k0 = k + (size_t) t * dh;
+			__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+			for (int i = 0; i < dh; i += 16) {
+				__m512 x = _mm512_loadu_ps(q + i);
+				a0 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + i), x, a0);
+				a1 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + dh + i), x, a1);
+				a2 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + 2 * dh + i), x, a2);
+				a3 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + 3 * dh + i), x, a3);
+			}
+			__m256 b0 = _mm256_add_ps(_mm512_castps512_ps256(a0), upper256(a0));
+			__m256 b1 = _mm256_add_ps(_mm512_castps512_ps256(a1), upper256(a1));
+			__m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(a2), upper256(a2));
+			__m256 b3 = _mm256_add_ps(_mm512_castps512_ps256(a3), upper256(a3));
+			__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(b0, b1), _mm256_hadd_ps(b2, b3));
+			__m128 four = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)),
+					_mm_set1_ps(scale));
+			_mm_storeu_ps(s + t, four);
+		}
+	}
+	dot_fn dot = dots[TYPE_FLOAT32];
+	for (; t < span; t++) {
+		s[t] = dot(k + (size_t) t * dh, q, dh) * scale;
+	}
+	for (t = 0; t < span; t++) {
+		max = (s[t] > max) ? s[t] : max;
+	}
+	return max;
+}
+
+/* weighted (above) with AVX-512: 64 columns at a time, two tokens' products in separate
+ * accumulators (eight chains), then 16 columns, then the rest */
+__attribute__((target("avx512f"))) static void weighted_avx512(const float *v, const float *p, int span, int dh,
+		float factor, float *c) {
+	__m512 by = _mm512_set1_ps(factor);
+	int i0 = 0;
+	for (; i0 + 64 <= dh; i0 += 64) {
+		__m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
+		int t = 0;
+		for (; t + 2 <= span; t += 2) {
+			const float *token = v + (size_t) t * dh + i0, *next = token + dh;
+			__m512 w = _mm512_set1_ps(p[t]), u = _mm512_set1_ps(p[t + 1]);
+			c0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token), c0);
+			c1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 16), c1);
+			c2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 32), c2);
+			c3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 48), c3);
+			d0 = _mm512_fmadd_ps(u, _mm512_loadu_ps(next), d0);
+			d1 = _mm512_fmadd_ps(u, _mm512_loadu_ps(next + 16), d1);
+			d2 = _mm512_fmadd_ps(u, _mm512_loadu_ps(next + 32), d2);
+			d3 = _mm512_fmadd_ps(u, _mm512_loadu_ps(next + 48), d3);
+		}
+		for (; t < span; t++) {
+			const float *token = v + (size_t) t * dh + i0;
+			__m512 w = _mm512_set1_ps(p[t]);
+			c0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token), c0);
+			c1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 16), c1);
+			c2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 32), c2);
+			c3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 48), c3);
+		}
+		_mm512_storeu_ps(c + i0, _mm512_mul_ps(_mm512_add_ps(c0, d0), by));
+		_mm512_storeu_ps(c + i0 + 16, _mm512_mul_ps(_mm512_add_ps(c1, d1), by));
+		_mm512_storeu_ps(c + i0 + 32, _mm512_mul_ps(_mm512_add_ps(c2, d2), by));
+		_mm512_storeu_ps(c + i0 + 48, _mm512_mul_ps(_mm512_add_ps(c3, d3), by));
+	}
+	for (; i0 + 16 <= dh; i0 += 16) {
+		__m512 c0 = _mm512_setzero_ps();
+		for (int t = 0; t < span; t++) {
+			c0 = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_loadu_ps(v + (size_t) t * dh + i0), c0);
+		}
+		_mm512_storeu_ps(c + i0, _mm512_mul_ps(c0, by));
+	}
+	for (; i0 < dh; i0++) {
+		float sum = 0.0f;
+		for (int t = 0; t < span; t++) {
+			sum += p[t] * v[(size_t) t * dh + i0];
+		}
+		c[i0] = sum * factor;
+	}
+}
+
+/* the attention's arithmetic in the widest form this CPU has (griffin_init) */
+typedef float (*scored_fn)(const float *k, const float *q, int span, int dh, float scale, float *s);
+typedef void (*weighted_fn)(const float *v, const float *p, int span, int dh, float factor, float *c);
+static scored_fn score = scored;
+static weighted_fn weigh = weighted;
+
 /*
  * Key ranges per row and key-value head: one for many rows; for few, enough that the
  * team has at least four units each (a lone sequence's decode step would otherwise leave
@@ -1098,12 +1197,12 @@ static void attend(const attention *a, int u0, int u1, int me) {
 			for (int h = 0; h < group; h++) {
 				const float *q = a->q + ((size_t) row * a->heads + (size_t) g * group + h) * dh;
 				float *sh = s + (size_t) h * KEY_BLOCK, *vh = values + (size_t) h * dh;
-				float top = scored(k, q, n, dh, a->scale, sh);
+				float top = score(k, q, n, dh, a->scale, sh);
 				float max = (top > maxima[h]) ? top : maxima[h];
 				float rescale = (maxima[h] == -INFINITY) ? 0.0f : expf(maxima[h] - max);
 				sums[h] = sums[h] * rescale + exponentiated(sh, n, max);
 				maxima[h] = max;
-				weighted(v, sh, n, dh, 1.0f, block);
+				weigh(v, sh, n, dh, 1.0f, block);
 				for (int i = 0; i < dh; i++) {
 					vh[i] = vh[i] * rescale + block[i];
 				}
@@ -1375,6 +1474,8 @@ int griffin_init(int threads) {
 			tile6s[TYPE_FLOAT32] = tile6_f32_avx512;
 			tile6s[TYPE_FLOAT16] = tile6_f16_avx512;
 			tile_ways = 6;
+			score = scored_avx512;
+			weigh = weighted_avx512;
 			level = 3;
 		}
 		else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
