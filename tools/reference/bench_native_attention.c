@@ -1,0 +1,109 @@
+/*
+ * The attention of one decode step or of one prompt chunk through the project's own native
+ * team (src/main/native/griffin_kernels.c, compiled into this program), alone: every layer's
+ * rows attending over a float32 cache of their own (SmolLM2-135M's heads: 9 query over 3
+ * key-value heads of 64), with 64 MB read between steps so that no step starts from warm
+ * caches. The steps alternate between the AVX2 forms of the scores and the weighted values
+ * and the forms griffin_init picked for this CPU (AVX-512 where it has it), so the two are
+ * compared in one process, which the machine's drift between processes does not blur.
+ *
+ *   cc -O3 -std=gnu11 -pthread -o /tmp/attention tools/reference/bench_native_attention.c -lm
+ *   /tmp/attention 30 576 1          # layers, cached tokens, rows: one decode row over 576 keys
+ *   /tmp/attention 30 512 256 10     # the last 256 rows of a 512-token prompt, 10 steps
+ *
+ * The rows are one sequence's, at positions tokens - rows .. tokens - 1. Prints each form's
+ * mean step (after 10 unmeasured ones; a fourth argument sets the steps, default 200) and
+ * the largest difference between the two forms' contexts.
+ */
+#ifndef KERNELS
+#define KERNELS "../../src/main/native/griffin_kernels.c"
+#endif
+#include KERNELS
+#include <stdio.h>
+
+/* what the reads between steps summed, kept so that they are not left out */
+volatile long kept;
+
+int main(int argc, char **argv) {
+	if (argc < 4) {
+		fprintf(stderr, "usage: %s layers tokens rows [steps]\n", argv[0]);
+		return 2;
+	}
+	int layers = atoi(argv[1]), tokens = atoi(argv[2]), rows = atoi(argv[3]), heads = 9, kv_heads = 3, dh = 64;
+	int steps = (argc > 4) ? atoi(argv[4]) : 200;
+	if (layers < 1 || rows < 1 || tokens < rows || steps < 2) {
+		fprintf(stderr, "need layers >= 1, tokens >= rows >= 1, steps >= 2\n");
+		return 2;
+	}
+	if (griffin_init(2) < 2) {
+		fprintf(stderr, "the kernels need AVX2 with FMA and F16C\n");
+		return 1;
+	}
+	scored_fn scores[2] = { scored, score };
+	weighted_fn weighs[2] = { weighted, weigh };
+	size_t per = (size_t) kv_heads * tokens * dh, width = (size_t) rows * heads * dh;
+	float **keys = malloc(sizeof(float *) * layers), **values = malloc(sizeof(float *) * layers);
+	for (int l = 0; l < layers; l++) {
+		keys[l] = malloc(per * sizeof(float));
+		values[l] = malloc(per * sizeof(float));
+		for (size_t i = 0; i < per; i++) {
+			keys[l][i] = 0.01f * (float) (i % 13) - 0.05f;
+			values[l][i] = 0.02f * (float) (i % 7);
+		}
+	}
+	float *q = malloc(sizeof(float) * width), *contexts[2] = { malloc(sizeof(float) * width), malloc(sizeof(float) * width) };
+	for (size_t i = 0; i < width; i++) {
+		q[i] = 0.1f * (float) (i % 5) - 0.2f;
+	}
+	float *scratch = malloc(sizeof(float) * attention_floats(rows, heads, kv_heads, dh));
+	size_t flush_bytes = (size_t) 64 << 20;
+	volatile char *flush = malloc(flush_bytes);
+	memset((char *) flush, 1, flush_bytes);
+	int64_t *strides = malloc(sizeof(int64_t) * rows), *key_at = malloc(sizeof(int64_t) * rows),
+			*value_at = malloc(sizeof(int64_t) * rows);
+	int *starts = malloc(sizeof(int) * rows), *positions = malloc(sizeof(int) * rows);
+	double total[2] = { 0, 0 };
+	long touched = 0;
+	for (int s = 0; s < steps + 10; s++) {
+		for (size_t i = 0; i < flush_bytes; i += 64) {
+			touched += flush[i];
+		}
+		int form = s % 2;
+		score = scores[form];
+		weigh = weighs[form];
+		double start = seconds();
+		for (int l = 0; l < layers; l++) {
+			for (int r = 0; r < rows; r++) {
+				strides[r] = (int64_t) tokens * dh;
+				starts[r] = 0;
+				positions[r] = tokens - rows + r;
+				key_at[r] = (int64_t) (intptr_t) keys[l];
+				value_at[r] = (int64_t) (intptr_t) values[l];
+			}
+			int chunks = attention_chunks(rows, kv_heads, tokens);
+			attention a = { .q = q, .context = contexts[form], .keys = key_at, .values = value_at,
+				.head_strides = strides, .starts = starts, .positions = positions, .heads = heads,
+				.group = heads / kv_heads, .dh = dh, .scale = 0.125f, .scratch = scratch, .chunks = chunks,
+				.partial = scratch + (size_t) team * ATTEND_SCRATCH(heads / kv_heads, dh), .io_type = TYPE_FLOAT32 };
+			task t = { .kind = 3, .rows = rows * kv_heads * chunks, .a = &a };
+			run(&t);
+			if (chunks > 1) {
+				merge_chunks(&a, rows);
+			}
+		}
+		double ms = (seconds() - start) * 1e3;
+		kept = touched;
+		if (s >= 10) {
+			total[form] += ms;
+		}
+	}
+	double largest = 0;
+	for (size_t i = 0; i < width; i++) {
+		double d = fabs((double) contexts[0][i] - contexts[1][i]);
+		largest = (d > largest) ? d : largest;
+	}
+	printf("AVX2 forms: mean %.3f ms a step\n", total[0] / (steps / 2));
+	printf("this CPU's forms (%s): mean %.3f ms a step\n", (level == 3) ? "AVX-512" : "AVX2", total[1] / (steps / 2));
+	printf("largest difference between the two forms' contexts: %.2e\n", largest);
+	return 0;
+}
