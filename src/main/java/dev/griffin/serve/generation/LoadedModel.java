@@ -90,10 +90,12 @@ public final class LoadedModel implements AutoCloseable {
 			KernelCalibration.Result kernels = KernelCalibration.choose(built, options.decodeKernel(),
 					options.prefillKernel());
 			if (built.kernels().packed().size() > 0 && !kernels.kernels().readsPacked(options.dtype().dataType())) {
-				logger.info("packed weights freed: the {} plan (decode {}) reads none",
-						options.dtype().name().toLowerCase(Locale.ROOT),
-						kernels.kernels().decode().name().toLowerCase(Locale.ROOT));
+				long bytes = built.kernels().packed().bytes();
 				built = built.withoutPackedWeights();
+				logger.info("packed weights freed ({} MiB): the {} plan (decode {}, prefill {}) reads none; {}",
+						bytes >> 20, options.dtype().name().toLowerCase(Locale.ROOT),
+						kernels.kernels().decode().name().toLowerCase(Locale.ROOT),
+						kernels.kernels().prefill().name().toLowerCase(Locale.ROOT), NativeAllocator.giveBack());
 			}
 			CausalLm dense = built.withKernels(kernels.kernels());
 			Tokenizer tokenizer = (checkpoint instanceof GgufCheckpoint gguf) ? Tokenizer.fromGguf(gguf.file())

@@ -213,11 +213,16 @@ public record Kernels(Decode decode, Prefill prefill, int threads, PackedWeights
 
 	/**
 	 * Whether this plan reads packed copies of weights of {@code type}: float32 copies
-	 * serve the oneDNN forms and every batched pass; float16 copies only the
-	 * {@link Decode#LAYER} form's one-row products ({@link #halfPacked}).
+	 * serve the oneDNN forms, and the batched decode passes of every decode form but
+	 * {@link Decode#NATIVE} ({@link #batchDecode}), so a plan of the native decode form
+	 * with a prefill form other than {@link Prefill#ONEDNN} reads none; float16 copies
+	 * serve only the {@link Decode#LAYER} form's one-row products ({@link #halfPacked}).
 	 */
 	public boolean readsPacked(DataType type) {
-		return (type == DataType.FLOAT16) ? this.decode == Decode.LAYER : type == DataType.FLOAT32;
+		if (type == DataType.FLOAT16) {
+			return this.decode == Decode.LAYER;
+		}
+		return type == DataType.FLOAT32 && (this.decode != Decode.NATIVE || this.prefill == Prefill.ONEDNN);
 	}
 
 	/**

@@ -46,6 +46,31 @@ public final class NativeAllocator {
 
 		int mallopt(int parameter, int value);
 
+		int malloc_trim(long pad);
+
+	}
+
+	/**
+	 * Gives the memory malloc holds free back to the kernel (glibc's
+	 * {@code malloc_trim}), once a load has freed what its plan does not read: with the
+	 * fixed trim threshold above, freed memory otherwise stays resident. Returns the
+	 * resident memory before and after, for the log, or what kept it from trying.
+	 */
+	public static synchronized String giveBack() {
+		if (!System.getProperty("os.name", "").toLowerCase().contains("linux")) {
+			return "not on Linux: nothing given back";
+		}
+		ResidentMemory.Sample before = ResidentMemory.sample();
+		try {
+			Native.load("c", C.class).malloc_trim(0);
+		}
+		catch (UnsatisfiedLinkError | RuntimeException ex) {
+			return "no malloc_trim in this C library (" + ex + ")";
+		}
+		ResidentMemory.Sample after = ResidentMemory.sample();
+		return (before == null || after == null) ? "resident memory unknown"
+				: "resident memory %d MiB before, %d MiB after".formatted(before.residentKb() >> 10,
+						after.residentKb() >> 10);
 	}
 
 	/** Applies the settings once per process; safe to call from any loader. */

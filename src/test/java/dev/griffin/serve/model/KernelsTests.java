@@ -283,7 +283,14 @@ class KernelsTests {
 			for (Kernels.Decode form : Kernels.Decode.values()) {
 				Kernels plan = new Kernels(form, Kernels.Prefill.WEIGHTS, 2);
 				assertThat(plan.readsPacked(DataType.FLOAT16)).as("%s", form).isEqualTo(form == Kernels.Decode.LAYER);
-				assertThat(plan.readsPacked(DataType.FLOAT32)).as("%s", form).isTrue();
+				// a batched decode pass of any form but native goes through oneDNN
+				assertThat(plan.readsPacked(DataType.FLOAT32)).as("%s", form).isEqualTo(form != Kernels.Decode.NATIVE);
+			}
+			for (Kernels.Prefill prefill : Kernels.Prefill.values()) {
+				Kernels plan = new Kernels(Kernels.Decode.NATIVE, prefill, 2);
+				assertThat(plan.readsPacked(DataType.FLOAT32)).as("native decode, %s prefill", prefill)
+					.isEqualTo(prefill == Kernels.Prefill.ONEDNN);
+				assertThat(plan.readsPacked(DataType.FLOAT16)).as("native decode, %s prefill", prefill).isFalse();
 			}
 			NDArray weight = half.layers().get(0).matrices().get(0);
 			assertThat(half.withKernels(new Kernels(Kernels.Decode.LAYER, Kernels.Prefill.WEIGHTS, 2))
