@@ -299,6 +299,10 @@ typedef struct {
 	int chunks;              /* key ranges per row and key-value head (attention_chunks) */
 	float *partial;          /* chunks > 1: [rows, kv heads, chunks, group, dh + 2], merged after */
 	int io_type;             /* each context row is rounded to it */
+	const int *blocks;       /* the blocked form (attend_blocks): [block_count + 1] first rows of
+	                            its blocks, then rows; null: a unit per row (attend) */
+	int block_count;
+	float *blocked;          /* the blocked form: [team, BLOCKED_SCRATCH(group, dh)] */
 } attention;
 
 /* keys per block of a unit's online softmax: a block's keys and values stay in the L2 cache
@@ -310,6 +314,23 @@ typedef struct {
 
 /* floats of one thread's attention scratch: the group's scores, sums and running values */
 #define ATTEND_SCRATCH(group, dh) ((size_t) (group) * (KEY_BLOCK + (dh) + 2) + (size_t) (dh))
+
+/*
+ * The blocked form of a prompt's attention (attend_blocks): rows of one sequence at
+ * consecutive positions, BLOCK_ROWS of them at a time, their group's query heads together
+ * over BLOCK_KEYS keys at a time
+ */
+#define BLOCK_ROWS 16
+#define BLOCK_KEYS 64
+
+/* a block's queries (rows times the group's heads), in whole tiles of four */
+#define BLOCK_QUERIES(group) ((BLOCK_ROWS * (group) + 3) / 4 * 4)
+
+/* floats of one thread's scratch in the blocked form: the keys transposed [dh, BLOCK_KEYS],
+ * the scores [queries, BLOCK_KEYS], the running values [queries, dh], and the maxima, sums
+ * and rescales [queries] */
+#define BLOCKED_SCRATCH(group, dh) \
+	((size_t) (dh) * BLOCK_KEYS + (size_t) BLOCK_QUERIES(group) * (BLOCK_KEYS + (size_t) (dh) + 3))
 
 /*
  * A gated block's activations for several rows (gate_rows, over the activation rows)
@@ -415,6 +436,8 @@ static void run(task *t);
 
 static void attend(const attention *a, int h0, int h1, int me);
 
+static void attend_blocks(const attention *a, int u0, int u1, int me);
+
 static void rounded(float *v, size_t n, int io_type);
 
 /* the units a thread takes at a time in an attention task with many of them */
@@ -469,7 +492,7 @@ static void one_row(const task *t, int r0, int r1) {
  */
 static void work(task *t, int me) {
 	/* an attention's units one at a time when there are few (a decode step's) */
-	int share = (t->rows < 4 * ATTEND_SHARE * team) ? 1 : ATTEND_SHARE;
+	int share = (t->rows < 4 * ATTEND_SHARE * team || (t->kind == 3 && t->a->blocks != NULL)) ? 1 : ATTEND_SHARE;
 	if (t->kind == 4) {
 		/* a function of rows: about a quarter of a thread's part */
 		share = (t->rows + 4 * team - 1) / (4 * team);
@@ -488,6 +511,9 @@ static void work(task *t, int me) {
 		int last = (first + share < t->rows) ? first + share : t->rows;
 		if (t->kind == 4) {
 			t->each(t->context, first, last);
+		}
+		else if (t->kind == 3 && t->a->blocks != NULL) {
+			attend_blocks(t->a, t->rows - last, t->rows - first, me);
 		}
 		else if (t->kind == 3) {
 			attend(t->a, t->rows - last, t->rows - first, me);
@@ -1227,11 +1253,227 @@ static void attend(const attention *a, int u0, int u1, int me) {
 	}
 }
 
-/* floats of an attention's scratch for `rows` rows: the team's, then the partials */
+/*
+ * The blocks of rows [0, rows) for the blocked form, into first[] (at most LAYER_ROWS + 1
+ * entries): runs of at most BLOCK_ROWS rows that read one cache at consecutive positions.
+ * Returns their count when the form pays (an AVX-512 CPU, dh a multiple of 64, blocks of
+ * four rows or more on average: a prompt's rows, not a batched step's), else 0.
+ */
+static int attention_blocks(const int64_t *keys, const int64_t *values, const int64_t *head_strides,
+		const int *positions, int rows, int dh, int *first) {
+	if (level != 3 || dh % 64 != 0 || rows < 2 * BLOCK_ROWS) {
+		return 0;
+	}
+	int count = 0;
+	for (int r = 0; r < rows;) {
+		int e = r + 1;
+		while (e < rows && e - r < BLOCK_ROWS && keys[e] == keys[r] && values[e] == values[r]
+				&& head_strides[e] == head_strides[r] && positions[e] == positions[e - 1] + 1) {
+			e++;
+		}
+		first[count++] = r;
+		r = e;
+	}
+	first[count] = rows;
+	return (4 * count <= rows) ? count : 0;
+}
+
+/* s[x][0..64) = (q_x . kt[.][0..64)) * scale for four queries q_x over keys transposed
+ * [dh, BLOCK_KEYS] (kt) */
+__attribute__((target("avx512f"))) static void block_scores(const float *const *q, const float *kt, int dh,
+		float scale, float *s) {
+	__m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+	__m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+	const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
+	for (int d = 0; d < dh; d++) {
+		const float *row = kt + (size_t) d * BLOCK_KEYS;
+		__m512 k0 = _mm512_loadu_ps(row), k1 = _mm512_loadu_ps(row + 16), k2 = _mm512_loadu_ps(row + 32),
+				k3 = _mm512_loadu_ps(row + 48);
+		__m512 b = _mm512_set1_ps(q0[d]);
+		c00 = _mm512_fmadd_ps(b, k0, c00);
+		c01 = _mm512_fmadd_ps(b, k1, c01);
+		c02 = _mm512_fmadd_ps(b, k2, c02);
+		c03 = _mm512_fmadd_ps(b, k3, c03);
+		b = _mm512_set1_ps(q1[d]);
+		c10 = _mm512_fmadd_ps(b, k0, c10);
+		c11 = _mm512_fmadd_ps(b, k1, c11);
+		c12 = _mm512_fmadd_ps(b, k2, c12);
+		c13 = _mm512_fmadd_ps(b, k3, c13);
+		b = _mm512_set1_ps(q2[d]);
+		c20 = _mm512_fmadd_ps(b, k0, c20);
+		c21 = _mm512_fmadd_ps(b, k1, c21);
+		c22 = _mm512_fmadd_ps(b, k2, c22);
+		c23 = _mm512_fmadd_ps(b, k3, c23);
+		b = _mm512_set1_ps(q3[d]);
+		c30 = _mm512_fmadd_ps(b, k0, c30);
+		c31 = _mm512_fmadd_ps(b, k1, c31);
+		c32 = _mm512_fmadd_ps(b, k2, c32);
+		c33 = _mm512_fmadd_ps(b, k3, c33);
+	}
+	__m512 by = _mm512_set1_ps(scale);
+#define BLOCK_STORE(x, c0, c1, c2, c3) \
+	_mm512_storeu_ps(s + (x) * BLOCK_KEYS, _mm512_mul_ps(c0, by)); \
+	_mm512_storeu_ps(s + (x) * BLOCK_KEYS + 16, _mm512_mul_ps(c1, by)); \
+	_mm512_storeu_ps(s + (x) * BLOCK_KEYS + 32, _mm512_mul_ps(c2, by)); \
+	_mm512_storeu_ps(s + (x) * BLOCK_KEYS + 48, _mm512_mul_ps(c3, by));
+	BLOCK_STORE(0, c00, c01, c02, c03)
+	BLOCK_STORE(1, c10, c11, c12, c13)
+	BLOCK_STORE(2, c20, c21, c22, c23)
+	BLOCK_STORE(3, c30, c31, c32, c33)
+#undef BLOCK_STORE
+}
+
+/* o_x[0..64) = o_x[0..64) * rescale[x] + sum_k p_x[k] v_k[0..64) for four queries x, keys k < n
+ * (values dh apart), o_x dh apart, p_x BLOCK_KEYS apart */
+__attribute__((target("avx512f"))) static void block_values(const float *p, const float *v, int n, int dh,
+		const float *rescale, float *o) {
+	__m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+	__m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+	for (int k = 0; k < n; k++) {
+		const float *token = v + (size_t) k * dh;
+		__m512 v0 = _mm512_loadu_ps(token), v1 = _mm512_loadu_ps(token + 16), v2 = _mm512_loadu_ps(token + 32),
+				v3 = _mm512_loadu_ps(token + 48);
+		__m512 b = _mm512_set1_ps(p[k]);
+		c00 = _mm512_fmadd_ps(b, v0, c00);
+		c01 = _mm512_fmadd_ps(b, v1, c01);
+		c02 = _mm512_fmadd_ps(b, v2, c02);
+		c03 = _mm512_fmadd_ps(b, v3, c03);
+		b = _mm512_set1_ps(p[BLOCK_KEYS + k]);
+		c10 = _mm512_fmadd_ps(b, v0, c10);
+		c11 = _mm512_fmadd_ps(b, v1, c11);
+		c12 = _mm512_fmadd_ps(b, v2, c12);
+		c13 = _mm512_fmadd_ps(b, v3, c13);
+		b = _mm512_set1_ps(p[2 * BLOCK_KEYS + k]);
+		c20 = _mm512_fmadd_ps(b, v0, c20);
+		c21 = _mm512_fmadd_ps(b, v1, c21);
+		c22 = _mm512_fmadd_ps(b, v2, c22);
+		c23 = _mm512_fmadd_ps(b, v3, c23);
+		b = _mm512_set1_ps(p[3 * BLOCK_KEYS + k]);
+		c30 = _mm512_fmadd_ps(b, v0, c30);
+		c31 = _mm512_fmadd_ps(b, v1, c31);
+		c32 = _mm512_fmadd_ps(b, v2, c32);
+		c33 = _mm512_fmadd_ps(b, v3, c33);
+	}
+#define BLOCK_ADD(x, c0, c1, c2, c3) \
+	{ \
+		float *to = o + (size_t) (x) * dh; \
+		__m512 r = _mm512_set1_ps(rescale[x]); \
+		_mm512_storeu_ps(to, _mm512_fmadd_ps(_mm512_loadu_ps(to), r, c0)); \
+		_mm512_storeu_ps(to + 16, _mm512_fmadd_ps(_mm512_loadu_ps(to + 16), r, c1)); \
+		_mm512_storeu_ps(to + 32, _mm512_fmadd_ps(_mm512_loadu_ps(to + 32), r, c2)); \
+		_mm512_storeu_ps(to + 48, _mm512_fmadd_ps(_mm512_loadu_ps(to + 48), r, c3)); \
+	}
+	BLOCK_ADD(0, c00, c01, c02, c03)
+	BLOCK_ADD(1, c10, c11, c12, c13)
+	BLOCK_ADD(2, c20, c21, c22, c23)
+	BLOCK_ADD(3, c30, c31, c32, c33)
+#undef BLOCK_ADD
+}
+
+/*
+ * Attention units [u0, u1) of the blocked form on the team's thread me: unit u is block
+ * u / kv_heads of rows (one sequence's, at consecutive positions) and key-value head g =
+ * u % kv_heads, for the group of query heads that share g: the block's rows times those
+ * heads are its queries, each over its own keys [start, position]. The block's keys go
+ * BLOCK_KEYS at a time: transposed once for all its queries, their scores as products
+ * of four queries by the block's keys, an online softmax per query as attend's (masked
+ * keys weigh exactly 0), and the weighted values as products of four queries' weights by
+ * the block's values. Each context is written, rounded. The same arithmetic as attend,
+ * its sums in another order.
+ */
+__attribute__((target("avx512f,avx2,fma,f16c"))) static void attend_blocks(const attention *a, int u0, int u1,
+		int me) {
+	int dh = a->dh, group = a->group, kv_heads = a->heads / group, padded = BLOCK_QUERIES(group);
+	float *kt = a->blocked + (size_t) me * BLOCKED_SCRATCH(group, dh);
+	float *s = kt + (size_t) dh * BLOCK_KEYS, *o = s + (size_t) padded * BLOCK_KEYS, *maxima = o + (size_t) padded * dh;
+	float *sums = maxima + padded, *rescale = sums + padded;
+	const float *q[padded];
+	int from[padded], to[padded];
+	for (int u = u0; u < u1; u++) {
+		int b = u / kv_heads, g = u % kv_heads, r0 = a->blocks[b], r1 = a->blocks[b + 1];
+		int queries = (r1 - r0) * group, first = INT_MAX, last = -1;
+		for (int i = 0; i < padded; i++) {
+			if (i < queries) {
+				int row = r0 + i / group;
+				q[i] = a->q + ((size_t) row * a->heads + (size_t) g * group + i % group) * dh;
+				from[i] = a->starts[row];
+				to[i] = a->positions[row];
+				first = (from[i] < first) ? from[i] : first;
+				last = (to[i] > last) ? to[i] : last;
+			}
+			else {
+				/* a tile's padding: the last query again, with no keys */
+				q[i] = q[queries - 1];
+				from[i] = 1;
+				to[i] = 0;
+			}
+			maxima[i] = -INFINITY;
+			sums[i] = 0.0f;
+			memset(o + (size_t) i * dh, 0, sizeof(float) * (size_t) dh);
+		}
+		size_t head = (size_t) g * (size_t) a->head_strides[r0];
+		const float *keys = (const float *) (intptr_t) a->keys[r0] + head;
+		const float *vals = (const float *) (intptr_t) a->values[r0] + head;
+		for (int b0 = first; b0 <= last; b0 += BLOCK_KEYS) {
+			int n = (last - b0 + 1 < BLOCK_KEYS) ? last - b0 + 1 : BLOCK_KEYS;
+			for (int d = 0; d < dh; d++) {
+				float *row = kt + (size_t) d * BLOCK_KEYS;
+				for (int k = 0; k < n; k++) {
+					row[k] = keys[(size_t) (b0 + k) * dh + d];
+				}
+				for (int k = n; k < BLOCK_KEYS; k++) {
+					row[k] = 0.0f;
+				}
+			}
+			for (int i = 0; i < padded; i += 4) {
+				block_scores(q + i, kt, dh, a->scale, s + (size_t) i * BLOCK_KEYS);
+			}
+			for (int i = 0; i < padded; i++) {
+				float *si = s + (size_t) i * BLOCK_KEYS;
+				int k0 = (from[i] > b0) ? from[i] - b0 : 0, k1 = (to[i] - b0 + 1 < n) ? to[i] - b0 + 1 : n;
+				if (k0 >= k1) {
+					/* none of this block's keys: nothing added, nothing rescaled */
+					memset(si, 0, sizeof(float) * BLOCK_KEYS);
+					rescale[i] = 1.0f;
+					continue;
+				}
+				float top = -INFINITY;
+				for (int k = k0; k < k1; k++) {
+					top = (si[k] > top) ? si[k] : top;
+				}
+				float max = (top > maxima[i]) ? top : maxima[i];
+				rescale[i] = (maxima[i] == -INFINITY) ? 0.0f : expf(maxima[i] - max);
+				maxima[i] = max;
+				float sum = exponentiated(si + k0, k1 - k0, max);
+				sums[i] = sums[i] * rescale[i] + sum;
+				memset(si, 0, sizeof(float) * (size_t) k0);
+				memset(si + k1, 0, sizeof(float) * (size_t) (BLOCK_KEYS - k1));
+			}
+			for (int i = 0; i < padded; i += 4) {
+				for (int c0 = 0; c0 < dh; c0 += 64) {
+					block_values(s + (size_t) i * BLOCK_KEYS, vals + (size_t) b0 * dh + c0, n, dh, rescale + i,
+							o + (size_t) i * dh + c0);
+				}
+			}
+		}
+		for (int i = 0; i < queries; i++) {
+			float *context = a->context + ((size_t) (r0 + i / group) * a->heads + (size_t) g * group + i % group) * dh;
+			const float *oi = o + (size_t) i * dh;
+			for (int c = 0; c < dh; c++) {
+				context[c] = oi[c] / sums[i];
+			}
+			rounded(context, (size_t) dh, a->io_type);
+		}
+	}
+}
+
+/* floats of an attention's scratch for `rows` rows: the team's, then the partials or the
+ * blocked form's scratch (a task uses one or the other) */
 static size_t attention_floats(int rows, int heads, int kv_heads, int dh) {
 	int group = heads / kv_heads, chunks = attention_chunks(rows, kv_heads, INT_MAX);
 	size_t partials = (chunks == 1) ? 0 : (size_t) rows * heads * chunks * (size_t) (dh + 2);
-	return (size_t) team * ATTEND_SCRATCH(group, dh) + partials;
+	size_t blocked = (level == 3) ? (size_t) team * BLOCKED_SCRATCH(group, dh) : 0;
+	return (size_t) team * ATTEND_SCRATCH(group, dh) + ((partials > blocked) ? partials : blocked);
 }
 
 /* the rows' contexts from their chunks' partials (chunks > 1), rounded */
@@ -1857,12 +2099,15 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 	for (int r = 0; r < rows; r++) {
 		span = (positions[r] - starts[r] + 1 > span) ? positions[r] - starts[r] + 1 : span;
 	}
-	int chunks = attention_chunks(rows, kv_heads, span);
+	static int blocks[LAYER_ROWS + 1]; /* under the calls lock */
+	int block_count = attention_blocks(keys, values, head_strides, positions, rows, dh, blocks);
+	int chunks = (block_count > 0) ? 1 : attention_chunks(rows, kv_heads, span);
+	float *partial = scores + (size_t) team * ATTEND_SCRATCH(heads / kv_heads, dh);
 	attention a = { .q = q, .context = context, .keys = keys, .values = values, .head_strides = head_strides,
 		.starts = starts, .positions = positions, .heads = heads, .group = heads / kv_heads, .dh = dh,
-		.scale = scale, .scratch = scores, .chunks = chunks,
-		.partial = scores + (size_t) team * ATTEND_SCRATCH(heads / kv_heads, dh), .io_type = io_type };
-	task attend_task = { .kind = 3, .rows = rows * kv_heads * chunks, .a = &a };
+		.scale = scale, .scratch = scores, .chunks = chunks, .partial = partial, .io_type = io_type,
+		.blocks = (block_count > 0) ? blocks : NULL, .block_count = block_count, .blocked = partial };
+	task attend_task = { .kind = 3, .rows = ((block_count > 0) ? block_count : rows * chunks) * kv_heads, .a = &a };
 	run(&attend_task);
 	if (chunks > 1) {
 		merge_chunks(&a, rows);

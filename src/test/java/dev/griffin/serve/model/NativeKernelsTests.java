@@ -5,6 +5,8 @@ import java.util.Arrays;
 import java.util.List;
 
 import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDArrays;
+import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.NDScope;
 import ai.djl.ndarray.types.DataType;
@@ -456,6 +458,103 @@ class NativeKernelsTests {
 		}
 	}
 
+	@Test
+	void promptRowsInBlocksMatchTheSameRowsOneByOne() {
+		// heads of 64, as real models have: on a CPU with AVX-512 a prompt's rows attend
+		// in blocks of rows (attend_blocks), a lone row by itself (attend), so the two
+		// forms meet here: two sequences' prompts of 300 and 70 tokens in one call per
+		// pass (the blocks end where a sequence does), the later rows within a sliding
+		// window of 200, against each row of each sequence in a call of its own
+		int[] lengths = { 300, 70 };
+		int window = 200;
+		try (NDScope scope = new NDScope()) {
+			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(128));
+			// q/k/v weights a third of the others' size: scores of a few units, as a
+			// trained
+			// model's, where a softmax of scores near 100 would make the forms' float32
+			// sums of another order differ by e^(their difference)
+			NDArray qkv = Prompt.Layer.half(8 * 64, 128).mul(0.33f);
+			NDArray output = Prompt.Layer.half(128, 4 * 64);
+			NDArray gateUp = Prompt.Layer.half(24, 128);
+			NDArray down = Prompt.Layer.half(128, 12);
+			int total = lengths[0] + lengths[1];
+			NDArray x = manager.randomNormal(new Shape(total, 128));
+			NDArray[][] caches = new NDArray[2][];
+			NDArray[][] alone = new NDArray[2][];
+			for (int s = 0; s < 2; s++) {
+				caches[s] = new NDArray[] { manager.zeros(new Shape(2, lengths[s], 64)),
+						manager.zeros(new Shape(2, lengths[s], 64)) };
+				alone[s] = new NDArray[] { manager.zeros(new Shape(2, lengths[s], 64)),
+						manager.zeros(new Shape(2, lengths[s], 64)) };
+			}
+			NDArray rotation = rotateHalf(lengths[0], 64);
+			NDArray[] keys = new NDArray[total];
+			NDArray[] values = new NDArray[total];
+			int[] positions = new int[total];
+			int[] starts = new int[total];
+			NDArray[] rotations = new NDArray[total];
+			for (int s = 0, r = 0; s < 2; s++) {
+				for (int i = 0; i < lengths[s]; i++, r++) {
+					keys[r] = caches[s][0];
+					values[r] = caches[s][1];
+					positions[r] = i;
+					starts[r] = Attention.keyStart(window, i);
+					rotations[r] = rotation.get(i + ":" + (i + 1));
+				}
+			}
+			NDArray rotated = NDArrays.concat(new NDList(rotations));
+			float[] together = new float[0];
+			// in passes of at most 256 rows, as the engine's prompt chunks
+			for (int from = 0; from < total; from += 256) {
+				int to = Math.min(total, from + 256);
+				String rows = from + ":" + to;
+				together = concat(together,
+						NativeKernels
+							.layer(x.get(rows).duplicate(), norm, norm, 1e-6f, qkv, null, output,
+									rotated.get(rows).duplicate(), Arrays.copyOfRange(keys, from, to),
+									Arrays.copyOfRange(values, from, to), new int[to - from],
+									Arrays.copyOfRange(positions, from, to), Arrays.copyOfRange(starts, from, to), 4,
+									0.125f, gateUp, down, HiddenActivation.SILU, null, null, null, false)
+							.toFloatArray());
+			}
+			for (int r = 0; r < total; r++) {
+				int s = (r < lengths[0]) ? 0 : 1;
+				float[] got = NativeKernels.layer(x.get(r + ":" + (r + 1)).duplicate(), norm, norm, 1e-6f, qkv, null,
+						output, rotated.get(r + ":" + (r + 1)).duplicate(), new NDArray[] { alone[s][0] },
+						new NDArray[] { alone[s][1] }, new int[1], new int[] { positions[r] }, new int[] { starts[r] },
+						4, 0.125f, gateUp, down, HiddenActivation.SILU, null, null, null, false)
+					.toFloatArray();
+				// the products of one row and of several sum in other orders too: within
+				// float32 rounding of the row's largest value
+				float largest = 1;
+				for (float value : got) {
+					largest = Math.max(largest, Math.abs(value));
+				}
+				for (int i = 0; i < 128; i++) {
+					assertThat(together[r * 128 + i]).as("row %d value %d", r, i)
+						.isCloseTo(got[i], within(1e-5f * largest));
+				}
+			}
+			// the keys and values come from products of one row and of several
+			for (int s = 0; s < 2; s++) {
+				for (int c = 0; c < 2; c++) {
+					float[] want = alone[s][c].toFloatArray();
+					float largest = 1;
+					for (float value : want) {
+						largest = Math.max(largest, Math.abs(value));
+					}
+					assertThat(caches[s][c].toFloatArray()).containsExactly(want, within(1e-6f * largest));
+				}
+			}
+		}
+	}
+
+	private static float[] concat(float[] a, float[] b) {
+		float[] both = Arrays.copyOf(a, a.length + b.length);
+		System.arraycopy(b, 0, both, a.length, b.length);
+		return both;
+	}
+
 	/** One sequence's cache and prompt statistic, which prompt calls fill. */
 	private static final class Prompt {
 
@@ -483,7 +582,7 @@ class NativeKernelsTests {
 						half(24, 16), half(16, 12));
 			}
 
-			private static NDArray half(int rows, int columns) {
+			static NDArray half(int rows, int columns) {
 				return manager.randomNormal(0f, 0.3f, new Shape(rows, columns), DataType.FLOAT32)
 					.toType(DataType.FLOAT16, false);
 			}
