@@ -3,17 +3,21 @@
  * team (src/main/native/griffin_kernels.c, compiled into this program), alone: every layer's
  * rows attending over a float32 cache of their own (SmolLM2-135M's heads: 9 query over 3
  * key-value heads of 64), with 64 MB read between steps so that no step starts from warm
- * caches. The steps alternate between the AVX2 forms of the scores and the weighted values
- * and the forms griffin_init picked for this CPU (AVX-512 where it has it), so the two are
- * compared in one process, which the machine's drift between processes does not blur.
+ * caches. The steps alternate between two forms, compared in one process, which the
+ * machine's drift between processes does not blur: for one row, the AVX2 forms of the
+ * scores and the weighted values against those griffin_init picked for this CPU (AVX-512
+ * where it has it); for several, a unit per row (attend) against the blocks of rows
+ * (attend_blocks, on CPUs with AVX-512).
  *
  *   cc -O3 -std=gnu11 -pthread -o /tmp/attention tools/reference/bench_native_attention.c -lm
  *   /tmp/attention 30 576 1          # layers, cached tokens, rows: one decode row over 576 keys
  *   /tmp/attention 30 512 256 10     # the last 256 rows of a 512-token prompt, 10 steps
+ *   /tmp/attention 30 2048 256 6     # the last 256 rows of a 2048-token prompt
  *
  * The rows are one sequence's, at positions tokens - rows .. tokens - 1. Prints each form's
  * mean step (after 10 unmeasured ones; a fourth argument sets the steps, default 200) and
- * the largest difference between the two forms' contexts.
+ * the largest difference between the two forms' contexts, relative to each value (at least
+ * 1e-3). Rows: at most 256, a layer call's pass.
  */
 #ifndef KERNELS
 #define KERNELS "../../src/main/native/griffin_kernels.c"
@@ -39,8 +43,9 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "the kernels need AVX2 with FMA and F16C\n");
 		return 1;
 	}
-	scored_fn scores[2] = { scored, score };
-	weighted_fn weighs[2] = { weighted, weigh };
+	scored_fn scores[2] = { (rows == 1) ? scored : score, score };
+	weighted_fn weighs[2] = { (rows == 1) ? weighted : weigh, weigh };
+	static int blocks[LAYER_ROWS + 1];
 	size_t per = (size_t) kv_heads * tokens * dh, width = (size_t) rows * heads * dh;
 	float **keys = malloc(sizeof(float *) * layers), **values = malloc(sizeof(float *) * layers);
 	for (int l = 0; l < layers; l++) {
@@ -54,6 +59,10 @@ int main(int argc, char **argv) {
 	float *q = malloc(sizeof(float) * width), *contexts[2] = { malloc(sizeof(float) * width), malloc(sizeof(float) * width) };
 	for (size_t i = 0; i < width; i++) {
 		q[i] = 0.1f * (float) (i % 5) - 0.2f;
+	}
+	if (rows > LAYER_ROWS) {
+		fprintf(stderr, "at most %d rows (a layer call's pass)\n", LAYER_ROWS);
+		return 2;
 	}
 	float *scratch = malloc(sizeof(float) * attention_floats(rows, heads, kv_heads, dh));
 	size_t flush_bytes = (size_t) 64 << 20;
@@ -80,12 +89,18 @@ int main(int argc, char **argv) {
 				key_at[r] = (int64_t) (intptr_t) keys[l];
 				value_at[r] = (int64_t) (intptr_t) values[l];
 			}
-			int chunks = attention_chunks(rows, kv_heads, tokens);
+			int count = (form == 1) ? attention_blocks(key_at, value_at, strides, positions, rows, dh, blocks) : 0;
+			int chunks = (count > 0) ? 1 : attention_chunks(rows, kv_heads, tokens);
+			float *partial = scratch + (size_t) team * ATTEND_SCRATCH(heads / kv_heads, dh);
 			attention a = { .q = q, .context = contexts[form], .keys = key_at, .values = value_at,
 				.head_strides = strides, .starts = starts, .positions = positions, .heads = heads,
 				.group = heads / kv_heads, .dh = dh, .scale = 0.125f, .scratch = scratch, .chunks = chunks,
-				.partial = scratch + (size_t) team * ATTEND_SCRATCH(heads / kv_heads, dh), .io_type = TYPE_FLOAT32 };
-			task t = { .kind = 3, .rows = rows * kv_heads * chunks, .a = &a };
+				.partial = partial, .io_type = TYPE_FLOAT32, .blocks = (count > 0) ? blocks : NULL,
+				.block_count = count, .blocked = partial };
+			task t = { .kind = 3, .rows = ((count > 0) ? count : rows * chunks) * kv_heads, .a = &a };
+			if (s == 1 && l == 0 && rows > 1) {
+				printf("%s\n", (count > 0) ? "the rows in blocks of up to 16" : "no blocks on this CPU: the same form twice");
+			}
 			run(&t);
 			if (chunks > 1) {
 				merge_chunks(&a, rows);
@@ -99,11 +114,18 @@ int main(int argc, char **argv) {
 	}
 	double largest = 0;
 	for (size_t i = 0; i < width; i++) {
-		double d = fabs((double) contexts[0][i] - contexts[1][i]);
+		double size = fabs(contexts[0][i]);
+		double d = fabs((double) contexts[0][i] - contexts[1][i]) / ((size > 1e-3) ? size : 1e-3);
 		largest = (d > largest) ? d : largest;
 	}
-	printf("AVX2 forms: mean %.3f ms a step\n", total[0] / (steps / 2));
-	printf("this CPU's forms (%s): mean %.3f ms a step\n", (level == 3) ? "AVX-512" : "AVX2", total[1] / (steps / 2));
-	printf("largest difference between the two forms' contexts: %.2e\n", largest);
+	if (rows == 1) {
+		printf("AVX2 forms: mean %.3f ms a step\n", total[0] / (steps / 2));
+		printf("this CPU's forms (%s): mean %.3f ms a step\n", (level == 3) ? "AVX-512" : "AVX2", total[1] / (steps / 2));
+	}
+	else {
+		printf("a unit per row: mean %.3f ms a step\n", total[0] / (steps / 2));
+		printf("blocks of rows: mean %.3f ms a step\n", total[1] / (steps / 2));
+	}
+	printf("largest difference between the two forms' contexts, relative: %.2e\n", largest);
 	return 0;
 }
