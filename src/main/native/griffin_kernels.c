@@ -1079,7 +1079,6 @@ __attribute__((target("avx2,fma,f16c"))) static void weighted(const float *v, co
 	}
 }
 
-
 /* the upper eight lanes of v (AVX-512F alone has no float form of this) */
 __attribute__((target("avx512f"))) static inline __m256 upper256(__m512 v) {
 	return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
