@@ -984,10 +984,30 @@ __attribute__((target("avx2,fma,f16c"))) static void activated(const float *gate
 	}
 }
 
+/* s[0..4) = the sums of a0, a1, a2 and a3's lanes, times scale */
+__attribute__((target("avx2,fma,f16c"))) static inline void four_scores(__m256 a0, __m256 a1, __m256 a2, __m256 a3,
+		float scale, float *s) {
+	__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+	__m128 four = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+	_mm_storeu_ps(s, _mm_mul_ps(four, _mm_set1_ps(scale)));
+}
+
+/* scored's keys [t, span) one at a time; returns the largest of the span's scores */
+static float scored_rest(const float *k, const float *q, int t, int span, int dh, float scale, float *s) {
+	dot_fn dot = dots[TYPE_FLOAT32];
+	for (; t < span; t++) {
+		s[t] = dot(k + (size_t) t * dh, q, dh) * scale;
+	}
+	float max = -INFINITY;
+	for (t = 0; t < span; t++) {
+		max = (s[t] > max) ? s[t] : max;
+	}
+	return max;
+}
+
 /* s[t] = (k_t . q) * scale for the span's keys k_t (dh apart); returns the largest */
 __attribute__((target("avx2,fma,f16c"))) static float scored(const float *k, const float *q, int span, int dh, float scale,
 		float *s) {
-	float max = -INFINITY;
 	int t = 0;
 	if (dh % 8 == 0) {
 		/* four keys at once, their four sums gathered by horizontal adds */
@@ -1001,20 +1021,10 @@ __attribute__((target("avx2,fma,f16c"))) static float scored(const float *k, con
 				a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 2 * dh + i), x, a2);
 				a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 3 * dh + i), x, a3);
 			}
-			__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-			__m128 four = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)),
-					_mm_set1_ps(scale));
-			_mm_storeu_ps(s + t, four);
+			four_scores(a0, a1, a2, a3, scale, s + t);
 		}
 	}
-	dot_fn dot = dots[TYPE_FLOAT32];
-	for (; t < span; t++) {
-		s[t] = dot(k + (size_t) t * dh, q, dh) * scale;
-	}
-	for (t = 0; t < span; t++) {
-		max = (s[t] > max) ? s[t] : max;
-	}
-	return max;
+	return scored_rest(k, q, t, span, dh, scale, s);
 }
 
 /* s[t] = e^(s[t] - max) over the span; returns their sum */
@@ -1032,6 +1042,17 @@ __attribute__((target("avx2,fma,f16c"))) static float exponentiated(float *s, in
 		sum += s[t];
 	}
 	return sum;
+}
+
+/* weighted's columns [i0, dh) one at a time */
+static void weighted_rest(const float *v, const float *p, int span, int dh, float factor, int i0, float *c) {
+	for (; i0 < dh; i0++) {
+		float sum = 0.0f;
+		for (int t = 0; t < span; t++) {
+			sum += p[t] * v[(size_t) t * dh + i0];
+		}
+		c[i0] = sum * factor;
+	}
 }
 
 /* c[dh] = (sum_t p[t] v_t) * factor for the span's values v_t (dh apart) */
@@ -1070,13 +1091,7 @@ __attribute__((target("avx2,fma,f16c"))) static void weighted(const float *v, co
 		}
 		_mm256_storeu_ps(c + i0, _mm256_mul_ps(c0, by));
 	}
-	for (; i0 < dh; i0++) {
-		float sum = 0.0f;
-		for (int t = 0; t < span; t++) {
-			sum += p[t] * v[(size_t) t * dh + i0];
-		}
-		c[i0] = sum * factor;
-	}
+	weighted_rest(v, p, span, dh, factor, i0, c);
 }
 
 /* the upper eight lanes of v (AVX-512F alone has no float form of this) */
@@ -1086,9 +1101,8 @@ __attribute__((target("avx512f"))) static inline __m256 upper256(__m512 v) {
 
 /* scored (above) with AVX-512: four keys at once, each sum folded to eight lanes, then the
  * four gathered by horizontal adds as there */
-__attribute__((target("avx512f,avx2,fma"))) static float scored_avx512(const float *k, const float *q, int span, int dh,
+__attribute__((target("avx512f,avx2,fma,f16c"))) static float scored_avx512(const float *k, const float *q, int span, int dh,
 		float scale, float *s) {
-	float max = -INFINITY;
 	int t = 0;
 	if (dh % 16 == 0) {
 		for (; t + 4 <= span; t += 4) {
@@ -1105,20 +1119,10 @@ __attribute__((target("avx512f,avx2,fma"))) static float scored_avx512(const flo
 			__m256 b1 = _mm256_add_ps(_mm512_castps512_ps256(a1), upper256(a1));
 			__m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(a2), upper256(a2));
 			__m256 b3 = _mm256_add_ps(_mm512_castps512_ps256(a3), upper256(a3));
-			__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(b0, b1), _mm256_hadd_ps(b2, b3));
-			__m128 four = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)),
-					_mm_set1_ps(scale));
-			_mm_storeu_ps(s + t, four);
+			four_scores(b0, b1, b2, b3, scale, s + t);
 		}
 	}
-	dot_fn dot = dots[TYPE_FLOAT32];
-	for (; t < span; t++) {
-		s[t] = dot(k + (size_t) t * dh, q, dh) * scale;
-	}
-	for (t = 0; t < span; t++) {
-		max = (s[t] > max) ? s[t] : max;
-	}
-	return max;
+	return scored_rest(k, q, t, span, dh, scale, s);
 }
 
 /* weighted (above) with AVX-512: 64 columns at a time, two tokens' products in separate
@@ -1162,13 +1166,7 @@ __attribute__((target("avx512f"))) static void weighted_avx512(const float *v, c
 		}
 		_mm512_storeu_ps(c + i0, _mm512_mul_ps(c0, by));
 	}
-	for (; i0 < dh; i0++) {
-		float sum = 0.0f;
-		for (int t = 0; t < span; t++) {
-			sum += p[t] * v[(size_t) t * dh + i0];
-		}
-		c[i0] = sum * factor;
-	}
+	weighted_rest(v, p, span, dh, factor, i0, c);
 }
 
 /* the attention's arithmetic in the widest form this CPU has (griffin_init) */
