@@ -95,8 +95,7 @@ int main(int argc, char **argv) {
 			attention a = { .q = q, .context = contexts[form], .keys = key_at, .values = value_at,
 				.head_strides = strides, .starts = starts, .positions = positions, .heads = heads,
 				.group = heads / kv_heads, .dh = dh, .scale = 0.125f, .scratch = scratch, .chunks = chunks,
-				.partial = partial, .io_type = TYPE_FLOAT32, .blocks = (count > 0) ? blocks : NULL,
-				.block_count = count, .blocked = partial };
+				.partial = partial, .io_type = TYPE_FLOAT32, .blocks = (count > 0) ? blocks : NULL };
 			task t = { .kind = 3, .rows = ((count > 0) ? count : rows * chunks) * kv_heads, .a = &a };
 			if (s == 1 && l == 0 && rows > 1) {
 				printf("%s\n", (count > 0) ? "the rows in blocks of up to 16" : "no blocks on this CPU: the same form twice");

@@ -297,12 +297,11 @@ typedef struct {
 	float scale;
 	float *scratch;          /* [team, ATTEND_SCRATCH(group, dh)]: each thread's */
 	int chunks;              /* key ranges per row and key-value head (attention_chunks) */
-	float *partial;          /* chunks > 1: [rows, kv heads, chunks, group, dh + 2], merged after */
+	float *partial;          /* chunks > 1: [rows, kv heads, chunks, group, dh + 2], merged after;
+	                            the blocked form: its scratch, [team, BLOCKED_SCRATCH(group, dh)] */
 	int io_type;             /* each context row is rounded to it */
-	const int *blocks;       /* the blocked form (attend_blocks): [block_count + 1] first rows of
-	                            its blocks, then rows; null: a unit per row (attend) */
-	int block_count;
-	float *blocked;          /* the blocked form: [team, BLOCKED_SCRATCH(group, dh)] */
+	const int *blocks;       /* the blocked form (attend_blocks): the first rows of its blocks,
+	                            then rows; null: a unit per row (attend) */
 } attention;
 
 /* keys per block of a unit's online softmax: a block's keys and values stay in the L2 cache
@@ -1381,7 +1380,7 @@ __attribute__((target("avx512f"))) static void block_values(const float *p, cons
 __attribute__((target("avx512f,avx2,fma,f16c"))) static void attend_blocks(const attention *a, int u0, int u1,
 		int me) {
 	int dh = a->dh, group = a->group, kv_heads = a->heads / group, padded = BLOCK_QUERIES(group);
-	float *kt = a->blocked + (size_t) me * BLOCKED_SCRATCH(group, dh);
+	float *kt = a->partial + (size_t) me * BLOCKED_SCRATCH(group, dh);
 	float *s = kt + (size_t) dh * BLOCK_KEYS, *o = s + (size_t) padded * BLOCK_KEYS, *maxima = o + (size_t) padded * dh;
 	float *sums = maxima + padded, *rescale = sums + padded;
 	const float *q[padded];
@@ -2103,7 +2102,7 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 	attention a = { .q = q, .context = context, .keys = keys, .values = values, .head_strides = head_strides,
 		.starts = starts, .positions = positions, .heads = heads, .group = heads / kv_heads, .dh = dh,
 		.scale = scale, .scratch = scores, .chunks = chunks, .partial = partial, .io_type = io_type,
-		.blocks = (block_count > 0) ? blocks : NULL, .block_count = block_count, .blocked = partial };
+		.blocks = (block_count > 0) ? blocks : NULL };
 	task attend_task = { .kind = 3, .rows = ((block_count > 0) ? block_count : rows * chunks) * kv_heads, .a = &a };
 	run(&attend_task);
 	if (chunks > 1) {
