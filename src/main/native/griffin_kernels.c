@@ -529,8 +529,23 @@ static void work(task *t, int me) {
 	}
 }
 
-/* columns per pass of work_rows: four activation rows' share (16 KiB) stays in the L1 cache */
+/*
+ * Columns per pass of work_rows where the CPU has the three-row tiles: four activation
+ * rows' share (16 KiB) stays in the L1 cache (measured on the AVX2 EPYC, Zen 3).
+ * griffin_init sets column_block and widen_from for the CPU it finds.
+ */
 #define COLUMN_BLOCK 1024
+
+/*
+ * columns per pass of work_rows: COLUMN_BLOCK, or INT_MAX (whole rows) with the six-row
+ * tiles. On the AMD EPYC with AVX-512 a row split into passes of 1024 columns is read as
+ * two runs with a gap, and each of a tile's six streams restarts at every row: with whole
+ * rows, 4 activation rows of 1536, 4864 and 8960 columns (2 threads, 256 MB of weights)
+ * read float32 weights at 37.1, 45.1 and 43.1 GB/s against 34.2, 39.6 and 40.6, float16 at
+ * 37.0, 38.2 and 36.5 against 33.6, 33.1 and 33.3, and 16 rows float32 at 27.4-29.0
+ * against 23.8-24.8; rows of 576 columns, which one pass holds, within 2%.
+ */
+static int column_block = COLUMN_BLOCK;
 
 /* bytes of weight rows work_rows keeps in the L2 cache across the activation rows */
 #define WEIGHT_BLOCK (256 * 1024)
@@ -541,6 +556,15 @@ static void work(task *t, int me) {
  * once per block instead of once per four rows
  */
 #define WIDEN_ROWS 16
+
+/*
+ * the fewest rows whose float16 products widen their weights first: WIDEN_ROWS, or INT_MAX
+ * (never: the tiles widen in registers) with the six-row tiles. On the AMD EPYC with
+ * AVX-512, 16 activation rows of 576, 1536 and 8960 columns read float16 weights at 16.4,
+ * 15.0 and 16.2 GB/s widened in registers against 10.4, 10.0 and 10.2 widened first, and
+ * 24 rows of 1536 at 12.7 against 9.4.
+ */
+static int widen_from = WIDEN_ROWS;
 
 /* each team thread's float32 panel (work_rows), grown by that thread only */
 static float *panels[MAX_THREADS];
@@ -565,14 +589,15 @@ __attribute__((target("avx2,fma,f16c"))) static void widen_rows(const uint16_t *
 /*
  * weight rows [r0, r1) times every activation row. Weight rows go in blocks that stay in
  * the L2 cache across the groups of four activation rows, and each group's columns in
- * blocks that stay in the L1 cache across the block's weight rows; partial sums add up in
- * y. A float16 block of many rows' product is widened to float32 first (WIDEN_ROWS).
+ * passes of column_block (with the three-row tiles, blocks that stay in the L1 cache across
+ * the block's weight rows); partial sums add up in y. A float16 block of many rows'
+ * product is widened to float32 first (widen_from).
  */
 static void work_rows(const task *t, int r0, int r1, int me) {
 	int type = t->type;
 	size_t element = (type == TYPE_FLOAT16) ? 2 : 4;
 	size_t stride = (size_t) t->cols * element;
-	int widens = type == TYPE_FLOAT16 && t->tokens >= WIDEN_ROWS;
+	int widens = type == TYPE_FLOAT16 && t->tokens >= widen_from;
 	float out[24];
 	int block = rows_per_block(widens ? (size_t) t->cols * 4 : stride);
 	if (widens && panel_sizes[me] < (size_t) block * t->cols) {
@@ -603,11 +628,11 @@ static void work_rows(const task *t, int r0, int r1, int me) {
 		}
 		for (int i0 = 0; i0 < t->tokens; i0 += 4) {
 			int count = (t->tokens - i0 < 4) ? t->tokens - i0 : 4;
-			for (int c0 = 0; c0 < t->cols; c0 += COLUMN_BLOCK) {
+			for (int c0 = 0; c0 < t->cols; c0 += column_block) {
 				/* the first column block's sums are written (y may hold anything), the later
 				 * ones' added */
 				int first = c0 == 0;
-				int n = (t->cols - c0 < COLUMN_BLOCK) ? t->cols - c0 : COLUMN_BLOCK;
+				int n = (t->cols - c0 < column_block) ? t->cols - c0 : column_block;
 				const float *xs[4];
 				for (int i = 0; i < 4; i++) {
 					xs[i] = t->x + (size_t) t->cols * (i0 + (i < count ? i : 0)) + c0;
@@ -1689,6 +1714,8 @@ static void run(task *t) {
 /* ---------------------------------------------------------------------------------- */
 /* entry points                                                                        */
 
+void griffin_row_passes(int columns, int widen);
+
 /*
  * Starts the team once: threads - 1 helpers beside the caller. Returns the instruction
  * set level (2: AVX2 with FMA and F16C, 3: AVX-512F), 0 when this CPU has neither (then
@@ -1728,6 +1755,7 @@ int griffin_init(int threads) {
 		else {
 			level = 0;
 		}
+		griffin_row_passes(0, 0);
 		if (level > 0) {
 			team = threads < 1 ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
 			for (int i = 1; i < team; i++) {
@@ -1750,6 +1778,16 @@ int griffin_init(int threads) {
  */
 void griffin_hold_helpers(int hold) {
 	__atomic_store_n(&held, hold, __ATOMIC_RELEASE);
+}
+
+/*
+ * work_rows' columns per pass and the fewest float16 rows whose weights it widens first;
+ * 0 for either: what suits this CPU's tiles (column_block, widen_from). Every setting
+ * computes the same product. For tests, and griffin_init.
+ */
+void griffin_row_passes(int columns, int widen) {
+	column_block = (columns > 0) ? columns : ((tile_ways == 6) ? INT_MAX : COLUMN_BLOCK);
+	widen_from = (widen > 0) ? widen : ((tile_ways == 6) ? INT_MAX : WIDEN_ROWS);
 }
 
 /* The threads of the team (the caller included). */

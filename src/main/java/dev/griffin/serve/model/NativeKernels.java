@@ -91,6 +91,17 @@ public final class NativeKernels {
 	}
 
 	/**
+	 * Sets how the products of several activation rows pass over their weights: the
+	 * columns per pass and the fewest float16 rows whose weights are widened to float32
+	 * first; 0 for either restores what suits this CPU. For tests: every setting computes
+	 * the same product.
+	 */
+	static void rowPasses(int columns, int widenFrom) {
+		require();
+		griffin_row_passes(columns, widenFrom);
+	}
+
+	/**
 	 * Whether a weight can be read by these products: float16 or float32, 2-D, on the
 	 * CPU.
 	 */
@@ -462,6 +473,8 @@ public final class NativeKernels {
 	private static native int griffin_threads();
 
 	private static native void griffin_hold_helpers(int hold);
+
+	private static native void griffin_row_passes(int columns, int widen);
 
 	private static native int griffin_gemv(Buffer weight, int type, Buffer x, Buffer y, int ioType, int rows,
 			int columns);

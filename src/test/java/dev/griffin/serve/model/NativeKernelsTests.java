@@ -144,30 +144,45 @@ class NativeKernelsTests {
 	}
 
 	@ParameterizedTest
-	// from 16 rows on, float16 weights are widened a block at a time (16 rows); from
+	// from 16 rows on, float16 weights may be widened a block at a time (16 rows); from
 	// 32 on, the panel form: 37 rows, three panels with a partial last; 33 rows of
 	// 4100 columns, in three parts whose sums add up, 97 and 1537 weight rows (not
 	// whole kernels of 6 or 12); 40 rows of 5 weight rows and 13 columns (fewer than
-	// one kernel's, and a partial octet)
+	// one kernel's, and a partial octet); 4 and 16 rows of 2500 columns, whole or in
+	// passes of 1024 columns whose sums add up
 	@CsvSource({ "1, 3, 5", "2, 64, 576", "4, 130, 33", "5, 1536, 576", "7, 255, 1000", "9, 17, 7", "16, 200, 300",
-			"37, 1537, 576", "33, 97, 4100", "40, 5, 13" })
+			"37, 1537, 576", "33, 97, 4100", "40, 5, 13", "4, 97, 2500", "16, 61, 2500" })
 	void rowsEqualLibtorchsProductInFloat32(int tokens, int rows, int columns) {
 		try (NDScope scope = new NDScope()) {
 			NDArray weight = manager.randomNormal(new Shape(rows, columns));
 			NDArray x = manager.randomNormal(new Shape(tokens, columns));
-			for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
-				NDArray w = weight.toType(type, false);
-				NDArray input = x.toType(type, false);
-				float[] want = Linear.linear(input.toType(DataType.FLOAT32, false), w.toType(DataType.FLOAT32, false))
-					.singletonOrThrow()
-					.toFloatArray();
-				NDArray got = NativeKernels.rows(input, w);
-				assertThat(got.getShape()).isEqualTo(new Shape(tokens, rows));
-				assertThat(got.getDataType()).isEqualTo(type);
-				double allowed = (type == DataType.FLOAT16) ? 2e-3 : 1e-5;
-				assertThat(KernelCalibration.difference(want, got.toType(DataType.FLOAT32, false).toFloatArray()))
-					.as("%s", type)
-					.isLessThan(allowed);
+			// this CPU's passes, then those of CPUs with the three-row tiles (columns in
+			// passes of 1024, float16 widened first from 16 rows), then whole rows never
+			// widened first
+			int[][] passes = { { 0, 0 }, { 1024, 16 }, { Integer.MAX_VALUE, Integer.MAX_VALUE } };
+			try {
+				for (int[] pass : passes) {
+					NativeKernels.rowPasses(pass[0], pass[1]);
+					for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+						NDArray w = weight.toType(type, false);
+						NDArray input = x.toType(type, false);
+						float[] want = Linear
+							.linear(input.toType(DataType.FLOAT32, false), w.toType(DataType.FLOAT32, false))
+							.singletonOrThrow()
+							.toFloatArray();
+						NDArray got = NativeKernels.rows(input, w);
+						assertThat(got.getShape()).isEqualTo(new Shape(tokens, rows));
+						assertThat(got.getDataType()).isEqualTo(type);
+						double allowed = (type == DataType.FLOAT16) ? 2e-3 : 1e-5;
+						assertThat(
+								KernelCalibration.difference(want, got.toType(DataType.FLOAT32, false).toFloatArray()))
+							.as("%s, passes %s", type, Arrays.toString(pass))
+							.isLessThan(allowed);
+					}
+				}
+			}
+			finally {
+				NativeKernels.rowPasses(0, 0);
 			}
 		}
 	}
