@@ -694,10 +694,21 @@ static void work_rows(const task *t, int r0, int r1, int me) {
  */
 #define PACKED_FROM 32
 #define PANEL_TOKENS 16
-/* a pass's columns: a panel's share (16 KiB) stays in the L1 cache */
+/* a pass's columns: a panel's share (16 KiB) stays in the L1 cache (the AVX2 EPYC) */
 #define PASS_COLUMNS 256
 /* columns of a weight block at most: longer rows go in parts, their sums added in y */
 #define PART_COLUMNS 2048
+
+/*
+ * a pass's columns and a part's at most (griffin_row_passes): PASS_COLUMNS and
+ * PART_COLUMNS, or with the six-row tiles 1024 and 12288 (twelve float32 rows of a part,
+ * 576 KiB, stay in a 1 MiB L2 cache). A row read in parts is read as runs with gaps, as
+ * in work_rows: on the AMD EPYC with AVX-512, 256 activation rows times weights of 8960,
+ * 4864 and 1536 columns (24 MB, 2 threads) ran at 314, 328 and 317 GFLOP/s in float16 with
+ * whole rows and passes of 1024 against 271, 298 and 304, float32 314 and 362 against 299
+ * and 351 (8960 and 1536 columns); 576 columns 348 against 340.
+ */
+static int pass_columns = PASS_COLUMNS, part_columns = PART_COLUMNS;
 
 /* weight row j's column c times the panel's column c, into acc[j] and acc[j] + 8 */
 #define PANEL_ROW(J, A, B)                                                                                         \
@@ -906,13 +917,13 @@ static const float *packed(const float *x, int tokens, int cols) {
  * weight rows [r0, r1) times every activation row, from the task's panels (packed).
  * Rows go in blocks that stay in the L2 cache across the panels (float16 widened into the
  * thread's float32 block once, float32 read where they are); rows longer than
- * PART_COLUMNS in parts, each part's sums added in y.
+ * part_columns in parts, each part's sums added in y.
  */
 static void work_packed_rows(const task *t, int r0, int r1, int me) {
 	int type = t->type;
 	size_t element = (type == TYPE_FLOAT16) ? 2 : 4;
 	size_t stride = (size_t) t->cols * element;
-	int parts = (t->cols + PART_COLUMNS - 1) / PART_COLUMNS;
+	int parts = (int) (((long long) t->cols + part_columns - 1) / part_columns);
 	int part = ((t->cols + parts - 1) / parts + 7) / 8 * 8;
 	int block = (int) (WEIGHT_BLOCK / ((size_t) part * sizeof(float)));
 	block = (block < panel_rows) ? panel_rows : block - block % panel_rows;
@@ -941,8 +952,8 @@ static void work_packed_rows(const task *t, int r0, int r1, int me) {
 			}
 			for (int p = 0; p < count; p++) {
 				const float *panel = t->panel + ((size_t) p * t->cols + k0) * PANEL_TOKENS;
-				for (int c0 = 0; c0 < kn; c0 += PASS_COLUMNS) {
-					int n = (kn - c0 < PASS_COLUMNS) ? kn - c0 : PASS_COLUMNS;
+				for (int c0 = 0; c0 < kn; c0 += pass_columns) {
+					int n = (kn - c0 < pass_columns) ? kn - c0 : pass_columns;
 					const float *columns = panel + (size_t) c0 * PANEL_TOKENS;
 					int r = b0;
 					for (; r + panel_rows <= b1; r += panel_rows) {
@@ -1714,7 +1725,7 @@ static void run(task *t) {
 /* ---------------------------------------------------------------------------------- */
 /* entry points                                                                        */
 
-void griffin_row_passes(int columns, int widen);
+void griffin_row_passes(int columns, int widen, int pass, int part);
 
 /*
  * Starts the team once: threads - 1 helpers beside the caller. Returns the instruction
@@ -1755,7 +1766,7 @@ int griffin_init(int threads) {
 		else {
 			level = 0;
 		}
-		griffin_row_passes(0, 0);
+		griffin_row_passes(0, 0, 0, 0);
 		if (level > 0) {
 			team = threads < 1 ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
 			for (int i = 1; i < team; i++) {
@@ -1781,13 +1792,18 @@ void griffin_hold_helpers(int hold) {
 }
 
 /*
- * work_rows' columns per pass and the fewest float16 rows whose weights it widens first;
- * 0 for either: what suits this CPU's tiles (column_block, widen_from). Every setting
- * computes the same product. For tests, and griffin_init.
+ * How products of several activation rows pass over their weights: work_rows' columns per
+ * pass and the fewest float16 rows whose weights it widens first (column_block,
+ * widen_from), the panel form's columns per pass and per part at most (pass_columns,
+ * part_columns); 0 for any: what suits this CPU's tiles. Every setting computes the same
+ * product. For tests, and griffin_init.
  */
-void griffin_row_passes(int columns, int widen) {
-	column_block = (columns > 0) ? columns : ((tile_ways == 6) ? INT_MAX : COLUMN_BLOCK);
-	widen_from = (widen > 0) ? widen : ((tile_ways == 6) ? INT_MAX : WIDEN_ROWS);
+void griffin_row_passes(int columns, int widen, int pass, int part) {
+	int six = tile_ways == 6;
+	column_block = (columns > 0) ? columns : (six ? INT_MAX : COLUMN_BLOCK);
+	widen_from = (widen > 0) ? widen : (six ? INT_MAX : WIDEN_ROWS);
+	pass_columns = (pass > 0) ? pass : (six ? 1024 : PASS_COLUMNS);
+	part_columns = (part > 0) ? part : (six ? 12288 : PART_COLUMNS);
 }
 
 /* The threads of the team (the caller included). */

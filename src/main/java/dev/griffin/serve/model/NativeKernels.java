@@ -91,14 +91,15 @@ public final class NativeKernels {
 	}
 
 	/**
-	 * Sets how the products of several activation rows pass over their weights: the
-	 * columns per pass and the fewest float16 rows whose weights are widened to float32
-	 * first; 0 for either restores what suits this CPU. For tests: every setting computes
-	 * the same product.
+	 * Sets how the products of several activation rows pass over their weights: in tiles,
+	 * the columns per pass and the fewest float16 rows whose weights are widened to
+	 * float32 first; in panels (a prompt's rows), the columns per pass and per part at
+	 * most. 0 for any restores what suits this CPU. For tests: every setting computes the
+	 * same product.
 	 */
-	static void rowPasses(int columns, int widenFrom) {
+	static void rowPasses(int columns, int widenFrom, int panelPass, int panelPart) {
 		require();
-		griffin_row_passes(columns, widenFrom);
+		griffin_row_passes(columns, widenFrom, panelPass, panelPart);
 	}
 
 	/**
@@ -474,7 +475,7 @@ public final class NativeKernels {
 
 	private static native void griffin_hold_helpers(int hold);
 
-	private static native void griffin_row_passes(int columns, int widen);
+	private static native void griffin_row_passes(int columns, int widen, int pass, int part);
 
 	private static native int griffin_gemv(Buffer weight, int type, Buffer x, Buffer y, int ioType, int rows,
 			int columns);

@@ -156,13 +156,17 @@ class NativeKernelsTests {
 		try (NDScope scope = new NDScope()) {
 			NDArray weight = manager.randomNormal(new Shape(rows, columns));
 			NDArray x = manager.randomNormal(new Shape(tokens, columns));
-			// this CPU's passes, then those of CPUs with the three-row tiles (columns in
-			// passes of 1024, float16 widened first from 16 rows), then whole rows never
-			// widened first
-			int[][] passes = { { 0, 0 }, { 1024, 16 }, { Integer.MAX_VALUE, Integer.MAX_VALUE } };
+			// this CPU's passes, then those of CPUs with the three-row tiles (tiles:
+			// columns
+			// in passes of 1024, float16 widened first from 16 rows; panels: passes of
+			// 256
+			// columns, parts of 2048 at most), then whole rows, never widened first in
+			// tiles, in panels passes of 1000 columns
+			int[][] passes = { { 0, 0, 0, 0 }, { 1024, 16, 256, 2048 },
+					{ Integer.MAX_VALUE, Integer.MAX_VALUE, 1000, Integer.MAX_VALUE } };
 			try {
 				for (int[] pass : passes) {
-					NativeKernels.rowPasses(pass[0], pass[1]);
+					NativeKernels.rowPasses(pass[0], pass[1], pass[2], pass[3]);
 					for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
 						NDArray w = weight.toType(type, false);
 						NDArray input = x.toType(type, false);
@@ -182,7 +186,7 @@ class NativeKernelsTests {
 				}
 			}
 			finally {
-				NativeKernels.rowPasses(0, 0);
+				NativeKernels.rowPasses(0, 0, 0, 0);
 			}
 		}
 	}
