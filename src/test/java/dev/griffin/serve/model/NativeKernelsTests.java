@@ -156,12 +156,10 @@ class NativeKernelsTests {
 		try (NDScope scope = new NDScope()) {
 			NDArray weight = manager.randomNormal(new Shape(rows, columns));
 			NDArray x = manager.randomNormal(new Shape(tokens, columns));
-			// this CPU's passes, then those of CPUs with the three-row tiles (tiles:
-			// columns
-			// in passes of 1024, float16 widened first from 16 rows; panels: passes of
-			// 256
-			// columns, parts of 2048 at most), then whole rows, never widened first in
-			// tiles, in panels passes of 1000 columns
+			// this CPU's passes; then those of CPUs with the three-row tiles: tiles in
+			// passes of 1024 columns, float16 widened first from 16 rows, panels in
+			// passes of 256 columns and parts of 2048; then whole rows, tiles never
+			// widening first, panels in passes of 1000 columns
 			int[][] passes = { { 0, 0, 0, 0 }, { 1024, 16, 256, 2048 },
 					{ Integer.MAX_VALUE, Integer.MAX_VALUE, 1000, Integer.MAX_VALUE } };
 			try {
