@@ -163,15 +163,15 @@ class NativeKernelsTests {
 			int[][] passes = { { 0, 0, 0, 0 }, { 1024, 16, 256, 2048 },
 					{ Integer.MAX_VALUE, Integer.MAX_VALUE, 1000, Integer.MAX_VALUE } };
 			try {
-				for (int[] pass : passes) {
-					NativeKernels.rowPasses(pass[0], pass[1], pass[2], pass[3]);
-					for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
-						NDArray w = weight.toType(type, false);
-						NDArray input = x.toType(type, false);
-						float[] want = Linear
-							.linear(input.toType(DataType.FLOAT32, false), w.toType(DataType.FLOAT32, false))
-							.singletonOrThrow()
-							.toFloatArray();
+				for (DataType type : new DataType[] { DataType.FLOAT32, DataType.FLOAT16 }) {
+					NDArray w = weight.toType(type, false);
+					NDArray input = x.toType(type, false);
+					float[] want = Linear
+						.linear(input.toType(DataType.FLOAT32, false), w.toType(DataType.FLOAT32, false))
+						.singletonOrThrow()
+						.toFloatArray();
+					for (int[] pass : passes) {
+						NativeKernels.rowPasses(pass[0], pass[1], pass[2], pass[3]);
 						NDArray got = NativeKernels.rows(input, w);
 						assertThat(got.getShape()).isEqualTo(new Shape(tokens, rows));
 						assertThat(got.getDataType()).isEqualTo(type);
