@@ -22,6 +22,11 @@
  *   /tmp/step 576 1536 960 30 2 float16 0       # with and without the prefetch
  *   /tmp/step 576 1536 960 30 2 float16 0 4     # the same for a step of four sequences
  *
+ * With "tile=N" in place of the distance, the steps alternate between the six-row tiles'
+ * own prefetch distance (tile_ahead, AVX-512) and N bytes, float32 and float16 alike:
+ *
+ *   /tmp/step 576 1536 960 30 2 float32 tile=0 4   # four rows' tiles with and without it
+ *
  * With "next" in place of the distance, the steps alternate between helpers that prefetch
  * the next layer's q/k/v weights while the caller is alone and helpers that do not; a ninth
  * argument leaves the caller alone that many microseconds after each layer, as the engine's
@@ -40,7 +45,7 @@ volatile long kept;
 
 int main(int argc, char **argv) {
 	if (argc < 7 || argc > 10) {
-		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32 [ahead|next [rows [gap]]]\n",
+		fprintf(stderr, "usage: %s hidden neurons qkv-rows layers threads float16|float32 [ahead|tile=N|next [rows [gap]]]\n",
 				argv[0]);
 		return 2;
 	}
@@ -80,8 +85,14 @@ int main(int argc, char **argv) {
 	}
 	/* "next": the forms differ in whether helpers prefetch the next layer's q/k/v weights */
 	int next = argc >= 8 && strcmp(argv[7], "next") == 0;
+	/* "tile=N": the forms differ in the six-row tiles' prefetch distance */
+	int tiles = argc >= 8 && strncmp(argv[7], "tile=", 5) == 0;
 	int gap_us = (argc == 10) ? atoi(argv[9]) : 0;
 	int forms = (argc >= 8) ? 2 : 1, aheads[2] = { f16_ahead, (argc >= 8 && !next) ? atoi(argv[7]) : f16_ahead };
+	int tile_aheads[2] = { tile_ahead, tiles ? atoi(argv[7] + 5) : tile_ahead };
+	if (tiles) {
+		aheads[1] = f16_ahead;
+	}
 	size_t qkv_bytes = (size_t) qkv * (size_t) d * size;
 	double sum[2] = { 0, 0 }, best[2] = { INFINITY, INFINITY };
 	int steps = 200 * forms, warm = 10;
@@ -92,6 +103,7 @@ int main(int argc, char **argv) {
 		}
 		int form = s % forms;
 		f16_ahead = aheads[form];
+		tile_ahead = tile_aheads[form];
 		ahead_enabled = next ? form == 0 : 1;
 		double start = seconds();
 		for (int l = 0; l < layers; l++) {
@@ -130,6 +142,9 @@ int main(int argc, char **argv) {
 		double mean = sum[form] / (steps / forms);
 		if (next) {
 			printf("  %s:", (form == 0) ? "helpers prefetching the next layer" : "no prefetch of the next layer");
+		}
+		else if (tiles) {
+			printf("  six-row tiles prefetching %d bytes ahead:", tile_aheads[form]);
 		}
 		else if (type == TYPE_FLOAT16 || forms == 2) {
 			printf("  float16 rows prefetching %d bytes ahead:", aheads[form]);

@@ -118,7 +118,8 @@ EXPAND(DEFINE_DOT, dot_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t)
 EXPAND(DEFINE_DOT, dot_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float))
 /*
  * How far ahead float16 weight rows prefetch, in bytes (0: not at all): the row pairs of
- * one-row products here, and the tiles of several rows below. A decode step's products with
+ * one-row products here, and the three-row tiles below (the six-row tiles take tile_ahead,
+ * measured later; the figures here are from before that). A decode step's products with
  * and without it, step by step in one process (tools/reference/bench_native_step.c) on the
  * AMD EPYC with AVX-512: one row, SmolLM2's shapes 3-8% less time in all runs but one (21%;
  * half its neurons, as GRIFFIN 0.5 reads them, 5-8%), Qwen2.5-Coder 0.5B's and 1.5B's 1-5%;
@@ -268,8 +269,22 @@ typedef void (*tile6_fn)(const void *row0, size_t apart, const float *const *xs,
 		}                                                                                                  \
 	}
 
-EXPAND(DEFINE_TILE6, tile6_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t), f16_ahead)
-EXPAND(DEFINE_TILE6, tile6_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float), 0)
+/*
+ * How far ahead the six-row tiles prefetch each of their six streams, in bytes, float32 and
+ * float16 alike (0: not at all). A decode step's products on the AMD EPYC with AVX-512,
+ * 1024 bytes against none, the two alternating in one process (tools/reference/
+ * bench_native_step.c with tile=0; 2 threads; mean step time):
+ * - float16: SmolLM2's shapes 6-10% less time at 4 rows, 15% at 8, 7-10% at 16;
+ *   Qwen2.5-Coder-1.5B's 10% at 16 rows (against 4096 bytes, the row pairs' distance, 3-4%
+ *   at 4 rows);
+ * - float32: SmolLM2's shapes at 4 rows from 1.5% more to 18% less (the gain shows when the
+ *   machine's memory is fast), 4-6% less at 16 rows; the 1.5B's from 2% more to 13% less.
+ * 512 and 2048 bytes gained less than 1024, 8192 lost. One-row products keep the row pairs
+ * and their own distances: a lone row read through the tiles ran slower, prefetching or not.
+ */
+static int tile_ahead = 1024;
+EXPAND(DEFINE_TILE6, tile6_f16_avx512, AVX512_OPS(LOAD_F16_512, _cvtsh_ss, uint16_t), tile_ahead)
+EXPAND(DEFINE_TILE6, tile6_f32_avx512, AVX512_OPS(_mm512_loadu_ps, SAME, float), tile_ahead)
 
 /* the six-row tiles, where this machine has them (null: the three-row ones) */
 static tile6_fn tile6s[2];
