@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
 		output[l] = weights((size_t) d * d, type);
 		gate_up[l] = weights((size_t) 2 * f * d, type);
 		down[l] = weights((size_t) d * f, type);
-		for (int r = 0; r < MAX_ROWS; r++) {
+		for (int r = 0; r < many; r++) {
 			keys[l][r] = floats((size_t) kv_heads * capacity * dh, 0.1f);
 			values[l][r] = floats((size_t) kv_heads * capacity * dh, 0.1f);
 		}
