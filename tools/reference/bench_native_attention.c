@@ -43,8 +43,10 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "the kernels need AVX2 with FMA and F16C\n");
 		return 1;
 	}
-	scored_fn scores[2] = { (rows == 1) ? scored : score, score };
-	weighted_fn weighs[2] = { (rows == 1) ? weighted : weigh, weigh };
+	scored_fn chosen_score = scorers[TYPE_FLOAT32];
+	weighted_fn chosen_weigh = weighers[TYPE_FLOAT32];
+	scored_fn scores[2] = { (rows == 1) ? scored : chosen_score, chosen_score };
+	weighted_fn weighs[2] = { (rows == 1) ? weighted : chosen_weigh, chosen_weigh };
 	static int blocks[LAYER_ROWS + 1];
 	size_t per = (size_t) kv_heads * tokens * dh, width = (size_t) rows * heads * dh;
 	float **keys = malloc(sizeof(float *) * layers), **values = malloc(sizeof(float *) * layers);
@@ -78,8 +80,8 @@ int main(int argc, char **argv) {
 			touched += flush[i];
 		}
 		int form = s % 2;
-		score = scores[form];
-		weigh = weighs[form];
+		scorers[TYPE_FLOAT32] = scores[form];
+		weighers[TYPE_FLOAT32] = weighs[form];
 		double start = seconds();
 		for (int l = 0; l < layers; l++) {
 			for (int r = 0; r < rows; r++) {

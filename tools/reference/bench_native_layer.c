@@ -1,16 +1,19 @@
 /*
  * A whole batched decode step through the project's own native layer call
  * (src/main/native/griffin_kernels.c, compiled into this program): SmolLM2-135M's 30 layers
- * (griffin_layer: norms, q/k/v, rotation, attention over each row's own float32 cache,
- * output, gated block, residuals), then its head's product, for one activation row and for
+ * (griffin_layer: norms, q/k/v, rotation, attention over each row's own cache, output,
+ * gated block, residuals), then its head's product, for one activation row and for
  * several, the two alternating step by step in one process, which the machine's drift
  * between processes does not blur. Every row is a sequence of its own with the given
  * number of cached tokens; 64 MB are read between steps so that no step starts from warm
- * caches. What a lone step and a batched one cost beside each other, without Java.
+ * caches. What a lone step and a batched one cost beside each other, without Java. With
+ * a fourth argument, caches, the two forms are instead the given rows over float32 caches
+ * and over float16 ones.
  *
  *   cc -O3 -std=gnu11 -pthread -o /tmp/layer tools/reference/bench_native_layer.c -lm
  *   /tmp/layer 96 4 float32      # cached tokens, rows, weights: one row against four
  *   /tmp/layer 576 16 float16
+ *   /tmp/layer 576 1 float16 caches    # one row over float32 caches against float16 ones
  *
  * Prints each form's mean time of the layers and of the head (after 10 unmeasured steps,
  * 100 steps each).
@@ -51,10 +54,11 @@ static float *floats(size_t n, float value) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s cached-tokens rows float16|float32\n", argv[0]);
+	if (argc != 4 && !(argc == 5 && strcmp(argv[4], "caches") == 0)) {
+		fprintf(stderr, "usage: %s cached-tokens rows float16|float32 [caches]\n", argv[0]);
 		return 2;
 	}
+	int caches = (argc == 5);
 	int d = 576, heads = 9, kv_heads = 3, dh = 64, f = 1536, vocab = 49152;
 	int tokens = atoi(argv[1]), many = atoi(argv[2]), type = (strcmp(argv[3], "float16") == 0) ? TYPE_FLOAT16 : TYPE_FLOAT32;
 	if (tokens < 1 || tokens > 4096 || many < 1 || many > MAX_ROWS || griffin_init(2) < 2) {
@@ -64,15 +68,17 @@ int main(int argc, char **argv) {
 	}
 	int projected = (heads + 2 * kv_heads) * dh, capacity = tokens + 1;
 	void *qkv[LAYERS], *output[LAYERS], *gate_up[LAYERS], *down[LAYERS];
-	float *keys[LAYERS][MAX_ROWS], *values[LAYERS][MAX_ROWS];
+	void *keys[2][LAYERS][MAX_ROWS], *values[2][LAYERS][MAX_ROWS]; /* float32 caches, float16 ones */
 	for (int l = 0; l < LAYERS; l++) {
 		qkv[l] = weights((size_t) projected * d, type);
 		output[l] = weights((size_t) d * d, type);
 		gate_up[l] = weights((size_t) 2 * f * d, type);
 		down[l] = weights((size_t) d * f, type);
 		for (int r = 0; r < many; r++) {
-			keys[l][r] = floats((size_t) kv_heads * capacity * dh, 0.1f);
-			values[l][r] = floats((size_t) kv_heads * capacity * dh, 0.1f);
+			keys[0][l][r] = floats((size_t) kv_heads * capacity * dh, 0.1f);
+			values[0][l][r] = floats((size_t) kv_heads * capacity * dh, 0.1f);
+			keys[1][l][r] = caches ? weights((size_t) kv_heads * capacity * dh, TYPE_FLOAT16) : NULL;
+			values[1][l][r] = caches ? weights((size_t) kv_heads * capacity * dh, TYPE_FLOAT16) : NULL;
 		}
 	}
 	void *head = weights((size_t) vocab * d, type);
@@ -97,19 +103,19 @@ int main(int argc, char **argv) {
 		for (size_t i = 0; i < flush_bytes; i += 64) {
 			touched += flush[i];
 		}
-		int form = s % 2, rows = (form == 0) ? 1 : many;
+		int form = s % 2, rows = (form == 0 && !caches) ? 1 : many, kv = (caches && form == 1) ? 1 : 0;
 		double start = seconds();
 		for (int l = 0; l < LAYERS; l++) {
 			for (int r = 0; r < rows; r++) {
-				key_at[r] = (int64_t) (intptr_t) keys[l][r];
-				value_at[r] = (int64_t) (intptr_t) values[l][r];
+				key_at[r] = (int64_t) (intptr_t) keys[kv][l][r];
+				value_at[r] = (int64_t) (intptr_t) values[kv][l][r];
 				strides[r] = (int64_t) capacity * dh;
 				positions[r] = tokens;
 				starts[r] = 0;
 			}
 			if (griffin_layer(y, x, TYPE_FLOAT32, rows, d, norms, norms, 1e-5f, qkv[l], NULL, output[l], type,
-					rotation, key_at, value_at, strides, positions, starts, heads, kv_heads, dh, 0.125f, gate_up[l],
-					down[l], type, f, ACT_SILU, NULL, NULL, NULL) != 0) {
+					rotation, key_at, value_at, strides, kv ? TYPE_FLOAT16 : TYPE_FLOAT32, positions, starts, heads,
+					kv_heads, dh, 0.125f, gate_up[l], down[l], type, f, ACT_SILU, NULL, NULL, NULL) != 0) {
 				fprintf(stderr, "griffin_layer failed\n");
 				return 1;
 			}
@@ -135,8 +141,9 @@ int main(int argc, char **argv) {
 	}
 	printf("SmolLM2's %d layers and head, %s weights, %d cached tokens a row, 2 threads\n", LAYERS, argv[3], tokens);
 	for (int form = 0; form < 2; form++) {
-		printf("  %2d rows: layers %.3f ms, head %.3f ms a step\n", (form == 0) ? 1 : many,
-				layers_s[form] / (steps / 2) * 1e3, head_s[form] / (steps / 2) * 1e3);
+		printf("  %2d rows%s: layers %.3f ms, head %.3f ms a step\n", (form == 0 && !caches) ? 1 : many,
+				!caches ? "" : (form == 0) ? ", float32 caches" : ", float16 caches", layers_s[form] / (steps / 2) * 1e3,
+				head_s[form] / (steps / 2) * 1e3);
 	}
 	return 0;
 }

@@ -305,8 +305,9 @@ typedef struct {
 	const float *q;          /* [rows, heads, dh], rotated */
 	float *context;          /* [rows, heads, dh] */
 	const int64_t *keys;     /* per row, the address of its cache's token 0 of head 0: token t */
-	const int64_t *values;   /* of head g at g * head_strides[row] + t * dh (float32) */
+	const int64_t *values;   /* of head g at element g * head_strides[row] + t * dh (kv_type) */
 	const int64_t *head_strides;
+	int kv_type;             /* the caches' elements: TYPE_FLOAT32 or TYPE_FLOAT16 */
 	const int *starts, *positions; /* each row attends over its tokens [start, position] */
 	int heads, group, dh;    /* group: query heads per key-value head */
 	float scale;
@@ -1042,11 +1043,30 @@ __attribute__((target("avx2,fma,f16c"))) static inline void four_scores(__m256 a
 	_mm_storeu_ps(s, _mm_mul_ps(four, _mm_set1_ps(scale)));
 }
 
+/* a cache's n values at element i of p (kv_type), as float32 lanes */
+__attribute__((target("avx2,f16c"), always_inline)) static inline __m256 cached8(const void *p, size_t i, int kv_type) {
+	return (kv_type == TYPE_FLOAT16) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const uint16_t *) p + i)))
+									 : _mm256_loadu_ps((const float *) p + i);
+}
+
+__attribute__((target("avx512f,f16c"), always_inline)) static inline __m512 cached16(const void *p, size_t i,
+		int kv_type) {
+	return (kv_type == TYPE_FLOAT16)
+			? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) ((const uint16_t *) p + i)))
+			: _mm512_loadu_ps((const float *) p + i);
+}
+
+/* element i of a cache (kv_type) as float32 */
+__attribute__((target("f16c"))) static inline float cached1(const void *p, size_t i, int kv_type) {
+	return (kv_type == TYPE_FLOAT16) ? _cvtsh_ss(((const uint16_t *) p)[i]) : ((const float *) p)[i];
+}
+
 /* scored's keys [t, span) one at a time; returns the largest of the span's scores */
-static float scored_rest(const float *k, const float *q, int t, int span, int dh, float scale, float *s) {
-	dot_fn dot = dots[TYPE_FLOAT32];
+static float scored_rest(const void *k, int kv_type, const float *q, int t, int span, int dh, float scale, float *s) {
+	dot_fn dot = dots[kv_type];
+	size_t element = (kv_type == TYPE_FLOAT16) ? 2 : 4;
 	for (; t < span; t++) {
-		s[t] = dot(k + (size_t) t * dh, q, dh) * scale;
+		s[t] = dot((const char *) k + (size_t) t * dh * element, q, dh) * scale;
 	}
 	float max = -INFINITY;
 	for (t = 0; t < span; t++) {
@@ -1055,26 +1075,40 @@ static float scored_rest(const float *k, const float *q, int t, int span, int dh
 	return max;
 }
 
-/* s[t] = (k_t . q) * scale for the span's keys k_t (dh apart); returns the largest */
-__attribute__((target("avx2,fma,f16c"))) static float scored(const float *k, const float *q, int span, int dh, float scale,
-		float *s) {
+/*
+ * s[t] = (k_t . q) * scale for the span's keys k_t (dh apart, kv_type, widened in
+ * registers); returns the largest. Inlined with a constant kv_type into scored and
+ * scored16.
+ */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline float scored_of(const void *k, int kv_type,
+		const float *q, int span, int dh, float scale, float *s) {
 	int t = 0;
 	if (dh % 8 == 0) {
 		/* four keys at once, their four sums gathered by horizontal adds */
 		for (; t + 4 <= span; t += 4) {
-			const float *k0 = k + (size_t) t * dh;
+			size_t k0 = (size_t) t * dh;
 			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 			for (int i = 0; i < dh; i += 8) {
 				__m256 x = _mm256_loadu_ps(q + i);
-				a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + i), x, a0);
-				a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + dh + i), x, a1);
-				a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 2 * dh + i), x, a2);
-				a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + 3 * dh + i), x, a3);
+				a0 = _mm256_fmadd_ps(cached8(k, k0 + i, kv_type), x, a0);
+				a1 = _mm256_fmadd_ps(cached8(k, k0 + dh + i, kv_type), x, a1);
+				a2 = _mm256_fmadd_ps(cached8(k, k0 + 2 * dh + i, kv_type), x, a2);
+				a3 = _mm256_fmadd_ps(cached8(k, k0 + 3 * dh + i, kv_type), x, a3);
 			}
 			four_scores(a0, a1, a2, a3, scale, s + t);
 		}
 	}
-	return scored_rest(k, q, t, span, dh, scale, s);
+	return scored_rest(k, kv_type, q, t, span, dh, scale, s);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float scored(const void *k, const float *q, int span, int dh,
+		float scale, float *s) {
+	return scored_of(k, TYPE_FLOAT32, q, span, dh, scale, s);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float scored16(const void *k, const float *q, int span, int dh,
+		float scale, float *s) {
+	return scored_of(k, TYPE_FLOAT16, q, span, dh, scale, s);
 }
 
 /* s[t] = e^(s[t] - max) over the span; returns their sum */
@@ -1095,35 +1129,39 @@ __attribute__((target("avx2,fma,f16c"))) static float exponentiated(float *s, in
 }
 
 /* weighted's columns [i0, dh) one at a time */
-static void weighted_rest(const float *v, const float *p, int span, int dh, float factor, int i0, float *c) {
+__attribute__((target("f16c"))) static void weighted_rest(const void *v, int kv_type, const float *p, int span, int dh, float factor, int i0,
+		float *c) {
 	for (; i0 < dh; i0++) {
 		float sum = 0.0f;
 		for (int t = 0; t < span; t++) {
-			sum += p[t] * v[(size_t) t * dh + i0];
+			sum += p[t] * cached1(v, (size_t) t * dh + i0, kv_type);
 		}
 		c[i0] = sum * factor;
 	}
 }
 
-/* c[dh] = (sum_t p[t] v_t) * factor for the span's values v_t (dh apart) */
-__attribute__((target("avx2,fma,f16c"))) static void weighted(const float *v, const float *p, int span, int dh, float factor,
-		float *c) {
+/*
+ * c[dh] = (sum_t p[t] v_t) * factor for the span's values v_t (dh apart, kv_type, widened
+ * in registers). Inlined with a constant kv_type into weighted and weighted16.
+ */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void weighted_of(const void *v, int kv_type,
+		const float *p, int span, int dh, float factor, float *c) {
 	int i0 = 0;
 	__m256 by = _mm256_set1_ps(factor);
 	/* 64 columns at a time in eight accumulators, then 8 */
 	for (; i0 + 64 <= dh; i0 += 64) {
 		__m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
 		for (int t = 0; t < span; t++) {
-			const float *token = v + (size_t) t * dh + i0;
+			size_t token = (size_t) t * dh + i0;
 			__m256 w = _mm256_set1_ps(p[t]);
-			c0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token), c0);
-			c1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 8), c1);
-			c2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 16), c2);
-			c3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 24), c3);
-			c4 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 32), c4);
-			c5 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 40), c5);
-			c6 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 48), c6);
-			c7 = _mm256_fmadd_ps(w, _mm256_loadu_ps(token + 56), c7);
+			c0 = _mm256_fmadd_ps(w, cached8(v, token, kv_type), c0);
+			c1 = _mm256_fmadd_ps(w, cached8(v, token + 8, kv_type), c1);
+			c2 = _mm256_fmadd_ps(w, cached8(v, token + 16, kv_type), c2);
+			c3 = _mm256_fmadd_ps(w, cached8(v, token + 24, kv_type), c3);
+			c4 = _mm256_fmadd_ps(w, cached8(v, token + 32, kv_type), c4);
+			c5 = _mm256_fmadd_ps(w, cached8(v, token + 40, kv_type), c5);
+			c6 = _mm256_fmadd_ps(w, cached8(v, token + 48, kv_type), c6);
+			c7 = _mm256_fmadd_ps(w, cached8(v, token + 56, kv_type), c7);
 		}
 		_mm256_storeu_ps(c + i0, _mm256_mul_ps(c0, by));
 		_mm256_storeu_ps(c + i0 + 8, _mm256_mul_ps(c1, by));
@@ -1137,11 +1175,21 @@ __attribute__((target("avx2,fma,f16c"))) static void weighted(const float *v, co
 	for (; i0 + 8 <= dh; i0 += 8) {
 		__m256 c0 = _mm256_setzero_ps();
 		for (int t = 0; t < span; t++) {
-			c0 = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(v + (size_t) t * dh + i0), c0);
+			c0 = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), cached8(v, (size_t) t * dh + i0, kv_type), c0);
 		}
 		_mm256_storeu_ps(c + i0, _mm256_mul_ps(c0, by));
 	}
-	weighted_rest(v, p, span, dh, factor, i0, c);
+	weighted_rest(v, kv_type, p, span, dh, factor, i0, c);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void weighted(const void *v, const float *p, int span, int dh,
+		float factor, float *c) {
+	weighted_of(v, TYPE_FLOAT32, p, span, dh, factor, c);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void weighted16(const void *v, const float *p, int span, int dh,
+		float factor, float *c) {
+	weighted_of(v, TYPE_FLOAT16, p, span, dh, factor, c);
 }
 
 /* the upper eight lanes of v (AVX-512F alone has no float form of this) */
@@ -1151,19 +1199,19 @@ __attribute__((target("avx512f"))) static inline __m256 upper256(__m512 v) {
 
 /* scored (above) with AVX-512: four keys at once, each sum folded to eight lanes, then the
  * four gathered by horizontal adds as there */
-__attribute__((target("avx512f,avx2,fma,f16c"))) static float scored_avx512(const float *k, const float *q, int span, int dh,
-		float scale, float *s) {
+__attribute__((target("avx512f,avx2,fma,f16c"), always_inline)) static inline float scored_avx512_of(const void *k,
+		int kv_type, const float *q, int span, int dh, float scale, float *s) {
 	int t = 0;
 	if (dh % 16 == 0) {
 		for (; t + 4 <= span; t += 4) {
-			const float *k0 = k + (size_t) t * dh;
+			size_t k0 = (size_t) t * dh;
 			__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 			for (int i = 0; i < dh; i += 16) {
 				__m512 x = _mm512_loadu_ps(q + i);
-				a0 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + i), x, a0);
-				a1 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + dh + i), x, a1);
-				a2 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + 2 * dh + i), x, a2);
-				a3 = _mm512_fmadd_ps(_mm512_loadu_ps(k0 + 3 * dh + i), x, a3);
+				a0 = _mm512_fmadd_ps(cached16(k, k0 + i, kv_type), x, a0);
+				a1 = _mm512_fmadd_ps(cached16(k, k0 + dh + i, kv_type), x, a1);
+				a2 = _mm512_fmadd_ps(cached16(k, k0 + 2 * dh + i, kv_type), x, a2);
+				a3 = _mm512_fmadd_ps(cached16(k, k0 + 3 * dh + i, kv_type), x, a3);
 			}
 			__m256 b0 = _mm256_add_ps(_mm512_castps512_ps256(a0), upper256(a0));
 			__m256 b1 = _mm256_add_ps(_mm512_castps512_ps256(a1), upper256(a1));
@@ -1172,37 +1220,47 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) static float scored_avx512(cons
 			four_scores(b0, b1, b2, b3, scale, s + t);
 		}
 	}
-	return scored_rest(k, q, t, span, dh, scale, s);
+	return scored_rest(k, kv_type, q, t, span, dh, scale, s);
+}
+
+__attribute__((target("avx512f,avx2,fma,f16c"))) static float scored_avx512(const void *k, const float *q, int span,
+		int dh, float scale, float *s) {
+	return scored_avx512_of(k, TYPE_FLOAT32, q, span, dh, scale, s);
+}
+
+__attribute__((target("avx512f,avx2,fma,f16c"))) static float scored16_avx512(const void *k, const float *q, int span,
+		int dh, float scale, float *s) {
+	return scored_avx512_of(k, TYPE_FLOAT16, q, span, dh, scale, s);
 }
 
 /* weighted (above) with AVX-512: 64 columns at a time, two tokens' products in separate
  * accumulators (eight chains), then 16 columns, then the rest */
-__attribute__((target("avx512f"))) static void weighted_avx512(const float *v, const float *p, int span, int dh,
-		float factor, float *c) {
+__attribute__((target("avx512f,f16c"), always_inline)) static inline void weighted_avx512_of(const void *v,
+		int kv_type, const float *p, int span, int dh, float factor, float *c) {
 	__m512 by = _mm512_set1_ps(factor);
 	int i0 = 0;
 	for (; i0 + 64 <= dh; i0 += 64) {
 		__m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
 		int t = 0;
 		for (; t + 2 <= span; t += 2) {
-			const float *token = v + (size_t) t * dh + i0, *next = token + dh;
+			size_t token = (size_t) t * dh + i0, next = token + dh;
 			__m512 w = _mm512_set1_ps(p[t]), u = _mm512_set1_ps(p[t + 1]);
-			c0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token), c0);
-			c1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 16), c1);
-			c2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 32), c2);
-			c3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 48), c3);
-			d0 = _mm512_fmadd_ps(u, _mm512_loadu_ps(next), d0);
-			d1 = _mm512_fmadd_ps(u, _mm512_loadu_ps(next + 16), d1);
-			d2 = _mm512_fmadd_ps(u, _mm512_loadu_ps(next + 32), d2);
-			d3 = _mm512_fmadd_ps(u, _mm512_loadu_ps(next + 48), d3);
+			c0 = _mm512_fmadd_ps(w, cached16(v, token, kv_type), c0);
+			c1 = _mm512_fmadd_ps(w, cached16(v, token + 16, kv_type), c1);
+			c2 = _mm512_fmadd_ps(w, cached16(v, token + 32, kv_type), c2);
+			c3 = _mm512_fmadd_ps(w, cached16(v, token + 48, kv_type), c3);
+			d0 = _mm512_fmadd_ps(u, cached16(v, next, kv_type), d0);
+			d1 = _mm512_fmadd_ps(u, cached16(v, next + 16, kv_type), d1);
+			d2 = _mm512_fmadd_ps(u, cached16(v, next + 32, kv_type), d2);
+			d3 = _mm512_fmadd_ps(u, cached16(v, next + 48, kv_type), d3);
 		}
 		for (; t < span; t++) {
-			const float *token = v + (size_t) t * dh + i0;
+			size_t token = (size_t) t * dh + i0;
 			__m512 w = _mm512_set1_ps(p[t]);
-			c0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token), c0);
-			c1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 16), c1);
-			c2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 32), c2);
-			c3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(token + 48), c3);
+			c0 = _mm512_fmadd_ps(w, cached16(v, token, kv_type), c0);
+			c1 = _mm512_fmadd_ps(w, cached16(v, token + 16, kv_type), c1);
+			c2 = _mm512_fmadd_ps(w, cached16(v, token + 32, kv_type), c2);
+			c3 = _mm512_fmadd_ps(w, cached16(v, token + 48, kv_type), c3);
 		}
 		_mm512_storeu_ps(c + i0, _mm512_mul_ps(_mm512_add_ps(c0, d0), by));
 		_mm512_storeu_ps(c + i0 + 16, _mm512_mul_ps(_mm512_add_ps(c1, d1), by));
@@ -1212,18 +1270,28 @@ __attribute__((target("avx512f"))) static void weighted_avx512(const float *v, c
 	for (; i0 + 16 <= dh; i0 += 16) {
 		__m512 c0 = _mm512_setzero_ps();
 		for (int t = 0; t < span; t++) {
-			c0 = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_loadu_ps(v + (size_t) t * dh + i0), c0);
+			c0 = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), cached16(v, (size_t) t * dh + i0, kv_type), c0);
 		}
 		_mm512_storeu_ps(c + i0, _mm512_mul_ps(c0, by));
 	}
-	weighted_rest(v, p, span, dh, factor, i0, c);
+	weighted_rest(v, kv_type, p, span, dh, factor, i0, c);
 }
 
-/* the attention's arithmetic in the widest form this CPU has (griffin_init) */
-typedef float (*scored_fn)(const float *k, const float *q, int span, int dh, float scale, float *s);
-typedef void (*weighted_fn)(const float *v, const float *p, int span, int dh, float factor, float *c);
-static scored_fn score = scored;
-static weighted_fn weigh = weighted;
+__attribute__((target("avx512f,f16c"))) static void weighted_avx512(const void *v, const float *p, int span, int dh,
+		float factor, float *c) {
+	weighted_avx512_of(v, TYPE_FLOAT32, p, span, dh, factor, c);
+}
+
+__attribute__((target("avx512f,f16c"))) static void weighted16_avx512(const void *v, const float *p, int span, int dh,
+		float factor, float *c) {
+	weighted_avx512_of(v, TYPE_FLOAT16, p, span, dh, factor, c);
+}
+
+/* the attention's arithmetic in the widest form this CPU has (griffin_init), by the caches' type */
+typedef float (*scored_fn)(const void *k, const float *q, int span, int dh, float scale, float *s);
+typedef void (*weighted_fn)(const void *v, const float *p, int span, int dh, float factor, float *c);
+static scored_fn scorers[2] = { scored, scored16 };
+static weighted_fn weighers[2] = { weighted, weighted16 };
 
 /*
  * Key ranges per row and key-value head: one for many rows; for few, enough that the
@@ -1252,13 +1320,16 @@ static void attend(const attention *a, int u0, int u1, int me) {
 	float *s = a->scratch + (size_t) me * ATTEND_SCRATCH(group, dh);
 	float *sums = s + (size_t) group * KEY_BLOCK, *maxima = sums + group, *values = maxima + group;
 	float *block = values + (size_t) group * dh;
+	scored_fn score = scorers[a->kv_type];
+	weighted_fn weigh = weighers[a->kv_type];
+	size_t element = (a->kv_type == TYPE_FLOAT16) ? 2 : 4;
 	for (int u = u0; u < u1; u++) {
 		int row = u / (kv_heads * chunks), g = u / chunks % kv_heads, c = u % chunks;
 		int first = a->starts[row], span = a->positions[row] - first + 1;
 		int t0 = first + (int) ((long long) span * c / chunks), t1 = first + (int) ((long long) span * (c + 1) / chunks);
-		size_t head = (size_t) g * (size_t) a->head_strides[row];
-		const float *keys = (const float *) (intptr_t) a->keys[row] + head;
-		const float *vals = (const float *) (intptr_t) a->values[row] + head;
+		size_t head = (size_t) g * (size_t) a->head_strides[row] * element;
+		const char *keys = (const char *) (intptr_t) a->keys[row] + head;
+		const char *vals = (const char *) (intptr_t) a->values[row] + head;
 		for (int h = 0; h < group; h++) {
 			sums[h] = 0.0f;
 			maxima[h] = -INFINITY;
@@ -1266,7 +1337,7 @@ static void attend(const attention *a, int u0, int u1, int me) {
 		}
 		for (int b0 = t0; b0 < t1; b0 += KEY_BLOCK) {
 			int n = (t1 - b0 < KEY_BLOCK) ? t1 - b0 : KEY_BLOCK;
-			const float *k = keys + (size_t) b0 * dh, *v = vals + (size_t) b0 * dh;
+			const char *k = keys + (size_t) b0 * dh * element, *v = vals + (size_t) b0 * dh * element;
 			for (int h = 0; h < group; h++) {
 				const float *q = a->q + ((size_t) row * a->heads + (size_t) g * group + h) * dh;
 				float *sh = s + (size_t) h * KEY_BLOCK, *vh = values + (size_t) h * dh;
@@ -1371,15 +1442,15 @@ __attribute__((target("avx512f"))) static void block_scores(const float *const *
 }
 
 /* o_x[0..64) = o_x[0..64) * rescale[x] + sum_k p_x[k] v_k[0..64) for four queries x, keys k < n
- * (values dh apart), o_x dh apart, p_x BLOCK_KEYS apart */
-__attribute__((target("avx512f"))) static void block_values(const float *p, const float *v, int n, int dh,
-		const float *rescale, float *o) {
+ * (values dh apart, kv_type, widened in registers), o_x dh apart, p_x BLOCK_KEYS apart */
+__attribute__((target("avx512f,f16c"))) static void block_values(const float *p, const void *v, int kv_type, int n,
+		int dh, const float *rescale, float *o) {
 	__m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
 	__m512 c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
 	for (int k = 0; k < n; k++) {
-		const float *token = v + (size_t) k * dh;
-		__m512 v0 = _mm512_loadu_ps(token), v1 = _mm512_loadu_ps(token + 16), v2 = _mm512_loadu_ps(token + 32),
-				v3 = _mm512_loadu_ps(token + 48);
+		size_t token = (size_t) k * dh;
+		__m512 v0 = cached16(v, token, kv_type), v1 = cached16(v, token + 16, kv_type),
+				v2 = cached16(v, token + 32, kv_type), v3 = cached16(v, token + 48, kv_type);
 		__m512 b = _mm512_set1_ps(p[k]);
 		c00 = _mm512_fmadd_ps(b, v0, c00);
 		c01 = _mm512_fmadd_ps(b, v1, c01);
@@ -1458,15 +1529,16 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) static void attend_blocks(const
 			sums[i] = 0.0f;
 			memset(o + (size_t) i * dh, 0, sizeof(float) * (size_t) dh);
 		}
-		size_t head = (size_t) g * (size_t) a->head_strides[r0];
-		const float *keys = (const float *) (intptr_t) a->keys[r0] + head;
-		const float *vals = (const float *) (intptr_t) a->values[r0] + head;
+		size_t element = (a->kv_type == TYPE_FLOAT16) ? 2 : 4;
+		size_t head = (size_t) g * (size_t) a->head_strides[r0] * element;
+		const char *keys = (const char *) (intptr_t) a->keys[r0] + head;
+		const char *vals = (const char *) (intptr_t) a->values[r0] + head;
 		for (int b0 = first; b0 <= last; b0 += BLOCK_KEYS) {
 			int n = (last - b0 + 1 < BLOCK_KEYS) ? last - b0 + 1 : BLOCK_KEYS;
 			for (int d = 0; d < dh; d++) {
 				float *row = kt + (size_t) d * BLOCK_KEYS;
 				for (int k = 0; k < n; k++) {
-					row[k] = keys[(size_t) (b0 + k) * dh + d];
+					row[k] = cached1(keys, (size_t) (b0 + k) * dh + d, a->kv_type);
 				}
 				for (int k = n; k < BLOCK_KEYS; k++) {
 					row[k] = 0.0f;
@@ -1498,8 +1570,8 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) static void attend_blocks(const
 			}
 			for (int i = 0; i < padded; i += 4) {
 				for (int c0 = 0; c0 < dh; c0 += 64) {
-					block_values(s + (size_t) i * BLOCK_KEYS, vals + (size_t) b0 * dh + c0, n, dh, rescale + i,
-							o + (size_t) i * dh + c0);
+					block_values(s + (size_t) i * BLOCK_KEYS, vals + ((size_t) b0 * dh + c0) * element, a->kv_type, n,
+							dh, rescale + i, o + (size_t) i * dh + c0);
 				}
 			}
 		}
@@ -1765,8 +1837,10 @@ int griffin_init(int threads) {
 			tile6s[TYPE_FLOAT32] = tile6_f32_avx512;
 			tile6s[TYPE_FLOAT16] = tile6_f16_avx512;
 			tile_ways = 6;
-			score = scored_avx512;
-			weigh = weighted_avx512;
+			scorers[TYPE_FLOAT32] = scored_avx512;
+			scorers[TYPE_FLOAT16] = scored16_avx512;
+			weighers[TYPE_FLOAT32] = weighted_avx512;
+			weighers[TYPE_FLOAT16] = weighted16_avx512;
 			level = 3;
 		}
 		else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
@@ -2046,6 +2120,7 @@ typedef struct {
 	const float *bias;                      /* [(heads + 2 kv_heads) dh] widened, or null */
 	const float *rotation;
 	const int64_t *keys, *values, *head_strides;
+	int kv_type; /* the caches' elements */
 	const int *positions;
 	float *h;   /* [rows, d]: the residual stream */
 	float *in;  /* [rows, d]: a sublayer's normed input */
@@ -2069,11 +2144,13 @@ static void enter_rows(const void *context, int r0, int r1) {
  * rows [r0, r1): q, k and v rounded (with the bias added, and rounded again), the queries
  * and keys rotated (each head's row times the row's rotation M in the rotate-half form:
  * out[j] = x[j] M[j][j] + x[o] M[o][j], o = j + dh/2 mod dh), the queries into q, the key
- * and the value into the row's cache at its position
+ * and the value into the row's cache at its position (float16 caches: rounded to nearest)
  */
 static void turn_rows(const void *context, int r0, int r1) {
 	const layer *l = context;
 	int dh = l->dh, half = dh / 2, projected = (l->heads + 2 * l->kv_heads) * dh;
+	size_t element = (l->kv_type == TYPE_FLOAT16) ? 2 : 4;
+	float turned[dh];
 	for (int r = r0; r < r1; r++) {
 		float *qkv = l->qkv + (size_t) r * projected;
 		rounded(qkv, (size_t) projected, l->io_type);
@@ -2084,21 +2161,24 @@ static void turn_rows(const void *context, int r0, int r1) {
 			rounded(qkv, (size_t) projected, l->io_type);
 		}
 		const float *turn = l->rotation + (size_t) r * dh * dh;
-		float *keys = (float *) (intptr_t) l->keys[r], *values = (float *) (intptr_t) l->values[r];
+		char *keys = (char *) (intptr_t) l->keys[r], *values = (char *) (intptr_t) l->values[r];
 		size_t token = (size_t) l->positions[r] * dh;
 		for (int k = 0; k < l->heads + l->kv_heads; k++) {
 			const float *from = qkv + (size_t) k * dh;
-			float *to = (k < l->heads) ? l->q + ((size_t) r * l->heads + k) * dh
-					: keys + (size_t) (k - l->heads) * (size_t) l->head_strides[r] + token;
+			float *to = (k < l->heads) ? l->q + ((size_t) r * l->heads + k) * dh : turned;
 			for (int j = 0; j < half; j++) {
 				const float *column = turn + j, *other = turn + j + half;
 				to[j] = from[j] * column[(size_t) j * dh] + from[j + half] * column[(size_t) (j + half) * dh];
 				to[j + half] = from[j + half] * other[(size_t) (j + half) * dh] + from[j] * other[(size_t) j * dh];
 			}
+			if (k >= l->heads) {
+				size_t at = (size_t) (k - l->heads) * (size_t) l->head_strides[r] + token;
+				stored(turned, l->kv_type, keys + at * element, (size_t) dh);
+			}
 		}
 		for (int g = 0; g < l->kv_heads; g++) {
-			memcpy(values + (size_t) g * (size_t) l->head_strides[r] + token,
-					qkv + (size_t) (l->heads + l->kv_heads + g) * dh, sizeof(float) * (size_t) dh);
+			size_t at = (size_t) g * (size_t) l->head_strides[r] + token;
+			stored(qkv + (size_t) (l->heads + l->kv_heads + g) * dh, l->kv_type, values + at * element, (size_t) dh);
 		}
 	}
 }
@@ -2142,7 +2222,7 @@ static void each_row(rows_fn each, const layer *l, int rows) {
 /* the rows [0, rows) of griffin_layer (at most LAYER_ROWS), its scratch at base */
 static void layer_rows(float *base, void *y, const void *x, int io_type, int rows, int d, const float *norms,
 		const void *qkv_weight, const float *bias, const void *output_weight, int attention_type, float epsilon,
-		const float *rotation, const int64_t *keys, const int64_t *values, const int64_t *head_strides,
+		const float *rotation, const int64_t *keys, const int64_t *values, const int64_t *head_strides, int kv_type,
 		const int *positions, const int *starts, int heads, int kv_heads, int dh, float scale, const void *gate_up,
 		const void *down, int ff_type, int f, int activation, const float *keep, double *statistic,
 		const int *owners) {
@@ -2153,7 +2233,8 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 			*scores = squares + n;
 	layer l = { .x = x, .y = y, .io_type = io_type, .d = d, .heads = heads, .kv_heads = kv_heads, .dh = dh,
 		.epsilon = epsilon, .attention_norm = norms, .ffn_norm = norms + d, .bias = bias, .rotation = rotation,
-		.keys = keys, .values = values, .head_strides = head_strides, .positions = positions, .h = h, .in = in,
+		.keys = keys, .values = values, .head_strides = head_strides, .kv_type = kv_type, .positions = positions,
+		.h = h, .in = in,
 		.qkv = qkv, .q = q, .out = out };
 
 	each_row(enter_rows, &l, rows);
@@ -2169,8 +2250,8 @@ static void layer_rows(float *base, void *y, const void *x, int io_type, int row
 	int chunks = (block_count > 0) ? 1 : attention_chunks(rows, kv_heads, span);
 	float *partial = scores + (size_t) team * ATTEND_SCRATCH(heads / kv_heads, dh);
 	attention a = { .q = q, .context = context, .keys = keys, .values = values, .head_strides = head_strides,
-		.starts = starts, .positions = positions, .heads = heads, .group = heads / kv_heads, .dh = dh,
-		.scale = scale, .scratch = scores, .chunks = chunks, .partial = partial, .io_type = io_type,
+		.kv_type = kv_type, .starts = starts, .positions = positions, .heads = heads, .group = heads / kv_heads,
+		.dh = dh, .scale = scale, .scratch = scores, .chunks = chunks, .partial = partial, .io_type = io_type,
 		.blocks = (block_count > 0) ? blocks : NULL };
 	task attend_task = { .kind = 3, .rows = ((block_count > 0) ? block_count : rows * chunks) * kv_heads, .a = &a };
 	run(&attend_task);
@@ -2235,8 +2316,10 @@ static void layer_leaves(const void *w) {
  * ff_type; every row reads the same weights, each once for all the rows (for every
  * LAYER_ROWS of them). rotation [rows, dh, dh] rotates each row's queries and keys (row
  * times matrix), in the rotate-half form (RotaryEmbedding): only its diagonal and the
- * entries [j + dh/2 mod dh][j] are read. Row r's float32 cache is at the addresses keys[r]
- * and values[r] (head g's token t at g * head_strides[r] + t * dh); its rotated key and
+ * entries [j + dh/2 mod dh][j] are read. Row r's cache, of kv_type (TYPE_FLOAT32, or
+ * TYPE_FLOAT16: written rounded to nearest, widened as it is read, the arithmetic in
+ * float32 either way), is at the addresses keys[r] and values[r] (head g's token t at
+ * element g * head_strides[r] + t * dh); its rotated key and
  * its value are written at token positions[r], and its heads attend over tokens
  * [starts[r], positions[r]], their scores times scale. keep [rows, f] (null: every row
  * dense) masks each row's activations to the neurons it reads (1 or 0): GRIFFIN's experts
@@ -2250,7 +2333,7 @@ static void layer_leaves(const void *w) {
 int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const void *attention_norm,
 		const void *ffn_norm, float epsilon, const void *qkv_weight, const void *qkv_bias, const void *output_weight,
 		int attention_type, const float *rotation, const int64_t *keys, const int64_t *values,
-		const int64_t *head_strides, const int *positions, const int *starts, int heads, int kv_heads, int dh,
+		const int64_t *head_strides, int kv_type, const int *positions, const int *starts, int heads, int kv_heads, int dh,
 		float scale, const void *gate_up, const void *down, int ff_type, int f, int activation, const float *keep,
 		double *statistic, const int *owners) {
 	static float *scratch;
@@ -2285,7 +2368,7 @@ int griffin_layer(void *y, const void *x, int io_type, int rows, int d, const vo
 		size_t at = (size_t) r0;
 		layer_rows(base, (char *) y + at * d * element, (const char *) x + at * d * element, io_type, count, d,
 				norms, qkv_weight, (qkv_bias == NULL) ? NULL : bias, output_weight, attention_type, epsilon,
-				rotation + at * dh * dh, keys + at, values + at, head_strides + at, positions + at, starts + at,
+				rotation + at * dh * dh, keys + at, values + at, head_strides + at, kv_type, positions + at, starts + at,
 				heads, kv_heads, dh, scale, gate_up, down, ff_type, f, activation,
 				(keep == NULL) ? NULL : keep + at * f, statistic, (owners == NULL) ? NULL : owners + at);
 	}

@@ -182,20 +182,22 @@ public final class NativeKernels {
 	 * same. rotation [B, Dh, Dh] (float32; [Dh, Dh] for one row) rotates each row's
 	 * queries and keys; it has {@link RotaryEmbedding}'s rotate-half form, of which only
 	 * the diagonal and the entries [(j + Dh/2) mod Dh, j] are read. Row b's cache is
-	 * keys[b] and values[b], float32 tensors [KVH, tokens, Dh] created whole (contiguous:
-	 * the call writes the new key and value into their memory), the sequence's token 0 at
-	 * token {@code firsts[b]} of them; its token is written at {@code positions[b]} and
-	 * attends over [{@code starts[b]}, {@code positions[b]}], its scores times
-	 * {@code scale}. keep [B, K] (float32, 1 or 0; null when every row is dense) masks
-	 * each row's activations to the neurons it reads. statistic (null: none) accumulates
-	 * GRIFFIN's prompt statistic of the rows' activations,
-	 * {@code ExpertSelector.sumOfSquares}, over the K neurons: [K], or with owners (the
-	 * prompt rows of several sequences, or the rows of a batched decode step of which
-	 * some record) [S K], row b's activations going to its part {@code owners[b]}, or
-	 * nowhere where that is -1. With {@code overwrite} the result is written over x,
-	 * which is returned (the call reads each row of x before it writes that row): a pass
-	 * whose residual stream is its own creates no tensor per layer, which through DJL
-	 * costs tens of microseconds each (see docs/results.md).
+	 * keys[b] and values[b], tensors [KVH, tokens, Dh] created whole (contiguous: the
+	 * call writes the new key and value into their memory), all of one type, float32 or
+	 * float16 (the key and value written rounded to nearest, widened where they are read:
+	 * the attention's arithmetic is float32 either way), the sequence's token 0 at token
+	 * {@code firsts[b]} of them; its token is written at {@code positions[b]} and attends
+	 * over [{@code starts[b]}, {@code positions[b]}], its scores times {@code scale}.
+	 * keep [B, K] (float32, 1 or 0; null when every row is dense) masks each row's
+	 * activations to the neurons it reads. statistic (null: none) accumulates GRIFFIN's
+	 * prompt statistic of the rows' activations, {@code ExpertSelector.sumOfSquares},
+	 * over the K neurons: [K], or with owners (the prompt rows of several sequences, or
+	 * the rows of a batched decode step of which some record) [S K], row b's activations
+	 * going to its part {@code owners[b]}, or nowhere where that is -1. With
+	 * {@code overwrite} the result is written over x, which is returned (the call reads
+	 * each row of x before it writes that row): a pass whose residual stream is its own
+	 * creates no tensor per layer, which through DJL costs tens of microseconds each (see
+	 * docs/results.md).
 	 */
 	static NDArray layer(NDArray x, NDArray attentionNorm, NDArray ffnNorm, float epsilon, NDArray queryKeyValue,
 			NDArray bias, NDArray output, NDArray rotation, NDArray[] keys, NDArray[] values, int[] firsts,
@@ -215,6 +217,10 @@ public final class NativeKernels {
 		}
 		int kvHeads = Math.toIntExact(first.get(0));
 		int dh = Math.toIntExact(first.get(2));
+		DataType cached = keys[0].getDataType();
+		if (cached != DataType.FLOAT32 && cached != DataType.FLOAT16) {
+			throw new IllegalArgumentException("a native layer's caches are float32 or float16, not " + cached);
+		}
 		long[] keyAddresses = new long[rows];
 		long[] valueAddresses = new long[rows];
 		long[] strides = new long[rows];
@@ -228,14 +234,14 @@ public final class NativeKernels {
 			else {
 				Shape cache = keys[b].getShape();
 				if (cache.dimension() != 3 || cache.get(0) != kvHeads || cache.get(2) != dh
-						|| !cache.equals(values[b].getShape()) || keys[b].getDataType() != DataType.FLOAT32
-						|| values[b].getDataType() != DataType.FLOAT32) {
+						|| !cache.equals(values[b].getShape()) || keys[b].getDataType() != cached
+						|| values[b].getDataType() != cached) {
 					throw new IllegalArgumentException(
-							"a native layer needs float32 caches [%d, tokens, %d], not %s and %s of %s and %s"
-								.formatted(kvHeads, dh, cache, values[b].getShape(), keys[b].getDataType(),
+							"a native layer needs caches [%d, tokens, %d] all of one type (%s), not %s and %s of %s and %s"
+								.formatted(kvHeads, dh, cached, cache, values[b].getShape(), keys[b].getDataType(),
 										values[b].getDataType()));
 				}
-				long offset = (long) Math.max(firsts[b], 0) * dh * Float.BYTES;
+				long offset = (long) Math.max(firsts[b], 0) * dh * cached.getNumOfBytes();
 				keyAddresses[b] = address(keys[b]) + offset;
 				valueAddresses[b] = address(values[b]) + offset;
 				strides[b] = cache.get(1) * dh;
@@ -302,8 +308,8 @@ public final class NativeKernels {
 		succeeded(griffin_layer(overwrite ? in : memory(y), in, type(x), rows, Math.toIntExact(d),
 				lasting(attentionNorm), lasting(ffnNorm), epsilon, lasting(queryKeyValue),
 				(bias == null) ? null : lasting(bias), lasting(output), type(queryKeyValue), memory(rotation),
-				keyAddresses, valueAddresses, strides, positions, starts, heads, kvHeads, dh, scale, lasting(gateUp),
-				lasting(down), type(gateUp), Math.toIntExact(k), activation.code(),
+				keyAddresses, valueAddresses, strides, typeCode(cached), positions, starts, heads, kvHeads, dh, scale,
+				lasting(gateUp), lasting(down), type(gateUp), Math.toIntExact(k), activation.code(),
 				(keep == null) ? null : memory(keep), statistic, owners));
 		return y;
 	}
@@ -445,11 +451,15 @@ public final class NativeKernels {
 	}
 
 	private static int type(NDArray array) {
-		return switch (array.getDataType()) {
+		return typeCode(array.getDataType());
+	}
+
+	private static int typeCode(DataType type) {
+		return switch (type) {
 			case FLOAT32 -> FLOAT32;
 			case FLOAT16 -> FLOAT16;
-			default -> throw new IllegalArgumentException(
-					"native products take float16 or float32 tensors, not " + array.getDataType());
+			default ->
+				throw new IllegalArgumentException("native products take float16 or float32 tensors, not " + type);
 		};
 	}
 
@@ -494,8 +504,8 @@ public final class NativeKernels {
 
 	private static native int griffin_layer(Buffer y, Buffer x, int ioType, int rows, int d, Buffer attentionNorm,
 			Buffer ffnNorm, float epsilon, Buffer queryKeyValue, Buffer bias, Buffer output, int attentionType,
-			Buffer rotation, long[] keys, long[] values, long[] headStrides, int[] positions, int[] starts, int heads,
-			int kvHeads, int dh, float scale, Buffer gateUp, Buffer down, int ffType, int k, int activation,
+			Buffer rotation, long[] keys, long[] values, long[] headStrides, int kvType, int[] positions, int[] starts,
+			int heads, int kvHeads, int dh, float scale, Buffer gateUp, Buffer down, int ffType, int k, int activation,
 			Buffer keep, double[] statistic, int[] owners);
 
 }

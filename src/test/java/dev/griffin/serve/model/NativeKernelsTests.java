@@ -329,7 +329,7 @@ class NativeKernelsTests {
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 2, 1f, gateUp, down,
 					HiddenActivation.SILU, null, null, null, false))
 				.isInstanceOf(IllegalArgumentException.class)
-				.hasMessageContaining("float32 caches");
+				.hasMessageContaining("all of one type");
 			assertThatThrownBy(() -> NativeKernels.layer(x, norm, norm, 1e-6f, qkv, null, output, rotation, rowKeys,
 					rowValues, new int[] { 0, 2 }, new int[] { 1, 3 }, new int[] { 0, 0 }, 3, 1f, gateUp, down,
 					HiddenActivation.SILU, null, null, null, false))
@@ -563,6 +563,70 @@ class NativeKernelsTests {
 					assertThat(caches[s][c].toFloatArray()).containsExactly(want, within(1e-6f * largest));
 				}
 			}
+		}
+	}
+
+	/**
+	 * A float16 cache holds each key and value the float32 cache would, rounded to
+	 * nearest, and attention reads it widened: a prompt of 300 rows of heads of 64 (its
+	 * rows in blocks on a CPU with AVX-512), then a generated row over all of it, give
+	 * what they give over a float32 cache, within what the rounded keys and values move
+	 * (float16's 1e-3 of the largest output, scores of a few units).
+	 */
+	@Test
+	void float16CachesHoldTheRoundedKeysAndValues() {
+		int t = 300;
+		try (NDScope scope = new NDScope()) {
+			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(128));
+			NDArray qkv = Prompt.Layer.half(8 * 64, 128).mul(0.33f);
+			NDArray output = Prompt.Layer.half(128, 4 * 64);
+			NDArray gateUp = Prompt.Layer.half(24, 128);
+			NDArray down = Prompt.Layer.half(128, 12);
+			NDArray x = manager.randomNormal(new Shape(t + 1, 128));
+			NDArray rotation = rotateHalf(t + 1, 64);
+			float[][] outputs = new float[2][];
+			NDArray[][] caches = new NDArray[2][];
+			DataType[] types = { DataType.FLOAT32, DataType.FLOAT16 };
+			for (int c = 0; c < 2; c++) {
+				NDArray keys = manager.zeros(new Shape(2, t + 1, 64), types[c]);
+				NDArray values = manager.zeros(new Shape(2, t + 1, 64), types[c]);
+				NDArray[] keyRows = new NDArray[t];
+				NDArray[] valueRows = new NDArray[t];
+				Arrays.fill(keyRows, keys);
+				Arrays.fill(valueRows, values);
+				int[] positions = new int[t];
+				for (int i = 0; i < t; i++) {
+					positions[i] = i;
+				}
+				String rows = "0:" + t;
+				float[] prompt = NativeKernels
+					.layer(x.get(rows).duplicate(), norm, norm, 1e-6f, qkv, null, output,
+							rotation.get(rows).duplicate(), keyRows, valueRows, new int[t], positions, new int[t], 4,
+							0.125f, gateUp, down, HiddenActivation.SILU, null, null, null, false)
+					.toFloatArray();
+				String last = t + ":" + (t + 1);
+				float[] generated = NativeKernels
+					.layer(x.get(last).duplicate(), norm, norm, 1e-6f, qkv, null, output,
+							rotation.get(last).duplicate(), new NDArray[] { keys }, new NDArray[] { values },
+							new int[1], new int[] { t }, new int[1], 4, 0.125f, gateUp, down, HiddenActivation.SILU,
+							null, null, null, false)
+					.toFloatArray();
+				outputs[c] = concat(prompt, generated);
+				caches[c] = new NDArray[] { keys, values };
+			}
+			for (int kv = 0; kv < 2; kv++) {
+				assertThat(caches[1][kv].getDataType()).isEqualTo(DataType.FLOAT16);
+				assertThat(caches[1][kv].toType(DataType.FLOAT32, false).toFloatArray()).as("cache %d", kv)
+					.containsExactly(caches[0][kv].toType(DataType.FLOAT16, false)
+						.toType(DataType.FLOAT32, false)
+						.toFloatArray());
+			}
+			float largest = 1;
+			for (float value : outputs[0]) {
+				largest = Math.max(largest, Math.abs(value));
+			}
+			assertThat(outputs[1]).containsExactly(outputs[0], within(1e-3f * largest));
+			assertThat(outputs[1]).as("the rounding shows").isNotEqualTo(outputs[0]);
 		}
 	}
 
