@@ -12,6 +12,10 @@ one-sequence step does. When the rows' caches are ranges of one preallocated are
 second method does the same in a few operations per layer: one write of every row's key and value,
 one copy of every row's window into a padded batch, and one masked attention over it.
 
+A cache may hold its keys and values in a narrower type than the queries (a float16 cache beside
+float32 attention on the CPU, ModelOptions.cacheDataType): new keys and values are written rounded to
+the cache's type, and what attention reads is widened to the queries' type.
+
 The module holds no weights: the file is a few kilobytes and is committed at
 src/main/resources/dev/griffin/serve/model/batch-attention.pt. torch must match the libtorch that
 DJL's pytorch-native-cpu bundles (2.7.1) for the engine to load it.
@@ -37,7 +41,7 @@ def row_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch
     queries q [KVH, G, Dh] attend over [start, position] (softmax in float32). Returns [KVH, G, Dh]."""
     keys[:, position:position + 1].copy_(k)
     values[:, position:position + 1].copy_(v)
-    scores = torch.matmul(q, keys[:, start:position + 1].transpose(1, 2))
+    scores = torch.matmul(q, keys[:, start:position + 1].to(q.dtype).transpose(1, 2))
     if apply_scale:
         scores = scores * scale
     scores = capped(scores, softcap)
@@ -45,7 +49,7 @@ def row_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keys: torch
         probabilities = scores.softmax(-1)
     else:
         probabilities = scores.float().softmax(-1).to(scores.dtype)
-    return torch.matmul(probabilities, values[:, start:position + 1])
+    return torch.matmul(probabilities, values[:, start:position + 1].to(probabilities.dtype))
 
 
 def gathered_attention(qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -61,11 +65,11 @@ def gathered_attention(qk: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, va
     key_value_heads = qk.shape[1] - heads
     dh = qk.shape[2]
     group = heads // key_value_heads
-    keys.index_copy_(1, write, qk[:, heads:].transpose(0, 1))
-    values.index_copy_(1, write, v.reshape(rows, key_value_heads, dh).transpose(0, 1))
+    keys.index_copy_(1, write, qk[:, heads:].transpose(0, 1).to(keys.dtype))
+    values.index_copy_(1, write, v.reshape(rows, key_value_heads, dh).transpose(0, 1).to(values.dtype))
     width = gather.shape[0] // rows
-    k = keys.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
-    vs = values.index_select(1, gather).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
+    k = keys.index_select(1, gather).to(qk.dtype).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
+    vs = values.index_select(1, gather).to(qk.dtype).reshape(key_value_heads, rows, width, dh).transpose(0, 1)
     q = qk[:, :heads].reshape(rows, key_value_heads, group, dh)
     scores = torch.matmul(q, k.transpose(2, 3))
     if apply_scale:

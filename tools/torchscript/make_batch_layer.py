@@ -68,8 +68,9 @@ def product(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor])
 
 def attend_one_token(qkv: torch.Tensor, rotation: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                      position: int, start: int, heads: int, scale: float, apply_scale: bool) -> torch.Tensor:
-    # one sequence's token: rotation, cache write and attention in float32 (the cache's type), the
-    # context back in qkv's type: [1, (H + 2 KVH) Dh] -> [1, H Dh]
+    # one sequence's token: rotation, cache write and attention in float32 (a float16 cache rounds
+    # what it stores and is widened where it is read), the context back in qkv's type:
+    # [1, (H + 2 KVH) Dh] -> [1, H Dh]
     key_value_heads = keys.shape[0]
     dh = keys.shape[2]
     group = heads // key_value_heads

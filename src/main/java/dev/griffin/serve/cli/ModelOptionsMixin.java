@@ -44,6 +44,11 @@ public class ModelOptionsMixin {
 					+ "matrices (default: ${DEFAULT-VALUE}; --no-pack-weights to turn off).")
 	boolean packWeights;
 
+	@Option(names = "--kv-cache-dtype", defaultValue = "auto",
+			description = "The KV cache's precision on the CPU: auto (the weights'), float32 or float16 (half the "
+					+ "memory; attention's arithmetic stays float32) (default: ${DEFAULT-VALUE}).")
+	String kvCacheDtype;
+
 	@Option(names = "--prior", paramLabel = "FILE|none",
 			description = "The neuron prior of the glass and layerwise methods: a file the prior command wrote, or none (default: "
 					+ "the file beside the model, when there is one).")
@@ -55,7 +60,8 @@ public class ModelOptionsMixin {
 
 	ModelOptions options() {
 		return ModelOptions.of(this.dtype, this.device, this.decodeKernel, this.prefillKernel)
-			.withPackWeights(this.packWeights);
+			.withPackWeights(this.packWeights)
+			.withKvCache(ModelOptions.kvCache(this.kvCacheDtype));
 	}
 
 	/** Loads the model these options name, with its neuron prior. */

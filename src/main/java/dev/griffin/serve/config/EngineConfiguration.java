@@ -58,7 +58,8 @@ public class EngineConfiguration {
 		String source = (model.source() != null && !model.source().isBlank()) ? model.source() : path.toString();
 		ModelOptions options = ModelOptions
 			.of(model.dtype(), model.device(), model.decodeKernel(), model.prefillKernel())
-			.withPackWeights(model.packWeights());
+			.withPackWeights(model.packWeights())
+			.withKvCache(ModelOptions.kvCache(model.kvCacheDtype()));
 		return new ModelService(source, model.id(), options, model.prior(), properties.generation().warmUp(),
 				probe.getIfAvailable(() -> EngineProbe.NONE));
 	}

@@ -53,11 +53,13 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param prior the neuron prior of the glass and layerwise methods: empty for the
 	 * file beside the model (when the prior command wrote one), {@code none} for no
 	 * prior, or the path of a prior file
+	 * @param kvCacheDtype the KV cache's precision on the CPU: auto (the weights'),
+	 * float32 or float16 (on a GPU the model's dtype)
 	 */
 	public record Model(String source, Path path, @DefaultValue("SmolLM2-135M-Instruct") String id,
 			@DefaultValue("float32") String dtype, @DefaultValue("cpu") String device, @DefaultValue("0") int threads,
 			@DefaultValue("auto") String decodeKernel, @DefaultValue("auto") String prefillKernel,
-			@DefaultValue("true") boolean packWeights, String prior) {
+			@DefaultValue("true") boolean packWeights, String prior, @DefaultValue("auto") String kvCacheDtype) {
 
 	}
 

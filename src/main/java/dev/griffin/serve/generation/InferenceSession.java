@@ -61,7 +61,7 @@ public final class InferenceSession implements AutoCloseable {
 				kv = KvCache.inArena(arena, model.config(), capacity, this.manager);
 			}
 			if (kv == null) {
-				kv = new KvCache(model.config(), capacity, this.manager, model.options().attentionDataType());
+				kv = new KvCache(model.config(), capacity, this.manager, model.options().cacheDataType());
 			}
 			this.cache = kv;
 			this.states = model.newFeedForwardStates(seed);

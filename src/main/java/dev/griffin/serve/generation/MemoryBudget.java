@@ -42,7 +42,7 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	 * {@code tokensPerWorker} arena tokens each (none with one worker).
 	 */
 	public static long arena(ModelConfig config, ModelOptions options, int workers, int tokensPerWorker) {
-		return KvCache.bytes(config, options.attentionDataType(), KvArena.tokensFor(config, workers, tokensPerWorker));
+		return KvCache.bytes(config, options.cacheDataType(), KvArena.tokensFor(config, workers, tokensPerWorker));
 	}
 
 	/**
@@ -74,7 +74,7 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	 */
 	public static long perSequence(ModelConfig config, ModelOptions options, int prefillChunk) {
 		long context = config.maxPositionEmbeddings();
-		long kv = KvCache.bytes(config, options.attentionDataType(), context);
+		long kv = KvCache.bytes(config, options.cacheDataType(), context);
 		long experts = (long) config.feedForwardMatrices() * config.hiddenSize() * config.intermediateSize()
 				* config.numberOfLayers() * options.dtype().bytes();
 		long chunk = Math.min(prefillChunk, context);

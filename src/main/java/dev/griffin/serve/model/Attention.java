@@ -174,8 +174,9 @@ public final class Attention {
 			cache.write(this.layer, position, k, v.reshape(t, kvh, dh).transpose(1, 0, 2));
 			int end = position + t;
 			int start = positions.keyStart();
-			NDArray keys = cache.keys(this.layer, start, end); // [KVH, S, Dh]
-			NDArray values = cache.values(this.layer, start, end); // [KVH, S, Dh]
+			NDArray keys = widened(cache.keys(this.layer, start, end), q); // [KVH, S, Dh]
+			NDArray values = widened(cache.values(this.layer, start, end), q); // [KVH, S,
+																				// Dh]
 			NDArray scores = q.matMul(keys.transpose(0, 2, 1)); // [KVH, G*T, S]
 			if (!this.weights.scaleFolded()) {
 				scores = scores.mul(this.scale);
@@ -260,13 +261,25 @@ public final class Attention {
 																				// G, Dh]
 		NDArray k = qk.get(this.keyHeads).reshape(kvh, 1, dh); // [KVH, 1, Dh]
 		cache.write(this.layer, position, k, v.reshape(kvh, 1, dh));
-		NDArray keys = cache.keys(this.layer, start, position + 1); // [KVH, S, Dh]
-		NDArray values = cache.values(this.layer, start, position + 1); // [KVH, S, Dh]
+		NDArray keys = widened(cache.keys(this.layer, start, position + 1), q); // [KVH,
+																				// S, Dh]
+		NDArray values = widened(cache.values(this.layer, start, position + 1), q); // [KVH,
+																					// S,
+																					// Dh]
 		NDArray scores = q.matMul(keys.transpose(0, 2, 1)); // [KVH, G, S]
 		if (!this.weights.scaleFolded()) {
 			scores = scores.mul(this.scale);
 		}
 		return weightedValues(capped(scores), values).reshape(1, (long) this.heads * dh);
+	}
+
+	/**
+	 * Cached keys or values in the queries' type: a float16 cache
+	 * ({@link ModelOptions#cacheDataType()}) widened for float32 attention.
+	 */
+	private static NDArray widened(NDArray cached, NDArray queries) {
+		DataType type = queries.getDataType();
+		return (cached.getDataType() == type) ? cached : cached.toType(type, false);
 	}
 
 	/** The scaled scores soft-capped where the model caps them (Gemma 2). */

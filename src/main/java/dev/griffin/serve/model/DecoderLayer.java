@@ -162,7 +162,7 @@ public final class DecoderLayer {
 	 * {@code delayed} selection records) runs this layer in one native call
 	 * ({@link BatchLayer#promptNative}): the {@link Kernels.Prefill#NATIVE} form, a plain
 	 * block whose prompt pass is the dense feed-forward block, float32 or float16 rows,
-	 * weights the native products read and a float32 cache.
+	 * weights the native products read and a float32 or float16 cache.
 	 */
 	private boolean nativePrompt(NDArray x, KvCache cache, Kernels kernels) {
 		return nativePrompt(x.getDataType(), cache, kernels);
@@ -228,9 +228,10 @@ public final class DecoderLayer {
 	}
 
 	private boolean nativePrompt(DataType type, KvCache cache, Kernels kernels) {
+		DataType cached = cache.storedKeys(this.attention.layer()).getDataType();
 		if (kernels.prefill() != Kernels.Prefill.NATIVE || !(type == DataType.FLOAT32 || type == DataType.FLOAT16)
 				|| !this.feedForward.promptFusable() || !plain()
-				|| cache.storedKeys(this.attention.layer()).getDataType() != DataType.FLOAT32) {
+				|| !(cached == DataType.FLOAT32 || cached == DataType.FLOAT16)) {
 			return false;
 		}
 		for (NDArray weight : matrices()) {

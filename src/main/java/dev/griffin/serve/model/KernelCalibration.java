@@ -172,8 +172,7 @@ public final class KernelCalibration {
 		double[][] millis = new double[n][ROUNDS];
 		float[][] logits = new float[n][];
 		try (NDManager manager = model.manager().newSubManager()) {
-			KvCache cache = new KvCache(model.config(), position + tokens, manager,
-					model.options().attentionDataType());
+			KvCache cache = new KvCache(model.config(), position + tokens, manager, model.options().cacheDataType());
 			NDArray context = manager.create(new long[position]);
 			NDArray input = manager.create(Arrays.stream(ids).asLongStream().toArray());
 			FeedForward.State[] states = model.newFeedForwardStates(0);

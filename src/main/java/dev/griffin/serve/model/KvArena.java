@@ -39,7 +39,7 @@ public final class KvArena implements AutoCloseable {
 
 	/**
 	 * An arena for sequences of {@code model} (and its variants over the same weights) of
-	 * {@code tokens} tokens, in the model's attention precision on its device.
+	 * {@code tokens} tokens, in the model's KV cache precision on its device.
 	 */
 	public KvArena(CausalLm model, int tokens) {
 		if (tokens <= 0) {
@@ -52,7 +52,7 @@ public final class KvArena implements AutoCloseable {
 		int layers = this.config.numberOfLayers();
 		this.keys = new NDArray[layers];
 		this.values = new NDArray[layers];
-		DataType type = model.options().attentionDataType();
+		DataType type = model.options().cacheDataType();
 		Shape shape = new Shape(this.config.numberOfKeyValueHeads(), tokens, this.config.headDimension());
 		try {
 			for (int i = 0; i < layers; i++) {

@@ -112,7 +112,8 @@ public final class KvCache {
 	}
 
 	/**
-	 * Writes k and v ([KVH, T, Dh]) at [position, position + T) of a layer.
+	 * Writes k and v ([KVH, T, Dh]) at [position, position + T) of a layer, in the
+	 * cache's type (rounded to nearest where that is narrower).
 	 */
 	public void write(int layer, int position, NDArray k, NDArray v) {
 		long t = k.getShape().get(1);
@@ -121,8 +122,9 @@ public final class KvCache {
 					"KV cache overflow: position %d + %d tokens > capacity %d".formatted(position, t, this.capacity));
 		}
 		NDIndex slot = new NDIndex().addAllDim().addSliceDim(position, position + t);
-		this.keys[layer].set(slot, k);
-		this.values[layer].set(slot, v);
+		DataType type = this.keys[layer].getDataType();
+		this.keys[layer].set(slot, (k.getDataType() == type) ? k : k.toType(type, false));
+		this.values[layer].set(slot, (v.getDataType() == type) ? v : v.toType(type, false));
 	}
 
 	/** A layer's whole key cache, [KVH, capacity, Dh], written in place. */

@@ -15,23 +15,42 @@ import ai.djl.ndarray.types.DataType;
  * @param packWeights whether weights on the CPU get oneDNN-packed copies
  * ({@link PackedWeights}): faster oneDNN products for as much memory again (float16
  * models keep them only when their decode form reads them)
+ * @param kvCache the KV cache's precision on the CPU, or null for the weights' (see
+ * {@link #cacheDataType()}); on a GPU null or the model's dtype
  */
 public record ModelOptions(Precision dtype, String device, Kernels.Decode decodeKernel, Kernels.Prefill prefillKernel,
-		boolean packWeights) {
+		boolean packWeights, Precision kvCache) {
 
 	/** Kernels measured at load, weights packed where that applies. */
 	public ModelOptions(Precision dtype, String device) {
-		this(dtype, device, null, null, true);
+		this(dtype, device, null, null, true, null);
 	}
 
 	/** Weights packed where that applies. */
 	public ModelOptions(Precision dtype, String device, Kernels.Decode decodeKernel, Kernels.Prefill prefillKernel) {
-		this(dtype, device, decodeKernel, prefillKernel, true);
+		this(dtype, device, decodeKernel, prefillKernel, true, null);
 	}
 
 	/** These options with weight packing on or off. */
 	public ModelOptions withPackWeights(boolean pack) {
-		return new ModelOptions(this.dtype, this.device, this.decodeKernel, this.prefillKernel, pack);
+		return new ModelOptions(this.dtype, this.device, this.decodeKernel, this.prefillKernel, pack, this.kvCache);
+	}
+
+	/**
+	 * These options with the KV cache in {@code precision}, or null for the weights'
+	 * precision.
+	 */
+	public ModelOptions withKvCache(Precision precision) {
+		return new ModelOptions(this.dtype, this.device, this.decodeKernel, this.prefillKernel, this.packWeights,
+				precision);
+	}
+
+	/**
+	 * The KV cache precision a setting names: "auto" (or blank: null, the weights'),
+	 * float32 or float16.
+	 */
+	public static Precision kvCache(String name) {
+		return auto(name) ? null : Precision.parse(name);
 	}
 
 	/**
@@ -106,6 +125,10 @@ public record ModelOptions(Precision dtype, String device, Kernels.Decode decode
 		if (!device.matches("cpu|gpu(:\\d+)?|cuda(:\\d+)?")) {
 			throw new IllegalArgumentException("device '" + device + "' is not one of cpu, gpu, gpu:N");
 		}
+		if (kvCache != null && kvCache != dtype && !device.equals("cpu")) {
+			throw new IllegalArgumentException("on a GPU the KV cache is in the model's dtype (%s), not %s"
+				.formatted(dtype.name().toLowerCase(Locale.ROOT), kvCache.name().toLowerCase(Locale.ROOT)));
+		}
 	}
 
 	public Device djlDevice() {
@@ -118,13 +141,23 @@ public record ModelOptions(Precision dtype, String device, Kernels.Decode decode
 
 	/**
 	 * The precision of attention's own arithmetic (rotary embedding, scores, softmax,
-	 * weighted values) and of the KV cache. The model's dtype, except half precision on
-	 * the CPU: libtorch's CPU batched matrix product in float16 is 2-3x slower than in
-	 * float32 and needs a contiguous copy of the transposed keys, so there attention runs
-	 * in float32 between the float16 projections.
+	 * weighted values). The model's dtype, except half precision on the CPU: libtorch's
+	 * CPU batched matrix product in float16 is 2-3x slower than in float32 and needs a
+	 * contiguous copy of the transposed keys, so there attention runs in float32 between
+	 * the float16 projections.
 	 */
 	public DataType attentionDataType() {
 		return this.device.equals("cpu") ? DataType.FLOAT32 : this.dtype.dataType();
+	}
+
+	/**
+	 * The precision the KV cache stores keys and values in: on a GPU the model's dtype;
+	 * on the CPU the configured one, else the weights' (a float16 model's cache holds
+	 * half the bytes of a float32 one, and decode reads it every step). Attention widens
+	 * a float16 cache to {@link #attentionDataType()} as it reads it.
+	 */
+	public DataType cacheDataType() {
+		return (this.kvCache == null || !this.device.equals("cpu")) ? this.dtype.dataType() : this.kvCache.dataType();
 	}
 
 }

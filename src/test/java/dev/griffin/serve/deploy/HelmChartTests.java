@@ -3,6 +3,7 @@ package dev.griffin.serve.deploy;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.stream.Stream;
 
@@ -247,8 +248,14 @@ class HelmChartTests {
 		assertThatThrownBy(() -> render(Map.of("model.dtype", "int4"), null)).hasMessageContaining("dtype");
 		assertThatThrownBy(() -> render(Map.of("model.decodeKernel", "fastest"), null))
 			.hasMessageContaining("decodeKernel");
+		assertThatThrownBy(() -> render(Map.of("model.kvCacheDtype", "int8"), null))
+			.hasMessageContaining("kvCacheDtype");
 	}
 
+	/**
+	 * The chart's schema takes every kernel form the server knows; each reaches the
+	 * application as set.
+	 */
 	@Test
 	void kernelFormsReachTheApplication() throws Exception {
 		String application = only(parse(render(Map.of("model.decodeKernel", "split"), null)),
@@ -256,6 +263,27 @@ class HelmChartTests {
 			.getData()
 			.get("application.yaml");
 		assertThat(application).contains("decode-kernel: \"split\"").contains("prefill-kernel: \"auto\"");
+		for (Kernels.Decode form : Kernels.Decode.values()) {
+			String name = form.name().toLowerCase(Locale.ROOT);
+			assertThat(applicationWith("model.decodeKernel", name)).contains("decode-kernel: \"" + name + "\"");
+		}
+		for (Kernels.Prefill form : Kernels.Prefill.values()) {
+			String name = form.name().toLowerCase(Locale.ROOT);
+			assertThat(applicationWith("model.prefillKernel", name)).contains("prefill-kernel: \"" + name + "\"");
+		}
+	}
+
+	@Test
+	void theKvCachePrecisionReachesTheApplication() throws Exception {
+		assertThat(applicationWith("model.dtype", "float16")).contains("kv-cache-dtype: \"auto\"");
+		for (String dtype : List.of("float32", "float16")) {
+			assertThat(applicationWith("model.kvCacheDtype", dtype)).contains("kv-cache-dtype: \"" + dtype + "\"");
+		}
+	}
+
+	private String applicationWith(String key, String value) throws Exception {
+		return only(parse(render(Map.of(key, value), null)), io.fabric8.kubernetes.api.model.ConfigMap.class).getData()
+			.get("application.yaml");
 	}
 
 	@Test

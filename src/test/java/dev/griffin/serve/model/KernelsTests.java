@@ -372,4 +372,26 @@ class KernelsTests {
 			.hasMessageContaining("[pool, single, split, onednn, layer, native]");
 	}
 
+	@Test
+	void theKvCacheTakesTheWeightsPrecisionUnlessTold() {
+		ModelOptions half = ModelOptions.of("float16", "cpu", "auto", "auto");
+		assertThat(ModelOptions.kvCache("auto")).isNull();
+		assertThat(half.withKvCache(ModelOptions.kvCache("auto")).cacheDataType()).isEqualTo(DataType.FLOAT16);
+		assertThat(half.withKvCache(ModelOptions.kvCache("float32")).cacheDataType()).isEqualTo(DataType.FLOAT32);
+		assertThat(half.attentionDataType()).isEqualTo(DataType.FLOAT32);
+		assertThat(ModelOptions.CPU_FLOAT32.cacheDataType()).isEqualTo(DataType.FLOAT32);
+		assertThat(ModelOptions.CPU_FLOAT32.withKvCache(ModelOptions.Precision.FLOAT16).cacheDataType())
+			.isEqualTo(DataType.FLOAT16);
+		assertThat(
+				half.withPackWeights(false).withKvCache(ModelOptions.Precision.FLOAT32).withPackWeights(true).kvCache())
+			.isEqualTo(ModelOptions.Precision.FLOAT32);
+		assertThat(ModelOptions.of("float16", "gpu", "auto", "auto").cacheDataType()).isEqualTo(DataType.FLOAT16);
+		assertThatThrownBy(
+				() -> ModelOptions.of("float16", "gpu", "auto", "auto").withKvCache(ModelOptions.Precision.FLOAT32))
+			.isInstanceOf(IllegalArgumentException.class)
+			.hasMessageContaining("on a GPU the KV cache is in the model's dtype (float16), not float32");
+		assertThatThrownBy(() -> ModelOptions.kvCache("int8")).isInstanceOf(IllegalArgumentException.class)
+			.hasMessageContaining("not one of float32, float16");
+	}
+
 }

@@ -106,6 +106,16 @@ class TinyModelGoldenTests {
 			.filter((plan) -> plan.get()[1] != Kernels.Decode.ONEDNN && plan.get()[2] != Kernels.Prefill.ONEDNN);
 	}
 
+	/**
+	 * {@link #everyHalfPrecisionKernelPlan}, each with the KV cache in the weights'
+	 * precision (the default) and in float32.
+	 */
+	static Stream<Arguments> everyHalfPrecisionKernelPlanAndCache() {
+		return everyHalfPrecisionKernelPlan()
+			.flatMap((plan) -> Stream.of(ModelOptions.Precision.FLOAT16, ModelOptions.Precision.FLOAT32)
+				.map((cache) -> Arguments.of(plan.get()[0], plan.get()[1], plan.get()[2], cache)));
+	}
+
 	static CausalLm load(String name, ModelOptions options, Kernels.Decode decode, Kernels.Prefill prefill) {
 		CausalLm model = load(name, options);
 		return model.withKernels(new Kernels(decode, prefill, model.kernels().threads()));
@@ -134,6 +144,42 @@ class TinyModelGoldenTests {
 		return best;
 	}
 
+	/**
+	 * float32 weights over a float16 KV cache (configured, never the default): the keys
+	 * and values rounded as they are stored move the logits by no more than half
+	 * precision's rounding, under every kernel plan, and greedy decoding picks the
+	 * reference's tokens up to a tie.
+	 */
+	@ParameterizedTest
+	@MethodSource("everyKernelPlan")
+	void aFloat16CacheBesideFloat32WeightsFollowsHuggingFace(String name, Kernels.Decode decode,
+			Kernels.Prefill prefill) {
+		JsonNode reference = reference(name);
+		int[] prompt = Fixtures.ints(reference.get("prompt"));
+		CausalLm model = load(name, ModelOptions.CPU_FLOAT32.withKvCache(ModelOptions.Precision.FLOAT16), decode,
+				prefill);
+		float[][] logits;
+		try (InferenceSession session = new InferenceSession(model, 64)) {
+			logits = session.prefillAllLogits(prompt);
+		}
+		double maxDifference = 0;
+		double range = 0;
+		JsonNode expected = reference.get("logits");
+		for (int t = 0; t < prompt.length; t++) {
+			for (int v = 0; v < logits[t].length; v++) {
+				double want = expected.get(t).get(v).asDouble();
+				maxDifference = Math.max(maxDifference, Math.abs(logits[t][v] - want));
+				range = Math.max(range, Math.abs(want));
+			}
+		}
+		assertThat(maxDifference).as("max |logit difference|, logits up to %.3f", range)
+			.isLessThanOrEqualTo(3e-3 * range);
+		try (InferenceSession session = new InferenceSession(model, 64)) {
+			assertGreedyUntilATie(session, prompt, Fixtures.ints(reference.get("greedy")));
+		}
+		model.close();
+	}
+
 	@ParameterizedTest
 	@MethodSource("everyKernelPlan")
 	void logitsMatchHuggingFace(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
@@ -157,19 +203,24 @@ class TinyModelGoldenTests {
 
 	/**
 	 * float16 on the CPU: half-precision projections and feed-forward, float32 attention
-	 * and KV cache. The prompt's logits stay within half precision's rounding of
-	 * transformers' float32 logits: 3e-3 of their range (measured 1.1e-3 to 1.5e-3 on the
-	 * Llama-layout fixtures), or twice as far as transformers' own float16 run moves from
-	 * its float32 one where that is more (Gemma 3's: 7e-3 of the range, its norms after
-	 * every sublayer and its four layers). Greedy decoding picks the same tokens.
+	 * over a float16 KV cache (the default) or a float32 one. The prompt's logits stay
+	 * within half precision's rounding of transformers' float32 logits: 3e-3 of their
+	 * range (measured 1.1e-3 to 1.5e-3 on the Llama-layout fixtures), or twice as far as
+	 * transformers' own float16 run moves from its float32 one where that is more (Gemma
+	 * 3's: 7e-3 of the range, its norms after every sublayer and its four layers). Greedy
+	 * decoding picks the same tokens.
 	 */
 	@ParameterizedTest
-	@MethodSource("everyHalfPrecisionKernelPlan")
-	void float16FollowsHuggingFaceFloat32(String name, Kernels.Decode decode, Kernels.Prefill prefill) {
+	@MethodSource("everyHalfPrecisionKernelPlanAndCache")
+	void float16FollowsHuggingFaceFloat32(String name, Kernels.Decode decode, Kernels.Prefill prefill,
+			ModelOptions.Precision cache) {
 		JsonNode reference = reference(name);
 		int[] prompt = Fixtures.ints(reference.get("prompt"));
-		CausalLm model = load(name, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu"), decode, prefill);
+		ModelOptions half = new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu");
+		CausalLm model = load(name, (cache == ModelOptions.Precision.FLOAT16) ? half : half.withKvCache(cache), decode,
+				prefill);
 		assertThat(model.options().attentionDataType()).isEqualTo(DataType.FLOAT32);
+		assertThat(model.options().cacheDataType()).isEqualTo(cache.dataType());
 		float[][] logits;
 		try (InferenceSession session = new InferenceSession(model, 64)) {
 			logits = session.prefillAllLogits(prompt);
