@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -23,6 +24,7 @@ import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.Kernels;
 import dev.griffin.serve.model.KvArena;
+import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.model.ModelConfig;
 
 /**
@@ -90,6 +92,11 @@ public class BenchCommand implements Callable<Integer> {
 					+ "(default: ${DEFAULT-VALUE}).")
 	List<String> kv;
 
+	@Option(names = "--kv-cache-dtypes", split = ",",
+			description = "KV cache precisions to measure every configuration with, side by side: auto (the "
+					+ "weights'), float32, float16; e.g. float32,float16 (default: the one --kv-cache-dtype names).")
+	List<String> kvCacheDtypes;
+
 	@Option(names = "--output", defaultValue = "target/bench.json")
 	Path output;
 
@@ -122,28 +129,33 @@ public class BenchCommand implements Callable<Integer> {
 				}
 				List<Config> configs = new ArrayList<>();
 				int layers = loaded.dense().config().numberOfLayers();
-				for (Kernels plan : kernels) {
-					for (double density : this.densities) {
-						// the dense model once; every method at a density below 1
-						for (SelectionMethod selection : (density == 1.0) ? List.of(SelectionMethod.TOPK)
-								: selections) {
-							CausalLm variant = loaded.variant(density, selection).withKernels(plan);
-							String method = (density == 1.0) ? "dense" : selection.wireName();
-							int ops = OpCount.decodeStep(variant);
-							System.out.printf(
-									"%s density %s %s, %s: %d libtorch operations per decode step (%.1f per layer)%n",
-									dtype, density, method, plan, ops, (double) ops / layers);
-							operations.add(Map.of("dtype", dtype, "density", density, "method", method, "kernels",
-									plan.toString(), "decodeOperations", ops, "decodeOperationsPerLayer",
-									(double) ops / layers));
-							configs.add(new Config(density, method, plan, variant,
-									new Generator(variant, loaded.tokenizer())));
+				for (ModelOptions.Precision cache : caches()) {
+					for (Kernels plan : kernels) {
+						for (double density : this.densities) {
+							// the dense model once; every method at a density below 1
+							for (SelectionMethod selection : (density == 1.0) ? List.of(SelectionMethod.TOPK)
+									: selections) {
+								CausalLm variant = loaded.variant(density, selection).withKernels(plan);
+								if (this.kvCacheDtypes != null) {
+									variant = variant.withKvCache(cache);
+								}
+								String method = (density == 1.0) ? "dense" : selection.wireName();
+								int ops = OpCount.decodeStep(variant);
+								System.out.printf(
+										"%s density %s %s, %s: %d libtorch operations per decode step (%.1f per layer)%n",
+										dtype, density, method, plan, ops, (double) ops / layers);
+								operations.add(Map.of("dtype", dtype, "density", density, "method", method, "kernels",
+										plan.toString(), "decodeOperations", ops, "decodeOperationsPerLayer",
+										(double) ops / layers));
+								configs.add(new Config(density, method, plan, variant,
+										new Generator(variant, loaded.tokenizer())));
+							}
 						}
 					}
 				}
-				System.out.printf("%-8s %-24s %7s %5s %-14s %12s %10s %12s %10s %10s %12s %10s %8s%n", "dtype",
-						"kernels", "prompt", "new", "density", "prefill t/s", "select ms", "decode t/s", "TTFT ms",
-						"vs dense", "MB/token", "GB/s", "of max");
+				System.out.printf("%-8s %-24s %-8s %7s %5s %-14s %12s %10s %12s %10s %10s %12s %10s %8s%n", "dtype",
+						"kernels", "cache", "prompt", "new", "density", "prefill t/s", "select ms", "decode t/s",
+						"TTFT ms", "vs dense", "MB/token", "GB/s", "of max");
 				for (int promptLength : this.promptTokens) {
 					int[] prompt = prompt(loaded, promptLength);
 					for (int newTokens : this.newTokens) {
@@ -205,19 +217,22 @@ public class BenchCommand implements Callable<Integer> {
 			double bandwidth = bytes * decodeMedian / 1e9;
 			double denseDecode = Double.NaN;
 			for (int j = 0; j < n; j++) {
-				if (configs.get(j).density() == 1.0 && configs.get(j).kernels().equals(config.kernels())) {
+				if (configs.get(j).density() == 1.0 && configs.get(j).kernels().equals(config.kernels())
+						&& configs.get(j).cache().equals(config.cache())) {
 					denseDecode = median(decode[j]);
 				}
 			}
 			double ratio = decodeMedian / denseDecode;
 			String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill()).toLowerCase();
-			System.out.printf("%-8s %-24s %7d %5d %-14s %12.1f %10.2f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n",
-					dtype, kernels, prompt.length, newTokens, config.label(), median(prefill[i]), median(selection[i]),
-					decodeMedian, median(ttft[i]), Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6,
-					bandwidth, 100 * bandwidth / machine);
+			System.out.printf("%-8s %-24s %-8s %7d %5d %-14s %12.1f %10.2f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n",
+					dtype, kernels, config.cache(), prompt.length, newTokens, config.label(), median(prefill[i]),
+					median(selection[i]), decodeMedian, median(ttft[i]),
+					Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio), bytes / 1e6, bandwidth,
+					100 * bandwidth / machine);
 			Map<String, Object> row = new LinkedHashMap<>();
 			row.put("dtype", dtype);
 			row.put("kernels", config.kernels().toString());
+			row.put("cache", config.cache());
 			row.put("density", density);
 			row.put("method", config.method());
 			row.put("promptTokens", prompt.length);
@@ -256,9 +271,9 @@ public class BenchCommand implements Callable<Integer> {
 		int forms = arenas.size();
 		int n = configs.size() * forms; // every config in every KV form
 		int sizes = this.batch.size();
-		System.out.printf("%-8s %-24s %-6s %7s %5s %-14s %6s %16s %14s %10s %10s %10s %8s%n", "dtype", "kernels", "kv",
-				"prompt", "new", "density", "batch", "aggregate t/s", "per-seq t/s", "step ms", "vs batch1", "GB/s",
-				"of max");
+		System.out.printf("%-8s %-24s %-8s %-6s %7s %5s %-14s %6s %16s %14s %10s %10s %10s %8s%n", "dtype", "kernels",
+				"cache", "kv", "prompt", "new", "density", "batch", "aggregate t/s", "per-seq t/s", "step ms",
+				"vs batch1", "GB/s", "of max");
 		List<Map<String, Object>> rows = new ArrayList<>();
 		for (int promptLength : this.promptTokens) {
 			for (int newTokens : this.newTokens) {
@@ -292,13 +307,14 @@ public class BenchCommand implements Callable<Integer> {
 						String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill())
 							.toLowerCase();
 						System.out.printf(
-								"%-8s %-24s %-6s %7d %5d %-14s %6d %16.2f %14.2f %10.1f %10s %10.2f %7.0f%%%n", dtype,
-								kernels, form, promptLength, newTokens, config.label(), b, total, total / b,
-								1e3 * b / total, Double.isNaN(ratio) ? "-" : "%.2fx".formatted(ratio), bandwidth,
-								100 * bandwidth / machine);
+								"%-8s %-24s %-8s %-6s %7d %5d %-14s %6d %16.2f %14.2f %10.1f %10s %10.2f %7.0f%%%n",
+								dtype, kernels, config.cache(), form, promptLength, newTokens, config.label(), b, total,
+								total / b, 1e3 * b / total, Double.isNaN(ratio) ? "-" : "%.2fx".formatted(ratio),
+								bandwidth, 100 * bandwidth / machine);
 						Map<String, Object> row = new LinkedHashMap<>();
 						row.put("dtype", dtype);
 						row.put("kernels", config.kernels().toString());
+						row.put("cache", config.cache());
 						row.put("kv", form);
 						row.put("density", config.density());
 						row.put("method", config.method());
@@ -380,6 +396,28 @@ public class BenchCommand implements Callable<Integer> {
 			return (this.density == 1.0) ? "dense" : this.method + " " + this.density;
 		}
 
+		/** The KV cache's precision, float32 or float16. */
+		String cache() {
+			return this.model.options().cacheDataType().name().toLowerCase(Locale.ROOT);
+		}
+
+	}
+
+	/**
+	 * The KV cache precisions --kv-cache-dtypes names (null for the weights'); without
+	 * it, one entry that the loaded model's own setting stands for.
+	 */
+	private List<ModelOptions.Precision> caches() {
+		List<ModelOptions.Precision> caches = new ArrayList<>();
+		if (this.kvCacheDtypes == null) {
+			caches.add(null);
+		}
+		else {
+			for (String name : this.kvCacheDtypes) {
+				caches.add(ModelOptions.kvCache(name.trim()));
+			}
+		}
+		return caches;
 	}
 
 	/** Exactly {@code promptTokens} tokens of English prose. */

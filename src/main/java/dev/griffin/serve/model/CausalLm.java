@@ -176,6 +176,17 @@ public final class CausalLm {
 	}
 
 	/** This model's weights with other layers (over the same weights) or kernels. */
+	/**
+	 * The same model whose KV caches (the sessions' and arenas' made for it) are in
+	 * {@code precision}, or null for the weights' ({@link ModelOptions#cacheDataType()});
+	 * nothing is copied.
+	 */
+	public CausalLm withKvCache(ModelOptions.Precision precision) {
+		return new CausalLm(this.config, this.options.withKvCache(precision), this.manager, this.embedding, this.lmHead,
+				this.lmHeadHalves, this.finalNorm, this.rotary, this.windowedRotary, this.learned, this.layers,
+				this.kernels);
+	}
+
 	private CausalLm with(List<DecoderLayer> layers, Kernels kernels) {
 		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
 				this.finalNorm, this.rotary, this.windowedRotary, this.learned, layers, kernels);
