@@ -485,15 +485,12 @@ class NativeKernelsTests {
 		int[] lengths = { 300, 70 };
 		int window = 200;
 		try (NDScope scope = new NDScope()) {
-			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(128));
-			// q/k/v weights a third of the others' size: scores of a few units, as a
-			// trained
-			// model's, where a softmax of scores near 100 would make the forms' float32
-			// sums of another order differ by e^(their difference)
-			NDArray qkv = Prompt.Layer.half(8 * 64, 128).mul(0.33f);
-			NDArray output = Prompt.Layer.half(128, 4 * 64);
-			NDArray gateUp = Prompt.Layer.half(24, 128);
-			NDArray down = Prompt.Layer.half(128, 12);
+			WideLayer layer = WideLayer.random();
+			NDArray norm = layer.norm();
+			NDArray qkv = layer.qkv();
+			NDArray output = layer.output();
+			NDArray gateUp = layer.gateUp();
+			NDArray down = layer.down();
 			int total = lengths[0] + lengths[1];
 			NDArray x = manager.randomNormal(new Shape(total, 128));
 			NDArray[][] caches = new NDArray[2][];
@@ -577,11 +574,7 @@ class NativeKernelsTests {
 	void float16CachesHoldTheRoundedKeysAndValues() {
 		int t = 300;
 		try (NDScope scope = new NDScope()) {
-			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(128));
-			NDArray qkv = Prompt.Layer.half(8 * 64, 128).mul(0.33f);
-			NDArray output = Prompt.Layer.half(128, 4 * 64);
-			NDArray gateUp = Prompt.Layer.half(24, 128);
-			NDArray down = Prompt.Layer.half(128, 12);
+			WideLayer layer = WideLayer.random();
 			NDArray x = manager.randomNormal(new Shape(t + 1, 128));
 			NDArray rotation = rotateHalf(t + 1, 64);
 			float[][] outputs = new float[2][];
@@ -600,16 +593,17 @@ class NativeKernelsTests {
 				}
 				String rows = "0:" + t;
 				float[] prompt = NativeKernels
-					.layer(x.get(rows).duplicate(), norm, norm, 1e-6f, qkv, null, output,
-							rotation.get(rows).duplicate(), keyRows, valueRows, new int[t], positions, new int[t], 4,
-							0.125f, gateUp, down, HiddenActivation.SILU, null, null, null, false)
+					.layer(x.get(rows).duplicate(), layer.norm(), layer.norm(), 1e-6f, layer.qkv(), null,
+							layer.output(), rotation.get(rows).duplicate(), keyRows, valueRows, new int[t], positions,
+							new int[t], 4, 0.125f, layer.gateUp(), layer.down(), HiddenActivation.SILU, null, null,
+							null, false)
 					.toFloatArray();
 				String last = t + ":" + (t + 1);
 				float[] generated = NativeKernels
-					.layer(x.get(last).duplicate(), norm, norm, 1e-6f, qkv, null, output,
-							rotation.get(last).duplicate(), new NDArray[] { keys }, new NDArray[] { values },
-							new int[1], new int[] { t }, new int[1], 4, 0.125f, gateUp, down, HiddenActivation.SILU,
-							null, null, null, false)
+					.layer(x.get(last).duplicate(), layer.norm(), layer.norm(), 1e-6f, layer.qkv(), null,
+							layer.output(), rotation.get(last).duplicate(), new NDArray[] { keys },
+							new NDArray[] { values }, new int[1], new int[] { t }, new int[1], 4, 0.125f,
+							layer.gateUp(), layer.down(), HiddenActivation.SILU, null, null, null, false)
 					.toFloatArray();
 				outputs[c] = concat(prompt, generated);
 				caches[c] = new NDArray[] { keys, values };
@@ -628,6 +622,23 @@ class NativeKernelsTests {
 			assertThat(outputs[1]).containsExactly(outputs[0], within(1e-3f * largest));
 			assertThat(outputs[1]).as("the rounding shows").isNotEqualTo(outputs[0]);
 		}
+	}
+
+	/**
+	 * A layer with heads of 64, as real models have: D 128, 4 heads over 2 key-value
+	 * heads, a block of 12 neurons, float16 weights.
+	 */
+	private record WideLayer(NDArray norm, NDArray qkv, NDArray output, NDArray gateUp, NDArray down) {
+
+		static WideLayer random() {
+			// q/k/v weights a third of the others' size: scores of a few units, as a
+			// trained model's, where a softmax of scores near 100 would make float32 sums
+			// of another order differ by e^(their difference)
+			return new WideLayer(manager.randomUniform(0.5f, 1.5f, new Shape(128)),
+					Prompt.Layer.half(8 * 64, 128).mul(0.33f), Prompt.Layer.half(128, 4 * 64),
+					Prompt.Layer.half(24, 128), Prompt.Layer.half(128, 12));
+		}
+
 	}
 
 	private static float[] concat(float[] a, float[] b) {
