@@ -6,6 +6,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 
+import ai.djl.ndarray.types.DataType;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -14,6 +15,7 @@ import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.griffin.DensitySchedule;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.KvCache;
 import dev.griffin.serve.model.ModelOptions;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -46,9 +48,13 @@ class PromptCacheIT {
 	}
 
 	private static Generator.Result generate(PromptCache cache, int[] prompt) {
+		return generate(griffin, cache, prompt);
+	}
+
+	private static Generator.Result generate(CausalLm variant, PromptCache cache, int[] prompt) {
 		PromptCache.Key key = new PromptCache.Key(null, PromptCache.hash("smollm2", "FLOAT32",
 				DensitySchedule.uniform(0.5, 30), SelectionMethod.TOPK, null, null, prompt));
-		return new Generator(griffin, model.tokenizer()).generate(prompt, SamplingParams.greedy(8),
+		return new Generator(variant, model.tokenizer()).generate(prompt, SamplingParams.greedy(8),
 				new Generator.Options(-1, cache, key, 0), (Generator.Listener) (token) -> true);
 	}
 
@@ -73,6 +79,27 @@ class PromptCacheIT {
 		assertThat(cache.stats().hitCount()).isEqualTo(1);
 		cache.invalidateAll();
 		assertThat(cache.bytes()).isZero();
+	}
+
+	/**
+	 * A float16 KV cache's entry keeps the prompt's keys and values in float16: half the
+	 * bytes of a float32 cache's entry for them, and a hit restores them and decodes as
+	 * the miss did.
+	 */
+	@Test
+	void aFloat16CachesEntryHoldsHalfTheKeyAndValueBytes() {
+		CausalLm half = griffin.withKvCache(ModelOptions.Precision.FLOAT16);
+		int[] prompt = prompt(7);
+		PromptCache wide = new PromptCache(1L << 30);
+		PromptCache narrow = new PromptCache(1L << 30);
+		generate(wide, prompt);
+		Generator.Result cold = generate(half, narrow, prompt);
+		Generator.Result hot = generate(half, narrow, prompt);
+		Generator.Result uncached = generate(half, null, prompt);
+		assertThat(hot.cacheHit()).isTrue();
+		assertThat(hot.tokens()).containsExactly(cold.tokens()).containsExactly(uncached.tokens());
+		long keysAndValues = KvCache.bytes(model.dense().config(), DataType.FLOAT32, prompt.length);
+		assertThat(narrow.bytes()).isEqualTo(wide.bytes() - keysAndValues / 2);
 	}
 
 	@Test
