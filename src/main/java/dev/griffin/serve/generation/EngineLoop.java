@@ -475,8 +475,8 @@ public final class EngineLoop implements AutoCloseable {
 				return null;
 			}
 			this.arena = new KvArena(model, tokens);
-			logger.info("KV arena: {} tokens ({} MiB, committed as sequences write it) for {} sequences",
-					this.arena.tokens(), this.arena.bytes() >> 20, this.maxSequences);
+			logger.info("KV arena: {} tokens of {} ({} MiB, committed as sequences write it) for {} sequences",
+					this.arena.tokens(), model.options().cacheDataType(), this.arena.bytes() >> 20, this.maxSequences);
 		}
 		return this.arena.serves(model) ? this.arena : null;
 	}

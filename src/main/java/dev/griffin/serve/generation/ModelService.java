@@ -98,8 +98,8 @@ public final class ModelService implements AutoCloseable {
 		try {
 			Path path = HubDownloader.isHubSource(this.source) ? HubDownloader.fromEnvironment().fetch(this.source)
 					: Path.of(this.source);
-			logger.info("loading model {} from {} ({}, {})", this.modelId, path, this.options.dtype(),
-					this.options.device());
+			logger.info("loading model {} from {} ({}, {}, KV cache {})", this.modelId, path, this.options.dtype(),
+					this.options.device(), this.options.cacheDataType());
 			LoadedModel loaded = LoadedModel.load(path, this.prior, this.options, (layers) -> {
 				if (layers % 10 == 0) {
 					logger.info("model {}: {} layers loaded", this.modelId, layers);
