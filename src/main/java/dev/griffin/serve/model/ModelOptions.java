@@ -50,7 +50,16 @@ public record ModelOptions(Precision dtype, String device, Kernels.Decode decode
 	 * float32 or float16.
 	 */
 	public static Precision kvCache(String name) {
-		return auto(name) ? null : Precision.parse(name);
+		if (auto(name)) {
+			return null;
+		}
+		try {
+			return Precision.parse(name);
+		}
+		catch (IllegalArgumentException ex) {
+			throw new IllegalArgumentException(
+					"KV cache dtype '%s' is not one of auto, float32, float16".formatted(name.trim()), ex);
+		}
 	}
 
 	/**

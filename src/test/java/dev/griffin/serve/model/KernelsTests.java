@@ -391,7 +391,9 @@ class KernelsTests {
 			.isInstanceOf(IllegalArgumentException.class)
 			.hasMessageContaining("on a GPU the KV cache is in the model's dtype (float16), not float32");
 		assertThatThrownBy(() -> ModelOptions.kvCache("int8")).isInstanceOf(IllegalArgumentException.class)
-			.hasMessageContaining("not one of float32, float16");
+			.hasMessage("KV cache dtype 'int8' is not one of auto, float32, float16");
+		assertThatThrownBy(() -> ModelOptions.kvCache("bfloat16")).isInstanceOf(IllegalArgumentException.class)
+			.hasMessageContaining("KV cache dtype 'bfloat16'");
 	}
 
 }
