@@ -174,9 +174,9 @@ public final class Attention {
 			cache.write(this.layer, position, k, v.reshape(t, kvh, dh).transpose(1, 0, 2));
 			int end = position + t;
 			int start = positions.keyStart();
-			NDArray keys = widened(cache.keys(this.layer, start, end), q); // [KVH, S, Dh]
-			NDArray values = widened(cache.values(this.layer, start, end), q); // [KVH, S,
-																				// Dh]
+			// [KVH, S, Dh] each
+			NDArray keys = widened(cache.keys(this.layer, start, end), q);
+			NDArray values = widened(cache.values(this.layer, start, end), q);
 			NDArray scores = q.matMul(keys.transpose(0, 2, 1)); // [KVH, G*T, S]
 			if (!this.weights.scaleFolded()) {
 				scores = scores.mul(this.scale);
@@ -261,11 +261,9 @@ public final class Attention {
 																				// G, Dh]
 		NDArray k = qk.get(this.keyHeads).reshape(kvh, 1, dh); // [KVH, 1, Dh]
 		cache.write(this.layer, position, k, v.reshape(kvh, 1, dh));
-		NDArray keys = widened(cache.keys(this.layer, start, position + 1), q); // [KVH,
-																				// S, Dh]
-		NDArray values = widened(cache.values(this.layer, start, position + 1), q); // [KVH,
-																					// S,
-																					// Dh]
+		// [KVH, S, Dh] each
+		NDArray keys = widened(cache.keys(this.layer, start, position + 1), q);
+		NDArray values = widened(cache.values(this.layer, start, position + 1), q);
 		NDArray scores = q.matMul(keys.transpose(0, 2, 1)); // [KVH, G, S]
 		if (!this.weights.scaleFolded()) {
 			scores = scores.mul(this.scale);

@@ -175,7 +175,6 @@ public final class CausalLm {
 		return with(replaced, this.kernels);
 	}
 
-	/** This model's weights with other layers (over the same weights) or kernels. */
 	/**
 	 * The same model whose KV caches (the sessions' and arenas' made for it) are in
 	 * {@code precision}, or null for the weights' ({@link ModelOptions#cacheDataType()});
@@ -187,6 +186,7 @@ public final class CausalLm {
 				this.kernels);
 	}
 
+	/** This model's weights with other layers (over the same weights) or kernels. */
 	private CausalLm with(List<DecoderLayer> layers, Kernels kernels) {
 		return new CausalLm(this.config, this.options, this.manager, this.embedding, this.lmHead, this.lmHeadHalves,
 				this.finalNorm, this.rotary, this.windowedRotary, this.learned, layers, kernels);
