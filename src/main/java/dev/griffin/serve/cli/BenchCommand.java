@@ -97,6 +97,12 @@ public class BenchCommand implements Callable<Integer> {
 					+ "weights'), float32, float16; e.g. float32,float16 (default: the one --kv-cache-dtype names).")
 	List<String> kvCacheDtypes;
 
+	@Option(names = "--lockstep",
+			description = "Also decode every configuration in lockstep: a sequence of each, after an untimed prefill, "
+					+ "one step of each in turn (greedy), so that the machine's drift from second to second falls on "
+					+ "all of them alike; each one's decode tokens/s and ratio to dense come from its summed step times.")
+	boolean lockstep;
+
 	@Option(names = "--output", defaultValue = "target/bench.json")
 	Path output;
 
@@ -108,6 +114,7 @@ public class BenchCommand implements Callable<Integer> {
 		List<Map<String, Object>> plans = new ArrayList<>();
 		List<Map<String, Object>> operations = new ArrayList<>();
 		List<Map<String, Object>> batchRows = new ArrayList<>();
+		List<Map<String, Object>> lockstepRows = new ArrayList<>();
 		if (this.batch != null && this.batch.stream().anyMatch((b) -> b < 1)) {
 			throw new CommandLine.ParameterException(new CommandLine(this), "--batch sizes must be at least 1");
 		}
@@ -162,6 +169,12 @@ public class BenchCommand implements Callable<Integer> {
 						rows.addAll(measure(loaded, configs, dtype, prompt, newTokens, machine));
 					}
 				}
+				for (int promptLength : this.promptTokens) {
+					int[] prompt = prompt(loaded, promptLength);
+					for (int newTokens : this.lockstep ? this.newTokens : List.<Integer>of()) {
+						lockstepRows.addAll(measureLockstep(configs, dtype, prompt, newTokens));
+					}
+				}
 				if (this.batch != null && !this.batch.isEmpty()) {
 					batchRows.addAll(measureBatches(loaded, configs, dtype, machine));
 				}
@@ -176,6 +189,7 @@ public class BenchCommand implements Callable<Integer> {
 		report.put("decodeOperations", operations);
 		report.put("results", rows);
 		report.put("batchResults", batchRows);
+		report.put("lockstepResults", lockstepRows);
 		JsonReport.write(this.output, report);
 		System.out.println("wrote " + this.output);
 		return 0;
@@ -250,6 +264,92 @@ public class BenchCommand implements Callable<Integer> {
 			rows.add(row);
 		}
 		return rows;
+	}
+
+	/**
+	 * --lockstep: every configuration's sequence decodes one greedy step in turn, runs
+	 * after --warmups unmeasured ones; decode tokens/s from each configuration's summed
+	 * step times (median over runs) and its ratio to the dense configuration of the same
+	 * kernels and cache.
+	 */
+	private List<Map<String, Object>> measureLockstep(List<Config> configs, String dtype, int[] prompt, int newTokens) {
+		int n = configs.size();
+		double[][] rates = new double[n][this.runs];
+		for (int r = -this.warmups; r < this.runs; r++) {
+			long[] nanos = lockstepRun(configs, prompt, newTokens);
+			for (int i = 0; i < n && r >= 0; i++) {
+				rates[i][r] = newTokens / (nanos[i] / 1e9);
+			}
+		}
+		System.out.printf("lockstep: one step of each configuration in turn%n");
+		System.out.printf("%-8s %-24s %-8s %7s %5s %-14s %12s %10s%n", "dtype", "kernels", "cache", "prompt", "new",
+				"density", "decode t/s", "vs dense");
+		List<Map<String, Object>> rows = new ArrayList<>();
+		for (int i = 0; i < n; i++) {
+			Config config = configs.get(i);
+			double rate = median(rates[i]);
+			double dense = Double.NaN;
+			for (int j = 0; j < n; j++) {
+				if (configs.get(j).density() == 1.0 && configs.get(j).kernels().equals(config.kernels())
+						&& configs.get(j).cache().equals(config.cache())) {
+					dense = median(rates[j]);
+				}
+			}
+			double ratio = rate / dense;
+			String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill()).toLowerCase();
+			System.out.printf("%-8s %-24s %-8s %7d %5d %-14s %12.2f %10s%n", dtype, kernels, config.cache(),
+					prompt.length, newTokens, config.label(), rate,
+					Double.isNaN(ratio) ? "-" : "%.3fx".formatted(ratio));
+			Map<String, Object> row = new LinkedHashMap<>();
+			row.put("dtype", dtype);
+			row.put("kernels", config.kernels().toString());
+			row.put("cache", config.cache());
+			row.put("density", config.density());
+			row.put("method", config.method());
+			row.put("promptTokens", prompt.length);
+			row.put("newTokens", newTokens);
+			row.put("decodeTokensPerSecond", rate);
+			row.put("decodeRatioToDense", ratio);
+			row.put("runs", rates[i]);
+			rows.add(row);
+		}
+		return rows;
+	}
+
+	/**
+	 * One lockstep run: a session per configuration prefilled with the prompt (its
+	 * experts selected and gathered, as a lone stream's are), then {@code newTokens}
+	 * greedy steps of each in turn; each configuration's summed step nanoseconds.
+	 */
+	private static long[] lockstepRun(List<Config> configs, int[] prompt, int newTokens) {
+		int n = configs.size();
+		InferenceSession[] sessions = new InferenceSession[n];
+		long[] nanos = new long[n];
+		int[] next = new int[n];
+		try {
+			for (int i = 0; i < n; i++) {
+				sessions[i] = new InferenceSession(configs.get(i).model(), prompt.length + newTokens + 1);
+				next[i] = Sampler.argmax(sessions[i].prefill(prompt, Generator.PREFILL_CHUNK));
+				sessions[i].finishPrompt();
+				sessions[i].gatherWeights();
+			}
+			for (int step = 0; step < newTokens; step++) {
+				for (int i = 0; i < n; i++) {
+					long start = System.nanoTime();
+					float[] logits = sessions[i].decode(next[i]);
+					nanos[i] += System.nanoTime() - start;
+					next[i] = Sampler.argmax(logits);
+				}
+			}
+		}
+		finally {
+			for (InferenceSession session : sessions) {
+				if (session != null) {
+					session.close();
+				}
+			}
+		}
+		return nanos;
 	}
 
 	/**
