@@ -229,14 +229,8 @@ public class BenchCommand implements Callable<Integer> {
 			double decodeMedian = median(decode[i]);
 			long bytes = bytesPerToken(loaded.dense(), density);
 			double bandwidth = bytes * decodeMedian / 1e9;
-			double denseDecode = Double.NaN;
-			for (int j = 0; j < n; j++) {
-				if (configs.get(j).density() == 1.0 && configs.get(j).kernels().equals(config.kernels())
-						&& configs.get(j).cache().equals(config.cache())) {
-					denseDecode = median(decode[j]);
-				}
-			}
-			double ratio = decodeMedian / denseDecode;
+			int dense = dense(configs, config);
+			double ratio = (dense < 0) ? Double.NaN : decodeMedian / median(decode[dense]);
 			String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill()).toLowerCase();
 			System.out.printf("%-8s %-24s %-8s %7d %5d %-14s %12.1f %10.2f %12.2f %10.1f %10s %12.1f %10.2f %7.0f%%%n",
 					dtype, kernels, config.cache(), prompt.length, newTokens, config.label(), median(prefill[i]),
@@ -288,14 +282,8 @@ public class BenchCommand implements Callable<Integer> {
 		for (int i = 0; i < n; i++) {
 			Config config = configs.get(i);
 			double rate = median(rates[i]);
-			double dense = Double.NaN;
-			for (int j = 0; j < n; j++) {
-				if (configs.get(j).density() == 1.0 && configs.get(j).kernels().equals(config.kernels())
-						&& configs.get(j).cache().equals(config.cache())) {
-					dense = median(rates[j]);
-				}
-			}
-			double ratio = rate / dense;
+			int dense = dense(configs, config);
+			double ratio = (dense < 0) ? Double.NaN : rate / median(rates[dense]);
 			String kernels = "%s/%s".formatted(config.kernels().decode(), config.kernels().prefill()).toLowerCase();
 			System.out.printf("%-8s %-24s %-8s %7d %5d %-14s %12.2f %10s%n", dtype, kernels, config.cache(),
 					prompt.length, newTokens, config.label(), rate,
@@ -501,6 +489,22 @@ public class BenchCommand implements Callable<Integer> {
 			return this.model.options().cacheDataType().name().toLowerCase(Locale.ROOT);
 		}
 
+	}
+
+	/**
+	 * The index of the dense configuration that {@code config} compares with (the same
+	 * kernels and cache), or -1 when none was measured.
+	 */
+	private static int dense(List<Config> configs, Config config) {
+		int dense = -1;
+		for (int j = 0; j < configs.size(); j++) {
+			Config other = configs.get(j);
+			if (other.density() == 1.0 && other.kernels().equals(config.kernels())
+					&& other.cache().equals(config.cache())) {
+				dense = j;
+			}
+		}
+		return dense;
 	}
 
 	/**
