@@ -162,22 +162,35 @@ class TinyModelGoldenTests {
 		try (InferenceSession session = new InferenceSession(model, 64)) {
 			logits = session.prefillAllLogits(prompt);
 		}
-		double maxDifference = 0;
-		double range = 0;
-		JsonNode expected = reference.get("logits");
-		for (int t = 0; t < prompt.length; t++) {
-			for (int v = 0; v < logits[t].length; v++) {
-				double want = expected.get(t).get(v).asDouble();
-				maxDifference = Math.max(maxDifference, Math.abs(logits[t][v] - want));
-				range = Math.max(range, Math.abs(want));
-			}
-		}
-		assertThat(maxDifference).as("max |logit difference|, logits up to %.3f", range)
-			.isLessThanOrEqualTo(3e-3 * range);
+		Departure departure = Departure.of(reference, logits);
+		assertThat(departure.maxDifference()).as("max |logit difference|, logits up to %.3f", departure.range())
+			.isLessThanOrEqualTo(3e-3 * departure.range());
 		try (InferenceSession session = new InferenceSession(model, 64)) {
 			assertGreedyUntilATie(session, prompt, Fixtures.ints(reference.get("greedy")));
 		}
 		model.close();
+	}
+
+	/**
+	 * How far a prompt's logits (one row per prompt token) are from the reference's: the
+	 * largest |difference| and the largest |reference logit|.
+	 */
+	record Departure(double maxDifference, double range) {
+
+		static Departure of(JsonNode reference, float[][] logits) {
+			JsonNode expected = reference.get("logits");
+			double maxDifference = 0;
+			double range = 0;
+			for (int t = 0; t < logits.length; t++) {
+				for (int v = 0; v < logits[t].length; v++) {
+					double want = expected.get(t).get(v).asDouble();
+					maxDifference = Math.max(maxDifference, Math.abs(logits[t][v] - want));
+					range = Math.max(range, Math.abs(want));
+				}
+			}
+			return new Departure(maxDifference, range);
+		}
+
 	}
 
 	@ParameterizedTest
@@ -225,16 +238,9 @@ class TinyModelGoldenTests {
 		try (InferenceSession session = new InferenceSession(model, 64)) {
 			logits = session.prefillAllLogits(prompt);
 		}
-		JsonNode expected = reference.get("logits");
-		double maxDifference = 0;
-		double range = 0;
-		for (int t = 0; t < prompt.length; t++) {
-			for (int v = 0; v < logits[t].length; v++) {
-				double want = expected.get(t).get(v).asDouble();
-				maxDifference = Math.max(maxDifference, Math.abs(logits[t][v] - want));
-				range = Math.max(range, Math.abs(want));
-			}
-		}
+		Departure departure = Departure.of(reference, logits);
+		double maxDifference = departure.maxDifference();
+		double range = departure.range();
 		double transformersHalf = reference.get("float16MaxDifference").asDouble();
 		assertThat(maxDifference)
 			.as("max |logit difference| vs float32 reference, logits up to %.3f, transformers' float16 %.4f", range,
