@@ -125,11 +125,11 @@ public final class PriorCalibration {
 					prompt[layer], reply[layer], layer == 0 ? tokens : null));
 			int[] ids = model.tokenizer()
 				.encodeChat(List.of(new ChatTemplate.Message("user", instructions.get(i))), true, false);
-			List<Integer> generated = new ArrayList<>();
-			new Generator(recording, model.tokenizer()).generate(ids, SamplingParams.greedy(maxTokens),
-					(token, text) -> generated.add(token));
+			int[] generated = new Generator(recording, model.tokenizer())
+				.generate(ids, SamplingParams.greedy(maxTokens), (token, text) -> true)
+				.tokens();
 			promptIds.add(ids);
-			replyIds.add(generated.stream().mapToInt(Integer::intValue).toArray());
+			replyIds.add(generated);
 			prompts[i] = prompt;
 			replies[i] = reply;
 			replyTokens[i] = tokens[0];

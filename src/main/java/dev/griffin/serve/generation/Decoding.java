@@ -58,8 +58,9 @@ final class Decoding {
 	/**
 	 * Samples the token that follows {@code logits} (which the sampler may change) and
 	 * advances the text.
-	 * @return the token and the text it completes, or null when the sampled token ends
-	 * the sequence without output (an end token)
+	 * @return the token and the text it completes; when the sampled token is an end
+	 * token, the text the sequence still held back ({@link GeneratedToken#released}), or
+	 * null when it held none
 	 * @throws IllegalStateException when the sequence has finished
 	 * @throws RuntimeException from the sampler, for logits with nothing to sample (NaN)
 	 */
@@ -72,8 +73,12 @@ final class Decoding {
 		float[] raw = (this.topLogprobs >= 0) ? logits.clone() : null;
 		int token = this.sampler.sample(logits);
 		if (this.stop.isStopToken(token)) {
+			// what was held back for a stop string that did not come, and the bytes of an
+			// unfinished character, belong to the output all the same
 			this.reason = FinishReason.STOP;
-			return null;
+			this.text.append(this.detokenizer.flush());
+			String rest = advance();
+			return rest.isEmpty() ? null : GeneratedToken.released(rest);
 		}
 		this.sampler.accept(token);
 		this.tokens[this.count++] = token;
@@ -83,6 +88,16 @@ final class Decoding {
 			this.text.append(this.detokenizer.flush());
 			this.reason = FinishReason.LENGTH;
 		}
+		String piece = advance();
+		return (raw != null) ? withLogprobs(token, piece, raw) : new GeneratedToken(token, piece, Float.NaN, List.of());
+	}
+
+	/**
+	 * Ends the text at a stop string that it now holds, and returns what may be streamed
+	 * of it: all of it once the sequence has finished, otherwise all but what may still
+	 * begin a stop string.
+	 */
+	private String advance() {
 		int from = Math.max(0, this.emitted - this.stop.holdBack());
 		int stopAt = this.stop.stopStringIndex(this.text.substring(from));
 		if (stopAt >= 0) {
@@ -93,7 +108,7 @@ final class Decoding {
 				: Math.max(this.emitted, this.text.length() - this.stop.holdBack());
 		String piece = this.text.substring(this.emitted, ready);
 		this.emitted = ready;
-		return (raw != null) ? withLogprobs(token, piece, raw) : new GeneratedToken(token, piece, Float.NaN, List.of());
+		return piece;
 	}
 
 	/** Ends the sequence early (the client left, or its stream stalled). */

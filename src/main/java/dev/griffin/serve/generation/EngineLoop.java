@@ -888,7 +888,7 @@ public final class EngineLoop implements AutoCloseable {
 			if (this.firstTokenNanos == 0) {
 				this.firstTokenNanos = now - this.startNanos;
 			}
-			if (token != null) {
+			if (token != null && token.isToken()) {
 				if (this.request.firstToken) {
 					EngineLoop.this.metrics.firstToken(now - submission().admission().admittedNanos());
 					this.request.firstToken = false;
@@ -897,6 +897,8 @@ public final class EngineLoop implements AutoCloseable {
 					EngineLoop.this.metrics.interToken(now - this.request.lastTokenNanos);
 				}
 				this.request.lastTokenNanos = now;
+			}
+			if (token != null) {
 				this.request.emit(new GenerationEvent.Token(this.index, token));
 			}
 			if (this.decoding.finished()) {

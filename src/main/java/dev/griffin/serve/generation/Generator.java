@@ -22,7 +22,11 @@ public final class Generator {
 
 	private final Tokenizer tokenizer;
 
-	/** Receives text as it is generated; returning false cancels generation. */
+	/**
+	 * Receives each token as it is generated, with the text it completes, and text
+	 * released at the end with {@link GeneratedToken#NO_TOKEN}; returning false cancels
+	 * generation.
+	 */
 	@FunctionalInterface
 	public interface TokenListener {
 
@@ -47,6 +51,9 @@ public final class Generator {
 			return true;
 		}
 
+		/**
+		 * A token, or text released at the end ({@link GeneratedToken#isToken()} false).
+		 */
 		boolean onToken(GeneratedToken token);
 
 	}

@@ -13,7 +13,10 @@ import dev.griffin.serve.web.ApiTypes.CompletionLogprobs;
 import dev.griffin.serve.web.ApiTypes.TokenLogprob;
 import dev.griffin.serve.web.ApiTypes.TopLogprob;
 
-/** Log-probabilities in the two shapes OpenAI's completion endpoints use. */
+/**
+ * Log-probabilities in the two shapes OpenAI's completion endpoints use: one entry per
+ * token of the output (released text, which no token stands for, has none).
+ */
 final class Logprobs {
 
 	private Logprobs() {
@@ -27,6 +30,10 @@ final class Logprobs {
 		List<Integer> offsets = new ArrayList<>();
 		int offset = 0;
 		for (GeneratedToken token : tokens) {
+			if (!token.isToken()) {
+				// released text: no token of its own, and nothing follows it
+				continue;
+			}
 			texts.add(text(tokenizer, token.id()));
 			values.add(token.logprob());
 			Map<String, Float> top = new LinkedHashMap<>();
@@ -42,6 +49,9 @@ final class Logprobs {
 	static ChatLogprobs chat(List<GeneratedToken> tokens, Tokenizer tokenizer) {
 		List<TokenLogprob> content = new ArrayList<>();
 		for (GeneratedToken token : tokens) {
+			if (!token.isToken()) {
+				continue;
+			}
 			List<TopLogprob> top = token.topLogprobs()
 				.stream()
 				.map((alternative) -> new TopLogprob(alternative.token(), alternative.logprob(),

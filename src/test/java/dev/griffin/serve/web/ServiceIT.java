@@ -141,6 +141,49 @@ class ServiceIT extends ServiceTestBase {
 	}
 
 	@Test
+	void aReplyThatEndsOnTheEndTokenKeepsItsLastCharactersWithStopStrings() {
+		// the reply ends on the end token well inside its budget; a stop string that
+		// never
+		// comes holds back its length less one character until the end, which must then
+		// release them, streamed or not
+		Map<String, Object> plain = chat("What is the capital of France? Answer in one sentence.", 48);
+		plain.put("griffin", Map.of("density", 1.0));
+		JsonNode expected = post(this.client, "/v1/chat/completions", plain, 200).get("choices").get(0);
+		assertThat(expected.get("finish_reason").asText()).isEqualTo("stop");
+		String content = expected.get("message").get("content").asText();
+		assertThat(content).contains("Paris");
+
+		Map<String, Object> request = chat("What is the capital of France? Answer in one sentence.", 48);
+		request.put("griffin", Map.of("density", 1.0));
+		request.put("stop", List.of("#####"));
+		request.put("logprobs", true);
+		JsonNode choice = post(this.client, "/v1/chat/completions", request, 200).get("choices").get(0);
+		assertThat(choice.get("message").get("content").asText()).isEqualTo(content);
+		assertThat(choice.get("finish_reason").asText()).isEqualTo("stop");
+		JsonNode usage = post(this.client, "/v1/chat/completions", plain, 200).get("usage");
+		assertThat(choice.get("logprobs").get("content").size()).isEqualTo(usage.get("completion_tokens").asInt());
+
+		request.put("stream", true);
+		StringBuilder streamed = new StringBuilder();
+		int entries = 0;
+		List<String> data = events(this.client, "/v1/chat/completions", request);
+		for (String event : data.subList(1, data.size() - 2)) {
+			JsonNode delta = json(event).get("choices").get(0);
+			streamed.append(delta.get("delta").get("content").asText());
+			entries += delta.get("logprobs").get("content").size();
+		}
+		assertThat(streamed.toString()).isEqualTo(content);
+		assertThat(entries).isEqualTo(usage.get("completion_tokens").asInt());
+
+		Map<String, Object> completion = completion("The capital of France is", 24);
+		completion.put("stop", List.of("#####"));
+		JsonNode whole = post(this.client, "/v1/completions", completion, 200).get("choices").get(0);
+		completion.remove("stop");
+		assertThat(whole.get("text").asText()).isEqualTo(
+				post(this.client, "/v1/completions", completion, 200).get("choices").get(0).get("text").asText());
+	}
+
+	@Test
 	void tokenizeAndDetokenize() {
 		JsonNode tokens = post(this.client, "/tokenize",
 				Map.of("model", ServiceSupport.MODEL, "prompt", "Hello, world!"), 200);
