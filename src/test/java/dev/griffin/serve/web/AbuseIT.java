@@ -107,7 +107,7 @@ class AbuseIT extends ServiceTestBase {
 		}
 		WebTestClient.RequestHeadersSpec<?> request = (body != null)
 				? spec.contentType(MediaType.APPLICATION_JSON).bodyValue(body) : spec;
-		return request.exchange().returnResult(String.class).getStatus().value();
+		return request.exchange().expectBody().returnResult().getStatus().value();
 	}
 
 	private JsonNode post(String path, Object body, int expected) {
@@ -166,14 +166,16 @@ class AbuseIT extends ServiceTestBase {
 			.expectStatus()
 			.isOk()
 			.expectHeader()
-			.valueEquals("Access-Control-Allow-Origin", "https://app.example");
+			.valueEquals("Access-Control-Allow-Origin", "https://app.example")
+			.expectBody(Void.class);
 		this.client.options()
 			.uri("/v1/chat/completions")
 			.header("Origin", "https://evil.example")
 			.header("Access-Control-Request-Method", "POST")
 			.exchange()
 			.expectStatus()
-			.isForbidden();
+			.isForbidden()
+			.expectBody(Void.class);
 	}
 
 	private String renderedChat(List<Map<String, Object>> messages) {
@@ -250,7 +252,8 @@ class AbuseIT extends ServiceTestBase {
 						.contentType(MediaType.APPLICATION_JSON)
 						.bodyValue(body)
 						.exchange()
-						.returnResult(String.class)
+						.expectBody()
+						.returnResult()
 						.getStatus()
 						.value();
 					requests++;
@@ -318,8 +321,9 @@ class AbuseIT extends ServiceTestBase {
 				.expectStatus()
 				.isEqualTo(503)
 				.expectHeader()
-				.valueEquals("Retry-After", "30");
-			this.client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk();
+				.valueEquals("Retry-After", "30")
+				.expectBody(Void.class);
+			this.client.get().uri("/actuator/health/liveness").exchange().expectStatus().isOk().expectBody(Void.class);
 			breaker.transitionToHalfOpenState();
 			for (int i = 0; i < 2; i++) {
 				post("/v1/completions", ServiceSupport.completion("recovered " + i, 2), 200);

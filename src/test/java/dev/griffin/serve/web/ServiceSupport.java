@@ -122,7 +122,8 @@ final class ServiceSupport {
 			int status = polling.get()
 				.uri("/actuator/health/readiness")
 				.exchange()
-				.returnResult(String.class)
+				.expectBody()
+				.returnResult()
 				.getStatus()
 				.value();
 			if (status == 200) {
