@@ -6,6 +6,7 @@ import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -26,7 +27,11 @@ import dev.griffin.serve.tokenizer.ChatTemplate;
  * picks its experts from the prompt as always), and at each position the two next-token
  * distributions are compared: KL(full || configuration) in nats, and whether the
  * configuration's most likely token is the full model's. Both are averaged per prompt,
- * then over prompts, with the standard error of that mean.
+ * then over prompts, with the standard error of that mean. Where the full model's
+ * continuation ends on an end token, that last position is also scored on its own: does
+ * the configuration end the reply there too (its most likely token is an end token), and
+ * the log-probability it gives the full model's end token. A reply that does not end
+ * where the full model's does runs on, which the per-token means barely show.
  */
 public final class FidelityEval {
 
@@ -38,14 +43,32 @@ public final class FidelityEval {
 	 * @param kl mean per-token KL(full || configuration), nats
 	 * @param agreement mean fraction of positions whose most likely token is the full
 	 * model's
+	 * @param ends prompts whose full-model continuation ends on an end token (within the
+	 * tokens scored)
+	 * @param endAgreement over those, the fraction where the configuration's most likely
+	 * token at that position is an end token too (null without any)
+	 * @param endLogprob over those, the mean log-probability the configuration gives the
+	 * full model's end token there (null without any)
 	 */
 	public record Summary(String configuration, int prompts, int tokens, double kl, double klStandardError,
-			double agreement, double agreementStandardError) {
+			double agreement, double agreementStandardError, int ends, Double endAgreement,
+			Double endAgreementStandardError, Double endLogprob, Double endLogprobStandardError) {
 
 	}
 
-	/** The full model's greedy continuation of one prompt and its logits at each step. */
-	private record Reference(int[] tokens, float[][] logits) {
+	/**
+	 * The full model's greedy continuation of one prompt and its logits at each step;
+	 * {@code ended}: its last token is an end token.
+	 */
+	private record Reference(int[] tokens, float[][] logits, boolean ended) {
+
+	}
+
+	/**
+	 * A configuration's scores on one prompt; the end's are NaN where the reference does
+	 * not end.
+	 */
+	private record Scores(double kl, double agreement, double endAgreement, double endLogprob) {
 
 	}
 
@@ -64,12 +87,17 @@ public final class FidelityEval {
 		this.tokens = tokens;
 	}
 
+	private boolean isEnd(int token) {
+		for (int id : this.model.dense().config().eosTokenIds()) {
+			if (id == token) {
+				return true;
+			}
+		}
+		return false;
+	}
+
 	private Reference reference(int[] prompt) {
 		CausalLm dense = this.model.dense();
-		List<Integer> eos = new ArrayList<>();
-		for (int id : dense.config().eosTokenIds()) {
-			eos.add(id);
-		}
 		List<float[]> logits = new ArrayList<>();
 		List<Integer> continuation = new ArrayList<>();
 		try (InferenceSession session = new InferenceSession(dense, prompt.length + this.tokens)) {
@@ -78,14 +106,14 @@ public final class FidelityEval {
 				logits.add(next);
 				int token = Sampler.argmax(next);
 				continuation.add(token);
-				if (continuation.size() == this.tokens || eos.contains(token)) {
+				if (continuation.size() == this.tokens || isEnd(token)) {
 					break;
 				}
 				next = session.decode(token);
 			}
 		}
 		return new Reference(continuation.stream().mapToInt(Integer::intValue).toArray(),
-				logits.toArray(new float[0][]));
+				logits.toArray(new float[0][]), isEnd(continuation.get(continuation.size() - 1)));
 	}
 
 	/**
@@ -100,6 +128,8 @@ public final class FidelityEval {
 		int c = configurations.size();
 		double[][] kl = new double[c][n];
 		double[][] agreement = new double[c][n];
+		double[][] endAgreement = new double[c][n];
+		double[][] endLogprob = new double[c][n];
 		int positions = 0;
 		List<BufferedWriter> outs = new ArrayList<>();
 		// each configuration's models, by the densities its rule gives the prompts
@@ -119,9 +149,11 @@ public final class FidelityEval {
 					double density = configuration.densityFor(prompt.length);
 					CausalLm variant = variants.get(k)
 						.computeIfAbsent(density, (d) -> this.model.variant(d, configuration.method()));
-					double[] scores = score(variant, prompt, reference);
-					kl[k][p] = scores[0];
-					agreement[k][p] = scores[1];
+					Scores scores = score(variant, prompt, reference);
+					kl[k][p] = scores.kl();
+					agreement[k][p] = scores.agreement();
+					endAgreement[k][p] = scores.endAgreement();
+					endLogprob[k][p] = scores.endLogprob();
 					Map<String, Object> row = new LinkedHashMap<>();
 					row.put("index", p);
 					row.put("configuration", configuration.name());
@@ -130,6 +162,10 @@ public final class FidelityEval {
 					row.put("tokens", steps);
 					row.put("kl", kl[k][p]);
 					row.put("agreement", agreement[k][p]);
+					if (reference.ended()) {
+						row.put("endAgreement", endAgreement[k][p]);
+						row.put("endLogprob", endLogprob[k][p]);
+					}
 					outs.get(k).write(JSON.writeValueAsString(row));
 					outs.get(k).newLine();
 				}
@@ -145,8 +181,13 @@ public final class FidelityEval {
 		progress.println();
 		List<Summary> summaries = new ArrayList<>();
 		for (int k = 0; k < c; k++) {
+			double[] agreed = ended(endAgreement[k]);
+			double[] logprobs = ended(endLogprob[k]);
+			boolean any = agreed.length > 0;
 			summaries.add(new Summary(configurations.get(k).name(), n, positions, mean(kl[k]), standardError(kl[k]),
-					mean(agreement[k]), standardError(agreement[k])));
+					mean(agreement[k]), standardError(agreement[k]), agreed.length, any ? mean(agreed) : null,
+					any ? standardError(agreed) : null, any ? mean(logprobs) : null,
+					any ? standardError(logprobs) : null));
 		}
 		return summaries;
 	}
@@ -187,22 +228,34 @@ public final class FidelityEval {
 		});
 	}
 
-	/** Mean KL and agreement of {@code variant} fed the reference continuation. */
-	private double[] score(CausalLm variant, int[] prompt, Reference reference) {
+	/** The values of the prompts whose reference ended (the others are NaN). */
+	private static double[] ended(double[] values) {
+		return Arrays.stream(values).filter((value) -> !Double.isNaN(value)).toArray();
+	}
+
+	/** The scores of {@code variant} fed the reference continuation. */
+	private Scores score(CausalLm variant, int[] prompt, Reference reference) {
 		int steps = reference.tokens().length;
 		double klSum = 0;
 		int agreed = 0;
+		double endAgreement = Double.NaN;
+		double endLogprob = Double.NaN;
 		try (InferenceSession session = new InferenceSession(variant, prompt.length + this.tokens)) {
 			float[] next = session.prefill(prompt, prompt.length);
 			for (int i = 0; i < steps; i++) {
 				klSum += divergence(reference.logits()[i], next);
-				agreed += (Sampler.argmax(next) == reference.tokens()[i]) ? 1 : 0;
+				int top = Sampler.argmax(next);
+				agreed += (top == reference.tokens()[i]) ? 1 : 0;
 				if (i + 1 < steps) {
 					next = session.decode(reference.tokens()[i]);
 				}
+				else if (reference.ended()) {
+					endAgreement = isEnd(top) ? 1 : 0;
+					endLogprob = next[reference.tokens()[i]] - Sampler.logSumExp(next);
+				}
 			}
 		}
-		return new double[] { klSum / steps, (double) agreed / steps };
+		return new Scores(klSum / steps, (double) agreed / steps, endAgreement, endLogprob);
 	}
 
 	/** KL(p || q) in nats of the softmax distributions of two logit vectors. */

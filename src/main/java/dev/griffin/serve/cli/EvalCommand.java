@@ -32,7 +32,8 @@ import dev.griffin.serve.generation.LoadedModel;
 				+ "configuration, resumable JSONL per example. --task questions: short chat questions, how many "
 				+ "each configuration answers right and how many of the full model's right answers it keeps. "
 				+ "--task fidelity: the full model's greedy continuation of each prompt fed to each configuration; "
-				+ "mean per-token KL(full || configuration) and top-1 agreement with standard errors. "
+				+ "mean per-token KL(full || configuration) and top-1 agreement with standard errors, and where the "
+				+ "full model ends its reply, whether the configuration ends it there too. "
 				+ "Each writes a summary table and JSON results.")
 public class EvalCommand implements Callable<Integer> {
 
@@ -195,11 +196,14 @@ public class EvalCommand implements Callable<Integer> {
 			List<int[]> prompts = FidelityEval.prompts(this.input, this.examples, loaded, this.chat);
 			summaries = new FidelityEval(loaded, maxTokens).run(prompts, configurations, output, System.err);
 		}
-		System.out.printf("%-28s %8s %8s %18s %22s%n", "configuration", "prompts", "tokens", "KL(full||c) nats",
-				"top-1 agreement");
+		System.out.printf("%-28s %8s %8s %18s %22s %6s %20s %22s%n", "configuration", "prompts", "tokens",
+				"KL(full||c) nats", "top-1 agreement", "ends", "ends there too", "end token logprob");
 		for (FidelityEval.Summary s : summaries) {
-			System.out.printf("%-28s %8d %8d %10.4f +- %.4f %13.3f +- %.3f%n", s.configuration(), s.prompts(),
-					s.tokens(), s.kl(), s.klStandardError(), s.agreement(), s.agreementStandardError());
+			String end = (s.ends() == 0) ? String.format(" %20s %22s", "-", "-")
+					: String.format(" %11.3f +- %.3f %13.3f +- %.3f", s.endAgreement(), s.endAgreementStandardError(),
+							s.endLogprob(), s.endLogprobStandardError());
+			System.out.printf("%-28s %8d %8d %10.4f +- %.4f %13.3f +- %.3f %6d%s%n", s.configuration(), s.prompts(),
+					s.tokens(), s.kl(), s.klStandardError(), s.agreement(), s.agreementStandardError(), s.ends(), end);
 		}
 		Map<String, Object> report = new LinkedHashMap<>();
 		report.put("input", this.input.getFileName().toString());

@@ -58,6 +58,13 @@ class FidelityEvalIT {
 			assertThat(half.agreement()).isBetween(0.0, 1.0);
 			assertThat(half.tokens()).isEqualTo(full.tokens());
 			assertThat(Files.readAllLines(this.directory.resolve("out/griffin-0.5.jsonl"))).hasSize(2);
+			// the question's reply ends within 12 tokens; the full model ends it where it
+			// does
+			assertThat(full.ends()).isEqualTo(half.ends()).isBetween(1, 2);
+			assertThat(full.endAgreement()).isEqualTo(1.0);
+			assertThat(full.endLogprob()).isLessThanOrEqualTo(0.0);
+			assertThat(half.endAgreement()).isBetween(0.0, 1.0);
+			assertThat(half.endLogprob()).isLessThanOrEqualTo(0.0);
 		}
 	}
 
