@@ -104,6 +104,7 @@ public final class LoadedModel implements AutoCloseable {
 				throw new CheckpointException("%s: the tokenizer has %d tokens but the model only %d".formatted(path,
 						tokenizer.vocabularySize(), dense.config().vocabularySize()));
 			}
+			logger.info("generation ends on {}", endTokens(dense.config().eosTokenIds(), tokenizer));
 			// Loading leaves the blocks it read and dequantised as garbage; collecting
 			// it now keeps a concurrent collection from competing with the engine's
 			// threads during the first requests.
@@ -114,6 +115,24 @@ public final class LoadedModel implements AutoCloseable {
 			manager.close();
 			throw ex;
 		}
+	}
+
+	/** The end tokens as the log shows them: each id with its text. */
+	static String endTokens(int[] ids, Tokenizer tokenizer) {
+		if (ids.length == 0) {
+			return "no token (the checkpoint names none; generation stops at its length limit or a stop string)";
+		}
+		StringBuilder text = new StringBuilder();
+		for (int id : ids) {
+			if (text.length() > 0) {
+				text.append(", ");
+			}
+			text.append(id);
+			if (id >= 0 && id < tokenizer.vocabularySize()) {
+				text.append(' ').append(tokenizer.decode(new int[] { id }, false));
+			}
+		}
+		return text.toString();
 	}
 
 	/**

@@ -83,13 +83,7 @@ public final class GgufCheckpoint extends Checkpoint {
 		boolean tied = !file.tensors().containsKey(WeightNames.lmHead(Format.GGUF));
 		boolean bias = file.tensors()
 			.containsKey(WeightNames.layer(Format.GGUF, 0, WeightNames.LayerTensor.QUERY_BIAS));
-		Set<Integer> eos = new LinkedHashSet<>();
-		for (String key : List.of("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")) {
-			Number id = file.number(key);
-			if (id != null) {
-				eos.add(id.intValue());
-			}
-		}
+		Set<Integer> eos = endTokens(file);
 		Number bos = file.number("tokenizer.ggml.bos_token_id");
 		boolean gemma2 = architecture == Architecture.GEMMA2;
 		Number finalCap = file.number(p + "final_logit_softcapping");
@@ -142,6 +136,45 @@ public final class GgufCheckpoint extends Checkpoint {
 				architecture.isGemma() ? HiddenActivation.GELU_TANH : HiddenActivation.SILU, windowed, windowedTheta,
 				queryScalar, attentionSoftCap, finalSoftCap, false, 0);
 	}
+
+	/**
+	 * The tokens that end generation: the file's end-of-sequence and end-of-turn ids, and
+	 * every control token whose text ends a turn or a text in a chat format these files
+	 * carry. A file names one end token, but a model may end its reply with another:
+	 * Qwen2.5's instruct models end a turn with {@code <|im_end|>} (the file's) or with
+	 * {@code <|endoftext|>} (their Hugging Face generation config names both), and a
+	 * sampled or GRIFFIN reply that ends on the second would otherwise run on into a new
+	 * text. llama.cpp ends generation on the same control tokens. Tokens that are not
+	 * control tokens never end it, whatever their text.
+	 */
+	static Set<Integer> endTokens(GgufFile file) {
+		Set<Integer> ends = new LinkedHashSet<>();
+		for (String key : List.of("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")) {
+			Number id = file.number(key);
+			if (id != null) {
+				ends.add(id.intValue());
+			}
+		}
+		List<?> tokens = (file.metadata().get("tokenizer.ggml.tokens") instanceof List<?> list) ? list : List.of();
+		List<?> types = (file.metadata().get("tokenizer.ggml.token_type") instanceof List<?> list) ? list : List.of();
+		for (int id = 0; id < Math.min(tokens.size(), types.size()); id++) {
+			if (types.get(id) instanceof Number type && type.intValue() == CONTROL_TOKEN
+					&& END_TEXTS.contains(tokens.get(id))) {
+				ends.add(id);
+			}
+		}
+		return ends;
+	}
+
+	/** {@code tokenizer.ggml.token_type} of a control token. */
+	private static final int CONTROL_TOKEN = 3;
+
+	/**
+	 * Control-token texts that end a turn or a text: ChatML's and GPT-2's, Llama 3's,
+	 * Phi-3's, Gemma's and CodeLlama's.
+	 */
+	private static final Set<String> END_TEXTS = Set.of("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>",
+			"<|end_of_text|>", "<|end|>", "<end_of_turn>", "<EOT>");
 
 	private static int required(GgufFile file, String key) {
 		Number value = file.number(key);

@@ -23,7 +23,7 @@ class Gemma3Golden270mIT extends NamedModelGoldenBase {
 	private static final String NAME = "gemma3-270m";
 
 	Gemma3Golden270mIT() {
-		super(NAME);
+		super(NAME, "<eos>", "<end_of_turn>");
 	}
 
 	@Test

@@ -31,6 +31,8 @@ abstract class NamedModelGoldenBase {
 
 	private final String name;
 
+	private final String[] endTexts;
+
 	private NDManager manager;
 
 	private GgufCheckpoint checkpoint;
@@ -41,8 +43,13 @@ abstract class NamedModelGoldenBase {
 
 	private JsonNode reference;
 
-	NamedModelGoldenBase(String name) {
+	/**
+	 * @param endTexts the texts of the tokens that end the model's generation, in the
+	 * order the checkpoint lists them
+	 */
+	NamedModelGoldenBase(String name, String... endTexts) {
 		this.name = name;
+		this.endTexts = endTexts;
 	}
 
 	@BeforeAll
@@ -78,6 +85,19 @@ abstract class NamedModelGoldenBase {
 	 * The hard strings' ids, after the beginning-of-sequence token where the model adds
 	 * one (the reference's are without it), and back to the text.
 	 */
+	/**
+	 * Generation ends on each token the model ends a turn or a text with, not only on the
+	 * one the file names (a reply that ends on another would run on into a new text).
+	 */
+	@Test
+	void endsOnEachOfItsEndTokens() {
+		int[] ids = this.checkpoint.config().eosTokenIds();
+		assertThat(Arrays.stream(ids).mapToObj((id) -> this.tokenizer.decode(new int[] { id }, false)).toList())
+			.containsExactly(this.endTexts);
+		// each is a control token: skipped when special tokens are
+		assertThat(this.tokenizer.decode(ids, true)).isEmpty();
+	}
+
 	@Test
 	void tokenIdsMatchHuggingFace() {
 		JsonNode strings = this.reference.get("strings");

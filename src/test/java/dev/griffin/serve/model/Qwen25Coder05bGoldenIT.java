@@ -7,7 +7,7 @@ package dev.griffin.serve.model;
 class Qwen25Coder05bGoldenIT extends NamedModelGoldenBase {
 
 	Qwen25Coder05bGoldenIT() {
-		super("qwen2.5-coder-0.5b");
+		super("qwen2.5-coder-0.5b", "<|im_end|>", "<|endoftext|>");
 	}
 
 }

@@ -7,7 +7,7 @@ package dev.griffin.serve.model;
 class Qwen25Coder15bGoldenIT extends NamedModelGoldenBase {
 
 	Qwen25Coder15bGoldenIT() {
-		super("qwen2.5-coder-1.5b");
+		super("qwen2.5-coder-1.5b", "<|im_end|>", "<|endoftext|>");
 	}
 
 }

@@ -71,6 +71,13 @@ class SmolLm2GoldenIT {
 		}
 	}
 
+	/** Generation ends on the turn's end (the file's) and on the text's end. */
+	@Test
+	void endsOnItsTurnEndAndItsTextEnd() {
+		assertThat(checkpoint.config().eosTokenIds()).containsExactly(2, 0);
+		assertThat(tokenizer.decode(new int[] { 2, 0 }, false)).isEqualTo("<|im_end|><|endoftext|>");
+	}
+
 	@Test
 	void longTextsAreNeverTruncated() {
 		// "hello" and " world" are one token each: 2,000 repetitions and the trailing
