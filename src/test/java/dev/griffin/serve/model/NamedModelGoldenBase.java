@@ -82,10 +82,6 @@ abstract class NamedModelGoldenBase {
 	}
 
 	/**
-	 * The hard strings' ids, after the beginning-of-sequence token where the model adds
-	 * one (the reference's are without it), and back to the text.
-	 */
-	/**
 	 * Generation ends on each token the model ends a turn or a text with, not only on the
 	 * one the file names (a reply that ends on another would run on into a new text).
 	 */
@@ -98,6 +94,10 @@ abstract class NamedModelGoldenBase {
 		assertThat(this.tokenizer.decode(ids, true)).isEmpty();
 	}
 
+	/**
+	 * The hard strings' ids, after the beginning-of-sequence token where the model adds
+	 * one (the reference's are without it), and back to the text.
+	 */
 	@Test
 	void tokenIdsMatchHuggingFace() {
 		JsonNode strings = this.reference.get("strings");
