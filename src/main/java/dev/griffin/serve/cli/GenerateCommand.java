@@ -46,7 +46,7 @@ public class GenerateCommand implements Callable<Integer> {
 	double density;
 
 	@Option(names = "--method", defaultValue = "topk",
-			description = "GRIFFIN selection: topk, sample, topk_sample, random, magnitude, wina, glass, layerwise, delayed (glass and layerwise need the model's neuron prior; default: ${DEFAULT-VALUE}).")
+			description = "GRIFFIN selection: topk, sample, topk_sample, random, magnitude, wina, glass, layerwise, delayed, dense_start (glass and layerwise need the model's neuron prior; default: ${DEFAULT-VALUE}).")
 	String method;
 
 	@Option(names = { "-n", "--max-tokens" }, defaultValue = "128", description = "Most tokens to generate.")

@@ -49,7 +49,7 @@ public final class ExpertSelector {
 		int f = sumOfSquares.length;
 		checkCount(f, k);
 		int[] selected = switch (method) {
-			case TOPK, MAGNITUDE, WINA, GLASS, LAYERWISE, DELAYED -> largest(sumOfSquares, k);
+			case TOPK, MAGNITUDE, WINA, GLASS, LAYERWISE, DELAYED, DENSE_START -> largest(sumOfSquares, k);
 			case SAMPLE -> sample(sumOfSquares, k, new boolean[f], random);
 			case TOPK_SAMPLE -> {
 				int[] head = largest(sumOfSquares, k / 2);

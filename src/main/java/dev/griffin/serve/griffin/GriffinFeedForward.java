@@ -208,14 +208,19 @@ public final class GriffinFeedForward implements FeedForward {
 	}
 
 	/**
-	 * {@code delayed}'s statistic: the prompt's s^2 plus the generated tokens' weighted
-	 * to hold {@link #REPLY_SHARE} of the sum, or by 1 where that would weigh them less
-	 * than their count.
+	 * A delayed selection's statistic: the prompt's s^2 plus the generated tokens'
+	 * weighted to hold the method's {@link SelectionMethod#replyShare} of the sum, or by
+	 * 1 where that would weigh them less than their count; the prompt's alone for a share
+	 * of 0 ({@code dense_start}).
 	 * @param prompt the prompt's s^2
 	 * @param reply the generated tokens' s^2, or null when none ran
 	 */
-	static double[] withReply(double[] prompt, double[] reply) {
-		if (reply == null) {
+	double[] withReply(double[] prompt, double[] reply) {
+		return withReply(prompt, reply, this.method.replyShare());
+	}
+
+	static double[] withReply(double[] prompt, double[] reply, double share) {
+		if (reply == null || share == 0) {
 			return prompt;
 		}
 		double promptMass = 0;
@@ -224,7 +229,7 @@ public final class GriffinFeedForward implements FeedForward {
 			promptMass += prompt[j];
 			replyMass += reply[j];
 		}
-		double weight = (replyMass > 0) ? Math.max(1.0, REPLY_SHARE / (1 - REPLY_SHARE) * promptMass / replyMass) : 1.0;
+		double weight = (replyMass > 0) ? Math.max(1.0, share / (1 - share) * promptMass / replyMass) : 1.0;
 		double[] blended = new double[prompt.length];
 		for (int j = 0; j < prompt.length; j++) {
 			blended[j] = prompt[j] + weight * reply[j];

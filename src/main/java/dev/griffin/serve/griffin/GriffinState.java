@@ -158,8 +158,8 @@ public final class GriffinState implements FeedForward.State {
 		}
 		this.recorded++;
 		if (this.recorded >= GriffinFeedForward.DELAY_TOKENS) {
-			this.experts = this.block
-				.selectExperts(GriffinFeedForward.withReply(this.sumOfSquares, this.replySumOfSquares), this.random);
+			this.experts = this.block.selectExperts(this.block.withReply(this.sumOfSquares, this.replySumOfSquares),
+					this.random);
 		}
 	}
 

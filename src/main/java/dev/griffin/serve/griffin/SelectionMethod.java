@@ -53,7 +53,15 @@ public enum SelectionMethod {
 	 * selected. A reply's first tokens tell more of the neurons the rest of it needs than
 	 * a prompt does, most of all a short prompt.
 	 */
-	DELAYED("delayed");
+	DELAYED("delayed"),
+	/**
+	 * {@code topk}'s experts, used only after the reply's first
+	 * {@link GriffinFeedForward#DELAY_TOKENS} tokens, which run the full block: the
+	 * sparse model continues a reply the full model began. On the models measured this
+	 * start is what {@code delayed} gains over {@code topk} in ROUGE; adding the first
+	 * tokens to the statistic gains nothing more (docs/results.md, "A dense start").
+	 */
+	DENSE_START("dense_start");
 
 	/**
 	 * The server's method for requests that name none
@@ -99,7 +107,20 @@ public enum SelectionMethod {
 	 * full block, instead of at the end of the prompt.
 	 */
 	public boolean delaysSelection() {
-		return this == DELAYED;
+		return this == DELAYED || this == DENSE_START;
+	}
+
+	/**
+	 * The share of the statistic the first generated tokens hold at a delayed selection
+	 * ({@link #delaysSelection}): {@link GriffinFeedForward#REPLY_SHARE} for
+	 * {@code delayed}, none for {@code dense_start}, which selects by the prompt alone.
+	 */
+	public double replyShare() {
+		return switch (this) {
+			case DELAYED -> GriffinFeedForward.REPLY_SHARE;
+			case DENSE_START -> 0;
+			default -> throw new IllegalStateException(this.wireName + " selects at the end of the prompt");
+		};
 	}
 
 	/** The wire names, in declaration order. */

@@ -27,8 +27,8 @@ public final class ApiTypes {
 			@Schema(description = "Fraction of feed-forward neurons generation keeps; 1.0 is the dense model",
 					example = "0.5", minimum = "0", maximum = "1") Double density,
 			@Schema(description = "Expert selection method", allowableValues = {
-					"topk", "topk_sample", "sample", "random", "magnitude", "wina", "glass", "layerwise", "delayed" },
-					example = "topk") String method,
+					"topk", "topk_sample", "sample", "random", "magnitude", "wina", "glass", "layerwise", "delayed",
+					"dense_start" }, example = "topk") String method,
 			@Schema(description = "Use the expert cache for this request (default true)",
 					example = "true") Boolean cache){
 

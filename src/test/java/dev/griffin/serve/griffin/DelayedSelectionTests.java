@@ -128,6 +128,49 @@ class DelayedSelectionTests {
 	}
 
 	/**
+	 * {@code dense_start}: the first generated tokens run the full model too, and then
+	 * generation reads the experts {@code topk} selects from the prompt alone.
+	 */
+	@ParameterizedTest(name = "{0}")
+	@EnumSource(value = Kernels.Prefill.class, names = { "WEIGHTS", "NATIVE" })
+	void aDenseStartRunsTheFullModelThenTopkOfThePromptAlone(Kernels.Prefill form) {
+		CausalLm dense = DelayedSelectionTests.dense.withKernels(new Kernels(Kernels.Decode.SINGLE, form, 1));
+		int layers = dense.config().numberOfLayers();
+		int[] reply = new int[R + 3];
+		for (int i = 0; i < reply.length; i++) {
+			reply[i] = (11 + 37 * i) % dense.config().vocabularySize();
+		}
+		try (InferenceSession start = new InferenceSession(variant(dense, SelectionMethod.DENSE_START), 64);
+				InferenceSession full = new InferenceSession(dense, 64);
+				InferenceSession topk = new InferenceSession(variant(dense, SelectionMethod.TOPK), 64);
+				InferenceSession delayed = new InferenceSession(variant(dense, SelectionMethod.DELAYED), 64)) {
+			start.prefill(prompt, 5);
+			full.prefill(prompt, prompt.length);
+			topk.prefill(prompt, prompt.length);
+			topk.finishPrompt();
+			delayed.prefill(prompt, prompt.length);
+			for (int i = 0; i < R; i++) {
+				assertThat(((GriffinState) start.state(0)).experts()).as("token %d", i).isNull();
+				float[] want = full.decode(reply[i]);
+				assertThat(maxDifference(start.decode(reply[i]), want)).as("token %d: the full model's logits", i)
+					.isLessThan(1e-4);
+				delayed.decode(reply[i]);
+			}
+			boolean differs = false;
+			for (int layer = 0; layer < layers; layer++) {
+				int[] chosen = ((GriffinState) start.state(layer)).experts().indices();
+				assertThat(chosen).as("layer %d", layer)
+					.containsExactly(((GriffinState) topk.state(layer)).experts().indices());
+				differs |= !Arrays.equals(chosen, ((GriffinState) delayed.state(layer)).experts().indices());
+			}
+			assertThat(differs).as("delayed's reply tokens change some layer's choice").isTrue();
+			float[] got = start.decode(reply[R]);
+			assertThat(maxDifference(got, full.decode(reply[R]))).as("after the start: the experts")
+				.isGreaterThan(1e-3);
+		}
+	}
+
+	/**
 	 * In a batched decode step the recorded tokens are dense rows of the pass where the
 	 * native layer call returns their statistic (the {@code NATIVE} decode form), and run
 	 * alone through the prompt pass otherwise: either way each step's logits and then the
