@@ -30,7 +30,8 @@ final class OpCount {
 
 	/**
 	 * Top-level libtorch operations of one decode step after a short prompt, once any
-	 * selection that waits on the first generated tokens ({@code delayed}) has run.
+	 * selection that waits on the first generated tokens ({@code delayed},
+	 * {@code dense_start}) has run.
 	 */
 	static int decodeStep(CausalLm model) {
 		Path trace;

@@ -12,6 +12,7 @@ import org.springframework.test.context.TestPropertySource;
 import org.springframework.http.MediaType;
 
 import dev.griffin.serve.GriffinServeApplication;
+import dev.griffin.serve.griffin.SelectionMethod;
 
 import static dev.griffin.serve.web.ServiceSupport.assertError;
 import static dev.griffin.serve.web.ServiceSupport.chat;
@@ -368,6 +369,16 @@ class ServiceIT extends ServiceTestBase {
 		String docs = ServiceSupport.getText(this.client, "/v3/api-docs");
 		assertThat(docs).contains("/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/detokenize",
 				"/v1/griffin/flocking");
+		JsonNode methods = json(docs).get("components")
+			.get("schemas")
+			.get("GriffinOptions")
+			.get("properties")
+			.get("method")
+			.get("enum");
+		List<String> offered = new ArrayList<>();
+		methods.forEach((method) -> offered.add(method.asText()));
+		assertThat(offered).as("the selection methods the API documents")
+			.containsExactlyInAnyOrderElementsOf(SelectionMethod.wireNames());
 		JsonNode paths = json(docs).get("paths");
 		for (String path : List.of("/v1/completions", "/v1/chat/completions")) {
 			JsonNode responses = paths.get(path).get("post").get("responses");
