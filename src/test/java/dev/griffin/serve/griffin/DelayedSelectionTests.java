@@ -69,10 +69,7 @@ class DelayedSelectionTests {
 		int layers = dense.config().numberOfLayers();
 		int f = dense.config().intermediateSize();
 		int k = DensitySchedule.uniform(0.5, layers).experts(0, f);
-		int[] reply = new int[R + 3];
-		for (int i = 0; i < reply.length; i++) {
-			reply[i] = (7 + 31 * i) % dense.config().vocabularySize();
-		}
+		int[] reply = reply(dense, 7, 31);
 		try (InferenceSession delayed = new InferenceSession(variant(dense, SelectionMethod.DELAYED), 64);
 				InferenceSession full = new InferenceSession(dense, 64);
 				InferenceSession promptOnly = new InferenceSession(variant(dense, SelectionMethod.TOPK), 64);
@@ -136,10 +133,7 @@ class DelayedSelectionTests {
 	void aDenseStartRunsTheFullModelThenTopkOfThePromptAlone(Kernels.Prefill form) {
 		CausalLm dense = DelayedSelectionTests.dense.withKernels(new Kernels(Kernels.Decode.SINGLE, form, 1));
 		int layers = dense.config().numberOfLayers();
-		int[] reply = new int[R + 3];
-		for (int i = 0; i < reply.length; i++) {
-			reply[i] = (11 + 37 * i) % dense.config().vocabularySize();
-		}
+		int[] reply = reply(dense, 11, 37);
 		try (InferenceSession start = new InferenceSession(variant(dense, SelectionMethod.DENSE_START), 64);
 				InferenceSession full = new InferenceSession(dense, 64);
 				InferenceSession topk = new InferenceSession(variant(dense, SelectionMethod.TOPK), 64);
@@ -183,10 +177,7 @@ class DelayedSelectionTests {
 		CausalLm dense = DelayedSelectionTests.dense.withKernels(new Kernels(form, Kernels.Prefill.NATIVE, 1));
 		CausalLm delayedModel = variant(dense, SelectionMethod.DELAYED);
 		assertThat(delayedModel.recordsInBatch()).as("the batch records").isEqualTo(form == Kernels.Decode.NATIVE);
-		int[] reply = new int[R + 3];
-		for (int i = 0; i < reply.length; i++) {
-			reply[i] = (5 + 23 * i) % dense.config().vocabularySize();
-		}
+		int[] reply = reply(dense, 5, 23);
 		try (InferenceSession alone = new InferenceSession(delayedModel, 64);
 				InferenceSession delayed = new InferenceSession(delayedModel, 64);
 				InferenceSession full = new InferenceSession(dense, 64);
@@ -284,6 +275,15 @@ class DelayedSelectionTests {
 			assertThatThrownBy(() -> topk.state(0).generatedTokenRecorded(manager))
 				.isInstanceOf(IllegalStateException.class);
 		}
+	}
+
+	/** R + 3 token ids of the model's vocabulary: first, first + step, ... */
+	private static int[] reply(CausalLm model, int first, int step) {
+		int[] reply = new int[R + 3];
+		for (int i = 0; i < reply.length; i++) {
+			reply[i] = (first + step * i) % model.config().vocabularySize();
+		}
+		return reply;
 	}
 
 	private static int[] sorted(int[] values) {
