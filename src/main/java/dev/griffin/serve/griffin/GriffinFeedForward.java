@@ -216,10 +216,7 @@ public final class GriffinFeedForward implements FeedForward {
 	 * @param reply the generated tokens' s^2, or null when none ran
 	 */
 	double[] withReply(double[] prompt, double[] reply) {
-		return withReply(prompt, reply, this.method.replyShare());
-	}
-
-	static double[] withReply(double[] prompt, double[] reply, double share) {
+		double share = this.method.replyShare();
 		if (reply == null || share == 0) {
 			return prompt;
 		}
