@@ -369,7 +369,8 @@ class ServiceIT extends ServiceTestBase {
 		String docs = ServiceSupport.getText(this.client, "/v3/api-docs");
 		assertThat(docs).contains("/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize", "/detokenize",
 				"/v1/griffin/flocking");
-		JsonNode methods = json(docs).get("components")
+		JsonNode api = json(docs);
+		JsonNode methods = api.get("components")
 			.get("schemas")
 			.get("GriffinOptions")
 			.get("properties")
@@ -379,7 +380,7 @@ class ServiceIT extends ServiceTestBase {
 		methods.forEach((method) -> offered.add(method.asText()));
 		assertThat(offered).as("the selection methods the API documents")
 			.containsExactlyInAnyOrderElementsOf(SelectionMethod.wireNames());
-		JsonNode paths = json(docs).get("paths");
+		JsonNode paths = api.get("paths");
 		for (String path : List.of("/v1/completions", "/v1/chat/completions")) {
 			JsonNode responses = paths.get(path).get("post").get("responses");
 			List<String> codes = new ArrayList<>();
