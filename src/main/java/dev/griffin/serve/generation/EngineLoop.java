@@ -531,6 +531,12 @@ public final class EngineLoop implements AutoCloseable {
 		 */
 		private int promptOffset = -1;
 
+		/**
+		 * Where choice 0's prefill stops once to store the prompt's prefix up to there
+		 * ({@link PromptCache#startFromPrefix}); 0 when it does not.
+		 */
+		private int promptStop;
+
 		private long lastTokenNanos;
 
 		private boolean firstToken = true;
@@ -755,6 +761,9 @@ public final class EngineLoop implements AutoCloseable {
 
 		private long prefillNanos;
 
+		/** Prompt tokens restored from a cached prefix instead of run. */
+		private int restoredTokens;
+
 		private long selectionNanos;
 
 		private long firstTokenNanos;
@@ -802,8 +811,23 @@ public final class EngineLoop implements AutoCloseable {
 					promptProcessed(hit);
 					return;
 				}
+				PromptCache.PrefixStart start = engine(s.probe(), "prefix",
+						() -> EngineLoop.this.cache.startFromPrefix(s.cacheKey(), this.session, prompt));
+				this.restoredTokens = start.restored();
+				EngineLoop.this.metrics.prefixRestored(start.restored());
+				this.request.promptOffset = start.restored();
+				this.request.promptStop = start.storeAt();
+				return;
 			}
 			this.request.promptOffset = 0;
+		}
+
+		/**
+		 * Where the prompt's run goes up to now: its end, or where a prefix is stored.
+		 */
+		private int promptEnd() {
+			int stop = this.request.promptStop;
+			return (stop > this.request.promptOffset) ? stop : submission().job().prompt().length;
 		}
 
 		/**
@@ -815,7 +839,7 @@ public final class EngineLoop implements AutoCloseable {
 			int[] prompt = s.job().prompt();
 			int from = this.request.promptOffset;
 			int size = Math.min(budget, EngineLoop.this.prefillChunk);
-			int[] chunk = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + size));
+			int[] chunk = Arrays.copyOfRange(prompt, from, Math.min(promptEnd(), from + size));
 			float[] logits = engine(s.probe(), "prefill", () -> this.session.prefill(chunk, size));
 			chunkDone(chunk.length, logits);
 			return chunk.length;
@@ -823,13 +847,13 @@ public final class EngineLoop implements AutoCloseable {
 
 		/** Prompt tokens not yet run. */
 		int promptLeft() {
-			return submission().job().prompt().length - this.request.promptOffset;
+			return promptEnd() - this.request.promptOffset;
 		}
 
 		/** The prompt's tokens not yet run. */
 		int[] promptRest() {
 			int[] prompt = submission().job().prompt();
-			return Arrays.copyOfRange(prompt, this.request.promptOffset, prompt.length);
+			return Arrays.copyOfRange(prompt, this.request.promptOffset, promptEnd());
 		}
 
 		/**
@@ -840,6 +864,12 @@ public final class EngineLoop implements AutoCloseable {
 			Submission s = submission();
 			int[] prompt = s.job().prompt();
 			this.request.promptOffset += ran;
+			if (this.request.promptOffset == this.request.promptStop) {
+				this.request.promptStop = 0;
+				int[] prefix = Arrays.copyOf(prompt, this.request.promptOffset);
+				engine(s.probe(), "prefix", () -> EngineLoop.this.cache.storePrefix(s.cacheKey(), this.session, prefix,
+						s.model().manager()));
+			}
 			if (this.request.promptOffset < prompt.length) {
 				return;
 			}
@@ -911,9 +941,11 @@ public final class EngineLoop implements AutoCloseable {
 			Generator.Result result = this.decoding.result(s.job().prompt().length, this.processed.hit(),
 					new Generator.Timings(this.prefillNanos, this.selectionNanos, this.firstTokenNanos,
 							this.decodeNanos, this.decodeSteps));
-			logger.info("choice {} of a request: {} prompt tokens, {} generated, finish {}, cache {}, {} ms",
-					this.index, result.promptTokens(), result.tokens().length, result.finishReason(),
-					result.cacheHit() ? "hit" : "miss",
+			logger.info(
+					"choice {} of a request: {} prompt tokens ({} from a cached prefix), {} generated, finish {}, "
+							+ "cache {}, {} ms",
+					this.index, result.promptTokens(), this.restoredTokens, result.tokens().length,
+					result.finishReason(), result.cacheHit() ? "hit" : "miss",
 					(System.nanoTime() - s.admission().admittedNanos()) / 1_000_000);
 			EngineLoop.this.metrics.finished(System.nanoTime() - s.admission().admittedNanos(), result.promptTokens(),
 					result.tokens().length, s.job().griffin().density(), this.request.useCache, result.cacheHit());

@@ -205,6 +205,72 @@ public final class InferenceSession implements AutoCloseable {
 		this.promptFinished = true;
 	}
 
+	/**
+	 * Which layers' prompt phase records a statistic
+	 * ({@link FeedForward.State#recordsPrompt}), one character per layer: a cached prompt
+	 * prefix serves the sessions whose layers record what it carries.
+	 */
+	String promptStatistics() {
+		StringBuilder layers = new StringBuilder(this.states.length);
+		for (FeedForward.State state : this.states) {
+			layers.append(state.recordsPrompt() ? 's' : '-');
+		}
+		return layers.toString();
+	}
+
+	/** Prompt tokens this sequence has run (before generation: how far its prompt is). */
+	int position() {
+		return this.position;
+	}
+
+	/**
+	 * Captures the first tokens of the prompt this sequence is running, for a cached
+	 * prompt prefix: a copy of their KV cache and each feed-forward block's statistic of
+	 * them. The entry starts with one reference and has no logits.
+	 * @param prefix the tokens run so far (all of them: the prompt continues after)
+	 * @param owner the manager that outlives the sessions (the model's)
+	 */
+	PromptCache.Entry snapshotPrefix(int[] prefix, NDManager owner) {
+		if (this.promptFinished || this.position != prefix.length || prefix.length == 0) {
+			throw new IllegalStateException("a prefix snapshot needs an unfinished prompt of exactly its tokens");
+		}
+		int layers = this.states.length;
+		NDArray[] keys = new NDArray[layers];
+		NDArray[] values = new NDArray[layers];
+		FeedForward.Prepared[] statistics = new FeedForward.Prepared[layers];
+		for (int i = 0; i < layers; i++) {
+			keys[i] = this.cache.keys(i, 0, this.position).duplicate();
+			values[i] = this.cache.values(i, 0, this.position).duplicate();
+			keys[i].attach(owner);
+			values[i].attach(owner);
+			statistics[i] = this.states[i].promptSoFar();
+		}
+		NDScope.unregister(keys);
+		NDScope.unregister(values);
+		return new PromptCache.Entry(prefix, keys, values, statistics, new float[0]);
+	}
+
+	/**
+	 * Starts this sequence's prompt from a cached prefix of it: copies the prefix's KV
+	 * cache and its statistics; the rest of the prompt runs from there.
+	 */
+	void restorePrefix(PromptCache.Entry prefix) {
+		if (this.position != 0 || this.promptFinished) {
+			throw new IllegalStateException("a prefix restores into a fresh session only");
+		}
+		if (prefix.tokens().length >= this.cache.capacity()) {
+			throw new IllegalStateException("a prefix of %d tokens does not leave room in a session of %d"
+				.formatted(prefix.tokens().length, this.cache.capacity()));
+		}
+		try (NDScope scope = new NDScope()) {
+			for (int i = 0; i < this.states.length; i++) {
+				this.cache.write(i, 0, prefix.keys()[i], prefix.values()[i]);
+				this.states[i].resumePrompt(prefix.feedForward()[i]);
+			}
+		}
+		this.position = prefix.tokens().length;
+	}
+
 	/** Runs one generated token and returns the next-token logits. */
 	public float[] decode(int token) {
 		if (!this.promptFinished) {

@@ -182,10 +182,12 @@ public final class ModelService implements AutoCloseable {
 	public PromptCache.Key cacheKey(GriffinSettings settings, Long selectionSeed, String tenantSalt, String tenant,
 			int[] tokens) {
 		DensitySchedule schedule = settings.isDense() ? null : model().schedule(settings.density(), settings.method());
+		String model = this.modelId + "@" + this.source;
+		String dtype = this.options.dtype().name();
 		return new PromptCache.Key(tenant,
-				PromptCache.hash(this.modelId + "@" + this.source, this.options.dtype().name(), schedule,
-						settings.isDense() ? null : settings.method(), settings.isRandomized() ? selectionSeed : null,
-						tenantSalt, tokens));
+				PromptCache.hash(model, dtype, schedule, settings.isDense() ? null : settings.method(),
+						settings.isRandomized() ? selectionSeed : null, tenantSalt, tokens),
+				PromptCache.prefixBase(model, dtype, tenantSalt));
 	}
 
 	public List<String> modelIds() {

@@ -4,12 +4,16 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.util.ArrayDeque;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.Map;
+import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -34,6 +38,11 @@ import dev.griffin.serve.observability.CacheStatistics;
  * weigher. Entries are reference counted, so an evicted entry stays valid for the
  * sequences still reading it. (Its meters keep their historical name,
  * {@code griffin.expert.cache.*}.)
+ * <p>
+ * The same bytes hold prompt prefixes: the first tokens a prompt shares with a recent
+ * prompt of the same model, precision and tenant (a template's system message, the
+ * earlier turns of a conversation), their KV cache and each GRIFFIN layer's statistic of
+ * them, from which a later prompt runs only its own rest ({@link #startFromPrefix}).
  */
 public final class PromptCache implements CacheStatistics {
 
@@ -42,10 +51,56 @@ public final class PromptCache implements CacheStatistics {
 	 *
 	 * @param tenant whose partition (the API key), null for the shared one
 	 * @param hash see {@link #hash}
+	 * @param prefixBase what a cached prefix of the prompt is keyed on besides its tokens
+	 * ({@link #prefixBase}), or null when the prompt shares no prefix
 	 */
-	public record Key(String tenant, String hash) {
+	public record Key(String tenant, String hash, String prefixBase) {
+
+		/** A key whose prompt shares no prefix with others. */
+		public Key(String tenant, String hash) {
+			this(tenant, hash, null);
+		}
 
 	}
+
+	/**
+	 * Where a prompt starts ({@link #startFromPrefix}).
+	 *
+	 * @param restored the prompt's first tokens restored from a cached prefix (0: none)
+	 * @param storeAt where the prompt's run should stop once to store its prefix up to
+	 * there for the prompts that follow (0: nowhere)
+	 */
+	public record PrefixStart(int restored, int storeAt) {
+
+		static final PrefixStart NONE = new PrefixStart(0, 0);
+
+	}
+
+	/**
+	 * The fewest tokens a cached prefix covers, and the fewest more than the restored
+	 * prefix a new one must cover: a prompt stopped to store a prefix runs in one more
+	 * pass, which a shorter shared start does not pay back.
+	 */
+	static final int MIN_PREFIX_TOKENS = 16;
+
+	/**
+	 * Recent prompts of one kind a new prompt is compared with, to find shared starts.
+	 */
+	static final int RECENT_PROMPTS = 16;
+
+	/** Tokens of each recent prompt kept for that comparison. */
+	static final int RECENT_PROMPT_TOKENS = 4096;
+
+	/** Lengths of the stored prefixes each kind remembers to look up. */
+	static final int STORED_LENGTHS = 32;
+
+	/** Prefix lengths a prompt looks up at most (each a hash of its first tokens). */
+	static final int LOOKUPS = 8;
+
+	/**
+	 * Kinds of prompt (model, precision, salt, statistics) each tenant keeps an index of.
+	 */
+	static final int INDEXED_KINDS = 64;
 
 	/**
 	 * One processed prompt. Immutable and shared between concurrent sequences.
@@ -140,6 +195,12 @@ public final class PromptCache implements CacheStatistics {
 	private final Map<String, Cache<String, Entry>> partitions = new ConcurrentHashMap<>();
 
 	private final AtomicLong bytes = new AtomicLong();
+
+	/**
+	 * Per tenant, per kind of prompt, its recent prompts and stored prefix lengths: a
+	 * tenant sending prompts of many kinds (salts) replaces its own indexes only.
+	 */
+	private final Map<String, Cache<String, PrefixIndex>> prefixIndexes = new ConcurrentHashMap<>();
 
 	private final long maximumBytes;
 
@@ -278,24 +339,124 @@ public final class PromptCache implements CacheStatistics {
 	}
 
 	/**
+	 * Starts {@code session}'s prompt from the longest cached prefix of it, if any, and
+	 * says where the prompt should stop to store a longer one: the longest start it
+	 * shares with a recent prompt of the same kind (as in a conversation's next turn, or
+	 * a template's system message), when that covers at least {@link #MIN_PREFIX_TOKENS}
+	 * more than what was restored. A prefix is the prompt's first tokens' KV cache and
+	 * each layer's statistic of them, so the rest of the prompt runs as a later chunk of
+	 * one chunked prefill would. The session copies what it restores and holds no
+	 * reference.
+	 */
+	public PrefixStart startFromPrefix(Key key, InferenceSession session, int[] prompt) {
+		if (key.prefixBase() == null || prompt.length <= MIN_PREFIX_TOKENS) {
+			return PrefixStart.NONE;
+		}
+		String kind = prefixKind(key, session.promptStatistics());
+		PrefixIndex index = prefixIndex(key.tenant(), kind);
+		PrefixIndex.Candidates candidates = index.candidates(prompt);
+		int restored = 0;
+		for (int length : candidates.lengths()) {
+			int[] prefix = Arrays.copyOf(prompt, length);
+			Entry entry = partition(key.tenant()).asMap().get(prefixHash(kind, prefix));
+			if (entry == null || !entry.retain()) {
+				continue;
+			}
+			try {
+				if (Arrays.equals(entry.tokens(), prefix)) {
+					session.restorePrefix(entry);
+					restored = length;
+					break;
+				}
+			}
+			finally {
+				entry.release();
+			}
+		}
+		index.add(prompt);
+		int shared = candidates.shared();
+		return new PrefixStart(restored, (shared >= restored + MIN_PREFIX_TOKENS) ? shared : 0);
+	}
+
+	/**
+	 * Stores the first tokens of the prompt {@code session} is running (it has run
+	 * exactly these) as a prefix later prompts of the same kind start from.
+	 * @param owner the manager the stored entry's arrays move to (the model's)
+	 * @return whether it was stored (not when larger than the tenant's share)
+	 */
+	public boolean storePrefix(Key key, InferenceSession session, int[] prefix, NDManager owner) {
+		if (key.prefixBase() == null) {
+			throw new IllegalArgumentException("the prompt's key has no prefix base");
+		}
+		String kind = prefixKind(key, session.promptStatistics());
+		Entry entry = session.snapshotPrefix(prefix, owner);
+		if (!put(new Key(key.tenant(), prefixHash(kind, prefix)), entry)) {
+			return false;
+		}
+		prefixIndex(key.tenant(), kind).stored(prefix.length);
+		return true;
+	}
+
+	private PrefixIndex prefixIndex(String tenant, String kind) {
+		return this.prefixIndexes
+			.computeIfAbsent((tenant != null) ? tenant : "",
+					(name) -> Caffeine.newBuilder().maximumSize(INDEXED_KINDS).executor(Runnable::run).build())
+			.get(kind, (name) -> new PrefixIndex());
+	}
+
+	/** The kind of a prompt's prefixes: its prefix base and which layers record. */
+	private static String prefixKind(Key key, String statistics) {
+		return digest((digest) -> {
+			update(digest, "prefix");
+			update(digest, key.prefixBase());
+			update(digest, statistics);
+		});
+	}
+
+	private static String prefixHash(String kind, int[] prefix) {
+		return digest((digest) -> {
+			update(digest, kind);
+			update(digest, prefix);
+		});
+	}
+
+	/**
+	 * What a prompt's prefixes are keyed on besides their tokens: SHA-256 over what
+	 * changes a prompt's KV cache and statistics (the model and its precision) and the
+	 * tenant's salt. GRIFFIN's density and method are not in it: the prompt runs every
+	 * neuron whatever they are, and the layers' statistics are told apart by
+	 * {@link InferenceSession#promptStatistics}.
+	 */
+	public static String prefixBase(String modelId, String dtype, String tenantSalt) {
+		return digest((digest) -> {
+			update(digest, modelId);
+			update(digest, dtype);
+			update(digest, (tenantSalt != null) ? tenantSalt : "");
+		});
+	}
+
+	/**
 	 * The hash of a prompt's key: SHA-256 over every input that changes what a prompt's
 	 * processing produces.
 	 */
 	public static String hash(String modelId, String dtype, DensitySchedule schedule, SelectionMethod method,
 			Long selectionSeed, String tenantSalt, int[] tokens) {
-		try {
-			MessageDigest digest = MessageDigest.getInstance("SHA-256");
+		return digest((digest) -> {
 			update(digest, modelId);
 			update(digest, dtype);
 			update(digest, (schedule != null) ? schedule.toString() : "dense");
 			update(digest, (method != null) ? method.wireName() : "dense");
 			update(digest, (selectionSeed != null) ? selectionSeed.toString() : "");
 			update(digest, (tenantSalt != null) ? tenantSalt : "");
-			ByteBuffer ids = ByteBuffer.allocate(tokens.length * 4);
-			for (int token : tokens) {
-				ids.putInt(token);
-			}
-			digest.update(ids.array());
+			update(digest, tokens);
+		});
+	}
+
+	/** The SHA-256, in hex, of what {@code parts} feeds it. */
+	private static String digest(Consumer<MessageDigest> parts) {
+		try {
+			MessageDigest digest = MessageDigest.getInstance("SHA-256");
+			parts.accept(digest);
 			return HexFormat.of().formatHex(digest.digest());
 		}
 		catch (NoSuchAlgorithmException ex) {
@@ -307,6 +468,14 @@ public final class PromptCache implements CacheStatistics {
 		byte[] bytes = part.getBytes(StandardCharsets.UTF_8);
 		digest.update(ByteBuffer.allocate(4).putInt(bytes.length).array());
 		digest.update(bytes);
+	}
+
+	private static void update(MessageDigest digest, int[] tokens) {
+		ByteBuffer ids = ByteBuffer.allocate(tokens.length * 4);
+		for (int token : tokens) {
+			ids.putInt(token);
+		}
+		digest.update(ids.array());
 	}
 
 	/** A retained entry (the caller must {@link Entry#release()} it), or null. */
@@ -364,11 +533,72 @@ public final class PromptCache implements CacheStatistics {
 		return this.partitions.values().stream().map(Cache::stats).reduce(CacheStats.empty(), CacheStats::plus);
 	}
 
+	/** Drops every entry, and the recent prompts the prefixes were found with. */
 	public void invalidateAll() {
+		this.prefixIndexes.clear();
 		this.partitions.values().forEach((partition) -> {
 			partition.invalidateAll();
 			partition.cleanUp();
 		});
+	}
+
+	/**
+	 * One kind of prompt's recent prompts (their first {@link #RECENT_PROMPT_TOKENS}
+	 * tokens) and the lengths of its stored prefixes, newest first.
+	 */
+	private static final class PrefixIndex {
+
+		/**
+		 * @param lengths prefix lengths worth looking up for a prompt, longest first
+		 * @param shared the longest start the prompt shares with a recent prompt (at most
+		 * all its tokens but the last)
+		 */
+		record Candidates(int[] lengths, int shared) {
+
+		}
+
+		private final ArrayDeque<int[]> recent = new ArrayDeque<>();
+
+		private final ArrayDeque<Integer> stored = new ArrayDeque<>();
+
+		synchronized Candidates candidates(int[] prompt) {
+			// the last token always runs: its logits start generation
+			int most = prompt.length - 1;
+			TreeSet<Integer> lengths = new TreeSet<>(Comparator.reverseOrder());
+			int shared = 0;
+			for (int[] other : this.recent) {
+				int mismatch = Arrays.mismatch(prompt, other);
+				int common = Math.min(most, (mismatch < 0) ? prompt.length : mismatch);
+				shared = Math.max(shared, common);
+				if (common >= MIN_PREFIX_TOKENS) {
+					lengths.add(common);
+				}
+			}
+			for (int length : this.stored) {
+				if (length <= most) {
+					lengths.add(length);
+				}
+			}
+			return new Candidates(lengths.stream().limit(LOOKUPS).mapToInt(Integer::intValue).toArray(), shared);
+		}
+
+		synchronized void add(int[] prompt) {
+			int[] kept = Arrays.copyOf(prompt, Math.min(prompt.length, RECENT_PROMPT_TOKENS));
+			this.recent.removeIf((other) -> Arrays.equals(other, kept));
+			this.recent.addFirst(kept);
+			while (this.recent.size() > RECENT_PROMPTS) {
+				this.recent.removeLast();
+			}
+		}
+
+		synchronized void stored(int length) {
+			this.stored.remove(length);
+			this.stored.addFirst(length);
+			while (this.stored.size() > STORED_LENGTHS) {
+				this.stored.removeLast();
+			}
+		}
+
 	}
 
 }

@@ -202,6 +202,11 @@ public final class GriffinFeedForward implements FeedForward {
 		};
 	}
 
+	/** Whether the prompt's statistic decides the selection (it is recorded). */
+	boolean usesPrompt() {
+		return this.method.usesPrompt();
+	}
+
 	/** Whether generated tokens join the statistic before selection ({@code delayed}). */
 	boolean delaysSelection() {
 		return this.method.delaysSelection();

@@ -120,6 +120,41 @@ public final class GriffinState implements FeedForward.State {
 	}
 
 	@Override
+	public boolean recordsPrompt() {
+		return this.block.usesPrompt();
+	}
+
+	@Override
+	public FeedForward.Prepared promptSoFar() {
+		if (this.experts != null || this.promptEnded) {
+			throw new IllegalStateException("the prompt phase has already ended");
+		}
+		if (!this.block.usesPrompt()) {
+			return null;
+		}
+		if (this.sumOfSquares == null) {
+			throw new IllegalStateException("no prompt token has run");
+		}
+		return new PromptStatistic(this.sumOfSquares.clone());
+	}
+
+	@Override
+	public void resumePrompt(FeedForward.Prepared prefix) {
+		if (this.experts != null || this.promptEnded || this.sumOfSquares != null) {
+			throw new IllegalStateException("a prompt resumes from a prefix only before its first token");
+		}
+		if (!this.block.usesPrompt()) {
+			FeedForward.State.super.resumePrompt(prefix);
+			return;
+		}
+		if (!(prefix instanceof PromptStatistic statistic)
+				|| statistic.sumOfSquares().length != this.block.weights().intermediateSize()) {
+			throw new IllegalArgumentException("a prompt prefix without this layer's statistic");
+		}
+		this.sumOfSquares = statistic.sumOfSquares().clone();
+	}
+
+	@Override
 	public void finishPrompt(NDManager manager) {
 		if (this.experts != null || this.promptEnded) {
 			return;

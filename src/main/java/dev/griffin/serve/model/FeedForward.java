@@ -94,6 +94,37 @@ public interface FeedForward {
 		}
 
 		/**
+		 * Whether the prompt phase accumulates a statistic in this state (GRIFFIN's s^2),
+		 * which a prompt prefix cached for later sequences must carry
+		 * ({@link #promptSoFar}).
+		 */
+		default boolean recordsPrompt() {
+			return false;
+		}
+
+		/**
+		 * The statistic of the prompt tokens run so far, for a cached prompt prefix from
+		 * which a later sequence continues its own prompt ({@link #resumePrompt}); this
+		 * state keeps its own.
+		 * @return null when the block records nothing in the prompt phase
+		 * @throws IllegalStateException after the prompt has finished
+		 */
+		default Prepared promptSoFar() {
+			return null;
+		}
+
+		/**
+		 * Continues a prompt whose first tokens another sequence ran: starts from their
+		 * statistic ({@link #promptSoFar}); the state copies it and never frees it.
+		 * @throws IllegalStateException when this state has already run a prompt token
+		 */
+		default void resumePrompt(Prepared prefix) {
+			if (prefix != null) {
+				throw new IllegalArgumentException("this feed-forward block has no prompt statistic to resume");
+			}
+		}
+
+		/**
 		 * The weights one generated token of this sequence reads, for a batched decode
 		 * step: null for the layer's dense weights (every neuron), otherwise the
 		 * sequence's own (GRIFFIN's gathered experts; none selected reads as no neuron).

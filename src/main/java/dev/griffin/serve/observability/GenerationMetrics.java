@@ -40,6 +40,10 @@ public final class GenerationMetrics {
 
 	private final DistributionSummary density;
 
+	private final Counter prefixHits;
+
+	private final Counter prefixTokens;
+
 	private final Timer stepTime;
 
 	private final DistributionSummary batchSize;
@@ -80,6 +84,12 @@ public final class GenerationMetrics {
 			.description("Requests refused by the queue or the rate limiter")
 			.register(registry);
 		this.cacheHits = Counter.builder("griffin.expert.cache.hits").register(registry);
+		this.prefixHits = Counter.builder("griffin.prompt.prefix.hits")
+			.description("Prompts that started from a cached prefix of theirs")
+			.register(registry);
+		this.prefixTokens = Counter.builder("griffin.prompt.prefix.tokens")
+			.description("Prompt tokens restored from cached prefixes instead of run")
+			.register(registry);
 		this.cacheMisses = Counter.builder("griffin.expert.cache.misses").register(registry);
 		this.density = DistributionSummary.builder("griffin.ff.density")
 			.description("Feed-forward density used by each request (1 = dense)")
@@ -145,6 +155,14 @@ public final class GenerationMetrics {
 		this.density.record(density);
 		if (cacheUsed) {
 			(cacheHit ? this.cacheHits : this.cacheMisses).increment();
+		}
+	}
+
+	/** A prompt started from a cached prefix of {@code tokens} tokens (0: none). */
+	public void prefixRestored(int tokens) {
+		if (tokens > 0) {
+			this.prefixHits.increment();
+			this.prefixTokens.increment(tokens);
 		}
 	}
 

@@ -41,6 +41,7 @@ import dev.griffin.serve.observability.GenerationMetrics;
 import dev.griffin.serve.tokenizer.Tokenizer;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 /**
@@ -424,6 +425,93 @@ class EngineLoopTests {
 			assertThat(sequential.selectionNanos()).isPositive().isLessThanOrEqualTo(sequential.prefillNanos());
 		}
 		cache.invalidateAll();
+	}
+
+	/**
+	 * Prompts that share a long start: the second stores it as a prefix, the ones after
+	 * it run only their own rest, in passes of their own and together, and every request
+	 * generates what it generates alone; a failure to store the prefix is one engine
+	 * failure of that request.
+	 */
+	@ParameterizedTest(name = "{0}")
+	@ValueSource(strings = { "dense", "topk", "delayed", "native" })
+	void promptsThatShareAStartRunOnlyTheirOwnRest(String name) throws Exception {
+		CausalLm model = switch (name) {
+			case "dense" -> dense;
+			case "topk" -> half;
+			case "delayed" -> delayed;
+			default -> fusedHalf;
+		};
+		String start = "You are a careful assistant; answer briefly. ";
+		List<Ask> asks = List.of(new Ask(model, start + "Why is the sky blue?", greedy(6), 1),
+				new Ask(model, start + "What is a river?", sampled(6, 5), 2),
+				new Ask(model, start + "Where do rivers end?", greedy(6), 1),
+				new Ask(model, start + "When does it snow?", greedy(6), 1),
+				new Ask(model, start + "Which bird sings?", sampled(6, 9), 1));
+		// the questions share their first two letters ("Wh") too
+		int shared = bytes(start).length + 2;
+		PromptCache cache = new PromptCache(64L << 20);
+		List<List<GenerationEvent>> results = new ArrayList<>();
+		try (EngineLoop loop = loop(8, cache, Duration.ofSeconds(30))) {
+			for (int i = 0; i < 3; i++) {
+				results.add(
+						events(loop, submission(asks.get(i), EngineProbe.NONE, prefixKey(asks.get(i)), 0)).collectList()
+							.block(Duration.ofSeconds(60)));
+			}
+			var restored = this.registry.get("griffin.prompt.prefix.tokens").counter();
+			assertThat(restored.count()).as("the third prompt's restored start").isEqualTo(shared);
+			// two arriving together, each from the prefix
+			List<reactor.core.publisher.Mono<List<GenerationEvent>>> together = new ArrayList<>();
+			for (int i = 3; i < 5; i++) {
+				together.add(
+						events(loop, submission(asks.get(i), EngineProbe.NONE, prefixKey(asks.get(i)), 0)).collectList()
+							.cache());
+				together.get(together.size() - 1).subscribe();
+			}
+			for (var events : together) {
+				results.add(events.block(Duration.ofSeconds(60)));
+			}
+			assertThat(restored.count()).isEqualTo(3 * shared);
+		}
+		for (int i = 0; i < asks.size(); i++) {
+			Map<Integer, int[]> tokens = tokens(results.get(i));
+			for (int choice = 0; choice < asks.get(i).choices(); choice++) {
+				assertThat(tokens.get(choice)).as("request %d choice %d", i, choice)
+					.isEqualTo(alone(asks.get(i), choice));
+			}
+		}
+		cache.invalidateAll();
+	}
+
+	@Test
+	void aFailureToStoreAPrefixFailsThatRequestAlone() {
+		String start = "You are a careful assistant; answer briefly. ";
+		Ask first = new Ask(half, start + "Why is the sky blue?", greedy(4), 1);
+		Ask second = new Ask(half, start + "What is a river?", greedy(4), 1);
+		AtomicInteger prefixPhases = new AtomicInteger();
+		EngineProbe failing = (phase) -> {
+			// the first is the lookup, the second the store
+			if (phase.equals("prefix") && prefixPhases.incrementAndGet() == 2) {
+				throw new IllegalStateException("no memory for the prefix");
+			}
+		};
+		PromptCache cache = new PromptCache(64L << 20);
+		try (EngineLoop loop = loop(4, cache, Duration.ofSeconds(30))) {
+			events(loop, submission(first, EngineProbe.NONE, prefixKey(first), 0)).collectList()
+				.block(Duration.ofSeconds(60));
+			assertThatThrownBy(() -> events(loop, submission(second, failing, prefixKey(second), 0)).collectList()
+				.block(Duration.ofSeconds(60))).isInstanceOf(EngineFailureException.class);
+			// the loop serves the next request
+			assertThat(tokens(events(loop, submission(second, EngineProbe.NONE, prefixKey(second), 0)).collectList()
+				.block(Duration.ofSeconds(60))).get(0)).isEqualTo(alone(second, 0));
+		}
+		cache.invalidateAll();
+	}
+
+	/** A key whose prompt may share a prefix with the others of the test's model. */
+	private static PromptCache.Key prefixKey(Ask ask) {
+		return new PromptCache.Key(null, ask.prompt() + "@" + density(ask.model()) + "@" + ask.model().hashCode(),
+				PromptCache.prefixBase("tiny-llama", "FLOAT32", null));
 	}
 
 	@Test

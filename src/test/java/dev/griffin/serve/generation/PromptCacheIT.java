@@ -1,6 +1,7 @@
 package dev.griffin.serve.generation;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -10,11 +11,15 @@ import ai.djl.ndarray.types.DataType;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import dev.griffin.serve.Fixtures;
 import dev.griffin.serve.griffin.DensitySchedule;
+import dev.griffin.serve.griffin.GriffinState;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.model.CausalLm;
+import dev.griffin.serve.model.FeedForward;
 import dev.griffin.serve.model.KvCache;
 import dev.griffin.serve.model.ModelOptions;
 
@@ -143,6 +148,122 @@ class PromptCacheIT {
 		threads.shutdown();
 		cache.invalidateAll();
 		assertThat(cache.bytes()).isZero();
+	}
+
+	/** What a prompt's run produced: where it started, its logits, experts and reply. */
+	private record Run(PromptCache.PrefixStart start, float[] logits, List<int[]> experts, int[] reply) {
+
+	}
+
+	private static PromptCache.Key prefixKey(String tenant, String salt) {
+		return new PromptCache.Key(tenant, "unused", PromptCache.prefixBase("smollm2", "FLOAT32", salt));
+	}
+
+	/**
+	 * Runs a prompt as the engine loop does with a prompt cache: from a cached prefix if
+	 * there is one, stopping once to store one where it shares a start with a recent
+	 * prompt (with {@code cache} null: the whole prompt, nothing cached); then 8 greedy
+	 * tokens.
+	 */
+	private static Run run(PromptCache cache, PromptCache.Key key, CausalLm variant, int[] prompt) {
+		try (InferenceSession session = new InferenceSession(variant, prompt.length + 8)) {
+			PromptCache.PrefixStart start = (cache != null) ? cache.startFromPrefix(key, session, prompt)
+					: new PromptCache.PrefixStart(0, 0);
+			int from = start.restored();
+			if (start.storeAt() > 0) {
+				session.prefill(Arrays.copyOfRange(prompt, from, start.storeAt()), 64);
+				assertThat(cache.storePrefix(key, session, Arrays.copyOf(prompt, start.storeAt()), variant.manager()))
+					.isTrue();
+				from = start.storeAt();
+			}
+			float[] logits = session.prefill(Arrays.copyOfRange(prompt, from, prompt.length), 64);
+			session.finishPrompt();
+			int[] reply = new int[8];
+			float[] next = logits;
+			for (int i = 0; i < reply.length; i++) {
+				reply[i] = argmax(next);
+				next = session.decode(reply[i]);
+			}
+			List<int[]> experts = new ArrayList<>();
+			for (int layer = 0; layer < variant.config().numberOfLayers(); layer++) {
+				FeedForward.State state = session.state(layer);
+				experts.add((state instanceof GriffinState g) ? g.experts().indices() : null);
+			}
+			return new Run(start, logits, experts, reply);
+		}
+	}
+
+	private static int argmax(float[] values) {
+		int best = 0;
+		for (int i = 1; i < values.length; i++) {
+			if (values[i] > values[best]) {
+				best = i;
+			}
+		}
+		return best;
+	}
+
+	private static int[] question(String text) {
+		return model.tokenizer()
+			.encode("You are a patient geography teacher. Answer in two sentences, plainly, for a child. " + text);
+	}
+
+	/**
+	 * The second of three prompts that share a start stores it as a prefix, the third
+	 * runs only its own rest from there, and its logits, experts and greedy reply are
+	 * those of the whole prompt run alone: dense, GRIFFIN {@code topk} and
+	 * {@code delayed} (whose statistic of the prefix carries over).
+	 */
+	@ParameterizedTest
+	@ValueSource(strings = { "dense", "topk", "delayed" })
+	void aPromptThatSharesARecentPromptsStartRunsOnlyItsOwnRest(String name) {
+		CausalLm variant = switch (name) {
+			case "dense" -> model.dense();
+			case "topk" -> griffin;
+			default -> model.variant(0.5, SelectionMethod.DELAYED);
+		};
+		PromptCache cache = new PromptCache(1L << 30);
+		PromptCache.Key key = prefixKey(null, null);
+		int[] first = question("Why is the sea salty?");
+		int[] second = question("Where do rivers begin?");
+		int[] third = question("How do rivers reach the sea?");
+		int shared = Arrays.mismatch(second, third);
+		assertThat(Arrays.mismatch(first, second)).isEqualTo(shared)
+			.isGreaterThanOrEqualTo(PromptCache.MIN_PREFIX_TOKENS);
+		assertThat(run(cache, key, variant, first).start()).isEqualTo(new PromptCache.PrefixStart(0, 0));
+		assertThat(run(cache, key, variant, second).start()).isEqualTo(new PromptCache.PrefixStart(0, shared));
+		Run restored = run(cache, key, variant, third);
+		assertThat(restored.start()).isEqualTo(new PromptCache.PrefixStart(shared, 0));
+		Run alone = run(null, key, variant, third);
+		assertThat(restored.logits()).containsExactly(alone.logits());
+		for (int layer = 0; layer < alone.experts().size(); layer++) {
+			assertThat(restored.experts().get(layer)).as("layer %d", layer).isEqualTo(alone.experts().get(layer));
+		}
+		assertThat(restored.reply()).containsExactly(alone.reply());
+		// the prefix is one entry beside nothing else (the runs store no whole prompt)
+		assertThat(cache.size()).isEqualTo(1);
+		cache.invalidateAll();
+		assertThat(cache.bytes()).isZero();
+	}
+
+	/**
+	 * A prefix serves only its own kind of prompt: another tenant, another salt, or a
+	 * session whose layers record another statistic (dense against GRIFFIN) starts from
+	 * nothing.
+	 */
+	@Test
+	void aPrefixServesOnlyItsTenantSaltAndStatistics() {
+		PromptCache cache = new PromptCache(1L << 30);
+		PromptCache.Key mine = prefixKey("alice", "alice-salt");
+		run(cache, mine, griffin, question("Why is the sea salty?"));
+		run(cache, mine, griffin, question("Where do rivers begin?"));
+		int[] third = question("How do rivers reach the sea?");
+		assertThat(run(cache, prefixKey("bob", "alice-salt"), griffin, third).start().restored()).isZero();
+		assertThat(run(cache, prefixKey("alice", "other-salt"), griffin, third).start().restored()).isZero();
+		assertThat(run(cache, mine, model.dense(), third).start().restored()).isZero();
+		// GRIFFIN's density does not change a prompt's statistic: 0.25 starts from 0.5's
+		assertThat(run(cache, mine, model.variant(0.25, SelectionMethod.TOPK), third).start().restored()).isPositive();
+		cache.invalidateAll();
 	}
 
 	@Test
