@@ -10,6 +10,12 @@ import java.util.SplittableRandom;
  */
 public final class Sampler {
 
+	/**
+	 * Tokens below this share of the most likely one's probability cannot change a draw
+	 * measurably, and are never drawn.
+	 */
+	private static final double CANDIDATE = 1e-12;
+
 	private final SamplingParams params;
 
 	private final SplittableRandom random;
@@ -79,8 +85,12 @@ public final class Sampler {
 			probabilities[i] = Math.exp((logits[i] - max) / this.params.temperature());
 			sum += probabilities[i];
 		}
+		if (this.params.topK() == 0 && this.params.topP() >= 1 && this.params.minP() == 0) {
+			return draw(probabilities);
+		}
 		Integer[] order = candidates(probabilities);
-		// order: token ids by probability, descending, already cut to top-k
+		// order: token ids by probability, descending, already cut to top-k, holding at
+		// least the tokens the cuts below keep
 		int keep = order.length;
 		double topProbability = probabilities[order[0]];
 		double cumulative = 0;
@@ -111,15 +121,56 @@ public final class Sampler {
 		return order[keep - 1];
 	}
 
+	/**
+	 * A draw among every candidate, where no cut needs them in order: each token's share
+	 * of the total is its own whatever the order, so the draw walks them by id.
+	 */
+	private int draw(double[] probabilities) {
+		double total = 0;
+		int last = 0;
+		for (int i = 0; i < probabilities.length; i++) {
+			if (probabilities[i] >= CANDIDATE) {
+				total += probabilities[i];
+				last = i;
+			}
+		}
+		double u = this.random.nextDouble() * total;
+		for (int i = 0; i < probabilities.length; i++) {
+			if (probabilities[i] >= CANDIDATE) {
+				u -= probabilities[i];
+				if (u <= 0) {
+					return i;
+				}
+			}
+		}
+		return last;
+	}
+
+	/**
+	 * The candidates by probability, descending: the first of them in that order, enough
+	 * to hold where top-k, top-p or min-p cuts, so that a draw at the usual settings
+	 * sorts a few hundred tokens instead of the whole vocabulary. The tokens at or above
+	 * a threshold are the first in the order; the threshold falls from 1e-2 of the most
+	 * likely token's probability (which is 1) by factors of 100 until they hold the cut.
+	 */
 	private Integer[] candidates(double[] probabilities) {
-		// Tokens below 1e-12 of the most likely one cannot change a draw measurably;
-		// leaving them out keeps the sort to a few hundred candidates instead of the
-		// whole vocabulary.
 		int n = 0;
 		Integer[] order = new Integer[probabilities.length];
-		for (int i = 0; i < probabilities.length; i++) {
-			if (probabilities[i] >= 1e-12) {
-				order[n++] = i;
+		for (double threshold = 1e-2;; threshold *= 1e-2) {
+			boolean last = threshold <= CANDIDATE;
+			double floor = last ? CANDIDATE : threshold;
+			n = 0;
+			double mass = 0;
+			double sum = 0;
+			for (int i = 0; i < probabilities.length; i++) {
+				sum += probabilities[i];
+				if (probabilities[i] >= floor) {
+					order[n++] = i;
+					mass += probabilities[i];
+				}
+			}
+			if (last || holdsTheCut(n, mass, sum, floor)) {
+				break;
 			}
 		}
 		order = Arrays.copyOf(order, n);
@@ -129,6 +180,17 @@ public final class Sampler {
 		});
 		int k = this.params.topK();
 		return (k > 0 && k < n) ? Arrays.copyOf(order, k) : order;
+	}
+
+	/**
+	 * Whether the {@code n} tokens at or above {@code floor}, of {@code mass} of the
+	 * {@code sum}, are sure to hold where the cuts stop: top-k within them, min-p at or
+	 * below them, or top-p reached inside them (with a margin for the sums' rounding).
+	 */
+	private boolean holdsTheCut(int n, double mass, double sum, double floor) {
+		int k = this.params.topK();
+		return (k > 0 && n >= k) || (this.params.minP() > 0 && floor <= this.params.minP())
+				|| (this.params.topP() < 1 && mass >= this.params.topP() * sum * (1 + 1e-9));
 	}
 
 	private void applyPenalties(float[] logits) {

@@ -1,8 +1,11 @@
 package dev.griffin.serve.generation;
 
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import java.util.SplittableRandom;
 
 import org.junit.jupiter.api.Test;
 
@@ -58,6 +61,104 @@ class SamplerTests {
 		assertThat(topP).containsExactly(0);
 		// e^-1 = 0.37 and e^-2 = 0.14 of the top token: min_p 0.2 keeps tokens 0 and 1
 		assertThat(minP).containsExactlyInAnyOrder(0, 1);
+	}
+
+	/**
+	 * The cuts' draw, written the plain way: every candidate sorted, then cut. The
+	 * sampler sorts only the first candidates, enough to hold the cut, and must draw what
+	 * this draws from the same random numbers.
+	 */
+	private static int sortedDraw(float[] logits, SamplingParams params, SplittableRandom random) {
+		int n = logits.length;
+		double max = Double.NEGATIVE_INFINITY;
+		for (float logit : logits) {
+			max = Math.max(max, logit);
+		}
+		double[] probabilities = new double[n];
+		double sum = 0;
+		for (int i = 0; i < n; i++) {
+			probabilities[i] = Math.exp((logits[i] - max) / params.temperature());
+			sum += probabilities[i];
+		}
+		List<Integer> order = new ArrayList<>();
+		for (int i = 0; i < n; i++) {
+			if (probabilities[i] >= 1e-12) {
+				order.add(i);
+			}
+		}
+		order.sort((a, b) -> (probabilities[a] != probabilities[b]) ? Double.compare(probabilities[b], probabilities[a])
+				: Integer.compare(a, b));
+		if (params.topK() > 0 && params.topK() < order.size()) {
+			order = order.subList(0, params.topK());
+		}
+		int keep = order.size();
+		double cumulative = 0;
+		for (int i = 0; i < order.size(); i++) {
+			double p = probabilities[order.get(i)];
+			if (params.minP() > 0 && p < params.minP() * probabilities[order.get(0)]) {
+				keep = i;
+				break;
+			}
+			cumulative += p / sum;
+			if (cumulative >= params.topP()) {
+				keep = i + 1;
+				break;
+			}
+		}
+		keep = Math.max(1, keep);
+		double total = 0;
+		for (int i = 0; i < keep; i++) {
+			total += probabilities[order.get(i)];
+		}
+		double u = random.nextDouble() * total;
+		for (int i = 0; i < keep; i++) {
+			u -= probabilities[order.get(i)];
+			if (u <= 0) {
+				return order.get(i);
+			}
+		}
+		return order.get(keep - 1);
+	}
+
+	@Test
+	void cutsDrawWhatSortingEveryCandidateDraws() {
+		SplittableRandom logitsRandom = new SplittableRandom(5);
+		double[][] settings = { { 1.0, 40, 1, 0 }, { 0.7, 0, 0.9, 0 }, { 1.3, 0, 0.95, 0 }, { 1.0, 0, 1, 0.05 },
+				{ 0.8, 50, 0.8, 0.01 }, { 1.0, 0, 0.999999, 0 }, { 2.0, 1000, 1, 0 }, { 1.0, 0, 1, 1e-9 } };
+		for (double[] setting : settings) {
+			SamplingParams params = params(setting[0], (int) setting[1], setting[2], setting[3], 11L);
+			Sampler sampler = new Sampler(params, 5000, new int[0]);
+			SplittableRandom reference = new SplittableRandom(11L);
+			for (int draw = 0; draw < 200; draw++) {
+				// a peaked head over a long flat tail, as a language model's logits are
+				float[] logits = new float[5000];
+				for (int i = 0; i < logits.length; i++) {
+					logits[i] = (float) (logitsRandom.nextGaussian() * ((i % 97 == 0) ? 4 : 1.5));
+				}
+				assertThat(sampler.sample(logits.clone())).as("settings %s, draw %d", Arrays.toString(setting), draw)
+					.isEqualTo(sortedDraw(logits, params, reference));
+			}
+		}
+	}
+
+	/** Without a cut every candidate is drawn with its own probability. */
+	@Test
+	void withoutACutEachTokenIsDrawnWithItsProbability() {
+		float[] logits = { 0f, (float) Math.log(2), (float) Math.log(3), (float) Math.log(4), -40f };
+		Sampler sampler = new Sampler(params(1.0, 0, 1, 0, 3L), 5, new int[0]);
+		int[] counts = new int[5];
+		int draws = 100_000;
+		for (int i = 0; i < draws; i++) {
+			counts[sampler.sample(logits.clone())]++;
+		}
+		for (int token = 0; token < 4; token++) {
+			double expected = (token + 1) / 10.0;
+			// four standard deviations of a binomial share
+			assertThat(Math.abs(counts[token] / (double) draws - expected)).as("token %d", token)
+				.isLessThan(4 * Math.sqrt(expected * (1 - expected) / draws));
+		}
+		// e^-40 is below the candidates' 1e-12 of the most likely token
+		assertThat(counts[4]).isZero();
 	}
 
 	@Test
