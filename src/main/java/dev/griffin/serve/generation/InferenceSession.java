@@ -172,19 +172,12 @@ public final class InferenceSession implements AutoCloseable {
 			throw new IllegalStateException("snapshot needs a finished prompt and no generated token");
 		}
 		int layers = this.states.length;
-		NDArray[] keys = new NDArray[layers];
-		NDArray[] values = new NDArray[layers];
 		FeedForward.Prepared[] feedForward = new FeedForward.Prepared[layers];
 		for (int i = 0; i < layers; i++) {
-			keys[i] = this.cache.keys(i, 0, this.position).duplicate();
-			values[i] = this.cache.values(i, 0, this.position).duplicate();
-			keys[i].attach(owner);
-			values[i].attach(owner);
 			feedForward[i] = this.states[i].share(owner);
 		}
-		NDScope.unregister(keys);
-		NDScope.unregister(values);
-		return new PromptCache.Entry(prompt, keys, values, feedForward, lastLogits);
+		NDArray[][] kv = copyOfCache(owner);
+		return new PromptCache.Entry(prompt, kv[0], kv[1], feedForward, lastLogits);
 	}
 
 	/**
@@ -235,19 +228,31 @@ public final class InferenceSession implements AutoCloseable {
 			throw new IllegalStateException("a prefix snapshot needs an unfinished prompt of exactly its tokens");
 		}
 		int layers = this.states.length;
+		FeedForward.Prepared[] statistics = new FeedForward.Prepared[layers];
+		for (int i = 0; i < layers; i++) {
+			statistics[i] = this.states[i].promptSoFar();
+		}
+		NDArray[][] kv = copyOfCache(owner);
+		return new PromptCache.Entry(prefix, kv[0], kv[1], statistics, new float[0]);
+	}
+
+	/**
+	 * A copy of every layer's keys and values up to this session's position, owned by
+	 * {@code owner}: {keys, values}.
+	 */
+	private NDArray[][] copyOfCache(NDManager owner) {
+		int layers = this.states.length;
 		NDArray[] keys = new NDArray[layers];
 		NDArray[] values = new NDArray[layers];
-		FeedForward.Prepared[] statistics = new FeedForward.Prepared[layers];
 		for (int i = 0; i < layers; i++) {
 			keys[i] = this.cache.keys(i, 0, this.position).duplicate();
 			values[i] = this.cache.values(i, 0, this.position).duplicate();
 			keys[i].attach(owner);
 			values[i].attach(owner);
-			statistics[i] = this.states[i].promptSoFar();
 		}
 		NDScope.unregister(keys);
 		NDScope.unregister(values);
-		return new PromptCache.Entry(prefix, keys, values, statistics, new float[0]);
+		return new NDArray[][] { keys, values };
 	}
 
 	/**

@@ -6,7 +6,8 @@ import java.util.SplittableRandom;
 /**
  * Picks the next token from logits: penalties, then greedy or temperature with top-k,
  * top-p and min-p filtering. Logits arrive as a Java array (one copy from the device per
- * step), so sampling costs microseconds next to a decode step.
+ * step). A draw over SmolLM2's 49,152 tokens takes about a millisecond, most of it the
+ * exponentials; only a cut sorts, and then only the candidates it may keep.
  */
 public final class Sampler {
 

@@ -181,7 +181,7 @@ class PromptCacheIT {
 			int[] reply = new int[8];
 			float[] next = logits;
 			for (int i = 0; i < reply.length; i++) {
-				reply[i] = argmax(next);
+				reply[i] = Sampler.argmax(next);
 				next = session.decode(reply[i]);
 			}
 			List<int[]> experts = new ArrayList<>();
@@ -191,16 +191,6 @@ class PromptCacheIT {
 			}
 			return new Run(start, logits, experts, reply);
 		}
-	}
-
-	private static int argmax(float[] values) {
-		int best = 0;
-		for (int i = 1; i < values.length; i++) {
-			if (values[i] > values[best]) {
-				best = i;
-			}
-		}
-		return best;
 	}
 
 	private static int[] question(String text) {
