@@ -1,6 +1,7 @@
 package dev.griffin.serve.web;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -230,6 +231,36 @@ class ServiceIT extends ServiceTestBase {
 		assertThat(optOut.get("griffin").get("cache_hit").asBoolean()).isFalse();
 		assertThat(optOut.get("choices").get(0).get("text").asText())
 			.isEqualTo(cold.get("choices").get(0).get("text").asText());
+	}
+
+	/**
+	 * Chats with one system message: from the third on, each restores the conversation's
+	 * shared start (the system message, rendered by the template) from a cached prefix,
+	 * and replies as it does without the cache.
+	 */
+	@Test
+	void chatsThatShareASystemMessageRunOnlyTheirOwnRest() {
+		String system = "You are a geography teacher who answers in one plain sentence for a child.";
+		String[] questions = { "Why is the sea salty?", "Where do rivers begin?", "How do rivers reach the sea?" };
+		double before = ServiceSupport.metric(ServiceSupport.getText(this.client, "/actuator/prometheus"),
+				"griffin_prompt_prefix_tokens_total");
+		JsonNode last = null;
+		for (String question : questions) {
+			Map<String, Object> request = new HashMap<>(Map.of("model", ServiceSupport.MODEL, "messages",
+					List.of(Map.of("role", "system", "content", system), Map.of("role", "user", "content", question)),
+					"max_tokens", 8, "temperature", 0, "cache_salt", "prefix-test"));
+			last = post(this.client, "/v1/chat/completions", request, 200);
+			if (question.equals(questions[2])) {
+				request.put("griffin", Map.of("cache", false));
+				JsonNode uncached = post(this.client, "/v1/chat/completions", request, 200);
+				assertThat(last.at("/choices/0/message/content").asText())
+					.isEqualTo(uncached.at("/choices/0/message/content").asText());
+			}
+		}
+		double restored = ServiceSupport.metric(ServiceSupport.getText(this.client, "/actuator/prometheus"),
+				"griffin_prompt_prefix_tokens_total") - before;
+		// the system message alone is 16 tokens and more
+		assertThat(restored).isGreaterThanOrEqualTo(16).isLessThan(last.at("/usage/prompt_tokens").asInt());
 	}
 
 	@Test
