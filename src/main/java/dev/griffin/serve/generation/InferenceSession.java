@@ -211,11 +211,6 @@ public final class InferenceSession implements AutoCloseable {
 		return layers.toString();
 	}
 
-	/** Prompt tokens this sequence has run (before generation: how far its prompt is). */
-	int position() {
-		return this.position;
-	}
-
 	/**
 	 * Captures the first tokens of the prompt this sequence is running, for a cached
 	 * prompt prefix: a copy of their KV cache and each feed-forward block's statistic of
