@@ -89,7 +89,7 @@ public final class Sampler {
 		if (this.params.topK() == 0 && this.params.topP() >= 1 && this.params.minP() == 0) {
 			return draw(probabilities);
 		}
-		Integer[] order = candidates(probabilities);
+		Integer[] order = candidates(probabilities, sum);
 		// order: token ids by probability, descending, already cut to top-k, holding at
 		// least the tokens the cuts below keep
 		int keep = order.length;
@@ -153,8 +153,9 @@ public final class Sampler {
 	 * sorts a few hundred tokens instead of the whole vocabulary. The tokens at or above
 	 * a threshold are the first in the order; the threshold falls from 1e-2 of the most
 	 * likely token's probability (which is 1) by factors of 100 until they hold the cut.
+	 * @param sum every token's probability, summed
 	 */
-	private Integer[] candidates(double[] probabilities) {
+	private Integer[] candidates(double[] probabilities, double sum) {
 		int n = 0;
 		Integer[] order = new Integer[probabilities.length];
 		for (double threshold = 1e-2;; threshold *= 1e-2) {
@@ -162,9 +163,7 @@ public final class Sampler {
 			double floor = last ? CANDIDATE : threshold;
 			n = 0;
 			double mass = 0;
-			double sum = 0;
 			for (int i = 0; i < probabilities.length; i++) {
-				sum += probabilities[i];
 				if (probabilities[i] >= floor) {
 					order[n++] = i;
 					mass += probabilities[i];
