@@ -168,7 +168,7 @@ class PromptCacheIT {
 	private static Run run(PromptCache cache, PromptCache.Key key, CausalLm variant, int[] prompt) {
 		try (InferenceSession session = new InferenceSession(variant, prompt.length + 8)) {
 			PromptCache.PrefixStart start = (cache != null) ? cache.startFromPrefix(key, session, prompt)
-					: new PromptCache.PrefixStart(0, 0);
+					: PromptCache.PrefixStart.NONE;
 			int from = start.restored();
 			if (start.storeAt() > 0) {
 				session.prefill(Arrays.copyOfRange(prompt, from, start.storeAt()), 64);
@@ -220,7 +220,7 @@ class PromptCacheIT {
 		int shared = Arrays.mismatch(second, third);
 		assertThat(Arrays.mismatch(first, second)).isEqualTo(shared)
 			.isGreaterThanOrEqualTo(PromptCache.MIN_PREFIX_TOKENS);
-		assertThat(run(cache, key, variant, first).start()).isEqualTo(new PromptCache.PrefixStart(0, 0));
+		assertThat(run(cache, key, variant, first).start()).isEqualTo(PromptCache.PrefixStart.NONE);
 		assertThat(run(cache, key, variant, second).start()).isEqualTo(new PromptCache.PrefixStart(0, shared));
 		Run restored = run(cache, key, variant, third);
 		assertThat(restored.start()).isEqualTo(new PromptCache.PrefixStart(shared, 0));
