@@ -364,8 +364,9 @@ typedef struct {
 /* the fewest keys of a chunk (attention_chunks) */
 #define MIN_CHUNK_KEYS 128
 
-/* floats of one thread's attention scratch: the group's scores, sums and running values */
-#define ATTEND_SCRATCH(group, dh) ((size_t) (group) * (KEY_BLOCK + (dh) + 2) + (size_t) (dh))
+/* floats of one thread's attention scratch: the group's scores, sums, maxima, running values,
+ * a block's weighted values and rescales */
+#define ATTEND_SCRATCH(group, dh) ((size_t) (group) * (KEY_BLOCK + 2 * (size_t) (dh) + 3))
 
 /*
  * The blocked form of a prompt's attention (attend_blocks): rows of one sequence at
@@ -1331,6 +1332,175 @@ static scored_fn scorers[2] = { scored, scored16 };
 static weighted_fn weighers[2] = { weighted, weighted16 };
 
 /*
+ * The scores and weighted values of a whole group of query heads in one pass over a block's
+ * keys and values (AVX-512, dh a multiple of 64): each key and value is widened to float32
+ * once for up to GROUP_SET heads, where the per-head forms above widen it once per head.
+ * A head's arithmetic is the per-head forms' own, step for step (the same sums in the same
+ * order), so the results are equal bit for bit; only the loads and conversions are shared.
+ */
+#define GROUP_SET 3
+
+/* keys ahead of the scores that the scores' loop asks the cache for */
+#define KEYS_AHEAD 8
+
+/* scored_avx512_of for heads h < hs (q rows dh apart, each head's scores KEY_BLOCK apart in
+ * s), without the maximum */
+__attribute__((target("avx512f,avx2,fma,f16c"), always_inline)) static inline void scored_set_of(const void *k,
+		int kv_type, const float *q, int hs, int span, int dh, float scale, float *s, const char *values) {
+	size_t element = (kv_type == TYPE_FLOAT16) ? 2 : 4;
+	dot_fn dot = dots[kv_type];
+	int t = 0;
+	for (; t + 4 <= span; t += 4) {
+		size_t k0 = (size_t) t * dh;
+		/* the keys KEYS_AHEAD on, and the values that the weighted sums will read next */
+		for (size_t b = 0; b < 4 * (size_t) dh * element; b += 64) {
+			_mm_prefetch((const char *) k + (k0 + (size_t) KEYS_AHEAD * dh) * element + b, _MM_HINT_T0);
+			if (values != NULL) {
+				_mm_prefetch(values + k0 * element + b, _MM_HINT_T0);
+			}
+		}
+		__m512 a[GROUP_SET][4];
+		for (int h = 0; h < hs; h++) {
+			for (int j = 0; j < 4; j++) {
+				a[h][j] = _mm512_setzero_ps();
+			}
+		}
+		for (int i = 0; i < dh; i += 16) {
+			__m512 k0v = cached16(k, k0 + i, kv_type), k1v = cached16(k, k0 + dh + i, kv_type);
+			__m512 k2v = cached16(k, k0 + 2 * dh + i, kv_type), k3v = cached16(k, k0 + 3 * dh + i, kv_type);
+			for (int h = 0; h < hs; h++) {
+				__m512 x = _mm512_loadu_ps(q + (size_t) h * dh + i);
+				a[h][0] = _mm512_fmadd_ps(k0v, x, a[h][0]);
+				a[h][1] = _mm512_fmadd_ps(k1v, x, a[h][1]);
+				a[h][2] = _mm512_fmadd_ps(k2v, x, a[h][2]);
+				a[h][3] = _mm512_fmadd_ps(k3v, x, a[h][3]);
+			}
+		}
+		for (int h = 0; h < hs; h++) {
+			__m256 b0 = _mm256_add_ps(_mm512_castps512_ps256(a[h][0]), upper256(a[h][0]));
+			__m256 b1 = _mm256_add_ps(_mm512_castps512_ps256(a[h][1]), upper256(a[h][1]));
+			__m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(a[h][2]), upper256(a[h][2]));
+			__m256 b3 = _mm256_add_ps(_mm512_castps512_ps256(a[h][3]), upper256(a[h][3]));
+			four_scores(b0, b1, b2, b3, scale, s + (size_t) h * KEY_BLOCK + t);
+		}
+	}
+	for (; t < span; t++) {
+		const char *key = (const char *) k + (size_t) t * dh * element;
+		for (int h = 0; h < hs; h++) {
+			s[(size_t) h * KEY_BLOCK + t] = dot(key, q + (size_t) h * dh, dh) * scale;
+		}
+	}
+}
+
+/* weighted_avx512_of's 64-column form for heads h < hs (weights KEY_BLOCK apart in p,
+ * sums dh apart in c), factor 1 */
+__attribute__((target("avx512f,f16c"), always_inline)) static inline void weighted_set_of(const void *v, int kv_type,
+		const float *p, int hs, int span, int dh, float *c) {
+	__m512 by = _mm512_set1_ps(1.0f);
+	for (int i0 = 0; i0 < dh; i0 += 64) {
+		__m512 e[GROUP_SET][4], o[GROUP_SET][4];
+		for (int h = 0; h < hs; h++) {
+			for (int j = 0; j < 4; j++) {
+				e[h][j] = _mm512_setzero_ps();
+				o[h][j] = _mm512_setzero_ps();
+			}
+		}
+		int t = 0;
+		for (; t + 2 <= span; t += 2) {
+			size_t token = (size_t) t * dh + i0, next = token + dh;
+			__m512 v0 = cached16(v, token, kv_type), v1 = cached16(v, token + 16, kv_type);
+			__m512 v2 = cached16(v, token + 32, kv_type), v3 = cached16(v, token + 48, kv_type);
+			for (int h = 0; h < hs; h++) {
+				__m512 w = _mm512_set1_ps(p[(size_t) h * KEY_BLOCK + t]);
+				e[h][0] = _mm512_fmadd_ps(w, v0, e[h][0]);
+				e[h][1] = _mm512_fmadd_ps(w, v1, e[h][1]);
+				e[h][2] = _mm512_fmadd_ps(w, v2, e[h][2]);
+				e[h][3] = _mm512_fmadd_ps(w, v3, e[h][3]);
+			}
+			v0 = cached16(v, next, kv_type);
+			v1 = cached16(v, next + 16, kv_type);
+			v2 = cached16(v, next + 32, kv_type);
+			v3 = cached16(v, next + 48, kv_type);
+			for (int h = 0; h < hs; h++) {
+				__m512 u = _mm512_set1_ps(p[(size_t) h * KEY_BLOCK + t + 1]);
+				o[h][0] = _mm512_fmadd_ps(u, v0, o[h][0]);
+				o[h][1] = _mm512_fmadd_ps(u, v1, o[h][1]);
+				o[h][2] = _mm512_fmadd_ps(u, v2, o[h][2]);
+				o[h][3] = _mm512_fmadd_ps(u, v3, o[h][3]);
+			}
+		}
+		for (; t < span; t++) {
+			size_t token = (size_t) t * dh + i0;
+			__m512 v0 = cached16(v, token, kv_type), v1 = cached16(v, token + 16, kv_type);
+			__m512 v2 = cached16(v, token + 32, kv_type), v3 = cached16(v, token + 48, kv_type);
+			for (int h = 0; h < hs; h++) {
+				__m512 w = _mm512_set1_ps(p[(size_t) h * KEY_BLOCK + t]);
+				e[h][0] = _mm512_fmadd_ps(w, v0, e[h][0]);
+				e[h][1] = _mm512_fmadd_ps(w, v1, e[h][1]);
+				e[h][2] = _mm512_fmadd_ps(w, v2, e[h][2]);
+				e[h][3] = _mm512_fmadd_ps(w, v3, e[h][3]);
+			}
+		}
+		for (int h = 0; h < hs; h++) {
+			float *ch = c + (size_t) h * dh + i0;
+			_mm512_storeu_ps(ch, _mm512_mul_ps(_mm512_add_ps(e[h][0], o[h][0]), by));
+			_mm512_storeu_ps(ch + 16, _mm512_mul_ps(_mm512_add_ps(e[h][1], o[h][1]), by));
+			_mm512_storeu_ps(ch + 32, _mm512_mul_ps(_mm512_add_ps(e[h][2], o[h][2]), by));
+			_mm512_storeu_ps(ch + 48, _mm512_mul_ps(_mm512_add_ps(e[h][3], o[h][3]), by));
+		}
+	}
+}
+
+/* the largest of s[0, n) (the per-head forms' scalar maximum, 16 at a time) */
+__attribute__((target("avx512f"))) static float largest_avx512(const float *s, int n) {
+	__m512 top = _mm512_set1_ps(-INFINITY);
+	int t = 0;
+	for (; t + 16 <= n; t += 16) {
+		top = _mm512_max_ps(_mm512_loadu_ps(s + t), top);
+	}
+	float max = _mm512_reduce_max_ps(top);
+	for (; t < n; t++) {
+		max = (s[t] > max) ? s[t] : max;
+	}
+	return max;
+}
+
+typedef void (*scored_set_fn)(const void *k, const float *q, int span, int dh, float scale, float *s,
+		const char *values);
+typedef void (*weighted_set_fn)(const void *v, const float *p, int span, int dh, float *c);
+
+/* the set forms with a constant count of heads and cache type, so that their sums stay in registers */
+#define SET_FORMS(hs) \
+	__attribute__((target("avx512f,avx2,fma,f16c"))) static void scored_set##hs##_f32(const void *k, const float *q, \
+			int span, int dh, float scale, float *s, const char *values) { \
+		scored_set_of(k, TYPE_FLOAT32, q, hs, span, dh, scale, s, values); \
+	} \
+	__attribute__((target("avx512f,avx2,fma,f16c"))) static void scored_set##hs##_f16(const void *k, const float *q, \
+			int span, int dh, float scale, float *s, const char *values) { \
+		scored_set_of(k, TYPE_FLOAT16, q, hs, span, dh, scale, s, values); \
+	} \
+	__attribute__((target("avx512f,f16c"))) static void weighted_set##hs##_f32(const void *v, const float *p, int span, \
+			int dh, float *c) { \
+		weighted_set_of(v, TYPE_FLOAT32, p, hs, span, dh, c); \
+	} \
+	__attribute__((target("avx512f,f16c"))) static void weighted_set##hs##_f16(const void *v, const float *p, int span, \
+			int dh, float *c) { \
+		weighted_set_of(v, TYPE_FLOAT16, p, hs, span, dh, c); \
+	}
+SET_FORMS(1)
+SET_FORMS(2)
+SET_FORMS(3)
+
+static const scored_set_fn scored_sets[2][GROUP_SET] = { { scored_set1_f32, scored_set2_f32, scored_set3_f32 },
+	{ scored_set1_f16, scored_set2_f16, scored_set3_f16 } };
+static const weighted_set_fn weighted_sets[2][GROUP_SET] = {
+	{ weighted_set1_f32, weighted_set2_f32, weighted_set3_f32 }, { weighted_set1_f16, weighted_set2_f16, weighted_set3_f16 }
+};
+
+/* whether attend takes a group's heads together (griffin_init: CPUs with AVX-512) */
+static int grouped_attention;
+
+/*
  * Key ranges per row and key-value head: one for many rows; for few, enough that the
  * team has at least four units each (a lone sequence's decode step would otherwise leave
  * threads idle), each unit's range merged with the others' after the task.
@@ -1348,7 +1518,10 @@ static int attention_chunks(int rows, int kv_heads, int span) {
  * over its chunk of the row's cached keys [start, position], for the group of query heads
  * that share g. The keys and values are read once for the group, KEY_BLOCK of them at a
  * time, with an online softmax in float32 (each block's exponentials taken from the
- * running maximum, the earlier sums rescaled when it grows). With one chunk the context
+ * running maximum, the earlier sums rescaled when it grows). On AVX-512 CPUs (heads of a
+ * multiple of 64) a block's scores and weighted values are taken for up to GROUP_SET heads
+ * in one pass (scored_set_of, weighted_set_of), which widens each key and value once for
+ * them and asks for the values while the scores run; otherwise head by head. With one chunk the context
  * (the weighted sum of the values over the sum of the weights) is written, rounded;
  * otherwise each head's maximum, sum and unscaled values go to the partials.
  */
@@ -1356,7 +1529,8 @@ static void attend(const attention *a, int u0, int u1, int me) {
 	int dh = a->dh, group = a->group, chunks = a->chunks, kv_heads = a->heads / group;
 	float *s = a->scratch + (size_t) me * ATTEND_SCRATCH(group, dh);
 	float *sums = s + (size_t) group * KEY_BLOCK, *maxima = sums + group, *values = maxima + group;
-	float *block = values + (size_t) group * dh;
+	float *block = values + (size_t) group * dh, *rescales = block + (size_t) group * dh;
+	int grouped = grouped_attention && dh % 64 == 0;
 	scored_fn score = scorers[a->kv_type];
 	weighted_fn weigh = weighers[a->kv_type];
 	size_t element = (a->kv_type == TYPE_FLOAT16) ? 2 : 4;
@@ -1372,9 +1546,37 @@ static void attend(const attention *a, int u0, int u1, int me) {
 			maxima[h] = -INFINITY;
 			memset(values + (size_t) h * dh, 0, sizeof(float) * (size_t) dh);
 		}
+		const float *qg = a->q + ((size_t) row * a->heads + (size_t) g * group) * dh;
 		for (int b0 = t0; b0 < t1; b0 += KEY_BLOCK) {
 			int n = (t1 - b0 < KEY_BLOCK) ? t1 - b0 : KEY_BLOCK;
 			const char *k = keys + (size_t) b0 * dh * element, *v = vals + (size_t) b0 * dh * element;
+			if (grouped) {
+				for (int h0 = 0; h0 < group; h0 += GROUP_SET) {
+					int hs = (group - h0 < GROUP_SET) ? group - h0 : GROUP_SET;
+					scored_sets[a->kv_type][hs - 1](k, qg + (size_t) h0 * dh, n, dh, a->scale, s + (size_t) h0 * KEY_BLOCK,
+							(h0 == 0) ? v : NULL);
+				}
+				for (int h = 0; h < group; h++) {
+					float *sh = s + (size_t) h * KEY_BLOCK;
+					float top = largest_avx512(sh, n);
+					float max = (top > maxima[h]) ? top : maxima[h];
+					rescales[h] = (maxima[h] == -INFINITY) ? 0.0f : expf(maxima[h] - max);
+					sums[h] = sums[h] * rescales[h] + exponentiated(sh, n, max);
+					maxima[h] = max;
+				}
+				for (int h0 = 0; h0 < group; h0 += GROUP_SET) {
+					int hs = (group - h0 < GROUP_SET) ? group - h0 : GROUP_SET;
+					weighted_sets[a->kv_type][hs - 1](v, s + (size_t) h0 * KEY_BLOCK, n, dh, block + (size_t) h0 * dh);
+				}
+				for (int h = 0; h < group; h++) {
+					float *vh = values + (size_t) h * dh;
+					const float *bh = block + (size_t) h * dh;
+					for (int i = 0; i < dh; i++) {
+						vh[i] = vh[i] * rescales[h] + bh[i];
+					}
+				}
+				continue;
+			}
 			for (int h = 0; h < group; h++) {
 				const float *q = a->q + ((size_t) row * a->heads + (size_t) g * group + h) * dh;
 				float *sh = s + (size_t) h * KEY_BLOCK, *vh = values + (size_t) h * dh;
@@ -1878,6 +2080,7 @@ int griffin_init(int threads) {
 			scorers[TYPE_FLOAT16] = scored16_avx512;
 			weighers[TYPE_FLOAT32] = weighted_avx512;
 			weighers[TYPE_FLOAT16] = weighted16_avx512;
+			grouped_attention = 1;
 			level = 3;
 		}
 		else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
@@ -1915,6 +2118,16 @@ int griffin_init(int threads) {
  */
 void griffin_hold_helpers(int hold) {
 	__atomic_store_n(&held, hold, __ATOMIC_RELEASE);
+}
+
+/*
+ * Nonzero: a unit of attention takes its group's query heads together where this CPU has
+ * the form (AVX-512; the default there); zero: each head on its own. Both give the same
+ * contexts bit for bit. Returns whether the heads are now taken together. For tests.
+ */
+int griffin_group_heads(int together) {
+	grouped_attention = together && level == 3;
+	return grouped_attention;
 }
 
 /*

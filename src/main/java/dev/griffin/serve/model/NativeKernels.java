@@ -91,6 +91,18 @@ public final class NativeKernels {
 	}
 
 	/**
+	 * Whether a unit of attention takes its group's query heads together (true; the
+	 * default on CPUs with AVX-512, the only ones with that form) or each head on its own
+	 * (false). Both give the same contexts bit for bit. For tests.
+	 * @param together the heads together where the CPU has the form
+	 * @return whether the heads are now taken together
+	 */
+	static boolean groupHeads(boolean together) {
+		require();
+		return griffin_group_heads(together ? 1 : 0) != 0;
+	}
+
+	/**
 	 * Sets how the products of several activation rows pass over their weights: in tiles,
 	 * the columns per pass and the fewest float16 rows whose weights are widened to
 	 * float32 first; in panels (a prompt's rows), the columns per pass and per part at
@@ -484,6 +496,8 @@ public final class NativeKernels {
 	private static native int griffin_threads();
 
 	private static native void griffin_hold_helpers(int hold);
+
+	private static native int griffin_group_heads(int together);
 
 	private static native void griffin_row_passes(int columns, int widen, int pass, int part);
 

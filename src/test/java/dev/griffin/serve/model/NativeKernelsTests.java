@@ -625,6 +625,64 @@ class NativeKernelsTests {
 	}
 
 	/**
+	 * Decode rows attend with a group's query heads taken together (AVX-512, three at a
+	 * time) or each head on its own, and get the same layer output bit for bit: a lone
+	 * row over 700 keys (split into key ranges) and three rows of a batched step over
+	 * caches of unequal lengths, for groups that fill a set, leave part of one, or hold
+	 * one head, heads of 64, 128 and 256, float32 and float16 caches.
+	 */
+	@ParameterizedTest
+	@CsvSource({ "9, 3, 64, FLOAT16", "9, 3, 64, FLOAT32", "7, 1, 64, FLOAT16", "4, 4, 64, FLOAT32",
+			"12, 2, 128, FLOAT16", "8, 2, 128, FLOAT32", "4, 1, 256, FLOAT16" })
+	void aGroupsHeadsTakenTogetherGiveWhatEachHeadGivesOnItsOwn(int heads, int kvHeads, int dh, String cacheType) {
+		DataType type = DataType.valueOf(cacheType);
+		int[][] steps = { { 700 }, { 300, 517, 45 } };
+		try (NDScope scope = new NDScope()) {
+			NDArray norm = manager.randomUniform(0.5f, 1.5f, new Shape(128));
+			NDArray qkv = Prompt.Layer.half((heads + 2 * kvHeads) * dh, 128).mul(0.2f);
+			NDArray output = Prompt.Layer.half(128, heads * dh);
+			NDArray gateUp = Prompt.Layer.half(24, 128);
+			NDArray down = Prompt.Layer.half(128, 12);
+			NDArray rotations = rotateHalf(701, dh);
+			for (int[] positions : steps) {
+				int rows = positions.length;
+				NDArray x = manager.randomNormal(new Shape(rows, 128));
+				NDArray[] keys = new NDArray[rows];
+				NDArray[] values = new NDArray[rows];
+				NDList rotation = new NDList();
+				for (int r = 0; r < rows; r++) {
+					keys[r] = manager.randomNormal(new Shape(kvHeads, positions[r] + 1, dh)).toType(type, false);
+					values[r] = manager.randomNormal(new Shape(kvHeads, positions[r] + 1, dh)).toType(type, false);
+					rotation.add(rotations.get(positions[r]));
+				}
+				NDArray rotated = NDArrays.stack(rotation);
+				float[][] outputs = new float[2][];
+				boolean[] together = { false, true };
+				try {
+					for (int form = 0; form < 2; form++) {
+						NativeKernels.groupHeads(together[form]);
+						NDArray[] keyCopies = new NDArray[rows];
+						NDArray[] valueCopies = new NDArray[rows];
+						for (int r = 0; r < rows; r++) {
+							keyCopies[r] = keys[r].duplicate();
+							valueCopies[r] = values[r].duplicate();
+						}
+						outputs[form] = NativeKernels
+							.layer(x.duplicate(), norm, norm, 1e-6f, qkv, null, output, rotated.duplicate(), keyCopies,
+									valueCopies, new int[rows], positions, new int[rows], heads, 0.125f, gateUp, down,
+									HiddenActivation.SILU, null, null, null, false)
+							.toFloatArray();
+					}
+				}
+				finally {
+					NativeKernels.groupHeads(true);
+				}
+				assertThat(outputs[1]).as("%d rows", rows).containsExactly(outputs[0]);
+			}
+		}
+	}
+
+	/**
 	 * A layer with heads of 64, as real models have: D 128, 4 heads over 2 key-value
 	 * heads, a block of 12 neurons, float16 weights.
 	 */
