@@ -627,7 +627,7 @@ class NativeKernelsTests {
 	/**
 	 * Decode rows attend with a group's query heads taken together (AVX-512, three at a
 	 * time) or each head on its own, and get the same layer output bit for bit: a lone
-	 * row over 700 keys (split into key ranges) and three rows of a batched step over
+	 * row over 701 keys (split into key ranges) and three rows of a batched step over
 	 * caches of unequal lengths, for groups that fill a set, leave part of one, or hold
 	 * one head, heads of 64, 128 and 256, float32 and float16 caches.
 	 */
