@@ -1521,9 +1521,10 @@ static int attention_chunks(int rows, int kv_heads, int span) {
  * running maximum, the earlier sums rescaled when it grows). On AVX-512 CPUs (heads of a
  * multiple of 64) a block's scores and weighted values are taken for up to GROUP_SET heads
  * in one pass (scored_set_of, weighted_set_of), which widens each key and value once for
- * them and asks for the values while the scores run; otherwise head by head. With one chunk the context
- * (the weighted sum of the values over the sum of the weights) is written, rounded;
- * otherwise each head's maximum, sum and unscaled values go to the partials.
+ * them and asks for the values while the scores run; otherwise head by head. With one
+ * chunk the context (the weighted sum of the values over the sum of the weights) is
+ * written, rounded; otherwise each head's maximum, sum and unscaled values go to the
+ * partials.
  */
 static void attend(const attention *a, int u0, int u1, int me) {
 	int dh = a->dh, group = a->group, chunks = a->chunks, kv_heads = a->heads / group;
