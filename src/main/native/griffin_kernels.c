@@ -1392,6 +1392,21 @@ __attribute__((target("avx512f,avx2,fma,f16c"), always_inline)) static inline vo
 	}
 }
 
+/* sums[h][j] += p[h KEY_BLOCK + t] times the 64 values from element `token` of v (kv_type),
+ * 16 columns in each j, for heads h < hs */
+__attribute__((target("avx512f,f16c"), always_inline)) static inline void weighted_token(const void *v, int kv_type,
+		size_t token, const float *p, int t, int hs, __m512 sums[GROUP_SET][4]) {
+	__m512 v0 = cached16(v, token, kv_type), v1 = cached16(v, token + 16, kv_type);
+	__m512 v2 = cached16(v, token + 32, kv_type), v3 = cached16(v, token + 48, kv_type);
+	for (int h = 0; h < hs; h++) {
+		__m512 w = _mm512_set1_ps(p[(size_t) h * KEY_BLOCK + t]);
+		sums[h][0] = _mm512_fmadd_ps(w, v0, sums[h][0]);
+		sums[h][1] = _mm512_fmadd_ps(w, v1, sums[h][1]);
+		sums[h][2] = _mm512_fmadd_ps(w, v2, sums[h][2]);
+		sums[h][3] = _mm512_fmadd_ps(w, v3, sums[h][3]);
+	}
+}
+
 /* weighted_avx512_of's 64-column form for heads h < hs (weights KEY_BLOCK apart in p,
  * sums dh apart in c), factor 1 */
 __attribute__((target("avx512f,f16c"), always_inline)) static inline void weighted_set_of(const void *v, int kv_type,
@@ -1406,40 +1421,14 @@ __attribute__((target("avx512f,f16c"), always_inline)) static inline void weight
 			}
 		}
 		int t = 0;
+		/* two tokens' products in separate sums, as weighted_avx512_of keeps them */
 		for (; t + 2 <= span; t += 2) {
-			size_t token = (size_t) t * dh + i0, next = token + dh;
-			__m512 v0 = cached16(v, token, kv_type), v1 = cached16(v, token + 16, kv_type);
-			__m512 v2 = cached16(v, token + 32, kv_type), v3 = cached16(v, token + 48, kv_type);
-			for (int h = 0; h < hs; h++) {
-				__m512 w = _mm512_set1_ps(p[(size_t) h * KEY_BLOCK + t]);
-				e[h][0] = _mm512_fmadd_ps(w, v0, e[h][0]);
-				e[h][1] = _mm512_fmadd_ps(w, v1, e[h][1]);
-				e[h][2] = _mm512_fmadd_ps(w, v2, e[h][2]);
-				e[h][3] = _mm512_fmadd_ps(w, v3, e[h][3]);
-			}
-			v0 = cached16(v, next, kv_type);
-			v1 = cached16(v, next + 16, kv_type);
-			v2 = cached16(v, next + 32, kv_type);
-			v3 = cached16(v, next + 48, kv_type);
-			for (int h = 0; h < hs; h++) {
-				__m512 u = _mm512_set1_ps(p[(size_t) h * KEY_BLOCK + t + 1]);
-				o[h][0] = _mm512_fmadd_ps(u, v0, o[h][0]);
-				o[h][1] = _mm512_fmadd_ps(u, v1, o[h][1]);
-				o[h][2] = _mm512_fmadd_ps(u, v2, o[h][2]);
-				o[h][3] = _mm512_fmadd_ps(u, v3, o[h][3]);
-			}
+			size_t token = (size_t) t * dh + i0;
+			weighted_token(v, kv_type, token, p, t, hs, e);
+			weighted_token(v, kv_type, token + dh, p, t + 1, hs, o);
 		}
 		for (; t < span; t++) {
-			size_t token = (size_t) t * dh + i0;
-			__m512 v0 = cached16(v, token, kv_type), v1 = cached16(v, token + 16, kv_type);
-			__m512 v2 = cached16(v, token + 32, kv_type), v3 = cached16(v, token + 48, kv_type);
-			for (int h = 0; h < hs; h++) {
-				__m512 w = _mm512_set1_ps(p[(size_t) h * KEY_BLOCK + t]);
-				e[h][0] = _mm512_fmadd_ps(w, v0, e[h][0]);
-				e[h][1] = _mm512_fmadd_ps(w, v1, e[h][1]);
-				e[h][2] = _mm512_fmadd_ps(w, v2, e[h][2]);
-				e[h][3] = _mm512_fmadd_ps(w, v3, e[h][3]);
-			}
+			weighted_token(v, kv_type, (size_t) t * dh + i0, p, t, hs, e);
 		}
 		for (int h = 0; h < hs; h++) {
 			float *ch = c + (size_t) h * dh + i0;
