@@ -9,7 +9,8 @@
  * where it has it); for several, a unit per row (attend) against the blocks of rows
  * (attend_blocks, on CPUs with AVX-512). With "grouped" after the steps, a unit per row
  * both times, each head of a group on its own against the group's heads together (AVX-512);
- * then "float16" makes the caches float16:
+ * with "chunks", the group's heads together both times, a lone row's keys split for four
+ * units per thread against two (attention_chunks); then "float16" makes the caches float16:
  *
  *   cc -O3 -std=gnu11 -pthread -o /tmp/attention tools/reference/bench_native_attention.c -lm
  *   /tmp/attention 30 576 1          # layers, cached tokens, rows: one decode row over 576 keys
@@ -17,6 +18,7 @@
  *   /tmp/attention 30 2048 256 6     # the last 256 rows of a 2048-token prompt
  *   /tmp/attention 30 576 1 200 grouped float16   # one decode row, the heads of a group together
  *   /tmp/attention 30 576 4 200 grouped           # four rows of a batched step
+ *   /tmp/attention 30 576 1 200 chunks float16    # a lone row's keys in fewer ranges
  *
  * The rows are one sequence's, at positions tokens - rows .. tokens - 1. Prints each form's
  * mean step (after 10 unmeasured ones; a fourth argument sets the steps, default 200) and
@@ -44,12 +46,13 @@ volatile long kept;
 
 int main(int argc, char **argv) {
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s layers tokens rows [steps [grouped [float16]]]\n", argv[0]);
+		fprintf(stderr, "usage: %s layers tokens rows [steps [grouped|chunks [float16]]]\n", argv[0]);
 		return 2;
 	}
 	int layers = atoi(argv[1]), tokens = atoi(argv[2]), rows = atoi(argv[3]), heads = 9, kv_heads = 3, dh = 64;
 	int steps = (argc > 4) ? atoi(argv[4]) : 200;
-	int grouping = argc > 5 && strcmp(argv[5], "grouped") == 0;
+	int chunking = argc > 5 && strcmp(argv[5], "chunks") == 0;
+	int grouping = chunking || (argc > 5 && strcmp(argv[5], "grouped") == 0);
 	int kv_type = (argc > 6 && strcmp(argv[6], "float16") == 0) ? TYPE_FLOAT16 : TYPE_FLOAT32;
 	size_t element = (kv_type == TYPE_FLOAT16) ? 2 : 4;
 	if (layers < 1 || rows < 1 || tokens < rows || steps < 2) {
@@ -106,7 +109,8 @@ int main(int argc, char **argv) {
 		int form = s % 2;
 		scorers[kv_type] = scores[form];
 		weighers[kv_type] = weighs[form];
-		grouped_attention = grouping && form == 1;
+		grouped_attention = grouping && (chunking || form == 1);
+		units_per_thread = (chunking && form == 0) ? 4 : 2;
 		double start = seconds();
 		for (int l = 0; l < layers; l++) {
 			for (int r = 0; r < rows; r++) {
@@ -144,7 +148,11 @@ int main(int argc, char **argv) {
 		double d = fabs((double) contexts[0][i] - contexts[1][i]) / ((size > 1e-3) ? size : 1e-3);
 		largest = (d > largest) ? d : largest;
 	}
-	if (grouping) {
+	if (chunking) {
+		printf("four units per thread: mean %.3f ms a step\n", total[0] / (steps / 2));
+		printf("two units per thread: mean %.3f ms a step\n", total[1] / (steps / 2));
+	}
+	else if (grouping) {
 		printf("each head on its own: mean %.3f ms a step\n", total[0] / (steps / 2));
 		printf("a group's heads together: mean %.3f ms a step\n", total[1] / (steps / 2));
 	}

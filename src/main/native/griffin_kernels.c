@@ -1491,11 +1491,16 @@ static int grouped_attention;
 
 /*
  * Key ranges per row and key-value head: one for many rows; for few, enough that the
- * team has at least four units each (a lone sequence's decode step would otherwise leave
- * threads idle), each unit's range merged with the others' after the task.
+ * team has at least two units each (a lone sequence's decode step would otherwise leave
+ * threads idle), each unit's range merged with the others' after the task. Two
+ * (units_per_thread) rather than four: with two threads, a lone row's 6 units (SmolLM2's 3 key-value heads) took
+ * 2-8% less time than 9, and 4 units than 8 for 2 or 1 key-value heads
+ * (tools/reference/bench_native_attention.c).
  */
+static int units_per_thread = 2;
+
 static int attention_chunks(int rows, int kv_heads, int span) {
-	int units = rows * kv_heads, wanted = 4 * team;
+	int units = rows * kv_heads, wanted = units_per_thread * team;
 	int chunks = (units >= wanted) ? 1 : (wanted + units - 1) / units;
 	/* no fewer than MIN_CHUNK_KEYS keys a chunk: shorter ones cost more to merge than they save */
 	int most = (int) (((long long) span + MIN_CHUNK_KEYS - 1) / MIN_CHUNK_KEYS);
