@@ -316,10 +316,12 @@ public final class NativeKernels {
 					"a native layer's statistic needs %d neurons, not %d".formatted(k, statistic.length));
 		}
 		NDArray y = overwrite ? x : x.getManager().create(new Shape(rows, d), io);
-		Buffer in = memory(x);
+		// a pass's layers take the same hidden state (written over) and rotation one
+		// after another
+		Buffer in = lasting(x);
 		succeeded(griffin_layer(overwrite ? in : memory(y), in, type(x), rows, Math.toIntExact(d),
 				lasting(attentionNorm), lasting(ffnNorm), epsilon, lasting(queryKeyValue),
-				(bias == null) ? null : lasting(bias), lasting(output), type(queryKeyValue), memory(rotation),
+				(bias == null) ? null : lasting(bias), lasting(output), type(queryKeyValue), lasting(rotation),
 				keyAddresses, valueAddresses, strides, typeCode(cached), positions, starts, heads, kvHeads, dh, scale,
 				lasting(gateUp), lasting(down), type(gateUp), Math.toIntExact(k), activation.code(),
 				(keep == null) ? null : memory(keep), statistic, owners));
@@ -387,9 +389,10 @@ public final class NativeKernels {
 
 	/**
 	 * {@link #memory} of a tensor that outlives many calls (a weight, GRIFFIN's gathered
-	 * experts, a KV cache), kept by its libtorch handle: a layer's call passes about a
-	 * dozen of them, and asking libtorch for each costs a few microseconds (a few percent
-	 * of a SmolLM2 decode step). An entry counts only for the very array it was made for,
+	 * experts, a KV cache, or a pass's hidden state and rotation, which each of its
+	 * layers takes), kept by its libtorch handle: a layer's call passes about a dozen of
+	 * them, and asking libtorch for each costs a few microseconds (a few percent of a
+	 * SmolLM2 decode step). An entry counts only for the very array it was made for,
 	 * while that array is open; the least recently used go beyond {@link #LASTING}.
 	 */
 	private static Buffer lasting(NDArray array) {
