@@ -318,13 +318,13 @@ public final class NativeKernels {
 		NDArray y = overwrite ? x : x.getManager().create(new Shape(rows, d), io);
 		// a pass's layers take the same hidden state (written over) and rotation one
 		// after another
-		Buffer in = lasting(x);
-		succeeded(griffin_layer(overwrite ? in : memory(y), in, type(x), rows, Math.toIntExact(d),
-				lasting(attentionNorm), lasting(ffnNorm), epsilon, lasting(queryKeyValue),
-				(bias == null) ? null : lasting(bias), lasting(output), type(queryKeyValue), lasting(rotation),
+		long in = address(x);
+		succeeded(griffin_layer(overwrite ? in : address(memory(y)), in, type(x), rows, Math.toIntExact(d),
+				address(attentionNorm), address(ffnNorm), epsilon, address(queryKeyValue),
+				(bias == null) ? 0L : address(bias), address(output), type(queryKeyValue), address(rotation),
 				keyAddresses, valueAddresses, strides, typeCode(cached), positions, starts, heads, kvHeads, dh, scale,
-				lasting(gateUp), lasting(down), type(gateUp), Math.toIntExact(k), activation.code(),
-				(keep == null) ? null : memory(keep), statistic, owners));
+				address(gateUp), address(down), type(gateUp), Math.toIntExact(k), activation.code(),
+				(keep == null) ? 0L : address(memory(keep)), statistic, owners));
 		return y;
 	}
 
@@ -382,9 +382,22 @@ public final class NativeKernels {
 		return new NDArray[] { rows, columns };
 	}
 
-	/** The address of a cache's memory, which must stay open while it is used. */
+	/**
+	 * The address of {@link #lasting}'s memory of a tensor, which must stay open while it
+	 * is used. A layer's call passes addresses, not buffers: JNA hands a long over as it
+	 * is, where it asks the JVM for each buffer's address and position (about a dozen
+	 * calls back into the JVM a layer).
+	 */
 	private static long address(NDArray array) {
-		return Pointer.nativeValue(Native.getDirectBufferPointer(lasting(array)));
+		if (!(array instanceof PtNDArray tensor) || array.isReleased()) {
+			return address(memory(array)); // which refuses what it cannot read
+		}
+		return located(tensor).address();
+	}
+
+	/** The address of a direct buffer's memory. */
+	private static long address(Buffer buffer) {
+		return Pointer.nativeValue(Native.getDirectBufferPointer(buffer));
 	}
 
 	/**
@@ -399,22 +412,28 @@ public final class NativeKernels {
 		if (!(array instanceof PtNDArray tensor) || array.isReleased()) {
 			return memory(array); // which refuses what it cannot read
 		}
+		return located(tensor).buffer();
+	}
+
+	/** {@link #lasting}'s entry for an open tensor, made if it has none. */
+	private static Located located(PtNDArray tensor) {
 		Long handle = tensor.getHandle();
 		synchronized (LOCATED) {
 			Located known = LOCATED.get(handle);
-			if (known != null && known.array().get() == array) {
-				return known.buffer();
+			if (known != null && known.array().get() == tensor) {
+				return known;
 			}
 		}
-		Buffer buffer = memory(array);
+		Buffer buffer = memory(tensor);
+		Located made = new Located(new WeakReference<>(tensor), buffer, address(buffer));
 		synchronized (LOCATED) {
-			LOCATED.put(handle, new Located(new WeakReference<>(array), buffer));
+			LOCATED.put(handle, made);
 		}
-		return buffer;
+		return made;
 	}
 
-	/** A tensor and the buffer over its memory. */
-	private record Located(WeakReference<NDArray> array, Buffer buffer) {
+	/** A tensor, the buffer over its memory and that memory's address. */
+	private record Located(WeakReference<NDArray> array, Buffer buffer, long address) {
 	}
 
 	/** The most tensors {@link #lasting} keeps buffers for. */
@@ -519,10 +538,10 @@ public final class NativeKernels {
 	private static native int griffin_gather(Buffer gateUp, Buffer down, int type, int[] neurons, int k, int f, int d,
 			Buffer gateUpOut, Buffer downOut);
 
-	private static native int griffin_layer(Buffer y, Buffer x, int ioType, int rows, int d, Buffer attentionNorm,
-			Buffer ffnNorm, float epsilon, Buffer queryKeyValue, Buffer bias, Buffer output, int attentionType,
-			Buffer rotation, long[] keys, long[] values, long[] headStrides, int kvType, int[] positions, int[] starts,
-			int heads, int kvHeads, int dh, float scale, Buffer gateUp, Buffer down, int ffType, int k, int activation,
-			Buffer keep, double[] statistic, int[] owners);
+	private static native int griffin_layer(long y, long x, int ioType, int rows, int d, long attentionNorm,
+			long ffnNorm, float epsilon, long queryKeyValue, long bias, long output, int attentionType, long rotation,
+			long[] keys, long[] values, long[] headStrides, int kvType, int[] positions, int[] starts, int heads,
+			int kvHeads, int dh, float scale, long gateUp, long down, int ffType, int k, int activation, long keep,
+			double[] statistic, int[] owners);
 
 }
