@@ -84,8 +84,9 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * @param stallTimeout a stream whose client reads nothing for this long is cancelled
 	 * and its connection closed
 	 * @param promptGather how long an engine with no sequence decoding holds a new
-	 * prompt's pass while other admitted requests are still being prepared, so that
-	 * requests sent together share one pass (0: never)
+	 * prompt's pass while other generation requests are still on their way to it (their
+	 * bodies read, or being prepared), so that requests sent together share one pass (0:
+	 * never)
 	 */
 	public record Generation(@DefaultValue("0.75") double defaultDensity,
 			@DefaultValue("256") int denseBelowPromptTokens,

@@ -77,7 +77,7 @@ public final class EngineLoop implements AutoCloseable {
 
 	private final long stallNanos;
 
-	/** Requests admitted and still being prepared (see {@link #promptHold}). */
+	/** Requests on their way to the loop (see {@link #promptHold}). */
 	private final IntSupplier preparing;
 
 	private final long gatherNanos;
@@ -116,7 +116,8 @@ public final class EngineLoop implements AutoCloseable {
 	/**
 	 * @param arenaTokensPerSequence the KV arena's tokens per sequence
 	 * ({@link #arenaFor}; 0: every sequence keeps a cache of its own)
-	 * @param preparing requests admitted and not yet submitted (being prepared)
+	 * @param preparing requests on their way to the loop: arrived or admitted, not yet
+	 * submitted ({@link InferenceScheduler#preparing()})
 	 * @param promptGather how long a loop with no sequence decoding holds a new prompt's
 	 * pass while {@code preparing} is positive, counted from the oldest prompt's
 	 * submission, so that requests arriving together share a pass (zero: never)
@@ -229,11 +230,11 @@ public final class EngineLoop implements AutoCloseable {
 
 	/**
 	 * How much longer to hold the prompts' pass: while no sequence decodes (a running
-	 * step is itself the time in which arrivals gather) and requests admitted with these
-	 * are still being prepared, up to the gathering time from the oldest prompt's
-	 * submission. Requests sent together reach the loop a few milliseconds apart, after
-	 * their preparation; without the hold the first starts a pass alone and the rest wait
-	 * for it and a decode step before their own.
+	 * step is itself the time in which arrivals gather) and other requests are still on
+	 * their way (their bodies read, or being prepared), up to the gathering time from the
+	 * oldest prompt's submission. Requests sent together reach the loop a few
+	 * milliseconds apart, after their preparation; without the hold the first starts a
+	 * pass alone and the rest wait for it and a decode step before their own.
 	 */
 	private long promptHold(long now) {
 		if (this.gatherNanos == 0 || this.preparing.getAsInt() == 0) {

@@ -94,6 +94,8 @@ public final class InferenceScheduler implements AutoCloseable {
 
 	private final AtomicInteger preparing = new AtomicInteger();
 
+	private final AtomicInteger arriving = new AtomicInteger();
+
 	private final Scheduler preparationScheduler;
 
 	/**
@@ -167,11 +169,29 @@ public final class InferenceScheduler implements AutoCloseable {
 	}
 
 	/**
-	 * Requests admitted and not yet handed to the engine or ended: being prepared, or
-	 * prepared and about to be queued.
+	 * Counts a request from its arrival (its headers read, its key accepted) until its
+	 * admission is asked for, or until it ends without one: the time in which its body is
+	 * read and parsed. The returned action ends the count; it may run any number of
+	 * times, from any thread.
+	 */
+	public Runnable arrival() {
+		this.arriving.incrementAndGet();
+		AtomicBoolean ended = new AtomicBoolean();
+		return () -> {
+			if (ended.compareAndSet(false, true)) {
+				this.arriving.decrementAndGet();
+			}
+		};
+	}
+
+	/**
+	 * Requests on their way to the engine: arrived and not yet admitted
+	 * ({@link #arrival()}), or admitted and not yet handed to the engine or ended (being
+	 * prepared, or prepared and about to be queued). An idle engine holds a new prompt's
+	 * pass for them, up to the prompt gathering time.
 	 */
 	public int preparing() {
-		return this.preparing.get();
+		return this.arriving.get() + this.preparing.get();
 	}
 
 	private static void release(Bulkhead bulkhead) {

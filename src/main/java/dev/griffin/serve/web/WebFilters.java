@@ -8,6 +8,7 @@ import org.springframework.web.cors.reactive.CorsWebFilter;
 import org.springframework.web.cors.reactive.UrlBasedCorsConfigurationSource;
 
 import dev.griffin.serve.config.GriffinProperties;
+import dev.griffin.serve.generation.InferenceScheduler;
 
 /**
  * The web filters in front of every endpoint: the request body's tracking, CORS, then the
@@ -28,8 +29,8 @@ class WebFilters {
 	}
 
 	@Bean
-	AdmissionFilter admissionFilter() {
-		return new AdmissionFilter();
+	AdmissionFilter admissionFilter(InferenceScheduler scheduler) {
+		return new AdmissionFilter(scheduler::arrival);
 	}
 
 	/**
