@@ -17,8 +17,9 @@ import org.slf4j.LoggerFactory;
  * Chooses a model's {@link Kernels} on the machine it runs on: each candidate form runs
  * the model's own passes (a decode step; on the CPU, a prompt chunk for float16 or
  * float32), interleaved so that drift affects every candidate alike, and the fastest
- * whose logits match libtorch's default form wins. A form that configuration names is
- * used as it is.
+ * whose logits match libtorch's default form wins; the native prefill form also wins
+ * within {@link #SHARED_PASS_MARGIN} of the fastest, since only its pass runs several
+ * sequences' prompts together. A form that configuration names is used as it is.
  */
 public final class KernelCalibration {
 
@@ -38,6 +39,13 @@ public final class KernelCalibration {
 	 * magnitude, that a candidate may show: the forms only reorder sums.
 	 */
 	private static final double TOLERANCE = 1e-2;
+
+	/**
+	 * How much slower than the fastest prefill form the native one may be and still be
+	 * chosen: its pass takes the prompts of several sequences at once (requests sent
+	 * together read the weights once), which a one-sequence chunk does not time.
+	 */
+	static final double SHARED_PASS_MARGIN = 0.15;
 
 	/**
 	 * What calibration measured and chose.
@@ -124,7 +132,7 @@ public final class KernelCalibration {
 					candidates.remove(Kernels.Decode.NATIVE);
 				}
 				chosenDecode = fastest(model, candidates, (form) -> new Kernels(form, Kernels.Prefill.WEIGHTS, threads),
-						1, decodeTimes);
+						1, decodeTimes, null, 0);
 			}
 			else {
 				chosenDecode = Kernels.Decode.POOL;
@@ -140,7 +148,7 @@ public final class KernelCalibration {
 					.filter((form) -> form != Kernels.Prefill.NATIVE || NativeKernels.unavailable() == null)
 					.toList();
 				chosenPrefill = fastest(model, candidates, (form) -> new Kernels(Kernels.Decode.POOL, form, threads),
-						PREFILL_TOKENS, prefillTimes);
+						PREFILL_TOKENS, prefillTimes, Kernels.Prefill.NATIVE, SHARED_PASS_MARGIN);
 			}
 			else {
 				chosenPrefill = Kernels.Prefill.WEIGHTS;
@@ -153,10 +161,11 @@ public final class KernelCalibration {
 
 	/**
 	 * The candidate whose pass of {@code tokens} tokens is fastest, among those whose
-	 * logits match the first candidate's.
+	 * logits match the first candidate's ({@link #pick}).
 	 */
 	private static <F extends Enum<F>> F fastest(CausalLm model, List<F> candidates,
-			java.util.function.Function<F, Kernels> plan, int tokens, Map<F, Double> times) {
+			java.util.function.Function<F, Kernels> plan, int tokens, Map<F, Double> times, F preferred,
+			double margin) {
 		int n = candidates.size();
 		CausalLm[] models = new CausalLm[n];
 		for (int i = 0; i < n; i++) {
@@ -200,8 +209,7 @@ public final class KernelCalibration {
 		finally {
 			Kernels.useThreads(model.kernels().threads()); // as the thread was before
 		}
-		F best = candidates.get(0);
-		double bestTime = Double.MAX_VALUE;
+		Map<F, Double> matching = new LinkedHashMap<>();
 		for (int i = 0; i < n; i++) {
 			double time = median(millis[i]);
 			times.put(candidates.get(i), time);
@@ -211,10 +219,26 @@ public final class KernelCalibration {
 						candidates.get(i), candidates.get(0), difference);
 				continue;
 			}
-			if (time < bestTime) {
-				bestTime = time;
-				best = candidates.get(i);
+			matching.put(candidates.get(i), time);
+		}
+		return pick(matching, preferred, margin);
+	}
+
+	/**
+	 * The fastest of the forms whose logits matched (never empty: the first candidate
+	 * matches itself), or {@code preferred} where it matched and is at most
+	 * {@code margin} slower than the fastest.
+	 */
+	static <F> F pick(Map<F, Double> times, F preferred, double margin) {
+		F best = null;
+		for (Map.Entry<F, Double> entry : times.entrySet()) {
+			if (best == null || entry.getValue() < times.get(best)) {
+				best = entry.getKey();
 			}
+		}
+		Double preferredTime = (preferred != null) ? times.get(preferred) : null;
+		if (preferredTime != null && preferredTime <= times.get(best) * (1 + margin)) {
+			return preferred;
 		}
 		return best;
 	}

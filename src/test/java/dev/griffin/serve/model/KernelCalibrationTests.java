@@ -1,0 +1,40 @@
+package dev.griffin.serve.model;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+import org.junit.jupiter.api.Test;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+class KernelCalibrationTests {
+
+	@Test
+	void theFastestMatchingFormWinsAndTheNativePrefillWithinItsMargin() {
+		Map<Kernels.Prefill, Double> times = new LinkedHashMap<>();
+		times.put(Kernels.Prefill.WEIGHTS, 84.3);
+		times.put(Kernels.Prefill.ONEDNN, 67.5);
+		times.put(Kernels.Prefill.NATIVE, 68.4);
+		assertThat(KernelCalibration.pick(times, null, 0)).isEqualTo(Kernels.Prefill.ONEDNN);
+		assertThat(KernelCalibration.pick(times, Kernels.Prefill.NATIVE, KernelCalibration.SHARED_PASS_MARGIN))
+			.as("1.3% slower: its shared passes outweigh that")
+			.isEqualTo(Kernels.Prefill.NATIVE);
+
+		times.put(Kernels.Prefill.NATIVE, 67.5 * (1 + KernelCalibration.SHARED_PASS_MARGIN) * 1.001);
+		assertThat(KernelCalibration.pick(times, Kernels.Prefill.NATIVE, KernelCalibration.SHARED_PASS_MARGIN))
+			.as("past the margin")
+			.isEqualTo(Kernels.Prefill.ONEDNN);
+
+		times.put(Kernels.Prefill.NATIVE, 60.0);
+		assertThat(KernelCalibration.pick(times, Kernels.Prefill.NATIVE, KernelCalibration.SHARED_PASS_MARGIN))
+			.isEqualTo(Kernels.Prefill.NATIVE);
+
+		// a form whose logits did not match is not among the times: the preferred one
+		// missing leaves the fastest
+		times.remove(Kernels.Prefill.NATIVE);
+		assertThat(KernelCalibration.pick(times, Kernels.Prefill.NATIVE, KernelCalibration.SHARED_PASS_MARGIN))
+			.isEqualTo(Kernels.Prefill.ONEDNN);
+		assertThat(KernelCalibration.pick(Map.of(Kernels.Decode.POOL, 30.0), null, 0)).isEqualTo(Kernels.Decode.POOL);
+	}
+
+}
