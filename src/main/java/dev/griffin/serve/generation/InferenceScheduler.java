@@ -7,6 +7,7 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Supplier;
 
 import io.github.resilience4j.bulkhead.Bulkhead;
@@ -96,6 +97,9 @@ public final class InferenceScheduler implements AutoCloseable {
 
 	private final AtomicInteger arriving = new AtomicInteger();
 
+	/** {@link System#nanoTime()} of the latest {@link #arrival()}. */
+	private final AtomicLong latestArrival = new AtomicLong();
+
 	private final Scheduler preparationScheduler;
 
 	/**
@@ -175,6 +179,7 @@ public final class InferenceScheduler implements AutoCloseable {
 	 * times, from any thread.
 	 */
 	public Runnable arrival() {
+		this.latestArrival.set(System.nanoTime());
 		this.arriving.incrementAndGet();
 		AtomicBoolean ended = new AtomicBoolean();
 		return () -> {
@@ -188,10 +193,15 @@ public final class InferenceScheduler implements AutoCloseable {
 	 * Requests on their way to the engine: arrived and not yet admitted
 	 * ({@link #arrival()}), or admitted and not yet handed to the engine or ended (being
 	 * prepared, or prepared and about to be queued). An idle engine holds a new prompt's
-	 * pass for them, up to the prompt gathering time.
+	 * pass for them, up to the prompt gathering time. Arrivals count only while the
+	 * latest came within that time: a body sent slowly is no request sent together with a
+	 * later one, and must not hold every later prompt.
 	 */
 	public int preparing() {
-		return this.arriving.get() + this.preparing.get();
+		int arriving = this.arriving.get();
+		boolean recent = arriving > 0
+				&& System.nanoTime() - this.latestArrival.get() <= this.limits.promptGather().toNanos();
+		return (recent ? arriving : 0) + this.preparing.get();
 	}
 
 	private static void release(Bulkhead bulkhead) {

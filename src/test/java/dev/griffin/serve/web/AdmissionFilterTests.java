@@ -35,12 +35,15 @@ class AdmissionFilterTests {
 	private final Bulkhead bulkhead = Bulkhead.of("generation",
 			BulkheadConfig.custom().maxConcurrentCalls(1).maxWaitDuration(Duration.ZERO).build());
 
-	private final InferenceScheduler scheduler = new InferenceScheduler(null, null,
-			new GenerationMetrics(new SimpleMeterRegistry(), null), 4, 0, this.bulkhead,
-			CircuitBreaker.ofDefaults("engine"), RateLimiterRegistry.ofDefaults(), Duration.ofMinutes(1),
-			new InferenceScheduler.Limits(8, 0, Duration.ofSeconds(30), Duration.ofMillis(20)));
+	private final InferenceScheduler scheduler = scheduler(Duration.ofSeconds(30));
 
 	private final AdmissionFilter filter = new AdmissionFilter(this.scheduler::arrival);
+
+	private InferenceScheduler scheduler(Duration promptGather) {
+		return new InferenceScheduler(null, null, new GenerationMetrics(new SimpleMeterRegistry(), null), 4, 0,
+				this.bulkhead, CircuitBreaker.ofDefaults("engine"), RateLimiterRegistry.ofDefaults(),
+				Duration.ofMinutes(1), new InferenceScheduler.Limits(8, 0, Duration.ofSeconds(30), promptGather));
+	}
 
 	@AfterEach
 	void close() {
@@ -102,6 +105,22 @@ class AdmissionFilterTests {
 		assertThat(this.scheduler.preparing()).isEqualTo(1);
 		reading.dispose();
 		assertThat(this.scheduler.preparing()).isZero();
+	}
+
+	@Test
+	void arrivalsCountOnlyWhileTheLatestCameWithinTheGatheringTime() throws Exception {
+		try (InferenceScheduler brief = scheduler(Duration.ofMillis(200))) {
+			Runnable slow = brief.arrival();
+			assertThat(brief.preparing()).isEqualTo(1);
+			Thread.sleep(400);
+			assertThat(brief.preparing()).as("a body still being sent, long after it arrived").isZero();
+			Runnable fresh = brief.arrival();
+			assertThat(brief.preparing()).as("a new arrival: both are on their way").isEqualTo(2);
+			fresh.run();
+			fresh.run();
+			slow.run();
+			assertThat(brief.preparing()).isZero();
+		}
 	}
 
 	@Test
