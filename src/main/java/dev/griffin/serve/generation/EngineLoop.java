@@ -347,16 +347,25 @@ public final class EngineLoop implements AutoCloseable {
 				together.add(first);
 			}
 			else {
-				budget -= Math.max(PASS_TOKENS, request.prefillChunk(budget));
+				budget -= Math.max(PASS_TOKENS, ranAlone(request, budget));
 			}
 		}
 		if (together.size() == 1) {
-			together.get(0).request.prefillChunk(together.get(0).promptLeft());
+			ranAlone(together.get(0).request, together.get(0).promptLeft());
 		}
 		else if (!together.isEmpty()) {
 			prefillTogether(together);
 		}
 		return worked;
+	}
+
+	/** A prompt chunk of one request in a pass of its own; the tokens it ran. */
+	private int ranAlone(Request request, int budget) {
+		int ran = request.prefillChunk(budget);
+		if (ran > 0) {
+			this.metrics.promptPass(1);
+		}
+		return ran;
 	}
 
 	/**
@@ -386,6 +395,7 @@ public final class EngineLoop implements AutoCloseable {
 			}
 			return;
 		}
+		this.metrics.promptPass(sequences.size());
 		for (int i = 0; i < sequences.size(); i++) {
 			sequences.get(i).request.chunkDone(chunks.get(i).length, logits[i]);
 		}

@@ -12,7 +12,8 @@ import io.micrometer.core.instrument.Timer;
 /**
  * The service's meters, exported on /actuator/prometheus: latency histograms (time to
  * first token, inter-token latency, queue time, request duration), token and outcome
- * counters, running and waiting requests, feed-forward density and prompt-cache figures.
+ * counters, running and waiting requests, decode steps and prompt passes, feed-forward
+ * density and prompt-cache figures.
  */
 public final class GenerationMetrics {
 
@@ -48,6 +49,8 @@ public final class GenerationMetrics {
 
 	private final DistributionSummary batchSize;
 
+	private final DistributionSummary promptPass;
+
 	private final AtomicInteger lastBatch = new AtomicInteger();
 
 	private final AtomicInteger running = new AtomicInteger();
@@ -63,6 +66,9 @@ public final class GenerationMetrics {
 		this.stepTime = latency(registry, "griffin.engine.step.time", "One decode pass over the running batch");
 		this.batchSize = DistributionSummary.builder("griffin.engine.batch.size")
 			.description("Sequences in each decode pass (tokens per step)")
+			.register(registry);
+		this.promptPass = DistributionSummary.builder("griffin.engine.prompt.pass.sequences")
+			.description("Sequences whose prompt chunks ran in each prompt pass (requests sent together share one)")
 			.register(registry);
 		Gauge.builder("griffin.engine.batch.running", this.lastBatch, AtomicInteger::get)
 			.description("Sequences in the latest decode pass")
@@ -131,6 +137,11 @@ public final class GenerationMetrics {
 
 	public void queued(long nanos) {
 		this.queueTime.record(Duration.ofNanos(nanos));
+	}
+
+	/** One prompt pass over chunks of {@code sequences} sequences' prompts. */
+	public void promptPass(int sequences) {
+		this.promptPass.record(sequences);
 	}
 
 	/** One decode pass of {@code sequences} sequences (one token each). */

@@ -303,6 +303,9 @@ class EngineLoopTests {
 			assertThat(tokens(one.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(first, 0));
 			assertThat(tokens(two.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(second, 0));
 			assertThat(prefills.get()).as("one shared pass, then each prompt's end").isEqualTo(3);
+			var passes = this.registry.get("griffin.engine.prompt.pass.sequences").summary();
+			assertThat(passes.count()).as("one prompt pass").isEqualTo(1);
+			assertThat(passes.totalAmount()).as("of both sequences").isEqualTo(2);
 
 			// a request past its prompt (its client has read one event and waits): the
 			// next prompt runs at once though another request is being prepared
@@ -345,6 +348,9 @@ class EngineLoopTests {
 			await().atMost(Duration.ofSeconds(10)).until(() -> prefills.get() > 0);
 			assertThat(tokens(one.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(first, 0));
 		}
+		var passes = this.registry.get("griffin.engine.prompt.pass.sequences").summary();
+		assertThat(passes.count()).as("the shared pass, then four of one prompt each").isEqualTo(5);
+		assertThat(passes.max()).isEqualTo(2);
 	}
 
 	/**
