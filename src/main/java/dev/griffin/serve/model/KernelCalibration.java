@@ -66,6 +66,11 @@ public final class KernelCalibration {
 			}
 			if (!this.prefillMillis.isEmpty()) {
 				text.append("; %d-token prompt chunk ms ".formatted(PREFILL_TOKENS)).append(format(this.prefillMillis));
+				Double chosen = this.prefillMillis.get(this.kernels.prefill());
+				if (chosen != null && this.prefillMillis.values().stream().anyMatch((ms) -> ms < chosen)) {
+					text.append(" (%s kept within %.0f%% of the fastest: its passes run several sequences' prompts)"
+						.formatted(this.kernels.prefill().name().toLowerCase(), 100 * SHARED_PASS_MARGIN));
+				}
 			}
 			return text.toString();
 		}

@@ -37,4 +37,20 @@ class KernelCalibrationTests {
 		assertThat(KernelCalibration.pick(Map.of(Kernels.Decode.POOL, 30.0), null, 0)).isEqualTo(Kernels.Decode.POOL);
 	}
 
+	@Test
+	void theLogSaysWhenTheNativePrefillWasKeptThoughSlower() {
+		Map<Kernels.Prefill, Double> times = new LinkedHashMap<>();
+		times.put(Kernels.Prefill.ONEDNN, 71.5);
+		times.put(Kernels.Prefill.NATIVE, 75.5);
+		String kept = new KernelCalibration.Result(new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.NATIVE, 2),
+				Map.of(), times)
+			.toString();
+		assertThat(kept).contains("onednn 71.5, native 75.5")
+			.contains("native kept within 15% of the fastest: its passes run several sequences' prompts");
+		String fastest = new KernelCalibration.Result(new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.ONEDNN, 2),
+				Map.of(), times)
+			.toString();
+		assertThat(fastest).doesNotContain("kept within");
+	}
+
 }
