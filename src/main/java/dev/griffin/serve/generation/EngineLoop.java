@@ -62,6 +62,12 @@ public final class EngineLoop implements AutoCloseable {
 	 */
 	static final int PASS_TOKENS = 32;
 
+	/**
+	 * Prompt tokens a step runs at most while other sequences decode: their next tokens
+	 * wait for the step's prompt work, so a long prompt runs in smaller chunks then.
+	 */
+	static final int DECODING_BUDGET = 128;
+
 	/** How often a loop whose every stream waits for its client looks again. */
 	private static final long BLOCKED_NANOS = 1_000_000;
 
@@ -250,6 +256,18 @@ public final class EngineLoop implements AutoCloseable {
 		return (oldest == Long.MAX_VALUE) ? 0 : Math.max(0, oldest + this.gatherNanos - now);
 	}
 
+	/**
+	 * Whether a running request decodes this step: past its prompt, its client reading.
+	 */
+	private boolean decoding() {
+		for (Request request : this.running) {
+			if (request.failure == null && !request.prefilling() && request.pending.isEmpty()) {
+				return true;
+			}
+		}
+		return false;
+	}
+
 	private boolean anyBlocked() {
 		for (Request request : this.running) {
 			if (!request.pending.isEmpty()) {
@@ -315,17 +333,18 @@ public final class EngineLoop implements AutoCloseable {
 
 	/**
 	 * Runs prompt chunks of the requests still processing their prompt, oldest first,
-	 * within one chunk's budget of tokens per step: a long prompt takes the whole budget,
-	 * several short ones share it, so that a burst of short prompts reaches its first
-	 * tokens in one step instead of one step each, and running streams still wait for at
-	 * most about one chunk's work. The prompts whose rest fits the budget run together in
-	 * one pass ({@link InferenceSession#prefillBatch}: dense and GRIFFIN sequences whose
-	 * model prefills in the native form), which reads the weights once for all of them;
-	 * the others each take a pass of their own, charged at least {@link #PASS_TOKENS}, as
-	 * is the shared pass.
+	 * within one chunk's budget of tokens per step ({@link #DECODING_BUDGET} at most
+	 * while other sequences decode): a long prompt takes the whole budget, several short
+	 * ones share it, so that a burst of short prompts reaches its first tokens in one
+	 * step instead of one step each, and running streams still wait for at most about one
+	 * chunk's work. The prompts whose rest fits the budget run together in one pass
+	 * ({@link InferenceSession#prefillBatch}: dense and GRIFFIN sequences whose model
+	 * prefills in the native form), which reads the weights once for all of them; the
+	 * others each take a pass of their own, charged at least {@link #PASS_TOKENS}, as is
+	 * the shared pass.
 	 */
 	private boolean prefill() {
-		int budget = this.prefillChunk;
+		int budget = decoding() ? Math.min(this.prefillChunk, DECODING_BUDGET) : this.prefillChunk;
 		boolean worked = false;
 		List<Sequence> together = new ArrayList<>();
 		for (Request request : this.running) {

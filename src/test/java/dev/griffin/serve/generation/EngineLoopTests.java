@@ -11,6 +11,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.atomic.AtomicReference;
 
 import ai.djl.ndarray.NDManager;
@@ -281,6 +282,42 @@ class EngineLoopTests {
 	 * without a gathering time it starts its pass alone. A loop with a sequence decoding
 	 * holds nothing.
 	 */
+	@Test
+	void aLongPromptRunsInSmallerChunksWhileOthersDecode() throws Exception {
+		AtomicInteger passes = new AtomicInteger();
+		EngineProbe counting = (phase) -> {
+			if (phase.equals("prefill")) {
+				passes.incrementAndGet(); // each chunk's pass, and the prompt's end
+			}
+		};
+		// 180 prompt tokens: one chunk within the loop's 200, two within 128
+		Ask longPrompt = new Ask(dense, "The river rises in the hills above the town. ".repeat(4), greedy(2), 1);
+		assertThat(bytes(longPrompt.prompt())).hasSize(180);
+		try (EngineLoop loop = new EngineLoop(4, 200, null, this.metrics, Duration.ofSeconds(30))) {
+			var idle = events(loop, submission(longPrompt, counting, null, 0)).collectList().toFuture();
+			assertThat(tokens(idle.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(longPrompt, 0));
+			assertThat(passes.getAndSet(0)).as("alone: one chunk, then the prompt's end").isEqualTo(2);
+
+			CountDownLatch decoding = new CountDownLatch(1);
+			// at least a second of decoding: 5 ms before each of its 200 tokens
+			EngineProbe slow = (phase) -> {
+				if (phase.equals("sample")) {
+					LockSupport.parkNanos(5_000_000);
+				}
+			};
+			var other = events(loop, submission(new Ask(dense, "go", greedy(200), 1), slow, null, 0))
+				.doOnNext((event) -> decoding.countDown())
+				.collectList()
+				.toFuture();
+			assertThat(decoding.await(30, TimeUnit.SECONDS)).isTrue();
+			var busy = events(loop, submission(longPrompt, counting, null, 0)).collectList().toFuture();
+			assertThat(tokens(busy.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(longPrompt, 0));
+			assertThat(other.isDone()).as("the other request still decoded meanwhile").isFalse();
+			assertThat(passes.get()).as("beside a decoding request: two chunks, then the prompt's end").isEqualTo(3);
+			other.get(60, TimeUnit.SECONDS);
+		}
+	}
+
 	@Test
 	void anIdleLoopHoldsAPromptForRequestsStillBeingPrepared() throws Exception {
 		Ask first = new Ask(fused, "one", greedy(5), 1);
