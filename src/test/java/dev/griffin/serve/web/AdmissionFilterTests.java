@@ -15,8 +15,8 @@ import org.springframework.mock.http.server.reactive.MockServerHttpRequest;
 import org.springframework.mock.web.server.MockServerWebExchange;
 import org.springframework.web.server.ServerWebExchange;
 import org.springframework.web.server.WebFilterChain;
-import reactor.core.publisher.Mono;
 import reactor.core.Disposable;
+import reactor.core.publisher.Mono;
 
 import dev.griffin.serve.generation.Admission;
 import dev.griffin.serve.generation.InferenceScheduler;
