@@ -165,7 +165,7 @@ public class EngineConfiguration {
 		return new InferenceScheduler(models, properties.cache().enabled() ? cache : null, metrics,
 				generation.workers(), generation.kvArenaTokens(), bulkhead, circuitBreaker, rateLimiters, maxTime,
 				new InferenceScheduler.Limits(generation.maxConcurrentPerKey(), generation.tokensPerMinutePerKey(),
-						generation.stallTimeout(), generation.promptGather()));
+						generation.stallTimeout(), generation.promptGather(), generation.decodingPromptTokens()));
 	}
 
 	/** Readiness: down until the model is loaded and a warm-up generation has run. */

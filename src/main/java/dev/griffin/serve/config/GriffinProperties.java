@@ -87,6 +87,9 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * prompt's pass while other generation requests are still on their way to it (their
 	 * bodies read, or being prepared), so that requests sent together share one pass (0:
 	 * never)
+	 * @param decodingPromptTokens prompt tokens a step runs at most while other sequences
+	 * decode (512 otherwise): their next tokens wait for that work, so fewer make their
+	 * streams smoother and a long prompt's first token later
 	 */
 	public record Generation(@DefaultValue("0.75") double defaultDensity,
 			@DefaultValue("256") int denseBelowPromptTokens,
@@ -96,14 +99,14 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 			@DefaultValue("16") int queueCapacity, @DefaultValue("10s") Duration keepAlive,
 			@DefaultValue("true") boolean warmUp, @DefaultValue("8") int maxConcurrentPerKey,
 			@DefaultValue("200000") long tokensPerMinutePerKey, @DefaultValue("30s") Duration stallTimeout,
-			@DefaultValue("20ms") Duration promptGather) {
+			@DefaultValue("20ms") Duration promptGather, @DefaultValue("128") int decodingPromptTokens) {
 
 		public Generation {
 			if (workers < 1 || kvArenaTokens < 0 || queueCapacity < 0 || defaultMaxTokens < 1 || maxTokensLimit < 1
-					|| denseBelowPromptTokens < 0 || promptGather.isNegative()) {
+					|| denseBelowPromptTokens < 0 || promptGather.isNegative() || decodingPromptTokens < 1) {
 				throw new IllegalArgumentException("griffin.generation: workers >= 1, kv-arena-tokens >= 0, "
 						+ "queue-capacity >= 0, default-max-tokens >= 1, dense-below-prompt-tokens >= 0 and "
-						+ "prompt-gather >= 0 are required");
+						+ "prompt-gather >= 0 and decoding-prompt-tokens >= 1 are required");
 			}
 			// the one density rule, at startup rather than at the first request
 			new DefaultDensity(defaultDensity, denseBelowPromptTokens);

@@ -63,8 +63,9 @@ public final class EngineLoop implements AutoCloseable {
 	static final int PASS_TOKENS = 32;
 
 	/**
-	 * Prompt tokens a step runs at most while other sequences decode: their next tokens
-	 * wait for the step's prompt work, so a long prompt runs in smaller chunks then.
+	 * Prompt tokens a step runs at most while other sequences decode, unless configured:
+	 * their next tokens wait for the step's prompt work, so a long prompt runs in smaller
+	 * chunks then.
 	 */
 	static final int DECODING_BUDGET = 128;
 
@@ -76,6 +77,8 @@ public final class EngineLoop implements AutoCloseable {
 	private final int arenaTokensPerSequence;
 
 	private final int prefillChunk;
+
+	private final int decodingBudget;
 
 	private final PromptCache cache;
 
@@ -115,29 +118,34 @@ public final class EngineLoop implements AutoCloseable {
 	 */
 	public EngineLoop(int maxSequences, int prefillChunk, PromptCache cache, GenerationMetrics metrics,
 			Duration stallTimeout) {
-		this(maxSequences, ARENA_TOKENS_PER_SEQUENCE, prefillChunk, cache, metrics, stallTimeout, () -> 0,
-				Duration.ZERO);
+		this(maxSequences, ARENA_TOKENS_PER_SEQUENCE, prefillChunk, DECODING_BUDGET, cache, metrics, stallTimeout,
+				() -> 0, Duration.ZERO);
 	}
 
 	/**
 	 * @param arenaTokensPerSequence the KV arena's tokens per sequence
 	 * ({@link #arenaFor}; 0: every sequence keeps a cache of its own)
+	 * @param decodingBudget prompt tokens one step runs at most while other sequences
+	 * decode
 	 * @param preparing requests on their way to the loop: arrived or admitted, not yet
 	 * submitted ({@link InferenceScheduler#preparing()})
 	 * @param promptGather how long a loop with no sequence decoding holds a new prompt's
 	 * pass while {@code preparing} is positive, counted from the oldest prompt's
 	 * submission, so that requests arriving together share a pass (zero: never)
 	 */
-	public EngineLoop(int maxSequences, int arenaTokensPerSequence, int prefillChunk, PromptCache cache,
-			GenerationMetrics metrics, Duration stallTimeout, IntSupplier preparing, Duration promptGather) {
-		if (maxSequences < 1 || prefillChunk < 1 || arenaTokensPerSequence < 0) {
+	public EngineLoop(int maxSequences, int arenaTokensPerSequence, int prefillChunk, int decodingBudget,
+			PromptCache cache, GenerationMetrics metrics, Duration stallTimeout, IntSupplier preparing,
+			Duration promptGather) {
+		if (maxSequences < 1 || prefillChunk < 1 || decodingBudget < 1 || arenaTokensPerSequence < 0) {
 			throw new IllegalArgumentException(
 					"at least one sequence, one prompt token per step and no negative arena are required, "
-							+ "got %d, %d and %d".formatted(maxSequences, prefillChunk, arenaTokensPerSequence));
+							+ "got %d, %d (%d while decoding) and %d".formatted(maxSequences, prefillChunk,
+									decodingBudget, arenaTokensPerSequence));
 		}
 		this.maxSequences = maxSequences;
 		this.arenaTokensPerSequence = arenaTokensPerSequence;
 		this.prefillChunk = prefillChunk;
+		this.decodingBudget = decodingBudget;
 		this.cache = cache;
 		this.metrics = metrics;
 		this.stallNanos = stallTimeout.toNanos();
@@ -333,18 +341,18 @@ public final class EngineLoop implements AutoCloseable {
 
 	/**
 	 * Runs prompt chunks of the requests still processing their prompt, oldest first,
-	 * within one chunk's budget of tokens per step ({@link #DECODING_BUDGET} at most
-	 * while other sequences decode): a long prompt takes the whole budget, several short
-	 * ones share it, so that a burst of short prompts reaches its first tokens in one
-	 * step instead of one step each, and running streams still wait for at most about one
-	 * chunk's work. The prompts whose rest fits the budget run together in one pass
+	 * within one chunk's budget of tokens per step (a smaller one while other sequences
+	 * decode): a long prompt takes the whole budget, several short ones share it, so that
+	 * a burst of short prompts reaches its first tokens in one step instead of one step
+	 * each, and running streams still wait for at most about one chunk's work. The
+	 * prompts whose rest fits the budget run together in one pass
 	 * ({@link InferenceSession#prefillBatch}: dense and GRIFFIN sequences whose model
 	 * prefills in the native form), which reads the weights once for all of them; the
 	 * others each take a pass of their own, charged at least {@link #PASS_TOKENS}, as is
 	 * the shared pass.
 	 */
 	private boolean prefill() {
-		int budget = decoding() ? Math.min(this.prefillChunk, DECODING_BUDGET) : this.prefillChunk;
+		int budget = decoding() ? Math.min(this.prefillChunk, this.decodingBudget) : this.prefillChunk;
 		boolean worked = false;
 		List<Sequence> together = new ArrayList<>();
 		for (Request request : this.running) {

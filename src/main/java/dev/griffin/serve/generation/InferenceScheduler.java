@@ -58,14 +58,18 @@ public final class InferenceScheduler implements AutoCloseable {
 	 * before it is cancelled
 	 * @param promptGather how long an idle engine holds a new prompt's pass for requests
 	 * still being prepared, so that a burst of arrivals shares one pass (0: never)
+	 * @param decodingPromptTokens prompt tokens an engine step runs at most while other
+	 * sequences decode
 	 */
-	public record Limits(int concurrentRequests, long tokensPerMinute, Duration stallTimeout, Duration promptGather) {
+	public record Limits(int concurrentRequests, long tokensPerMinute, Duration stallTimeout, Duration promptGather,
+			int decodingPromptTokens) {
 
 		public Limits {
 			if (concurrentRequests < 1 || tokensPerMinute < 0 || stallTimeout.isNegative() || stallTimeout.isZero()
-					|| promptGather.isNegative()) {
+					|| promptGather.isNegative() || decodingPromptTokens < 1) {
 				throw new IllegalArgumentException("per-key concurrency >= 1, a token budget >= 0, a positive stall "
-						+ "timeout and a prompt gathering time >= 0 are required");
+						+ "timeout, a prompt gathering time >= 0 and at least one prompt token a step while "
+						+ "decoding are required");
 			}
 		}
 
@@ -121,8 +125,9 @@ public final class InferenceScheduler implements AutoCloseable {
 			.maxConcurrentCalls(limits.concurrentRequests())
 			.maxWaitDuration(Duration.ZERO)
 			.build());
-		this.engine = new EngineLoop(sequences, arenaTokensPerSequence, Generator.PREFILL_CHUNK, cache, metrics,
-				limits.stallTimeout(), this::preparing, limits.promptGather());
+		this.engine = new EngineLoop(sequences, arenaTokensPerSequence, Generator.PREFILL_CHUNK,
+				limits.decodingPromptTokens(), cache, metrics, limits.stallTimeout(), this::preparing,
+				limits.promptGather());
 		// Admission bounds what waits here, so the queue never grows past the bulkhead.
 		AtomicInteger threads = new AtomicInteger();
 		int preparers = Math.max(1, Math.min(2, Runtime.getRuntime().availableProcessors()));

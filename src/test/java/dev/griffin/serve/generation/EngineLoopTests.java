@@ -329,8 +329,9 @@ class EngineLoopTests {
 			}
 		};
 		AtomicInteger preparing = new AtomicInteger();
-		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS, null,
-				this.metrics, Duration.ofSeconds(30), preparing::get, Duration.ofSeconds(30))) {
+		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS,
+				EngineLoop.DECODING_BUDGET, null, this.metrics, Duration.ofSeconds(30), preparing::get,
+				Duration.ofSeconds(30))) {
 			preparing.set(1);
 			var one = events(loop, submission(first, counting, null, 0)).collectList().toFuture();
 			Thread.sleep(300);
@@ -371,16 +372,17 @@ class EngineLoopTests {
 
 		// the hold ends after the gathering time even if nothing else arrives
 		prefills.set(0);
-		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS, null,
-				this.metrics, Duration.ofSeconds(30), () -> 1, Duration.ofMillis(100))) {
+		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS,
+				EngineLoop.DECODING_BUDGET, null, this.metrics, Duration.ofSeconds(30), () -> 1,
+				Duration.ofMillis(100))) {
 			var one = events(loop, submission(first, counting, null, 0)).collectList().toFuture();
 			assertThat(tokens(one.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(first, 0));
 		}
 
 		// without a gathering time the first prompt does not wait
 		prefills.set(0);
-		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS, null,
-				this.metrics, Duration.ofSeconds(30), () -> 1, Duration.ZERO)) {
+		try (EngineLoop loop = new EngineLoop(4, EngineLoop.ARENA_TOKENS_PER_SEQUENCE, 4 * EngineLoop.PASS_TOKENS,
+				EngineLoop.DECODING_BUDGET, null, this.metrics, Duration.ofSeconds(30), () -> 1, Duration.ZERO)) {
 			var one = events(loop, submission(first, counting, null, 0)).collectList().toFuture();
 			await().atMost(Duration.ofSeconds(10)).until(() -> prefills.get() > 0);
 			assertThat(tokens(one.get(60, TimeUnit.SECONDS)).get(0)).isEqualTo(alone(first, 0));

@@ -42,7 +42,7 @@ class AdmissionFilterTests {
 	private InferenceScheduler scheduler(Duration promptGather) {
 		return new InferenceScheduler(null, null, new GenerationMetrics(new SimpleMeterRegistry(), null), 4, 0,
 				this.bulkhead, CircuitBreaker.ofDefaults("engine"), RateLimiterRegistry.ofDefaults(),
-				Duration.ofMinutes(1), new InferenceScheduler.Limits(8, 0, Duration.ofSeconds(30), promptGather));
+				Duration.ofMinutes(1), new InferenceScheduler.Limits(8, 0, Duration.ofSeconds(30), promptGather, 128));
 	}
 
 	@AfterEach

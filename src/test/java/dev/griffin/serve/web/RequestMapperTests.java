@@ -96,6 +96,9 @@ class RequestMapperTests {
 		assertThat(off.generation().promptGather()).isZero();
 		assertThatThrownBy(() -> mapper(Map.of("griffin.generation.prompt-gather", "-1ms")))
 			.hasStackTraceContaining("prompt-gather >= 0");
+		assertThat(defaults.generation().decodingPromptTokens()).isEqualTo(128);
+		assertThatThrownBy(() -> mapper(Map.of("griffin.generation.decoding-prompt-tokens", "0")))
+			.hasStackTraceContaining("decoding-prompt-tokens >= 1");
 	}
 
 	@Test
