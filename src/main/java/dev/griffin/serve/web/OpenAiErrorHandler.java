@@ -24,6 +24,7 @@ import org.springframework.web.server.UnsupportedMediaTypeStatusException;
 import org.springframework.web.server.WebExceptionHandler;
 import reactor.core.publisher.Mono;
 import tools.jackson.core.JacksonException;
+import tools.jackson.core.exc.InputCoercionException;
 import tools.jackson.databind.DatabindException;
 import tools.jackson.databind.exc.MismatchedInputException;
 import tools.jackson.databind.ObjectMapper;
@@ -144,9 +145,12 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 		while (cause != null && !(cause instanceof JacksonException) && cause.getCause() != cause) {
 			cause = cause.getCause();
 		}
-		if (cause instanceof DatabindException databind && !databind.getPath().isEmpty()) {
+		// a wrong type (DatabindException) or a number out of its field's range
+		// (InputCoercionException): both carry the field's path
+		if ((cause instanceof DatabindException || cause instanceof InputCoercionException)
+				&& cause instanceof JacksonException located && !located.getPath().isEmpty()) {
 			StringBuilder path = new StringBuilder();
-			for (var reference : databind.getPath()) {
+			for (var reference : located.getPath()) {
 				if (reference.getPropertyName() != null) {
 					path.append(path.isEmpty() ? "" : ".").append(reference.getPropertyName());
 				}
@@ -155,9 +159,8 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 				}
 			}
 			// our words, not Jackson's (which name Java types and echo input)
-			return of(HttpStatus.BAD_REQUEST,
-					"Invalid value for '%s': expected %s.".formatted(path, expected(databind)), "invalid_request_error",
-					path.toString(), "invalid_type");
+			return of(HttpStatus.BAD_REQUEST, "Invalid value for '%s': expected %s.".formatted(path, expected(located)),
+					"invalid_request_error", path.toString(), "invalid_type");
 		}
 		if (cause instanceof JacksonException jackson) {
 			String where = (jackson.getLocation() != null && jackson.getLocation().getLineNr() > 0)
@@ -176,8 +179,9 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 	}
 
 	/** The JSON type a field needs, in the API's words. */
-	private static String expected(DatabindException error) {
-		Class<?> type = (error instanceof MismatchedInputException mismatch) ? mismatch.getTargetType() : null;
+	private static String expected(JacksonException error) {
+		Class<?> type = (error instanceof MismatchedInputException mismatch) ? mismatch.getTargetType()
+				: (error instanceof InputCoercionException coercion) ? coercion.getTargetType() : null;
 		if (type == null) {
 			return "a value of the documented type";
 		}

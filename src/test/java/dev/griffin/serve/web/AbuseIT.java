@@ -283,19 +283,50 @@ class AbuseIT extends ServiceTestBase {
 
 	@Test
 	void jsonErrorsSpeakOurWordsNotTheParsers() {
+		String body = rejected("\"max_tokens\": \"many\"", "max_tokens");
+		assertThat(body).doesNotContain("java.").doesNotContain("Integer").doesNotContain("many");
+	}
+
+	@Test
+	void fieldsTakeJsonsOwnTypesNotCoercedOnes() {
+		// each would otherwise run as something the client did not send: "5" as 5, 2.5
+		// as 2, "false" as false, a number as a model name
+		rejected("\"max_tokens\": \"5\"", "max_tokens");
+		rejected("\"max_tokens\": 2.5", "max_tokens");
+		rejected("\"max_tokens\": true", "max_tokens");
+		rejected("\"temperature\": \"0.5\"", "temperature");
+		rejected("\"stream\": \"false\"", "stream");
+		rejected("\"griffin\": {\"density\": \"0.5\"}", "griffin.density");
+		rejected("\"user\": 7", "user");
+		// out of an integer's range: the field, not "not valid JSON"
+		rejected("\"max_tokens\": 99999999999", "max_tokens");
+		rejected("\"seed\": 99999999999999999999999", "seed");
+		// an integer where a number goes is a number
+		Map<String, Object> request = ServiceSupport.completion("Hi", 1);
+		request.put("temperature", 0);
+		post("/v1/completions", request, 200);
+	}
+
+	/**
+	 * A completion request with {@code field} added, refused with a 400 naming
+	 * {@code param}.
+	 */
+	private String rejected(String field, String param) {
 		String body = this.client.post()
 			.uri("/v1/completions")
 			.header("Authorization", KEY)
 			.contentType(MediaType.APPLICATION_JSON)
-			.bodyValue("{\"model\": \"" + MODEL + "\", \"prompt\": \"Hi\", \"max_tokens\": \"many\"}")
+			.bodyValue("{\"model\": \"" + MODEL + "\", \"prompt\": \"Hi\", " + field + "}")
 			.exchange()
 			.expectStatus()
 			.isBadRequest()
 			.expectBody(String.class)
 			.returnResult()
 			.getResponseBody();
-		assertThat(json(body).get("error").get("param").asText()).isEqualTo("max_tokens");
-		assertThat(body).doesNotContain("java.").doesNotContain("Integer").doesNotContain("many");
+		JsonNode error = json(body).get("error");
+		assertThat(error.get("param").asText()).as(field).isEqualTo(param);
+		assertThat(error.get("code").asText()).as(field).isEqualTo("invalid_type");
+		return body;
 	}
 
 	@Test

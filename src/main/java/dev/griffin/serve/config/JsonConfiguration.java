@@ -1,0 +1,40 @@
+package dev.griffin.serve.config;
+
+import org.springframework.boot.jackson.autoconfigure.JsonMapperBuilderCustomizer;
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+import tools.jackson.databind.cfg.CoercionAction;
+import tools.jackson.databind.cfg.CoercionInputShape;
+import tools.jackson.databind.type.LogicalType;
+
+/**
+ * Request bodies are read with JSON's own types: an integer field takes an integer, not
+ * {@code "5"} nor {@code 2.5} (which Jackson would otherwise turn into 5 and, silently,
+ * 2); a number or boolean field takes no string; a string field takes no number or
+ * boolean. A wrong type is a 400 that names the field (OpenAI's API is as strict). A
+ * number field still takes an integer ({@code "temperature": 1}).
+ */
+@Configuration(proxyBeanMethods = false)
+public class JsonConfiguration {
+
+	@Bean
+	JsonMapperBuilderCustomizer strictScalars() {
+		return (builder) -> builder
+			.withCoercionConfig(LogicalType.Integer,
+					(config) -> config.setCoercion(CoercionInputShape.String, CoercionAction.Fail)
+						.setCoercion(CoercionInputShape.Float, CoercionAction.Fail)
+						.setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail))
+			.withCoercionConfig(LogicalType.Float,
+					(config) -> config.setCoercion(CoercionInputShape.String, CoercionAction.Fail)
+						.setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail))
+			.withCoercionConfig(LogicalType.Boolean,
+					(config) -> config.setCoercion(CoercionInputShape.String, CoercionAction.Fail)
+						.setCoercion(CoercionInputShape.Integer, CoercionAction.Fail)
+						.setCoercion(CoercionInputShape.Float, CoercionAction.Fail))
+			.withCoercionConfig(LogicalType.Textual,
+					(config) -> config.setCoercion(CoercionInputShape.Integer, CoercionAction.Fail)
+						.setCoercion(CoercionInputShape.Float, CoercionAction.Fail)
+						.setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail));
+	}
+
+}
