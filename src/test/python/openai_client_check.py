@@ -2,10 +2,12 @@
 
     python openai_client_check.py http://localhost:8080/v1 SmolLM2-135M-Instruct
 
-Streams and non-streams chat and text completions and checks the OpenAI error envelope of a bad
-request. Exits non-zero on the first failed check; prints one line per check.
+Streams and non-streams chat and text completions, forces a token with logit_bias, and checks the
+OpenAI error envelope of a bad request and of an unsupported response format. Exits non-zero on the first failed check; prints one line per check.
 """
+import json
 import sys
+import urllib.request
 
 import openai
 
@@ -53,6 +55,23 @@ streamed = "".join(c.choices[0].text for c in client.completions.create(
     model=model, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True,
     extra_body={"griffin": {"density": 0.5, "method": "topk"}}) if c.choices)
 check("text completion stream", streamed == completion.choices[0].text, repr(streamed))
+
+# the server's own tokenizer route (not OpenAI's API) names the token to force
+request = urllib.request.Request(base_url.removesuffix("/v1") + "/tokenize", data=json.dumps({"prompt": " Lyon"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(request, timeout=60) as response:
+    lyon = json.load(response)["tokens"][0]
+biased = client.completions.create(model=model, prompt="The capital of France is", max_tokens=3, temperature=0,
+                                   logit_bias={str(lyon): 100})
+check("logit bias", biased.choices[0].text == " Lyon" * 3, repr(biased.choices[0].text))
+
+try:
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
+                                   response_format={"type": "json_object"})
+    check("an unsupported response format is refused", False)
+except openai.BadRequestError as error:
+    body = error.body if isinstance(error.body, dict) else {}
+    check("unsupported response format", body.get("param") == "response_format", str(body))
 
 try:
     client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], temperature=7)

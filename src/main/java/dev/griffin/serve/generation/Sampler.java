@@ -1,13 +1,15 @@
 package dev.griffin.serve.generation;
 
 import java.util.Arrays;
+import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * Picks the next token from logits: penalties, then greedy or temperature with top-k,
- * top-p and min-p filtering. Logits arrive as a Java array (one copy from the device per
- * step). A draw over SmolLM2's 49,152 tokens takes about a millisecond, most of it the
- * exponentials; only a cut sorts, and then only the candidates it may keep.
+ * Picks the next token from logits: the request's logit bias, penalties, then greedy or
+ * temperature with top-k, top-p and min-p filtering. Logits arrive as a Java array (one
+ * copy from the device per step). A draw over SmolLM2's 49,152 tokens takes about a
+ * millisecond, most of it the exponentials; only a cut sorts, and then only the
+ * candidates it may keep.
  */
 public final class Sampler {
 
@@ -25,8 +27,28 @@ public final class Sampler {
 
 	private final boolean[] seenInPrompt;
 
+	/** The biased tokens and their biases, in the same order. */
+	private final int[] biased;
+
+	private final float[] biases;
+
+	/**
+	 * @throws IllegalArgumentException when the logit bias names a token outside the
+	 * vocabulary (requests are checked before they get here)
+	 */
 	public Sampler(SamplingParams params, int vocabularySize, int[] prompt) {
 		this.params = params;
+		this.biased = new int[params.logitBias().size()];
+		this.biases = new float[this.biased.length];
+		int i = 0;
+		for (Map.Entry<Integer, Float> bias : params.logitBias().entrySet()) {
+			if (bias.getKey() >= vocabularySize) {
+				throw new IllegalArgumentException("logit bias for token %d outside the vocabulary of %d"
+					.formatted(bias.getKey(), vocabularySize));
+			}
+			this.biased[i] = bias.getKey();
+			this.biases[i++] = bias.getValue();
+		}
 		this.random = new SplittableRandom((params.seed() != null) ? params.seed() : System.nanoTime());
 		this.counts = new int[vocabularySize];
 		this.seenInPrompt = new boolean[vocabularySize];
@@ -50,6 +72,9 @@ public final class Sampler {
 	 * -infinity: the model produced nothing to sample from)
 	 */
 	public int sample(float[] logits) {
+		for (int i = 0; i < this.biased.length; i++) {
+			logits[this.biased[i]] += this.biases[i];
+		}
 		applyPenalties(logits);
 		int best = -1;
 		int infinite = 0;

@@ -1,6 +1,7 @@
 package dev.griffin.serve.generation;
 
 import java.util.List;
+import java.util.Map;
 
 /**
  * How the next token is chosen and when generation stops. Validated on construction.
@@ -19,15 +20,23 @@ import java.util.List;
  * @param stopTokenIds extra token ids that end generation (the model's end tokens always
  * do)
  * @param ignoreEos keep generating through the model's end tokens
+ * @param logitBias added to the logits of these token ids before anything else (OpenAI's
+ * {@code logit_bias}: -100 all but bans a token, 100 all but forces it)
  */
 public record SamplingParams(double temperature, int topK, double topP, double minP, double repetitionPenalty,
 		double presencePenalty, double frequencyPenalty, Long seed, int maxNewTokens, List<String> stopStrings,
-		List<Integer> stopTokenIds, boolean ignoreEos) {
+		List<Integer> stopTokenIds, boolean ignoreEos, Map<Integer, Float> logitBias) {
 
 	/**
 	 * Longest stop string, in characters (OpenAI's limit is 4 strings; vLLM bounds none).
 	 */
 	public static final int MAX_STOP_LENGTH = 256;
+
+	/** Most tokens a request may bias. */
+	public static final int MAX_LOGIT_BIAS = 300;
+
+	/** Largest bias, either way (OpenAI's range). */
+	public static final float LOGIT_BIAS_RANGE = 100;
 
 	public SamplingParams {
 		require(Double.isFinite(temperature) && temperature >= 0 && temperature <= 2, "temperature",
@@ -48,6 +57,23 @@ public record SamplingParams(double temperature, int topK, double topP, double m
 		require(stopStrings.stream().noneMatch(String::isEmpty), "stop", "stop sequences must not be empty");
 		require(stopStrings.stream().allMatch((stop) -> stop.length() <= MAX_STOP_LENGTH), "stop",
 				"stop sequences must be at most " + MAX_STOP_LENGTH + " characters");
+		logitBias = (logitBias != null) ? Map.copyOf(logitBias) : Map.of();
+		require(logitBias.size() <= MAX_LOGIT_BIAS, "logit_bias",
+				"logit_bias may bias at most %d tokens, got %d".formatted(MAX_LOGIT_BIAS, logitBias.size()));
+		for (Map.Entry<Integer, Float> bias : logitBias.entrySet()) {
+			require(bias.getKey() >= 0, "logit_bias", "logit_bias keys must be token ids, got " + bias.getKey());
+			float value = bias.getValue();
+			require(Float.isFinite(value) && Math.abs(value) <= LOGIT_BIAS_RANGE, "logit_bias",
+					"logit_bias values must be in [-100, 100], got %s for token %d".formatted(value, bias.getKey()));
+		}
+	}
+
+	/** Parameters without a logit bias. */
+	public SamplingParams(double temperature, int topK, double topP, double minP, double repetitionPenalty,
+			double presencePenalty, double frequencyPenalty, Long seed, int maxNewTokens, List<String> stopStrings,
+			List<Integer> stopTokenIds, boolean ignoreEos) {
+		this(temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed, maxNewTokens,
+				stopStrings, stopTokenIds, ignoreEos, Map.of());
 	}
 
 	private static void require(boolean condition, String parameter, String message) {
@@ -70,7 +96,7 @@ public record SamplingParams(double temperature, int topK, double topP, double m
 	public SamplingParams withSeed(long seed) {
 		return new SamplingParams(this.temperature, this.topK, this.topP, this.minP, this.repetitionPenalty,
 				this.presencePenalty, this.frequencyPenalty, seed, this.maxNewTokens, this.stopStrings,
-				this.stopTokenIds, this.ignoreEos);
+				this.stopTokenIds, this.ignoreEos, this.logitBias);
 	}
 
 }

@@ -14,6 +14,9 @@ public final class ApiTypes {
 	private ApiTypes() {
 	}
 
+	private static final String LOGIT_BIAS = "Token id (as a string) to a bias in [-100, 100] added to its logit "
+			+ "before sampling; at most 300 tokens";
+
 	private static final String CACHE_SALT = "Salt of this request's expert-cache key (vLLM extension): only "
 			+ "requests with the same salt share cached prompts, and cache_hit is reported only to requests with a "
 			+ "salt of their own (an API key or this field)";
@@ -31,6 +34,13 @@ public final class ApiTypes {
 					"dense_start" }, example = "topk") String method,
 			@Schema(description = "Use the expert cache for this request (default true)",
 					example = "true") Boolean cache){
+
+	}
+
+	@JsonIgnoreProperties(ignoreUnknown = true)
+	@Schema(description = "The reply's format: only text is supported")
+	public record ResponseFormat(@Schema(allowableValues = {
+			"text" }, example = "text") String type){
 
 	}
 
@@ -74,6 +84,8 @@ public final class ApiTypes {
 
 		StreamOptions streamOptions();
 
+		Map<String, Double> logitBias();
+
 		/** Whether a stream ends with a usage chunk. */
 		default boolean includeUsage() {
 			return streamOptions() != null && Boolean.TRUE.equals(streamOptions().includeUsage());
@@ -106,7 +118,11 @@ public final class ApiTypes {
 			String user, GriffinOptions griffin,
 			@JsonProperty("ignore_eos") @Schema(
 					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos,
-			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt)
+			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt,
+			@JsonProperty("logit_bias") @Schema(description = LOGIT_BIAS) Map<String, Double> logitBias,
+			@Schema(description = "Not supported: only false") Boolean echo,
+			@Schema(description = "Not supported: only empty") String suffix,
+			@JsonProperty("best_of") @Schema(description = "Not supported beyond n: only n or omitted") Integer bestOf)
 			implements
 				GenerationFields{
 
@@ -143,7 +159,15 @@ public final class ApiTypes {
 			String user, GriffinOptions griffin,
 			@JsonProperty("ignore_eos") @Schema(
 					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos,
-			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt)
+			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt,
+			@JsonProperty("logit_bias") @Schema(description = LOGIT_BIAS) Map<String, Double> logitBias,
+			@JsonProperty("response_format") ResponseFormat responseFormat,
+			@Schema(description = "Not supported: only empty") List<Object> tools,
+			@JsonProperty("tool_choice") @Schema(description = "Not supported: only none or auto without tools",
+					oneOf = { String.class, Object.class }) Object toolChoice,
+			@Schema(description = "Not supported: only empty") List<Object> functions,
+			@JsonProperty("function_call") @Schema(description = "Not supported: only none or auto without functions",
+					oneOf = { String.class, Object.class }) Object functionCall)
 			implements
 				GenerationFields{
 

@@ -79,6 +79,7 @@ public class ChatCompletionsController {
 
 	private Mono<ResponseEntity<Object>> complete(ChatCompletionRequest request, LoadedModel model,
 			Admission admission) {
+		RequestMapper.supported(request);
 		int[] prompt = this.mapper.chat(request.messages(), model, true);
 		boolean logprobs = Boolean.TRUE.equals(request.logprobs());
 		Integer top = request.topLogprobs();
@@ -86,7 +87,8 @@ public class ChatCompletionsController {
 		Integer maxTokens = (request.maxCompletionTokens() != null) ? request.maxCompletionTokens()
 				: request.maxTokens();
 		RequestMapper.Mapped mapped = this.mapper.job(request, prompt, model.dense().config().maxPositionEmbeddings(),
-				maxTokens, logprobs ? ((top == null) ? 0 : top) : -1, "messages", admission.tenant());
+				model.dense().config().vocabularySize(), maxTokens, logprobs ? ((top == null) ? 0 : top) : -1,
+				"messages", admission.tenant());
 		String id = Completions.id("chatcmpl-");
 		long created = System.currentTimeMillis() / 1000;
 		String modelId = this.completions.modelId();

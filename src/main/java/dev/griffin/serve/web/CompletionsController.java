@@ -76,12 +76,14 @@ public class CompletionsController {
 	}
 
 	private Mono<ResponseEntity<Object>> complete(CompletionRequest request, LoadedModel model, Admission admission) {
+		RequestMapper.supported(request);
 		int[] prompt = RequestMapper.prompt(request.prompt(), model);
 		Integer logprobs = request.logprobs();
 		RequestMapper.require(logprobs == null || (logprobs >= 0 && logprobs <= MAX_LOGPROBS), "logprobs",
 				"logprobs must be in [0, %d], got %d".formatted(MAX_LOGPROBS, logprobs));
 		RequestMapper.Mapped mapped = this.mapper.job(request, prompt, model.dense().config().maxPositionEmbeddings(),
-				request.maxTokens(), (logprobs == null) ? -1 : logprobs, "prompt", admission.tenant());
+				model.dense().config().vocabularySize(), request.maxTokens(), (logprobs == null) ? -1 : logprobs,
+				"prompt", admission.tenant());
 		String id = Completions.id("cmpl-");
 		long created = System.currentTimeMillis() / 1000;
 		String modelId = this.completions.modelId();

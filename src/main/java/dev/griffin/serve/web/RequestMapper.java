@@ -1,6 +1,7 @@
 package dev.griffin.serve.web;
 
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -17,10 +18,13 @@ import dev.griffin.serve.griffin.DensitySchedule;
 import dev.griffin.serve.griffin.GriffinSettings;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.tokenizer.ChatTemplate;
+import dev.griffin.serve.web.ApiTypes.ChatCompletionRequest;
 import dev.griffin.serve.web.ApiTypes.ChatMessage;
+import dev.griffin.serve.web.ApiTypes.CompletionRequest;
 import dev.griffin.serve.web.ApiTypes.GenerationFields;
 import dev.griffin.serve.web.ApiTypes.GriffinOptions;
 import dev.griffin.serve.web.ApiTypes.GriffinReport;
+import dev.griffin.serve.web.ApiTypes.ResponseFormat;
 
 /**
  * The one place that turns request fields into engine types. Each range lives in the type
@@ -68,14 +72,15 @@ final class RequestMapper {
 	/**
 	 * The job of a completion request.
 	 * @param context the model's context length
+	 * @param vocabulary the model's vocabulary size (its logits)
 	 * @param maxTokens the request's token budget, null for the server's default
 	 * @param topLogprobs -1 for none, else alternatives per token
 	 * @param promptField the field that holds the prompt ("prompt" or "messages")
 	 * @param tenant the request's API key, null without keys
 	 */
-	Mapped job(GenerationFields request, int[] prompt, int context, Integer maxTokens, int topLogprobs,
+	Mapped job(GenerationFields request, int[] prompt, int context, int vocabulary, Integer maxTokens, int topLogprobs,
 			String promptField, String tenant) {
-		SamplingParams params = sampling(request, maxTokens, prompt.length, context);
+		SamplingParams params = sampling(request, maxTokens, prompt.length, context, vocabulary);
 		try {
 			Generator.checkContextLength(prompt.length, params.maxNewTokens(), context);
 		}
@@ -96,7 +101,8 @@ final class RequestMapper {
 		return new Mapped(job, salt != null);
 	}
 
-	private SamplingParams sampling(GenerationFields s, Integer maxTokens, int promptTokens, int contextLength) {
+	private SamplingParams sampling(GenerationFields s, Integer maxTokens, int promptTokens, int contextLength,
+			int vocabulary) {
 		int budget;
 		if (maxTokens != null) {
 			require(maxTokens >= 1, "max_tokens", "max_tokens must be at least 1, got " + maxTokens);
@@ -114,7 +120,78 @@ final class RequestMapper {
 		return new SamplingParams(orDefault(s.temperature(), 1.0), topK, orDefault(s.topP(), 1.0),
 				orDefault(s.minP(), 0.0), orDefault(s.repetitionPenalty(), 1.0), orDefault(s.presencePenalty(), 0.0),
 				orDefault(s.frequencyPenalty(), 0.0), s.seed(), budget, stops(s.stop()), List.of(),
-				Boolean.TRUE.equals(s.ignoreEos()));
+				Boolean.TRUE.equals(s.ignoreEos()), logitBias(s.logitBias(), vocabulary));
+	}
+
+	/**
+	 * The token ids and biases of a {@code logit_bias} (JSON keys are strings); the
+	 * ranges of the biases and their count are {@link SamplingParams}'s.
+	 */
+	static Map<Integer, Float> logitBias(Map<String, Double> biases, int vocabulary) {
+		if (biases == null) {
+			return Map.of();
+		}
+		require(biases.size() <= SamplingParams.MAX_LOGIT_BIAS, "logit_bias",
+				"logit_bias may bias at most %d tokens, got %d".formatted(SamplingParams.MAX_LOGIT_BIAS,
+						biases.size()));
+		Map<Integer, Float> out = new HashMap<>();
+		for (Map.Entry<String, Double> bias : biases.entrySet()) {
+			int id;
+			try {
+				id = Integer.parseInt(bias.getKey());
+			}
+			catch (NumberFormatException ex) {
+				throw new InvalidRequestException("logit_bias", "logit_bias keys must be token ids");
+			}
+			require(id >= 0 && id < vocabulary, "logit_bias",
+					"token id %d is outside the vocabulary [0, %d)".formatted(id, vocabulary));
+			require(bias.getValue() != null, "logit_bias", "logit_bias values must be numbers");
+			require(out.put(id, bias.getValue().floatValue()) == null, "logit_bias",
+					"logit_bias names token %d twice".formatted(id));
+		}
+		return out;
+	}
+
+	/**
+	 * Refuses the completion fields this server does not honour, rather than running the
+	 * request without them.
+	 */
+	static void supported(CompletionRequest request) {
+		refuse(Boolean.TRUE.equals(request.echo()), "echo", "echo is not supported");
+		refuse(request.suffix() != null && !request.suffix().isEmpty(), "suffix", "suffix is not supported");
+		int n = (request.n() != null) ? request.n() : 1;
+		refuse(request.bestOf() != null && request.bestOf() != n, "best_of",
+				"best_of is not supported beyond n: it may only equal n");
+	}
+
+	/**
+	 * Refuses the chat fields this server does not honour (structured output, tool and
+	 * function calls), rather than running the request without them.
+	 */
+	static void supported(ChatCompletionRequest request) {
+		ResponseFormat format = request.responseFormat();
+		refuse(format != null && !"text".equals(format.type()), "response_format",
+				"response_format is not supported beyond {\"type\": \"text\"}");
+		refuse(request.tools() != null && !request.tools().isEmpty(), "tools", "tools are not supported");
+		refuse(!offOrAuto(request.toolChoice()), "tool_choice", "tool_choice is not supported beyond none and auto");
+		refuse(request.functions() != null && !request.functions().isEmpty(), "functions",
+				"functions are not supported");
+		refuse(!offOrAuto(request.functionCall()), "function_call",
+				"function_call is not supported beyond none and auto");
+	}
+
+	/**
+	 * A tool or function choice that asks for no call: absent, none, or auto (with
+	 * nothing to call).
+	 */
+	private static boolean offOrAuto(Object choice) {
+		return choice == null || "none".equals(choice) || "auto".equals(choice);
+	}
+
+	private static void refuse(boolean unsupported, String param, String message) {
+		if (unsupported) {
+			throw new InvalidRequestException(param, message, "unsupported_parameter");
+		}
 	}
 
 	private static List<String> stops(Object stop) {

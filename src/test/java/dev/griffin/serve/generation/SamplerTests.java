@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
 
@@ -231,6 +232,50 @@ class SamplerTests {
 				() -> new SamplingParams(1, 0, 1, 0, 1, 0, 0, null, 4, List.of("x".repeat(257)), List.of(), false))
 			.isInstanceOfSatisfying(InvalidParameterException.class,
 					(ex) -> assertThat(ex.parameter()).isEqualTo("stop"));
+	}
+
+	private static SamplingParams biased(double temperature, double repetition, Map<Integer, Float> bias) {
+		return new SamplingParams(temperature, 0, 1, 0, repetition, 0, 0, 7L, 16, List.of(), List.of(), false, bias);
+	}
+
+	@Test
+	void aLogitBiasBansAndForcesTokens() {
+		float[] logits = { 3f, 2f, 1f, 0f };
+		assertThat(new Sampler(biased(0, 1, Map.of(0, -100f)), 4, new int[0]).sample(logits.clone()))
+			.as("greedy, the best token banned")
+			.isEqualTo(1);
+		assertThat(new Sampler(biased(0, 1, Map.of(3, 3.5f)), 4, new int[0]).sample(logits.clone()))
+			.as("greedy, a small bias that moves the best")
+			.isEqualTo(3);
+		Sampler forced = new Sampler(biased(1.5, 1, Map.of(2, 100f)), 4, new int[0]);
+		Sampler banned = new Sampler(biased(1.5, 1, Map.of(0, -100f, 1, -100f)), 4, new int[0]);
+		Set<Integer> forcedDraws = new HashSet<>();
+		Set<Integer> bannedDraws = new HashSet<>();
+		for (int i = 0; i < 300; i++) {
+			forcedDraws.add(forced.sample(logits.clone()));
+			bannedDraws.add(banned.sample(logits.clone()));
+		}
+		assertThat(forcedDraws).containsExactly(2);
+		assertThat(bannedDraws).containsExactlyInAnyOrder(2, 3);
+	}
+
+	@Test
+	void theBiasComesBeforeThePenalties() {
+		// token 1 seen in the prompt: biased from -1 to 1, then divided by 2 (a positive
+		// logit); penalised first, it would be -2 + 2 = 0 and lose to token 0's 0.6
+		float[] logits = { 0.6f, -1f };
+		assertThat(new Sampler(biased(0, 2, Map.of(1, 2f)), 2, new int[] { 1 }).sample(logits)).isEqualTo(0);
+		assertThat(logits[1]).isEqualTo(0.5f);
+		float[] more = { 0.4f, -1f };
+		assertThat(new Sampler(biased(0, 2, Map.of(1, 2f)), 2, new int[] { 1 }).sample(more)).isEqualTo(1);
+	}
+
+	@Test
+	void aLogitBiasOutsideTheVocabularyIsRefused() {
+		assertThatThrownBy(() -> new Sampler(biased(0, 1, Map.of(4, 1f)), 4, new int[0]))
+			.isInstanceOf(IllegalArgumentException.class);
+		assertThatThrownBy(() -> biased(0, 1, Map.of(1, Float.NaN))).isInstanceOf(InvalidParameterException.class);
+		assertThatThrownBy(() -> biased(0, 1, Map.of(-1, 1f))).isInstanceOf(InvalidParameterException.class);
 	}
 
 }

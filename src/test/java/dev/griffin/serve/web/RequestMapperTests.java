@@ -12,6 +12,7 @@ import tools.jackson.databind.json.JsonMapper;
 import dev.griffin.serve.config.GriffinProperties;
 import dev.griffin.serve.generation.GenerationJob;
 import dev.griffin.serve.generation.InvalidParameterException;
+import dev.griffin.serve.generation.SamplingParams;
 import dev.griffin.serve.griffin.DefaultDensity;
 import dev.griffin.serve.griffin.SelectionMethod;
 import dev.griffin.serve.tokenizer.ChatTemplate;
@@ -31,6 +32,8 @@ class RequestMapperTests {
 
 	private static final int CONTEXT = 100;
 
+	private static final int VOCABULARY = 1000;
+
 	private final RequestMapper mapper = mapper(Map.of("griffin.security.tenant-salts.key-one", "team-a"));
 
 	private static RequestMapper mapper(Map<String, String> properties) {
@@ -45,7 +48,7 @@ class RequestMapperTests {
 
 	private RequestMapper.Mapped job(String json, String tenant) {
 		CompletionRequest request = completion(json);
-		return this.mapper.job(request, new int[] { 1, 2, 3 }, CONTEXT, request.maxTokens(),
+		return this.mapper.job(request, new int[] { 1, 2, 3 }, CONTEXT, VOCABULARY, request.maxTokens(),
 				(request.logprobs() == null) ? -1 : request.logprobs(), "prompt", tenant);
 	}
 
@@ -111,19 +114,19 @@ class RequestMapperTests {
 		for (int length = 1; length <= 6; length++) {
 			int[] prompt = new int[length];
 			double expected = (length < 4) ? 1.0 : 0.5;
-			assertThat(mapper.job(plain, prompt, CONTEXT, 1, -1, "prompt", null).job().griffin().density())
+			assertThat(mapper.job(plain, prompt, CONTEXT, VOCABULARY, 1, -1, "prompt", null).job().griffin().density())
 				.as("%d prompt tokens", length)
 				.isEqualTo(expected);
-			assertThat(mapper.job(method, prompt, CONTEXT, 1, -1, "prompt", null).job().griffin().density())
+			assertThat(mapper.job(method, prompt, CONTEXT, VOCABULARY, 1, -1, "prompt", null).job().griffin().density())
 				.as("a method alone takes the default rule's density")
 				.isEqualTo(expected);
-			assertThat(mapper.job(named, prompt, CONTEXT, 1, -1, "prompt", null).job().griffin().density())
+			assertThat(mapper.job(named, prompt, CONTEXT, VOCABULARY, 1, -1, "prompt", null).job().griffin().density())
 				.as("a named density always runs")
 				.isEqualTo(0.25);
 		}
 		RequestMapper never = mapper(Map.of("griffin.generation.default-density", "0.5",
 				"griffin.generation.dense-below-prompt-tokens", "0"));
-		assertThat(never.job(plain, new int[1], CONTEXT, 1, -1, "prompt", null).job().griffin().density())
+		assertThat(never.job(plain, new int[1], CONTEXT, VOCABULARY, 1, -1, "prompt", null).job().griffin().density())
 			.isEqualTo(0.5);
 		assertThatThrownBy(() -> mapper(Map.of("griffin.generation.dense-below-prompt-tokens", "-1")))
 			.hasStackTraceContaining("dense-below-prompt-tokens");
@@ -225,6 +228,67 @@ class RequestMapperTests {
 				ChatCompletionRequest.class)
 			.messages())).isInstanceOfSatisfying(InvalidRequestException.class,
 					(ex) -> assertThat(ex.param()).isEqualTo("messages[0].content"));
+	}
+
+	@Test
+	void aLogitBiasReachesTheSamplingParametersByTokenId() {
+		GenerationJob job = job("{\"logit_bias\": {\"17\": -100, \"3\": 2.5}}", null).job();
+		assertThat(job.params().logitBias()).containsExactlyInAnyOrderEntriesOf(Map.of(17, -100f, 3, 2.5f));
+		assertThat(job.params().withSeed(9).logitBias()).as("each of n choices keeps it")
+			.isEqualTo(job.params().logitBias());
+		assertThat(job("{}", null).job().params().logitBias()).isEmpty();
+	}
+
+	@Test
+	void aLogitBiasIsCheckedKeyByKey() {
+		for (String bias : List.of("{\"x\": 1}", "{\"-1\": 1}", "{\"1000\": 1}", "{\"99999999999\": 1}",
+				"{\"1\": 100.5}", "{\"1\": -101}", "{\"1\": null}", "{\"1\": 1, \"01\": 2}")) {
+			assertThat(field("{\"logit_bias\": " + bias + "}")).as(bias).isEqualTo("logit_bias");
+		}
+		StringBuilder many = new StringBuilder("{");
+		for (int id = 0; id <= SamplingParams.MAX_LOGIT_BIAS; id++) {
+			many.append((id == 0) ? "" : ", ").append('"').append(id).append("\": 1");
+		}
+		assertThat(field("{\"logit_bias\": " + many + "}}")).isEqualTo("logit_bias");
+		assertThat(job("{\"logit_bias\": {\"999\": 100, \"0\": -100}}", null).job().params().logitBias())
+			.as("the ends of both ranges")
+			.hasSize(2);
+	}
+
+	@Test
+	void fieldsTheServerDoesNotHonourAreRefusedNotIgnored() {
+		for (Map.Entry<String, String> refused : Map
+			.of("{\"echo\": true}", "echo", "{\"suffix\": \"end\"}", "suffix", "{\"best_of\": 3}", "best_of",
+					"{\"n\": 2, \"best_of\": 3}", "best_of")
+			.entrySet()) {
+			assertThatThrownBy(() -> RequestMapper.supported(completion(refused.getKey()))).as(refused.getKey())
+				.isInstanceOfSatisfying(InvalidRequestException.class, (ex) -> {
+					assertThat(ex.param()).isEqualTo(refused.getValue());
+					assertThat(ex.code()).isEqualTo("unsupported_parameter");
+				});
+		}
+		for (String accepted : List.of("{}", "{\"echo\": false, \"suffix\": \"\", \"best_of\": 1}",
+				"{\"n\": 3, \"best_of\": 3}")) {
+			RequestMapper.supported(completion(accepted));
+		}
+		for (Map.Entry<String, String> refused : Map
+			.of("{\"response_format\": {\"type\": \"json_object\"}}", "response_format", "{\"response_format\": {}}",
+					"response_format", "{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]}",
+					"tools", "{\"tool_choice\": \"required\"}", "tool_choice",
+					"{\"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"f\"}}}", "tool_choice",
+					"{\"functions\": [{\"name\": \"f\"}]}", "functions", "{\"function_call\": {\"name\": \"f\"}}",
+					"function_call")
+			.entrySet()) {
+			assertThatThrownBy(
+					() -> RequestMapper.supported(JSON.readValue(refused.getKey(), ChatCompletionRequest.class)))
+				.as(refused.getKey())
+				.isInstanceOfSatisfying(InvalidRequestException.class,
+						(ex) -> assertThat(ex.param()).isEqualTo(refused.getValue()));
+		}
+		for (String accepted : List.of("{}", "{\"response_format\": {\"type\": \"text\"}, \"tools\": [], "
+				+ "\"tool_choice\": \"none\", \"functions\": [], \"function_call\": \"auto\"}")) {
+			RequestMapper.supported(JSON.readValue(accepted, ChatCompletionRequest.class));
+		}
 	}
 
 }

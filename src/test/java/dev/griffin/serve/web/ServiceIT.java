@@ -264,6 +264,44 @@ class ServiceIT extends ServiceTestBase {
 	}
 
 	@Test
+	void aLogitBiasSteersTheRealModel() {
+		Map<String, Object> request = completion("The capital of France is", 3);
+		JsonNode plain = post(this.client, "/v1/completions", request, 200);
+		Map<String, Object> ids = Map.of("prompt", " Lyon");
+		int lyon = post(this.client, "/tokenize", ids, 200).get("tokens").get(0).asInt();
+		request.put("logit_bias", Map.of(String.valueOf(lyon), 100));
+		JsonNode forced = post(this.client, "/v1/completions", request, 200);
+		assertThat(forced.at("/choices/0/text").asText()).isEqualTo(" Lyon Lyon Lyon")
+			.isNotEqualTo(plain.at("/choices/0/text").asText());
+
+		Map<String, Object> chat = chat("What is the capital of France? Answer in one word.", 8);
+		String answer = post(this.client, "/v1/chat/completions", chat, 200).at("/choices/0/message/content").asText();
+		assertThat(answer).contains("Paris");
+		int paris = post(this.client, "/tokenize", Map.of("prompt", "Paris"), 200).get("tokens").get(0).asInt();
+		int spaced = post(this.client, "/tokenize", Map.of("prompt", " Paris"), 200).get("tokens").get(0).asInt();
+		chat.put("logit_bias", Map.of(String.valueOf(paris), -100, String.valueOf(spaced), -100));
+		String banned = post(this.client, "/v1/chat/completions", chat, 200).at("/choices/0/message/content").asText();
+		assertThat(banned).doesNotContain("Paris");
+	}
+
+	@Test
+	void fieldsTheServerCannotHonourAre400sNotIgnored() {
+		Map<String, Object> json = chat("Hi", 4);
+		json.put("response_format", Map.of("type", "json_object"));
+		assertError(post(this.client, "/v1/chat/completions", json, 400), "invalid_request_error", "response_format");
+		Map<String, Object> tools = chat("Hi", 4);
+		tools.put("tools", List.of(Map.of("type", "function", "function", Map.of("name", "f"))));
+		assertError(post(this.client, "/v1/chat/completions", tools, 400), "invalid_request_error", "tools");
+		Map<String, Object> echo = completion("Hi", 4);
+		echo.put("echo", true);
+		assertError(post(this.client, "/v1/completions", echo, 400), "invalid_request_error", "echo");
+		Map<String, Object> text = chat("Hi", 2);
+		text.put("response_format", Map.of("type", "text"));
+		text.put("tool_choice", "none");
+		post(this.client, "/v1/chat/completions", text, 200);
+	}
+
+	@Test
 	void invalidRequestsAre400sThatNameTheField() {
 		Map<String, Object> temperature = completion("x", 4);
 		temperature.put("temperature", 5);
