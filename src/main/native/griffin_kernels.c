@@ -17,9 +17,11 @@
  * build compiles this file with the C compiler into the jar. Every entry point checks
  * nothing: the Java side validates shapes, types and addresses before calling.
  */
+#define _GNU_SOURCE
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2100,6 +2102,10 @@ int griffin_init(int threads) {
 					level = -1;
 					break;
 				}
+				/* named for top -H and perf (otherwise the creating thread's name, e.g. model-loader) */
+				char name[16];
+				snprintf(name, sizeof name, "griffin-help-%d", i);
+				pthread_setname_np(helpers[i], name);
 			}
 		}
 		started = 1;

@@ -80,6 +80,12 @@ public final class NativeKernels {
 		return Library.UNAVAILABLE;
 	}
 
+	/** Threads in the products' team: the caller and its helpers. For tests. */
+	static int threads() {
+		require();
+		return griffin_threads();
+	}
+
 	/**
 	 * Holds the team's helper threads out of every task from now on (true), as when the
 	 * machine keeps them off their cores, or lets them join again (false). For tests: a

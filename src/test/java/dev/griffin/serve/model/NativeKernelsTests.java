@@ -1,5 +1,9 @@
 package dev.griffin.serve.model;
 
+import java.io.IOException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -48,6 +52,20 @@ class NativeKernelsTests {
 		// must
 		// show here, not as a silently absent calibration candidate
 		assertThat(NativeKernels.unavailable()).isNull();
+	}
+
+	@Test
+	void theHelperThreadsAreNamedForWhatTheyDo() throws IOException {
+		// top -H and perf name threads by their kernel name, which a helper would
+		// otherwise inherit from whichever thread loaded the library
+		int helpers = NativeKernels.threads() - 1;
+		List<String> names = new ArrayList<>();
+		try (DirectoryStream<Path> tasks = Files.newDirectoryStream(Path.of("/proc/self/task"))) {
+			for (Path task : tasks) {
+				names.add(Files.readString(task.resolve("comm")).strip());
+			}
+		}
+		assertThat(names.stream().filter((name) -> name.startsWith("griffin-help-"))).hasSize(helpers);
 	}
 
 	@ParameterizedTest
