@@ -17,6 +17,9 @@ public final class ApiTypes {
 	private static final String LOGIT_BIAS = "Token id (as a string) to a bias in [-100, 100] added to its logit "
 			+ "before sampling; at most 300 tokens";
 
+	private static final String STOP_TOKEN_IDS = "Token ids that end the reply like the model's end tokens, "
+			+ "not included in it (vLLM extension); at most 64";
+
 	private static final String CACHE_SALT = "Salt of this request's expert-cache key (vLLM extension): only "
 			+ "requests with the same salt share cached prompts, and cache_hit is reported only to requests with a "
 			+ "salt of their own (an API key or this field)";
@@ -86,6 +89,8 @@ public final class ApiTypes {
 
 		Map<String, Double> logitBias();
 
+		List<Integer> stopTokenIds();
+
 		/** Whether a stream ends with a usage chunk. */
 		default boolean includeUsage() {
 			return streamOptions() != null && Boolean.TRUE.equals(streamOptions().includeUsage());
@@ -120,6 +125,7 @@ public final class ApiTypes {
 					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos,
 			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt,
 			@JsonProperty("logit_bias") @Schema(description = LOGIT_BIAS) Map<String, Double> logitBias,
+			@JsonProperty("stop_token_ids") @Schema(description = STOP_TOKEN_IDS) List<Integer> stopTokenIds,
 			@Schema(description = "Not supported: only false") Boolean echo,
 			@Schema(description = "Not supported: only empty") String suffix,
 			@JsonProperty("best_of") @Schema(description = "Not supported beyond n: only n or omitted") Integer bestOf)
@@ -161,6 +167,7 @@ public final class ApiTypes {
 					description = "Keep generating through end tokens (vLLM extension)") Boolean ignoreEos,
 			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt,
 			@JsonProperty("logit_bias") @Schema(description = LOGIT_BIAS) Map<String, Double> logitBias,
+			@JsonProperty("stop_token_ids") @Schema(description = STOP_TOKEN_IDS) List<Integer> stopTokenIds,
 			@JsonProperty("response_format") ResponseFormat responseFormat,
 			@Schema(description = "Not supported: only empty") List<Object> tools,
 			@JsonProperty("tool_choice") @Schema(description = "Not supported: only none or auto without tools",

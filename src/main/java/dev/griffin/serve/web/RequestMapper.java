@@ -1,6 +1,7 @@
 package dev.griffin.serve.web;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -119,8 +120,22 @@ final class RequestMapper {
 		int topK = (s.topK() == null || s.topK() == -1) ? 0 : s.topK();
 		return new SamplingParams(orDefault(s.temperature(), 1.0), topK, orDefault(s.topP(), 1.0),
 				orDefault(s.minP(), 0.0), orDefault(s.repetitionPenalty(), 1.0), orDefault(s.presencePenalty(), 0.0),
-				orDefault(s.frequencyPenalty(), 0.0), s.seed(), budget, stops(s.stop()), List.of(),
-				Boolean.TRUE.equals(s.ignoreEos()), logitBias(s.logitBias(), vocabulary));
+				orDefault(s.frequencyPenalty(), 0.0), s.seed(), budget, stops(s.stop()),
+				stopTokenIds(s.stopTokenIds(), vocabulary), Boolean.TRUE.equals(s.ignoreEos()),
+				logitBias(s.logitBias(), vocabulary));
+	}
+
+	/** Most ids in {@code stop_token_ids}. */
+	static final int MAX_STOP_TOKEN_IDS = 64;
+
+	/** The ids of {@code stop_token_ids}, each in the vocabulary. */
+	static List<Integer> stopTokenIds(List<Integer> ids, int vocabulary) {
+		if (ids == null) {
+			return List.of();
+		}
+		require(ids.size() <= MAX_STOP_TOKEN_IDS, "stop_token_ids",
+				"stop_token_ids may hold at most %d ids, got %d".formatted(MAX_STOP_TOKEN_IDS, ids.size()));
+		return Arrays.stream(tokenIds(ids, "stop_token_ids", vocabulary)).boxed().toList();
 	}
 
 	/**

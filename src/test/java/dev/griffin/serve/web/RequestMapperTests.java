@@ -291,4 +291,18 @@ class RequestMapperTests {
 		}
 	}
 
+	@Test
+	void stopTokenIdsReachTheSamplingParametersInTheVocabulary() {
+		assertThat(job("{\"stop_token_ids\": [5, 999]}", null).job().params().stopTokenIds()).containsExactly(5, 999);
+		assertThat(job("{}", null).job().params().stopTokenIds()).isEmpty();
+		assertThat(field("{\"stop_token_ids\": [5, 1000]}")).isEqualTo("stop_token_ids[1]");
+		assertThat(field("{\"stop_token_ids\": [-1]}")).isEqualTo("stop_token_ids[0]");
+		assertThat(field("{\"stop_token_ids\": [null]}")).isEqualTo("stop_token_ids[0]");
+		StringBuilder many = new StringBuilder("[0");
+		for (int id = 1; id <= RequestMapper.MAX_STOP_TOKEN_IDS; id++) {
+			many.append(", ").append(id);
+		}
+		assertThat(field("{\"stop_token_ids\": " + many + "]}")).isEqualTo("stop_token_ids");
+	}
+
 }

@@ -285,6 +285,18 @@ class ServiceIT extends ServiceTestBase {
 	}
 
 	@Test
+	void aStopTokenIdEndsTheReplyWithoutItself() {
+		Map<String, Object> request = completion("The capital of France is", 8);
+		assertThat(post(this.client, "/v1/completions", request, 200).at("/choices/0/text").asText())
+			.startsWith(" Paris");
+		int paris = post(this.client, "/tokenize", Map.of("prompt", " Paris"), 200).get("tokens").get(0).asInt();
+		request.put("stop_token_ids", List.of(paris));
+		JsonNode stopped = post(this.client, "/v1/completions", request, 200);
+		assertThat(stopped.at("/choices/0/text").asText()).isEmpty();
+		assertThat(stopped.at("/choices/0/finish_reason").asText()).isEqualTo("stop");
+	}
+
+	@Test
 	void fieldsTheServerCannotHonourAre400sNotIgnored() {
 		Map<String, Object> json = chat("Hi", 4);
 		json.put("response_format", Map.of("type", "json_object"));
