@@ -71,6 +71,9 @@ final class Decoding {
 		// the sampler works in place (penalties, temperature); log-probabilities are
 		// of the model's own logits
 		float[] raw = (this.topLogprobs >= 0) ? logits.clone() : null;
+		if (this.count < this.params.minTokens()) {
+			this.stop.ban(logits);
+		}
 		int token = this.sampler.sample(logits);
 		if (this.stop.isStopToken(token)) {
 			// what was held back for a stop string that did not come, and the bytes of an
@@ -99,7 +102,9 @@ final class Decoding {
 	 */
 	private String advance() {
 		int from = Math.max(0, this.emitted - this.stop.holdBack());
-		int stopAt = this.stop.stopStringIndex(this.text.substring(from));
+		// no stop string ends the text before min_tokens tokens (vLLM's rule); then, as
+		// always, only the text not streamed yet is searched
+		int stopAt = (this.count < this.params.minTokens()) ? -1 : this.stop.stopStringIndex(this.text.substring(from));
 		if (stopAt >= 0) {
 			this.text.setLength(from + stopAt);
 			this.reason = FinishReason.STOP;

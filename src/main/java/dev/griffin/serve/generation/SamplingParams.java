@@ -22,10 +22,12 @@ import java.util.Map;
  * @param ignoreEos keep generating through the model's end tokens
  * @param logitBias added to the logits of these token ids before anything else (OpenAI's
  * {@code logit_bias}: -100 all but bans a token, 100 all but forces it)
+ * @param minTokens no end token, stop token or stop string ends generation before this
+ * many tokens (vLLM's {@code min_tokens}); 0 for none
  */
 public record SamplingParams(double temperature, int topK, double topP, double minP, double repetitionPenalty,
 		double presencePenalty, double frequencyPenalty, Long seed, int maxNewTokens, List<String> stopStrings,
-		List<Integer> stopTokenIds, boolean ignoreEos, Map<Integer, Float> logitBias) {
+		List<Integer> stopTokenIds, boolean ignoreEos, Map<Integer, Float> logitBias, int minTokens) {
 
 	/**
 	 * Longest stop string, in characters (OpenAI's limit is 4 strings; vLLM bounds none).
@@ -51,6 +53,8 @@ public record SamplingParams(double temperature, int topK, double topP, double m
 		require(Double.isFinite(frequencyPenalty) && frequencyPenalty >= -2 && frequencyPenalty <= 2,
 				"frequency_penalty", "frequency_penalty must be in [-2, 2], got " + frequencyPenalty);
 		require(maxNewTokens >= 1, "max_tokens", "max_tokens must be >= 1, got " + maxNewTokens);
+		require(minTokens >= 0 && minTokens <= maxNewTokens, "min_tokens",
+				"min_tokens must be in [0, max_tokens = %d], got %d".formatted(maxNewTokens, minTokens));
 		stopStrings = (stopStrings != null) ? List.copyOf(stopStrings) : List.of();
 		stopTokenIds = (stopTokenIds != null) ? List.copyOf(stopTokenIds) : List.of();
 		require(stopStrings.size() <= 4, "stop", "at most 4 stop sequences are allowed, got " + stopStrings.size());
@@ -68,12 +72,12 @@ public record SamplingParams(double temperature, int topK, double topP, double m
 		}
 	}
 
-	/** Parameters without a logit bias. */
+	/** Parameters without a logit bias or a least length. */
 	public SamplingParams(double temperature, int topK, double topP, double minP, double repetitionPenalty,
 			double presencePenalty, double frequencyPenalty, Long seed, int maxNewTokens, List<String> stopStrings,
 			List<Integer> stopTokenIds, boolean ignoreEos) {
 		this(temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed, maxNewTokens,
-				stopStrings, stopTokenIds, ignoreEos, Map.of());
+				stopStrings, stopTokenIds, ignoreEos, Map.of(), 0);
 	}
 
 	private static void require(boolean condition, String parameter, String message) {
@@ -96,7 +100,7 @@ public record SamplingParams(double temperature, int topK, double topP, double m
 	public SamplingParams withSeed(long seed) {
 		return new SamplingParams(this.temperature, this.topK, this.topP, this.minP, this.repetitionPenalty,
 				this.presencePenalty, this.frequencyPenalty, seed, this.maxNewTokens, this.stopStrings,
-				this.stopTokenIds, this.ignoreEos, this.logitBias);
+				this.stopTokenIds, this.ignoreEos, this.logitBias, this.minTokens);
 	}
 
 }

@@ -33,6 +33,18 @@ public final class StopCondition {
 		return this.stopTokens.contains(token);
 	}
 
+	/**
+	 * Sets the logits of every token that would end generation to -infinity (while a
+	 * sequence is shorter than its {@code min_tokens}).
+	 */
+	public void ban(float[] logits) {
+		for (int token : this.stopTokens) {
+			if (token >= 0 && token < logits.length) {
+				logits[token] = Float.NEGATIVE_INFINITY;
+			}
+		}
+	}
+
 	/** Index of the first stop string in text, or -1. */
 	public int stopStringIndex(String text) {
 		int first = -1;

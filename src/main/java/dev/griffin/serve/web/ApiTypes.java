@@ -20,6 +20,9 @@ public final class ApiTypes {
 	private static final String STOP_TOKEN_IDS = "Token ids that end the reply like the model's end tokens, "
 			+ "not included in it (vLLM extension); at most 64";
 
+	private static final String MIN_TOKENS = "No end token, stop token or stop string ends the reply before this "
+			+ "many tokens (vLLM extension); at most max_tokens";
+
 	private static final String CACHE_SALT = "Salt of this request's expert-cache key (vLLM extension): only "
 			+ "requests with the same salt share cached prompts, and cache_hit is reported only to requests with a "
 			+ "salt of their own (an API key or this field)";
@@ -38,6 +41,12 @@ public final class ApiTypes {
 			@Schema(description = "Use the expert cache for this request (default true)",
 					example = "true") Boolean cache){
 
+	}
+
+	/** The first of vLLM's structured-output fields that a request holds, or null. */
+	private static String guided(Object json, Object regex, Object choice, Object grammar, Object structured) {
+		return (json != null) ? "guided_json" : (regex != null) ? "guided_regex" : (choice != null) ? "guided_choice"
+				: (grammar != null) ? "guided_grammar" : (structured != null) ? "structured_outputs" : null;
 	}
 
 	@JsonIgnoreProperties(ignoreUnknown = true)
@@ -91,6 +100,16 @@ public final class ApiTypes {
 
 		List<Integer> stopTokenIds();
 
+		Integer minTokens();
+
+		/**
+		 * vLLM's structured-output fields, which this server refuses: the first present,
+		 * or null.
+		 */
+		default String guidedField() {
+			return null;
+		}
+
 		/** Whether a stream ends with a usage chunk. */
 		default boolean includeUsage() {
 			return streamOptions() != null && Boolean.TRUE.equals(streamOptions().includeUsage());
@@ -126,11 +145,23 @@ public final class ApiTypes {
 			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt,
 			@JsonProperty("logit_bias") @Schema(description = LOGIT_BIAS) Map<String, Double> logitBias,
 			@JsonProperty("stop_token_ids") @Schema(description = STOP_TOKEN_IDS) List<Integer> stopTokenIds,
+			@JsonProperty("min_tokens") @Schema(description = MIN_TOKENS, minimum = "0") Integer minTokens,
+			@JsonProperty("guided_json") @Schema(hidden = true) Object guidedJson,
+			@JsonProperty("guided_regex") @Schema(hidden = true) Object guidedRegex,
+			@JsonProperty("guided_choice") @Schema(hidden = true) Object guidedChoice,
+			@JsonProperty("guided_grammar") @Schema(hidden = true) Object guidedGrammar,
+			@JsonProperty("structured_outputs") @Schema(hidden = true) Object structuredOutputs,
 			@Schema(description = "Not supported: only false") Boolean echo,
 			@Schema(description = "Not supported: only empty") String suffix,
 			@JsonProperty("best_of") @Schema(description = "Not supported beyond n: only n or omitted") Integer bestOf)
 			implements
 				GenerationFields{
+
+		@Override
+		public String guidedField() {
+			return guided(this.guidedJson, this.guidedRegex, this.guidedChoice, this.guidedGrammar,
+					this.structuredOutputs);
+		}
 
 	}
 
@@ -168,6 +199,12 @@ public final class ApiTypes {
 			@JsonProperty("cache_salt") @Schema(description = CACHE_SALT, maxLength = 256) String cacheSalt,
 			@JsonProperty("logit_bias") @Schema(description = LOGIT_BIAS) Map<String, Double> logitBias,
 			@JsonProperty("stop_token_ids") @Schema(description = STOP_TOKEN_IDS) List<Integer> stopTokenIds,
+			@JsonProperty("min_tokens") @Schema(description = MIN_TOKENS, minimum = "0") Integer minTokens,
+			@JsonProperty("guided_json") @Schema(hidden = true) Object guidedJson,
+			@JsonProperty("guided_regex") @Schema(hidden = true) Object guidedRegex,
+			@JsonProperty("guided_choice") @Schema(hidden = true) Object guidedChoice,
+			@JsonProperty("guided_grammar") @Schema(hidden = true) Object guidedGrammar,
+			@JsonProperty("structured_outputs") @Schema(hidden = true) Object structuredOutputs,
 			@JsonProperty("response_format") ResponseFormat responseFormat,
 			@Schema(description = "Not supported: only empty") List<Object> tools,
 			@JsonProperty("tool_choice") @Schema(description = "Not supported: only none or auto without tools",
@@ -177,6 +214,12 @@ public final class ApiTypes {
 					oneOf = { String.class, Object.class }) Object functionCall)
 			implements
 				GenerationFields{
+
+		@Override
+		public String guidedField() {
+			return guided(this.guidedJson, this.guidedRegex, this.guidedChoice, this.guidedGrammar,
+					this.structuredOutputs);
+		}
 
 	}
 

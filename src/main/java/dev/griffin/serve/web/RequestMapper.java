@@ -122,7 +122,7 @@ final class RequestMapper {
 				orDefault(s.minP(), 0.0), orDefault(s.repetitionPenalty(), 1.0), orDefault(s.presencePenalty(), 0.0),
 				orDefault(s.frequencyPenalty(), 0.0), s.seed(), budget, stops(s.stop()),
 				stopTokenIds(s.stopTokenIds(), vocabulary), Boolean.TRUE.equals(s.ignoreEos()),
-				logitBias(s.logitBias(), vocabulary));
+				logitBias(s.logitBias(), vocabulary), (s.minTokens() != null) ? s.minTokens() : 0);
 	}
 
 	/** Most ids in {@code stop_token_ids}. */
@@ -172,6 +172,7 @@ final class RequestMapper {
 	 * request without them.
 	 */
 	static void supported(CompletionRequest request) {
+		supported((GenerationFields) request);
 		refuse(Boolean.TRUE.equals(request.echo()), "echo", "echo is not supported");
 		refuse(request.suffix() != null && !request.suffix().isEmpty(), "suffix", "suffix is not supported");
 		int n = (request.n() != null) ? request.n() : 1;
@@ -184,6 +185,7 @@ final class RequestMapper {
 	 * function calls), rather than running the request without them.
 	 */
 	static void supported(ChatCompletionRequest request) {
+		supported((GenerationFields) request);
 		ResponseFormat format = request.responseFormat();
 		refuse(format != null && !"text".equals(format.type()), "response_format",
 				"response_format is not supported beyond {\"type\": \"text\"}");
@@ -193,6 +195,12 @@ final class RequestMapper {
 				"functions are not supported");
 		refuse(!offOrAuto(request.functionCall()), "function_call",
 				"function_call is not supported beyond none and auto");
+	}
+
+	/** vLLM's structured outputs, which either request may name. */
+	private static void supported(GenerationFields request) {
+		String guided = request.guidedField();
+		refuse(guided != null, guided, guided + " (structured output) is not supported");
 	}
 
 	/**

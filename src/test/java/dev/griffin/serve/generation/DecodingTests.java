@@ -137,4 +137,44 @@ class DecodingTests {
 		assertThat(run.streamedText()).isEqualTo("Pari");
 	}
 
+	@Test
+	void minTokensHoldsOffTheEndToken() {
+		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, 16, List.of(), List.of(END), true,
+				java.util.Map.of(), 3);
+		Decoding decoding = new Decoding(params, -1, config, tokenizer, new int[] { 'Q' });
+		StringBuilder streamed = new StringBuilder();
+		// each step prefers the end token, then 'a'
+		while (!decoding.finished()) {
+			float[] logits = new float[config.vocabularySize()];
+			logits[END] = 10;
+			logits['a'] = 5;
+			logits['b'] = 4;
+			GeneratedToken token = decoding.next(logits);
+			if (token != null) {
+				streamed.append(token.text());
+			}
+		}
+		Generator.Result result = decoding.result(1, false, new Generator.Timings(0, 0, 0, 0, 0));
+		// three tokens, each 'a' (the end token banned), then the end token as soon as it
+		// may come
+		assertThat(result.tokens()).containsExactly('a', 'a', 'a');
+		assertThat(result.text()).isEqualTo("aaa").isEqualTo(streamed.toString());
+		assertThat(result.finishReason()).isEqualTo(FinishReason.STOP);
+	}
+
+	@Test
+	void stopStringsEndTheTextOnlyFromMinTokensOn() {
+		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, 16, List.of("a"), List.of(END), true,
+				java.util.Map.of(), 2);
+		Decoding decoding = new Decoding(params, -1, config, tokenizer, new int[] { 'Q' });
+		for (char next : "aba".toCharArray()) {
+			float[] logits = new float[config.vocabularySize()];
+			logits[next] = 10;
+			decoding.next(logits);
+		}
+		// the first 'a' is the first token, under min_tokens; the second ends the text
+		assertThat(decoding.finished()).isTrue();
+		assertThat(decoding.result(1, false, new Generator.Timings(0, 0, 0, 0, 0)).text()).isEqualTo("ab");
+	}
+
 }

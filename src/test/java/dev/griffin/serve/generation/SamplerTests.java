@@ -235,7 +235,7 @@ class SamplerTests {
 	}
 
 	private static SamplingParams biased(double temperature, double repetition, Map<Integer, Float> bias) {
-		return new SamplingParams(temperature, 0, 1, 0, repetition, 0, 0, 7L, 16, List.of(), List.of(), false, bias);
+		return new SamplingParams(temperature, 0, 1, 0, repetition, 0, 0, 7L, 16, List.of(), List.of(), false, bias, 0);
 	}
 
 	@Test

@@ -305,4 +305,25 @@ class RequestMapperTests {
 		assertThat(field("{\"stop_token_ids\": " + many + "]}")).isEqualTo("stop_token_ids");
 	}
 
+	@Test
+	void minTokensIsAtMostTheBudget() {
+		assertThat(job("{\"min_tokens\": 5, \"max_tokens\": 5}", null).job().params().minTokens()).isEqualTo(5);
+		assertThat(job("{}", null).job().params().minTokens()).isZero();
+		assertThat(field("{\"min_tokens\": 6, \"max_tokens\": 5}")).isEqualTo("min_tokens");
+		assertThat(field("{\"min_tokens\": -1}")).isEqualTo("min_tokens");
+	}
+
+	@Test
+	void structuredOutputFieldsAreRefused() {
+		for (String field : List.of("guided_json", "guided_regex", "guided_choice", "guided_grammar",
+				"structured_outputs")) {
+			String json = "{\"" + field + "\": {\"type\": \"object\"}}";
+			assertThatThrownBy(() -> RequestMapper.supported(completion(json))).as(field)
+				.isInstanceOfSatisfying(InvalidRequestException.class, (ex) -> assertThat(ex.param()).isEqualTo(field));
+			assertThatThrownBy(() -> RequestMapper.supported(JSON.readValue(json, ChatCompletionRequest.class)))
+				.as(field)
+				.isInstanceOfSatisfying(InvalidRequestException.class, (ex) -> assertThat(ex.param()).isEqualTo(field));
+		}
+	}
+
 }

@@ -297,6 +297,16 @@ class ServiceIT extends ServiceTestBase {
 	}
 
 	@Test
+	void minTokensKeepsAReplyGoingPastItsEnd() {
+		Map<String, Object> request = chat("What is the capital of France? Answer in one word.", 40);
+		int alone = post(this.client, "/v1/chat/completions", request, 200).at("/usage/completion_tokens").asInt();
+		assertThat(alone).as("the reply ends on its own before the minimum below").isLessThan(20);
+		request.put("min_tokens", 20);
+		JsonNode longer = post(this.client, "/v1/chat/completions", request, 200);
+		assertThat(longer.at("/usage/completion_tokens").asInt()).isGreaterThanOrEqualTo(20);
+	}
+
+	@Test
 	void fieldsTheServerCannotHonourAre400sNotIgnored() {
 		Map<String, Object> json = chat("Hi", 4);
 		json.put("response_format", Map.of("type", "json_object"));
