@@ -103,12 +103,10 @@ public final class ApiTypes {
 		Integer minTokens();
 
 		/**
-		 * vLLM's structured-output fields, which this server refuses: the first present,
+		 * The first of vLLM's structured-output fields (refused) that the request holds,
 		 * or null.
 		 */
-		default String guidedField() {
-			return null;
-		}
+		String guidedField();
 
 		/** Whether a stream ends with a usage chunk. */
 		default boolean includeUsage() {

@@ -146,9 +146,6 @@ final class RequestMapper {
 		if (biases == null) {
 			return Map.of();
 		}
-		require(biases.size() <= SamplingParams.MAX_LOGIT_BIAS, "logit_bias",
-				"logit_bias may bias at most %d tokens, got %d".formatted(SamplingParams.MAX_LOGIT_BIAS,
-						biases.size()));
 		Map<Integer, Float> out = new HashMap<>();
 		for (Map.Entry<String, Double> bias : biases.entrySet()) {
 			int id;
