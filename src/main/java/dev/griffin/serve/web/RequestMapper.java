@@ -194,10 +194,15 @@ final class RequestMapper {
 				"function_call is not supported beyond none and auto");
 	}
 
-	/** vLLM's structured outputs, which either request may name. */
+	/**
+	 * What either request may name: vLLM's structured outputs (refused), and
+	 * {@code stream_options}, which only a stream may have (OpenAI's rule).
+	 */
 	private static void supported(GenerationFields request) {
 		String guided = request.guidedField();
 		refuse(guided != null, guided, guided + " (structured output) is not supported");
+		require(request.streamOptions() == null || Boolean.TRUE.equals(request.stream()), "stream_options",
+				"stream_options is only allowed when stream is true");
 	}
 
 	/**
@@ -331,6 +336,9 @@ final class RequestMapper {
 			require(message != null, field, field + " must be an object");
 			require(message.role() != null && ROLES.contains(message.role()), field + ".role",
 					field + ".role must be one of " + String.join(", ", ROLES));
+			// only an assistant's turn may have no content (OpenAI's rule)
+			require(message.content() != null || "assistant".equals(message.role()), field + ".content",
+					field + ".content is required for role " + message.role());
 			out.add(new ChatTemplate.Message("developer".equals(message.role()) ? "system" : message.role(),
 					content(message.content(), field + ".content")));
 		}

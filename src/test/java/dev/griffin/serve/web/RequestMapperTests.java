@@ -228,6 +228,13 @@ class RequestMapperTests {
 				ChatCompletionRequest.class)
 			.messages())).isInstanceOfSatisfying(InvalidRequestException.class,
 					(ex) -> assertThat(ex.param()).isEqualTo("messages[0].content"));
+		for (String role : List.of("system", "developer", "user", "tool")) {
+			assertThatThrownBy(() -> RequestMapper.messages(JSON.readValue("""
+					{"messages": [{"role": "user", "content": "a"}, {"role": "%s", "content": null}]}"""
+				.formatted(role), ChatCompletionRequest.class).messages())).as(role)
+				.isInstanceOfSatisfying(InvalidRequestException.class,
+						(ex) -> assertThat(ex.param()).isEqualTo("messages[1].content"));
+		}
 	}
 
 	@Test
@@ -324,6 +331,22 @@ class RequestMapperTests {
 				.as(field)
 				.isInstanceOfSatisfying(InvalidRequestException.class, (ex) -> assertThat(ex.param()).isEqualTo(field));
 		}
+	}
+
+	@Test
+	void streamOptionsBelongToAStream() {
+		String options = "\"stream_options\": {\"include_usage\": true}";
+		for (String json : List.of("{" + options + "}", "{\"stream\": false, " + options + "}")) {
+			assertThatThrownBy(() -> RequestMapper.supported(completion(json))).as(json)
+				.isInstanceOfSatisfying(InvalidRequestException.class,
+						(ex) -> assertThat(ex.param()).isEqualTo("stream_options"));
+			assertThatThrownBy(() -> RequestMapper.supported(JSON.readValue(json, ChatCompletionRequest.class)))
+				.as(json)
+				.isInstanceOfSatisfying(InvalidRequestException.class,
+						(ex) -> assertThat(ex.param()).isEqualTo("stream_options"));
+		}
+		RequestMapper.supported(completion("{\"stream\": true, " + options + "}"));
+		RequestMapper.supported(completion("{\"stream\": false, \"stream_options\": null}"));
 	}
 
 }
