@@ -3,6 +3,7 @@ package dev.griffin.serve.config;
 import org.springframework.boot.jackson.autoconfigure.JsonMapperBuilderCustomizer;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
+import tools.jackson.core.StreamReadFeature;
 import tools.jackson.databind.cfg.CoercionAction;
 import tools.jackson.databind.cfg.CoercionInputShape;
 import tools.jackson.databind.type.LogicalType;
@@ -12,7 +13,9 @@ import tools.jackson.databind.type.LogicalType;
  * {@code "5"} nor {@code 2.5} (which Jackson would otherwise turn into 5 and, silently,
  * 2); a number or boolean field takes no string; a string field takes no number or
  * boolean. A wrong type is a 400 that names the field (OpenAI's API is as strict). A
- * number field still takes an integer ({@code "temperature": 1}).
+ * number field still takes an integer ({@code "temperature": 1}). An object that names a
+ * field twice is refused too, rather than read by its last value: a proxy in front of the
+ * server may have checked the first.
  */
 @Configuration(proxyBeanMethods = false)
 public class JsonConfiguration {
@@ -35,6 +38,11 @@ public class JsonConfiguration {
 					(config) -> config.setCoercion(CoercionInputShape.Integer, CoercionAction.Fail)
 						.setCoercion(CoercionInputShape.Float, CoercionAction.Fail)
 						.setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail));
+	}
+
+	@Bean
+	JsonMapperBuilderCustomizer uniqueFieldNames() {
+		return (builder) -> builder.enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION);
 	}
 
 }

@@ -209,9 +209,9 @@ public final class ApiTypes {
 					oneOf = { String.class, Object.class }) Object toolChoice,
 			@Schema(description = "Not supported: only empty") List<Object> functions,
 			@JsonProperty("function_call") @Schema(description = "Not supported: only none or auto without functions",
-					oneOf = { String.class, Object.class }) Object functionCall)
-			implements
-				GenerationFields{
+					oneOf = { String.class, Object.class }) Object functionCall,
+			@Schema(description = "Not supported beyond [\"text\"]") List<String> modalities,
+			@Schema(description = "Not supported: audio output") Object audio) implements GenerationFields{
 
 		@Override
 		public String guidedField() {

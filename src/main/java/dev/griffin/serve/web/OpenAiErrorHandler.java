@@ -25,6 +25,7 @@ import org.springframework.web.server.WebExceptionHandler;
 import reactor.core.publisher.Mono;
 import tools.jackson.core.JacksonException;
 import tools.jackson.core.exc.InputCoercionException;
+import tools.jackson.core.exc.StreamReadException;
 import tools.jackson.databind.DatabindException;
 import tools.jackson.databind.exc.MismatchedInputException;
 import tools.jackson.databind.ObjectMapper;
@@ -167,6 +168,14 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 					? " (line %d, column %d)".formatted(jackson.getLocation().getLineNr(),
 							jackson.getLocation().getColumnNr())
 					: "";
+			String twice = duplicated(jackson);
+			if (twice != null) {
+				boolean named = !twice.isEmpty();
+				return of(HttpStatus.BAD_REQUEST,
+						"The request body names %s twice in one object%s."
+							.formatted(named ? "'" + twice + "'" : "a field", where),
+						"invalid_request_error", named ? twice : null, "duplicate_field");
+			}
 			return of(HttpStatus.BAD_REQUEST, "The request body is not valid JSON" + where + ".",
 					"invalid_request_error", null, "invalid_json");
 		}
@@ -177,6 +186,24 @@ public class OpenAiErrorHandler implements WebExceptionHandler {
 		}
 		return of(HttpStatus.BAD_REQUEST, e.getReason(), "invalid_request_error", null, null);
 	}
+
+	/**
+	 * The field an object names twice (refused by {@code JsonConfiguration}): its name,
+	 * or empty when the name is not short printable ASCII (it is the client's text,
+	 * echoed in the error); null for any other parse error.
+	 */
+	private static String duplicated(JacksonException error) {
+		String message = error.getOriginalMessage();
+		if (!(error instanceof StreamReadException) || message == null || !message.startsWith(DUPLICATE_PREFIX)) {
+			return null;
+		}
+		int end = message.indexOf('"', DUPLICATE_PREFIX.length());
+		String name = (end < 0) ? "" : message.substring(DUPLICATE_PREFIX.length(), end);
+		return (name.length() <= 64 && name.chars().allMatch((c) -> c >= 0x20 && c < 0x7f)) ? name : "";
+	}
+
+	/** How Jackson's parser words a duplicate field. */
+	private static final String DUPLICATE_PREFIX = "Duplicate Object property \"";
 
 	/** The JSON type a field needs, in the API's words. */
 	private static String expected(JacksonException error) {

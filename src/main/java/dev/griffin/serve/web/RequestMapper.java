@@ -179,7 +179,7 @@ final class RequestMapper {
 
 	/**
 	 * Refuses the chat fields this server does not honour (structured output, tool and
-	 * function calls), rather than running the request without them.
+	 * function calls, audio), rather than running the request without them.
 	 */
 	static void supported(ChatCompletionRequest request) {
 		supported((GenerationFields) request);
@@ -192,6 +192,9 @@ final class RequestMapper {
 				"functions are not supported");
 		refuse(!offOrAuto(request.functionCall()), "function_call",
 				"function_call is not supported beyond none and auto");
+		refuse(request.modalities() != null && !request.modalities().stream().allMatch("text"::equals), "modalities",
+				"modalities are not supported beyond [\"text\"]");
+		refuse(request.audio() != null, "audio", "audio output is not supported");
 	}
 
 	/**

@@ -301,6 +301,39 @@ class AbuseIT extends ServiceTestBase {
 		// out of an integer's range: the field, not "not valid JSON"
 		rejected("\"max_tokens\": 99999999999", "max_tokens");
 		rejected("\"seed\": 99999999999999999999999", "seed");
+		// a field named twice is refused, not read by its last value
+		Map<String, String> named = Map.of("\"max_tokens\": 1, \"max_tokens\": 4000", "max_tokens",
+				"\"griffin\": {\"density\": 0.5, \"density\": 1.0}", "density");
+		for (String twice : named.keySet()) {
+			JsonNode error = json(this.client.post()
+				.uri("/v1/completions")
+				.header("Authorization", KEY)
+				.contentType(MediaType.APPLICATION_JSON)
+				.bodyValue("{\"model\": \"" + MODEL + "\", \"prompt\": \"Hi\", " + twice + "}")
+				.exchange()
+				.expectStatus()
+				.isBadRequest()
+				.expectBody(String.class)
+				.returnResult()
+				.getResponseBody()).get("error");
+			assertThat(error.get("code").asText()).as(twice).isEqualTo("duplicate_field");
+			assertThat(error.get("param").asText()).as(twice).isEqualTo(named.get(twice));
+			assertThat(error.get("message").asText()).as(twice).contains("twice");
+		}
+		// a name that is not printable text is not echoed
+		String exotic = this.client.post()
+			.uri("/v1/completions")
+			.header("Authorization", KEY)
+			.contentType(MediaType.APPLICATION_JSON)
+			.bodyValue("{\"model\": \"" + MODEL + "\", \"prompt\": \"Hi\", \"\\u001b[2J\": 1, \"\\u001b[2J\": 2}")
+			.exchange()
+			.expectStatus()
+			.isBadRequest()
+			.expectBody(String.class)
+			.returnResult()
+			.getResponseBody();
+		assertThat(json(exotic).get("error").get("param").isNull()).isTrue();
+		assertThat(json(exotic).get("error").get("code").asText()).isEqualTo("duplicate_field");
 		// an integer where a number goes is a number
 		Map<String, Object> request = ServiceSupport.completion("Hi", 1);
 		request.put("temperature", 0);

@@ -284,7 +284,8 @@ class RequestMapperTests {
 					"tools", "{\"tool_choice\": \"required\"}", "tool_choice",
 					"{\"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"f\"}}}", "tool_choice",
 					"{\"functions\": [{\"name\": \"f\"}]}", "functions", "{\"function_call\": {\"name\": \"f\"}}",
-					"function_call")
+					"function_call", "{\"modalities\": [\"text\", \"audio\"]}", "modalities",
+					"{\"audio\": {\"voice\": \"alloy\", \"format\": \"wav\"}}", "audio")
 			.entrySet()) {
 			assertThatThrownBy(
 					() -> RequestMapper.supported(JSON.readValue(refused.getKey(), ChatCompletionRequest.class)))
@@ -292,8 +293,10 @@ class RequestMapperTests {
 				.isInstanceOfSatisfying(InvalidRequestException.class,
 						(ex) -> assertThat(ex.param()).isEqualTo(refused.getValue()));
 		}
-		for (String accepted : List.of("{}", "{\"response_format\": {\"type\": \"text\"}, \"tools\": [], "
-				+ "\"tool_choice\": \"none\", \"functions\": [], \"function_call\": \"auto\"}")) {
+		for (String accepted : List.of("{}",
+				"{\"response_format\": {\"type\": \"text\"}, \"tools\": [], "
+						+ "\"tool_choice\": \"none\", \"functions\": [], \"function_call\": \"auto\", "
+						+ "\"modalities\": [\"text\"]}")) {
 			RequestMapper.supported(JSON.readValue(accepted, ChatCompletionRequest.class));
 		}
 	}
