@@ -2714,3 +2714,144 @@ int griffin_gather(const void *gate_up, const void *down, int type, const int *n
 	pthread_mutex_unlock(&calls);
 	return 0;
 }
+
+/* ---------------------------------------------------------------------------------- */
+/* sampling's exponentials                                                             */
+
+/*
+ * exp(x) for x <= 0 in float, 16 values at a time, by the same operations on every
+ * instruction set, so that a seeded draw does not depend on the CPU: x = n ln 2 + r with
+ * n = round(x log2 e) and ln 2 in two parts, exp(r) by a degree-7 polynomial (the
+ * coefficients of Cephes' expf, within about one ulp), and 2^n written into the exponent
+ * bits. x below the caller's lowest value (so -infinity too) gives 0, and that is at least
+ * EXP_FLOOR, where exp is about 1.6e-38, near float's smallest normal value. Each block's
+ * values are added in double into 16 lane sums, the same lanes on every instruction set.
+ */
+#define EXP_FLOOR (-87.0f)
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO (-2.12194440e-4f)
+#define EXP_C5 1.9875691500e-4f
+#define EXP_C4 1.3981999507e-3f
+#define EXP_C3 8.3334519073e-3f
+#define EXP_C2 4.1665795894e-2f
+#define EXP_C1 1.6666665459e-1f
+#define EXP_C0 5.0000001201e-1f
+
+__attribute__((target("avx512f"))) static void exp16_avx512(const float *logits, float *out, float max, float scale,
+		float lowest, __m512d *low, __m512d *high) {
+	__m512 x = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(logits), _mm512_set1_ps(max)), _mm512_set1_ps(scale));
+	__mmask16 kept = _mm512_cmp_ps_mask(x, _mm512_set1_ps(lowest), _CMP_GE_OQ);
+	x = _mm512_max_ps(x, _mm512_set1_ps(lowest));
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
+			_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
+	__m512 p = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C5), r, _mm512_set1_ps(EXP_C4));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C1));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C0));
+	__m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+	__m512i two = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+	y = _mm512_maskz_mov_ps(kept, _mm512_mul_ps(y, _mm512_castsi512_ps(two)));
+	_mm512_storeu_ps(out, y);
+	*low = _mm512_add_pd(*low, _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
+	*high = _mm512_add_pd(*high, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1))));
+}
+
+/* eight of a block's values (lanes 0-7 or 8-15), as exp16_avx512 computes them */
+__attribute__((target("avx2,fma"))) static __m256 exp8_avx2(const float *logits, float max, float scale, float lowest) {
+	__m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(logits), _mm256_set1_ps(max)), _mm256_set1_ps(scale));
+	__m256 kept = _mm256_cmp_ps(x, _mm256_set1_ps(lowest), _CMP_GE_OQ);
+	x = _mm256_max_ps(x, _mm256_set1_ps(lowest));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+	__m256 p = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C5), r, _mm256_set1_ps(EXP_C4));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C3));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C2));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C1));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C0));
+	__m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+	__m256i two = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_and_ps(kept, _mm256_mul_ps(y, _mm256_castsi256_ps(two)));
+}
+
+__attribute__((target("avx2,fma"))) static void exp16_avx2(const float *logits, float *out, float max, float scale,
+		float lowest, __m256d sums[4]) {
+	for (int half = 0; half < 2; half++) {
+		__m256 y = exp8_avx2(logits + 8 * half, max, scale, lowest);
+		_mm256_storeu_ps(out + 8 * half, y);
+		sums[2 * half] = _mm256_add_pd(sums[2 * half], _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+		sums[2 * half + 1] = _mm256_add_pd(sums[2 * half + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+	}
+}
+
+/* the last n % 16 values, through a block padded with -infinity (whose values are 0) */
+#define EXP_TAIL(BLOCK, ...)                                                                        \
+	do {                                                                                            \
+		int rest = n % 16;                                                                          \
+		if (rest > 0) {                                                                             \
+			float in[16], y[16];                                                                    \
+			for (int i = 0; i < 16; i++) {                                                          \
+				in[i] = (i < rest) ? logits[n - rest + i] : -INFINITY;                              \
+			}                                                                                       \
+			BLOCK(in, y, max, scale, lowest, __VA_ARGS__);                                                  \
+			memcpy(out + n - rest, y, (size_t) rest * sizeof(float));                               \
+		}                                                                                           \
+	} while (0)
+
+__attribute__((target("avx512f"))) static double exponentials_avx512(const float *logits, float *out, int n, float max,
+		float scale, float lowest) {
+	__m512d low = _mm512_setzero_pd(), high = _mm512_setzero_pd();
+	for (int i = 0; i + 16 <= n; i += 16) {
+		exp16_avx512(logits + i, out + i, max, scale, lowest, &low, &high);
+	}
+	EXP_TAIL(exp16_avx512, &low, &high);
+	double lanes[16];
+	_mm512_storeu_pd(lanes, low);
+	_mm512_storeu_pd(lanes + 8, high);
+	double sum = 0;
+	for (int i = 0; i < 16; i++) {
+		sum += lanes[i];
+	}
+	return sum;
+}
+
+__attribute__((target("avx2,fma"))) static double exponentials_avx2(const float *logits, float *out, int n, float max,
+		float scale, float lowest) {
+	__m256d sums[4] = { _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd() };
+	for (int i = 0; i + 16 <= n; i += 16) {
+		exp16_avx2(logits + i, out + i, max, scale, lowest, sums);
+	}
+	EXP_TAIL(exp16_avx2, sums);
+	double lanes[16];
+	for (int q = 0; q < 4; q++) {
+		_mm256_storeu_pd(lanes + 4 * q, sums[q]);
+	}
+	double sum = 0;
+	for (int i = 0; i < 16; i++) {
+		sum += lanes[i];
+	}
+	return sum;
+}
+
+/*
+ * A draw's weights: out[i] = exp((logits[i] - max) * scale) for n logits, none above max
+ * and none NaN, scale > 0 (one over the temperature), and 0 where (logits[i] - max) * scale
+ * is below lowest (or EXP_FLOOR); returns their sum. isa 0 takes the
+ * CPU's instruction set, 2 AVX2 and 3 AVX-512 (for tests); -1 when the CPU lacks it. Both
+ * give the same values and the same sum. Needs no griffin_init: the calling thread alone.
+ */
+double griffin_exponentials(const float *logits, float *out, int n, float max, float scale, float lowest, int isa) {
+	int use = (isa != 0) ? isa : __builtin_cpu_supports("avx512f") ? 3 : 2;
+	lowest = (lowest > EXP_FLOOR) ? lowest : EXP_FLOOR;
+	if (use == 3 && __builtin_cpu_supports("avx512f")) {
+		return exponentials_avx512(logits, out, n, max, scale, lowest);
+	}
+	if (use == 2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+		return exponentials_avx2(logits, out, n, max, scale, lowest);
+	}
+	return -1;
+}

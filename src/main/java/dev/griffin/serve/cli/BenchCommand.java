@@ -103,6 +103,11 @@ public class BenchCommand implements Callable<Integer> {
 					+ "all of them alike; each one's decode tokens/s and ratio to dense come from its summed step times.")
 	boolean lockstep;
 
+	@Option(names = "--temperature", defaultValue = "0",
+			description = "Draw each decoded token at this temperature (seeded; top-p 1), so that decode rates "
+					+ "include the sampler's work as the server does it; 0: greedy (--lockstep stays greedy).")
+	double temperature;
+
 	@Option(names = "--output", defaultValue = "target/bench.json")
 	Path output;
 
@@ -198,7 +203,7 @@ public class BenchCommand implements Callable<Integer> {
 	/** One prompt length and generation length: every density, printed and as rows. */
 	private List<Map<String, Object>> measure(LoadedModel loaded, List<Config> configs, String dtype, int[] prompt,
 			int newTokens, double machine) {
-		SamplingParams params = new SamplingParams(0, 0, 1, 0, 1, 0, 0, 0L, newTokens, List.of(), List.of(), true);
+		SamplingParams params = sampling(newTokens);
 		int n = configs.size();
 		Generator[] generators = configs.stream().map(Config::generator).toArray(Generator[]::new);
 		// Warm every configuration first (allocator, thread pool, kernel caches), then
@@ -370,7 +375,7 @@ public class BenchCommand implements Callable<Integer> {
 					for (int i = 0; i < n; i++) {
 						for (int k = 0; k < sizes; k++) {
 							double rate = batchRun(loaded, configs.get(i / forms).model(), arenas.get(i % forms),
-									promptLength, newTokens, this.batch.get(k));
+									promptLength, sampling(newTokens), this.batch.get(k));
 							if (r >= 0) {
 								aggregate[i][k][r] = rate;
 							}
@@ -423,12 +428,19 @@ public class BenchCommand implements Callable<Integer> {
 		return rows;
 	}
 
+	/** Every decoded token's draw: --temperature, seeded, through the end tokens. */
+	private SamplingParams sampling(int newTokens) {
+		return new SamplingParams(this.temperature, 0, 1, 0, 1, 0, 0, 0L, newTokens, List.of(), List.of(), true);
+	}
+
 	/**
-	 * One run of {@code b} sequences decoding {@code newTokens} greedy tokens together:
-	 * aggregate decode tokens/s.
+	 * One run of {@code b} sequences decoding {@code params.maxNewTokens()} tokens
+	 * together, each drawn by a sampler of its own: aggregate decode tokens/s.
 	 */
-	private static double batchRun(LoadedModel loaded, CausalLm model, boolean inArena, int promptLength, int newTokens,
-			int b) {
+	private static double batchRun(LoadedModel loaded, CausalLm model, boolean inArena, int promptLength,
+			SamplingParams params, int b) {
+		int newTokens = params.maxNewTokens();
+		Sampler[] samplers = new Sampler[b];
 		List<InferenceSession> sessions = new ArrayList<>();
 		KvArena arena = inArena ? new KvArena(model, b * (promptLength + newTokens + 1)) : null;
 		try {
@@ -442,14 +454,16 @@ public class BenchCommand implements Callable<Integer> {
 					throw new IllegalStateException("a sequence of the batch did not get the KV form asked for");
 				}
 				sessions.add(session);
-				next[s] = Sampler.argmax(session.prefill(own, Generator.PREFILL_CHUNK));
+				samplers[s] = new Sampler(params, model.config().vocabularySize(), own);
+				next[s] = samplers[s].sample(session.prefill(own, Generator.PREFILL_CHUNK));
 				session.finishPrompt();
 			}
 			long start = System.nanoTime();
 			for (int step = 0; step < newTokens; step++) {
 				float[][] logits = InferenceSession.decodeBatch(sessions, next);
 				for (int s = 0; s < b; s++) {
-					next[s] = Sampler.argmax(logits[s]);
+					samplers[s].accept(next[s]);
+					next[s] = samplers[s].sample(logits[s]);
 				}
 			}
 			return (double) b * newTokens / ((System.nanoTime() - start) / 1e9);

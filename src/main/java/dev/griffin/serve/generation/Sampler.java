@@ -4,6 +4,8 @@ import java.util.Arrays;
 import java.util.Map;
 import java.util.SplittableRandom;
 
+import dev.griffin.serve.model.NativeKernels;
+
 /**
  * Picks the next token from logits: the request's logit bias, penalties, then greedy or
  * temperature with top-k, top-p and min-p filtering. Logits arrive as a Java array (one
@@ -31,6 +33,12 @@ public final class Sampler {
 	private final int[] biased;
 
 	private final float[] biases;
+
+	/** The last draw's weights (none while every draw is greedy). */
+	private float[] weights;
+
+	/** The last cut's candidate ids (none until a draw cuts). */
+	private int[] ids;
 
 	/**
 	 * @throws IllegalArgumentException when the logit bias names a token outside the
@@ -103,16 +111,10 @@ public final class Sampler {
 				}
 			}
 		}
-		int n = logits.length;
-		float max = logits[best];
-		double[] probabilities = new double[n];
-		double sum = 0;
-		for (int i = 0; i < n; i++) {
-			probabilities[i] = Math.exp((logits[i] - max) / this.params.temperature());
-			sum += probabilities[i];
-		}
+		float[] probabilities = weights(logits.length);
+		double sum = exponentials(logits, logits[best], probabilities);
 		if (this.params.topK() == 0 && this.params.topP() >= 1 && this.params.minP() == 0) {
-			return draw(probabilities);
+			return draw(probabilities, sum);
 		}
 		Integer[] order = candidates(probabilities, sum);
 		// order: token ids by probability, descending, already cut to top-k, holding at
@@ -149,26 +151,23 @@ public final class Sampler {
 
 	/**
 	 * A draw among every candidate, where no cut needs them in order: each token's share
-	 * of the total is its own whatever the order, so the draw walks them by id.
+	 * of the total is its own whatever the order, so the draw walks them by id (the
+	 * weights below {@link #CANDIDATE} are 0).
+	 * @param sum the weights' sum
 	 */
-	private int draw(double[] probabilities) {
-		double total = 0;
+	private int draw(float[] probabilities, double sum) {
+		double u = this.random.nextDouble() * sum;
 		int last = 0;
 		for (int i = 0; i < probabilities.length; i++) {
-			if (probabilities[i] >= CANDIDATE) {
-				total += probabilities[i];
+			if (probabilities[i] > 0) {
 				last = i;
-			}
-		}
-		double u = this.random.nextDouble() * total;
-		for (int i = 0; i < probabilities.length; i++) {
-			if (probabilities[i] >= CANDIDATE) {
 				u -= probabilities[i];
 				if (u <= 0) {
 					return i;
 				}
 			}
 		}
+		// the sum's rounding may leave u just above 0 after the last candidate
 		return last;
 	}
 
@@ -180,9 +179,11 @@ public final class Sampler {
 	 * likely token's probability (which is 1) by factors of 100 until they hold the cut.
 	 * @param sum every token's probability, summed
 	 */
-	private Integer[] candidates(double[] probabilities, double sum) {
+	private Integer[] candidates(float[] probabilities, double sum) {
 		int n = 0;
-		Integer[] order = new Integer[probabilities.length];
+		if (this.ids == null || this.ids.length != probabilities.length) {
+			this.ids = new int[probabilities.length];
+		}
 		for (double threshold = 1e-2;; threshold *= 1e-2) {
 			boolean last = threshold <= CANDIDATE;
 			double floor = last ? CANDIDATE : threshold;
@@ -190,7 +191,7 @@ public final class Sampler {
 			double mass = 0;
 			for (int i = 0; i < probabilities.length; i++) {
 				if (probabilities[i] >= floor) {
-					order[n++] = i;
+					this.ids[n++] = i;
 					mass += probabilities[i];
 				}
 			}
@@ -198,9 +199,12 @@ public final class Sampler {
 				break;
 			}
 		}
-		order = Arrays.copyOf(order, n);
+		Integer[] order = new Integer[n];
+		for (int i = 0; i < n; i++) {
+			order[i] = this.ids[i];
+		}
 		Arrays.sort(order, (a, b) -> {
-			int byProbability = Double.compare(probabilities[b], probabilities[a]);
+			int byProbability = Float.compare(probabilities[b], probabilities[a]);
 			return (byProbability != 0) ? byProbability : Integer.compare(a, b);
 		});
 		int k = this.params.topK();
@@ -217,6 +221,47 @@ public final class Sampler {
 		return (k > 0 && n >= k) || (this.params.minP() > 0 && floor <= this.params.minP())
 				|| (this.params.topP() < 1 && mass >= this.params.topP() * sum * (1 + 1e-9));
 	}
+
+	/** The draw's weights, an array kept for the sequence's draws. */
+	private float[] weights(int n) {
+		if (this.weights == null || this.weights.length != n) {
+			this.weights = new float[n];
+		}
+		return this.weights;
+	}
+
+	/**
+	 * Each token's weight in a draw, exp((logit - max) / temperature), into
+	 * {@code weights}, 0 below {@link #CANDIDATE}; returns their sum.
+	 */
+	private double exponentials(float[] logits, float max, float[] weights) {
+		return weights(logits, max, (float) (1 / this.params.temperature()), weights, NATIVE);
+	}
+
+	/**
+	 * exp((logit - max) * scale) for each logit, into {@code weights}, 0 where the
+	 * exponent is below that of {@link #CANDIDATE}; returns their sum. The native
+	 * kernels' vector form ({@code vector}; about six times faster over SmolLM2's
+	 * vocabulary) or {@link Math#exp}: the two differ by about a float's rounding.
+	 */
+	static double weights(float[] logits, float max, float scale, float[] weights, boolean vector) {
+		if (vector) {
+			return NativeKernels.exponentials(logits, weights, max, scale, LOWEST);
+		}
+		double sum = 0;
+		for (int i = 0; i < logits.length; i++) {
+			float x = (logits[i] - max) * scale;
+			weights[i] = (x >= LOWEST) ? (float) Math.exp(x) : 0;
+			sum += weights[i];
+		}
+		return sum;
+	}
+
+	/** The exponent of {@link #CANDIDATE}. */
+	private static final float LOWEST = (float) Math.log(CANDIDATE);
+
+	/** Whether the native kernels compute the weights (where they can run). */
+	static final boolean NATIVE = NativeKernels.exponentialsUnavailable() == null;
 
 	private void applyPenalties(float[] logits) {
 		double repetition = this.params.repetitionPenalty();

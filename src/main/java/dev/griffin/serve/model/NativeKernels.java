@@ -519,6 +519,70 @@ public final class NativeKernels {
 		return buffer;
 	}
 
+	/**
+	 * A draw's weights, on the calling thread alone: {@code weights[i] = exp(x)} for
+	 * {@code x = (logits[i] - max) * scale}, as float, each within about one ulp, and 0
+	 * where x is below {@code lowest} (or -87); returns their sum. The AVX2 and AVX-512
+	 * forms give the same values and sum, so a seeded draw does not depend on the CPU.
+	 * @param logits none NaN and none above {@code max}
+	 * @param scale one over the temperature, above 0
+	 */
+	public static double exponentials(float[] logits, float[] weights, float max, float scale, float lowest) {
+		return exponentials(logits, weights, max, scale, lowest, 0);
+	}
+
+	/**
+	 * {@link #exponentials(float[], float[], float, float, float)} by one instruction
+	 * set: 2 (AVX2), 3 (AVX-512), 0 the CPU's. For tests.
+	 * @throws UnsupportedOperationException when the CPU lacks it
+	 */
+	static double exponentials(float[] logits, float[] weights, float max, float scale, float lowest, int isa) {
+		if (Sampling.UNAVAILABLE != null) {
+			throw new IllegalStateException("native exponentials cannot run: " + Sampling.UNAVAILABLE);
+		}
+		if (weights.length < logits.length) {
+			throw new IllegalArgumentException("%d weights for %d logits".formatted(weights.length, logits.length));
+		}
+		double sum = Sampling.griffin_exponentials(logits, weights, logits.length, max, scale, lowest, isa);
+		if (sum < 0) {
+			throw new UnsupportedOperationException("this CPU lacks instruction set level " + isa);
+		}
+		return sum;
+	}
+
+	/**
+	 * Why {@link #exponentials(float[], float[], float, float, float)} cannot run here,
+	 * or null when it can. It needs the library and AVX2 with FMA, but neither libtorch
+	 * nor the products' team.
+	 */
+	public static String exponentialsUnavailable() {
+		return Sampling.UNAVAILABLE;
+	}
+
+	/** The library's sampling kernel, bound on first use apart from the products. */
+	private static final class Sampling {
+
+		static final String UNAVAILABLE;
+
+		static {
+			String why = null;
+			try {
+				Native.register(Sampling.class, NativeLibrary.getInstance("griffin_kernels"));
+				if (griffin_exponentials(new float[0], new float[0], 0, 0, 1, 0, 0) < 0) {
+					why = "this CPU lacks AVX2 or FMA";
+				}
+			}
+			catch (UnsatisfiedLinkError | RuntimeException ex) {
+				why = "the native library did not load (" + ex.getMessage() + ")";
+			}
+			UNAVAILABLE = why;
+		}
+
+		private static native double griffin_exponentials(float[] logits, float[] weights, int n, float max,
+				float scale, float lowest, int isa);
+
+	}
+
 	private static native int griffin_init(int threads);
 
 	private static native int griffin_threads();

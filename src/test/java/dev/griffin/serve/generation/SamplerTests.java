@@ -12,6 +12,7 @@ import org.junit.jupiter.api.Test;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
 
 class SamplerTests {
 
@@ -276,6 +277,42 @@ class SamplerTests {
 			.isInstanceOf(IllegalArgumentException.class);
 		assertThatThrownBy(() -> biased(0, 1, Map.of(1, Float.NaN))).isInstanceOf(InvalidParameterException.class);
 		assertThatThrownBy(() -> biased(0, 1, Map.of(-1, 1f))).isInstanceOf(InvalidParameterException.class);
+	}
+
+	/**
+	 * The draw's weights come from the native kernels on the build machine, and from
+	 * Math.exp where those cannot run: both forms give the same weights within a float's
+	 * rounding, the same zeros below the candidates' floor, and the same sum.
+	 */
+	@Test
+	void theVectorWeightsAreMathExpsWithinAFloatsRounding() {
+		assertThat(Sampler.NATIVE).as("the native kernels run on the build machine").isTrue();
+		SplittableRandom random = new SplittableRandom(17);
+		for (int n : new int[] { 1, 15, 16, 17, 49_152, 151_936 }) {
+			for (float scale : new float[] { 0.5f, 1f, 1 / 0.7f, 50f }) {
+				float[] logits = new float[n];
+				float max = Float.NEGATIVE_INFINITY;
+				for (int i = 0; i < n; i++) {
+					logits[i] = (i % 1000 == 999) ? Float.NEGATIVE_INFINITY : (float) (random.nextGaussian() * 5);
+					max = Math.max(max, logits[i]);
+				}
+				float[] vector = new float[n];
+				float[] plain = new float[n];
+				double vectorSum = Sampler.weights(logits, max, scale, vector, true);
+				double plainSum = Sampler.weights(logits, max, scale, plain, false);
+				for (int i = 0; i < n; i++) {
+					if (plain[i] == 0) {
+						assertThat(vector[i]).as("n %d, scale %s, token %d", n, scale, i).isZero();
+					}
+					else {
+						assertThat((double) vector[i]).as("n %d, scale %s, token %d", n, scale, i)
+							.isCloseTo(plain[i], within(3e-7 * plain[i]));
+					}
+				}
+				assertThat(vectorSum).isCloseTo(plainSum, within(1e-6 * plainSum));
+				assertThat(plainSum).as("the largest logit's weight is 1").isGreaterThanOrEqualTo(1);
+			}
+		}
 	}
 
 }
