@@ -7,10 +7,12 @@ import dev.griffin.serve.generation.SamplingParams;
 /**
  * Times the sampler's draw of one token over a vocabulary of SmolLM2's size (49,152
  * Gaussian logits, standard deviation 2.5) at four settings, as milliseconds per token.
- * Run from the repository root after a build:
+ * Run from the repository root after a build, with JNA (which binds the native sampling
+ * kernel) from the local Maven repository:
  *
  * <pre>
- * java -cp target/classes tools/reference/BenchSampler.java
+ * java -cp "target/classes:$(ls ~/.m2/repository/net/java/dev/jna/jna/*&#47;jna-*.jar | tail -1)" \
+ *     tools/reference/BenchSampler.java
  * </pre>
  *
  * An older sampler compiled into a directory put first on the class path is timed the

@@ -4,8 +4,6 @@ import java.util.Arrays;
 import java.util.Map;
 import java.util.SplittableRandom;
 
-import dev.griffin.serve.model.NativeKernels;
-
 /**
  * Picks the next token from logits: the request's logit bias, penalties, then greedy or
  * temperature with top-k, top-p and min-p filtering. Logits arrive as a Java array (one
@@ -85,19 +83,23 @@ public final class Sampler {
 		}
 		applyPenalties(logits);
 		int best = -1;
+		float top = Float.NEGATIVE_INFINITY;
 		int infinite = 0;
 		for (int i = 0; i < logits.length; i++) {
-			if (Float.isNaN(logits[i])) {
-				logits[i] = Float.NEGATIVE_INFINITY;
-			}
-			if (best < 0 || logits[i] > logits[best]) {
+			float logit = logits[i];
+			if (logit > top) {
+				top = logit;
 				best = i;
 			}
-			if (logits[i] == Float.POSITIVE_INFINITY) {
+			else if (logit != logit) {
+				// NaN never wins
+				logits[i] = Float.NEGATIVE_INFINITY;
+			}
+			if (logit == Float.POSITIVE_INFINITY) {
 				infinite++;
 			}
 		}
-		if (best < 0 || logits[best] == Float.NEGATIVE_INFINITY) {
+		if (best < 0) {
 			throw new IllegalStateException("no finite logit to sample from");
 		}
 		if (this.params.isGreedy()) {
@@ -116,7 +118,7 @@ public final class Sampler {
 		if (this.params.topK() == 0 && this.params.topP() >= 1 && this.params.minP() == 0) {
 			return draw(probabilities, sum);
 		}
-		Integer[] order = candidates(probabilities, sum);
+		int[] order = candidates(probabilities, sum);
 		// order: token ids by probability, descending, already cut to top-k, holding at
 		// least the tokens the cuts below keep
 		int keep = order.length;
@@ -179,7 +181,7 @@ public final class Sampler {
 	 * likely token's probability (which is 1) by factors of 100 until they hold the cut.
 	 * @param sum every token's probability, summed
 	 */
-	private Integer[] candidates(float[] probabilities, double sum) {
+	private int[] candidates(float[] probabilities, double sum) {
 		int n = 0;
 		if (this.ids == null || this.ids.length != probabilities.length) {
 			this.ids = new int[probabilities.length];
@@ -199,16 +201,20 @@ public final class Sampler {
 				break;
 			}
 		}
-		Integer[] order = new Integer[n];
+		// by probability, descending, then by id: a weight is a non-negative float, whose
+		// bits order as its value, so one key per candidate sorts as primitives
+		long[] keys = new long[n];
 		for (int i = 0; i < n; i++) {
-			order[i] = this.ids[i];
+			int id = this.ids[i];
+			keys[i] = ((long) (Integer.MAX_VALUE - Float.floatToIntBits(probabilities[id])) << 32) | id;
 		}
-		Arrays.sort(order, (a, b) -> {
-			int byProbability = Float.compare(probabilities[b], probabilities[a]);
-			return (byProbability != 0) ? byProbability : Integer.compare(a, b);
-		});
+		Arrays.sort(keys);
 		int k = this.params.topK();
-		return (k > 0 && k < n) ? Arrays.copyOf(order, k) : order;
+		int[] order = new int[(k > 0 && k < n) ? k : n];
+		for (int i = 0; i < order.length; i++) {
+			order[i] = (int) keys[i];
+		}
+		return order;
 	}
 
 	/**
@@ -241,12 +247,12 @@ public final class Sampler {
 	/**
 	 * exp((logit - max) * scale) for each logit, into {@code weights}, 0 where the
 	 * exponent is below that of {@link #CANDIDATE}; returns their sum. The native
-	 * kernels' vector form ({@code vector}; about six times faster over SmolLM2's
+	 * {@link SamplingKernel} ({@code vector}; about six times faster over SmolLM2's
 	 * vocabulary) or {@link Math#exp}: the two differ by about a float's rounding.
 	 */
 	static double weights(float[] logits, float max, float scale, float[] weights, boolean vector) {
 		if (vector) {
-			return NativeKernels.exponentials(logits, weights, max, scale, LOWEST);
+			return SamplingKernel.exponentials(logits, weights, max, scale, LOWEST);
 		}
 		double sum = 0;
 		for (int i = 0; i < logits.length; i++) {
@@ -261,7 +267,7 @@ public final class Sampler {
 	private static final float LOWEST = (float) Math.log(CANDIDATE);
 
 	/** Whether the native kernels compute the weights (where they can run). */
-	static final boolean NATIVE = NativeKernels.exponentialsUnavailable() == null;
+	static final boolean NATIVE = SamplingKernel.UNAVAILABLE == null;
 
 	private void applyPenalties(float[] logits) {
 		double repetition = this.params.repetitionPenalty();

@@ -7,7 +7,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDArrays;
@@ -53,62 +52,6 @@ class NativeKernelsTests {
 		// must
 		// show here, not as a silently absent calibration candidate
 		assertThat(NativeKernels.unavailable()).isNull();
-	}
-
-	/**
-	 * A draw's weights are the same, bit for bit, from the AVX2 and the AVX-512 form
-	 * (whichever this CPU runs: AVX2 always on a machine that runs the library), so a
-	 * seeded draw does not depend on the CPU; each is exp within two ulps, and 0 below
-	 * the floor.
-	 */
-	@Test
-	void exponentialsAreOneFunctionOnEveryInstructionSet() throws IOException {
-		assertThat(NativeKernels.exponentialsUnavailable()).isNull();
-		boolean avx512 = Files.readString(Path.of("/proc/cpuinfo")).contains(" avx512f");
-		SplittableRandom random = new SplittableRandom(29);
-		for (int n : new int[] { 0, 1, 7, 16, 31, 33, 1000, 49_157 }) {
-			for (float scale : new float[] { 0.5f, 1f, 3.3f, 1e4f }) {
-				float[] logits = new float[n];
-				for (int i = 0; i < n; i++) {
-					logits[i] = (i % 37 == 5) ? Float.NEGATIVE_INFINITY : (float) (random.nextGaussian() * 8);
-				}
-				float max = 0;
-				for (float logit : logits) {
-					max = Math.max(max, logit);
-				}
-				float lowest = -27.6f;
-				float[] avx2 = new float[n];
-				double sum = NativeKernels.exponentials(logits, avx2, max, scale, lowest, 2);
-				double plain = 0;
-				for (int i = 0; i < n; i++) {
-					float x = (logits[i] - max) * scale;
-					if (x < lowest) {
-						assertThat(avx2[i]).as("n %d, scale %s, token %d", n, scale, i).isZero();
-					}
-					else {
-						double exact = Math.exp(x);
-						assertThat((double) avx2[i]).as("n %d, scale %s, token %d", n, scale, i)
-							.isCloseTo(exact, within(2.0 * Math.ulp((float) exact)));
-					}
-					plain += avx2[i];
-				}
-				assertThat(sum).isCloseTo(plain, within(1e-12 * Math.max(1, plain)));
-				float[] wide = new float[n];
-				if (avx512) {
-					assertThat(NativeKernels.exponentials(logits, wide, max, scale, lowest, 3)).isEqualTo(sum);
-					assertThat(wide).as("n %d, scale %s", n, scale).containsExactly(avx2);
-				}
-				else {
-					float peak = max;
-					assertThatThrownBy(() -> NativeKernels.exponentials(logits, wide, peak, scale, lowest, 3))
-						.isInstanceOf(UnsupportedOperationException.class);
-				}
-			}
-		}
-		// the floor is never below -87, where 2^n would leave float's normal range
-		float[] far = new float[1];
-		NativeKernels.exponentials(new float[] { -100 }, far, 0, 1, -1000);
-		assertThat(far[0]).isZero();
 	}
 
 	@Test
