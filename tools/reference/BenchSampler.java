@@ -11,7 +11,7 @@ import dev.griffin.serve.generation.SamplingParams;
  * kernel) from the local Maven repository:
  *
  * <pre>
- * java -cp "target/classes:$(ls ~/.m2/repository/net/java/dev/jna/jna/*&#47;jna-*.jar | tail -1)" \
+ * java -cp "target/classes:$(find ~/.m2/repository/net/java/dev/jna/jna -name 'jna-*.jar' | sort | tail -1)" \
  *     tools/reference/BenchSampler.java
  * </pre>
  *
