@@ -7,9 +7,9 @@ import java.util.SplittableRandom;
 /**
  * Picks the next token from logits: the request's logit bias, penalties, then greedy or
  * temperature with top-k, top-p and min-p filtering. Logits arrive as a Java array (one
- * copy from the device per step). A draw over SmolLM2's 49,152 tokens takes about a
- * millisecond, most of it the exponentials; only a cut sorts, and then only the
- * candidates it may keep.
+ * copy from the device per step). A draw at temperature 1 over SmolLM2's 49,152 tokens
+ * takes about 0.17 ms, the exponentials in the native {@link SamplingKernel}; only a cut
+ * sorts, and then only the candidates it may keep.
  */
 public final class Sampler {
 
