@@ -41,6 +41,9 @@ final class Decoding {
 
 	private FinishReason reason;
 
+	/** Room for the exponentials of a token's log-probabilities, kept between tokens. */
+	private float[] scratch;
+
 	/**
 	 * @param topLogprobs -1 for no log-probabilities, otherwise how many alternatives to
 	 * report per token
@@ -152,18 +155,13 @@ final class Decoding {
 	}
 
 	private GeneratedToken withLogprobs(int token, String piece, float[] logits) {
-		float logZ = (float) Sampler.logSumExp(logits);
+		if (this.scratch == null || this.scratch.length != logits.length) {
+			this.scratch = new float[logits.length];
+		}
+		float logZ = (float) Sampler.logSumExp(logits, this.scratch);
 		List<GeneratedToken.TopLogprob> alternatives = new ArrayList<>();
 		if (this.topLogprobs > 0) {
-			boolean[] used = new boolean[logits.length];
-			for (int k = 0; k < this.topLogprobs; k++) {
-				int best = -1;
-				for (int i = 0; i < logits.length; i++) {
-					if (!used[i] && (best < 0 || logits[i] > logits[best])) {
-						best = i;
-					}
-				}
-				used[best] = true;
+			for (int best : Sampler.largest(logits, this.topLogprobs)) {
 				alternatives.add(new GeneratedToken.TopLogprob(best,
 						new String(this.tokenizer.tokenBytes(best), StandardCharsets.UTF_8), logits[best] - logZ));
 			}

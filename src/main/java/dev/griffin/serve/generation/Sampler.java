@@ -303,6 +303,63 @@ public final class Sampler {
 		return max + Math.log(sum);
 	}
 
+	/**
+	 * {@link #logSumExp(float[])} with the exponentials in the native
+	 * {@link SamplingKernel} where it runs (the same within about a float's rounding:
+	 * each term within two ulps, added in double), into {@code scratch} (at least as long
+	 * as the logits). Logits with a NaN or no finite largest value take the plain path,
+	 * which says so in its result.
+	 */
+	static double logSumExp(float[] logits, float[] scratch) {
+		if (!NATIVE) {
+			return logSumExp(logits);
+		}
+		float max = Float.NEGATIVE_INFINITY;
+		for (float logit : logits) {
+			if (logit > max) {
+				max = logit;
+			}
+			else if (logit != logit) {
+				return logSumExp(logits);
+			}
+		}
+		if (Float.isInfinite(max)) {
+			return logSumExp(logits);
+		}
+		// every exponent above the kernel's floor (-87) counts
+		return max + Math.log(SamplingKernel.exponentials(logits, scratch, max, 1, -Float.MAX_VALUE));
+	}
+
+	/**
+	 * The ids of the {@code k} largest values (fewer when fewer are not NaN), largest
+	 * first, the lower id first among equal values: one pass, each value compared with
+	 * the k-th largest so far.
+	 */
+	static int[] largest(float[] values, int k) {
+		if (k <= 0) {
+			return new int[0];
+		}
+		int[] ids = new int[k];
+		int n = 0;
+		for (int i = 0; i < values.length; i++) {
+			float value = values[i];
+			if (n == k && !(value > values[ids[k - 1]])) {
+				continue;
+			}
+			if (value != value) {
+				continue;
+			}
+			// after every kept value at least as large: equal values keep their id order
+			int at = (n < k) ? n++ : k - 1;
+			while (at > 0 && value > values[ids[at - 1]]) {
+				ids[at] = ids[at - 1];
+				at--;
+			}
+			ids[at] = i;
+		}
+		return (n == k) ? ids : Arrays.copyOf(ids, n);
+	}
+
 	public static int argmax(float[] values) {
 		int best = 0;
 		for (int i = 1; i < values.length; i++) {

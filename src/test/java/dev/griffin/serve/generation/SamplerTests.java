@@ -315,4 +315,61 @@ class SamplerTests {
 		}
 	}
 
+	/**
+	 * The alternatives of top_logprobs: what picking the largest unused value k times
+	 * picks.
+	 */
+	@Test
+	void theLargestValuesComeInOrderWithTheLowerIdFirstAmongEquals() {
+		SplittableRandom random = new SplittableRandom(23);
+		for (int trial = 0; trial < 200; trial++) {
+			int n = 1 + random.nextInt(300);
+			float[] values = new float[n];
+			for (int i = 0; i < n; i++) {
+				// few distinct values, so that ties are common; some NaN and infinities
+				int kind = random.nextInt(20);
+				values[i] = (kind == 0) ? Float.NaN : (kind == 1) ? Float.NEGATIVE_INFINITY
+						: (kind == 2) ? Float.POSITIVE_INFINITY : random.nextInt(12);
+			}
+			int k = 1 + random.nextInt(25);
+			List<Integer> expected = new ArrayList<>();
+			boolean[] used = new boolean[n];
+			for (int pick = 0; pick < k; pick++) {
+				int best = -1;
+				for (int i = 0; i < n; i++) {
+					if (!used[i] && !Float.isNaN(values[i]) && (best < 0 || values[i] > values[best])) {
+						best = i;
+					}
+				}
+				if (best < 0) {
+					break;
+				}
+				used[best] = true;
+				expected.add(best);
+			}
+			assertThat(Sampler.largest(values, k)).as("trial %d", trial)
+				.containsExactly(expected.stream().mapToInt(Integer::intValue).toArray());
+		}
+		assertThat(Sampler.largest(new float[] { 1, 2 }, 0)).isEmpty();
+	}
+
+	@Test
+	void logSumExpWithTheKernelIsThePlainOneWithinAFloatsRounding() {
+		SplittableRandom random = new SplittableRandom(31);
+		for (int n : new int[] { 1, 17, 49_152 }) {
+			float[] logits = new float[n];
+			for (int i = 0; i < n; i++) {
+				logits[i] = (float) (random.nextGaussian() * 6);
+			}
+			assertThat(Sampler.logSumExp(logits, new float[n])).as("n %d", n)
+				.isCloseTo(Sampler.logSumExp(logits), within(1e-5));
+		}
+		float[] odd = { 1, Float.NaN };
+		assertThat(Sampler.logSumExp(odd, new float[2])).isNaN();
+		// the plain path's answer for an infinite logit, NaN, as before
+		float[] infinite = { 1, Float.POSITIVE_INFINITY };
+		assertThat(Sampler.logSumExp(infinite)).isNaN();
+		assertThat(Sampler.logSumExp(infinite, new float[2])).isNaN();
+	}
+
 }
