@@ -113,7 +113,7 @@ public final class Sampler {
 				}
 			}
 		}
-		float[] probabilities = weights(logits.length);
+		float[] probabilities = weightBuffer(logits.length);
 		double sum = exponentials(logits, logits[best], probabilities);
 		if (this.params.topK() == 0 && this.params.topP() >= 1 && this.params.minP() == 0) {
 			return draw(probabilities, sum);
@@ -179,7 +179,7 @@ public final class Sampler {
 	 * sorts a few hundred tokens instead of the whole vocabulary. The tokens at or above
 	 * a threshold are the first in the order; the threshold falls from 1e-2 of the most
 	 * likely token's probability (which is 1) by factors of 100 until they hold the cut.
-	 * @param sum every token's probability, summed
+	 * @param sum every candidate's weight, summed
 	 */
 	private int[] candidates(float[] probabilities, double sum) {
 		int n = 0;
@@ -229,7 +229,7 @@ public final class Sampler {
 	}
 
 	/** The draw's weights, an array kept for the sequence's draws. */
-	private float[] weights(int n) {
+	private float[] weightBuffer(int n) {
 		if (this.weights == null || this.weights.length != n) {
 			this.weights = new float[n];
 		}
