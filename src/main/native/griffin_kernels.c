@@ -2720,7 +2720,7 @@ int griffin_gather(const void *gate_up, const void *down, int type, const int *n
 
 /*
  * exp(x) for x <= 0 in float, 16 values at a time, by the same operations on every
- * instruction set, so that a seeded draw does not depend on the CPU: x = n ln 2 + r with
+ * instruction set, so that the same logits give the same draw on either: x = n ln 2 + r with
  * n = round(x log2 e) and ln 2 in two parts, exp(r) by a degree-7 polynomial (the
  * coefficients of Cephes' expf, within about one ulp), and 2^n written into the exponent
  * bits. x below the caller's lowest value (so -infinity too) gives 0, and that is at least

@@ -1,5 +1,6 @@
 package dev.griffin.serve.generation;
 
+import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -110,6 +111,22 @@ public final class InferenceSession implements AutoCloseable {
 	/** All-position logits of a prompt, [T][V] (tests and evaluation). */
 	public float[][] prefillAllLogits(int[] tokens) {
 		return rows(run(tokens, FeedForward.Phase.PROMPT, true), tokens.length, this.model.config().vocabularySize());
+	}
+
+	/**
+	 * [count, width] float32 logits as rows, each copied once from the tensor's memory (a
+	 * batched step's logits are a vocabulary per sequence).
+	 */
+	private static float[][] rows(NDArray logits, int count, int width) {
+		FloatBuffer all = logits.toType(DataType.FLOAT32, false).toByteBuffer(true).asFloatBuffer();
+		if (all.remaining() != (long) count * width) {
+			throw new IllegalStateException("%d logits for %d rows of %d".formatted(all.remaining(), count, width));
+		}
+		float[][] rows = new float[count][width];
+		for (float[] row : rows) {
+			all.get(row);
+		}
+		return rows;
 	}
 
 	/** Splits [count, width] logits into rows. */
@@ -419,14 +436,15 @@ public final class InferenceSession implements AutoCloseable {
 			caches[i] = session.cache;
 			states[i] = session.states;
 		}
-		float[] flat;
+		float[][] logits;
 		try (NDScope scope = new NDScope()) {
-			flat = first.model.decodeBatch(first.ids(tokens), positions, caches, states).toFloatArray();
+			logits = rows(first.model.decodeBatch(first.ids(tokens), positions, caches, states), b,
+					first.model.config().vocabularySize());
 		}
 		for (InferenceSession session : sessions) {
 			session.position++;
 		}
-		return rows(flat, b, first.model.config().vocabularySize());
+		return logits;
 	}
 
 	/**
@@ -484,16 +502,15 @@ public final class InferenceSession implements AutoCloseable {
 			states[i] = session.states;
 			lasts[i] = row - 1;
 		}
-		float[] flat;
+		float[][] logits;
 		try (NDScope scope = new NDScope()) {
-			flat = first.model.promptBatch(first.ids(tokens), positions, caches, owners, models, states, lasts)
-				.toType(DataType.FLOAT32, false)
-				.toFloatArray();
+			logits = rows(first.model.promptBatch(first.ids(tokens), positions, caches, owners, models, states, lasts),
+					b, first.model.config().vocabularySize());
 		}
 		for (int i = 0; i < b; i++) {
 			sessions.get(i).position += chunks.get(i).length;
 		}
-		return rows(flat, b, first.model.config().vocabularySize());
+		return logits;
 	}
 
 	/** Checks that the sessions compute with one model's weights, each session once. */

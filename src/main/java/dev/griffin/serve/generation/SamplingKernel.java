@@ -35,7 +35,8 @@ final class SamplingKernel {
 	 * A draw's weights, on the calling thread alone: {@code weights[i] = exp(x)} for
 	 * {@code x = (logits[i] - max) * scale}, as float, each within about one ulp, and 0
 	 * where x is below {@code lowest} (or -87); returns their sum. The AVX2 and AVX-512
-	 * forms give the same values and sum, so a seeded draw does not depend on the CPU.
+	 * forms give the same values and sum, so the same logits give the same draw on
+	 * either.
 	 * @param logits none NaN and none above {@code max}
 	 * @param scale one over the temperature, above 0
 	 */

@@ -15,8 +15,8 @@ class SamplingKernelTests {
 
 	/**
 	 * A draw's weights are the same, bit for bit, from the AVX2 and the AVX-512 form
-	 * (whichever this CPU runs: AVX2 always on a machine that runs the library), so a
-	 * seeded draw does not depend on the CPU; each is exp within two ulps, and 0 below
+	 * (whichever this CPU runs: AVX2 always on a machine that runs the library), so the
+	 * same logits give the same draw on either; each is exp within two ulps, and 0 below
 	 * the floor.
 	 */
 	@Test

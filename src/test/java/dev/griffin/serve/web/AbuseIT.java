@@ -305,35 +305,15 @@ class AbuseIT extends ServiceTestBase {
 		Map<String, String> named = Map.of("\"max_tokens\": 1, \"max_tokens\": 4000", "max_tokens",
 				"\"griffin\": {\"density\": 0.5, \"density\": 1.0}", "density");
 		for (String twice : named.keySet()) {
-			JsonNode error = json(this.client.post()
-				.uri("/v1/completions")
-				.header("Authorization", KEY)
-				.contentType(MediaType.APPLICATION_JSON)
-				.bodyValue("{\"model\": \"" + MODEL + "\", \"prompt\": \"Hi\", " + twice + "}")
-				.exchange()
-				.expectStatus()
-				.isBadRequest()
-				.expectBody(String.class)
-				.returnResult()
-				.getResponseBody()).get("error");
+			JsonNode error = json(refused(twice)).get("error");
 			assertThat(error.get("code").asText()).as(twice).isEqualTo("duplicate_field");
 			assertThat(error.get("param").asText()).as(twice).isEqualTo(named.get(twice));
 			assertThat(error.get("message").asText()).as(twice).contains("twice");
 		}
 		// a name that is not printable text is not echoed
-		String exotic = this.client.post()
-			.uri("/v1/completions")
-			.header("Authorization", KEY)
-			.contentType(MediaType.APPLICATION_JSON)
-			.bodyValue("{\"model\": \"" + MODEL + "\", \"prompt\": \"Hi\", \"\\u001b[2J\": 1, \"\\u001b[2J\": 2}")
-			.exchange()
-			.expectStatus()
-			.isBadRequest()
-			.expectBody(String.class)
-			.returnResult()
-			.getResponseBody();
-		assertThat(json(exotic).get("error").get("param").isNull()).isTrue();
-		assertThat(json(exotic).get("error").get("code").asText()).isEqualTo("duplicate_field");
+		JsonNode exotic = json(refused("\"\\u001b[2J\": 1, \"\\u001b[2J\": 2")).get("error");
+		assertThat(exotic.get("param").isNull()).isTrue();
+		assertThat(exotic.get("code").asText()).isEqualTo("duplicate_field");
 		// an integer where a number goes is a number
 		Map<String, Object> request = ServiceSupport.completion("Hi", 1);
 		request.put("temperature", 0);
@@ -345,21 +325,26 @@ class AbuseIT extends ServiceTestBase {
 	 * {@code param}.
 	 */
 	private String rejected(String field, String param) {
-		String body = this.client.post()
+		String body = refused(field);
+		JsonNode error = json(body).get("error");
+		assertThat(error.get("param").asText()).as(field).isEqualTo(param);
+		assertThat(error.get("code").asText()).as(field).isEqualTo("invalid_type");
+		return body;
+	}
+
+	/** The body of a 400 to a completion request with {@code fields} added as written. */
+	private String refused(String fields) {
+		return this.client.post()
 			.uri("/v1/completions")
 			.header("Authorization", KEY)
 			.contentType(MediaType.APPLICATION_JSON)
-			.bodyValue("{\"model\": \"" + MODEL + "\", \"prompt\": \"Hi\", " + field + "}")
+			.bodyValue("{\"model\": \"" + MODEL + "\", \"prompt\": \"Hi\", " + fields + "}")
 			.exchange()
 			.expectStatus()
 			.isBadRequest()
 			.expectBody(String.class)
 			.returnResult()
 			.getResponseBody();
-		JsonNode error = json(body).get("error");
-		assertThat(error.get("param").asText()).as(field).isEqualTo(param);
-		assertThat(error.get("code").asText()).as(field).isEqualTo("invalid_type");
-		return body;
 	}
 
 	@Test
