@@ -2,6 +2,8 @@ package dev.griffin.serve.generation;
 
 import com.sun.jna.Native;
 import com.sun.jna.NativeLibrary;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The native library's sampling kernel ({@code griffin_exponentials} in
@@ -26,6 +28,13 @@ final class SamplingKernel {
 			why = "the native library did not load (" + ex.getMessage() + ")";
 		}
 		UNAVAILABLE = why;
+		Logger logger = LoggerFactory.getLogger(SamplingKernel.class);
+		if (why == null) {
+			logger.info("sampling: a draw's exponentials in the native kernel");
+		}
+		else {
+			logger.warn("sampling: a draw's exponentials in Java (Math.exp), about six times slower: {}", why);
+		}
 	}
 
 	private SamplingKernel() {
