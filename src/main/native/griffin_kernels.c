@@ -2720,12 +2720,13 @@ int griffin_gather(const void *gate_up, const void *down, int type, const int *n
 
 /*
  * exp(x) for x <= 0 in float, 16 values at a time, by the same operations on every
- * instruction set, so that the same logits give the same draw on either: x = n ln 2 + r with
- * n = round(x log2 e) and ln 2 in two parts, exp(r) by a degree-7 polynomial (the
+ * instruction set, so that the same logits give the same draw on either: x = n ln 2 + r
+ * with n = round(x log2 e) and ln 2 in two parts, exp(r) by a degree-7 polynomial (the
  * coefficients of Cephes' expf, within about one ulp), and 2^n written into the exponent
  * bits. x below the caller's lowest value (so -infinity too) gives 0, and that is at least
  * EXP_FLOOR, where exp is about 1.6e-38, near float's smallest normal value. Each block's
  * values are added in double into 16 lane sums, the same lanes on every instruction set.
+ * No multiplication here feeds an addition that the compiler could fuse differently.
  */
 #define EXP_FLOOR (-87.0f)
 #define EXP_LOG2E 1.44269504088896341f
@@ -2797,7 +2798,7 @@ __attribute__((target("avx2,fma"))) static void exp16_avx2(const float *logits, 
 			for (int i = 0; i < 16; i++) {                                                          \
 				in[i] = (i < rest) ? logits[n - rest + i] : -INFINITY;                              \
 			}                                                                                       \
-			BLOCK(in, y, max, scale, lowest, __VA_ARGS__);                                                  \
+			BLOCK(in, y, max, scale, lowest, __VA_ARGS__);                                          \
 			memcpy(out + n - rest, y, (size_t) rest * sizeof(float));                               \
 		}                                                                                           \
 	} while (0)
