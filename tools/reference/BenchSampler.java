@@ -8,11 +8,12 @@ import dev.griffin.serve.generation.SamplingParams;
  * Times the sampler's draw of one token over a vocabulary of SmolLM2's size (49,152
  * Gaussian logits, standard deviation 2.5) at four settings, as milliseconds per token.
  * Run from the repository root after a build, with JNA (which binds the native sampling
- * kernel) from the local Maven repository:
+ * kernel) and SLF4J's API from the local Maven repository:
  *
  * <pre>
- * java -cp "target/classes:$(find ~/.m2/repository/net/java/dev/jna/jna -name 'jna-*.jar' | sort | tail -1)" \
- *     tools/reference/BenchSampler.java
+ * M2=~/.m2/repository
+ * java -cp "target/classes:$(find $M2/net/java/dev/jna/jna -name 'jna-*.jar' | sort -V | tail -1):$(find \
+ *     $M2/org/slf4j/slf4j-api -name 'slf4j-api-*.jar' | sort -V | tail -1)" tools/reference/BenchSampler.java
  * </pre>
  *
  * An older sampler compiled into a directory put first on the class path is timed the

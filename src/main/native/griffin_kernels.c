@@ -2739,23 +2739,33 @@ int griffin_gather(const void *gate_up, const void *down, int type, const int *n
 #define EXP_C1 1.6666665459e-1f
 #define EXP_C0 5.0000001201e-1f
 
+/* exp(x) for x in [EXP_FLOOR, 0] on W-bit vectors (256 or 512), by the steps named above */
+#define DEFINE_EXP(NAME, TARGET, VEC, W, ROUND)                                                               \
+	__attribute__((target(TARGET))) static inline VEC NAME(VEC x) {                                           \
+		VEC n = ROUND(_mm##W##_mul_ps(x, _mm##W##_set1_ps(EXP_LOG2E)));                                       \
+		VEC r = _mm##W##_fnmadd_ps(n, _mm##W##_set1_ps(EXP_LN2_HI), x);                                       \
+		r = _mm##W##_fnmadd_ps(n, _mm##W##_set1_ps(EXP_LN2_LO), r);                                           \
+		VEC p = _mm##W##_fmadd_ps(_mm##W##_set1_ps(EXP_C5), r, _mm##W##_set1_ps(EXP_C4));                     \
+		p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(EXP_C3));                                                \
+		p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(EXP_C2));                                                \
+		p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(EXP_C1));                                                \
+		p = _mm##W##_fmadd_ps(p, r, _mm##W##_set1_ps(EXP_C0));                                                \
+		VEC y = _mm##W##_add_ps(_mm##W##_fmadd_ps(p, _mm##W##_mul_ps(r, r), r), _mm##W##_set1_ps(1.0f));      \
+		VEC two = _mm##W##_castsi##W##_ps(                                                                    \
+				_mm##W##_slli_epi32(_mm##W##_add_epi32(_mm##W##_cvtps_epi32(n), _mm##W##_set1_epi32(127)), 23)); \
+		return _mm##W##_mul_ps(y, two);                                                                       \
+	}
+
+#define ROUND_512(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define ROUND_256(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+DEFINE_EXP(exp_avx512, "avx512f", __m512, 512, ROUND_512)
+DEFINE_EXP(exp_avx2, "avx2,fma", __m256, 256, ROUND_256)
+
 __attribute__((target("avx512f"))) static void exp16_avx512(const float *logits, float *out, float max, float scale,
 		float lowest, __m512d *low, __m512d *high) {
 	__m512 x = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(logits), _mm512_set1_ps(max)), _mm512_set1_ps(scale));
 	__mmask16 kept = _mm512_cmp_ps_mask(x, _mm512_set1_ps(lowest), _CMP_GE_OQ);
-	x = _mm512_max_ps(x, _mm512_set1_ps(lowest));
-	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
-			_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
-	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
-	__m512 p = _mm512_fmadd_ps(_mm512_set1_ps(EXP_C5), r, _mm512_set1_ps(EXP_C4));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C3));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C2));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C1));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_C0));
-	__m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-	__m512i two = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-	y = _mm512_maskz_mov_ps(kept, _mm512_mul_ps(y, _mm512_castsi512_ps(two)));
+	__m512 y = _mm512_maskz_mov_ps(kept, exp_avx512(_mm512_max_ps(x, _mm512_set1_ps(lowest))));
 	_mm512_storeu_ps(out, y);
 	*low = _mm512_add_pd(*low, _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
 	*high = _mm512_add_pd(*high, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1))));
@@ -2765,18 +2775,7 @@ __attribute__((target("avx512f"))) static void exp16_avx512(const float *logits,
 __attribute__((target("avx2,fma"))) static __m256 exp8_avx2(const float *logits, float max, float scale, float lowest) {
 	__m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(logits), _mm256_set1_ps(max)), _mm256_set1_ps(scale));
 	__m256 kept = _mm256_cmp_ps(x, _mm256_set1_ps(lowest), _CMP_GE_OQ);
-	x = _mm256_max_ps(x, _mm256_set1_ps(lowest));
-	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
-	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
-	__m256 p = _mm256_fmadd_ps(_mm256_set1_ps(EXP_C5), r, _mm256_set1_ps(EXP_C4));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C3));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C2));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C1));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_C0));
-	__m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-	__m256i two = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-	return _mm256_and_ps(kept, _mm256_mul_ps(y, _mm256_castsi256_ps(two)));
+	return _mm256_and_ps(kept, exp_avx2(_mm256_max_ps(x, _mm256_set1_ps(lowest))));
 }
 
 __attribute__((target("avx2,fma"))) static void exp16_avx2(const float *logits, float *out, float max, float scale,
