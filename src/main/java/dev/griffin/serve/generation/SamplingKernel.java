@@ -24,8 +24,11 @@ final class SamplingKernel {
 				why = "this CPU lacks AVX2 or FMA";
 			}
 		}
-		catch (UnsatisfiedLinkError | RuntimeException ex) {
-			why = "the native library did not load (" + ex.getMessage() + ")";
+		catch (LinkageError | RuntimeException ex) {
+			// JNA or the library missing or broken (as an earlier failed load leaves
+			// JNA's
+			// classes): draws fall back to Math.exp rather than fail
+			why = "the native library did not load (" + ex + ")";
 		}
 		UNAVAILABLE = why;
 		Logger logger = LoggerFactory.getLogger(SamplingKernel.class);

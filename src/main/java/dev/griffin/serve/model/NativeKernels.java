@@ -67,8 +67,10 @@ public final class NativeKernels {
 							griffin_threads());
 				}
 			}
-			catch (UnsatisfiedLinkError | RuntimeException ex) {
-				why = "the native library did not load (" + ex.getMessage() + ")";
+			catch (LinkageError | RuntimeException ex) {
+				// JNA or the library missing or broken: calibration leaves the native
+				// forms out
+				why = "the native library did not load (" + ex + ")";
 			}
 			UNAVAILABLE = why;
 		}
