@@ -1,11 +1,14 @@
 package dev.griffin.serve.config;
 
+import java.util.function.Consumer;
+
 import org.springframework.boot.jackson.autoconfigure.JsonMapperBuilderCustomizer;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 import tools.jackson.core.StreamReadFeature;
 import tools.jackson.databind.cfg.CoercionAction;
 import tools.jackson.databind.cfg.CoercionInputShape;
+import tools.jackson.databind.cfg.MutableCoercionConfig;
 import tools.jackson.databind.type.LogicalType;
 
 /**
@@ -24,20 +27,21 @@ public class JsonConfiguration {
 	JsonMapperBuilderCustomizer strictScalars() {
 		return (builder) -> builder
 			.withCoercionConfig(LogicalType.Integer,
-					(config) -> config.setCoercion(CoercionInputShape.String, CoercionAction.Fail)
-						.setCoercion(CoercionInputShape.Float, CoercionAction.Fail)
-						.setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail))
-			.withCoercionConfig(LogicalType.Float,
-					(config) -> config.setCoercion(CoercionInputShape.String, CoercionAction.Fail)
-						.setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail))
+					refusing(CoercionInputShape.String, CoercionInputShape.Float, CoercionInputShape.Boolean))
+			.withCoercionConfig(LogicalType.Float, refusing(CoercionInputShape.String, CoercionInputShape.Boolean))
 			.withCoercionConfig(LogicalType.Boolean,
-					(config) -> config.setCoercion(CoercionInputShape.String, CoercionAction.Fail)
-						.setCoercion(CoercionInputShape.Integer, CoercionAction.Fail)
-						.setCoercion(CoercionInputShape.Float, CoercionAction.Fail))
+					refusing(CoercionInputShape.String, CoercionInputShape.Integer, CoercionInputShape.Float))
 			.withCoercionConfig(LogicalType.Textual,
-					(config) -> config.setCoercion(CoercionInputShape.Integer, CoercionAction.Fail)
-						.setCoercion(CoercionInputShape.Float, CoercionAction.Fail)
-						.setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail));
+					refusing(CoercionInputShape.Integer, CoercionInputShape.Float, CoercionInputShape.Boolean));
+	}
+
+	/** A type's coercion settings that fail on each of {@code shapes}. */
+	private static Consumer<MutableCoercionConfig> refusing(CoercionInputShape... shapes) {
+		return (config) -> {
+			for (CoercionInputShape shape : shapes) {
+				config.setCoercion(shape, CoercionAction.Fail);
+			}
+		};
 	}
 
 	@Bean
