@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
@@ -56,6 +57,20 @@ public final class Tokenizer implements AutoCloseable {
 
 	private final boolean addBosToken;
 
+	/**
+	 * The control tokens of a fill-in-the-middle prompt, prefix, suffix and middle, or
+	 * null when the vocabulary lacks them.
+	 */
+	private final int[] infillTokens;
+
+	/**
+	 * The texts of the fill-in-the-middle control tokens that models name (prefix,
+	 * suffix, middle): Qwen2.5-Coder's, and StarCoder's.
+	 */
+	private static final List<List<String>> INFILL_TEXTS = List.of(
+			List.of("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+			List.of("<fim_prefix>", "<fim_suffix>", "<fim_middle>"));
+
 	private Tokenizer(JsonNode tokenizerJson, ChatTemplate chatTemplate, int bosTokenId, boolean addBosToken,
 			String source) {
 		try (InputStream in = new ByteArrayInputStream(JSON.writeValueAsBytes(tokenizerJson))) {
@@ -102,6 +117,7 @@ public final class Tokenizer implements AutoCloseable {
 		}
 		specials.sort(Comparator.comparingInt(String::length).reversed());
 		this.specialTexts = List.copyOf(specials);
+		this.infillTokens = infillTokens(this.tokenBytes, this.special);
 		ObjectNode plain = (ObjectNode) tokenizerJson.deepCopy();
 		ArrayNode kept = plain.putArray("added_tokens");
 		for (JsonNode added : tokenizerJson.path("added_tokens")) {
@@ -117,6 +133,24 @@ public final class Tokenizer implements AutoCloseable {
 			this.tokenizer.close();
 			throw new CheckpointException(source + ": cannot build the plain-text tokenizer: " + ex.getMessage(), ex);
 		}
+	}
+
+	/**
+	 * The first set of {@link #INFILL_TEXTS} that are all control tokens here, or null.
+	 */
+	private static int[] infillTokens(byte[][] tokenBytes, boolean[] special) {
+		Map<String, Integer> controls = new HashMap<>();
+		for (int id = 0; id < tokenBytes.length; id++) {
+			if (special[id]) {
+				controls.putIfAbsent(new String(tokenBytes[id], StandardCharsets.UTF_8), id);
+			}
+		}
+		for (List<String> texts : INFILL_TEXTS) {
+			if (controls.keySet().containsAll(texts)) {
+				return texts.stream().mapToInt(controls::get).toArray();
+			}
+		}
+		return null;
 	}
 
 	/**
@@ -351,6 +385,37 @@ public final class Tokenizer implements AutoCloseable {
 			result[offset + i] = Math.toIntExact(ids[i]);
 		}
 		return result;
+	}
+
+	/** Whether the vocabulary has the control tokens of a fill-in-the-middle prompt. */
+	public boolean fillsInTheMiddle() {
+		return this.infillTokens != null;
+	}
+
+	/**
+	 * Token ids of a fill-in-the-middle prompt in the prefix-suffix-middle order that
+	 * code models are trained on: BOS if the model asks, the prefix token, the prefix,
+	 * the suffix token, the suffix, then the middle token, after which the model writes
+	 * what goes between the two. The prefix and suffix are code or text that a client
+	 * sends; control-token text inside them is encoded as the plain text it is, so that
+	 * they cannot reshape the prompt.
+	 * @throws IllegalStateException when the vocabulary lacks the control tokens
+	 * ({@link #fillsInTheMiddle()})
+	 */
+	public int[] encodeInfill(String prefix, String suffix) {
+		if (this.infillTokens == null) {
+			throw new IllegalStateException("this model's vocabulary has no fill-in-the-middle tokens");
+		}
+		List<Integer> ids = new ArrayList<>();
+		if (this.addBosToken && this.bosTokenId >= 0) {
+			ids.add(this.bosTokenId);
+		}
+		ids.add(this.infillTokens[0]);
+		append(ids, this.plainTextTokenizer, prefix);
+		ids.add(this.infillTokens[1]);
+		append(ids, this.plainTextTokenizer, suffix);
+		ids.add(this.infillTokens[2]);
+		return ids.stream().mapToInt(Integer::intValue).toArray();
 	}
 
 	/**

@@ -150,7 +150,10 @@ public final class ApiTypes {
 			@JsonProperty("guided_grammar") @Schema(hidden = true) Object guidedGrammar,
 			@JsonProperty("structured_outputs") @Schema(hidden = true) Object structuredOutputs,
 			@Schema(description = "Not supported: only false") Boolean echo,
-			@Schema(description = "Not supported: only empty") String suffix,
+			@Schema(description = "Text that comes after the completion: the prompt and the suffix make a "
+					+ "fill-in-the-middle prompt, and the completion is what goes between them. Only for models "
+					+ "whose vocabulary has fill-in-the-middle tokens (Qwen2.5-Coder's, StarCoder's); the prompt "
+					+ "must then be text. Empty: no suffix", example = "\n\nprint(add(2, 3))\n") String suffix,
 			@JsonProperty("best_of") @Schema(description = "Not supported beyond n: only n or omitted") Integer bestOf)
 			implements
 				GenerationFields{

@@ -77,7 +77,7 @@ public class CompletionsController {
 
 	private Mono<ResponseEntity<Object>> complete(CompletionRequest request, LoadedModel model, Admission admission) {
 		RequestMapper.supported(request);
-		int[] prompt = RequestMapper.prompt(request.prompt(), model);
+		int[] prompt = RequestMapper.prompt(request.prompt(), request.suffix(), model);
 		Integer logprobs = request.logprobs();
 		RequestMapper.require(logprobs == null || (logprobs >= 0 && logprobs <= MAX_LOGPROBS), "logprobs",
 				"logprobs must be in [0, %d], got %d".formatted(MAX_LOGPROBS, logprobs));

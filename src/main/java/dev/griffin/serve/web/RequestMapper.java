@@ -171,7 +171,6 @@ final class RequestMapper {
 	static void supported(CompletionRequest request) {
 		supported((GenerationFields) request);
 		refuse(Boolean.TRUE.equals(request.echo()), "echo", "echo is not supported");
-		refuse(request.suffix() != null && !request.suffix().isEmpty(), "suffix", "suffix is not supported");
 		int n = (request.n() != null) ? request.n() : 1;
 		refuse(request.bestOf() != null && request.bestOf() != n, "best_of",
 				"best_of is not supported beyond n: it may only equal n");
@@ -289,6 +288,26 @@ final class RequestMapper {
 		catch (IllegalArgumentException ex) {
 			throw new InvalidRequestException(field, field + ": " + ex.getMessage());
 		}
+	}
+
+	/**
+	 * The token ids of a completion request: its prompt, or with a non-empty suffix a
+	 * fill-in-the-middle prompt of the prompt text and the suffix
+	 * ({@link dev.griffin.serve.tokenizer.Tokenizer#encodeInfill}). An empty suffix is no
+	 * suffix, as OpenAI's API treats it.
+	 */
+	static int[] prompt(Object prompt, String suffix, LoadedModel model) {
+		if (suffix == null || suffix.isEmpty()) {
+			return prompt(prompt, model);
+		}
+		refuse(!model.tokenizer().fillsInTheMiddle(), "suffix",
+				"suffix needs a model with fill-in-the-middle tokens, and this model's vocabulary has none");
+		Object text = (prompt instanceof List<?> list && list.size() == 1) ? list.get(0) : prompt;
+		if (!(text instanceof String prefix)) {
+			throw new InvalidRequestException("prompt",
+					"with a suffix, prompt must be text (a string or an array with one string), not token ids");
+		}
+		return model.tokenizer().encodeInfill(prefix, suffix);
 	}
 
 	/** Prompt text or token ids of a completion request. */

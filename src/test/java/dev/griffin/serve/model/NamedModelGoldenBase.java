@@ -128,6 +128,11 @@ abstract class NamedModelGoldenBase {
 		return this.dense;
 	}
 
+	/** The model's tokenizer. */
+	Tokenizer tokenizer() {
+		return this.tokenizer;
+	}
+
 	/** The plain pool form, and the layer form calibration picks on these models. */
 	@ParameterizedTest
 	@EnumSource(value = Kernels.Decode.class, names = { "POOL", "LAYER" })

@@ -265,8 +265,7 @@ class RequestMapperTests {
 	@Test
 	void fieldsTheServerDoesNotHonourAreRefusedNotIgnored() {
 		for (Map.Entry<String, String> refused : Map
-			.of("{\"echo\": true}", "echo", "{\"suffix\": \"end\"}", "suffix", "{\"best_of\": 3}", "best_of",
-					"{\"n\": 2, \"best_of\": 3}", "best_of")
+			.of("{\"echo\": true}", "echo", "{\"best_of\": 3}", "best_of", "{\"n\": 2, \"best_of\": 3}", "best_of")
 			.entrySet()) {
 			assertThatThrownBy(() -> RequestMapper.supported(completion(refused.getKey()))).as(refused.getKey())
 				.isInstanceOfSatisfying(InvalidRequestException.class, (ex) -> {
@@ -274,7 +273,8 @@ class RequestMapperTests {
 					assertThat(ex.code()).isEqualTo("unsupported_parameter");
 				});
 		}
-		for (String accepted : List.of("{}", "{\"echo\": false, \"suffix\": \"\", \"best_of\": 1}",
+		// a suffix depends on the model's vocabulary: RequestMapper.prompt
+		for (String accepted : List.of("{}", "{\"echo\": false, \"suffix\": \"end\", \"best_of\": 1}",
 				"{\"n\": 3, \"best_of\": 3}")) {
 			RequestMapper.supported(completion(accepted));
 		}

@@ -317,6 +317,15 @@ class ServiceIT extends ServiceTestBase {
 		Map<String, Object> echo = completion("Hi", 4);
 		echo.put("echo", true);
 		assertError(post(this.client, "/v1/completions", echo, 400), "invalid_request_error", "echo");
+		// the default model's vocabulary has no fill-in-the-middle tokens
+		Map<String, Object> suffix = completion("def add(a, b):\n    return ", 4);
+		suffix.put("suffix", "\n\nprint(add(2, 3))\n");
+		JsonNode infill = post(this.client, "/v1/completions", suffix, 400);
+		assertError(infill, "invalid_request_error", "suffix");
+		assertThat(infill.at("/error/code").asText()).isEqualTo("unsupported_parameter");
+		assertThat(infill.at("/error/message").asText()).contains("fill-in-the-middle");
+		suffix.put("suffix", "");
+		post(this.client, "/v1/completions", suffix, 200);
 		Map<String, Object> text = chat("Hi", 2);
 		text.put("response_format", Map.of("type", "text"));
 		text.put("tool_choice", "none");
