@@ -84,6 +84,8 @@ public class CompletionsController {
 		RequestMapper.Mapped mapped = this.mapper.job(request, prompt, model.dense().config().maxPositionEmbeddings(),
 				model.dense().config().vocabularySize(), request.maxTokens(), (logprobs == null) ? -1 : logprobs,
 				"prompt", admission.tenant());
+		String echoed = Boolean.TRUE.equals(request.echo()) ? RequestMapper.promptText(request.prompt(), prompt, model)
+				: "";
 		String id = Completions.id("cmpl-");
 		long created = System.currentTimeMillis() / 1000;
 		String modelId = this.completions.modelId();
@@ -91,6 +93,11 @@ public class CompletionsController {
 		if (Boolean.TRUE.equals(request.stream())) {
 			AtomicInteger generated = new AtomicInteger();
 			Flux<CompletionChunk> chunks = events.concatMap((event) -> {
+				if (event instanceof GenerationEvent.Started started && !echoed.isEmpty()) {
+					// echo: the prompt comes first in each choice
+					return Flux.just(new CompletionChunk(id, OBJECT, created, modelId,
+							List.of(new CompletionChoice(started.choice(), echoed, null, null)), null, null));
+				}
 				if (event instanceof GenerationEvent.Token token) {
 					return Flux.just(new CompletionChunk(
 							id, OBJECT, created, modelId, List.of(new CompletionChoice(token.choice(),
@@ -111,8 +118,8 @@ public class CompletionsController {
 		}
 		return Completions.collect(events, mapped.job().choices()).map((choices) -> {
 			List<CompletionChoice> out = choices.stream()
-				.map((c) -> new CompletionChoice(c.index(), c.result().text(), logprobs(c.tokens(), logprobs, model),
-						c.result().finishReason().wireName()))
+				.map((c) -> new CompletionChoice(c.index(), echoed + c.result().text(),
+						logprobs(c.tokens(), logprobs, model), c.result().finishReason().wireName()))
 				.toList();
 			return Completions.json(new CompletionResponse(id, OBJECT, created, modelId, out,
 					Usage.of(prompt.length, Completions.generatedTokens(choices)),

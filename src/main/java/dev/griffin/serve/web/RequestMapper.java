@@ -170,7 +170,11 @@ final class RequestMapper {
 	 */
 	static void supported(CompletionRequest request) {
 		supported((GenerationFields) request);
-		refuse(Boolean.TRUE.equals(request.echo()), "echo", "echo is not supported");
+		boolean echo = Boolean.TRUE.equals(request.echo());
+		refuse(echo && request.logprobs() != null, "echo",
+				"echo with logprobs is not supported: the prompt's log-probabilities are not computed");
+		refuse(echo && request.suffix() != null && !request.suffix().isEmpty(), "echo",
+				"echo cannot be combined with suffix");
 		int n = (request.n() != null) ? request.n() : 1;
 		refuse(request.bestOf() != null && request.bestOf() != n, "best_of",
 				"best_of is not supported beyond n: it may only equal n");
@@ -308,6 +312,20 @@ final class RequestMapper {
 					"with a suffix, prompt must be text (a string or an array with one string), not token ids");
 		}
 		return model.tokenizer().encodeInfill(prefix, suffix);
+	}
+
+	/**
+	 * The prompt as {@code echo} returns it: the text the request sent, or the text of
+	 * its token ids (control tokens included).
+	 */
+	static String promptText(Object prompt, int[] ids, LoadedModel model) {
+		if (prompt instanceof String text) {
+			return text;
+		}
+		if (prompt instanceof List<?> list && list.size() == 1 && list.get(0) instanceof String text) {
+			return text;
+		}
+		return model.tokenizer().decode(ids, false);
 	}
 
 	/** Prompt text or token ids of a completion request. */

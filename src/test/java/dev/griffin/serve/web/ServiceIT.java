@@ -307,6 +307,51 @@ class ServiceIT extends ServiceTestBase {
 	}
 
 	@Test
+	void echoReturnsThePromptBeforeEachChoice() {
+		Map<String, Object> plain = completion("The capital of France is", 6);
+		String completion = post(this.client, "/v1/completions", plain, 200).at("/choices/0/text").asText();
+		assertThat(completion).isNotEmpty();
+
+		Map<String, Object> echo = completion("The capital of France is", 6);
+		echo.put("echo", true);
+		echo.put("n", 2);
+		JsonNode whole = post(this.client, "/v1/completions", echo, 200);
+		for (JsonNode choice : whole.get("choices")) {
+			assertThat(choice.get("text").asText()).isEqualTo("The capital of France is" + completion);
+		}
+		assertThat(whole.at("/usage/completion_tokens").asInt()).as("the echo is not generated")
+			.isLessThanOrEqualTo(12);
+
+		// streamed: each choice's first chunk is the prompt
+		echo.put("stream", true);
+		Map<Integer, StringBuilder> texts = new HashMap<>();
+		for (String event : events(this.client, "/v1/completions", echo)) {
+			if (event.equals("[DONE]")) {
+				continue;
+			}
+			JsonNode choice = json(event).at("/choices/0");
+			StringBuilder text = texts.computeIfAbsent(choice.get("index").asInt(), (k) -> new StringBuilder());
+			if (text.isEmpty()) {
+				assertThat(choice.get("text").asText()).isEqualTo("The capital of France is");
+			}
+			text.append(choice.get("text").asText());
+		}
+		assertThat(texts).hasSize(2);
+		assertThat(texts.values())
+			.allSatisfy((text) -> assertThat(text).hasToString("The capital of France is" + completion));
+
+		// token ids come back as their text
+		Map<String, Object> ids = completion("x", 2);
+		List<Integer> tokens = new ArrayList<>();
+		post(this.client, "/tokenize", Map.of("prompt", "Hello there"), 200).get("tokens")
+			.forEach((token) -> tokens.add(token.asInt()));
+		ids.put("prompt", tokens);
+		ids.put("echo", true);
+		assertThat(post(this.client, "/v1/completions", ids, 200).at("/choices/0/text").asText())
+			.startsWith("Hello there");
+	}
+
+	@Test
 	void fieldsTheServerCannotHonourAre400sNotIgnored() {
 		Map<String, Object> json = chat("Hi", 4);
 		json.put("response_format", Map.of("type", "json_object"));
@@ -316,6 +361,7 @@ class ServiceIT extends ServiceTestBase {
 		assertError(post(this.client, "/v1/chat/completions", tools, 400), "invalid_request_error", "tools");
 		Map<String, Object> echo = completion("Hi", 4);
 		echo.put("echo", true);
+		echo.put("logprobs", 1);
 		assertError(post(this.client, "/v1/completions", echo, 400), "invalid_request_error", "echo");
 		// the default model's vocabulary has no fill-in-the-middle tokens
 		Map<String, Object> suffix = completion("def add(a, b):\n    return ", 4);
