@@ -65,6 +65,14 @@ biased = client.completions.create(model=model, prompt="The capital of France is
                                    logit_bias={str(lyon): 100})
 check("logit bias", biased.choices[0].text == " Lyon" * 3, repr(biased.choices[0].text))
 
+# the prompt's log-likelihood, as evaluation harnesses ask for it: echo with logprobs
+scored = client.completions.create(model=model, prompt="The capital of France is Paris", max_tokens=1, temperature=0,
+                                   echo=True, logprobs=1).choices[0]
+check("echo with logprobs", scored.text.startswith("The capital of France is Paris")
+      and scored.logprobs.token_logprobs[0] is None and scored.logprobs.top_logprobs[0] is None
+      and all(value <= 0 for value in scored.logprobs.token_logprobs[1:])
+      and "".join(scored.logprobs.tokens) == scored.text, repr(scored))
+
 try:
     client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
                                    response_format={"type": "json_object"})

@@ -158,12 +158,22 @@ final class Decoding {
 		if (this.scratch == null || this.scratch.length != logits.length) {
 			this.scratch = new float[logits.length];
 		}
-		float logZ = (float) Sampler.logSumExp(logits, this.scratch);
+		return scored(token, piece, logits, this.topLogprobs, this.tokenizer, this.scratch);
+	}
+
+	/**
+	 * A token with its log-probability under {@code logits} and the {@code top} most
+	 * likely alternatives (none for 0).
+	 * @param scratch as long as the logits, overwritten
+	 */
+	static GeneratedToken scored(int token, String piece, float[] logits, int top, Tokenizer tokenizer,
+			float[] scratch) {
+		float logZ = (float) Sampler.logSumExp(logits, scratch);
 		List<GeneratedToken.TopLogprob> alternatives = new ArrayList<>();
-		if (this.topLogprobs > 0) {
-			for (int best : Sampler.largest(logits, this.topLogprobs)) {
+		if (top > 0) {
+			for (int best : Sampler.largest(logits, top)) {
 				alternatives.add(new GeneratedToken.TopLogprob(best,
-						new String(this.tokenizer.tokenBytes(best), StandardCharsets.UTF_8), logits[best] - logZ));
+						new String(tokenizer.tokenBytes(best), StandardCharsets.UTF_8), logits[best] - logZ));
 			}
 		}
 		return new GeneratedToken(token, piece, logits[token] - logZ, alternatives);

@@ -18,6 +18,7 @@ import reactor.core.publisher.FluxSink;
 import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.KvArena;
 import dev.griffin.serve.observability.GenerationMetrics;
+import dev.griffin.serve.tokenizer.IncrementalDetokenizer;
 import dev.griffin.serve.tokenizer.Tokenizer;
 
 /**
@@ -68,6 +69,13 @@ public final class EngineLoop implements AutoCloseable {
 	 * chunks then.
 	 */
 	static final int DECODING_BUDGET = 128;
+
+	/**
+	 * Prompt tokens a pass runs at most when the prompt is scored
+	 * ({@link GenerationJob#scorePrompt}): the pass returns the logits of each token, 64
+	 * vocabularies (39 MB for Qwen2.5's 151,936 tokens).
+	 */
+	static final int SCORED_CHUNK = 64;
 
 	/** How often a loop whose every stream waits for its client looks again. */
 	private static final long BLOCKED_NANOS = 1_000_000;
@@ -586,12 +594,24 @@ public final class EngineLoop implements AutoCloseable {
 		/** Whether the loop took it from the queue (it counts as running). */
 		private boolean admitted;
 
+		/**
+		 * The prompt's scored tokens so far ({@link GenerationJob#scorePrompt}), or null.
+		 */
+		private final List<GeneratedToken> promptScores;
+
+		/** The scored prompt tokens' text, token by token. */
+		private final IncrementalDetokenizer promptText;
+
+		private float[] scoreScratch;
+
 		Request(Submission submission, FluxSink<GenerationEvent> sink, AtomicBoolean cancelled) {
 			this.submission = submission;
 			this.sink = sink;
 			this.cancelled = cancelled;
 			this.useCache = submission.cacheKey() != null && EngineLoop.this.cache != null;
 			GenerationJob job = submission.job();
+			this.promptScores = job.scorePrompt() ? new ArrayList<>() : null;
+			this.promptText = job.scorePrompt() ? new IncrementalDetokenizer(submission.tokenizer(), false) : null;
 			this.choices = new Sequence[job.choices()];
 			for (int i = 0; i < this.choices.length; i++) {
 				SamplingParams params = (i == 0 || job.params().seed() == null) ? job.params()
@@ -641,8 +661,14 @@ public final class EngineLoop implements AutoCloseable {
 			}
 		}
 
-		/** Whether the rest of the prompt can run in a pass with other prompts. */
+		/**
+		 * Whether the rest of the prompt can run in a pass with other prompts: not when
+		 * it is scored, whose pass returns every token's logits.
+		 */
 		boolean prefillsTogether() {
+			if (this.promptScores != null) {
+				return false;
+			}
 			try {
 				return this.choices[0].session.prefillsTogether();
 			}
@@ -650,6 +676,43 @@ public final class EngineLoop implements AutoCloseable {
 				fail(ex, true);
 				return false;
 			}
+		}
+
+		/**
+		 * Scores the prompt tokens that a chunk's logits predict: rows[r] follows the
+		 * prompt's token from + r, so it scores token from + r + 1. The first token,
+		 * which nothing predicts, has no log-probability.
+		 */
+		void score(int from, float[][] rows) {
+			int[] prompt = this.submission.job().prompt();
+			Tokenizer tokenizer = this.submission.tokenizer();
+			if (from == 0) {
+				this.promptScores
+					.add(new GeneratedToken(prompt[0], this.promptText.accept(prompt[0]), Float.NaN, List.of()));
+			}
+			for (int r = 0; r < rows.length && from + r + 1 < prompt.length; r++) {
+				int token = prompt[from + r + 1];
+				if (this.scoreScratch == null || this.scoreScratch.length != rows[r].length) {
+					this.scoreScratch = new float[rows[r].length];
+				}
+				this.promptScores.add(Decoding.scored(token, this.promptText.accept(token), rows[r],
+						this.submission.job().topLogprobs(), tokenizer, this.scoreScratch));
+			}
+		}
+
+		/**
+		 * The prompt's scored tokens, the bytes of an unfinished character at its end
+		 * given to its last token.
+		 */
+		GenerationEvent.PromptScored promptScored() {
+			String rest = this.promptText.flush();
+			int last = this.promptScores.size() - 1;
+			if (!rest.isEmpty()) {
+				GeneratedToken end = this.promptScores.get(last);
+				this.promptScores.set(last,
+						new GeneratedToken(end.id(), end.text() + rest, end.logprob(), end.topLogprobs()));
+			}
+			return new GenerationEvent.PromptScored(this.promptScores);
 		}
 
 		/** Takes the logits after a chunk of the prompt that ran in a shared pass. */
@@ -877,8 +940,20 @@ public final class EngineLoop implements AutoCloseable {
 			int[] prompt = s.job().prompt();
 			int from = this.request.promptOffset;
 			int size = Math.min(budget, EngineLoop.this.prefillChunk);
+			if (this.request.promptScores != null) {
+				size = Math.min(size, SCORED_CHUNK);
+			}
 			int[] chunk = Arrays.copyOfRange(prompt, from, Math.min(promptEnd(), from + size));
-			float[] logits = engine(s.probe(), "prefill", () -> this.session.prefill(chunk, size));
+			float[] logits;
+			if (this.request.promptScores != null) {
+				float[][] rows = engine(s.probe(), "prefill", () -> this.session.prefillAllLogits(chunk));
+				this.request.score(from, rows);
+				logits = rows[rows.length - 1];
+			}
+			else {
+				int pass = size;
+				logits = engine(s.probe(), "prefill", () -> this.session.prefill(chunk, pass));
+			}
 			chunkDone(chunk.length, logits);
 			return chunk.length;
 		}
@@ -930,6 +1005,9 @@ public final class EngineLoop implements AutoCloseable {
 		private void promptProcessed(PromptCache.Processed processed) {
 			this.processed = processed;
 			this.prefillNanos = System.nanoTime() - this.startNanos;
+			if (this.index == 0 && this.request.promptScores != null) {
+				this.request.emit(this.request.promptScored());
+			}
 			this.request.emit(new GenerationEvent.Started(this.index, processed.hit()));
 			sample(processed.lastLogits());
 		}

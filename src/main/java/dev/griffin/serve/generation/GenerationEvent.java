@@ -1,7 +1,25 @@
 package dev.griffin.serve.generation;
 
-/** What a streamed generation emits, in order: one Started, Tokens, one Finished. */
+import java.util.List;
+
+/**
+ * What a streamed generation emits, in order: a PromptScored when the job asks for it,
+ * then for each choice one Started, Tokens, one Finished.
+ */
 public sealed interface GenerationEvent {
+
+	/**
+	 * The prompt's tokens with their log-probabilities
+	 * ({@link GenerationJob#scorePrompt}), once per request, before the first choice
+	 * starts; the first token has none (NaN).
+	 */
+	record PromptScored(List<GeneratedToken> tokens) implements GenerationEvent {
+
+		public PromptScored {
+			tokens = List.copyOf(tokens);
+		}
+
+	}
 
 	/**
 	 * The prompt is processed.

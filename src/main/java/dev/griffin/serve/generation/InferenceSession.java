@@ -108,8 +108,17 @@ public final class InferenceSession implements AutoCloseable {
 		return logits;
 	}
 
-	/** All-position logits of a prompt, [T][V] (tests and evaluation). */
+	/**
+	 * Runs prompt tokens in one pass, as {@link #prefill} does, and returns the logits
+	 * after each of them, [T][V]: a scored prompt's, and tests' and evaluations'.
+	 */
 	public float[][] prefillAllLogits(int[] tokens) {
+		if (this.promptFinished) {
+			throw new IllegalStateException("the prompt is finished; generation has started");
+		}
+		if (tokens.length == 0) {
+			throw new IllegalArgumentException("a prompt needs at least one token");
+		}
 		return rows(run(tokens, FeedForward.Phase.PROMPT, true), tokens.length, this.model.config().vocabularySize());
 	}
 

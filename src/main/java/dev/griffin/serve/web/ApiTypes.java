@@ -150,7 +150,9 @@ public final class ApiTypes {
 			@JsonProperty("guided_grammar") @Schema(hidden = true) Object guidedGrammar,
 			@JsonProperty("structured_outputs") @Schema(hidden = true) Object structuredOutputs,
 			@Schema(description = "Return the prompt before the completion, in each choice (streamed: as each "
-					+ "choice's first chunk). Not with logprobs or a suffix") Boolean echo,
+					+ "choice's first chunk). With logprobs the prompt's tokens are scored too and come first in "
+					+ "the logprobs, the first with null (the prompt is then run, not served from the prompt "
+					+ "cache). Not with a suffix") Boolean echo,
 			@Schema(description = "Text that comes after the completion: the prompt and the suffix make a "
 					+ "fill-in-the-middle prompt, and the completion is what goes between them. Only for models "
 					+ "whose vocabulary has fill-in-the-middle tokens (Qwen2.5-Coder's, StarCoder's); the prompt "

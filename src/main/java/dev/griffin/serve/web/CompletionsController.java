@@ -1,7 +1,9 @@
 package dev.griffin.serve.web;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 
 import io.swagger.v3.oas.annotations.Operation;
 import io.swagger.v3.oas.annotations.media.Content;
@@ -19,6 +21,7 @@ import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
 import dev.griffin.serve.generation.Admission;
+import dev.griffin.serve.generation.GeneratedToken;
 import dev.griffin.serve.generation.GenerationEvent;
 import dev.griffin.serve.generation.LoadedModel;
 import dev.griffin.serve.web.ApiTypes.CompletionChoice;
@@ -81,22 +84,32 @@ public class CompletionsController {
 		Integer logprobs = request.logprobs();
 		RequestMapper.require(logprobs == null || (logprobs >= 0 && logprobs <= MAX_LOGPROBS), "logprobs",
 				"logprobs must be in [0, %d], got %d".formatted(MAX_LOGPROBS, logprobs));
+		boolean echo = Boolean.TRUE.equals(request.echo());
+		// echo with logprobs: the prompt's tokens are scored, and echoed as their text
+		boolean scored = echo && logprobs != null;
 		RequestMapper.Mapped mapped = this.mapper.job(request, prompt, model.dense().config().maxPositionEmbeddings(),
 				model.dense().config().vocabularySize(), request.maxTokens(), (logprobs == null) ? -1 : logprobs,
-				"prompt", admission.tenant());
-		String echoed = Boolean.TRUE.equals(request.echo()) ? RequestMapper.promptText(request.prompt(), prompt, model)
-				: "";
+				"prompt", admission.tenant(), scored);
+		String echoed = echo ? RequestMapper.promptText(request.prompt(), prompt, model) : "";
 		String id = Completions.id("cmpl-");
 		long created = System.currentTimeMillis() / 1000;
 		String modelId = this.completions.modelId();
-		Flux<GenerationEvent> events = this.completions.submit(admission, mapped);
+		AtomicReference<List<GeneratedToken>> promptTokens = new AtomicReference<>(List.of());
+		Flux<GenerationEvent> events = this.completions.submit(admission, mapped).doOnNext((event) -> {
+			if (event instanceof GenerationEvent.PromptScored prompted) {
+				promptTokens.set(prompted.tokens());
+			}
+		});
 		if (Boolean.TRUE.equals(request.stream())) {
 			AtomicInteger generated = new AtomicInteger();
 			Flux<CompletionChunk> chunks = events.concatMap((event) -> {
-				if (event instanceof GenerationEvent.Started started && !echoed.isEmpty()) {
+				if (event instanceof GenerationEvent.Started started && echo) {
 					// echo: the prompt comes first in each choice
-					return Flux.just(new CompletionChunk(id, OBJECT, created, modelId,
-							List.of(new CompletionChoice(started.choice(), echoed, null, null)), null, null));
+					List<GeneratedToken> tokens = promptTokens.get();
+					return Flux.just(new CompletionChunk(
+							id, OBJECT, created, modelId, List.of(new CompletionChoice(started.choice(),
+									scored ? text(tokens) : echoed, logprobs(tokens, logprobs, model), null)),
+							null, null));
 				}
 				if (event instanceof GenerationEvent.Token token) {
 					return Flux.just(new CompletionChunk(
@@ -117,9 +130,12 @@ public class CompletionsController {
 					created, modelId, List.of(), Usage.of(prompt.length, generated.get()), null) : null));
 		}
 		return Completions.collect(events, mapped.job().choices()).map((choices) -> {
+			List<GeneratedToken> echoedTokens = promptTokens.get();
+			String before = scored ? text(echoedTokens) : echoed;
 			List<CompletionChoice> out = choices.stream()
-				.map((c) -> new CompletionChoice(c.index(), echoed + c.result().text(),
-						logprobs(c.tokens(), logprobs, model), c.result().finishReason().wireName()))
+				.map((c) -> new CompletionChoice(c.index(), before + c.result().text(),
+						logprobs(concat(echoedTokens, c.tokens()), logprobs, model),
+						c.result().finishReason().wireName()))
 				.toList();
 			return Completions.json(new CompletionResponse(id, OBJECT, created, modelId, out,
 					Usage.of(prompt.length, Completions.generatedTokens(choices)),
@@ -127,8 +143,20 @@ public class CompletionsController {
 		});
 	}
 
-	private static CompletionLogprobs logprobs(List<dev.griffin.serve.generation.GeneratedToken> tokens,
-			Integer logprobs, LoadedModel model) {
+	/** The text of scored prompt tokens. */
+	private static String text(List<GeneratedToken> tokens) {
+		StringBuilder text = new StringBuilder();
+		tokens.forEach((token) -> text.append(token.text()));
+		return text.toString();
+	}
+
+	private static List<GeneratedToken> concat(List<GeneratedToken> first, List<GeneratedToken> then) {
+		List<GeneratedToken> all = new ArrayList<>(first);
+		all.addAll(then);
+		return all;
+	}
+
+	private static CompletionLogprobs logprobs(List<GeneratedToken> tokens, Integer logprobs, LoadedModel model) {
 		return (logprobs == null) ? null : Logprobs.completion(tokens, model.tokenizer());
 	}
 

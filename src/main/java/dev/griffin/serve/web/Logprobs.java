@@ -15,7 +15,9 @@ import dev.griffin.serve.web.ApiTypes.TopLogprob;
 
 /**
  * Log-probabilities in the two shapes OpenAI's completion endpoints use: one entry per
- * token of the output (released text, which no token stands for, has none).
+ * token of the output (released text, which no token stands for, has none), and in
+ * completions per token of an echoed prompt, whose first token has null for its value and
+ * its alternatives.
  */
 final class Logprobs {
 
@@ -35,10 +37,18 @@ final class Logprobs {
 				continue;
 			}
 			texts.add(text(tokenizer, token.id()));
-			values.add(token.logprob());
-			Map<String, Float> top = new LinkedHashMap<>();
-			token.topLogprobs().forEach((alternative) -> top.putIfAbsent(alternative.token(), alternative.logprob()));
-			tops.add(top);
+			if (Float.isNaN(token.logprob())) {
+				// an echoed prompt's first token: nothing predicts it
+				values.add(null);
+				tops.add(null);
+			}
+			else {
+				values.add(token.logprob());
+				Map<String, Float> top = new LinkedHashMap<>();
+				token.topLogprobs()
+					.forEach((alternative) -> top.putIfAbsent(alternative.token(), alternative.logprob()));
+				tops.add(top);
+			}
 			offsets.add(offset);
 			offset += token.text().length();
 		}

@@ -81,6 +81,16 @@ final class RequestMapper {
 	 */
 	Mapped job(GenerationFields request, int[] prompt, int context, int vocabulary, Integer maxTokens, int topLogprobs,
 			String promptField, String tenant) {
+		return job(request, prompt, context, vocabulary, maxTokens, topLogprobs, promptField, tenant, false);
+	}
+
+	/**
+	 * {@link #job(GenerationFields, int[], int, int, Integer, int, String, String)},
+	 * whose prompt is scored too when {@code scorePrompt}
+	 * ({@link GenerationJob#scorePrompt}: run, never from the prompt cache).
+	 */
+	Mapped job(GenerationFields request, int[] prompt, int context, int vocabulary, Integer maxTokens, int topLogprobs,
+			String promptField, String tenant, boolean scorePrompt) {
 		SamplingParams params = sampling(request, maxTokens, prompt.length, context, vocabulary);
 		try {
 			Generator.checkContextLength(prompt.length, params.maxNewTokens(), context);
@@ -96,9 +106,10 @@ final class RequestMapper {
 				: this.properties.security().tenantSalts().getOrDefault(tenant, "key:" + tenant);
 		String salt = (cacheSalt == null) ? tenantSalt
 				: ((tenantSalt != null) ? tenantSalt : "") + "|salt:" + cacheSalt;
+		boolean useCache = !scorePrompt
+				&& (griffinOptions == null || griffinOptions.cache() == null || griffinOptions.cache());
 		GenerationJob job = new GenerationJob(prompt, params, griffin(griffinOptions, prompt.length),
-				(request.n() != null) ? request.n() : 1, topLogprobs,
-				griffinOptions == null || griffinOptions.cache() == null || griffinOptions.cache(), salt, tenant);
+				(request.n() != null) ? request.n() : 1, topLogprobs, useCache, salt, tenant, scorePrompt);
 		return new Mapped(job, salt != null);
 	}
 
@@ -171,8 +182,6 @@ final class RequestMapper {
 	static void supported(CompletionRequest request) {
 		supported((GenerationFields) request);
 		boolean echo = Boolean.TRUE.equals(request.echo());
-		refuse(echo && request.logprobs() != null, "echo",
-				"echo with logprobs is not supported: the prompt's log-probabilities are not computed");
 		refuse(echo && request.suffix() != null && !request.suffix().isEmpty(), "echo",
 				"echo cannot be combined with suffix");
 		int n = (request.n() != null) ? request.n() : 1;

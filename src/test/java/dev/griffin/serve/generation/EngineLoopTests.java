@@ -142,7 +142,7 @@ class EngineLoopTests {
 			return new GenerationJob(bytes(this.prompt), this.params,
 					new GriffinSettings(density(this.model),
 							(this.model == delayed) ? SelectionMethod.DELAYED : SelectionMethod.TOPK),
-					this.choices, -1, true, null, null);
+					this.choices, -1, true, null, null, false);
 		}
 
 	}
@@ -223,6 +223,49 @@ class EngineLoopTests {
 		}
 		// several sequences shared decode passes
 		assertThat(this.registry.get("griffin.engine.batch.size").summary().max()).isEqualTo(4);
+	}
+
+	/**
+	 * A scored prompt (echo with logprobs): one PromptScored before the first choice
+	 * starts, with each prompt token's log-probability given the tokens before it, as one
+	 * pass over the whole prompt gives them, over several prompt chunks; the choices
+	 * generate what they generate unscored.
+	 */
+	@Test
+	void aScoredPromptCarriesEachTokensLogprob() throws Exception {
+		Ask ask = new Ask(half, "Scored over several chunks of eight", greedy(6), 2);
+		int[] prompt = bytes(ask.prompt());
+		GenerationJob job = new GenerationJob(prompt, ask.params(), new GriffinSettings(0.5, SelectionMethod.TOPK),
+				ask.choices(), 3, false, null, null, true);
+		List<GenerationEvent> events;
+		try (EngineLoop loop = loop(4, null, Duration.ofSeconds(30))) {
+			events = events(loop, new EngineLoop.Submission(job, half, tokenizer, EngineProbe.NONE, null, 0, admit()))
+				.collectList()
+				.block(Duration.ofSeconds(60));
+		}
+		assertThat(events.get(0)).isInstanceOf(GenerationEvent.PromptScored.class);
+		assertThat(events.stream().filter((event) -> event instanceof GenerationEvent.PromptScored)).hasSize(1);
+		List<GeneratedToken> scored = ((GenerationEvent.PromptScored) events.get(0)).tokens();
+		assertThat(scored.stream().mapToInt(GeneratedToken::id).toArray()).containsExactly(prompt);
+		assertThat(scored.stream().map(GeneratedToken::text).reduce("", String::concat)).isEqualTo(ask.prompt());
+		assertThat(scored.get(0).logprob()).isNaN();
+		assertThat(scored.get(0).topLogprobs()).isEmpty();
+		float[][] rows;
+		try (InferenceSession session = new InferenceSession(half, prompt.length)) {
+			rows = session.prefillAllLogits(prompt);
+		}
+		for (int t = 1; t < prompt.length; t++) {
+			float[] logits = rows[t - 1];
+			double logZ = Sampler.logSumExp(logits);
+			assertThat((double) scored.get(t).logprob()).as("token %d", t)
+				.isCloseTo(logits[prompt[t]] - logZ, org.assertj.core.data.Offset.offset(1e-4));
+			assertThat(scored.get(t).topLogprobs().stream().mapToInt(GeneratedToken.TopLogprob::id).toArray())
+				.containsExactly(Sampler.largest(logits, 3));
+		}
+		Map<Integer, int[]> tokens = tokens(events);
+		for (int choice = 0; choice < ask.choices(); choice++) {
+			assertThat(tokens.get(choice)).as("choice %d", choice).isEqualTo(alone(ask, choice));
+		}
 	}
 
 	@Test

@@ -265,8 +265,8 @@ class RequestMapperTests {
 	@Test
 	void fieldsTheServerDoesNotHonourAreRefusedNotIgnored() {
 		for (Map.Entry<String, String> refused : Map
-			.of("{\"echo\": true, \"logprobs\": 1}", "echo", "{\"echo\": true, \"suffix\": \"x\"}", "echo",
-					"{\"best_of\": 3}", "best_of", "{\"n\": 2, \"best_of\": 3}", "best_of")
+			.of("{\"echo\": true, \"suffix\": \"x\"}", "echo", "{\"best_of\": 3}", "best_of",
+					"{\"n\": 2, \"best_of\": 3}", "best_of")
 			.entrySet()) {
 			assertThatThrownBy(() -> RequestMapper.supported(completion(refused.getKey()))).as(refused.getKey())
 				.isInstanceOfSatisfying(InvalidRequestException.class, (ex) -> {
@@ -276,7 +276,8 @@ class RequestMapperTests {
 		}
 		// a suffix depends on the model's vocabulary: RequestMapper.prompt
 		for (String accepted : List.of("{}", "{\"echo\": false, \"suffix\": \"end\", \"best_of\": 1}",
-				"{\"echo\": true, \"suffix\": \"\"}", "{\"n\": 3, \"best_of\": 3}")) {
+				"{\"echo\": true, \"suffix\": \"\"}", "{\"echo\": true, \"logprobs\": 1}",
+				"{\"n\": 3, \"best_of\": 3}")) {
 			RequestMapper.supported(completion(accepted));
 		}
 		for (Map.Entry<String, String> refused : Map

@@ -351,6 +351,54 @@ class ServiceIT extends ServiceTestBase {
 			.startsWith("Hello there");
 	}
 
+	/**
+	 * Echo with logprobs scores the prompt: its tokens come first in the logprobs, the
+	 * first with null, and a prompt token's log-probability is what the same token has
+	 * when the model generates it.
+	 */
+	@Test
+	void echoWithLogprobsScoresThePrompt() {
+		String prompt = "The capital of France is";
+		Map<String, Object> plain = completion(prompt, 1);
+		plain.put("logprobs", 1);
+		JsonNode generated = post(this.client, "/v1/completions", plain, 200).at("/choices/0/logprobs");
+		String next = generated.at("/tokens/0").asText();
+		double nextLogprob = generated.at("/token_logprobs/0").asDouble();
+
+		Map<String, Object> echo = completion(prompt + next, 3);
+		echo.put("echo", true);
+		echo.put("logprobs", 2);
+		JsonNode choice = post(this.client, "/v1/completions", echo, 200).at("/choices/0");
+		JsonNode logprobs = choice.get("logprobs");
+		int promptTokens = post(this.client, "/tokenize", Map.of("prompt", prompt + next), 200).at("/count").asInt();
+		JsonNode tokens = logprobs.get("tokens");
+		assertThat(tokens).hasSizeGreaterThan(promptTokens);
+		assertThat(logprobs.at("/token_logprobs/0").isNull()).isTrue();
+		assertThat(logprobs.at("/top_logprobs/0").isNull()).isTrue();
+		StringBuilder text = new StringBuilder();
+		for (int i = 0; i < tokens.size(); i++) {
+			assertThat(logprobs.at("/text_offset/" + i).asInt()).isEqualTo(text.length());
+			text.append(tokens.get(i).asText());
+			if (i > 0) {
+				assertThat(logprobs.at("/token_logprobs/" + i).asDouble()).isLessThanOrEqualTo(0);
+				assertThat(logprobs.at("/top_logprobs/" + i).size()).isBetween(1, 2);
+			}
+		}
+		assertThat(choice.get("text").asText()).isEqualTo(text.toString()).startsWith(prompt + next);
+		// the last prompt token is the plain request's generated one, with its
+		// log-probability
+		assertThat(tokens.get(promptTokens - 1).asText()).isEqualTo(next);
+		assertThat(logprobs.at("/token_logprobs/" + (promptTokens - 1)).asDouble()).isCloseTo(nextLogprob,
+				org.assertj.core.data.Offset.offset(0.05));
+
+		// streamed: the first chunk carries the prompt's tokens
+		echo.put("stream", true);
+		JsonNode first = json(events(this.client, "/v1/completions", echo).get(0)).at("/choices/0");
+		assertThat(first.get("text").asText()).isEqualTo(prompt + next);
+		assertThat(first.at("/logprobs/tokens")).hasSize(promptTokens);
+		assertThat(first.at("/logprobs/token_logprobs/0").isNull()).isTrue();
+	}
+
 	@Test
 	void fieldsTheServerCannotHonourAre400sNotIgnored() {
 		Map<String, Object> json = chat("Hi", 4);
@@ -361,7 +409,7 @@ class ServiceIT extends ServiceTestBase {
 		assertError(post(this.client, "/v1/chat/completions", tools, 400), "invalid_request_error", "tools");
 		Map<String, Object> echo = completion("Hi", 4);
 		echo.put("echo", true);
-		echo.put("logprobs", 1);
+		echo.put("suffix", "and after");
 		assertError(post(this.client, "/v1/completions", echo, 400), "invalid_request_error", "echo");
 		// the default model's vocabulary has no fill-in-the-middle tokens
 		Map<String, Object> suffix = completion("def add(a, b):\n    return ", 4);
