@@ -119,9 +119,10 @@ public final class ApiTypes {
 	@Schema(description = "A text completion request")
 	public record CompletionRequest(
 			@Schema(example = "SmolLM2-135M-Instruct", requiredMode = Schema.RequiredMode.REQUIRED) String model,
-			@Schema(description = "Text, or an array with one text, or an array of token ids",
-					example = "The capital of France is", requiredMode = Schema.RequiredMode.REQUIRED, oneOf = {
-							String.class, String[].class, Integer[].class }) Object prompt,
+			@Schema(description = "Text or an array of token ids, alone or as the one item of an array "
+					+ "(one prompt per request)", example = "The capital of France is",
+					requiredMode = Schema.RequiredMode.REQUIRED, oneOf = {
+							String.class, String[].class, Integer[].class, Integer[][].class }) Object prompt,
 			@JsonProperty("max_tokens") @Schema(example = "16", minimum = "1") Integer maxTokens,
 			@Schema(example = "0", minimum = "0", maximum = "2") Double temperature,
 			@JsonProperty("top_p") @Schema(minimum = "0", maximum = "1") Double topP,

@@ -347,11 +347,15 @@ final class RequestMapper {
 			if (list.size() == 1 && list.get(0) instanceof String text) {
 				return prompt(text, model);
 			}
+			if (list.size() == 1 && list.get(0) instanceof List<?> ids && !ids.isEmpty()
+					&& ids.stream().allMatch((item) -> item instanceof Integer)) {
+				return tokenIds(ids, "prompt", model.dense().config().vocabularySize());
+			}
 			if (list.stream().allMatch((item) -> item instanceof Integer)) {
 				return tokenIds(list, "prompt", model.dense().config().vocabularySize());
 			}
-			throw new InvalidRequestException("prompt",
-					"prompt must be a string, an array with one string, or an array of token ids");
+			throw new InvalidRequestException("prompt", "prompt must be a string, an array of token ids, or an "
+					+ "array with one of those (one prompt per request)");
 		}
 		throw new InvalidRequestException("prompt", "prompt is required: a string or an array of token ids");
 	}

@@ -347,8 +347,13 @@ class ServiceIT extends ServiceTestBase {
 			.forEach((token) -> tokens.add(token.asInt()));
 		ids.put("prompt", tokens);
 		ids.put("echo", true);
-		assertThat(post(this.client, "/v1/completions", ids, 200).at("/choices/0/text").asText())
-			.startsWith("Hello there");
+		String echoed = post(this.client, "/v1/completions", ids, 200).at("/choices/0/text").asText();
+		assertThat(echoed).startsWith("Hello there");
+		// one prompt of token ids in an array, as clients that batch prompts send it
+		ids.put("prompt", List.of(tokens));
+		assertThat(post(this.client, "/v1/completions", ids, 200).at("/choices/0/text").asText()).isEqualTo(echoed);
+		ids.put("prompt", List.of(tokens, tokens));
+		assertError(post(this.client, "/v1/completions", ids, 400), "invalid_request_error", "prompt");
 	}
 
 	/**
