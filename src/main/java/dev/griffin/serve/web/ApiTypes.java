@@ -158,7 +158,9 @@ public final class ApiTypes {
 					+ "fill-in-the-middle prompt, and the completion is what goes between them. Only for models "
 					+ "whose vocabulary has fill-in-the-middle tokens (Qwen2.5-Coder's, StarCoder's); the prompt "
 					+ "must then be text. Empty: no suffix", example = "\n\nprint(add(2, 3))\n") String suffix,
-			@JsonProperty("best_of") @Schema(description = "Not supported beyond n: only n or omitted") Integer bestOf)
+			@JsonProperty("best_of") @Schema(description = "Choices to generate, from n to 8; the n with the highest "
+					+ "log-probability per token are returned (all count in usage). Greater than n: not streamed",
+					minimum = "1", maximum = "8") Integer bestOf)
 			implements
 				GenerationFields{
 

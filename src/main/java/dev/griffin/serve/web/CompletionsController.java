@@ -1,6 +1,7 @@
 package dev.griffin.serve.web;
 
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
@@ -87,9 +88,14 @@ public class CompletionsController {
 		boolean echo = Boolean.TRUE.equals(request.echo());
 		// echo with logprobs: the prompt's tokens are scored, and echoed as their text
 		boolean scored = echo && logprobs != null;
+		// best_of: that many choices, the n with the highest log-probability per token
+		// returned
+		int n = (request.n() != null) ? request.n() : 1;
+		int bestOf = (request.bestOf() != null) ? request.bestOf() : n;
+		int topLogprobs = (logprobs != null) ? logprobs : (bestOf > n) ? 0 : -1;
 		RequestMapper.Mapped mapped = this.mapper.job(request, prompt, model.dense().config().maxPositionEmbeddings(),
-				model.dense().config().vocabularySize(), request.maxTokens(), (logprobs == null) ? -1 : logprobs,
-				"prompt", admission.tenant(), scored);
+				model.dense().config().vocabularySize(), request.maxTokens(), topLogprobs, "prompt", admission.tenant(),
+				scored, bestOf);
 		String echoed = echo ? RequestMapper.promptText(request.prompt(), prompt, model) : "";
 		String id = Completions.id("cmpl-");
 		long created = System.currentTimeMillis() / 1000;
@@ -132,15 +138,42 @@ public class CompletionsController {
 		return Completions.collect(events, mapped.job().choices()).map((choices) -> {
 			List<GeneratedToken> echoedTokens = promptTokens.get();
 			String before = scored ? text(echoedTokens) : echoed;
-			List<CompletionChoice> out = choices.stream()
-				.map((c) -> new CompletionChoice(c.index(), before + c.result().text(),
+			List<Completions.Choice> kept = (bestOf > n) ? best(choices, n) : choices;
+			List<CompletionChoice> out = new ArrayList<>();
+			for (int i = 0; i < kept.size(); i++) {
+				Completions.Choice c = kept.get(i);
+				out.add(new CompletionChoice(i, before + c.result().text(),
 						logprobs(concat(echoedTokens, c.tokens()), logprobs, model),
-						c.result().finishReason().wireName()))
-				.toList();
+						c.result().finishReason().wireName()));
+			}
 			return Completions.json(new CompletionResponse(id, OBJECT, created, modelId, out,
 					Usage.of(prompt.length, Completions.generatedTokens(choices)),
 					mapped.report(Completions.cacheHit(choices))));
 		});
+	}
+
+	/**
+	 * The n choices with the highest mean log-probability of their tokens (best_of), in
+	 * that order; a choice without tokens ranks last, the earlier choice first among
+	 * equals.
+	 */
+	static List<Completions.Choice> best(List<Completions.Choice> choices, int n) {
+		return choices.stream()
+			.sorted(Comparator.comparingDouble(CompletionsController::meanLogprob).reversed())
+			.limit(n)
+			.toList();
+	}
+
+	private static double meanLogprob(Completions.Choice choice) {
+		double sum = 0;
+		int count = 0;
+		for (GeneratedToken token : choice.tokens()) {
+			if (token.isToken()) {
+				sum += token.logprob();
+				count++;
+			}
+		}
+		return (count == 0) ? Double.NEGATIVE_INFINITY : sum / count;
 	}
 
 	/** The text of scored prompt tokens. */

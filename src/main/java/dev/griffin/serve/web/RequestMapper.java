@@ -81,16 +81,18 @@ final class RequestMapper {
 	 */
 	Mapped job(GenerationFields request, int[] prompt, int context, int vocabulary, Integer maxTokens, int topLogprobs,
 			String promptField, String tenant) {
-		return job(request, prompt, context, vocabulary, maxTokens, topLogprobs, promptField, tenant, false);
+		return job(request, prompt, context, vocabulary, maxTokens, topLogprobs, promptField, tenant, false,
+				(request.n() != null) ? request.n() : 1);
 	}
 
 	/**
-	 * {@link #job(GenerationFields, int[], int, int, Integer, int, String, String)},
-	 * whose prompt is scored too when {@code scorePrompt}
-	 * ({@link GenerationJob#scorePrompt}: run, never from the prompt cache).
+	 * {@link #job(GenerationFields, int[], int, int, Integer, int, String, String)} with
+	 * {@code choices} sequences (a completion's best_of), whose prompt is scored too when
+	 * {@code scorePrompt} ({@link GenerationJob#scorePrompt}: run, never from the prompt
+	 * cache).
 	 */
 	Mapped job(GenerationFields request, int[] prompt, int context, int vocabulary, Integer maxTokens, int topLogprobs,
-			String promptField, String tenant, boolean scorePrompt) {
+			String promptField, String tenant, boolean scorePrompt, int choices) {
 		SamplingParams params = sampling(request, maxTokens, prompt.length, context, vocabulary);
 		try {
 			Generator.checkContextLength(prompt.length, params.maxNewTokens(), context);
@@ -108,8 +110,8 @@ final class RequestMapper {
 				: ((tenantSalt != null) ? tenantSalt : "") + "|salt:" + cacheSalt;
 		boolean useCache = !scorePrompt
 				&& (griffinOptions == null || griffinOptions.cache() == null || griffinOptions.cache());
-		GenerationJob job = new GenerationJob(prompt, params, griffin(griffinOptions, prompt.length),
-				(request.n() != null) ? request.n() : 1, topLogprobs, useCache, salt, tenant, scorePrompt);
+		GenerationJob job = new GenerationJob(prompt, params, griffin(griffinOptions, prompt.length), choices,
+				topLogprobs, useCache, salt, tenant, scorePrompt);
 		return new Mapped(job, salt != null);
 	}
 
@@ -185,8 +187,13 @@ final class RequestMapper {
 		refuse(echo && request.suffix() != null && !request.suffix().isEmpty(), "echo",
 				"echo cannot be combined with suffix");
 		int n = (request.n() != null) ? request.n() : 1;
-		refuse(request.bestOf() != null && request.bestOf() != n, "best_of",
-				"best_of is not supported beyond n: it may only equal n");
+		if (request.bestOf() != null) {
+			int bestOf = request.bestOf();
+			require(bestOf >= n && bestOf <= GenerationJob.MAX_CHOICES, "best_of",
+					"best_of must be in [n, %d] (n is %d), got %d".formatted(GenerationJob.MAX_CHOICES, n, bestOf));
+			require(bestOf == n || !Boolean.TRUE.equals(request.stream()), "best_of",
+					"best_of greater than n cannot be streamed: the best are known only when all have finished");
+		}
 	}
 
 	/**

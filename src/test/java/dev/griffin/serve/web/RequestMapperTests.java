@@ -264,20 +264,22 @@ class RequestMapperTests {
 
 	@Test
 	void fieldsTheServerDoesNotHonourAreRefusedNotIgnored() {
-		for (Map.Entry<String, String> refused : Map
-			.of("{\"echo\": true, \"suffix\": \"x\"}", "echo", "{\"best_of\": 3}", "best_of",
-					"{\"n\": 2, \"best_of\": 3}", "best_of")
-			.entrySet()) {
-			assertThatThrownBy(() -> RequestMapper.supported(completion(refused.getKey()))).as(refused.getKey())
-				.isInstanceOfSatisfying(InvalidRequestException.class, (ex) -> {
-					assertThat(ex.param()).isEqualTo(refused.getValue());
-					assertThat(ex.code()).isEqualTo("unsupported_parameter");
-				});
+		assertThatThrownBy(() -> RequestMapper.supported(completion("{\"echo\": true, \"suffix\": \"x\"}")))
+			.isInstanceOfSatisfying(InvalidRequestException.class, (ex) -> {
+				assertThat(ex.param()).isEqualTo("echo");
+				assertThat(ex.code()).isEqualTo("unsupported_parameter");
+			});
+		// best_of: from n to the most choices, and not streamed beyond n
+		for (String refused : List.of("{\"n\": 3, \"best_of\": 2}", "{\"best_of\": 9}", "{\"best_of\": 0}",
+				"{\"best_of\": 2, \"stream\": true}")) {
+			assertThatThrownBy(() -> RequestMapper.supported(completion(refused))).as(refused)
+				.isInstanceOfSatisfying(InvalidRequestException.class,
+						(ex) -> assertThat(ex.param()).isEqualTo("best_of"));
 		}
 		// a suffix depends on the model's vocabulary: RequestMapper.prompt
 		for (String accepted : List.of("{}", "{\"echo\": false, \"suffix\": \"end\", \"best_of\": 1}",
-				"{\"echo\": true, \"suffix\": \"\"}", "{\"echo\": true, \"logprobs\": 1}",
-				"{\"n\": 3, \"best_of\": 3}")) {
+				"{\"echo\": true, \"suffix\": \"\"}", "{\"echo\": true, \"logprobs\": 1}", "{\"n\": 3, \"best_of\": 3}",
+				"{\"best_of\": 3}", "{\"n\": 2, \"best_of\": 8}", "{\"n\": 2, \"best_of\": 2, \"stream\": true}")) {
 			RequestMapper.supported(completion(accepted));
 		}
 		for (Map.Entry<String, String> refused : Map

@@ -404,6 +404,50 @@ class ServiceIT extends ServiceTestBase {
 		assertThat(first.at("/logprobs/token_logprobs/0").isNull()).isTrue();
 	}
 
+	/**
+	 * best_of samples that many choices and returns the n with the highest
+	 * log-probability per token: the same seeds with n = best_of give the candidates.
+	 */
+	@Test
+	void bestOfReturnsTheMostLikelyChoices() {
+		Map<String, Object> all = completion("Once upon a time", 8);
+		all.put("temperature", 1.0);
+		all.put("seed", 11);
+		all.put("n", 4);
+		all.put("logprobs", 0);
+		List<String> texts = new ArrayList<>();
+		List<Double> means = new ArrayList<>();
+		for (JsonNode choice : post(this.client, "/v1/completions", all, 200).get("choices")) {
+			texts.add(choice.get("text").asText());
+			double sum = 0;
+			for (JsonNode value : choice.at("/logprobs/token_logprobs")) {
+				sum += value.asDouble();
+			}
+			means.add(sum / choice.at("/logprobs/token_logprobs").size());
+		}
+		List<Integer> ranked = new ArrayList<>(List.of(0, 1, 2, 3));
+		ranked.sort((a, b) -> Double.compare(means.get(b), means.get(a)));
+
+		Map<String, Object> best = completion("Once upon a time", 8);
+		best.put("temperature", 1.0);
+		best.put("seed", 11);
+		best.put("n", 2);
+		best.put("best_of", 4);
+		JsonNode response = post(this.client, "/v1/completions", best, 200);
+		JsonNode choices = response.get("choices");
+		assertThat(choices).hasSize(2);
+		assertThat(choices.get(0).get("index").asInt()).isZero();
+		assertThat(choices.get(1).get("index").asInt()).isOne();
+		assertThat(choices.get(0).get("text").asText()).isEqualTo(texts.get(ranked.get(0)));
+		assertThat(choices.get(1).get("text").asText()).isEqualTo(texts.get(ranked.get(1)));
+		assertThat(choices.get(0).path("logprobs").isMissingNode()).as("not asked for").isTrue();
+		assertThat(response.at("/usage/completion_tokens").asInt()).as("all four are generated")
+			.isGreaterThan(choices.get(0).get("text").asText().isEmpty() ? 0 : 8);
+
+		best.put("stream", true);
+		assertError(post(this.client, "/v1/completions", best, 400), "invalid_request_error", "best_of");
+	}
+
 	@Test
 	void fieldsTheServerCannotHonourAre400sNotIgnored() {
 		Map<String, Object> json = chat("Hi", 4);
