@@ -108,20 +108,24 @@ public class CompletionsController {
 		});
 		if (Boolean.TRUE.equals(request.stream())) {
 			AtomicInteger generated = new AtomicInteger();
+			// each choice's text so far: where a chunk's tokens start in it (text_offset)
+			int[] sent = new int[bestOf];
 			Flux<CompletionChunk> chunks = events.concatMap((event) -> {
 				if (event instanceof GenerationEvent.Started started && echo) {
 					// echo: the prompt comes first in each choice
 					List<GeneratedToken> tokens = promptTokens.get();
-					return Flux.just(new CompletionChunk(
-							id, OBJECT, created, modelId, List.of(new CompletionChoice(started.choice(),
-									scored ? text(tokens) : echoed, logprobs(tokens, logprobs, model), null)),
-							null, null));
+					String text = scored ? text(tokens) : echoed;
+					CompletionLogprobs values = logprobs(tokens, logprobs, model, sent[started.choice()]);
+					sent[started.choice()] += text.length();
+					return Flux.just(new CompletionChunk(id, OBJECT, created, modelId,
+							List.of(new CompletionChoice(started.choice(), text, values, null)), null, null));
 				}
 				if (event instanceof GenerationEvent.Token token) {
-					return Flux.just(new CompletionChunk(
-							id, OBJECT, created, modelId, List.of(new CompletionChoice(token.choice(),
-									token.token().text(), logprobs(List.of(token.token()), logprobs, model), null)),
-							null, null));
+					String text = token.token().text();
+					CompletionLogprobs values = logprobs(List.of(token.token()), logprobs, model, sent[token.choice()]);
+					sent[token.choice()] += text.length();
+					return Flux.just(new CompletionChunk(id, OBJECT, created, modelId,
+							List.of(new CompletionChoice(token.choice(), text, values, null)), null, null));
 				}
 				if (event instanceof GenerationEvent.Finished finished) {
 					generated.addAndGet(finished.result().tokens().length);
@@ -143,7 +147,7 @@ public class CompletionsController {
 			for (int i = 0; i < kept.size(); i++) {
 				Completions.Choice c = kept.get(i);
 				out.add(new CompletionChoice(i, before + c.result().text(),
-						logprobs(concat(echoedTokens, c.tokens()), logprobs, model),
+						logprobs(concat(echoedTokens, c.tokens()), logprobs, model, 0),
 						c.result().finishReason().wireName()));
 			}
 			return Completions.json(new CompletionResponse(id, OBJECT, created, modelId, out,
@@ -189,8 +193,9 @@ public class CompletionsController {
 		return all;
 	}
 
-	private static CompletionLogprobs logprobs(List<GeneratedToken> tokens, Integer logprobs, LoadedModel model) {
-		return (logprobs == null) ? null : Logprobs.completion(tokens, model.tokenizer());
+	private static CompletionLogprobs logprobs(List<GeneratedToken> tokens, Integer logprobs, LoadedModel model,
+			int start) {
+		return (logprobs == null) ? null : Logprobs.completion(tokens, model.tokenizer(), start);
 	}
 
 }

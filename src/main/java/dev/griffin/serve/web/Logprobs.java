@@ -24,13 +24,17 @@ final class Logprobs {
 	private Logprobs() {
 	}
 
-	/** The legacy completions shape: parallel lists of tokens, values and top maps. */
-	static CompletionLogprobs completion(List<GeneratedToken> tokens, Tokenizer tokenizer) {
+	/**
+	 * The legacy completions shape: parallel lists of tokens, values, top maps and each
+	 * token's offset in the choice's text, the first at {@code start} (a streamed chunk's
+	 * place in its choice's text).
+	 */
+	static CompletionLogprobs completion(List<GeneratedToken> tokens, Tokenizer tokenizer, int start) {
 		List<String> texts = new ArrayList<>();
 		List<Float> values = new ArrayList<>();
 		List<Map<String, Float>> tops = new ArrayList<>();
 		List<Integer> offsets = new ArrayList<>();
-		int offset = 0;
+		int offset = start;
 		for (GeneratedToken token : tokens) {
 			if (!token.isToken()) {
 				// released text: no token of its own, and nothing follows it

@@ -396,12 +396,25 @@ class ServiceIT extends ServiceTestBase {
 		assertThat(logprobs.at("/token_logprobs/" + (promptTokens - 1)).asDouble()).isCloseTo(nextLogprob,
 				org.assertj.core.data.Offset.offset(0.05));
 
-		// streamed: the first chunk carries the prompt's tokens
+		// streamed: the first chunk carries the prompt's tokens, and each chunk's offsets
+		// are in the choice's whole text
 		echo.put("stream", true);
-		JsonNode first = json(events(this.client, "/v1/completions", echo).get(0)).at("/choices/0");
+		List<String> events = events(this.client, "/v1/completions", echo);
+		JsonNode first = json(events.get(0)).at("/choices/0");
 		assertThat(first.get("text").asText()).isEqualTo(prompt + next);
 		assertThat(first.at("/logprobs/tokens")).hasSize(promptTokens);
 		assertThat(first.at("/logprobs/token_logprobs/0").isNull()).isTrue();
+		StringBuilder streamed = new StringBuilder();
+		for (String event : events.subList(0, events.size() - 1)) {
+			JsonNode chunk = json(event).at("/choices/0");
+			JsonNode offsets = chunk.at("/logprobs/text_offset");
+			JsonNode chunkTokens = chunk.at("/logprobs/tokens");
+			for (int i = 0; i < offsets.size(); i++) {
+				assertThat(offsets.get(i).asInt()).isEqualTo(streamed.length());
+				streamed.append(chunkTokens.get(i).asText());
+			}
+		}
+		assertThat(streamed).hasToString(choice.get("text").asText());
 	}
 
 	/**
