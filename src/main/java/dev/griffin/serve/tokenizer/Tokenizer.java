@@ -406,10 +406,7 @@ public final class Tokenizer implements AutoCloseable {
 		if (this.infillTokens == null) {
 			throw new IllegalStateException("this model's vocabulary has no fill-in-the-middle tokens");
 		}
-		List<Integer> ids = new ArrayList<>();
-		if (this.addBosToken && this.bosTokenId >= 0) {
-			ids.add(this.bosTokenId);
-		}
+		List<Integer> ids = opening();
 		ids.add(this.infillTokens[0]);
 		append(ids, this.plainTextTokenizer, prefix);
 		ids.add(this.infillTokens[1]);
@@ -445,10 +442,7 @@ public final class Tokenizer implements AutoCloseable {
 			.toList();
 		String rendered = this.chatTemplate.render(escaped, addGenerationPrompt);
 		Matcher matcher = Pattern.compile(Pattern.quote(mark) + "(\\d+)" + Pattern.quote(mark)).matcher(rendered);
-		List<Integer> ids = new ArrayList<>();
-		if (this.addBosToken && this.bosTokenId >= 0) {
-			ids.add(this.bosTokenId);
-		}
+		List<Integer> ids = opening();
 		int from = 0;
 		while (matcher.find()) {
 			append(ids, this.tokenizer, rendered.substring(from, matcher.start()));
@@ -457,6 +451,15 @@ public final class Tokenizer implements AutoCloseable {
 		}
 		append(ids, this.tokenizer, rendered.substring(from));
 		return ids.stream().mapToInt(Integer::intValue).toArray();
+	}
+
+	/** A prompt's ids before its text: BOS if the model asks for it. */
+	private List<Integer> opening() {
+		List<Integer> ids = new ArrayList<>();
+		if (this.addBosToken && this.bosTokenId >= 0) {
+			ids.add(this.bosTokenId);
+		}
+		return ids;
 	}
 
 	private String escape(String content, String mark) {
