@@ -3,6 +3,7 @@ package dev.griffin.serve.generation;
 import java.nio.FloatBuffer;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Function;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
@@ -103,7 +104,7 @@ public final class InferenceSession implements AutoCloseable {
 		float[] logits = null;
 		for (int from = 0; from < tokens.length; from += chunkSize) {
 			int to = Math.min(tokens.length, from + chunkSize);
-			logits = run(java.util.Arrays.copyOfRange(tokens, from, to), FeedForward.Phase.PROMPT, false);
+			logits = run(java.util.Arrays.copyOfRange(tokens, from, to), FeedForward.Phase.PROMPT);
 		}
 		return logits;
 	}
@@ -119,7 +120,7 @@ public final class InferenceSession implements AutoCloseable {
 		if (tokens.length == 0) {
 			throw new IllegalArgumentException("a prompt needs at least one token");
 		}
-		return rows(run(tokens, FeedForward.Phase.PROMPT, true), tokens.length, this.model.config().vocabularySize());
+		return runAll(tokens, FeedForward.Phase.PROMPT);
 	}
 
 	/**
@@ -134,15 +135,6 @@ public final class InferenceSession implements AutoCloseable {
 		float[][] rows = new float[count][width];
 		for (float[] row : rows) {
 			all.get(row);
-		}
-		return rows;
-	}
-
-	/** Splits [count, width] logits into rows. */
-	private static float[][] rows(float[] flat, int count, int width) {
-		float[][] rows = new float[count][];
-		for (int i = 0; i < count; i++) {
-			rows[i] = java.util.Arrays.copyOfRange(flat, i * width, (i + 1) * width);
 		}
 		return rows;
 	}
@@ -305,7 +297,7 @@ public final class InferenceSession implements AutoCloseable {
 		if (recordsGeneration()) {
 			return recordGenerated(token);
 		}
-		return run(new int[] { token }, FeedForward.Phase.GENERATION, false);
+		return run(new int[] { token }, FeedForward.Phase.GENERATION);
 	}
 
 	/**
@@ -324,7 +316,7 @@ public final class InferenceSession implements AutoCloseable {
 
 	/** A generated token through the prompt phase, for the blocks that wait on it. */
 	private float[] recordGenerated(int token) {
-		float[] logits = run(new int[] { token }, FeedForward.Phase.PROMPT, false);
+		float[] logits = run(new int[] { token }, FeedForward.Phase.PROMPT);
 		generatedTokensRecorded();
 		return logits;
 	}
@@ -352,7 +344,6 @@ public final class InferenceSession implements AutoCloseable {
 		if (!this.promptFinished) {
 			finishPrompt();
 		}
-		int vocabulary = this.model.config().vocabularySize();
 		float[][] logits = new float[tokens.length][];
 		int done = 0;
 		while (done < tokens.length && recordsGeneration()) {
@@ -361,7 +352,7 @@ public final class InferenceSession implements AutoCloseable {
 		}
 		if (done < tokens.length) {
 			int[] rest = java.util.Arrays.copyOfRange(tokens, done, tokens.length);
-			float[][] after = rows(run(rest, FeedForward.Phase.GENERATION, true), rest.length, vocabulary);
+			float[][] after = runAll(rest, FeedForward.Phase.GENERATION);
 			System.arraycopy(after, 0, logits, done, after.length);
 		}
 		return logits;
@@ -553,11 +544,21 @@ public final class InferenceSession implements AutoCloseable {
 		}
 	}
 
-	private float[] run(int[] tokens, FeedForward.Phase phase, boolean allLogits) {
+	/** The tokens in one pass; the float32 logits after the last. */
+	private float[] run(int[] tokens, FeedForward.Phase phase) {
+		return run(tokens, phase, false, (logits) -> logits.toType(DataType.FLOAT32, false).toFloatArray());
+	}
+
+	/** The tokens in one pass; the logits after each, [T][V], each row copied once. */
+	private float[][] runAll(int[] tokens, FeedForward.Phase phase) {
+		return run(tokens, phase, true, (logits) -> rows(logits, tokens.length, this.model.config().vocabularySize()));
+	}
+
+	private <T> T run(int[] tokens, FeedForward.Phase phase, boolean allLogits, Function<NDArray, T> read) {
 		check(tokens);
 		try (NDScope scope = new NDScope()) {
 			NDArray logits = this.model.forward(ids(tokens), this.position, this.cache, phase, this.states, allLogits);
-			float[] result = logits.toType(DataType.FLOAT32, false).toFloatArray();
+			T result = read.apply(logits);
 			this.position += tokens.length;
 			return result;
 		}
