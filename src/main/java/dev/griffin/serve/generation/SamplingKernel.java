@@ -26,8 +26,7 @@ final class SamplingKernel {
 		}
 		catch (LinkageError | RuntimeException ex) {
 			// JNA or the library missing or broken (as an earlier failed load leaves
-			// JNA's
-			// classes): draws fall back to Math.exp rather than fail
+			// JNA's classes): draws fall back to Math.exp rather than fail
 			why = "the native library did not load (" + ex + ")";
 		}
 		UNAVAILABLE = why;
