@@ -73,6 +73,15 @@ check("echo with logprobs", scored.text.startswith("The capital of France is Par
       and all(value <= 0 for value in scored.logprobs.token_logprobs[1:])
       and "".join(scored.logprobs.tokens) == scored.text, repr(scored))
 
+# several prompts in one request, as harnesses batch them: prompt i's choice is index i
+batch = client.completions.create(model=model, prompt=["The capital of France is", "The capital of France is Paris"],
+                                  max_tokens=1, temperature=0, echo=True, logprobs=1)
+check("several prompts", [c.index for c in batch.choices] == [0, 1]
+      and batch.choices[1].logprobs.tokens == scored.logprobs.tokens
+      and all(a == b or abs(a - b) < 1e-3 for a, b in zip(batch.choices[1].logprobs.token_logprobs[1:],
+                                                           scored.logprobs.token_logprobs[1:]))
+      and batch.choices[0].text.startswith("The capital of France is"), repr([c.text for c in batch.choices]))
+
 try:
     client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
                                    response_format={"type": "json_object"})

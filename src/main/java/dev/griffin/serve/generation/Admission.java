@@ -14,6 +14,11 @@ import io.github.resilience4j.circuitbreaker.CircuitBreaker;
  * before the response body was subscribed, or preparing it failed), the web layer when
  * the exchange ends. Until a worker claims it or its permits are returned, it counts as
  * being prepared ({@link InferenceScheduler#preparing()}).
+ * <p>
+ * A request may run as several jobs (a completion of several prompts,
+ * {@link #jobs(int)}): each job is claimed and released on its own, the permits are
+ * claimed with the first and returned with the last, and the breaker hears one outcome:
+ * the first engine failure, or a success once every job has succeeded.
  */
 public final class Admission {
 
@@ -38,6 +43,18 @@ public final class Admission {
 	private final AtomicInteger preparing;
 
 	private volatile boolean outcomeRecorded;
+
+	// guarded by this: the request's jobs, those claimed, released and succeeded, and
+	// whether the request ended with jobs that no worker claimed (they never will be)
+	private int jobs = 1;
+
+	private int claims;
+
+	private int releases;
+
+	private int successes;
+
+	private boolean closed;
 
 	/**
 	 * @param preparing the count of admissions neither claimed nor released, which this
@@ -64,29 +81,67 @@ public final class Admission {
 		return this.admittedNanos;
 	}
 
-	/** Hands the permits to a worker; false if they were already returned. */
-	boolean claim() {
-		if (this.state.compareAndSet(ADMITTED, CLAIMED)) {
-			this.preparing.decrementAndGet();
-			return true;
+	/**
+	 * Declares that the request runs as {@code count} jobs, before any is claimed.
+	 * @throws IllegalStateException once a job was claimed or the permits returned
+	 */
+	public synchronized void jobs(int count) {
+		if (count < 1 || this.claims > 0 || this.state.get() != ADMITTED) {
+			throw new IllegalStateException("the jobs of a request are declared once, before any is claimed");
 		}
-		return false;
+		this.jobs = count;
+	}
+
+	/**
+	 * Hands a job the permits (the first job takes them from the request); false if they
+	 * were already returned or every job has claimed them.
+	 */
+	synchronized boolean claim() {
+		if (this.closed || this.claims == this.jobs) {
+			return false;
+		}
+		if (this.claims == 0) {
+			if (!this.state.compareAndSet(ADMITTED, CLAIMED)) {
+				return false;
+			}
+			this.preparing.decrementAndGet();
+		}
+		this.claims++;
+		return true;
 	}
 
 	/**
 	 * Returns the permits unless a worker has claimed them (the worker returns them when
-	 * it is done). Safe to call any number of times, from any thread.
+	 * it is done); of a request of several jobs, closes the jobs no worker claimed, and
+	 * returns the permits once the claimed ones are released. Safe to call any number of
+	 * times, from any thread.
 	 */
-	public void releaseUnclaimed() {
+	public synchronized void releaseUnclaimed() {
 		if (this.state.compareAndSet(ADMITTED, RELEASED)) {
 			this.preparing.decrementAndGet();
 			returnPermits();
+			return;
+		}
+		if (this.state.get() == CLAIMED && !this.closed && this.claims < this.jobs) {
+			this.closed = true;
+			if (this.releases == this.claims) {
+				this.state.set(RELEASED);
+				returnPermits();
+			}
 		}
 	}
 
-	/** The worker's release, after it recorded the outcome (or none). */
-	void releaseClaimed() {
-		if (this.state.compareAndSet(CLAIMED, RELEASED)) {
+	/**
+	 * A job's release, after it recorded its outcome (or none); the last returns the
+	 * permits.
+	 */
+	synchronized void releaseClaimed() {
+		if (this.state.get() != CLAIMED || this.releases == this.claims) {
+			return;
+		}
+		this.releases++;
+		if (this.releases == (this.closed ? this.claims : this.jobs)) {
+			this.state.set(RELEASED);
 			returnPermits();
 		}
 	}
@@ -96,14 +151,22 @@ public final class Admission {
 		return this.state.get() == RELEASED;
 	}
 
-	void recordSuccess(long nanos) {
-		this.outcomeRecorded = true;
-		this.circuitBreaker.onSuccess(nanos, TimeUnit.NANOSECONDS);
+	/**
+	 * A job's success: the request's, once all its jobs have succeeded and none failed.
+	 */
+	synchronized void recordSuccess(long nanos) {
+		if (!this.outcomeRecorded && ++this.successes == this.jobs) {
+			this.outcomeRecorded = true;
+			this.circuitBreaker.onSuccess(nanos, TimeUnit.NANOSECONDS);
+		}
 	}
 
-	void recordEngineFailure(long nanos, Throwable failure) {
-		this.outcomeRecorded = true;
-		this.circuitBreaker.onError(nanos, TimeUnit.NANOSECONDS, failure);
+	/** A job's engine failure: the request's outcome, unless one was recorded. */
+	synchronized void recordEngineFailure(long nanos, Throwable failure) {
+		if (!this.outcomeRecorded) {
+			this.outcomeRecorded = true;
+			this.circuitBreaker.onError(nanos, TimeUnit.NANOSECONDS, failure);
+		}
 	}
 
 	private void returnPermits() {

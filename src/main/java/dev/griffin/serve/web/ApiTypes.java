@@ -119,9 +119,9 @@ public final class ApiTypes {
 	@Schema(description = "A text completion request")
 	public record CompletionRequest(
 			@Schema(example = "SmolLM2-135M-Instruct", requiredMode = Schema.RequiredMode.REQUIRED) String model,
-			@Schema(description = "Text or an array of token ids, alone or as the one item of an array "
-					+ "(one prompt per request)", example = "The capital of France is",
-					requiredMode = Schema.RequiredMode.REQUIRED, oneOf = {
+			@Schema(description = "Text or an array of token ids, or several prompts: an array of texts or of "
+					+ "token-id arrays (up to 16; prompt i's choices are indices i x n to i x n + n - 1)",
+					example = "The capital of France is", requiredMode = Schema.RequiredMode.REQUIRED, oneOf = {
 							String.class, String[].class, Integer[].class, Integer[][].class }) Object prompt,
 			@JsonProperty("max_tokens") @Schema(example = "16", minimum = "1") Integer maxTokens,
 			@Schema(example = "0", minimum = "0", maximum = "2") Double temperature,
@@ -256,7 +256,14 @@ public final class ApiTypes {
 	public record CompletionChoice(int index, String text,
 			@JsonInclude(JsonInclude.Include.NON_NULL) CompletionLogprobs logprobs,
 			@JsonProperty("finish_reason") @Schema(types = {
-					"string", "null" }) String finishReason){
+					"string", "null" }) String finishReason,
+			@JsonInclude(JsonInclude.Include.NON_NULL) @Schema(
+					description = "What ran for this choice's prompt, in a whole response to several prompts "
+							+ "(a stream reports it in each choice's last chunk)") GriffinReport griffin){
+
+		public CompletionChoice(int index, String text, CompletionLogprobs logprobs, String finishReason) {
+			this(index, text, logprobs, finishReason, null);
+		}
 
 	}
 

@@ -71,9 +71,24 @@ final class Completions {
 
 	/** Charges the job's tokens to its tenant and queues it. */
 	Flux<GenerationEvent> submit(Admission admission, RequestMapper.Mapped mapped) {
-		this.scheduler.chargeTokens(admission,
-				mapped.job().prompt().length + (long) mapped.job().params().maxNewTokens() * mapped.job().choices());
-		return this.scheduler.submit(admission, mapped.job());
+		return submit(admission, List.of(mapped)).get(0);
+	}
+
+	/**
+	 * Charges the jobs' tokens to their tenant together and queues each, all under the
+	 * request's one admission; each job's events in the jobs' order.
+	 */
+	List<Flux<GenerationEvent>> submit(Admission admission, List<RequestMapper.Mapped> jobs) {
+		long tokens = 0;
+		for (RequestMapper.Mapped mapped : jobs) {
+			tokens += mapped.job().prompt().length
+					+ (long) mapped.job().params().maxNewTokens() * mapped.job().choices();
+		}
+		this.scheduler.chargeTokens(admission, tokens);
+		if (jobs.size() > 1) {
+			admission.jobs(jobs.size());
+		}
+		return jobs.stream().map((mapped) -> this.scheduler.submit(admission, mapped.job())).toList();
 	}
 
 	String modelId() {

@@ -30,6 +30,7 @@ import dev.griffin.serve.web.ApiTypes.CompletionChunk;
 import dev.griffin.serve.web.ApiTypes.CompletionLogprobs;
 import dev.griffin.serve.web.ApiTypes.CompletionRequest;
 import dev.griffin.serve.web.ApiTypes.CompletionResponse;
+import dev.griffin.serve.web.ApiTypes.GriffinReport;
 import dev.griffin.serve.web.ApiTypes.Usage;
 
 /** OpenAI's text completions, streamed over Server-Sent Events or returned whole. */
@@ -41,6 +42,13 @@ public class CompletionsController {
 	 * The most alternatives per token of the legacy {@code logprobs} field (OpenAI's).
 	 */
 	static final int MAX_LOGPROBS = 5;
+
+	/**
+	 * The most sequences one request runs: its prompts times its choices per prompt
+	 * (best_of, or n). A request holds one slot of the server's bulkhead however many it
+	 * runs.
+	 */
+	static final int MAX_SEQUENCES = 16;
 
 	private static final String OBJECT = "text_completion";
 
@@ -81,7 +89,7 @@ public class CompletionsController {
 
 	private Mono<ResponseEntity<Object>> complete(CompletionRequest request, LoadedModel model, Admission admission) {
 		RequestMapper.supported(request);
-		int[] prompt = RequestMapper.prompt(request.prompt(), request.suffix(), model);
+		List<Object> texts = RequestMapper.prompts(request.prompt());
 		Integer logprobs = request.logprobs();
 		RequestMapper.require(logprobs == null || (logprobs >= 0 && logprobs <= MAX_LOGPROBS), "logprobs",
 				"logprobs must be in [0, %d], got %d".formatted(MAX_LOGPROBS, logprobs));
@@ -92,67 +100,141 @@ public class CompletionsController {
 		// returned
 		int n = (request.n() != null) ? request.n() : 1;
 		int bestOf = (request.bestOf() != null) ? request.bestOf() : n;
+		RequestMapper.require(texts.size() <= MAX_SEQUENCES, "prompt",
+				"a request has at most %d prompts, got %d".formatted(MAX_SEQUENCES, texts.size()));
 		int topLogprobs = (logprobs != null) ? logprobs : (bestOf > n) ? 0 : -1;
-		RequestMapper.Mapped mapped = this.mapper.job(request, prompt, model.dense().config().maxPositionEmbeddings(),
-				model.dense().config().vocabularySize(), request.maxTokens(), topLogprobs, "prompt", admission.tenant(),
-				scored, bestOf);
-		String echoed = echo ? RequestMapper.promptText(request.prompt(), prompt, model) : "";
+		List<Prompt> prompts = new ArrayList<>();
+		for (int i = 0; i < texts.size(); i++) {
+			int[] ids = ids(texts, i, request.suffix(), model);
+			RequestMapper.Mapped mapped = this.mapper.job(request, ids, model.dense().config().maxPositionEmbeddings(),
+					model.dense().config().vocabularySize(), request.maxTokens(), topLogprobs, "prompt",
+					admission.tenant(), scored, bestOf);
+			// the first prompt's job has checked n and best_of
+			RequestMapper.require(texts.size() * bestOf <= MAX_SEQUENCES, "prompt",
+					"a request runs at most %d sequences (prompts x best_of, or x n), got %d prompts x %d"
+						.formatted(MAX_SEQUENCES, texts.size(), bestOf));
+			prompts.add(new Prompt(ids, mapped, echo ? RequestMapper.promptText(texts.get(i), ids, model) : "",
+					new AtomicReference<>(List.of())));
+		}
+		List<Flux<GenerationEvent>> submitted = this.completions.submit(admission,
+				prompts.stream().map(Prompt::mapped).toList());
+		List<Flux<GenerationEvent>> events = new ArrayList<>();
+		for (int i = 0; i < prompts.size(); i++) {
+			AtomicReference<List<GeneratedToken>> scoredTokens = prompts.get(i).scored();
+			events.add(submitted.get(i).doOnNext((event) -> {
+				if (event instanceof GenerationEvent.PromptScored prompted) {
+					scoredTokens.set(prompted.tokens());
+				}
+			}));
+		}
 		String id = Completions.id("cmpl-");
 		long created = System.currentTimeMillis() / 1000;
 		String modelId = this.completions.modelId();
-		AtomicReference<List<GeneratedToken>> promptTokens = new AtomicReference<>(List.of());
-		Flux<GenerationEvent> events = this.completions.submit(admission, mapped).doOnNext((event) -> {
-			if (event instanceof GenerationEvent.PromptScored prompted) {
-				promptTokens.set(prompted.tokens());
-			}
-		});
+		int promptTokens = prompts.stream().mapToInt((prompt) -> prompt.ids().length).sum();
 		if (Boolean.TRUE.equals(request.stream())) {
 			AtomicInteger generated = new AtomicInteger();
-			// each choice's text so far: where a chunk's tokens start in it (text_offset)
-			int[] sent = new int[bestOf];
-			Flux<CompletionChunk> chunks = events.concatMap((event) -> {
-				if (event instanceof GenerationEvent.Started started && echo) {
-					// echo: the prompt comes first in each choice
-					List<GeneratedToken> tokens = promptTokens.get();
-					String text = scored ? text(tokens) : echoed;
-					CompletionLogprobs values = logprobs(tokens, logprobs, model, sent[started.choice()]);
-					sent[started.choice()] += text.length();
-					return Flux.just(new CompletionChunk(id, OBJECT, created, modelId,
-							List.of(new CompletionChoice(started.choice(), text, values, null)), null, null));
-				}
-				if (event instanceof GenerationEvent.Token token) {
-					String text = token.token().text();
-					CompletionLogprobs values = logprobs(List.of(token.token()), logprobs, model, sent[token.choice()]);
-					sent[token.choice()] += text.length();
-					return Flux.just(new CompletionChunk(id, OBJECT, created, modelId,
-							List.of(new CompletionChoice(token.choice(), text, values, null)), null, null));
-				}
-				if (event instanceof GenerationEvent.Finished finished) {
-					generated.addAndGet(finished.result().tokens().length);
-					return Flux.just(new CompletionChunk(id, OBJECT, created, modelId,
-							List.of(new CompletionChoice(finished.choice(), "", null,
-									finished.result().finishReason().wireName())),
-							null, mapped.report(finished.result().cacheHit())));
-				}
-				return Flux.empty();
-			});
-			return Mono.just(this.sse.respond(chunks, request.includeUsage() ? () -> new CompletionChunk(id, OBJECT,
-					created, modelId, List.of(), Usage.of(prompt.length, generated.get()), null) : null));
-		}
-		return Completions.collect(events, mapped.job().choices()).map((choices) -> {
-			List<GeneratedToken> echoedTokens = promptTokens.get();
-			String before = scored ? text(echoedTokens) : echoed;
-			List<Completions.Choice> kept = (bestOf > n) ? best(choices, n) : choices;
-			List<CompletionChoice> out = new ArrayList<>();
-			for (int i = 0; i < kept.size(); i++) {
-				Completions.Choice c = kept.get(i);
-				out.add(new CompletionChoice(i, before + c.result().text(),
-						logprobs(concat(echoedTokens, c.tokens()), logprobs, model, 0),
-						c.result().finishReason().wireName()));
+			List<Flux<CompletionChunk>> chunks = new ArrayList<>();
+			for (int i = 0; i < prompts.size(); i++) {
+				// prompt i's choices are indices i x n to i x n + n - 1 (OpenAI's order)
+				chunks.add(chunks(prompts.get(i), events.get(i), i * bestOf, bestOf, echo, logprobs, scored, model,
+						generated, new ChunkHeader(id, created, modelId)));
 			}
+			return Mono.just(this.sse.respond(Flux.merge(chunks), request.includeUsage() ? () -> new CompletionChunk(id,
+					OBJECT, created, modelId, List.of(), Usage.of(promptTokens, generated.get()), null) : null));
+		}
+		List<Mono<List<Completions.Choice>>> collected = new ArrayList<>();
+		for (int i = 0; i < prompts.size(); i++) {
+			collected.add(Completions.collect(events.get(i), prompts.get(i).mapped().job().choices()));
+		}
+		return Flux.mergeSequential(collected).collectList().map((all) -> {
+			List<CompletionChoice> out = new ArrayList<>();
+			int generated = 0;
+			for (int i = 0; i < prompts.size(); i++) {
+				Prompt prompt = prompts.get(i);
+				List<Completions.Choice> choices = all.get(i);
+				generated += Completions.generatedTokens(choices);
+				List<GeneratedToken> echoedTokens = prompt.scored().get();
+				String before = scored ? text(echoedTokens) : prompt.echoed();
+				// of several prompts, each choice says what ran for its own
+				GriffinReport report = (prompts.size() > 1) ? prompt.mapped().report(Completions.cacheHit(choices))
+						: null;
+				for (Completions.Choice c : (bestOf > n) ? best(choices, n) : choices) {
+					out.add(new CompletionChoice(out.size(), before + c.result().text(),
+							logprobs(concat(echoedTokens, c.tokens()), logprobs, model, 0),
+							c.result().finishReason().wireName(), report));
+				}
+			}
+			GriffinReport report = (prompts.size() > 1) ? null
+					: prompts.get(0).mapped().report(Completions.cacheHit(all.get(0)));
 			return Completions.json(new CompletionResponse(id, OBJECT, created, modelId, out,
-					Usage.of(prompt.length, Completions.generatedTokens(choices)),
-					mapped.report(Completions.cacheHit(choices))));
+					Usage.of(promptTokens, generated), report));
+		});
+	}
+
+	/**
+	 * One prompt of a request: its token ids, job, echoed text, and scored tokens once
+	 * known.
+	 */
+	private record Prompt(int[] ids, RequestMapper.Mapped mapped, String echoed,
+			AtomicReference<List<GeneratedToken>> scored) {
+
+	}
+
+	/** What every chunk of a streamed completion carries. */
+	private record ChunkHeader(String id, long created, String model) {
+
+		CompletionChunk chunk(CompletionChoice choice, GriffinReport report) {
+			return new CompletionChunk(this.id, OBJECT, this.created, this.model, List.of(choice), null, report);
+		}
+
+	}
+
+	/** Prompt i's token ids; of several prompts, an error names which one. */
+	private static int[] ids(List<Object> prompts, int i, String suffix, LoadedModel model) {
+		try {
+			return RequestMapper.prompt(prompts.get(i), suffix, model);
+		}
+		catch (InvalidRequestException ex) {
+			if (prompts.size() == 1 || !"prompt".equals(ex.param())) {
+				throw ex;
+			}
+			throw new InvalidRequestException("prompt[" + i + "]", "prompt[" + i + "]: " + ex.getMessage(), ex.code());
+		}
+	}
+
+	/**
+	 * One prompt's streamed chunks: each choice's echoed prompt first (with echo), its
+	 * tokens, then its end; {@code first} is the index of the prompt's first choice.
+	 */
+	private static Flux<CompletionChunk> chunks(Prompt prompt, Flux<GenerationEvent> events, int first, int choices,
+			boolean echo, Integer logprobs, boolean scored, LoadedModel model, AtomicInteger generated,
+			ChunkHeader header) {
+		// each choice's text so far: where a chunk's tokens start in it (text_offset)
+		int[] sent = new int[choices];
+		return events.concatMap((event) -> {
+			if (event instanceof GenerationEvent.Started started && echo) {
+				// echo: the prompt comes first in each choice
+				List<GeneratedToken> tokens = prompt.scored().get();
+				String text = scored ? text(tokens) : prompt.echoed();
+				CompletionLogprobs values = logprobs(tokens, logprobs, model, sent[started.choice()]);
+				sent[started.choice()] += text.length();
+				return Flux
+					.just(header.chunk(new CompletionChoice(first + started.choice(), text, values, null), null));
+			}
+			if (event instanceof GenerationEvent.Token token) {
+				String text = token.token().text();
+				CompletionLogprobs values = logprobs(List.of(token.token()), logprobs, model, sent[token.choice()]);
+				sent[token.choice()] += text.length();
+				return Flux.just(header.chunk(new CompletionChoice(first + token.choice(), text, values, null), null));
+			}
+			if (event instanceof GenerationEvent.Finished finished) {
+				generated.addAndGet(finished.result().tokens().length);
+				return Flux.just(header.chunk(
+						new CompletionChoice(first + finished.choice(), "", null,
+								finished.result().finishReason().wireName()),
+						prompt.mapped().report(finished.result().cacheHit())));
+			}
+			return Flux.empty();
 		});
 	}
 

@@ -2,6 +2,7 @@ package dev.griffin.serve.web;
 
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -311,8 +312,8 @@ final class RequestMapper {
 	}
 
 	/**
-	 * The token ids of a completion request: its prompt, or with a non-empty suffix a
-	 * fill-in-the-middle prompt of the prompt text and the suffix
+	 * The token ids of one prompt of a completion request ({@link #prompts}), or with a
+	 * non-empty suffix a fill-in-the-middle prompt of the prompt text and the suffix
 	 * ({@link dev.griffin.serve.tokenizer.Tokenizer#encodeInfill}). An empty suffix is no
 	 * suffix, as OpenAI's API treats it.
 	 */
@@ -322,10 +323,9 @@ final class RequestMapper {
 		}
 		refuse(!model.tokenizer().fillsInTheMiddle(), "suffix",
 				"suffix needs a model with fill-in-the-middle tokens, and this model's vocabulary has none");
-		Object text = (prompt instanceof List<?> list && list.size() == 1) ? list.get(0) : prompt;
-		if (!(text instanceof String prefix)) {
+		if (!(prompt instanceof String prefix)) {
 			throw new InvalidRequestException("prompt",
-					"with a suffix, prompt must be text (a string or an array with one string), not token ids");
+					"with a suffix, prompt must be text (a string or an array of strings), not token ids");
 		}
 		return model.tokenizer().encodeInfill(prefix, suffix);
 	}
@@ -335,36 +335,38 @@ final class RequestMapper {
 	 * its token ids (control tokens included).
 	 */
 	static String promptText(Object prompt, int[] ids, LoadedModel model) {
-		if (prompt instanceof String text) {
-			return text;
-		}
-		if (prompt instanceof List<?> list && list.size() == 1 && list.get(0) instanceof String text) {
-			return text;
-		}
-		return model.tokenizer().decode(ids, false);
+		return (prompt instanceof String text) ? text : model.tokenizer().decode(ids, false);
 	}
 
-	/** Prompt text or token ids of a completion request. */
+	/**
+	 * The prompts of a completion request, each a string or an array of token ids: the
+	 * prompt itself, or each item of an array of strings or of token-id arrays.
+	 */
+	static List<Object> prompts(Object prompt) {
+		if (prompt instanceof List<?> list && !list.isEmpty()
+				&& (list.get(0) instanceof String || list.get(0) instanceof List<?>)) {
+			require(list.stream().allMatch((item) -> item instanceof String)
+					|| list.stream().allMatch((item) -> item instanceof List<?>), "prompt",
+					"prompt must be a string, an array of token ids, or an array of strings or of token-id arrays, "
+							+ "not a mix");
+			return List.copyOf(list);
+		}
+		return Collections.singletonList(prompt);
+	}
+
+	/** One prompt's text or token ids ({@link #prompts}). */
 	static int[] prompt(Object prompt, LoadedModel model) {
 		if (prompt instanceof String text) {
 			require(!text.isEmpty(), "prompt", "prompt must not be empty");
 			return model.tokenizer().encode(text);
 		}
-		if (prompt instanceof List<?> list && !list.isEmpty()) {
-			if (list.size() == 1 && list.get(0) instanceof String text) {
-				return prompt(text, model);
-			}
-			if (list.size() == 1 && list.get(0) instanceof List<?> ids && !ids.isEmpty()
-					&& ids.stream().allMatch((item) -> item instanceof Integer)) {
-				return tokenIds(ids, "prompt", model.dense().config().vocabularySize());
-			}
-			if (list.stream().allMatch((item) -> item instanceof Integer)) {
-				return tokenIds(list, "prompt", model.dense().config().vocabularySize());
-			}
-			throw new InvalidRequestException("prompt", "prompt must be a string, an array of token ids, or an "
-					+ "array with one of those (one prompt per request)");
+		if (prompt instanceof List<?> list && !list.isEmpty()
+				&& list.stream().allMatch((item) -> item instanceof Integer)) {
+			return tokenIds(list, "prompt", model.dense().config().vocabularySize());
 		}
-		throw new InvalidRequestException("prompt", "prompt is required: a string or an array of token ids");
+		throw new InvalidRequestException("prompt", (prompt == null)
+				? "prompt is required: a string or an array of token ids"
+				: "prompt must be a string, an array of token ids, or an array of strings or of token-id arrays");
 	}
 
 	/**

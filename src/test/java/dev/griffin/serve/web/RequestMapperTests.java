@@ -205,6 +205,27 @@ class RequestMapperTests {
 					(ex) -> assertThat(ex.param()).isEqualTo("prompt[1]"));
 	}
 
+	/**
+	 * A completion's prompt is one prompt (text, or token ids) or several (texts, or
+	 * token-id arrays), never a mix.
+	 */
+	@Test
+	void aCompletionPromptIsOneOrSeveral() {
+		assertThat(RequestMapper.prompts("Hi")).containsExactly("Hi");
+		assertThat(RequestMapper.prompts(List.of(1, 2))).containsExactly(List.of(1, 2));
+		assertThat(RequestMapper.prompts(List.of("a", "b"))).containsExactly("a", "b");
+		assertThat(RequestMapper.prompts(List.of(List.of(1), List.of(2, 3)))).containsExactly(List.of(1),
+				List.of(2, 3));
+		assertThat(RequestMapper.prompts(List.of())).containsExactly(List.of());
+		assertThat(RequestMapper.prompts(null)).hasSize(1).containsNull();
+		for (List<?> mixed : List.of(List.of("a", List.of(1)), List.of(List.of(1), "a"), List.of("a", 1))) {
+			assertThatThrownBy(() -> RequestMapper.prompts(mixed)).as("%s", mixed)
+				.isInstanceOfSatisfying(InvalidRequestException.class,
+						(ex) -> assertThat(ex.param()).isEqualTo("prompt"))
+				.hasMessageContaining("not a mix");
+		}
+	}
+
 	@Test
 	void chatMessagesAreCheckedAndFlattened() {
 		ChatCompletionRequest request = JSON.readValue(

@@ -352,8 +352,88 @@ class ServiceIT extends ServiceTestBase {
 		// one prompt of token ids in an array, as clients that batch prompts send it
 		ids.put("prompt", List.of(tokens));
 		assertThat(post(this.client, "/v1/completions", ids, 200).at("/choices/0/text").asText()).isEqualTo(echoed);
+		// two prompts of token ids: each choice echoes its own
 		ids.put("prompt", List.of(tokens, tokens));
-		assertError(post(this.client, "/v1/completions", ids, 400), "invalid_request_error", "prompt");
+		JsonNode two = post(this.client, "/v1/completions", ids, 200).get("choices");
+		assertThat(two).hasSize(2);
+		two.forEach((choice) -> assertThat(choice.get("text").asText()).isEqualTo(echoed));
+	}
+
+	/**
+	 * Several prompts in one completion request: prompt i's choices are indices i x n on,
+	 * each what the prompt alone gives, whole and streamed, and each says what ran for
+	 * it; usage counts them all. Too many sequences, a mix of forms and an empty prompt
+	 * are the client's 400s, naming the prompt.
+	 */
+	@Test
+	void severalPromptsRunInOneRequest() {
+		List<String> texts = List.of("The capital of France is", "Once upon a time", "def add(a, b):");
+		List<JsonNode> alone = new ArrayList<>();
+		int promptTokens = 0;
+		int completionTokens = 0;
+		for (String text : texts) {
+			JsonNode single = post(this.client, "/v1/completions", completion(text, 6), 200);
+			alone.add(single);
+			promptTokens += single.at("/usage/prompt_tokens").asInt();
+			completionTokens += single.at("/usage/completion_tokens").asInt();
+		}
+		Map<String, Object> several = completion("x", 6);
+		several.put("prompt", texts);
+		several.put("n", 2);
+		JsonNode whole = post(this.client, "/v1/completions", several, 200);
+		JsonNode choices = whole.get("choices");
+		assertThat(choices).hasSize(6);
+		for (int i = 0; i < 6; i++) {
+			JsonNode single = alone.get(i / 2);
+			assertThat(choices.get(i).get("index").asInt()).isEqualTo(i);
+			assertThat(choices.get(i).get("text").asText()).as("choice %d", i)
+				.isEqualTo(single.at("/choices/0/text").asText());
+			assertThat(choices.get(i).get("griffin")).as("choice %d", i).isEqualTo(single.get("griffin"));
+		}
+		assertThat(whole.has("griffin")).as("each choice reports its own").isFalse();
+		assertThat(whole.at("/usage/prompt_tokens").asInt()).isEqualTo(promptTokens);
+		assertThat(whole.at("/usage/completion_tokens").asInt()).isEqualTo(2 * completionTokens);
+
+		several.put("stream", true);
+		Map<Integer, StringBuilder> streamed = new java.util.TreeMap<>();
+		for (String event : events(this.client, "/v1/completions", several)) {
+			if (!event.equals("[DONE]")) {
+				JsonNode choice = json(event).at("/choices/0");
+				streamed.computeIfAbsent(choice.get("index").asInt(), (k) -> new StringBuilder())
+					.append(choice.get("text").asText());
+			}
+		}
+		assertThat(streamed.keySet()).containsExactly(0, 1, 2, 3, 4, 5);
+		streamed.forEach((index, text) -> assertThat(text).as("choice %d", index)
+			.hasToString(alone.get(index / 2).at("/choices/0/text").asText()));
+
+		// the prompts as token ids
+		List<List<Integer>> ids = new ArrayList<>();
+		for (String text : texts) {
+			List<Integer> tokens = new ArrayList<>();
+			post(this.client, "/tokenize", Map.of("prompt", text), 200).get("tokens")
+				.forEach((token) -> tokens.add(token.asInt()));
+			ids.add(tokens);
+		}
+		several.remove("stream");
+		several.put("n", 1);
+		several.put("prompt", ids);
+		JsonNode fromIds = post(this.client, "/v1/completions", several, 200).get("choices");
+		assertThat(fromIds).hasSize(3);
+		for (int i = 0; i < 3; i++) {
+			assertThat(fromIds.get(i).get("text").asText()).isEqualTo(alone.get(i).at("/choices/0/text").asText());
+		}
+
+		several.put("prompt", java.util.Collections.nCopies(17, "Hi"));
+		assertError(post(this.client, "/v1/completions", several, 400), "invalid_request_error", "prompt");
+		several.put("prompt", java.util.Collections.nCopies(3, "Hi"));
+		several.put("n", 8);
+		assertError(post(this.client, "/v1/completions", several, 400), "invalid_request_error", "prompt");
+		several.put("n", 1);
+		several.put("prompt", List.of("Hi", List.of(1)));
+		assertError(post(this.client, "/v1/completions", several, 400), "invalid_request_error", "prompt");
+		several.put("prompt", List.of("Hi", ""));
+		assertError(post(this.client, "/v1/completions", several, 400), "invalid_request_error", "prompt[1]");
 	}
 
 	/**
