@@ -12,6 +12,7 @@ import org.junit.jupiter.api.Test;
 import org.springframework.beans.factory.annotation.Autowired;
 import org.springframework.boot.test.context.SpringBootTest;
 import org.springframework.test.annotation.DirtiesContext;
+import org.springframework.http.HttpStatusCode;
 import org.springframework.http.MediaType;
 
 import dev.griffin.serve.GriffinServeApplication;
@@ -42,7 +43,13 @@ class DisconnectIT extends ServiceTestBase {
 
 	/** Reads the first few chunks of a long stream, then hangs up. */
 	private void dropMidStream(int chunks) {
-		Map<String, Object> request = completion("Write a long essay about rivers.", 1000);
+		dropMidStream("Write a long essay about rivers.", chunks);
+	}
+
+	/** {@link #dropMidStream(int)} with the given prompt (or prompts). */
+	private void dropMidStream(Object prompt, int chunks) {
+		Map<String, Object> request = completion("x", 1000);
+		request.put("prompt", prompt);
 		request.put("stream", true);
 		request.put("ignore_eos", true);
 		request.put("griffin", Map.of("cache", false));
@@ -107,6 +114,39 @@ class DisconnectIT extends ServiceTestBase {
 		assertThat(growth).as("resident memory growth over the last 60 drops (bytes)").isLessThan(32L << 20);
 		ServiceSupport.post(this.client, "/v1/completions", completion("Still serving", 4), 200);
 		this.client.get().uri("/actuator/health/readiness").exchange().expectStatus().isOk().expectBody(Void.class);
+	}
+
+	/**
+	 * A dropped stream of several prompts ends every prompt's job, running or queued, and
+	 * returns the request's permits: more such drops than the server holds requests (one
+	 * decoding, four queued) leave it serving.
+	 */
+	@Test
+	void droppedStreamsOfSeveralPromptsReturnTheirPermits() throws Exception {
+		for (int i = 0; i < 8; i++) {
+			dropMidStream(List.of("Write a long essay about rivers.", "Write a long essay about lakes.",
+					"Write a long essay about seas."), 2);
+		}
+		// each drop's jobs end within a few steps; a request that kept its permits would
+		// hold one of the five slots for good, and 429s would never stop
+		long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+		HttpStatusCode status;
+		do {
+			Thread.sleep(100);
+			status = this.client.post()
+				.uri("/v1/completions")
+				.contentType(MediaType.APPLICATION_JSON)
+				.bodyValue(completion("After the drops", 4))
+				.exchange()
+				.expectBody(String.class)
+				.returnResult()
+				.getStatus();
+		}
+		while (status.value() == 429 && System.nanoTime() < deadline);
+		assertThat(status.value()).isEqualTo(200);
+		for (int i = 0; i < 5; i++) {
+			ServiceSupport.post(this.client, "/v1/completions", completion("Still serving " + i, 2), 200);
+		}
 	}
 
 	static long residentBytes() throws IOException {
