@@ -195,10 +195,12 @@ public class CompletionsController {
 			return RequestMapper.prompt(prompts.get(i), suffix, model);
 		}
 		catch (InvalidRequestException ex) {
-			if (prompts.size() == 1 || !"prompt".equals(ex.param())) {
+			if (prompts.size() == 1 || ex.param() == null || !ex.param().startsWith("prompt")) {
 				throw ex;
 			}
-			throw new InvalidRequestException("prompt[" + i + "]", "prompt[" + i + "]: " + ex.getMessage(), ex.code());
+			// "prompt" or a token's "prompt[j]" becomes "prompt[i]" or "prompt[i][j]"
+			String param = "prompt[" + i + "]" + ex.param().substring("prompt".length());
+			throw new InvalidRequestException(param, "prompt[" + i + "]: " + ex.getMessage(), ex.code());
 		}
 	}
 

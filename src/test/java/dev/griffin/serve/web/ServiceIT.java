@@ -434,6 +434,8 @@ class ServiceIT extends ServiceTestBase {
 		assertError(post(this.client, "/v1/completions", several, 400), "invalid_request_error", "prompt");
 		several.put("prompt", List.of("Hi", ""));
 		assertError(post(this.client, "/v1/completions", several, 400), "invalid_request_error", "prompt[1]");
+		several.put("prompt", List.of(List.of(1, 2), List.of(1, 2, 1 << 30)));
+		assertError(post(this.client, "/v1/completions", several, 400), "invalid_request_error", "prompt[1][2]");
 	}
 
 	/**
