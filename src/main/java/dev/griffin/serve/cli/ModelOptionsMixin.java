@@ -39,8 +39,9 @@ public class ModelOptionsMixin {
 	String prefillKernel;
 
 	@Option(names = "--pack-weights", defaultValue = "true", negatable = true, fallbackValue = "true",
-			description = "Give weights on the CPU oneDNN-packed copies: faster products (float16: the layer decode "
-					+ "form's only, freed when calibration picks another form), as much memory again for the packed "
+			description = "Give weights on the CPU oneDNN-packed copies where a form that reads them can be chosen "
+					+ "(the native kernels cannot run here, or --decode-kernel or --prefill-kernel names one: onednn; "
+					+ "float32: any decode form but native; float16: layer), as much memory again for the packed "
 					+ "matrices (default: ${DEFAULT-VALUE}; --no-pack-weights to turn off).")
 	boolean packWeights;
 

@@ -47,9 +47,10 @@ public record GriffinProperties(@DefaultValue Model model, @DefaultValue Generat
 	 * weights), layer or native
 	 * @param prefillKernel auto (measured at load), weights, float32, onednn (float32
 	 * weights), native or bfloat16 (only when named: it rounds beyond float tolerance)
-	 * @param packWeights whether weights on the CPU get oneDNN-packed copies: faster
-	 * products, as much memory again for the packed matrices (float16: only for the layer
-	 * decode form, freed when calibration picks another)
+	 * @param packWeights whether weights on the CPU get oneDNN-packed copies where a form
+	 * that reads them can be chosen
+	 * ({@link dev.griffin.serve.model.ModelOptions#packsAtLoad()}), as much memory again
+	 * for the packed matrices
 	 * @param prior the neuron prior of the glass and layerwise methods: empty for the
 	 * file beside the model (when the prior command wrote one), {@code none} for no
 	 * prior, or the path of a prior file

@@ -18,6 +18,7 @@ import dev.griffin.serve.model.CausalLm;
 import dev.griffin.serve.model.KernelCalibration;
 import dev.griffin.serve.model.ModelOptions;
 import dev.griffin.serve.weights.NativeAllocator;
+import dev.griffin.serve.weights.ResidentMemory;
 import dev.griffin.serve.tokenizer.Tokenizer;
 import dev.griffin.serve.weights.Checkpoint;
 import dev.griffin.serve.weights.CheckpointException;
@@ -86,7 +87,13 @@ public final class LoadedModel implements AutoCloseable {
 						+ " float32")
 					.formatted(path, checkpoint.config().architecture().modelType()));
 			}
-			CausalLm built = ModelBuilder.build(checkpoint, options, manager, progress);
+			ResidentMemory.Sample before = ResidentMemory.sample();
+			boolean pack = options.packsAtLoad();
+			if (options.packsWeights() && !pack) {
+				logger.info("no packed copies of the weights: the native forms run here and no form named reads them"
+						+ " (decode-kernel or prefill-kernel onednn would)");
+			}
+			CausalLm built = ModelBuilder.build(checkpoint, options.withPackWeights(pack), manager, progress);
 			KernelCalibration.Result kernels = KernelCalibration.choose(built, options.decodeKernel(),
 					options.prefillKernel());
 			if (built.kernels().packed().size() > 0 && !kernels.kernels().readsPacked(options.dtype().dataType())) {
@@ -105,6 +112,7 @@ public final class LoadedModel implements AutoCloseable {
 						tokenizer.vocabularySize(), dense.config().vocabularySize()));
 			}
 			logger.info("generation ends on {}", endTokens(dense.config().eosTokenIds(), tokenizer));
+			logger.info("loaded with its kernels chosen: {}", ResidentMemory.since(before));
 			// Loading leaves the blocks it read and dequantised as garbage; collecting
 			// it now keeps a concurrent collection from competing with the engine's
 			// threads during the first requests.

@@ -48,8 +48,8 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 	/**
 	 * Parameters the model holds, in bytes of its compute precision, plus the packed
 	 * copies of its matrices (every layer's products and the output head, tied or not)
-	 * when {@link ModelOptions#packsWeights()}: float16 models too, whose copies are held
-	 * at least while calibration runs.
+	 * when a load makes them ({@link ModelOptions#packsAtLoad()}): they are held at least
+	 * while calibration runs.
 	 */
 	public static long weights(ModelConfig config, ModelOptions options) {
 		long d = config.hiddenSize();
@@ -63,7 +63,7 @@ public record MemoryBudget(long heap, long direct, long weights, long cache, lon
 		long extra = (config.learnsPositions() ? (long) config.positionEmbeddingRows() * d : 0)
 				+ (config.projectsEmbeddings() ? 2L * d * config.wordEmbeddingSize() : 0);
 		long parameters = embedding + extra + config.numberOfLayers() * (attention + feedForward + 2 * d);
-		long packed = options.packsWeights() ? head + config.numberOfLayers() * (attention + feedForward) : 0;
+		long packed = options.packsAtLoad() ? head + config.numberOfLayers() * (attention + feedForward) : 0;
 		return (parameters + packed) * options.dtype().bytes();
 	}
 

@@ -119,6 +119,14 @@ public final class KernelCalibration {
 			}
 			ScriptedProducts.oneDnn();
 		}
+		// oneDNN's forms multiply packed copies; without them it reorders every matrix at
+		// every call. Where the native forms run, a load makes no copies unless a form
+		// that reads them is named (ModelOptions.packsAtLoad), and calibration does not
+		// time oneDNN's forms on plain matrices.
+		boolean timeOneDnn = oneDnn && (model.kernels().packed().size() > 0 || NativeKernels.unavailable() != null);
+		if (oneDnn && !timeOneDnn && (decode == null || prefill == null)) {
+			logger.info("oneDNN's forms are left out: this load made no packed copies for them to read");
+		}
 		Map<Kernels.Decode, Double> decodeTimes = new LinkedHashMap<>();
 		Map<Kernels.Prefill, Double> prefillTimes = new LinkedHashMap<>();
 		Kernels.Decode chosenDecode = decode;
@@ -129,7 +137,7 @@ public final class KernelCalibration {
 				if (Runtime.getRuntime().availableProcessors() < 2) {
 					candidates.remove(Kernels.Decode.SPLIT);
 				}
-				if (!oneDnn) {
+				if (!timeOneDnn) {
 					candidates.remove(Kernels.Decode.ONEDNN);
 				}
 				if (NativeKernels.unavailable() != null) {
@@ -150,6 +158,7 @@ public final class KernelCalibration {
 				List<Kernels.Prefill> candidates = Arrays.stream(Kernels.Prefill.values())
 					.filter(Kernels.Prefill::exact)
 					.filter((form) -> half ? form != Kernels.Prefill.ONEDNN : form != Kernels.Prefill.FLOAT32)
+					.filter((form) -> form != Kernels.Prefill.ONEDNN || timeOneDnn)
 					.filter((form) -> form != Kernels.Prefill.NATIVE || NativeKernels.unavailable() == null)
 					.toList();
 				chosenPrefill = fastest(model, candidates, (form) -> new Kernels(Kernels.Decode.POOL, form, threads),

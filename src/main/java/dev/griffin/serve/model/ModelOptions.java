@@ -13,8 +13,8 @@ import ai.djl.ndarray.types.DataType;
  * @param decodeKernel the decode form, or null for the fastest measured at load
  * @param prefillKernel the prefill form, or null for the fastest measured at load
  * @param packWeights whether weights on the CPU get oneDNN-packed copies
- * ({@link PackedWeights}): faster oneDNN products for as much memory again (float16
- * models keep them only when their decode form reads them)
+ * ({@link PackedWeights}) where a form that reads them can be chosen
+ * ({@link #packsAtLoad()}): faster oneDNN products for as much memory again
  * @param kvCache the KV cache's precision on the CPU, or null for the weights' (see
  * {@link #cacheDataType()}); on a GPU null or the model's dtype
  */
@@ -69,6 +69,29 @@ public record ModelOptions(Precision dtype, String device, Kernels.Decode decode
 	 */
 	public boolean packsWeights() {
 		return this.packWeights && this.device.equals("cpu");
+	}
+
+	/**
+	 * Whether a load makes the packed copies: {@link #packsWeights()}, and a plan that
+	 * reads them can come out of it. That is when a form that reads them is named (a
+	 * float32 decode form other than {@link Kernels.Decode#NATIVE} or the
+	 * {@link Kernels.Prefill#ONEDNN} prefill form, the float16
+	 * {@link Kernels.Decode#LAYER} form), or when the native kernels cannot run here, so
+	 * that calibration weighs oneDNN's forms. Where they run, calibration chose the native
+	 * forms on every CPU measured, and copying every matrix only for calibration to time
+	 * oneDNN's forms took a load's memory to about twice its weights before the copies
+	 * were freed again (docs/results.md, "A load without copies nothing reads").
+	 */
+	public boolean packsAtLoad() {
+		if (!packsWeights()) {
+			return false;
+		}
+		if (NativeKernels.unavailable() != null) {
+			return true;
+		}
+		Kernels named = new Kernels((this.decodeKernel != null) ? this.decodeKernel : Kernels.Decode.NATIVE,
+				(this.prefillKernel != null) ? this.prefillKernel : Kernels.Prefill.NATIVE, 1);
+		return named.readsPacked(this.dtype.dataType());
 	}
 
 	/**

@@ -30,8 +30,9 @@ import org.slf4j.LoggerFactory;
  * <p>
  * The plain matrices stay: the other forms read them, and GRIFFIN gathers its experts
  * from them. Packing therefore costs as much memory again as the packed matrices, which
- * is why configuration can turn it off. Built once and read-only afterwards; the copies
- * belong to the model's manager.
+ * is why configuration can turn it off, and why a load makes the copies only where a form
+ * that reads them can be chosen ({@link ModelOptions#packsAtLoad()}). Built once and
+ * read-only afterwards; the copies belong to the model's manager.
  */
 public final class PackedWeights {
 

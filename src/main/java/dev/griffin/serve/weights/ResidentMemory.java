@@ -8,13 +8,13 @@ import java.nio.file.Path;
  * The process's resident memory as Linux reports it in {@code /proc/self/status}: what a
  * pod's memory limit is checked against, so loading reports it.
  */
-final class ResidentMemory {
+public final class ResidentMemory {
 
 	/**
 	 * @param residentKb VmRSS
 	 * @param peakKb VmHWM, the largest VmRSS so far
 	 */
-	record Sample(long residentKb, long peakKb) {
+	public record Sample(long residentKb, long peakKb) {
 
 	}
 
@@ -24,7 +24,7 @@ final class ResidentMemory {
 	}
 
 	/** Now, or null where the system does not say. */
-	static Sample sample() {
+	public static Sample sample() {
 		try {
 			long resident = -1;
 			long peak = -1;
@@ -51,7 +51,7 @@ final class ResidentMemory {
 	 * Resident memory before, at its peak and now, in MiB: the peak is the process's, so
 	 * it may predate {@code before}.
 	 */
-	static String since(Sample before) {
+	public static String since(Sample before) {
 		Sample now = sample();
 		if (before == null || now == null) {
 			return "resident memory not reported by this system";

@@ -116,9 +116,9 @@ class HelmChartTests {
 	@Test
 	void thePodsMemoryIsTheSumOfTheBudgetAndCoversTheServicesOwnReckoning() throws Exception {
 		List<HasMetadata> objects = parse(render(Map.of(), null));
-		// heap 1024 + direct 256 + overhead 768 + weights 1152 + cache 2048 + 4
+		// heap 1024 + direct 256 + overhead 768 + weights 640 + cache 2048 + 4
 		// workers x (1024 per sequence + 96 of the KV arena)
-		assertThat(memoryMi(objects)).isEqualTo(1024 + 256 + 768 + 1152 + 2048 + 4 * (1024 + 96));
+		assertThat(memoryMi(objects)).isEqualTo(1024 + 256 + 768 + 640 + 2048 + 4 * (1024 + 96));
 		// the weights live in libtorch's memory in every precision: the direct cap
 		// is Netty's and the load's staging
 		assertThat(javaToolOptions(objects)).contains("-Xmx1024m", "-XX:MaxDirectMemorySize=256m",
@@ -130,10 +130,10 @@ class HelmChartTests {
 		assertThat(config).contains("max-size: \"2048MB\"").contains("overhead: \"768MB\"");
 		// a worker more is a sequence more, and with several the KV arena's share each
 		assertThat(memoryMi(parse(render(Map.of("griffin.workers", "5"), null))))
-			.isEqualTo(1024 + 256 + 768 + 1152 + 2048 + 5 * (1024 + 96));
+			.isEqualTo(1024 + 256 + 768 + 640 + 2048 + 5 * (1024 + 96));
 		// one worker keeps no arena
 		assertThat(memoryMi(parse(render(Map.of("griffin.workers", "1"), null))))
-			.isEqualTo(1024 + 256 + 768 + 1152 + 2048 + 1024);
+			.isEqualTo(1024 + 256 + 768 + 640 + 2048 + 1024);
 		// on GPUs the model's memory is the GPU's
 		assertThat(memoryMi(parse(render(Map.of(), CHART.resolve("values-gpu.yaml"))))).isEqualTo(1024 + 256 + 4096);
 		// the service's own reckoning for the default model (SmolLM2-135M, float32) fits
@@ -142,16 +142,22 @@ class HelmChartTests {
 				null, true, false, 0, 1, new int[] { 2 }, HiddenActivation.SILU, null, 0, 0, 0, 0, false, 0);
 		long weightsMi = MemoryBudget.weights(smolLm2, ModelOptions.CPU_FLOAT32) >> 20;
 		long perSequenceMi = MemoryBudget.perSequence(smolLm2, ModelOptions.CPU_FLOAT32, Generator.PREFILL_CHUNK) >> 20;
-		// with the packed copies oneDNN's products read; without them, half
-		assertThat(weightsMi).isBetween(1000L, 1152L);
-		assertThat(MemoryBudget.weights(smolLm2, ModelOptions.CPU_FLOAT32.withPackWeights(false)) >> 20).isBetween(500L,
-				576L);
-		// float16: packed copies too, held at least while calibration runs
-		assertThat(MemoryBudget.weights(smolLm2, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu")) >> 20)
-			.isBetween(500L, 576L);
+		// where the native forms run, a load makes no packed copies unless a form that
+		// reads them is named
+		assertThat(weightsMi).isBetween(500L, 576L);
 		assertThat(MemoryBudget.weights(smolLm2,
-				new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu").withPackWeights(false)) >> 20)
+				new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", Kernels.Decode.ONEDNN, null)) >> 20)
+			.isBetween(1000L, 1152L);
+		assertThat(MemoryBudget.weights(smolLm2,
+				new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", Kernels.Decode.ONEDNN, null)
+					.withPackWeights(false)) >> 20)
+			.isBetween(500L, 576L);
+		// float16: copies for the layer decode form only
+		assertThat(MemoryBudget.weights(smolLm2, new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu")) >> 20)
 			.isBetween(250L, 288L);
+		assertThat(MemoryBudget.weights(smolLm2,
+				new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu", Kernels.Decode.LAYER, null)) >> 20)
+			.isBetween(500L, 576L);
 		assertThat(perSequenceMi).isBetween(800L, 1024L);
 		assertThat(MemoryBudget.arena(smolLm2, ModelOptions.CPU_FLOAT32, 3, 2048) >> 20).isEqualTo(3 * 90L);
 		assertThat(MemoryBudget.arena(smolLm2, ModelOptions.CPU_FLOAT32, 1, 2048)).as("one worker has no arena")

@@ -211,6 +211,50 @@ class KernelsTests {
 		finally {
 			model.close();
 		}
+		// without packed copies, where the native forms run, oneDNN's forms are not timed
+		CausalLm plain = load("tiny-llama", ModelOptions.CPU_FLOAT32.withPackWeights(false));
+		try {
+			assertThat(NativeKernels.unavailable()).isNull();
+			KernelCalibration.Result result = KernelCalibration.choose(plain, null, null);
+			assertThat(result.prefillMillis()).containsOnlyKeys(Kernels.Prefill.WEIGHTS, Kernels.Prefill.NATIVE);
+			assertThat(result.decodeMillis()).doesNotContainKey(Kernels.Decode.ONEDNN).hasSize(5);
+			// named, they still run, on the plain matrices
+			assertThat(KernelCalibration.choose(plain, Kernels.Decode.ONEDNN, Kernels.Prefill.ONEDNN).kernels())
+				.isEqualTo(new Kernels(Kernels.Decode.ONEDNN, Kernels.Prefill.ONEDNN, plain.kernels().threads()));
+		}
+		finally {
+			plain.close();
+		}
+	}
+
+	@Test
+	void aLoadPacksCopiesOnlyWhereAFormThatReadsThemCanBeChosen() {
+		assertThat(NativeKernels.unavailable()).isNull();
+		ModelOptions full = ModelOptions.CPU_FLOAT32;
+		ModelOptions half = new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu");
+		// measured forms: the native ones, which read none
+		assertThat(full.packsAtLoad()).isFalse();
+		assertThat(half.packsAtLoad()).isFalse();
+		// float32: oneDNN's forms, and the batched passes of every decode form but native
+		for (Kernels.Decode decode : Kernels.Decode.values()) {
+			assertThat(new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", decode, null).packsAtLoad())
+				.as("%s", decode)
+				.isEqualTo(decode != Kernels.Decode.NATIVE);
+			// float16: the layer form's one-row products only
+			assertThat(new ModelOptions(ModelOptions.Precision.FLOAT16, "cpu", decode, null).packsAtLoad())
+				.as("%s", decode)
+				.isEqualTo(decode == Kernels.Decode.LAYER);
+		}
+		assertThat(new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", null, Kernels.Prefill.ONEDNN).packsAtLoad())
+			.isTrue();
+		assertThat(new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", null, Kernels.Prefill.WEIGHTS).packsAtLoad())
+			.isFalse();
+		// never when packing is off, or off the CPU
+		assertThat(new ModelOptions(ModelOptions.Precision.FLOAT32, "cpu", Kernels.Decode.ONEDNN, null)
+			.withPackWeights(false)
+			.packsAtLoad()).isFalse();
+		assertThat(new ModelOptions(ModelOptions.Precision.FLOAT32, "gpu", Kernels.Decode.POOL, null).packsAtLoad())
+			.isFalse();
 	}
 
 	@Test
