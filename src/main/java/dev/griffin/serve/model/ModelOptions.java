@@ -77,10 +77,10 @@ public record ModelOptions(Precision dtype, String device, Kernels.Decode decode
 	 * float32 decode form other than {@link Kernels.Decode#NATIVE} or the
 	 * {@link Kernels.Prefill#ONEDNN} prefill form, the float16
 	 * {@link Kernels.Decode#LAYER} form), or when the native kernels cannot run here, so
-	 * that calibration weighs oneDNN's forms. Where they run, calibration chose the native
-	 * forms on every CPU measured, and copying every matrix only for calibration to time
-	 * oneDNN's forms took a load's memory to about twice its weights before the copies
-	 * were freed again (docs/results.md, "A load without copies nothing reads").
+	 * that calibration weighs oneDNN's forms. Where they run, calibration chose the
+	 * native forms on every CPU measured, and copying every matrix only for calibration
+	 * to time oneDNN's forms took a load's memory to about twice its weights before the
+	 * copies were freed again (docs/results.md, "A load without copies nothing reads").
 	 */
 	public boolean packsAtLoad() {
 		if (!packsWeights()) {
