@@ -90,8 +90,8 @@ public final class LoadedModel implements AutoCloseable {
 			ResidentMemory.Sample before = ResidentMemory.sample();
 			boolean pack = options.packsAtLoad();
 			if (options.packsWeights() && !pack) {
-				logger.info("no packed copies of the weights: the native forms run here and no form named reads them"
-						+ " (decode-kernel or prefill-kernel onednn would)");
+				logger.info("no oneDNN-packed copies of the weights: the native forms run here, and no form named reads"
+						+ " copies (README, Kernels)");
 			}
 			CausalLm built = ModelBuilder.build(checkpoint, options.withPackWeights(pack), manager, progress);
 			KernelCalibration.Result kernels = KernelCalibration.choose(built, options.decodeKernel(),
