@@ -19,7 +19,9 @@ import org.slf4j.LoggerFactory;
  * float32), interleaved so that drift affects every candidate alike, and the fastest
  * whose logits match libtorch's default form wins; the native prefill form also wins
  * within {@link #SHARED_PASS_MARGIN} of the fastest, since only its pass runs several
- * sequences' prompts together. A form that configuration names is used as it is.
+ * sequences' prompts together, and the native decode form within
+ * {@link #BATCHED_STEP_MARGIN}, since its batched steps are the fastest. A form that
+ * configuration names is used as it is.
  */
 public final class KernelCalibration {
 
@@ -48,6 +50,16 @@ public final class KernelCalibration {
 	static final double SHARED_PASS_MARGIN = 0.15;
 
 	/**
+	 * How much slower than the fastest decode form the native one may be and still be
+	 * chosen: a lone sequence's step is what calibration times, but the native form also
+	 * runs a batch's step in its own rows, while the other forms send a batch through
+	 * oneDNN. SmolLM2 in float32, a step of 4 sequences: 23.1 ms native, 57.4 with the
+	 * layer form on packed copies, 67.5 without (docs/results.md, "A load without copies
+	 * nothing reads"), where a lone step of the 1.5B timed within 2% in the two forms.
+	 */
+	static final double BATCHED_STEP_MARGIN = 0.15;
+
+	/**
 	 * What calibration measured and chose.
 	 *
 	 * @param kernels the chosen forms
@@ -63,6 +75,11 @@ public final class KernelCalibration {
 			StringBuilder text = new StringBuilder(this.kernels.toString());
 			if (!this.decodeMillis.isEmpty()) {
 				text.append("; decode step ms ").append(format(this.decodeMillis));
+				Double chosen = this.decodeMillis.get(this.kernels.decode());
+				if (chosen != null && this.decodeMillis.values().stream().anyMatch((ms) -> ms < chosen)) {
+					text.append(" (%s kept within %.0f%% of the fastest: it runs a batch's step in its own rows)"
+						.formatted(this.kernels.decode().name().toLowerCase(), 100 * BATCHED_STEP_MARGIN));
+				}
 			}
 			if (!this.prefillMillis.isEmpty()) {
 				text.append("; %d-token prompt chunk ms ".formatted(PREFILL_TOKENS)).append(format(this.prefillMillis));
@@ -145,7 +162,7 @@ public final class KernelCalibration {
 					candidates.remove(Kernels.Decode.NATIVE);
 				}
 				chosenDecode = fastest(model, candidates, (form) -> new Kernels(form, Kernels.Prefill.WEIGHTS, threads),
-						1, decodeTimes, null, 0);
+						1, decodeTimes, Kernels.Decode.NATIVE, BATCHED_STEP_MARGIN);
 			}
 			else {
 				chosenDecode = Kernels.Decode.POOL;

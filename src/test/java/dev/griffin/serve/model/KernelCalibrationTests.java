@@ -38,6 +38,29 @@ class KernelCalibrationTests {
 	}
 
 	@Test
+	void theNativeDecodeFormWinsWithinItsMargin() {
+		Map<Kernels.Decode, Double> times = new LinkedHashMap<>();
+		times.put(Kernels.Decode.POOL, 239.4);
+		times.put(Kernels.Decode.LAYER, 219.4);
+		times.put(Kernels.Decode.NATIVE, 221.0);
+		assertThat(KernelCalibration.pick(times, Kernels.Decode.NATIVE, KernelCalibration.BATCHED_STEP_MARGIN))
+			.as("0.7% slower for one row, far faster for a batch")
+			.isEqualTo(Kernels.Decode.NATIVE);
+		times.put(Kernels.Decode.NATIVE, 219.4 * (1 + KernelCalibration.BATCHED_STEP_MARGIN) * 1.001);
+		assertThat(KernelCalibration.pick(times, Kernels.Decode.NATIVE, KernelCalibration.BATCHED_STEP_MARGIN))
+			.as("past the margin")
+			.isEqualTo(Kernels.Decode.LAYER);
+		String kept = new KernelCalibration.Result(new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.NATIVE, 2),
+				Map.of(Kernels.Decode.LAYER, 219.4, Kernels.Decode.NATIVE, 221.0), Map.of())
+			.toString();
+		assertThat(kept).contains("native kept within 15% of the fastest: it runs a batch's step in its own rows");
+		String fastest = new KernelCalibration.Result(new Kernels(Kernels.Decode.NATIVE, Kernels.Prefill.NATIVE, 2),
+				Map.of(Kernels.Decode.LAYER, 229.4, Kernels.Decode.NATIVE, 221.0), Map.of())
+			.toString();
+		assertThat(fastest).doesNotContain("kept within");
+	}
+
+	@Test
 	void theLogSaysWhenTheNativePrefillWasKeptThoughSlower() {
 		Map<Kernels.Prefill, Double> times = new LinkedHashMap<>();
 		times.put(Kernels.Prefill.ONEDNN, 71.5);
