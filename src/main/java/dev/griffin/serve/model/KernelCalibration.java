@@ -74,22 +74,28 @@ public final class KernelCalibration {
 		public String toString() {
 			StringBuilder text = new StringBuilder(this.kernels.toString());
 			if (!this.decodeMillis.isEmpty()) {
-				text.append("; decode step ms ").append(format(this.decodeMillis));
-				Double chosen = this.decodeMillis.get(this.kernels.decode());
-				if (chosen != null && this.decodeMillis.values().stream().anyMatch((ms) -> ms < chosen)) {
-					text.append(" (%s kept within %.0f%% of the fastest: it runs a batch's step in its own rows)"
-						.formatted(this.kernels.decode().name().toLowerCase(), 100 * BATCHED_STEP_MARGIN));
-				}
+				text.append("; decode step ms ")
+					.append(format(this.decodeMillis))
+					.append(kept(this.decodeMillis, this.kernels.decode(), BATCHED_STEP_MARGIN,
+							"it runs a batch's step in its own rows"));
 			}
 			if (!this.prefillMillis.isEmpty()) {
-				text.append("; %d-token prompt chunk ms ".formatted(PREFILL_TOKENS)).append(format(this.prefillMillis));
-				Double chosen = this.prefillMillis.get(this.kernels.prefill());
-				if (chosen != null && this.prefillMillis.values().stream().anyMatch((ms) -> ms < chosen)) {
-					text.append(" (%s kept within %.0f%% of the fastest: its passes run several sequences' prompts)"
-						.formatted(this.kernels.prefill().name().toLowerCase(), 100 * SHARED_PASS_MARGIN));
-				}
+				text.append("; %d-token prompt chunk ms ".formatted(PREFILL_TOKENS))
+					.append(format(this.prefillMillis))
+					.append(kept(this.prefillMillis, this.kernels.prefill(), SHARED_PASS_MARGIN,
+							"its passes run several sequences' prompts"));
 			}
 			return text.toString();
+		}
+
+		/** Why {@code chosen} was kept though a form timed faster, or nothing. */
+		private static <F extends Enum<F>> String kept(Map<F, Double> times, F chosen, double margin, String why) {
+			Double time = times.get(chosen);
+			if (time == null || times.values().stream().noneMatch((ms) -> ms < time)) {
+				return "";
+			}
+			return " (%s kept within %.0f%% of the fastest: %s)".formatted(chosen.name().toLowerCase(), 100 * margin,
+					why);
 		}
 
 		private static String format(Map<? extends Enum<?>, Double> times) {
